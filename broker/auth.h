@@ -1,0 +1,43 @@
+// auth: the broker's own fail-closed ZAP handler (RFC 27) for CurveZMQ.
+//
+// It answers libzmq's ZAP requests on inproc://zeromq.zap.01 from the allow
+// lists loaded by keys: a known public key gets 200 with User-Id
+// "ROLE:NAME"; anything else (unknown key, a mechanism other than CURVE, a
+// malformed request) gets 400.  auth_configure_server() sets the ZAP domain
+// and ZMQ_ZAP_ENFORCE_DOMAIN so that with no handler running libzmq refuses
+// everyone rather than admitting everyone (PITFALLS.md).  It runs in the
+// broker's own thread: the broker polls auth_socket() and calls
+// auth_handle() when it is readable.
+#ifndef WAGGLE_AUTH_H
+#define WAGGLE_AUTH_H
+
+#include "common/keys.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_DOMAIN "waggle"
+
+typedef struct auth auth_t;
+
+// Binds the ZAP REP socket in zmq_ctx.  keys is borrowed and must outlive
+// the handler.  Returns 0, or -1 with err.
+int auth_start(auth_t **out, void *zmq_ctx, const keys_broker_t *keys,
+               char *err, size_t errlen);
+void auth_destroy(auth_t **self_p);
+void *auth_socket(auth_t *self);
+// Answers every pending ZAP request without blocking.
+void auth_handle(auth_t *self);
+uint64_t auth_accepted(const auth_t *self);
+uint64_t auth_refused(const auth_t *self);
+
+// Makes sock a CURVE server with keys' secret, the ZAP domain and domain
+// enforcement.  Call before bind.  Returns 0 or -1 with err.
+int auth_configure_server(void *sock, const keys_broker_t *keys, char *err,
+                          size_t errlen);
+// Splits a User-Id "ROLE:NAME" into its role bit (PROTO_R_*) and name.
+// Returns 0 or -1 when it is not of that form.
+int auth_parse_user_id(const char *user_id, unsigned *role_bit,
+                       const char **name);
+
+#endif

@@ -1,0 +1,246 @@
+// ledger: the broker's durable state in SQLite — the only code that touches
+// SQLite, and the source of truth the broker rebuilds its memory from.
+//
+// Task lifecycle (DESIGN.md "Task states"):
+//
+//              needs succeeded               lease (token++)
+//   waiting ------------------> ready -----------------------> leased
+//      |  \  (gate)               ^  ^                          | | | |
+//      |   `--> awaiting_approval |  `-- failed/expired, budget | | | |
+//      |          |   |           |      left (not_before)  <---' | | |
+//      |          |   `-> rejected `---- released (no attempt) <--' | |
+//      |          `-> succeeded  <-------- result accepted ---------' |
+//      |                                   budget used up ----> dead  |
+//      `--> blocked (a need ended dead/rejected/cancelled)            |
+//   any non-terminal --> cancelled (leased: token void, STOP) <------'
+//   retry: dead/rejected/cancelled -> ready|waiting, blocked -> waiting
+//
+// Invariants:
+//   1. state = leased  <=>  lease_token > 0, lease_instance and
+//      lease_holder set, and one attempt row with that token and no outcome.
+//   2. Tokens come from one counter in the meta table, incremented inside
+//      the lease transaction, never reset: every token ever issued is unique
+//      and larger than every earlier one.
+//   3. Every state change is a compare-and-set (UPDATE ... WHERE state = from
+//      [AND lease_token = t AND lease_instance = i]); LEDGER_MISS means the
+//      row was not in that state and nothing changed.
+//   4. Every state change appends one row to events, with its actor, in the
+//      same transaction.
+//   5. At most one attempt per task has outcome 'succeeded', and then
+//      tasks.state = succeeded and accepted_attempt names it.
+//
+// Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
+// ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
+// commit rolls the whole transaction back; the broker then rebuilds its
+// memory with ledger_load().  Read functions may be called inside or outside
+// a turn.  All *_ms values are wall-clock epoch milliseconds.
+#ifndef WAGGLE_LEDGER_H
+#define WAGGLE_LEDGER_H
+
+#include "common/workplan.h"
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LEDGER_SCHEMA_VERSION 1
+
+typedef struct ledger ledger_t;
+
+typedef enum {
+    LEDGER_ERROR = -1,  // SQLite failed (logged once here); end the turn
+    LEDGER_OK = 0,
+    LEDGER_MISS = 1,    // compare-and-set refused / row not found
+} ledger_rc_t;
+
+typedef enum {
+    LEDGER_PLAN_RUNNING = 0,
+    LEDGER_PLAN_SUCCEEDED,
+    LEDGER_PLAN_FAILED,
+    LEDGER_PLAN_CANCELLED,
+} ledger_plan_state_t;
+
+typedef enum {
+    LEDGER_ATTEMPT_RUNNING = 0,  // no outcome yet
+    LEDGER_ATTEMPT_SUCCEEDED,
+    LEDGER_ATTEMPT_FAILED,       // non-zero exit, signal, timeout, bad input
+    LEDGER_ATTEMPT_EXPIRED,      // lease lost
+    LEDGER_ATTEMPT_RELEASED,     // handed back / undelivered: no attempt used
+    LEDGER_ATTEMPT_CANCELLED,    // cancelled while leased: no attempt used
+} ledger_attempt_outcome_t;
+
+enum ledger_flags {
+    LEDGER_RDONLY = 1 << 0,      // read-only, takes no lock (tests, tools)
+};
+
+// How a leased attempt ended (ledger_task_finish).
+typedef struct {
+    ledger_attempt_outcome_t outcome;
+    bool has_exit_code;
+    int32_t exit_code;
+    int32_t signal;
+    bool timed_out;
+    const char *error;           // NULL or a sentence
+    const uint8_t *out;          // stdout (borrowed)
+    size_t out_len;
+    bool out_truncated;
+    const uint8_t *err;          // stderr tail (borrowed)
+    size_t err_len;
+    bool err_truncated;
+} ledger_attempt_end_t;
+
+// One task as loaded for recovery (strings borrowed for the callback).
+typedef struct {
+    int64_t plan;
+    const char *task;
+    proto_task_state_t state;
+    uint64_t token;              // lease token when leased, else 0
+    const char *instance;        // lease holder's instance id when leased
+    const char *holder;          // lease holder's key name when leased
+    int64_t lease_start_ms;
+    int64_t not_before_ms;       // backoff end for ready tasks, else 0
+    uint32_t attempts_used;      // attempts that used the budget
+    uint32_t attempts_total;     // attempt rows, any outcome
+} ledger_task_row_t;
+
+// One attempt (strings borrowed for the callback).
+typedef struct {
+    int64_t plan;
+    const char *task;
+    uint32_t n;                  // 1-based
+    uint64_t token;
+    const char *instance;
+    const char *holder;
+    ledger_attempt_outcome_t outcome;
+    int64_t started_ms, ended_ms;
+    bool has_exit_code;
+    int32_t exit_code;
+    const char *error;
+} ledger_attempt_row_t;
+
+// Opens (creating if needed) the ledger at path: WAL, synchronous=FULL,
+// schema created or checked.  Unless LEDGER_RDONLY, first takes an exclusive
+// lock on path + ".lock" and writes its pid there; when another process
+// holds it, fails with "ledger 'x' is in use by another broker (pid N)".
+// A schema newer than this code is refused.  Returns 0 or -1 with err.
+int ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
+                size_t errlen);
+void ledger_destroy(ledger_t **self_p);
+// A random id made when the ledger was created (the broker's identity).
+const char *ledger_id(const ledger_t *self);
+
+// --- turns ------------------------------------------------------------
+int ledger_begin(ledger_t *self);          // no-op if a turn is open
+int ledger_commit(ledger_t *self);         // 0, or -1 (rolled back)
+void ledger_rollback(ledger_t *self);      // no-op if none open
+bool ledger_in_turn(const ledger_t *self);
+// Test seam: the next commit fails as if the disk were full.
+void ledger_fail_next_commit(ledger_t *self);
+
+// --- plans ------------------------------------------------------------
+// Looks up an idempotency key of one submitter.  LEDGER_OK fills *plan and
+// *hash (caller frees); LEDGER_MISS when unknown.
+ledger_rc_t ledger_idem_get(ledger_t *self, const char *submitter,
+                            const char *key, int64_t *plan, char **hash);
+// Stores a validated workplan as a new running plan: the plan row (with its
+// canonical JSON and hash), one task row per task in initial[i] state,
+// edges, the idempotency key when not NULL, and the events.  Sets *plan.
+ledger_rc_t ledger_plan_create(ledger_t *self, const workplan_t *wp,
+                               const char *json, const char *hash,
+                               const proto_task_state_t *initial,
+                               const char *submitter, const char *idem_key,
+                               int64_t now_ms, int64_t *plan);
+ledger_rc_t ledger_plan_move(ledger_t *self, int64_t plan,
+                             ledger_plan_state_t from, ledger_plan_state_t to,
+                             const char *actor, int64_t now_ms);
+ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
+                              ledger_plan_state_t *state);
+const char *ledger_plan_state_name(ledger_plan_state_t s);
+
+// --- tasks ------------------------------------------------------------
+// A transition that involves no lease (waiting->ready, ->blocked,
+// ->awaiting_approval, ->cancelled from a non-leased state, ...).
+ledger_rc_t ledger_task_move(ledger_t *self, int64_t plan, const char *task,
+                             proto_task_state_t from, proto_task_state_t to,
+                             const char *actor, const char *detail,
+                             int64_t now_ms);
+// ready -> leased to (instance, holder) under a fresh token; inserts the
+// attempt row.  Refused (MISS) unless ready and not_before <= now_ms.
+ledger_rc_t ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
+                              const char *instance, const char *holder,
+                              int64_t now_ms, uint64_t *token,
+                              uint32_t *attempt);
+// leased(token[, instance]) -> to, recording how the attempt ended.  to is
+// succeeded, ready (with not_before_ms), dead or cancelled.  instance NULL
+// skips the holder check (cancel, expiry).  SUCCEEDED/FAILED/EXPIRED
+// outcomes use one attempt of the budget; RELEASED/CANCELLED do not.
+ledger_rc_t ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
+                               uint64_t token, const char *instance,
+                               const ledger_attempt_end_t *end,
+                               proto_task_state_t to, int64_t not_before_ms,
+                               const char *actor, int64_t now_ms);
+// from -> to with a fresh attempt budget (retry): attempts_used = 0,
+// not_before = 0.
+ledger_rc_t ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
+                              proto_task_state_t from, proto_task_state_t to,
+                              const char *actor, int64_t now_ms);
+// The attempt a token was issued for: LEDGER_OK with its plan, task (caller
+// frees) and outcome, or LEDGER_MISS if no such token was ever issued.
+ledger_rc_t ledger_token_lookup(ledger_t *self, uint64_t token, int64_t *plan,
+                                char **task,
+                                ledger_attempt_outcome_t *outcome);
+// A task's output.  attempt 0: the accepted attempt, else the latest that
+// ended; n: that attempt.  Sets *data (caller frees), *len, *truncated and
+// *attempt_out.  MISS when there is no such task or attempt.
+ledger_rc_t ledger_task_output(ledger_t *self, int64_t plan, const char *task,
+                               uint32_t attempt, bool want_stderr,
+                               uint8_t **data, size_t *len, bool *truncated,
+                               uint32_t *attempt_out);
+
+// --- reads for status -------------------------------------------------
+// Plans, newest first, with task counts per state (fills out->plans).
+// plan 0: all plans (at most limit); else that plan only (MISS if none).
+ledger_rc_t ledger_plans(ledger_t *self, int64_t plan, size_t limit,
+                         proto_status_ok_t *out);
+// The tasks of a plan in workplan order (fills out->tasks; waiting_reason
+// left NULL for the broker to fill).
+ledger_rc_t ledger_tasks(ledger_t *self, int64_t plan, proto_status_ok_t *out);
+// Every attempt of a plan (task NULL) or of one task, in order.
+ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
+                            void (*cb)(void *arg,
+                                       const ledger_attempt_row_t *row),
+                            void *arg);
+
+// --- drones -----------------------------------------------------------
+// Records a HELLO (upsert by instance).
+ledger_rc_t ledger_drone_seen(ledger_t *self, const char *instance,
+                              const char *name, const char *host,
+                              uint32_t slots, const char *tags,
+                              int64_t now_ms);
+
+// --- recovery ---------------------------------------------------------
+// Calls plan_cb for every running plan (with its canonical workplan JSON),
+// then task_cb for every task of those plans, in plan then workplan order.
+ledger_rc_t ledger_load(ledger_t *self,
+                        void (*plan_cb)(void *arg, int64_t plan,
+                                        const char *json),
+                        void (*task_cb)(void *arg,
+                                        const ledger_task_row_t *row),
+                        void *arg);
+
+// --- events -----------------------------------------------------------
+// Appends a free-form event (submit, cancel requested, reconcile, ...).
+ledger_rc_t ledger_event(ledger_t *self, int64_t plan, const char *task,
+                         const char *actor, const char *kind,
+                         const char *detail, int64_t now_ms);
+// Events of a plan (0: all) after sequence `after`, in order.
+ledger_rc_t ledger_events(ledger_t *self, int64_t plan, int64_t after,
+                          void (*cb)(void *arg, int64_t seq, int64_t at_ms,
+                                     const char *task, const char *actor,
+                                     const char *kind, const char *from,
+                                     const char *to, uint64_t token,
+                                     const char *detail),
+                          void *arg);
+
+#endif

@@ -1,0 +1,138 @@
+// sched: the broker's in-memory picture of running plans — the DAG, each
+// task's state, the ready queues and the lease table — and the pure
+// decisions made from it.
+//
+// Pure: no I/O, no clock, no logging.  It mirrors the ledger: the broker
+// applies a transition to the ledger first (compare-and-set) and tells sched
+// only after it succeeded; if a turn's commit fails, the broker throws sched
+// away and rebuilds it from ledger_load().  Times: not_before_ms is wall
+// clock (as stored in the ledger); lease deadlines are monotonic ms.  Both
+// arrive as arguments.
+//
+// Picking (DESIGN.md "Scheduling"): for a drone with tags T, the candidates
+// are ready tasks whose `requires` is a subset of T and whose backoff has
+// ended; the best has the highest priority, then belongs to the plan next in
+// round-robin order after the plan served last, then is the oldest (lowest
+// plan id, then workplan order).  A task nobody can run never hides the
+// ones behind it.
+#ifndef WAGGLE_SCHED_H
+#define WAGGLE_SCHED_H
+
+#include "common/workplan.h"
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sched sched_t;
+
+typedef struct {
+    int64_t plan;
+    size_t idx;                  // index into the plan's workplan tasks
+    proto_task_state_t from, to;
+} sched_move_t;
+
+typedef struct {
+    sched_move_t *items;         // owned
+    size_t count;
+} sched_moves_t;
+
+typedef struct {
+    uint64_t token;
+    int64_t plan;
+    size_t idx;
+    char instance[65];           // holder's drone instance id
+    int64_t deadline_ms;         // monotonic
+} sched_lease_t;
+
+sched_t *sched_new(void);
+void sched_destroy(sched_t **self_p);
+
+// --- plans --------------------------------------------------------------
+// Adds a plan; sched takes ownership of *wp and NULLs it.  Every task
+// starts in the state given by states[i] (not_before 0).
+void sched_plan_add(sched_t *self, int64_t plan, workplan_t **wp,
+                    const proto_task_state_t *states);
+void sched_plan_remove(sched_t *self, int64_t plan);
+bool sched_has_plan(const sched_t *self, int64_t plan);
+// Borrowed; NULL if the plan is not loaded.
+const workplan_t *sched_workplan(const sched_t *self, int64_t plan);
+// Plan ids currently loaded, ascending; caller frees *ids.
+size_t sched_plans(const sched_t *self, int64_t **ids);
+// The state a new plan's tasks start in: ready when they need nothing
+// (awaiting_approval for a gate), else waiting.  out has wp->n_tasks slots.
+void sched_initial_states(const workplan_t *wp, proto_task_state_t *out);
+// True when every task is terminal; *state is then succeeded when all
+// succeeded, else failed (the caller decides cancelled).
+bool sched_plan_done(const sched_t *self, int64_t plan, bool *all_succeeded);
+
+// --- task states --------------------------------------------------------
+// Records a state the ledger has committed to.  not_before_ms matters only
+// for ready (0 = now).
+void sched_set(sched_t *self, int64_t plan, size_t idx,
+               proto_task_state_t state, int64_t not_before_ms);
+proto_task_state_t sched_get(const sched_t *self, int64_t plan, size_t idx);
+int64_t sched_not_before(const sched_t *self, int64_t plan, size_t idx);
+
+// What follows from task idx having just become terminal (not applied):
+//   succeeded -> each waiting dependent whose needs have all succeeded
+//                becomes ready (a gate: awaiting_approval);
+//   dead/rejected/cancelled -> every non-terminal transitive dependent that
+//                is waiting becomes blocked.
+// Appends to moves.
+void sched_cascade(const sched_t *self, int64_t plan, size_t idx,
+                   sched_moves_t *moves);
+// What retrying task idx means (not applied): idx (dead, rejected or
+// cancelled) goes to ready/awaiting_approval if its needs have all
+// succeeded, else waiting; every blocked transitive dependent goes back to
+// waiting.  Appends to moves; returns -1 (nothing appended) if idx is not
+// in a retryable state.
+int sched_retry(const sched_t *self, int64_t plan, size_t idx,
+                sched_moves_t *moves);
+// Cancelling: every non-terminal task of the plan (idx SIZE_MAX) or the one
+// task, to cancelled, plus what a cancelled task blocks.  Appends to moves.
+void sched_cancel(const sched_t *self, int64_t plan, size_t idx,
+                  sched_moves_t *moves);
+void sched_moves_release(sched_moves_t *moves);
+
+// --- picking ------------------------------------------------------------
+// The best ready task for a drone offering tags (see above) whose backoff
+// ended by now_ms (wall).  Returns 0 with *plan and *idx, or -1 if none.
+// Advances the round-robin cursor past the chosen plan.  Does not change
+// the task's state: the caller leases it and then calls sched_set.
+int sched_pick(sched_t *self, const char *const *tags, size_t n_tags,
+               int64_t now_ms, int64_t *plan, size_t *idx);
+// The earliest backoff end (wall ms) after now_ms among ready tasks, or -1.
+int64_t sched_next_ready_ms(const sched_t *self, int64_t now_ms);
+// Why a ready or waiting task has not started yet, for status: "waiting for
+// 'build'", "in backoff for 3 s", "no connected drone offers 'gpu'"; NULL
+// when it should start soon.  drone_tags lists every connected drone's
+// tags (n_drones entries).  Caller frees.
+char *sched_waiting_reason(const sched_t *self, int64_t plan, size_t idx,
+                           const char *const *const *drone_tags,
+                           const size_t *n_drone_tags, size_t n_drones,
+                           int64_t now_ms);
+
+// --- leases (monotonic deadlines) ---------------------------------------
+void sched_lease_add(sched_t *self, const sched_lease_t *lease);
+// Borrowed; NULL if no live lease has this token.
+const sched_lease_t *sched_lease_get(const sched_t *self, uint64_t token);
+void sched_lease_renew(sched_t *self, uint64_t token, int64_t deadline_ms);
+void sched_lease_remove(sched_t *self, uint64_t token);
+// The leases held by an instance; caller frees *out (copies).
+size_t sched_leases_of(const sched_t *self, const char *instance,
+                       sched_lease_t **out);
+size_t sched_lease_count_of(const sched_t *self, const char *instance);
+// Leases whose deadline is <= now_ms; caller frees *out (copies).
+size_t sched_leases_expired(const sched_t *self, int64_t now_ms,
+                            sched_lease_t **out);
+// Adds delta_ms to every lease deadline (a turn that overran).
+void sched_leases_shift(sched_t *self, int64_t delta_ms);
+// The earliest lease deadline, or -1 if there are no leases.
+int64_t sched_next_deadline_ms(const sched_t *self);
+// The live lease of (plan, idx), or NULL.
+const sched_lease_t *sched_lease_of_task(const sched_t *self, int64_t plan,
+                                         size_t idx);
+
+#endif

@@ -1,0 +1,2 @@
+// placeholder: being written
+typedef int waggle_placeholder_t;

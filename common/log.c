@@ -1,0 +1,89 @@
+// log: formats entries as text or JSON lines on stderr.
+//
+// Each entry is written with a single write(2) so lines from the several
+// processes of a swarm sharing one terminal or file do not interleave.
+#include "common/log.h"
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static log_level_t s_level = LOG_LEVEL_INFO;
+static bool s_json = false;
+static const char *s_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+static const char *s_json_names[] = {"error", "warn", "info", "debug"};
+
+void
+log_init(log_level_t level, bool json)
+{
+    s_level = level;
+    s_json = json;
+}
+
+bool
+log_enabled(log_level_t level)
+{
+    return level <= s_level;
+}
+
+int
+log_format_parse(const char *s, bool *json)
+{
+    if (strcmp(s, "text") == 0) {
+        *json = false;
+    } else if (strcmp(s, "json") == 0) {
+        *json = true;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_emit(const char *line)
+{
+    size_t len = strlen(line);
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, line, len);
+        if (n <= 0) {
+            return;
+        }
+        line += n;
+        len -= (size_t) n;
+    }
+}
+
+void
+log_write(log_level_t level, const char *component, const char *fmt, ...)
+{
+    if (!log_enabled(level)) {
+        return;
+    }
+    char ts[32];
+    clock_format_utc(clock_wall_ms(), ts, sizeof ts);
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    char *line;
+    if (s_json) {
+        char *qc = json_quote(component);
+        char *qm = json_quote(msg);
+        line = xasprintf("{\"ts\":\"%s\",\"level\":\"%s\",\"component\":%s,"
+                         "\"msg\":%s}\n",
+                         ts, s_json_names[level], qc, qm);
+        free(qc);
+        free(qm);
+    } else {
+        line = xasprintf("%s %s %s: %s\n", ts, s_names[level], component, msg);
+    }
+    s_emit(line);
+    free(line);
+    free(msg);
+}

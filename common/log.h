@@ -1,0 +1,45 @@
+// log: one line per entry on stderr, as text or as JSON lines.
+//
+//   2026-01-02T03:04:05Z INFO broker.sched: task 'build' leased to 'd3'
+//   {"ts":"2026-01-02T03:04:05Z","level":"info","component":"broker.sched","msg":"..."}
+//
+// The level is checked before anything is formatted.  proto/ and the pure
+// modules never log; they return errors for their callers to report.
+#ifndef WAGGLE_LOG_H
+#define WAGGLE_LOG_H
+
+#include <stdbool.h>
+
+typedef enum {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARN = 1,
+    LOG_LEVEL_INFO = 2,
+    LOG_LEVEL_DEBUG = 3,
+} log_level_t;
+
+// Sets the process-wide level and format.  Before log_init the level is
+// INFO and the format is text.
+void log_init(log_level_t level, bool json);
+bool log_enabled(log_level_t level);
+// Parses "text"/"json"; returns -1 on anything else.
+int log_format_parse(const char *s, bool *json);
+
+void log_write(log_level_t level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_error(c, ...) log_write(LOG_LEVEL_ERROR, (c), __VA_ARGS__)
+#define log_warn(c, ...)  log_write(LOG_LEVEL_WARN, (c), __VA_ARGS__)
+#define log_info(c, ...)                                                      \
+    do {                                                                      \
+        if (log_enabled(LOG_LEVEL_INFO)) {                                    \
+            log_write(LOG_LEVEL_INFO, (c), __VA_ARGS__);                      \
+        }                                                                     \
+    } while (0)
+#define log_debug(c, ...)                                                     \
+    do {                                                                      \
+        if (log_enabled(LOG_LEVEL_DEBUG)) {                                   \
+            log_write(LOG_LEVEL_DEBUG, (c), __VA_ARGS__);                     \
+        }                                                                     \
+    } while (0)
+
+#endif

@@ -1,0 +1,115 @@
+// workplan: the workplan model (DESIGN.md "Workplan") and its strict
+// validation from JSON.
+//
+// workplan_parse() refuses, before anything is stored: malformed JSON,
+// unknown fields, bad types, bad ids, duplicate ids, needs that name no task,
+// a task needing itself, cycles (named: "a -> b -> a"), not exactly one of
+// run/prompt/gate, bad placeholders ({{id.output}} where id is not in needs),
+// WAGGLE_INPUT_<ID> name collisions among a task's needs.  Every error
+// carries its JSON path ("tasks[2].needs[0]") and a plain sentence.  It is
+// pure: no I/O, no logging.
+#ifndef WAGGLE_WORKPLAN_H
+#define WAGGLE_WORKPLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WORKPLAN_DEFAULT_TIMEOUT_S 3600
+#define WORKPLAN_DEFAULT_RETRIES 2
+#define WORKPLAN_MAX_TASKS 100000
+#define WORKPLAN_MAX_RETRIES 100
+#define WORKPLAN_ID_MAX 64
+
+typedef enum {
+    WP_KIND_RUN = 0,
+    WP_KIND_PROMPT,
+    WP_KIND_GATE,
+} wp_kind_t;
+
+typedef struct {
+    char *key;    // [A-Za-z_][A-Za-z0-9_]*
+    char *value;
+} wp_env_t;
+
+typedef struct {
+    char *id;               // [A-Za-z0-9_][A-Za-z0-9_-]{0,63}
+    wp_kind_t kind;
+    char **needs;           // ids, in the order written
+    size_t n_needs;
+    size_t *need_idx;       // needs resolved to indexes into tasks[]
+    char **argv;            // run: argv (n_argv >= 1)
+    size_t n_argv;
+    char *prompt;           // prompt: the prompt text
+    char *gate;             // gate: the question
+    char *model;            // NULL or model name
+    wp_env_t *env;
+    size_t n_env;
+    char *cwd;              // NULL or a path
+    int64_t timeout_s;      // resolved with defaults; 0 = none
+    int64_t retries;        // resolved with defaults
+    int64_t priority;       // resolved with defaults; higher runs first
+    char **requires;        // tags a drone must offer
+    size_t n_requires;
+} wp_task_t;
+
+typedef struct {
+    char *name;             // 1..128 chars
+    char *goal;             // NULL or text
+    wp_task_t *tasks;       // in the order written
+    size_t n_tasks;
+} workplan_t;
+
+typedef struct {
+    char *path;             // JSON path: "", "tasks[3].run[0]", "defaults"
+    char *message;          // lowercase sentence, no final period
+} wp_error_t;
+
+typedef struct {
+    wp_error_t *items;
+    size_t count;
+} wp_errors_t;
+
+// Parses and validates len bytes of JSON.  Returns 0 and a new workplan in
+// *out, or -1 with *out NULL and every error found appended to errs (at
+// least one).  Stops collecting after 100 errors.
+int workplan_parse(const char *json, size_t len, workplan_t **out,
+                   wp_errors_t *errs);
+void workplan_destroy(workplan_t **self_p);
+// Canonical JSON of the whole workplan with defaults resolved (stable key
+// order, so equal plans give equal text); caller frees.
+char *workplan_to_json(const workplan_t *wp);
+// Index of the task with this id, or -1.
+long workplan_find(const workplan_t *wp, const char *id);
+const char *workplan_kind_name(wp_kind_t kind);   // "run"/"prompt"/"gate"
+
+void wp_errors_release(wp_errors_t *errs);
+// "tasks[2].needs[0]: 'x' is not a task in this workplan" lines, one per
+// error joined by '\n'; caller frees.
+char *wp_errors_format(const wp_errors_t *errs);
+
+// --- templates ---------------------------------------------------------
+// {{ID.output}} is replaced by the output of needed task ID, with one
+// trailing newline stripped.  "{{{{" is a literal "{{".  Anything else
+// inside {{ }} is an error.
+
+typedef struct {
+    const char *id;         // a needed task
+    const uint8_t *data;    // its output
+    size_t len;
+    bool truncated;         // cut at the producer's output cap
+} wp_value_t;
+
+// Expands tmpl with the given values into a new string (*out, caller
+// frees).  Returns 0, or -1 with *err a new sentence (caller frees), e.g.
+// "input 'log' was truncated at the output cap", "input 'x' holds a NUL
+// byte", "input 'x' is 200000 bytes; at most 131072 may go into argv",
+// "{{nope.output}}: 'nope' is not among the task's needs".
+// max_value bytes caps one substituted value (0 = no cap).
+int workplan_expand(const char *tmpl, const wp_value_t *values, size_t n,
+                    size_t max_value, char **out, char **err);
+// The environment variable name for a needed id: "WAGGLE_INPUT_" + the id
+// in upper case with '-' -> '_'.  Caller frees.
+char *workplan_input_var(const char *id);
+
+#endif

@@ -1,0 +1,83 @@
+// runner: runs task processes for the drone — the only drone code that
+// forks.
+//
+// Each child runs in its own process group with PR_SET_PDEATHSIG(SIGKILL)
+// so a crashed drone leaves nothing running; descriptors other than its
+// stdin (/dev/null), stdout and stderr pipes are closed; argv, envp and
+// every path are built before fork() because libzmq threads make the drone
+// multithreaded (only async-signal-safe calls between fork and exec).  An
+// exec failure comes back through a close-on-exec pipe as "cannot run
+// 'x': No such file or directory".  Output is always drained; past the cap
+// only the tail is kept and the result says it was cut.  A deadline kills
+// the whole group (SIGTERM, then SIGKILL after a grace).  SIGCHLD is turned
+// into a readable descriptor (self-pipe) so the drone's poll loop wakes.
+//
+// The runner never reads a clock: callers pass monotonic now_ms.
+#ifndef WAGGLE_RUNNER_H
+#define WAGGLE_RUNNER_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct runner runner_t;
+
+typedef struct {
+    char *const *argv;          // argv[0] searched in PATH; NULL-terminated
+    char *const *envp;          // complete environment; NULL-terminated
+    const char *cwd;            // NULL: inherit
+    int64_t deadline_ms;        // monotonic; 0: none
+    size_t out_cap;             // bytes of stdout kept (tail)
+    size_t err_cap;             // bytes of stderr kept (tail)
+} runner_spec_t;
+
+typedef struct {
+    uint64_t id;                // the caller's id (the lease token)
+    bool spawned;               // false: it never ran (see error)
+    int exit_code;              // -1 unless it exited
+    int signal;                 // 0 unless killed by a signal
+    bool timed_out;             // killed at its deadline
+    bool killed;                // killed by runner_kill
+    char *error;                // NULL or a sentence (owned)
+    uint8_t *out;               // stdout tail (owned)
+    size_t out_len;
+    bool out_truncated;
+    uint8_t *err;               // stderr tail (owned)
+    size_t err_len;
+    bool err_truncated;
+    int64_t duration_ms;
+} runner_result_t;
+
+// Installs the SIGCHLD handler (once per process).  grace_ms: between the
+// SIGTERM and the SIGKILL of a deadline or a kill.
+runner_t *runner_new(int64_t grace_ms);
+// Kills every child (SIGKILL to each group), reaps them, frees all.
+void runner_destroy(runner_t **self_p);
+
+// Starts a child for id.  Returns 0, or -1 if it could not even fork or
+// make pipes (then *err is a sentence, caller frees).  An exec failure is
+// not -1: it arrives later as a result with spawned = false.
+int runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
+                 int64_t now_ms, char **err);
+// Kills id's process group (SIGTERM, then SIGKILL after the grace).  Its
+// result still arrives, with killed = true.  No-op for unknown ids.
+void runner_kill(runner_t *self, uint64_t id, int64_t now_ms);
+// Kills every child the same way.
+void runner_kill_all(runner_t *self, int64_t now_ms);
+size_t runner_count(const runner_t *self);       // children not yet done
+bool runner_has(const runner_t *self, uint64_t id);
+
+// Descriptors to poll for reading (output pipes and the SIGCHLD pipe).
+// Fills up to max entries of fds; returns how many there are.
+size_t runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max);
+// Reads what is readable, reaps, and enforces deadlines and kill graces.
+// Call after poll says any runner fd is readable, and on every loop turn.
+// Moves each finished child's result into *done (caller frees each with
+// runner_result_release and the array with free); returns the count.
+size_t runner_step(runner_t *self, int64_t now_ms, runner_result_t **done);
+// The earliest deadline or kill grace to wake up for, or -1.
+int64_t runner_next_ms(const runner_t *self);
+void runner_result_release(runner_result_t *r);
+
+#endif

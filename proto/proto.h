@@ -1,0 +1,358 @@
+// proto: Waggle's messages as plain structs, and their msgpack codec.
+//
+// This is the only module that touches msgpack (codec.c).  PROTOCOL.md is
+// the normative spec; this header mirrors it field for field.  Every message
+// is one msgpack map {"v": 1, "cmd": "NAME", "req": uint, ...fields}.
+//
+// Ownership: a proto_msg_t owns every string, array and buffer it points at;
+// proto_msg_destroy() frees them all.  proto_decode() never trusts its input:
+// every count and length is checked against the bytes left before anything
+// is allocated, depth and object totals are capped, and every failure is a
+// proto_error_t value, never a crash or an assert.
+#ifndef WAGGLE_PROTO_H
+#define WAGGLE_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION 1
+
+enum {
+    PROTO_R_DRONE = 1 << 0,
+    PROTO_R_SUBMITTER = 1 << 1,
+    PROTO_R_OPERATOR = 1 << 2,
+    PROTO_R_BROKER = 1 << 3,
+};
+
+typedef enum {
+#define X(id, name, roles) PROTO_MSG_##id,
+#include "proto/messages.def"
+#undef X
+    PROTO_MSG__COUNT
+} proto_cmd_t;
+
+// ERROR codes on the wire are these names as strings.
+typedef enum {
+    PROTO_E_NONE = 0,
+    PROTO_E_MALFORMED,       // not msgpack, not a map, bad field type/size
+    PROTO_E_BAD_VERSION,     // "v" is not PROTO_VERSION
+    PROTO_E_UNKNOWN_COMMAND, // "cmd" names no message
+    PROTO_E_TOO_LARGE,       // over a configured limit
+    PROTO_E_FORBIDDEN,       // the sender's role may not send this
+    PROTO_E_HELLO_REQUIRED,  // a drone message before HELLO on this session
+    PROTO_E_NOT_FOUND,       // no such plan / task / attempt
+    PROTO_E_CONFLICT,        // state does not allow it (retry a succeeded task)
+    PROTO_E_INVALID,         // workplan refused; details hold path: message
+    PROTO_E_UNSUPPORTED,     // a feature this broker cannot do yet
+    PROTO_E_INTERNAL,        // ledger failure; nothing was recorded; retry
+    PROTO_E__COUNT
+} proto_status_t;
+
+// Task states (DESIGN.md), wire names are the lowercase names.
+typedef enum {
+    PROTO_TASK_WAITING = 0,
+    PROTO_TASK_READY,
+    PROTO_TASK_LEASED,
+    PROTO_TASK_AWAITING_APPROVAL,
+    PROTO_TASK_SUCCEEDED,
+    PROTO_TASK_DEAD,
+    PROTO_TASK_REJECTED,
+    PROTO_TASK_BLOCKED,
+    PROTO_TASK_CANCELLED,
+    PROTO_TASK__COUNT
+} proto_task_state_t;
+
+// RESULT outcomes.
+typedef enum {
+    PROTO_OUTCOME_SUCCEEDED = 0, // exit 0
+    PROTO_OUTCOME_FAILED,        // non-zero exit, signal, timeout, bad input
+    PROTO_OUTCOME_RELEASED,      // handed back unrun or killed: no attempt used
+    PROTO_OUTCOME__COUNT
+} proto_outcome_t;
+
+// RESULT_ACK statuses.
+typedef enum {
+    PROTO_ACK_ACCEPTED = 0,
+    PROTO_ACK_DUPLICATE,
+    PROTO_ACK_STALE,
+    PROTO_ACK_ERROR,
+    PROTO_ACK__COUNT
+} proto_ack_t;
+
+typedef struct {
+    uint8_t *data;  // owned; may be NULL when len == 0
+    size_t len;
+} proto_bytes_t;
+
+typedef struct {
+    char **items;   // owned strings
+    size_t count;
+} proto_strv_t;
+
+typedef struct {
+    int64_t plan;     // plan id
+    char *task;       // task id
+    uint64_t token;   // fencing token
+    bool finished;    // true: a RESULT for it is in the drone's outbox
+} proto_lease_t;
+
+typedef struct {
+    char *id;             // the needed task's id
+    proto_bytes_t data;   // its accepted output (stdout)
+    bool truncated;       // the producer's stdout was cut at the cap
+} proto_input_t;
+
+typedef struct {
+    char *key, *value;
+} proto_kv_t;
+
+// --- drone <-> broker ---------------------------------------------------
+typedef struct {
+    char *instance;         // random per drone process, 1..64 chars
+    char *host;             // hostname, informational
+    char *version;          // software version, informational
+    uint32_t slots;         // 0..1024
+    proto_strv_t tags;      // <= 64 tags, each 1..64 chars
+    bool draining;          // take no new work
+    proto_lease_t *leases;  // leases this instance holds
+    size_t n_leases;
+} proto_hello_t;
+
+typedef struct {
+    uint32_t heartbeat_ms;
+    uint32_t lease_ms;
+    uint64_t max_output_bytes;  // cap on RESULT stdout the broker stores
+    char *broker_id;            // changes when the ledger is new
+} proto_welcome_t;
+
+typedef struct {
+    uint64_t *tokens;   // drone -> broker: leases held (running or finished)
+    size_t n_tokens;    // broker -> drone: always 0
+} proto_heartbeat_t;
+
+typedef struct {
+    int64_t plan;
+    char *plan_name;
+    char *task;
+    uint64_t token;
+    uint32_t attempt;         // 1-based attempt number
+    proto_strv_t argv;        // run: argv, templates not yet expanded
+    proto_kv_t *env;          // extra environment
+    size_t n_env;
+    char *cwd;                // NULL: the drone's work directory
+    uint32_t timeout_s;       // 0: none
+    proto_input_t *inputs;    // outputs of the tasks it needs
+    size_t n_inputs;
+} proto_task_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+    uint64_t token;
+    char *reason;            // "cancelled", "lease lost", ...
+} proto_stop_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+    uint64_t token;
+    proto_outcome_t outcome;
+    int32_t exit_code;       // -1 when it did not exit normally
+    int32_t signal;          // 0 when not killed by a signal
+    bool timed_out;
+    char *error;             // NULL or a sentence (exec failed, bad input)
+    proto_bytes_t out;       // stdout (tail when truncated)
+    bool out_truncated;
+    proto_bytes_t err;       // stderr tail
+    bool err_truncated;
+    int64_t started_ms;      // wall clock
+    int64_t duration_ms;
+} proto_result_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+    uint64_t token;
+    proto_ack_t status;
+    char *message;           // NULL or why
+} proto_result_ack_t;
+
+typedef struct {
+    uint32_t slots;
+    bool draining;
+} proto_update_t;
+
+// --- console <-> broker -------------------------------------------------
+typedef struct {
+    char *role;              // the caller's role as the broker sees it
+    char *name;              // the caller's key name
+    char *version;           // broker version
+} proto_pong_t;
+
+typedef struct {
+    char *workplan;          // JSON text
+    char *idempotency_key;   // NULL or 1..128 chars
+} proto_submit_t;
+
+typedef struct {
+    int64_t plan;
+    bool created;            // false: an idempotent replay
+    proto_strv_t warnings;
+} proto_submit_ok_t;
+
+typedef struct {
+    int64_t plan;            // 0: overview of all plans and drones
+} proto_status_t_req;
+
+typedef struct {
+    int64_t id;
+    char *name;
+    char *state;             // running/succeeded/failed/cancelled
+    char *submitted_by;
+    int64_t created_ms;
+    int64_t finished_ms;     // 0 while running
+    uint32_t counts[PROTO_TASK__COUNT];  // tasks per state
+} proto_plan_info_t;
+
+typedef struct {
+    char *id;
+    proto_task_state_t state;
+    char *kind;              // run/prompt/gate
+    uint32_t attempts;       // attempts that used the budget
+    char *drone;             // holder (leased) or last runner; NULL if none
+    bool has_exit_code;
+    int32_t exit_code;       // of the latest finished attempt
+    char *last_error;        // NULL or a sentence
+    char *waiting_reason;    // NULL or why a ready/waiting task waits
+    proto_strv_t needs;
+} proto_task_info_t;
+
+typedef struct {
+    char *instance;
+    char *name;              // key name
+    char *host;
+    uint32_t slots;
+    uint32_t leases;
+    bool draining;
+    proto_strv_t tags;
+    int64_t last_seen_ms;    // wall clock
+} proto_drone_info_t;
+
+typedef struct {
+    proto_plan_info_t *plans;
+    size_t n_plans;
+    proto_task_info_t *tasks;   // only when a plan was asked for
+    size_t n_tasks;
+    proto_drone_info_t *drones; // only for the overview
+    size_t n_drones;
+} proto_status_ok_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;              // NULL: cancel the whole plan
+} proto_cancel_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+} proto_retry_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+    uint32_t attempt;        // 0: the accepted attempt, else the latest
+    bool want_stderr;
+} proto_output_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+    uint32_t attempt;
+    proto_bytes_t data;
+    bool truncated;
+} proto_output_ok_t;
+
+typedef struct {
+    char *message;           // NULL or a sentence
+} proto_ok_t;
+
+typedef struct {
+    proto_status_t code;
+    char *message;           // what and why, one sentence
+    proto_strv_t details;    // e.g. workplan errors "tasks[2].needs[0]: ..."
+} proto_error_body_t;
+
+typedef struct {
+    proto_cmd_t cmd;
+    uint64_t req;            // echoed by the reply; 0 for unsolicited
+    union {
+        proto_hello_t hello;
+        proto_welcome_t welcome;
+        proto_heartbeat_t heartbeat;
+        proto_task_t task;
+        proto_stop_t stop;
+        proto_result_t result;
+        proto_result_ack_t result_ack;
+        proto_update_t update;
+        proto_pong_t pong;
+        proto_submit_t submit;
+        proto_submit_ok_t submit_ok;
+        proto_status_t_req status;
+        proto_status_ok_t status_ok;
+        proto_cancel_t cancel;
+        proto_retry_t retry;
+        proto_output_t output;
+        proto_output_ok_t output_ok;
+        proto_ok_t ok;
+        proto_error_body_t error;
+    } u;                     // BYE and PING have no fields
+} proto_msg_t;
+
+// Decoder limits (all bytes unless said).
+typedef struct {
+    size_t max_frame;        // whole frame; default 64 MiB
+    size_t max_depth;        // nesting; default 8
+    size_t max_objects;      // total msgpack objects; default 1,000,000
+    size_t max_string;       // any one string; default 64 MiB
+} proto_limits_t;
+
+// A decode failure: the status, the req id when it could be read (so the
+// ERROR reply can echo it), and a sentence naming the field:
+// "field 'token': expected an unsigned integer".
+typedef struct {
+    proto_status_t code;
+    uint64_t req;
+    char message[256];
+} proto_error_t;
+
+proto_msg_t *proto_msg_new(proto_cmd_t cmd);
+void proto_msg_destroy(proto_msg_t **self_p);
+
+void proto_limits_default(proto_limits_t *lim);
+// Encodes msg into a newly allocated buffer the caller frees.
+void proto_encode(const proto_msg_t *msg, uint8_t **buf, size_t *len);
+// Decodes one complete frame.  Returns 0 and a new message in *out, or -1
+// with *err filled and *out NULL.
+int proto_decode(const uint8_t *buf, size_t len, const proto_limits_t *lim,
+                 proto_msg_t **out, proto_error_t *err);
+
+const char *proto_cmd_name(proto_cmd_t cmd);       // "HELLO"
+int proto_cmd_parse(const char *name, proto_cmd_t *out);
+unsigned proto_cmd_senders(proto_cmd_t cmd);         // PROTO_R_* bits
+const char *proto_status_name(proto_status_t code);  // "HELLO_REQUIRED"
+int proto_status_parse(const char *name, proto_status_t *out);
+const char *proto_task_state_name(proto_task_state_t s);  // "leased"
+int proto_task_state_parse(const char *name, proto_task_state_t *out);
+const char *proto_outcome_name(proto_outcome_t o);   // "succeeded"
+const char *proto_ack_name(proto_ack_t a);           // "accepted"
+
+// Helpers for building messages (strings are copied).
+void proto_strv_push(proto_strv_t *v, const char *s);
+void proto_bytes_set(proto_bytes_t *b, const void *data, size_t len);
+// Builds an ERROR reply for req with a formatted message.
+proto_msg_t *proto_error_new(uint64_t req, proto_status_t code,
+                             const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
