@@ -1,2 +1,237 @@
-// placeholder: being written
-typedef int waggle_placeholder_t;
+// link: DEALER, socket monitor, request/reply by req id.
+#include "architect/link.h"
+
+#include "common/clock.h"
+#include "common/xalloc.h"
+#include "proto/wire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+struct link {
+    void *ctx;
+    void *sock;               // DEALER
+    void *mon;                // PAIR receiving monitor events
+    char endpoint[256];
+    const keys_client_t *keys;
+    uint64_t next_req;
+    bool connected;           // a TCP/IPC connection exists now
+    bool handshaken;          // a CURVE handshake completed (ever)
+    int auth_failed;          // 0, or the monitor event that said so
+    int auth_status;          // the ZAP status code, when known
+    int last_errno;           // last connect failure
+};
+
+static void
+s_setup(link_t *self)
+{
+    int linger = 0, hs = 3000, one = 1, ivl = 100, ivl_max = 1000;
+    void *s = self->sock;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
+    // Requests must never wait in a queue for a dead connection: a send
+    // fails instead, and the caller retries or reports.
+    zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, self->keys->broker_z85, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, self->keys->public_z85, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, self->keys->secret_z85, 40);
+}
+
+link_t *
+link_new(const char *endpoint, const keys_client_t *keys)
+{
+    static int seq = 0;
+    link_t *self = xcalloc(1, sizeof *self);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    self->keys = keys;
+    self->ctx = zmq_ctx_new();
+    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
+    s_setup(self);
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://link-monitor-%d", seq++);
+    zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_ALL);
+    self->mon = zmq_socket(self->ctx, ZMQ_PAIR);
+    zmq_connect(self->mon, mon);
+    if (zmq_connect(self->sock, endpoint) < 0) {
+        self->last_errno = errno;
+    }
+    return self;
+}
+
+void
+link_destroy(link_t **self_p)
+{
+    link_t *self = *self_p;
+    if (!self) {
+        return;
+    }
+    zmq_socket_monitor(self->sock, NULL, 0);
+    zmq_close(self->mon);
+    zmq_close(self->sock);
+    zmq_ctx_term(self->ctx);
+    free(self);
+    *self_p = NULL;
+}
+
+bool
+link_ever_connected(const link_t *self)
+{
+    return self->handshaken;
+}
+
+static void
+s_on_event(link_t *self, uint16_t event, uint32_t value)
+{
+    switch (event) {
+    case ZMQ_EVENT_CONNECTED:
+        self->connected = true;
+        break;
+    case ZMQ_EVENT_DISCONNECTED:
+    case ZMQ_EVENT_CLOSED:
+        self->connected = false;
+        break;
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        self->handshaken = true;
+        self->auth_failed = 0;
+        break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        self->auth_failed = event;
+        self->auth_status = (int) value;
+        break;
+    case ZMQ_EVENT_CONNECT_RETRIED:
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+s_drain_monitor(link_t *self)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&m) >= 6) {
+            memcpy(&event, zmq_msg_data(&m), 2);
+            memcpy(&value, (uint8_t *) zmq_msg_data(&m) + 2, 4);
+        }
+        bool more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        if (more) {  // the endpoint frame
+            zmq_msg_init(&m);
+            zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT);
+            zmq_msg_close(&m);
+        }
+        s_on_event(self, event, value);
+    }
+}
+
+static link_rc_t
+s_explain(link_t *self, link_rc_t rc, char *err, size_t errlen)
+{
+    if (self->auth_failed == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        snprintf(err, errlen,
+                 "the broker at %s refused key '%s' (ZAP status %d): it is "
+                 "not in the broker's allow list for this role",
+                 self->endpoint, self->keys->name, self->auth_status);
+        return LINK_AUTH;
+    }
+    if (self->auth_failed) {
+        snprintf(err, errlen,
+                 "the CurveZMQ handshake with %s failed: is broker.key in "
+                 "the key directory the broker's current public key?",
+                 self->endpoint);
+        return LINK_AUTH;
+    }
+    if (!self->handshaken && !self->connected) {
+        snprintf(err, errlen, "cannot reach the broker at %s: %s",
+                 self->endpoint,
+                 self->last_errno ? zmq_strerror(self->last_errno)
+                                  : "nothing answers there (is "
+                                    "waggle-broker running?)");
+        return LINK_UNREACHABLE;
+    }
+    snprintf(err, errlen, "no reply from the broker at %s in time",
+             self->endpoint);
+    return rc;
+}
+
+// Receives replies; returns the one for req (caller destroys) or NULL.
+static proto_msg_t *
+s_take_reply(link_t *self, uint64_t req)
+{
+    proto_limits_t lim;
+    proto_limits_default(&lim);
+    for (;;) {
+        proto_msg_t *m = NULL;
+        proto_error_t perr;
+        wire_rc_t rc = wire_recv(self->sock, false, &lim, NULL, NULL, &m,
+                                 &perr);
+        if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
+            return NULL;
+        }
+        if (rc == WIRE_OK && m->req == req) {
+            return m;
+        }
+        proto_msg_destroy(&m);  // a reply to an abandoned request
+    }
+}
+
+static void
+s_wait(link_t *self, int64_t ms)
+{
+    zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0},
+                               {self->mon, 0, ZMQ_POLLIN, 0}};
+    zmq_poll(items, 2, (long) ms);
+}
+
+link_rc_t
+link_request(link_t *self, proto_msg_t **req, int64_t timeout_ms,
+             proto_msg_t **reply, char *err, size_t errlen)
+{
+    *reply = NULL;
+    (*req)->req = ++self->next_req;
+    uint64_t id = (*req)->req;
+    uint8_t *buf;
+    size_t len;
+    proto_encode(*req, &buf, &len);
+    proto_msg_destroy(req);
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    bool sent = false;
+    link_rc_t rc = LINK_TIMEOUT;
+    for (;;) {
+        s_drain_monitor(self);
+        if (self->auth_failed) {
+            rc = s_explain(self, LINK_AUTH, err, errlen);
+            break;
+        }
+        if (!sent) {
+            sent = wire_send_raw(self->sock, NULL, buf, len, true) == 0;
+        }
+        if (sent && (*reply = s_take_reply(self, id)) != NULL) {
+            rc = LINK_OK;
+            break;
+        }
+        int64_t left = deadline - clock_mono_ms();
+        if (left <= 0) {
+            rc = s_explain(self, LINK_TIMEOUT, err, errlen);
+            break;
+        }
+        s_wait(self, left < 50 ? left : 50);
+    }
+    free(buf);
+    return rc;
+}

@@ -1,2 +1,343 @@
-// placeholder: being written
-typedef int waggle_placeholder_t;
+// broker: the turn loop.
+//
+// A turn: read input (bounded by count and time) and apply each message;
+// fire timers only once input is drained, so renewals waiting in the socket
+// are seen before leases expire; push work into free credit; commit the
+// turn's transaction; then send the outbox.  Nothing that depends on a
+// transition leaves before the transition is durable.  A failed commit turns
+// every dependent reply into ERROR INTERNAL, drops pushes, and rebuilds
+// memory from the ledger.
+#include "broker/broker_int.h"
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG "broker"
+
+void
+broker_queue(broker_t *b, const wire_rid_t *rid, proto_msg_t **msg,
+             bool depends)
+{
+    if (b->n_out == b->cap_out) {
+        b->cap_out = b->cap_out ? b->cap_out * 2 : 64;
+        b->out = xrealloc(b->out, b->cap_out * sizeof *b->out);
+    }
+    out_t *o = &b->out[b->n_out++];
+    o->rid = *rid;
+    o->msg = *msg;
+    o->depends = depends;
+    o->push_token = (*msg)->cmd == PROTO_MSG_TASK ? (*msg)->u.task.token : 0;
+    *msg = NULL;
+}
+
+bool
+broker_begin(broker_t *b)
+{
+    return ledger_begin(b->ledger) == 0;
+}
+
+void
+broker_fail_turn(broker_t *b)
+{
+    b->turn_failed = true;
+}
+
+void
+broker_desync(broker_t *b, const char *why)
+{
+    log_warn(LOG, "memory disagrees with the ledger (%s); rebuilding", why);
+    b->rebuild = true;
+}
+
+int
+broker_open(broker_t **out, const broker_config_t *cfg, char *err,
+            size_t errlen)
+{
+    broker_t *b = xcalloc(1, sizeof *b);
+    b->cfg = cfg;
+    proto_limits_default(&b->limits);
+    b->limits.max_frame = (size_t) cfg->max_frame;
+    b->limits.max_string = (size_t) cfg->max_frame;
+    if (keys_load_broker(cfg->keys, &b->keys, err, errlen) < 0) {
+        goto out_free;
+    }
+    if (ledger_open(&b->ledger, cfg->db, 0, err, errlen) < 0) {
+        goto out_keys;
+    }
+    b->sched = sched_new();
+    b->now_mono = clock_mono_ms();
+    b->now_wall = clock_wall_ms();
+    if (plans_load(b) < 0 ||
+        (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0)) {
+        snprintf(err, errlen, "cannot load plans from ledger '%s'", cfg->db);
+        goto out_ledger;
+    }
+    if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame, b->keys,
+                    err, errlen) < 0) {
+        goto out_ledger;
+    }
+    *out = b;
+    return 0;
+out_ledger:
+    sched_destroy(&b->sched);
+    ledger_destroy(&b->ledger);
+out_keys:
+    keys_broker_destroy(&b->keys);
+out_free:
+    free(b);
+    return -1;
+}
+
+void
+broker_destroy(broker_t **self_p)
+{
+    broker_t *b = *self_p;
+    if (!b) {
+        return;
+    }
+    for (size_t i = 0; i < b->n_out; i++) {
+        proto_msg_destroy(&b->out[i].msg);
+    }
+    free(b->out);
+    free(b->undelivered);
+    drones_destroy_all(b);
+    router_destroy(&b->router);
+    sched_destroy(&b->sched);
+    ledger_destroy(&b->ledger);
+    keys_broker_destroy(&b->keys);
+    free(b);
+    *self_p = NULL;
+}
+
+const char *
+broker_endpoint(const broker_t *self)
+{
+    return router_endpoint(self->router);
+}
+
+static void
+s_reply_bad(broker_t *b, router_in_t *in)
+{
+    proto_msg_t *e = proto_error_new(in->err.req, in->err.code, "%s",
+                                     in->err.message);
+    broker_queue(b, &in->rid, &e, false);
+}
+
+static void
+s_dispatch(broker_t *b, router_in_t *in)
+{
+    proto_cmd_t cmd = in->msg->cmd;
+    if (!(proto_cmd_senders(cmd) & in->role)) {
+        proto_msg_t *e = proto_error_new(
+            in->msg->req, PROTO_E_FORBIDDEN,
+            "key '%s' may not send %s", in->name, proto_cmd_name(cmd));
+        broker_queue(b, &in->rid, &e, false);
+        return;
+    }
+    switch (cmd) {
+    case PROTO_MSG_HELLO:
+    case PROTO_MSG_HEARTBEAT:
+    case PROTO_MSG_RESULT:
+    case PROTO_MSG_UPDATE:
+    case PROTO_MSG_BYE:
+        drones_on_message(b, in);
+        break;
+    default:
+        requests_on_message(b, in);
+        break;
+    }
+}
+
+// Reads input until drained or the turn's budget is spent.  Returns true
+// when the socket was drained.
+static bool
+s_read_input(broker_t *b, int64_t start)
+{
+    for (int64_t n = 0; n < b->cfg->turn_msgs; n++) {
+        if (clock_mono_ms() - start >= b->cfg->turn_ms) {
+            return false;
+        }
+        router_in_t in;
+        wire_rc_t rc = router_recv(b->router, &in, &b->limits);
+        if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
+            return true;
+        }
+        b->now_mono = clock_mono_ms();
+        b->now_wall = clock_wall_ms();
+        if (rc == WIRE_BAD) {
+            log_warn(LOG, "malformed message from '%s': %s", in.name,
+                     in.err.message);
+            s_reply_bad(b, &in);
+        } else {
+            s_dispatch(b, &in);
+        }
+        proto_msg_destroy(&in.msg);
+    }
+    return false;
+}
+
+// The turn's commit failed: nothing of it happened.  Replies that depended
+// on it become errors; pushes are dropped (their leases never existed).
+static void
+s_fail_outbox(broker_t *b)
+{
+    for (size_t i = 0; i < b->n_out; i++) {
+        out_t *o = &b->out[i];
+        if (!o->depends) {
+            continue;
+        }
+        uint64_t req = o->msg->req;
+        bool reply = o->push_token == 0 && o->msg->cmd != PROTO_MSG_STOP;
+        proto_msg_destroy(&o->msg);
+        if (reply) {
+            o->msg = proto_error_new(req, PROTO_E_INTERNAL,
+                                     "the ledger could not commit; nothing "
+                                     "was recorded, try again");
+        }
+        o->push_token = 0;
+    }
+}
+
+static void
+s_flush(broker_t *b)
+{
+    for (size_t i = 0; i < b->n_out; i++) {
+        out_t *o = &b->out[i];
+        if (!o->msg) {
+            continue;
+        }
+        bool hb = o->msg->cmd == PROTO_MSG_HEARTBEAT;
+        if (router_send(b->router, &o->rid, &o->msg, hb) == 0) {
+            continue;
+        }
+        if (o->push_token) {
+            b->undelivered = xrealloc(b->undelivered, (b->n_undelivered + 1) *
+                                                          sizeof(uint64_t));
+            b->undelivered[b->n_undelivered++] = o->push_token;
+        }
+        drone_t *d = drones_by_rid(b, &o->rid);
+        if (d && errno == EHOSTUNREACH) {
+            d->connected = false;
+        }
+    }
+    b->n_out = 0;
+}
+
+static void
+s_rebuild(broker_t *b)
+{
+    b->rebuild = false;
+    sched_destroy(&b->sched);
+    b->sched = sched_new();
+    b->now_mono = clock_mono_ms();
+    b->now_wall = clock_wall_ms();
+    if (plans_load(b) < 0 ||
+        (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0)) {
+        log_error(LOG, "cannot reload plans from the ledger; retrying next "
+                       "turn");
+        b->rebuild = true;
+    }
+}
+
+static void
+s_release_undelivered(broker_t *b)
+{
+    size_t n = b->n_undelivered;
+    b->n_undelivered = 0;
+    for (size_t i = 0; i < n; i++) {
+        drones_release_undelivered(b, b->undelivered[i]);
+    }
+}
+
+static void
+s_commit(broker_t *b)
+{
+    bool failed = b->turn_failed;
+    b->turn_failed = false;
+    if (failed) {
+        ledger_rollback(b->ledger);
+    } else if (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0) {
+        failed = true;
+    }
+    if (failed) {
+        log_error(LOG, "turn not committed; its replies become errors and "
+                       "memory is rebuilt from the ledger");
+        s_fail_outbox(b);
+        b->rebuild = true;
+    }
+    s_flush(b);
+    if (b->rebuild) {
+        s_rebuild(b);
+    }
+}
+
+static int64_t
+s_timeout(broker_t *b)
+{
+    int64_t now = clock_mono_ms();
+    int64_t next = b->next_heartbeat_ms;
+    int64_t dl = sched_next_deadline_ms(b->sched);
+    if (dl >= 0 && dl < next) {
+        next = dl;
+    }
+    int64_t wall = clock_wall_ms();
+    int64_t ready = sched_next_ready_ms(b->sched, wall);
+    if (ready >= 0 && now + (ready - wall) < next) {
+        next = now + (ready - wall);
+    }
+    return next > now ? next - now : 0;
+}
+
+static void
+s_turn(broker_t *b)
+{
+    int64_t start = clock_mono_ms();
+    b->now_mono = start;
+    b->now_wall = clock_wall_ms();
+    s_release_undelivered(b);
+    bool drained = s_read_input(b, start);
+    b->now_mono = clock_mono_ms();
+    b->now_wall = clock_wall_ms();
+    if (drained) {
+        drones_expire(b);
+    }
+    if (b->now_mono >= b->next_heartbeat_ms) {
+        drones_heartbeat(b);
+        b->next_heartbeat_ms = b->now_mono + b->cfg->heartbeat_ms;
+    }
+    drones_dispatch(b);
+    s_commit(b);
+    // A turn that overran (a slow disk, a stopped process) must not expire
+    // leases whose renewals are waiting in the socket: push deadlines back.
+    int64_t overrun = clock_mono_ms() - start - b->cfg->turn_ms;
+    if (overrun > 0) {
+        sched_leases_shift(b->sched, overrun);
+    }
+}
+
+int
+broker_run(broker_t *b, volatile sig_atomic_t *stop)
+{
+    b->next_heartbeat_ms = clock_mono_ms();
+    while (!*stop) {
+        int64_t timeout = s_timeout(b);
+        int64_t before = clock_mono_ms();
+        router_wait(b->router, timeout);
+        // Sleeping far past the timeout means this process was stopped or
+        // starved: drones could not reach us, so do not count that time
+        // against their leases.
+        int64_t overslept = clock_mono_ms() - before - timeout;
+        if (overslept > b->cfg->heartbeat_ms) {
+            sched_leases_shift(b->sched, overslept);
+        }
+        s_turn(b);
+    }
+    log_info(LOG, "stopping");
+    return 0;
+}

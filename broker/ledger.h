@@ -137,6 +137,9 @@ void ledger_rollback(ledger_t *self);      // no-op if none open
 bool ledger_in_turn(const ledger_t *self);
 // Test seam: the next commit fails as if the disk were full.
 void ledger_fail_next_commit(ledger_t *self);
+// Test seam: overwrites meta.schema_version (in the open turn, or on its
+// own), so a test can make a ledger newer than this code.  Returns 0 or -1.
+int ledger_test_set_schema_version(ledger_t *self, int version);
 
 // --- plans ------------------------------------------------------------
 // Looks up an idempotency key of one submitter.  LEDGER_OK fills *plan and
@@ -228,6 +231,17 @@ ledger_rc_t ledger_load(ledger_t *self,
                         void (*task_cb)(void *arg,
                                         const ledger_task_row_t *row),
                         void *arg);
+
+// Like ledger_load, for one plan in any state (to retry a finished plan).
+ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
+                             void (*plan_cb)(void *arg, int64_t plan,
+                                             const char *json),
+                             void (*task_cb)(void *arg,
+                                             const ledger_task_row_t *row),
+                             void *arg);
+// The attempts of a task that used its budget (attempts_used).
+ledger_rc_t ledger_task_attempts_used(ledger_t *self, int64_t plan,
+                                      const char *task, uint32_t *used);
 
 // --- events -----------------------------------------------------------
 // Appends a free-form event (submit, cancel requested, reconcile, ...).

@@ -1,1 +1,155 @@
-int main(void) { return 0; }
+// waggle-broker: entry point — configuration, signals, READY.
+#include "broker/broker.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define C(f) offsetof(broker_config_t, f)
+#define MiB "1048576"
+
+static const cfg_option_t s_opts[] = {
+    {"bind", "WAGGLE_BIND", CFG_STR, C(bind), "tcp://127.0.0.1:7600",
+     "ENDPOINT", "where drones and consoles connect (tcp://, ipc://)", 0, 0},
+    {"db", "WAGGLE_DB", CFG_STR, C(db), "waggle.db", "FILE",
+     "the ledger (SQLite); a lock file FILE.lock sits beside it", 0, 0},
+    {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
+     "key directory; the broker reads DIR/broker", 0, 0},
+    {"heartbeat-ms", "WAGGLE_HEARTBEAT_MS", CFG_INT, C(heartbeat_ms), "1000",
+     "N", "heartbeat interval, both directions", 10, 3600000},
+    {"lease-ms", "WAGGLE_LEASE_MS", CFG_INT, C(lease_ms), "10000", "N",
+     "a lease lapses this long after its drone last listed it", 30,
+     86400000},
+    {"max-output", "WAGGLE_MAX_OUTPUT", CFG_INT, C(max_output), MiB, "BYTES",
+     "stdout bytes stored per attempt (the tail is kept)", 1024,
+     1073741824},
+    {"max-inputs", "WAGGLE_MAX_INPUTS", CFG_INT, C(max_inputs), "8388608",
+     "BYTES", "bytes of inputs carried by one task", 1024, 1073741824},
+    {"max-frame", "WAGGLE_MAX_FRAME", CFG_INT, C(max_frame), "67108864",
+     "BYTES", "largest message accepted (also the workplan limit)", 65536,
+     1073741824},
+    {"backoff-base-ms", "WAGGLE_BACKOFF_BASE_MS", CFG_INT,
+     C(backoff_base_ms), "1000", "N", "delay before the first retry", 0,
+     86400000},
+    {"backoff-cap-ms", "WAGGLE_BACKOFF_CAP_MS", CFG_INT, C(backoff_cap_ms),
+     "60000", "N", "longest delay between retries", 0, 86400000},
+    {"turn-msgs", "WAGGLE_TURN_MSGS", CFG_INT, C(turn_msgs), "1000", "N",
+     "messages read per turn (one commit) at most", 1, 1000000},
+    {"turn-ms", "WAGGLE_TURN_MS", CFG_INT, C(turn_ms), "50", "N",
+     "milliseconds spent reading per turn at most", 1, 10000},
+    {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
+     "FMT", "text or json (one object per line)", 0, 0},
+    {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
+     "log debug detail", 0, 0},
+    CFG_END,
+};
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: waggle-broker [OPTIONS]\n\n"
+            "The one process that writes the Waggle ledger: it schedules "
+            "workplans onto\ndrones, keeps their leases, and answers the "
+            "architect.  Prints\n'READY <endpoint>' on stdout once it "
+            "accepts connections.\n\noptions (flag > environment > "
+            "default):\n");
+    cfg_usage(out, s_opts);
+    fprintf(out, "\nexit status: 0 after SIGTERM/SIGINT, 1 on a runtime "
+                 "error, 2 on bad usage\nor configuration, 3 when the "
+                 "ledger is locked or cannot be opened.\n");
+}
+
+static void
+s_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int
+s_check(const broker_config_t *cfg, char *err, size_t errlen)
+{
+    bool json;
+    if (log_format_parse(cfg->log_format, &json) < 0) {
+        snprintf(err, errlen, "--log-format: '%s' is not text or json",
+                 cfg->log_format);
+        return -1;
+    }
+    log_init(cfg->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
+    if (cfg->lease_ms < 3 * cfg->heartbeat_ms) {
+        snprintf(err, errlen,
+                 "--lease-ms %lld must be at least 3 x --heartbeat-ms %lld, "
+                 "or one lost heartbeat would cost a lease",
+                 (long long) cfg->lease_ms, (long long) cfg->heartbeat_ms);
+        return -1;
+    }
+    if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
+        snprintf(err, errlen, "--backoff-cap-ms must be >= --backoff-base-ms");
+        return -1;
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    broker_config_t cfg = {0};
+    char err[512];
+    int next = 0;
+    bool help = false;
+    if (cfg_load(s_opts, &cfg, argc, argv, &next, &help, err, sizeof err) <
+        0) {
+        fprintf(stderr, "waggle-broker: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        s_usage(stdout);
+        cfg_release(s_opts, &cfg);
+        return 0;
+    }
+    if (next < argc) {
+        fprintf(stderr, "waggle-broker: unexpected argument '%s' (see "
+                        "--help)\n", argv[next]);
+        return 2;
+    }
+    if (s_check(&cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "waggle-broker: %s\n", err);
+        return 2;
+    }
+    s_signals();
+    broker_t *broker = NULL;
+    if (broker_open(&broker, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "waggle-broker: %s\n", err);
+        cfg_release(s_opts, &cfg);
+        return strstr(err, "ledger") ? 3 : 2;
+    }
+    log_info("broker", "listening on %s, ledger '%s', heartbeat %lld ms, "
+                       "lease %lld ms", broker_endpoint(broker), cfg.db,
+             (long long) cfg.heartbeat_ms, (long long) cfg.lease_ms);
+    printf("READY %s\n", broker_endpoint(broker));
+    fflush(stdout);
+    int rc = broker_run(broker, &s_stop);
+    broker_destroy(&broker);
+    cfg_release(s_opts, &cfg);
+    return rc == 0 ? 0 : 1;
+}

@@ -43,7 +43,9 @@ typedef struct {
     int64_t plan;
     size_t idx;
     char instance[65];           // holder's drone instance id
-    int64_t deadline_ms;         // monotonic
+    int64_t deadline_ms;         // monotonic; renewals move it
+    int64_t hard_deadline_ms;    // monotonic; timeout_s backstop, 0 = none;
+                                 // the broker never renews past it
 } sched_lease_t;
 
 sched_t *sched_new(void);

@@ -1,2 +1,769 @@
-// placeholder: being written
-typedef int waggle_placeholder_t;
+// keys: CurveZMQ key bundles on disk, as czmq zcert certificate files.
+//
+// Owns the key directory layout of keys.h and the permissions of secrets:
+// every secret is created 0600, exclusively (nothing is ever overwritten),
+// and one whose mode has group or other bits is refused on load.  The
+// broker's allow lists are kept sorted by public key so that a duplicate
+// shows up as two neighbours and a lookup is a binary search.  This module
+// never opens a socket: auth.c and the clients take the keys from here.
+#include "common/keys.h"
+
+#include "common/xalloc.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEYS_HINT "run: waggle-architect keygen"
+// A zcert file is well under 1 KiB; anything near this is not one.
+#define KEYS_CERT_MAX 65536
+
+struct keys_broker {
+    char public_z85[41];        // the broker's public key
+    char secret_z85[41];        // the broker's secret key
+    keys_entry_t *entries;      // allow lists, sorted by public key
+    size_t count;               // entries in use
+    size_t cap;                 // entries allocated
+};
+
+// Where keys_add writes one client key.
+typedef struct {
+    char secret[PATH_MAX];      // DIR/ROLE/NAME.key_secret
+    char public[PATH_MAX];      // DIR/ROLE/NAME.key
+    char allow[PATH_MAX];       // DIR/broker/allow/ROLE/NAME.key
+    char broker[PATH_MAX];      // DIR/ROLE/broker.key
+} s_add_paths_t;
+
+static const char *s_role_names[KEYS_ROLE__COUNT] = {
+    [KEYS_ROLE_DRONE] = "drone",
+    [KEYS_ROLE_SUBMITTER] = "submitter",
+    [KEYS_ROLE_OPERATOR] = "operator",
+};
+
+const char *
+keys_role_name(keys_role_t role)
+{
+    assert((unsigned) role < KEYS_ROLE__COUNT);
+    return s_role_names[role];
+}
+
+int
+keys_role_parse(const char *s, keys_role_t *out)
+{
+    for (int r = 0; s && r < KEYS_ROLE__COUNT; r++) {
+        if (strcmp(s, s_role_names[r]) == 0) {
+            *out = (keys_role_t) r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+// ASCII only: a key name becomes a file name and part of a User-Id, so it
+// must not depend on the locale.
+static bool
+s_is_name_char(char c, bool first)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+        (c >= '0' && c <= '9') || c == '_') {
+        return true;
+    }
+    return !first && (c == '.' || c == '-');
+}
+
+bool
+keys_name_is_valid(const char *name)
+{
+    if (!name) {
+        return false;
+    }
+    size_t len = strlen(name);
+    if (len == 0 || len > KEYS_NAME_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!s_is_name_char(name[i], i == 0)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int __attribute__((format(printf, 3, 4)))
+s_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+// Formats a path into buf (PATH_MAX bytes).
+static int __attribute__((format(printf, 4, 5)))
+s_path(char *buf, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, PATH_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= PATH_MAX) {
+        return s_fail(err, errlen, "path too long: '%.200s...'", buf);
+    }
+    return 0;
+}
+
+// True when s ends with suffix and has something before it; *len is the
+// length of that something.
+static bool
+s_strip_suffix(const char *s, const char *suffix, size_t *len)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    if (n <= m || strcmp(s + n - m, suffix) != 0) {
+        return false;
+    }
+    *len = n - m;
+    return true;
+}
+
+static bool
+s_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+// Creates path and its missing parents, each 0700.
+static int
+s_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char buf[PATH_MAX];
+    if (s_path(buf, err, errlen, "%s", path) < 0) {
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0700) == 0) {
+            // The umask may have taken bits we want (0700 is the point).
+            chmod(buf, 0700);
+        } else if (errno != EEXIST) {
+            return s_fail(err, errlen, "cannot create directory '%s': %s",
+                          buf, strerror(errno));
+        }
+        *p = c;
+        if (c == '\0') {
+            break;
+        }
+    }
+    return 0;
+}
+
+// Checks what fd is before it is read: a regular file of a sane size and,
+// for a secret, private.
+static int
+s_check_fd(int fd, const char *path, bool secret, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        return s_fail(err, errlen, "cannot read '%s': %s", path,
+                      strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return s_fail(err, errlen, "'%s' is not a regular file", path);
+    }
+    if (secret && (st.st_mode & 077)) {
+        return s_fail(err, errlen,
+                      "'%s' is readable by others (mode %04o); "
+                      "run: chmod 600 '%s'",
+                      path, (unsigned) (st.st_mode & 0777), path);
+    }
+    if (st.st_size > KEYS_CERT_MAX) {
+        return s_fail(err, errlen, "'%s' is too large for a certificate",
+                      path);
+    }
+    return 0;
+}
+
+// Reads a certificate file whole, through the descriptor whose mode was
+// checked.  Returns a NUL-terminated copy the caller wipes and frees.
+static char *
+s_read_cert_file(const char *path, bool secret, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT) {
+        s_fail(err, errlen, "missing '%s'", path);
+        return NULL;
+    }
+    if (fd < 0) {
+        s_fail(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    if (s_check_fd(fd, path, secret, err, errlen) == 0) {
+        buf = xmalloc(KEYS_CERT_MAX + 1);
+        ssize_t n = read(fd, buf, KEYS_CERT_MAX);
+        if (n < 0) {
+            s_fail(err, errlen, "cannot read '%s': %s", path,
+                   strerror(errno));
+            free(buf);
+            buf = NULL;
+        } else {
+            buf[n] = '\0';
+        }
+    }
+    close(fd);
+    return buf;
+}
+
+static bool
+s_z85_key(const char *z85, uint8_t key[32])
+{
+    return z85 && strlen(z85) == 40 && zmq_z85_decode(key, z85);
+}
+
+// Parses zcert's file format (ZPL: curve/public-key and, in a secret
+// certificate, curve/secret-key).  A missing secret stays zero.
+static zcert_t *
+s_parse_cert(const char *text)
+{
+    zconfig_t *root = zconfig_str_load(text);
+    if (!root) {
+        return NULL;
+    }
+    uint8_t public_key[32] = {0}, secret_key[32] = {0};
+    zcert_t *cert = NULL;
+    if (s_z85_key(zconfig_get(root, "/curve/public-key", NULL), public_key)) {
+        if (!s_z85_key(zconfig_get(root, "/curve/secret-key", NULL),
+                       secret_key)) {
+            memset(secret_key, 0, sizeof secret_key);
+        }
+        cert = zcert_new_from(public_key, secret_key);
+    }
+    explicit_bzero(secret_key, sizeof secret_key);
+    zconfig_destroy(&root);
+    return cert;
+}
+
+// True when the certificate's secret key is real and belongs to its
+// public key: a public certificate has a zero secret.
+static bool
+s_secret_matches(zcert_t *cert)
+{
+    char public_z85[41];
+    return zmq_curve_public(public_z85, zcert_secret_txt(cert)) == 0 &&
+           strcmp(public_z85, zcert_public_txt(cert)) == 0;
+}
+
+// Loads a zcert file.  Not with zcert_load: it reads "PATH_secret" before
+// PATH through a 256-byte name buffer, checks nothing about the file, and
+// (czmq 4.2.1 zconfig_load) leaks when the file does not parse.
+static zcert_t *
+s_load_cert(const char *path, bool secret, char *err, size_t errlen)
+{
+    char *text = s_read_cert_file(path, secret, err, errlen);
+    if (!text) {
+        return NULL;
+    }
+    zcert_t *cert = s_parse_cert(text);
+    explicit_bzero(text, strlen(text));
+    free(text);
+    if (!cert) {
+        s_fail(err, errlen, "'%s' is not a CURVE certificate", path);
+        return NULL;
+    }
+    if (secret && !s_secret_matches(cert)) {
+        s_fail(err, errlen, "'%s' holds no valid secret key", path);
+        zcert_destroy(&cert);
+    }
+    return cert;
+}
+
+static int
+s_save_public(zcert_t *cert, const char *path, char *err, size_t errlen)
+{
+    if (zcert_save_public(cert, path) != 0) {
+        return s_fail(err, errlen, "cannot write '%s': %s", path,
+                      strerror(errno));
+    }
+    return 0;
+}
+
+static int
+s_save_secret(zcert_t *cert, const char *path, char *err, size_t errlen)
+{
+    // Creating the file first, exclusively and 0600, means a secret is
+    // never overwritten and never readable by others, whatever the umask.
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    if (fd < 0) {
+        return s_fail(err, errlen, "cannot create '%s': %s", path,
+                      strerror(errno));
+    }
+    close(fd);
+    // zcert_save_secret leaves czmq's default umask behind: keep ours.
+    mode_t old = umask(077);
+    int rc = zcert_save_secret(cert, path);
+    int saved_errno = errno;
+    umask(old);
+    if (rc != 0 || chmod(path, 0600) < 0) {
+        unlink(path);
+        return s_fail(err, errlen, "cannot write '%s': %s", path,
+                      strerror(rc != 0 ? saved_errno : errno));
+    }
+    return 0;
+}
+
+static int
+s_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+// Lists the base names of DIR/ROLE/*.key_secret, sorted.
+static int
+s_list_secrets(const char *rdir, const char *dir, char ***names, size_t *n,
+               char *err, size_t errlen)
+{
+    DIR *d = opendir(rdir);
+    if (!d) {
+        return s_fail(err, errlen, "cannot open '%s': %s; " KEYS_HINT " %s",
+                      rdir, strerror(errno), dir);
+    }
+    *names = NULL;
+    *n = 0;
+    struct dirent *de;
+    size_t len;
+    while ((de = readdir(d))) {
+        if (s_strip_suffix(de->d_name, ".key_secret", &len)) {
+            *names = xrealloc(*names, (*n + 1) * sizeof **names);
+            (*names)[(*n)++] = xstrndup(de->d_name, len);
+        }
+    }
+    closedir(d);
+    if (*n > 1) {
+        qsort(*names, *n, sizeof **names, s_cmp_str);
+    }
+    return 0;
+}
+
+static int
+s_several(const char *rdir, char **names, size_t n, char *err,
+          size_t errlen)
+{
+    size_t used = (size_t) snprintf(err, errlen, "several secret keys in "
+                                    "'%s':", rdir);
+    for (size_t i = 0; i < n && used < errlen; i++) {
+        used += (size_t) snprintf(err + used, errlen - used, "%s '%s'",
+                                  i ? "," : "", names[i]);
+    }
+    return -1;
+}
+
+// The one secret key's NAME in rdir, validated, into name.
+static int
+s_pick_secret(const char *rdir, const char *dir, char *name, char *err,
+              size_t errlen)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (s_list_secrets(rdir, dir, &names, &n, err, errlen) < 0) {
+        return -1;
+    }
+    int rc = 0;
+    if (n == 0) {
+        rc = s_fail(err, errlen, "no secret key (*.key_secret) in '%s'; "
+                    KEYS_HINT " %s", rdir, dir);
+    } else if (n > 1) {
+        rc = s_several(rdir, names, n, err, errlen);
+    } else if (!keys_name_is_valid(names[0]) ||
+               strcmp(names[0], "broker") == 0) {
+        rc = s_fail(err, errlen, "'%s/%s.key_secret': '%s' is not a valid "
+                    "client key name", rdir, names[0], names[0]);
+    } else {
+        snprintf(name, KEYS_NAME_MAX + 1, "%s", names[0]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+static int
+s_load_client_broker(const char *rdir, keys_client_t *out, char *err,
+                     size_t errlen)
+{
+    char path[PATH_MAX];
+    if (s_path(path, err, errlen, "%s/broker.key", rdir) < 0) {
+        return -1;
+    }
+    zcert_t *cert = s_load_cert(path, false, err, errlen);
+    if (!cert) {
+        return -1;
+    }
+    snprintf(out->broker_z85, sizeof out->broker_z85, "%s",
+             zcert_public_txt(cert));
+    zcert_destroy(&cert);
+    return 0;
+}
+
+int
+keys_load_client(const char *dir, keys_role_t role, keys_client_t *out,
+                 char *err, size_t errlen)
+{
+    assert(dir && out);
+    char rdir[PATH_MAX], path[PATH_MAX];
+    memset(out, 0, sizeof *out);
+    if (s_path(rdir, err, errlen, "%s/%s", dir, keys_role_name(role)) < 0 ||
+        s_pick_secret(rdir, dir, out->name, err, errlen) < 0 ||
+        s_path(path, err, errlen, "%s/%s.key_secret", rdir, out->name) < 0) {
+        return -1;
+    }
+    zcert_t *cert = s_load_cert(path, true, err, errlen);
+    if (!cert) {
+        return -1;
+    }
+    snprintf(out->public_z85, sizeof out->public_z85, "%s",
+             zcert_public_txt(cert));
+    snprintf(out->secret_z85, sizeof out->secret_z85, "%s",
+             zcert_secret_txt(cert));
+    zcert_destroy(&cert);
+    if (s_load_client_broker(rdir, out, err, errlen) < 0) {
+        explicit_bzero(out, sizeof *out);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_append(keys_broker_t *kb, const uint8_t *key, keys_role_t role,
+         const char *name)
+{
+    if (kb->count == kb->cap) {
+        kb->cap = kb->cap ? 2 * kb->cap : 16;
+        kb->entries = xrealloc(kb->entries, kb->cap * sizeof *kb->entries);
+    }
+    keys_entry_t *e = &kb->entries[kb->count++];
+    memset(e, 0, sizeof *e);
+    memcpy(e->public_key, key, sizeof e->public_key);
+    e->role = role;
+    snprintf(e->name, sizeof e->name, "%s", name);
+}
+
+// Loads adir/FILE if FILE is NAME.key; anything else is not ours.
+static int
+s_load_allow_entry(keys_broker_t *kb, const char *adir, keys_role_t role,
+                   const char *file, char *err, size_t errlen)
+{
+    char name[KEYS_NAME_MAX + 1], path[PATH_MAX];
+    size_t len;
+    if (!s_strip_suffix(file, ".key", &len)) {
+        return 0;
+    }
+    if (len <= KEYS_NAME_MAX) {
+        memcpy(name, file, len);
+        name[len] = '\0';
+    }
+    if (len > KEYS_NAME_MAX || !keys_name_is_valid(name)) {
+        return s_fail(err, errlen, "'%s/%s': not a valid key name", adir,
+                      file);
+    }
+    if (s_path(path, err, errlen, "%s/%s", adir, file) < 0) {
+        return -1;
+    }
+    zcert_t *cert = s_load_cert(path, false, err, errlen);
+    if (!cert) {
+        return -1;
+    }
+    s_append(kb, zcert_public_key(cert), role, name);
+    zcert_destroy(&cert);
+    return 0;
+}
+
+// A missing allow/ROLE directory is an empty allow list for that role.
+static int
+s_load_allow(keys_broker_t *kb, const char *dir, keys_role_t role, char *err,
+             size_t errlen)
+{
+    char adir[PATH_MAX];
+    if (s_path(adir, err, errlen, "%s/broker/allow/%s", dir,
+               keys_role_name(role)) < 0) {
+        return -1;
+    }
+    DIR *d = opendir(adir);
+    if (!d) {
+        if (errno == ENOENT) {
+            return 0;
+        }
+        return s_fail(err, errlen, "cannot open '%s': %s", adir,
+                      strerror(errno));
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d))) {
+        rc = s_load_allow_entry(kb, adir, role, de->d_name, err, errlen);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int
+s_cmp_entry(const void *a, const void *b)
+{
+    const keys_entry_t *x = a, *y = b;
+    int c = memcmp(x->public_key, y->public_key, sizeof x->public_key);
+    if (c == 0) {
+        c = (int) x->role - (int) y->role;
+    }
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static int
+s_check_unique(const keys_broker_t *kb, const char *dir, char *err,
+               size_t errlen)
+{
+    for (size_t i = 1; i < kb->count; i++) {
+        const keys_entry_t *a = &kb->entries[i - 1], *b = &kb->entries[i];
+        if (memcmp(a->public_key, b->public_key, sizeof a->public_key)) {
+            continue;
+        }
+        return s_fail(err, errlen,
+                      "the same public key is in '%s/broker/allow/%s/%s.key' "
+                      "and '%s/broker/allow/%s/%s.key'",
+                      dir, keys_role_name(a->role), a->name, dir,
+                      keys_role_name(b->role), b->name);
+    }
+    return 0;
+}
+
+int
+keys_load_broker(const char *dir, keys_broker_t **out, char *err,
+                 size_t errlen)
+{
+    assert(dir && out);
+    char path[PATH_MAX];
+    *out = NULL;
+    if (s_path(path, err, errlen, "%s/broker/broker.key_secret", dir) < 0) {
+        return -1;
+    }
+    zcert_t *cert = s_load_cert(path, true, err, errlen);
+    if (!cert) {
+        return -1;
+    }
+    keys_broker_t *kb = xcalloc(1, sizeof *kb);
+    snprintf(kb->public_z85, sizeof kb->public_z85, "%s",
+             zcert_public_txt(cert));
+    snprintf(kb->secret_z85, sizeof kb->secret_z85, "%s",
+             zcert_secret_txt(cert));
+    zcert_destroy(&cert);
+    for (int r = 0; r < KEYS_ROLE__COUNT; r++) {
+        if (s_load_allow(kb, dir, (keys_role_t) r, err, errlen) < 0) {
+            goto out_destroy;
+        }
+    }
+    if (kb->count > 1) {
+        qsort(kb->entries, kb->count, sizeof *kb->entries, s_cmp_entry);
+    }
+    if (s_check_unique(kb, dir, err, errlen) < 0) {
+        goto out_destroy;
+    }
+    *out = kb;
+    return 0;
+out_destroy:
+    keys_broker_destroy(&kb);
+    return -1;
+}
+
+void
+keys_broker_destroy(keys_broker_t **self_p)
+{
+    assert(self_p);
+    keys_broker_t *self = *self_p;
+    if (!self) {
+        return;
+    }
+    explicit_bzero(self->secret_z85, sizeof self->secret_z85);
+    free(self->entries);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *
+keys_broker_public(const keys_broker_t *kb)
+{
+    assert(kb);
+    return kb->public_z85;
+}
+
+const char *
+keys_broker_secret(const keys_broker_t *kb)
+{
+    assert(kb);
+    return kb->secret_z85;
+}
+
+size_t
+keys_broker_count(const keys_broker_t *kb)
+{
+    assert(kb);
+    return kb->count;
+}
+
+static int
+s_cmp_key(const void *key, const void *entry)
+{
+    const keys_entry_t *e = entry;
+    return memcmp(key, e->public_key, sizeof e->public_key);
+}
+
+const keys_entry_t *
+keys_broker_lookup(const keys_broker_t *kb, const uint8_t public_key[32])
+{
+    assert(kb && public_key);
+    if (kb->count == 0) {
+        return NULL;
+    }
+    return bsearch(public_key, kb->entries, kb->count, sizeof *kb->entries,
+                   s_cmp_key);
+}
+
+static int
+s_make_broker(const char *dir, char *err, size_t errlen)
+{
+    char secret[PATH_MAX], public[PATH_MAX];
+    if (s_path(secret, err, errlen, "%s/broker/broker.key_secret", dir) < 0 ||
+        s_path(public, err, errlen, "%s/broker/broker.key", dir) < 0) {
+        return -1;
+    }
+    zcert_t *cert = zcert_new();
+    if (!cert) {
+        return s_fail(err, errlen, "cannot make a CURVE key pair: %s",
+                      strerror(errno));
+    }
+    zcert_set_meta(cert, "name", "broker");
+    int rc = s_save_secret(cert, secret, err, errlen);
+    if (rc == 0) {
+        rc = s_save_public(cert, public, err, errlen);
+    }
+    zcert_destroy(&cert);
+    return rc;
+}
+
+int
+keys_generate(const char *dir, char *err, size_t errlen)
+{
+    assert(dir);
+    char path[PATH_MAX];
+    if (s_path(path, err, errlen, "%s/broker/broker.key_secret", dir) < 0) {
+        return -1;
+    }
+    if (s_exists(path)) {
+        return s_fail(err, errlen, "key set already exists in '%s'; "
+                      "refusing to overwrite", dir);
+    }
+    if (s_path(path, err, errlen, "%s/broker", dir) < 0 ||
+        s_mkdirs(path, err, errlen) < 0 ||
+        s_make_broker(dir, err, errlen) < 0) {
+        return -1;
+    }
+    for (int r = 0; r < KEYS_ROLE__COUNT; r++) {
+        keys_role_t role = (keys_role_t) r;
+        if (keys_add(dir, role, keys_role_name(role), err, errlen) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+s_add_paths(s_add_paths_t *p, const char *dir, const char *role,
+            const char *name, char *err, size_t errlen)
+{
+    if (s_path(p->secret, err, errlen, "%s/%s/%s.key_secret", dir, role,
+               name) < 0 ||
+        s_path(p->public, err, errlen, "%s/%s/%s.key", dir, role, name) < 0 ||
+        s_path(p->allow, err, errlen, "%s/broker/allow/%s/%s.key", dir, role,
+               name) < 0 ||
+        s_path(p->broker, err, errlen, "%s/%s/broker.key", dir, role) < 0) {
+        return -1;
+    }
+    const char *taken = s_exists(p->secret)   ? p->secret
+                        : s_exists(p->public) ? p->public
+                        : s_exists(p->allow)  ? p->allow
+                                              : NULL;
+    if (taken) {
+        return s_fail(err, errlen, "key '%s' already exists for role %s "
+                      "('%s')", name, role, taken);
+    }
+    return 0;
+}
+
+// Creates the directories of p and writes the four files.
+static int
+s_add_files(const s_add_paths_t *p, zcert_t *broker, zcert_t *cert,
+            char *err, size_t errlen)
+{
+    char dirs[2][PATH_MAX];
+    snprintf(dirs[0], PATH_MAX, "%s", p->secret);
+    snprintf(dirs[1], PATH_MAX, "%s", p->allow);
+    for (int i = 0; i < 2; i++) {
+        *strrchr(dirs[i], '/') = '\0';
+        if (s_mkdirs(dirs[i], err, errlen) < 0) {
+            return -1;
+        }
+    }
+    if (s_save_secret(cert, p->secret, err, errlen) < 0 ||
+        s_save_public(cert, p->public, err, errlen) < 0 ||
+        s_save_public(cert, p->allow, err, errlen) < 0 ||
+        s_save_public(broker, p->broker, err, errlen) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+int
+keys_add(const char *dir, keys_role_t role, const char *name, char *err,
+         size_t errlen)
+{
+    assert(dir);
+    if (!keys_name_is_valid(name) || strcmp(name, "broker") == 0) {
+        return s_fail(err, errlen, "'%s' is not a valid key name (use "
+                      "[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}, not 'broker')",
+                      name ? name : "");
+    }
+    s_add_paths_t *paths = xcalloc(1, sizeof *paths);
+    char bpath[PATH_MAX];
+    zcert_t *broker = NULL, *cert = NULL;
+    int rc = -1;
+    if (s_path(bpath, err, errlen, "%s/broker/broker.key", dir) < 0 ||
+        s_add_paths(paths, dir, keys_role_name(role), name, err, errlen) < 0 ||
+        !(broker = s_load_cert(bpath, false, err, errlen))) {
+        goto out_free;
+    }
+    if (!(cert = zcert_new())) {
+        s_fail(err, errlen, "cannot make a CURVE key pair: %s",
+               strerror(errno));
+        goto out_free;
+    }
+    zcert_set_meta(cert, "name", "%s", name);
+    zcert_set_meta(cert, "role", "%s", keys_role_name(role));
+    rc = s_add_files(paths, broker, cert, err, errlen);
+out_free:
+    zcert_destroy(&cert);
+    zcert_destroy(&broker);
+    free(paths);
+    return rc;
+}

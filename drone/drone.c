@@ -1,2 +1,901 @@
-// placeholder: being written
-typedef int waggle_placeholder_t;
+// drone: the DEALER loop — HELLO, heartbeats, tasks in, results out.
+//
+// One thread: zmq_poll over the broker socket and the runner's descriptors.
+// Liveness is Paranoid Pirate: silence from the broker for three heartbeats
+// means the connection is gone, so the socket is closed (dropping whatever
+// was queued on it — heartbeats must never arrive in a stale flood) and a
+// new one says HELLO, with backoff kept below half a lease.
+#include "drone/drone.h"
+
+#include "common/clock.h"
+#include "common/keys.h"
+#include "common/log.h"
+#include "common/workplan.h"
+#include "common/xalloc.h"
+#include "drone/runner.h"
+#include "proto/proto.h"
+#include "proto/wire.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define LOG "drone"
+#define HELLO_TIMEOUT_MS 2000
+#define RECONNECT_MIN_MS 100
+#define BYE_WAIT_MS 2000
+#define KILL_GRACE_MS 2000
+
+typedef struct {
+    uint64_t token;
+    int64_t plan;
+    char *task;
+    bool finished;             // its RESULT is in the outbox
+    bool stopping;             // STOP received: discard what it produces
+    bool release;              // killed to leave: report it released
+    uint8_t *result;           // encoded RESULT while finished (owned)
+    size_t result_len;
+    int64_t sent_ms;           // last send of the RESULT (monotonic)
+    int64_t started_wall;      // when it started (wall ms)
+    char *input_dir;           // removed when the attempt ends (owned)
+} lease_t;
+
+struct drone {
+    const drone_config_t *cfg;
+    keys_client_t keys;
+    void *ctx;
+    void *sock;                // DEALER, replaced on reconnect
+    runner_t *runner;
+    char instance[33];         // random hex, new per process
+    char host[256];
+    proto_strv_t tags;
+    lease_t *leases;
+    size_t n_leases;
+    uint64_t next_req;
+    bool welcomed;             // WELCOME seen on this socket
+    bool ever_welcomed;
+    int64_t hello_sent_ms;
+    int64_t last_heard_ms;     // last message from the broker
+    int64_t next_hb_ms;
+    int64_t heartbeat_ms;      // from WELCOME
+    int64_t lease_ms;          // from WELCOME
+    size_t max_output;         // from WELCOME
+    int64_t reconnect_ms;      // current backoff
+    bool draining;
+    int64_t drain_deadline_ms;
+    bool bye_sent;
+    bool bye_acked;
+    int64_t bye_sent_ms;
+    char scratch[PATH_MAX];    // per-attempt input directories live here
+};
+
+static void
+s_hex_random(char *out, size_t bytes)
+{
+    uint8_t buf[32];
+    if (getrandom(buf, bytes, 0) != (ssize_t) bytes) {
+        for (size_t i = 0; i < bytes; i++) {
+            buf[i] = (uint8_t) (rand() ^ getpid());
+        }
+    }
+    for (size_t i = 0; i < bytes; i++) {
+        sprintf(out + 2 * i, "%02x", buf[i]);
+    }
+}
+
+static void
+s_parse_tags(drone_t *d, const char *csv)
+{
+    char *copy = xstrdup(csv ? csv : "");
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ') {
+            t++;
+        }
+        if (*t) {
+            proto_strv_push(&d->tags, t);
+        }
+    }
+    free(copy);
+}
+
+static int
+s_setopts(drone_t *d)
+{
+    int linger = 0, hs = 5000, ivl = RECONNECT_MIN_MS, ivl_max = 2000;
+    int64_t maxmsg = 64 * 1024 * 1024 + 1024;
+    void *s = d->sock;
+    if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) < 0 ||
+        zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs) < 0 ||
+        zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
+        zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &ivl_max,
+                       sizeof ivl_max) < 0 ||
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, d->keys.broker_z85, 40) < 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, d->keys.public_z85, 40) < 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, d->keys.secret_z85, 40) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_socket(drone_t *d, char *err, size_t errlen)
+{
+    d->sock = zmq_socket(d->ctx, ZMQ_DEALER);
+    if (!d->sock || s_setopts(d) < 0 ||
+        zmq_connect(d->sock, d->cfg->broker) < 0) {
+        snprintf(err, errlen, "cannot connect to '%s': %s", d->cfg->broker,
+                 zmq_strerror(errno));
+        if (d->sock) {
+            zmq_close(d->sock);
+            d->sock = NULL;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_scratch(drone_t *d, char *err, size_t errlen)
+{
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(d->scratch, sizeof d->scratch, "%s/waggle-drone-%s", tmp,
+             d->instance);
+    if (mkdir(d->scratch, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create '%s': %s", d->scratch,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+drone_open(drone_t **out, const drone_config_t *cfg, char *err,
+           size_t errlen)
+{
+    drone_t *d = xcalloc(1, sizeof *d);
+    d->cfg = cfg;
+    if (keys_load_client(cfg->keys, KEYS_ROLE_DRONE, &d->keys, err, errlen) <
+        0) {
+        free(d);
+        return -1;
+    }
+    s_hex_random(d->instance, 16);
+    gethostname(d->host, sizeof d->host - 1);
+    s_parse_tags(d, cfg->tags);
+    d->heartbeat_ms = 1000;
+    d->lease_ms = 10000;
+    d->max_output = 1024 * 1024;
+    d->reconnect_ms = RECONNECT_MIN_MS;
+    d->ctx = zmq_ctx_new();
+    if (s_scratch(d, err, errlen) < 0 || s_socket(d, err, errlen) < 0) {
+        zmq_ctx_term(d->ctx);
+        free(d);
+        return -1;
+    }
+    d->runner = runner_new(KILL_GRACE_MS);
+    *out = d;
+    return 0;
+}
+
+static int
+s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb;
+    (void) flag;
+    (void) ftw;
+    return remove(path);
+}
+
+static void
+s_rmtree(const char *dir)
+{
+    if (dir) {
+        nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+static void
+s_lease_free(lease_t *l)
+{
+    free(l->task);
+    free(l->result);
+    s_rmtree(l->input_dir);
+    free(l->input_dir);
+}
+
+void
+drone_destroy(drone_t **self_p)
+{
+    drone_t *d = *self_p;
+    if (!d) {
+        return;
+    }
+    runner_destroy(&d->runner);
+    for (size_t i = 0; i < d->n_leases; i++) {
+        s_lease_free(&d->leases[i]);
+    }
+    free(d->leases);
+    for (size_t i = 0; i < d->tags.count; i++) {
+        free(d->tags.items[i]);
+    }
+    free(d->tags.items);
+    if (d->sock) {
+        zmq_close(d->sock);
+    }
+    zmq_ctx_term(d->ctx);
+    s_rmtree(d->scratch);
+    free(d);
+    *self_p = NULL;
+}
+
+// --- leases -----------------------------------------------------------------
+
+static lease_t *
+s_lease(drone_t *d, uint64_t token)
+{
+    for (size_t i = 0; i < d->n_leases; i++) {
+        if (d->leases[i].token == token) {
+            return &d->leases[i];
+        }
+    }
+    return NULL;
+}
+
+static lease_t *
+s_lease_add(drone_t *d, uint64_t token, int64_t plan, const char *task)
+{
+    d->leases = xrealloc(d->leases, (d->n_leases + 1) * sizeof *d->leases);
+    lease_t *l = &d->leases[d->n_leases++];
+    memset(l, 0, sizeof *l);
+    l->token = token;
+    l->plan = plan;
+    l->task = xstrdup(task);
+    return l;
+}
+
+static void
+s_lease_drop(drone_t *d, lease_t *l)
+{
+    s_lease_free(l);
+    size_t i = (size_t) (l - d->leases);
+    d->leases[i] = d->leases[--d->n_leases];
+}
+
+// --- sending ----------------------------------------------------------------
+
+static void
+s_send(drone_t *d, proto_msg_t **m, bool dontwait)
+{
+    if ((*m)->req == 0) {
+        (*m)->req = ++d->next_req;
+    }
+    if (wire_send(d->sock, NULL, m, dontwait) < 0 && errno != EAGAIN) {
+        log_warn(LOG, "send failed: %s", zmq_strerror(errno));
+    }
+}
+
+static void
+s_send_hello(drone_t *d, int64_t now)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HELLO);
+    proto_hello_t *h = &m->u.hello;
+    h->instance = xstrdup(d->instance);
+    h->host = xstrdup(d->host);
+    h->version = xstrdup(WAGGLE_VERSION);
+    h->slots = (uint32_t) d->cfg->slots;
+    h->draining = d->draining;
+    for (size_t i = 0; i < d->tags.count; i++) {
+        proto_strv_push(&h->tags, d->tags.items[i]);
+    }
+    h->leases = xcalloc(d->n_leases + 1, sizeof *h->leases);
+    for (size_t i = 0; i < d->n_leases; i++) {
+        lease_t *l = &d->leases[i];
+        if (l->stopping && !l->release) {
+            continue;
+        }
+        proto_lease_t *pl = &h->leases[h->n_leases++];
+        pl->plan = l->plan;
+        pl->task = xstrdup(l->task);
+        pl->token = l->token;
+        pl->finished = l->finished;
+    }
+    s_send(d, &m, true);
+    d->hello_sent_ms = now;
+}
+
+static void
+s_send_heartbeat(drone_t *d)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+    proto_heartbeat_t *hb = &m->u.heartbeat;
+    hb->tokens = xcalloc(d->n_leases + 1, sizeof *hb->tokens);
+    for (size_t i = 0; i < d->n_leases; i++) {
+        if (!d->leases[i].stopping || d->leases[i].release) {
+            hb->tokens[hb->n_tokens++] = d->leases[i].token;
+        }
+    }
+    // Never queued: a heartbeat that cannot go now is worthless later.
+    s_send(d, &m, true);
+}
+
+static void
+s_send_result(drone_t *d, lease_t *l, int64_t now)
+{
+    if (wire_send_raw(d->sock, NULL, l->result, l->result_len, true) == 0) {
+        l->sent_ms = now;
+    }
+}
+
+static void
+s_resend_outbox(drone_t *d, int64_t now, bool all)
+{
+    for (size_t i = 0; i < d->n_leases; i++) {
+        lease_t *l = &d->leases[i];
+        if (l->finished && (all || now - l->sent_ms >= 2 * d->heartbeat_ms)) {
+            s_send_result(d, l, now);
+        }
+    }
+}
+
+static void
+s_reconnect(drone_t *d, int64_t now)
+{
+    char err[256];
+    zmq_close(d->sock);
+    d->sock = NULL;
+    d->welcomed = false;
+    if (s_socket(d, err, sizeof err) < 0) {
+        log_error(LOG, "%s", err);
+        return;
+    }
+    s_send_hello(d, now);
+    // Backoff, but always below half a lease so a broker that comes back
+    // hears from us before our leases lapse.
+    int64_t cap = d->lease_ms / 2 - 1;
+    d->reconnect_ms = d->reconnect_ms * 2 > cap ? cap : d->reconnect_ms * 2;
+    if (d->reconnect_ms < RECONNECT_MIN_MS) {
+        d->reconnect_ms = RECONNECT_MIN_MS;
+    }
+}
+
+// --- starting a task --------------------------------------------------------
+
+typedef struct {
+    char **items;
+    size_t n, cap;
+} s_vec_t;
+
+static void
+s_vec_push(s_vec_t *v, char *s)
+{
+    if (v->n + 1 >= v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 32;
+        v->items = xrealloc(v->items, v->cap * sizeof *v->items);
+    }
+    v->items[v->n++] = s;
+    v->items[v->n] = NULL;
+}
+
+static void
+s_vec_free(s_vec_t *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        free(v->items[i]);
+    }
+    free(v->items);
+}
+
+static int
+s_write_file(const char *path, const uint8_t *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        return -1;
+    }
+    size_t n = len ? fwrite(data, 1, len, f) : 0;
+    return (fclose(f) == 0 && n == len) ? 0 : -1;
+}
+
+// Writes inputs as files; returns a sentence on failure (caller frees).
+static char *
+s_write_inputs(drone_t *d, lease_t *l, const proto_task_t *t)
+{
+    l->input_dir = xasprintf("%s/%llu", d->scratch,
+                             (unsigned long long) t->token);
+    if (mkdir(l->input_dir, 0700) < 0 && errno != EEXIST) {
+        return xasprintf("cannot create '%s': %s", l->input_dir,
+                         strerror(errno));
+    }
+    for (size_t i = 0; i < t->n_inputs; i++) {
+        const proto_input_t *in = &t->inputs[i];
+        if (in->truncated) {
+            return xasprintf("input '%s' was truncated at the output cap",
+                             in->id);
+        }
+        char *path = xasprintf("%s/%s", l->input_dir, in->id);
+        int rc = s_write_file(path, in->data.data, in->data.len);
+        free(path);
+        if (rc < 0) {
+            return xasprintf("cannot write input '%s': %s", in->id,
+                             strerror(errno));
+        }
+    }
+    return NULL;
+}
+
+extern char **environ;
+
+static void
+s_build_env(const lease_t *l, const proto_task_t *t, s_vec_t *env)
+{
+    // The drone's own WAGGLE_* settings are not the task's business.
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "WAGGLE_", 7) != 0) {
+            s_vec_push(env, xstrdup(*e));
+        }
+    }
+    for (size_t i = 0; i < t->n_env; i++) {
+        s_vec_push(env, xasprintf("%s=%s", t->env[i].key, t->env[i].value));
+    }
+    s_vec_push(env, xasprintf("WAGGLE_PLAN=%lld", (long long) t->plan));
+    s_vec_push(env, xasprintf("WAGGLE_PLAN_NAME=%s",
+                              t->plan_name ? t->plan_name : ""));
+    s_vec_push(env, xasprintf("WAGGLE_TASK=%s", t->task));
+    s_vec_push(env, xasprintf("WAGGLE_TASK_TOKEN=%llu",
+                              (unsigned long long) t->token));
+    s_vec_push(env, xasprintf("WAGGLE_ATTEMPT=%u", t->attempt));
+    s_vec_push(env, xasprintf("WAGGLE_INPUT_DIR=%s", l->input_dir));
+    for (size_t i = 0; i < t->n_inputs; i++) {
+        const proto_input_t *in = &t->inputs[i];
+        // A value the kernel cannot carry (NUL, or over MAX_ARG_STRLEN)
+        // is left to the file in WAGGLE_INPUT_DIR.
+        if (in->data.len >= 131072 - 64 ||
+            memchr(in->data.data ? (const void *) in->data.data : "", 0,
+                   in->data.len)) {
+            continue;
+        }
+        char *name = workplan_input_var(in->id);
+        s_vec_push(env, xasprintf("%s=%.*s", name, (int) in->data.len,
+                                  in->data.data ? (char *) in->data.data
+                                                : ""));
+        free(name);
+    }
+}
+
+// Expands {{id.output}} in argv; returns a sentence on failure.
+static char *
+s_build_argv(const proto_task_t *t, s_vec_t *argv)
+{
+    wp_value_t *vals = xcalloc(t->n_inputs + 1, sizeof *vals);
+    for (size_t i = 0; i < t->n_inputs; i++) {
+        vals[i].id = t->inputs[i].id;
+        vals[i].data = t->inputs[i].data.data;
+        vals[i].len = t->inputs[i].data.len;
+        vals[i].truncated = t->inputs[i].truncated;
+    }
+    char *why = NULL;
+    for (size_t i = 0; i < t->argv.count && !why; i++) {
+        char *out = NULL;
+        if (workplan_expand(t->argv.items[i], vals, t->n_inputs, 131072, &out,
+                            &why) == 0) {
+            s_vec_push(argv, out);
+        }
+    }
+    free(vals);
+    return why;
+}
+
+// --- finishing --------------------------------------------------------------
+
+static char *
+s_describe(const runner_result_t *r)
+{
+    if (r->error) {
+        return xstrdup(r->error);
+    }
+    if (r->timed_out) {
+        return xstrdup("timed out; its process group was killed");
+    }
+    if (r->signal) {
+        return xasprintf("killed by signal %d (%s)", r->signal,
+                         strsignal(r->signal));
+    }
+    if (r->exit_code != 0) {
+        return xasprintf("exited with status %d", r->exit_code);
+    }
+    return NULL;
+}
+
+// Puts a RESULT for l into the outbox and sends it.
+static void
+s_finish(drone_t *d, lease_t *l, proto_msg_t **res, int64_t now)
+{
+    (*res)->req = ++d->next_req;
+    proto_result_t *pr = &(*res)->u.result;
+    pr->plan = l->plan;
+    pr->task = xstrdup(l->task);
+    pr->token = l->token;
+    pr->started_ms = l->started_wall;
+    proto_encode(*res, &l->result, &l->result_len);
+    log_info(LOG, "task '%s' of plan %lld: %s%s%s", l->task,
+             (long long) l->plan, proto_outcome_name(pr->outcome),
+             pr->error ? ": " : "", pr->error ? pr->error : "");
+    proto_msg_destroy(res);
+    l->finished = true;
+    s_rmtree(l->input_dir);
+    s_send_result(d, l, now);
+}
+
+// An attempt that failed before it could run.
+static void
+s_fail_early(drone_t *d, lease_t *l, char **why, int64_t now)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
+    m->u.result.outcome = PROTO_OUTCOME_FAILED;
+    m->u.result.exit_code = -1;
+    m->u.result.error = *why;
+    *why = NULL;
+    s_finish(d, l, &m, now);
+}
+
+static void
+s_on_done(drone_t *d, runner_result_t *r, int64_t now)
+{
+    lease_t *l = s_lease(d, r->id);
+    if (!l) {
+        return;
+    }
+    if (l->stopping && !l->release) {
+        s_lease_drop(d, l);  // STOPped: the broker wants nothing back
+        return;
+    }
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
+    proto_result_t *pr = &m->u.result;
+    bool ok = r->spawned && r->exit_code == 0 && !r->signal && !r->timed_out;
+    pr->outcome = l->release ? PROTO_OUTCOME_RELEASED
+                  : ok       ? PROTO_OUTCOME_SUCCEEDED
+                             : PROTO_OUTCOME_FAILED;
+    pr->exit_code = r->exit_code;
+    pr->signal = r->signal;
+    pr->timed_out = r->timed_out;
+    pr->error = l->release ? xstrdup("handed back: the drone is leaving")
+                           : s_describe(r);
+    pr->out.data = r->out;
+    pr->out.len = r->out_len;
+    pr->out_truncated = r->out_truncated;
+    pr->err.data = r->err;
+    pr->err.len = r->err_len;
+    pr->err_truncated = r->err_truncated;
+    pr->duration_ms = r->duration_ms;
+    r->out = r->err = NULL;
+    s_finish(d, l, &m, now);
+}
+
+static void
+s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
+{
+    s_vec_t argv = {0}, env = {0};
+    char *why = s_write_inputs(d, l, t);
+    if (!why) {
+        why = s_build_argv(t, &argv);
+    }
+    if (!why && argv.n == 0) {
+        why = xstrdup("the task has an empty argv");
+    }
+    if (!why) {
+        s_build_env(l, t, &env);
+        const char *cwd = t->cwd ? t->cwd
+                          : d->cfg->workdir && *d->cfg->workdir
+                              ? d->cfg->workdir
+                              : NULL;
+        runner_spec_t spec = {
+            .argv = argv.items, .envp = env.items, .cwd = cwd,
+            .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
+            .out_cap = d->max_output, .err_cap = (size_t) d->cfg->err_cap};
+        runner_start(d->runner, t->token, &spec, now, &why);
+    }
+    if (why) {
+        s_fail_early(d, l, &why, now);
+    }
+    s_vec_free(&argv);
+    s_vec_free(&env);
+}
+
+// --- messages from the broker -----------------------------------------------
+
+static void
+s_on_task(drone_t *d, const proto_task_t *t, int64_t now)
+{
+    if (s_lease(d, t->token)) {
+        return;  // a repeat of a TASK we already hold
+    }
+    lease_t *l = s_lease_add(d, t->token, t->plan, t->task);
+    l->started_wall = clock_wall_ms();
+    log_info(LOG, "task '%s' of plan %lld (token %llu, attempt %u)", t->task,
+             (long long) t->plan, (unsigned long long) t->token, t->attempt);
+    if (d->draining) {
+        proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
+        m->u.result.outcome = PROTO_OUTCOME_RELEASED;
+        m->u.result.exit_code = -1;
+        m->u.result.error = xstrdup("the drone is leaving");
+        s_finish(d, l, &m, now);
+        return;
+    }
+    s_start(d, l, t, now);
+}
+
+static void
+s_on_stop(drone_t *d, const proto_stop_t *s, int64_t now)
+{
+    lease_t *l = s_lease(d, s->token);
+    if (!l) {
+        return;
+    }
+    log_info(LOG, "task '%s' of plan %lld stopped by the broker: %s",
+             l->task, (long long) l->plan, s->reason ? s->reason : "");
+    if (runner_has(d->runner, s->token)) {
+        l->stopping = true;
+        l->release = false;
+        runner_kill(d->runner, s->token, now);
+    } else {
+        s_lease_drop(d, l);
+    }
+}
+
+static void
+s_on_ack(drone_t *d, const proto_result_ack_t *a)
+{
+    lease_t *l = s_lease(d, a->token);
+    if (!l || !l->finished) {
+        return;
+    }
+    if (a->status == PROTO_ACK_ERROR) {
+        log_warn(LOG, "broker refused the result of '%s': %s; will resend",
+                 l->task, a->message ? a->message : "");
+        return;
+    }
+    log_debug(LOG, "result of '%s' %s", l->task, proto_ack_name(a->status));
+    s_lease_drop(d, l);
+}
+
+static void
+s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
+{
+    d->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : 1000;
+    d->lease_ms = w->lease_ms ? w->lease_ms : 10000;
+    d->max_output = w->max_output_bytes ? (size_t) w->max_output_bytes
+                                        : 1024 * 1024;
+    if (!d->ever_welcomed || !d->welcomed) {
+        log_info(LOG, "connected to %s as '%s' (instance %s, %lld slots)",
+                 d->cfg->broker, d->keys.name, d->instance,
+                 (long long) d->cfg->slots);
+    }
+    d->welcomed = d->ever_welcomed = true;
+    d->reconnect_ms = RECONNECT_MIN_MS;
+    d->next_hb_ms = now + d->heartbeat_ms;
+    s_resend_outbox(d, now, true);
+}
+
+static void
+s_on_error(drone_t *d, const proto_error_body_t *e, int64_t now)
+{
+    if (e->code == PROTO_E_HELLO_REQUIRED) {
+        // The broker does not know this session (it restarted, or the
+        // connection was replaced): introduce ourselves again.
+        if (now - d->hello_sent_ms > 200) {
+            log_info(LOG, "broker asks for HELLO; reconnecting session");
+            d->welcomed = false;
+            s_send_hello(d, now);
+        }
+        return;
+    }
+    log_warn(LOG, "broker error %s: %s", proto_status_name(e->code),
+             e->message ? e->message : "");
+}
+
+static void
+s_on_message(drone_t *d, proto_msg_t *m, int64_t now)
+{
+    d->last_heard_ms = now;
+    switch (m->cmd) {
+    case PROTO_MSG_WELCOME:
+        s_on_welcome(d, &m->u.welcome, now);
+        break;
+    case PROTO_MSG_TASK:
+        s_on_task(d, &m->u.task, now);
+        break;
+    case PROTO_MSG_STOP:
+        s_on_stop(d, &m->u.stop, now);
+        break;
+    case PROTO_MSG_RESULT_ACK:
+        s_on_ack(d, &m->u.result_ack);
+        break;
+    case PROTO_MSG_ERROR:
+        s_on_error(d, &m->u.error, now);
+        break;
+    case PROTO_MSG_OK:
+        if (d->bye_sent) {
+            d->bye_acked = true;
+        }
+        break;
+    default:
+        break;  // HEARTBEAT: liveness only
+    }
+}
+
+// --- the loop ---------------------------------------------------------------
+
+static void
+s_read_socket(drone_t *d, int64_t now)
+{
+    proto_limits_t lim;
+    proto_limits_default(&lim);
+    for (;;) {
+        proto_msg_t *m = NULL;
+        proto_error_t err;
+        wire_rc_t rc = wire_recv(d->sock, false, &lim, NULL, NULL, &m, &err);
+        if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
+            return;
+        }
+        if (rc == WIRE_BAD) {
+            log_warn(LOG, "malformed message from the broker: %s",
+                     err.message);
+            continue;
+        }
+        s_on_message(d, m, now);
+        proto_msg_destroy(&m);
+    }
+}
+
+static void
+s_reap(drone_t *d, int64_t now)
+{
+    runner_result_t *done = NULL;
+    size_t n = runner_step(d->runner, now, &done);
+    for (size_t i = 0; i < n; i++) {
+        s_on_done(d, &done[i], now);
+        runner_result_release(&done[i]);
+    }
+    free(done);
+}
+
+static void
+s_timers(drone_t *d, int64_t now)
+{
+    int64_t silent = now - (d->welcomed ? d->last_heard_ms
+                                        : d->hello_sent_ms);
+    int64_t limit = d->welcomed ? 3 * d->heartbeat_ms
+                                : (d->reconnect_ms > HELLO_TIMEOUT_MS
+                                       ? d->reconnect_ms
+                                       : HELLO_TIMEOUT_MS);
+    if (silent > limit) {
+        log_warn(LOG, "no answer from broker %s for %lld ms; reconnecting",
+                 d->cfg->broker, (long long) silent);
+        s_reconnect(d, now);
+        return;
+    }
+    if (d->welcomed && now >= d->next_hb_ms) {
+        s_send_heartbeat(d);
+        s_resend_outbox(d, now, false);
+        d->next_hb_ms = now + d->heartbeat_ms;
+    }
+}
+
+static void
+s_begin_drain(drone_t *d, int64_t now)
+{
+    d->draining = true;
+    d->drain_deadline_ms = now + d->cfg->drain_s * 1000;
+    log_info(LOG, "draining: %zu tasks running, waiting up to %lld s",
+             runner_count(d->runner), (long long) d->cfg->drain_s);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_UPDATE);
+    m->u.update.slots = (uint32_t) d->cfg->slots;
+    m->u.update.draining = true;
+    s_send(d, &m, true);
+}
+
+// Kills what still runs; each is reported as released (handed back).
+static void
+s_hand_back(drone_t *d, int64_t now)
+{
+    for (size_t i = 0; i < d->n_leases; i++) {
+        lease_t *l = &d->leases[i];
+        if (!l->finished && !l->release && runner_has(d->runner, l->token)) {
+            l->stopping = true;
+            l->release = true;
+            runner_kill(d->runner, l->token, now);
+        }
+    }
+}
+
+// Returns true when the drain is complete and the loop may end.
+static bool
+s_drain_step(drone_t *d, int64_t now, int stop)
+{
+    if (stop >= 2 || now >= d->drain_deadline_ms) {
+        s_hand_back(d, now);
+    }
+    if (runner_count(d->runner) > 0) {
+        return false;
+    }
+    bool outbox = false;
+    for (size_t i = 0; i < d->n_leases; i++) {
+        outbox |= d->leases[i].finished;
+    }
+    int64_t hard = d->drain_deadline_ms + 10 * d->heartbeat_ms;
+    if (outbox && now < hard && stop < 3) {
+        return false;
+    }
+    if (outbox) {
+        log_warn(LOG, "leaving with unacknowledged results; the broker will "
+                      "expire those leases and run the tasks again");
+    }
+    if (!d->bye_sent) {
+        proto_msg_t *m = proto_msg_new(PROTO_MSG_BYE);
+        s_send(d, &m, true);
+        d->bye_sent = true;
+        d->bye_sent_ms = now;
+    }
+    return d->bye_acked || now - d->bye_sent_ms > BYE_WAIT_MS;
+}
+
+static int64_t
+s_poll_timeout(drone_t *d, int64_t now)
+{
+    int64_t next = now + 100;
+    if (d->welcomed && d->next_hb_ms < next) {
+        next = d->next_hb_ms;
+    }
+    int64_t r = runner_next_ms(d->runner);
+    if (r >= 0 && r < next) {
+        next = r;
+    }
+    return next > now ? next - now : 0;
+}
+
+static void
+s_poll(drone_t *d, int64_t timeout)
+{
+    struct pollfd fds[256];
+    size_t n = runner_pollfds(d->runner, fds, 255);
+    zmq_pollitem_t items[256];
+    items[0] = (zmq_pollitem_t){d->sock, 0, ZMQ_POLLIN, 0};
+    for (size_t i = 0; i < n; i++) {
+        items[i + 1] = (zmq_pollitem_t){NULL, fds[i].fd, ZMQ_POLLIN, 0};
+    }
+    zmq_poll(items, (int) n + 1, (long) timeout);
+}
+
+int
+drone_run(drone_t *d, volatile sig_atomic_t *stop)
+{
+    int64_t now = clock_mono_ms();
+    s_send_hello(d, now);
+    d->last_heard_ms = now;
+    for (;;) {
+        now = clock_mono_ms();
+        if (*stop && !d->draining) {
+            s_begin_drain(d, now);
+        }
+        if (d->draining && s_drain_step(d, now, *stop)) {
+            break;
+        }
+        s_poll(d, s_poll_timeout(d, now));
+        now = clock_mono_ms();
+        s_read_socket(d, now);
+        s_reap(d, now);
+        s_timers(d, now);
+    }
+    log_info(LOG, "stopped");
+    return 0;
+}

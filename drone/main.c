@@ -1,1 +1,106 @@
-int main(void) { return 0; }
+// waggle-drone: entry point — configuration and signals.
+#include "drone/drone.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define C(f) offsetof(drone_config_t, f)
+
+static const cfg_option_t s_opts[] = {
+    {"broker", "WAGGLE_BROKER", CFG_STR, C(broker), "tcp://127.0.0.1:7600",
+     "ENDPOINT", "the broker to work for", 0, 0},
+    {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
+     "key directory; the drone reads DIR/drone", 0, 0},
+    {"slots", "WAGGLE_SLOTS", CFG_INT, C(slots), "1", "N",
+     "tasks run at once", 0, 1024},
+    {"tags", "WAGGLE_TAGS", CFG_STR, C(tags), "", "A,B",
+     "capability tags offered (tasks 'requires' them)", 0, 0},
+    {"workdir", "WAGGLE_WORKDIR", CFG_STR, C(workdir), "", "DIR",
+     "where tasks without 'cwd' run (default: the drone's cwd)", 0, 0},
+    {"drain-s", "WAGGLE_DRAIN_S", CFG_INT, C(drain_s), "30", "N",
+     "on SIGTERM, seconds to let running tasks finish before handing "
+     "them back", 0, 86400},
+    {"stderr-cap", "WAGGLE_STDERR_CAP", CFG_INT, C(err_cap), "65536",
+     "BYTES", "bytes of a task's stderr kept (the tail)", 0, 16777216},
+    {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
+     "FMT", "text or json (one object per line)", 0, 0},
+    {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
+     "log debug detail", 0, 0},
+    CFG_END,
+};
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    if (s_stop < 3) {
+        s_stop++;
+    }
+}
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: waggle-drone [OPTIONS]\n\n"
+            "A Waggle worker: rents tasks from the broker, runs them and "
+            "reports back.\nRun as many as you like, on as many hosts as "
+            "you like.\n\noptions (flag > environment > default):\n");
+    cfg_usage(out, s_opts);
+    fprintf(out,
+            "\nSIGTERM/SIGINT: take no new work, let running tasks finish "
+            "(up to --drain-s),\nhand the rest back, then leave; a second "
+            "signal hands everything back now.\nexit status: 0 after a "
+            "clean stop, 1 on a runtime error, 2 on bad usage or\n"
+            "configuration (keys included).\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    drone_config_t cfg = {0};
+    char err[512];
+    int next = 0;
+    bool help = false, json = false;
+    if (cfg_load(s_opts, &cfg, argc, argv, &next, &help, err, sizeof err) <
+        0) {
+        fprintf(stderr, "waggle-drone: %s\n", err);
+        return 2;
+    }
+    if (help) {
+        s_usage(stdout);
+        cfg_release(s_opts, &cfg);
+        return 0;
+    }
+    if (next < argc || log_format_parse(cfg.log_format, &json) < 0) {
+        fprintf(stderr, "waggle-drone: %s (see --help)\n",
+                next < argc ? "unexpected argument" : "bad --log-format");
+        cfg_release(s_opts, &cfg);
+        return 2;
+    }
+    log_init(cfg.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    drone_t *drone = NULL;
+    if (drone_open(&drone, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "waggle-drone: %s\n", err);
+        cfg_release(s_opts, &cfg);
+        return 2;
+    }
+    int rc = drone_run(drone, &s_stop);
+    drone_destroy(&drone);
+    cfg_release(s_opts, &cfg);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,2 +1,786 @@
-// placeholder: being written
-typedef int waggle_placeholder_t;
+// runner: fork/exec of task processes, their output and their deadlines.
+//
+// Owns each child it starts: its pipes, its process group and, at the end,
+// its zombie.  The leader's exit is noticed with waitid(WNOWAIT) and the
+// zombie is kept until the task finishes, so the pgid stays reserved and
+// kill(-pgid) can never reach a stranger's group.  Only then is it reaped,
+// with waitpid(pid): never waitpid(-1), which would steal other children.
+//
+// A task finishes when its leader has exited and both pipes are at EOF, or
+// S_DRAIN_MS after the exit if something (a background grandchild) still
+// holds them.  Whatever is left in the group is then SIGKILLed: a finished
+// task leaves nothing running.
+//
+// argv[0] is searched in the drone's own PATH: glibc's execvpe reads the
+// caller's environ, not envp.  The task sees only envp.
+//
+// Never logs, never reads a clock.
+#include "drone/runner.h"
+
+#include "common/xalloc.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum {
+    S_DRAIN_MS = 1000,          // pipes kept open after the leader exits
+    S_READ_BYTES = 65536,       // one read() of a pipe
+    S_READS_PER_STEP = 16,      // per pipe and step, so one child can't hog
+};
+
+// Why a child gave up before exec; sent through the exec-error pipe.
+enum { S_STAGE_SETUP, S_STAGE_CWD, S_STAGE_EXEC };
+
+typedef struct {
+    int stage;                  // S_STAGE_*
+    int err;                    // errno
+} s_failure_t;
+
+// The last cap bytes of one output stream.
+typedef struct {
+    int fd;                     // read end; -1 once at EOF or closed
+    uint8_t *buf;               // grows to cap, then is a ring
+    size_t size;                // bytes allocated in buf (<= cap)
+    size_t cap;                 // bytes kept
+    size_t start;               // index of the oldest kept byte
+    size_t len;                 // bytes kept (<= size)
+    uint64_t total;             // bytes seen; more than cap: truncated
+} s_tail_t;
+
+typedef struct {
+    uint64_t id;                // the caller's id
+    pid_t pid;                  // leader and pgid; a zombie once exited
+    s_tail_t out;               // stdout
+    s_tail_t err;               // stderr
+    char *error;                // why it never ran, or NULL
+    int64_t start_ms;           // now_ms of runner_start
+    int64_t deadline_ms;        // 0: none
+    int64_t kill_ms;            // SIGKILL due, if kill_pending
+    int64_t exit_ms;            // leader's exit seen, if exited
+    bool kill_pending;          // SIGTERM sent, SIGKILL not yet
+    bool term_sent;             // by deadline or runner_kill
+    bool exited;                // leader exited (not reaped yet)
+    bool lost;                  // someone else reaped it: never signal
+    bool timed_out;
+    bool killed;
+} s_child_t;
+
+struct runner {
+    int64_t grace_ms;           // SIGTERM to SIGKILL
+    long open_max;              // close() loop bound without close_range
+    s_child_t **children;       // not yet finished
+    size_t count;
+    size_t alloc;
+};
+
+// Everything the child needs, prepared before fork: after it, only
+// async-signal-safe calls.
+typedef struct {
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;            // NULL: inherit
+    pid_t parent;               // for the PDEATHSIG race check
+    long open_max;
+    int null_fd;                // becomes 0
+    int out_w;                  // becomes 1
+    int err_w;                  // becomes 2
+    int exec_w;                 // exec-error pipe, close-on-exec
+} s_launch_t;
+
+// Descriptors of one start: [0] read end, [1] write end.
+typedef struct {
+    int null_fd;
+    int out[2];
+    int err[2];
+    int exec[2];
+} s_fds_t;
+
+// The SIGCHLD self-pipe, one per process: a signal handler is per process.
+// Several runners in one process would share it; each step still checks
+// all of its own children, so one could at worst miss a wake-up.
+static volatile sig_atomic_t s_wake_wfd = -1;
+static int s_wake_rfd = -1;
+static pid_t s_wake_pid;        // the process that made it
+
+static void
+s_on_sigchld(int sig)
+{
+    (void) sig;
+    int saved = errno;
+    char c = 0;
+    // A full pipe already holds a wake-up, so a failed write loses nothing.
+    ssize_t rc = write(s_wake_wfd, &c, 1);
+    (void) rc;
+    errno = saved;
+}
+
+// Makes the pipe and installs the handler, again in a forked copy of the
+// process so the two never steal each other's wake-ups.
+static void
+s_wake_init(void)
+{
+    if (s_wake_rfd >= 0 && s_wake_pid == getpid()) {
+        return;
+    }
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &chld, &old);
+    if (s_wake_rfd >= 0) {
+        close(s_wake_rfd);
+        close(s_wake_wfd);
+    }
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        // Like OOM: a drone that cannot make one pipe cannot run anything.
+        fprintf(stderr, "waggle: cannot make the SIGCHLD pipe: %s\n",
+                strerror(errno));
+        abort();
+    }
+    s_wake_rfd = fds[0];
+    s_wake_wfd = fds[1];
+    s_wake_pid = getpid();
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_sigchld;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void
+s_wake_drain(void)
+{
+    char buf[256];
+    while (read(s_wake_rfd, buf, sizeof buf) > 0) {
+    }
+}
+
+// --- Output tails --------------------------------------------------------
+
+static void
+s_tail_init(s_tail_t *t, int fd, size_t cap)
+{
+    *t = (s_tail_t) {.fd = fd, .cap = cap};
+}
+
+static void
+s_tail_close(s_tail_t *t)
+{
+    if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+}
+
+// Grows the linear buffer towards cap.  It only wraps once it is full, so
+// until then start stays 0 and realloc keeps the bytes in order.
+static void
+s_tail_reserve(s_tail_t *t, size_t need)
+{
+    if (need <= t->size) {
+        return;
+    }
+    size_t size = t->size * 2 > need ? t->size * 2 : need;
+    t->size = size < t->cap ? size : t->cap;
+    t->buf = xrealloc(t->buf, t->size);
+}
+
+static void
+s_tail_put(s_tail_t *t, const uint8_t *p, size_t n)
+{
+    t->total += n;
+    if (n > t->cap) {
+        p += n - t->cap;
+        n = t->cap;
+    }
+    if (n == 0) {
+        return;
+    }
+    s_tail_reserve(t, t->len + n < t->cap ? t->len + n : t->cap);
+    size_t head = (t->start + t->len) % t->size;
+    size_t first = n < t->size - head ? n : t->size - head;
+    memcpy(t->buf + head, p, first);
+    memcpy(t->buf, p + first, n - first);
+    if (t->len + n > t->size) {
+        t->start = (t->start + t->len + n - t->size) % t->size;
+        t->len = t->size;
+    } else {
+        t->len += n;
+    }
+}
+
+// Reads what is there, up to a bound; closes the pipe at EOF or on error.
+static void
+s_tail_read(s_tail_t *t)
+{
+    uint8_t buf[S_READ_BYTES];
+    for (int i = 0; t->fd >= 0 && i < S_READS_PER_STEP; i++) {
+        ssize_t n = read(t->fd, buf, sizeof buf);
+        if (n > 0) {
+            s_tail_put(t, buf, (size_t) n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            return;
+        } else {
+            s_tail_close(t);
+        }
+    }
+}
+
+// Hands the kept bytes over in order, NUL-terminated for text callers.
+static uint8_t *
+s_tail_take(s_tail_t *t, size_t *len, bool *truncated)
+{
+    uint8_t *out = xmalloc(t->len + 1);
+    size_t first = t->len < t->size - t->start ? t->len : t->size - t->start;
+    if (t->len > 0) {
+        memcpy(out, t->buf + t->start, first);
+        memcpy(out + first, t->buf, t->len - first);
+    }
+    out[t->len] = '\0';
+    *len = t->len;
+    *truncated = t->total > t->cap;
+    return out;
+}
+
+static void
+s_tail_release(s_tail_t *t)
+{
+    s_tail_close(t);
+    xfree(&t->buf);
+}
+
+// --- The child, between fork and exec -------------------------------------
+
+static _Noreturn void
+s_child_fail(int fd, int stage)
+{
+    s_failure_t f = {.stage = stage, .err = errno};
+    while (write(fd, &f, sizeof f) < 0 && errno == EINTR) {
+    }
+    _exit(127);
+}
+
+// Every signal back to default (an ignored SIGPIPE would survive exec),
+// then unblocked: the parent blocked them all around fork so none of its
+// handlers could run in here.
+static void
+s_child_signals(void)
+{
+    struct sigaction dfl = {0};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) {
+            sigaction(sig, &dfl, NULL);
+        }
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+// Moves the exec-error pipe to 3 and closes everything above it, libzmq's
+// eventfds and sockets included.  Returns the pipe's descriptor.
+static int
+s_child_close_fds(int exec_w, long open_max)
+{
+    if (exec_w != 3 && dup3(exec_w, 3, O_CLOEXEC) < 0) {
+        s_child_fail(exec_w, S_STAGE_SETUP);
+    }
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 4u, ~0u, 0u) == 0) {
+        return 3;
+    }
+#endif
+    for (long fd = 4; fd < open_max; fd++) {
+        close((int) fd);
+    }
+    return 3;
+}
+
+static _Noreturn void
+s_child(const s_launch_t *l)
+{
+    setpgid(0, 0);
+    // PDEATHSIG fires when the forking *thread* ends: runner_start runs on
+    // the drone's loop thread, which lives as long as the process.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        s_child_fail(l->exec_w, S_STAGE_SETUP);
+    }
+    if (getppid() != l->parent) {
+        _exit(127);             // the drone died before prctl took effect
+    }
+    s_child_signals();
+    // Every source is >= 3 (see s_fds_lift), so no dup2 clobbers another.
+    if (dup2(l->null_fd, 0) < 0 || dup2(l->out_w, 1) < 0
+        || dup2(l->err_w, 2) < 0) {
+        s_child_fail(l->exec_w, S_STAGE_SETUP);
+    }
+    if (l->cwd && chdir(l->cwd) != 0) {
+        s_child_fail(l->exec_w, S_STAGE_CWD);
+    }
+    int exec_w = s_child_close_fds(l->exec_w, l->open_max);
+    execvpe(l->argv[0], l->argv, l->envp);
+    s_child_fail(exec_w, S_STAGE_EXEC);
+}
+
+// --- The parent's side of a start -----------------------------------------
+
+static void
+s_close(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void
+s_fds_close(s_fds_t *f)
+{
+    int *all[] = {&f->null_fd, &f->out[0], &f->out[1], &f->err[0],
+                  &f->err[1],  &f->exec[0], &f->exec[1]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        s_close(all[i]);
+    }
+}
+
+// Moves descriptors off 0..2 (a drone started with them closed) so the
+// child's dup2 onto 0..2 never overwrites a source it still needs.
+static int
+s_fds_lift(s_fds_t *f)
+{
+    int *all[] = {&f->null_fd, &f->out[1], &f->err[1], &f->exec[1]};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (*all[i] < 3) {
+            int fd = fcntl(*all[i], F_DUPFD_CLOEXEC, 3);
+            if (fd < 0) {
+                return -1;
+            }
+            close(*all[i]);
+            *all[i] = fd;
+        }
+    }
+    return 0;
+}
+
+// Everything close-on-exec, so a concurrent start elsewhere leaks nothing;
+// only our read ends are non-blocking: the child's writes must block.
+static int
+s_fds_open(s_fds_t *f)
+{
+    *f = (s_fds_t) {-1, {-1, -1}, {-1, -1}, {-1, -1}};
+    f->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (f->null_fd < 0 || pipe2(f->out, O_CLOEXEC) != 0
+        || pipe2(f->err, O_CLOEXEC) != 0 || pipe2(f->exec, O_CLOEXEC) != 0
+        || fcntl(f->out[0], F_SETFL, O_NONBLOCK) != 0
+        || fcntl(f->err[0], F_SETFL, O_NONBLOCK) != 0 || s_fds_lift(f) != 0) {
+        int e = errno;
+        s_fds_close(f);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static pid_t
+s_fork(const s_launch_t *l)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        s_child(l);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return pid;
+}
+
+// Blocks until the child has exec'd (EOF) or said why it could not.
+static char *
+s_read_failure(int fd, const runner_spec_t *spec)
+{
+    s_failure_t f;
+    ssize_t n;
+    do {
+        n = read(fd, &f, sizeof f);
+    } while (n < 0 && errno == EINTR);
+    if (n != (ssize_t) sizeof f) {
+        return NULL;
+    }
+    switch (f.stage) {
+    case S_STAGE_CWD:
+        return xasprintf("cannot enter '%s': %s", spec->cwd, strerror(f.err));
+    case S_STAGE_EXEC:
+        return xasprintf("cannot run '%s': %s", spec->argv[0],
+                         strerror(f.err));
+    default:
+        return xasprintf("cannot start '%s': %s", spec->argv[0],
+                         strerror(f.err));
+    }
+}
+
+// --- Children -------------------------------------------------------------
+
+static s_child_t *
+s_find(const runner_t *self, uint64_t id)
+{
+    for (size_t i = 0; i < self->count; i++) {
+        if (self->children[i]->id == id) {
+            return self->children[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+s_add(runner_t *self, s_child_t *c)
+{
+    if (self->count == self->alloc) {
+        self->alloc = self->alloc ? self->alloc * 2 : 8;
+        self->children =
+            xrealloc(self->children, self->alloc * sizeof *self->children);
+    }
+    self->children[self->count++] = c;
+}
+
+static void
+s_child_free(s_child_t *c)
+{
+    s_tail_release(&c->out);
+    s_tail_release(&c->err);
+    free(c->error);
+    free(c);
+}
+
+static void
+s_signal(const s_child_t *c, int sig)
+{
+    if (!c->lost) {
+        kill(-c->pid, sig);
+    }
+}
+
+static void
+s_terminate(const runner_t *self, s_child_t *c, int64_t now_ms)
+{
+    if (c->term_sent) {
+        return;
+    }
+    c->term_sent = true;
+    s_signal(c, SIGTERM);
+    c->kill_pending = true;
+    c->kill_ms = now_ms + self->grace_ms;
+}
+
+// Notices the leader's exit without reaping it, so the pgid stays ours.
+static void
+s_notice_exit(s_child_t *c, int64_t now_ms)
+{
+    if (c->exited) {
+        return;
+    }
+    siginfo_t info = {0};
+    int rc = waitid(P_PID, (id_t) c->pid, &info, WEXITED | WNOHANG | WNOWAIT);
+    if (rc != 0 && errno == ECHILD) {
+        c->lost = true;
+    } else if (rc != 0 || info.si_pid != c->pid) {
+        return;
+    }
+    c->exited = true;
+    c->exit_ms = now_ms;
+}
+
+// Deadlines bind only a running leader; a kill's SIGKILL also reaches
+// strays after the leader has gone.
+static void
+s_enforce(const runner_t *self, s_child_t *c, int64_t now_ms)
+{
+    if (!c->exited && c->deadline_ms > 0 && now_ms >= c->deadline_ms
+        && !c->term_sent) {
+        c->timed_out = true;
+        s_terminate(self, c, now_ms);
+    }
+    if (c->kill_pending && now_ms >= c->kill_ms) {
+        s_signal(c, SIGKILL);
+        c->kill_pending = false;
+    }
+}
+
+static bool
+s_is_done(const s_child_t *c, int64_t now_ms)
+{
+    if (!c->exited) {
+        return false;
+    }
+    return (c->out.fd < 0 && c->err.fd < 0)
+           || now_ms - c->exit_ms >= S_DRAIN_MS;
+}
+
+static void
+s_fill_status(runner_result_t *r, const s_child_t *c)
+{
+    int status = 0;
+    pid_t rc = -1;
+    // SIGKILL the strays while the zombie leader still holds the pgid.
+    s_signal(c, SIGKILL);
+    if (!c->lost) {
+        do {
+            rc = waitpid(c->pid, &status, 0);
+        } while (rc < 0 && errno == EINTR);
+    }
+    r->exit_code = -1;
+    if (rc != c->pid || !r->spawned) {
+        return;
+    }
+    if (WIFEXITED(status)) {
+        r->exit_code = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        r->signal = WTERMSIG(status);
+    }
+}
+
+// Reaps c, moves what it owns into r and frees it.
+static void
+s_finish(s_child_t *c, int64_t now_ms, runner_result_t *r)
+{
+    *r = (runner_result_t) {0};
+    r->id = c->id;
+    r->spawned = c->error == NULL;
+    s_fill_status(r, c);
+    r->timed_out = c->timed_out;
+    r->killed = c->killed;
+    r->error = c->error;
+    c->error = NULL;
+    r->out = s_tail_take(&c->out, &r->out_len, &r->out_truncated);
+    r->err = s_tail_take(&c->err, &r->err_len, &r->err_truncated);
+    r->duration_ms = now_ms - c->start_ms;
+    s_child_free(c);
+}
+
+// --- The API --------------------------------------------------------------
+
+runner_t *
+runner_new(int64_t grace_ms)
+{
+    assert(grace_ms >= 0);
+    s_wake_init();
+    runner_t *self = xcalloc(1, sizeof *self);
+    self->grace_ms = grace_ms;
+    self->open_max = sysconf(_SC_OPEN_MAX);
+    if (self->open_max < 0) {
+        self->open_max = 1024;
+    }
+    return self;
+}
+
+void
+runner_destroy(runner_t **self_p)
+{
+    assert(self_p);
+    runner_t *self = *self_p;
+    if (!self) {
+        return;
+    }
+    for (size_t i = 0; i < self->count; i++) {
+        s_child_t *c = self->children[i];
+        s_signal(c, SIGKILL);
+        while (!c->lost && waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        s_child_free(c);
+    }
+    free(self->children);
+    free(self);
+    *self_p = NULL;
+}
+
+static s_child_t *
+s_child_new(uint64_t id, pid_t pid, const runner_spec_t *spec,
+            const s_fds_t *f, int64_t now_ms)
+{
+    s_child_t *c = xcalloc(1, sizeof *c);
+    c->id = id;
+    c->pid = pid;
+    c->start_ms = now_ms;
+    c->deadline_ms = spec->deadline_ms;
+    s_tail_init(&c->out, f->out[0], spec->out_cap);
+    s_tail_init(&c->err, f->err[0], spec->err_cap);
+    return c;
+}
+
+int
+runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
+             int64_t now_ms, char **err)
+{
+    assert(self && spec && spec->argv && spec->argv[0] && spec->envp && err);
+    if (s_find(self, id)) {
+        *err = xasprintf("task %" PRIu64 " is already running", id);
+        return -1;
+    }
+    s_fds_t f;
+    if (s_fds_open(&f) != 0) {
+        *err = xasprintf("cannot make pipes: %s", strerror(errno));
+        return -1;
+    }
+    s_launch_t l = {spec->argv, spec->envp, spec->cwd, getpid(),
+                    self->open_max, f.null_fd, f.out[1], f.err[1], f.exec[1]};
+    pid_t pid = s_fork(&l);
+    if (pid < 0) {
+        *err = xasprintf("cannot fork: %s", strerror(errno));
+        s_fds_close(&f);
+        return -1;
+    }
+    // Also in the parent, so a kill(-pid) right after this never misses.
+    setpgid(pid, pid);
+    s_close(&f.null_fd);
+    s_close(&f.out[1]);
+    s_close(&f.err[1]);
+    s_close(&f.exec[1]);
+    s_child_t *c = s_child_new(id, pid, spec, &f, now_ms);
+    c->error = s_read_failure(f.exec[0], spec);
+    s_close(&f.exec[0]);
+    s_add(self, c);
+    return 0;
+}
+
+void
+runner_kill(runner_t *self, uint64_t id, int64_t now_ms)
+{
+    assert(self);
+    s_child_t *c = s_find(self, id);
+    if (c) {
+        c->killed = true;
+        s_terminate(self, c, now_ms);
+    }
+}
+
+void
+runner_kill_all(runner_t *self, int64_t now_ms)
+{
+    assert(self);
+    for (size_t i = 0; i < self->count; i++) {
+        self->children[i]->killed = true;
+        s_terminate(self, self->children[i], now_ms);
+    }
+}
+
+size_t
+runner_count(const runner_t *self)
+{
+    assert(self);
+    return self->count;
+}
+
+bool
+runner_has(const runner_t *self, uint64_t id)
+{
+    assert(self);
+    return s_find(self, id) != NULL;
+}
+
+static void
+s_pollfd(struct pollfd *fds, size_t max, size_t *n, int fd)
+{
+    if (fd < 0) {
+        return;
+    }
+    if (*n < max) {
+        fds[*n] = (struct pollfd) {.fd = fd, .events = POLLIN};
+    }
+    (*n)++;
+}
+
+size_t
+runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max)
+{
+    assert(self && (fds || max == 0));
+    size_t n = 0;
+    s_pollfd(fds, max, &n, s_wake_rfd);
+    for (size_t i = 0; i < self->count; i++) {
+        s_pollfd(fds, max, &n, self->children[i]->out.fd);
+        s_pollfd(fds, max, &n, self->children[i]->err.fd);
+    }
+    return n;
+}
+
+size_t
+runner_step(runner_t *self, int64_t now_ms, runner_result_t **done)
+{
+    assert(self && done);
+    s_wake_drain();
+    *done = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < self->count;) {
+        s_child_t *c = self->children[i];
+        // Exit first: once it is seen, the pipes hold all the leader wrote.
+        s_notice_exit(c, now_ms);
+        s_tail_read(&c->out);
+        s_tail_read(&c->err);
+        s_enforce(self, c, now_ms);
+        if (!s_is_done(c, now_ms)) {
+            i++;
+            continue;
+        }
+        *done = xrealloc(*done, (n + 1) * sizeof **done);
+        s_finish(c, now_ms, &(*done)[n++]);
+        self->children[i] = self->children[--self->count];
+    }
+    return n;
+}
+
+static void
+s_earliest(int64_t *next, int64_t at_ms)
+{
+    if (*next < 0 || at_ms < *next) {
+        *next = at_ms;
+    }
+}
+
+int64_t
+runner_next_ms(const runner_t *self)
+{
+    assert(self);
+    int64_t next = -1;
+    for (size_t i = 0; i < self->count; i++) {
+        const s_child_t *c = self->children[i];
+        if (!c->exited && c->deadline_ms > 0 && !c->term_sent) {
+            s_earliest(&next, c->deadline_ms);
+        }
+        if (c->kill_pending) {
+            s_earliest(&next, c->kill_ms);
+        }
+        if (c->exited) {
+            s_earliest(&next, c->exit_ms + S_DRAIN_MS);
+        }
+    }
+    return next;
+}
+
+void
+runner_result_release(runner_result_t *r)
+{
+    if (!r) {
+        return;
+    }
+    xfree(&r->error);
+    xfree(&r->out);
+    xfree(&r->err);
+    r->out_len = 0;
+    r->err_len = 0;
+}

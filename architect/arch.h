@@ -1,0 +1,72 @@
+// arch.h: the architect's commands and what they share.
+//
+//   main.c    global options and dispatch to a command
+//   cmd.c     the commands: keygen, ping, submit, status, wait, cancel,
+//             retry, output
+//   render.c  status as text tables or JSON
+//   link.c    the connection to the broker
+//
+// Exit codes scripts can trust (ARCH_EXIT_*).
+#ifndef WAGGLE_ARCH_H
+#define WAGGLE_ARCH_H
+
+#include "architect/link.h"
+#include "common/keys.h"
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum {
+    ARCH_EXIT_OK = 0,          // done; for wait: the plan succeeded
+    ARCH_EXIT_FAILED = 1,      // refused or failed; wait: plan failed/cancelled
+    ARCH_EXIT_TIMEOUT = 2,     // wait --timeout ran out
+    ARCH_EXIT_CONNECT = 3,     // cannot connect or authenticate
+    ARCH_EXIT_USAGE = 64,      // bad command line
+};
+
+typedef struct {
+    char *broker;              // endpoint
+    char *keys;                // key directory
+    char *role;                // operator | submitter
+    int64_t connect_timeout_ms;
+    bool json;                 // --json output
+    char *log_format;
+    bool verbose;
+} arch_config_t;
+
+typedef struct {
+    const arch_config_t *cfg;
+    keys_client_t keys;
+    link_t *link;              // NULL until arch_connect
+} arch_t;
+
+typedef int (*arch_cmd_fn)(arch_t *a, int argc, char **argv);
+
+// Each command gets argv[0] = its name and its own arguments; it prints
+// its own usage on --help and returns an ARCH_EXIT_* code.
+int cmd_keygen(arch_t *a, int argc, char **argv);
+int cmd_ping(arch_t *a, int argc, char **argv);
+int cmd_submit(arch_t *a, int argc, char **argv);
+int cmd_status(arch_t *a, int argc, char **argv);
+int cmd_wait(arch_t *a, int argc, char **argv);
+int cmd_cancel(arch_t *a, int argc, char **argv);
+int cmd_retry(arch_t *a, int argc, char **argv);
+int cmd_output(arch_t *a, int argc, char **argv);
+
+// Loads the role's keys and connects.  Prints why and returns
+// ARCH_EXIT_CONNECT (or _USAGE for bad keys) on failure, else 0.
+int arch_connect(arch_t *a);
+// One request/reply.  Prints errors (ERROR replies included) and returns
+// an exit code; on success *reply holds the reply (caller destroys).
+int arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply);
+
+// render.c
+void render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms);
+void render_plan(FILE *out, const proto_status_ok_t *st);
+char *render_json(const proto_status_ok_t *st, bool plan);  // caller frees
+// One line of progress: "plan 3 'x': running — 4/7 succeeded, 2 leased".
+char *render_progress(const proto_plan_info_t *p);
+
+#endif

@@ -1,0 +1,572 @@
+// cmd: the architect's commands.
+#include "architect/arch.h"
+
+#include "common/cfg.h"
+#include "common/clock.h"
+#include "common/workplan.h"
+#include "common/xalloc.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+arch_connect(arch_t *a)
+{
+    keys_role_t role;
+    char err[512];
+    if (keys_role_parse(a->cfg->role, &role) < 0 || role == KEYS_ROLE_DRONE) {
+        fprintf(stderr, "waggle-architect: --role '%s' must be operator or "
+                        "submitter\n", a->cfg->role);
+        return ARCH_EXIT_USAGE;
+    }
+    if (keys_load_client(a->cfg->keys, role, &a->keys, err, sizeof err) < 0) {
+        fprintf(stderr, "waggle-architect: %s\n", err);
+        return ARCH_EXIT_CONNECT;
+    }
+    a->link = link_new(a->cfg->broker, &a->keys);
+    return ARCH_EXIT_OK;
+}
+
+static int
+s_report_error(const proto_msg_t *reply)
+{
+    const proto_error_body_t *e = &reply->u.error;
+    fprintf(stderr, "waggle-architect: %s: %s\n",
+            proto_status_name(e->code), e->message ? e->message : "");
+    for (size_t i = 0; i < e->details.count; i++) {
+        fprintf(stderr, "  %s\n", e->details.items[i]);
+    }
+    return e->code == PROTO_E_FORBIDDEN ? ARCH_EXIT_CONNECT
+                                        : ARCH_EXIT_FAILED;
+}
+
+int
+arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply)
+{
+    char err[512];
+    link_rc_t rc = link_request(a->link, req, a->cfg->connect_timeout_ms,
+                                reply, err, sizeof err);
+    if (rc != LINK_OK) {
+        fprintf(stderr, "waggle-architect: %s\n", err);
+        return ARCH_EXIT_CONNECT;
+    }
+    if ((*reply)->cmd == PROTO_MSG_ERROR) {
+        int code = s_report_error(*reply);
+        proto_msg_destroy(reply);
+        return code;
+    }
+    return ARCH_EXIT_OK;
+}
+
+// Parses a subcommand's options, which may come before, between or after
+// its positional arguments (wait PLAN --timeout 60).  Positionals land in
+// pos[] (at most 8).  Returns -1 after printing an error, 0 to go on, 1 when
+// --help was printed.
+typedef struct {
+    char *items[8];
+    int n;
+} s_pos_t;
+
+static int
+s_opts(const cfg_option_t *opts, void *conf, int argc, char **argv,
+       s_pos_t *pos, const char *usage)
+{
+    char err[256];
+    bool help = false;
+    pos->n = 0;
+    for (int i = 1; i < argc;) {
+        int next = i;
+        if (cfg_load_args(opts, conf, argc, argv, i, &next, &help, err,
+                          sizeof err) < 0) {
+            fprintf(stderr, "waggle-architect %s: %s\n", argv[0], err);
+            return -1;
+        }
+        if (next < argc) {
+            if (pos->n == 8) {
+                fprintf(stderr, "waggle-architect %s: too many arguments\n",
+                        argv[0]);
+                return -1;
+            }
+            pos->items[pos->n++] = argv[next];
+        }
+        i = next + 1;
+    }
+    if (help) {
+        printf("usage: waggle-architect [GLOBAL OPTIONS] %s\n", usage);
+        if (opts[0].flag) {
+            printf("\noptions:\n");
+            cfg_usage(stdout, opts);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static int
+s_parse_plan(const char *s, int64_t *plan)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v <= 0) {
+        fprintf(stderr, "waggle-architect: '%s' is not a plan id (a "
+                        "positive number)\n", s);
+        return -1;
+    }
+    *plan = v;
+    return 0;
+}
+
+// Positional arguments after options: exactly min..max of them.
+static bool
+s_args(const s_pos_t *pos, int min, int max, const char *usage)
+{
+    int n = pos->n;
+    if (n < min || n > max) {
+        fprintf(stderr, "usage: waggle-architect %s\n", usage);
+        return false;
+    }
+    return true;
+}
+
+static const cfg_option_t s_no_opts[] = {CFG_END};
+
+int
+cmd_keygen(arch_t *a, int argc, char **argv)
+{
+    (void) a;
+    s_pos_t pos;
+    const char *usage = "keygen DIR\n\nMakes a complete local key set in DIR: "
+                        "the broker's bundle with its allow lists,\nand one "
+                        "key each for the drone, submitter and operator "
+                        "roles.";
+    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos, usage);
+    if (rc) {
+        return rc < 0 ? ARCH_EXIT_USAGE : ARCH_EXIT_OK;
+    }
+    if (!s_args(&pos, 1, 1, "keygen DIR")) {
+        return ARCH_EXIT_USAGE;
+    }
+    char err[512];
+    if (keys_generate(pos.items[0], err, sizeof err) < 0) {
+        fprintf(stderr, "waggle-architect: %s\n", err);
+        return ARCH_EXIT_FAILED;
+    }
+    printf("keys written to %s:\n"
+           "  %s/broker/     the broker's secret key and allow lists "
+           "(broker host only)\n"
+           "  %s/drone/      a drone key (give to drone hosts)\n"
+           "  %s/submitter/  a submitter key (submit, read, cancel, retry)\n"
+           "  %s/operator/   an operator key (everything, approvals "
+           "included)\n",
+           pos.items[0], pos.items[0], pos.items[0], pos.items[0], pos.items[0]);
+    return ARCH_EXIT_OK;
+}
+
+int
+cmd_ping(arch_t *a, int argc, char **argv)
+{
+    s_pos_t pos;
+    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos,
+                    "ping\n\nChecks that the broker answers and accepts "
+                    "this key; prints the role it sees.");
+    if (rc) {
+        return rc < 0 ? ARCH_EXIT_USAGE : ARCH_EXIT_OK;
+    }
+    if ((rc = arch_connect(a)) != 0) {
+        return rc;
+    }
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_PING), *reply = NULL;
+    if ((rc = arch_call(a, &req, &reply)) != 0) {
+        return rc;
+    }
+    printf("broker %s answers: key '%s' has role %s (broker %s)\n",
+           a->cfg->broker, reply->u.pong.name, reply->u.pong.role,
+           reply->u.pong.version);
+    proto_msg_destroy(&reply);
+    return ARCH_EXIT_OK;
+}
+
+static char *
+s_read_all(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "waggle-architect: cannot read '%s': %s\n", path,
+                strerror(errno));
+        return NULL;
+    }
+    size_t cap = 65536, n = 0, r;
+    char *buf = xmalloc(cap);
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+    }
+    if (f != stdin) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+// Validates locally so a person sees every error with its path before
+// anything is sent.
+static bool
+s_validate(const char *path, const char *text, size_t len)
+{
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    if (workplan_parse(text, len, &wp, &errs) == 0) {
+        workplan_destroy(&wp);
+        return true;
+    }
+    fprintf(stderr, "waggle-architect: workplan '%s' is invalid (%zu "
+                    "error%s):\n", path, errs.count,
+            errs.count == 1 ? "" : "s");
+    for (size_t i = 0; i < errs.count; i++) {
+        fprintf(stderr, "  %s: %s\n",
+                errs.items[i].path[0] ? errs.items[i].path : "(top level)",
+                errs.items[i].message);
+    }
+    wp_errors_release(&errs);
+    return false;
+}
+
+typedef struct {
+    char *idem;
+} s_submit_opts_t;
+
+static const cfg_option_t s_submit_opts[] = {
+    {"idempotency-key", NULL, CFG_STR, offsetof(s_submit_opts_t, idem), NULL,
+     "KEY", "submitting again with the same key returns the same plan", 0,
+     0},
+    CFG_END,
+};
+
+int
+cmd_submit(arch_t *a, int argc, char **argv)
+{
+    s_submit_opts_t o = {0};
+    s_pos_t pos;
+    int rc = s_opts(s_submit_opts, &o, argc, argv, &pos,
+                    "submit FILE [--idempotency-key KEY]\n\nValidates the "
+                    "workplan FILE (- for stdin), submits it and prints the "
+                    "plan id.");
+    if (rc || !s_args(&pos, 1, 1, "submit FILE")) {
+        cfg_release(s_submit_opts, &o);
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    size_t len = 0;
+    char *text = s_read_all(pos.items[0], &len);
+    rc = !text ? ARCH_EXIT_FAILED
+         : !s_validate(pos.items[0], text, len) ? ARCH_EXIT_FAILED
+                                              : arch_connect(a);
+    proto_msg_t *reply = NULL;
+    if (rc == 0) {
+        proto_msg_t *req = proto_msg_new(PROTO_MSG_SUBMIT);
+        req->u.submit.workplan = text;
+        req->u.submit.idempotency_key = o.idem ? xstrdup(o.idem) : NULL;
+        text = NULL;
+        rc = arch_call(a, &req, &reply);
+    }
+    if (rc == 0) {
+        const proto_submit_ok_t *ok = &reply->u.submit_ok;
+        for (size_t i = 0; i < ok->warnings.count; i++) {
+            fprintf(stderr, "warning: %s\n", ok->warnings.items[i]);
+        }
+        if (!ok->created) {
+            fprintf(stderr, "note: idempotency key already used; this is "
+                            "the existing plan\n");
+        }
+        printf("%lld\n", (long long) ok->plan);
+    }
+    proto_msg_destroy(&reply);
+    free(text);
+    cfg_release(s_submit_opts, &o);
+    return rc;
+}
+
+typedef struct {
+    bool json;
+} s_status_opts_t;
+
+static const cfg_option_t s_status_opts[] = {
+    {"json", NULL, CFG_BOOL, offsetof(s_status_opts_t, json), NULL, NULL,
+     "print one JSON object", 0, 0},
+    CFG_END,
+};
+
+static int
+s_status_call(arch_t *a, int64_t plan, proto_msg_t **reply)
+{
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS);
+    req->u.status.plan = plan;
+    return arch_call(a, &req, reply);
+}
+
+int
+cmd_status(arch_t *a, int argc, char **argv)
+{
+    s_status_opts_t o = {.json = a->cfg->json};
+    s_pos_t pos;
+    int rc = s_opts(s_status_opts, &o, argc, argv, &pos,
+                    "status [PLAN] [--json]\n\nWithout PLAN: plans and "
+                    "connected drones.  With PLAN: its tasks.");
+    int64_t plan = 0;
+    if (rc || !s_args(&pos, 0, 1, "status [PLAN] [--json]") ||
+        (pos.n > 0 && s_parse_plan(pos.items[0], &plan) < 0)) {
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    proto_msg_t *reply = NULL;
+    if ((rc = arch_connect(a)) != 0 ||
+        (rc = s_status_call(a, plan, &reply)) != 0) {
+        return rc;
+    }
+    const proto_status_ok_t *st = &reply->u.status_ok;
+    if (o.json) {
+        char *text = render_json(st, plan != 0);
+        printf("%s\n", text);
+        free(text);
+    } else if (plan) {
+        render_plan(stdout, st);
+    } else {
+        render_overview(stdout, st, clock_wall_ms());
+    }
+    proto_msg_destroy(&reply);
+    return ARCH_EXIT_OK;
+}
+
+typedef struct {
+    int64_t timeout_s;
+    bool json;
+} s_wait_opts_t;
+
+static const cfg_option_t s_wait_opts[] = {
+    {"timeout", NULL, CFG_INT, offsetof(s_wait_opts_t, timeout_s), "0", "S",
+     "give up after S seconds (exit 2); 0 waits for ever", 0, 31536000},
+    {"json", NULL, CFG_BOOL, offsetof(s_wait_opts_t, json), NULL, NULL,
+     "print the plan's final status as JSON", 0, 0},
+    CFG_END,
+};
+
+typedef struct {
+    bool tty;
+    char *last;                // last progress line printed
+    bool ever;                 // a status reply ever arrived
+} s_progress_t;
+
+static void
+s_show(s_progress_t *p, const char *line, bool final)
+{
+    if (p->tty) {
+        fprintf(stderr, "\r\033[K%s%s", line, final ? "\n" : "");
+    } else if (!p->last || strcmp(p->last, line) != 0) {
+        fprintf(stderr, "%s\n", line);
+    }
+    free(p->last);
+    p->last = xstrdup(line);
+}
+
+// One poll of the plan.  Returns -1 to keep waiting, else an exit code.
+static int
+s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
+{
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS), *reply = NULL;
+    req->u.status.plan = plan;
+    char err[512];
+    link_rc_t rc = link_request(a->link, &req, a->cfg->connect_timeout_ms,
+                                &reply, err, sizeof err);
+    if (rc != LINK_OK) {
+        if (rc == LINK_AUTH || !p->ever) {
+            fprintf(stderr, "%swaggle-architect: %s\n", p->tty ? "\n" : "",
+                    err);
+            return ARCH_EXIT_CONNECT;
+        }
+        s_show(p, "broker unreachable; still waiting (it may be "
+                  "restarting)", false);
+        return -1;
+    }
+    p->ever = true;
+    if (reply->cmd == PROTO_MSG_ERROR) {
+        int code = s_report_error(reply);
+        proto_msg_destroy(&reply);
+        return code;
+    }
+    const proto_status_ok_t *st = &reply->u.status_ok;
+    int code = -1;
+    if (st->n_plans > 0) {
+        const proto_plan_info_t *pi = &st->plans[0];
+        bool done = strcmp(pi->state, "running") != 0;
+        char *line = render_progress(pi);
+        s_show(p, line, done);
+        free(line);
+        if (done) {
+            code = strcmp(pi->state, "succeeded") == 0 ? ARCH_EXIT_OK
+                                                       : ARCH_EXIT_FAILED;
+            if (json) {
+                char *text = render_json(st, true);
+                printf("%s\n", text);
+                free(text);
+            }
+        }
+    }
+    proto_msg_destroy(&reply);
+    return code;
+}
+
+int
+cmd_wait(arch_t *a, int argc, char **argv)
+{
+    s_wait_opts_t o = {.json = a->cfg->json};
+    s_pos_t pos;
+    int rc = s_opts(s_wait_opts, &o, argc, argv, &pos,
+                    "wait PLAN [--timeout S] [--json]\n\nWaits until PLAN "
+                    "ends, showing progress.  Exit 0: succeeded; 1: failed "
+                    "or\ncancelled; 2: timed out; 3: cannot connect or "
+                    "authenticate.");
+    int64_t plan = 0;
+    if (rc || !s_args(&pos, 1, 1, "wait PLAN [--timeout S]") ||
+        s_parse_plan(pos.items[0], &plan) < 0) {
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    if ((rc = arch_connect(a)) != 0) {
+        return rc;
+    }
+    s_progress_t p = {.tty = isatty(STDERR_FILENO)};
+    int64_t deadline = o.timeout_s ? clock_mono_ms() + o.timeout_s * 1000
+                                   : INT64_MAX;
+    for (;;) {
+        int code = s_wait_once(a, plan, &p, o.json);
+        if (code >= 0) {
+            rc = code;
+            break;
+        }
+        if (clock_mono_ms() >= deadline) {
+            fprintf(stderr, "%stimed out after %lld s; plan %lld is still "
+                            "running\n", p.tty ? "\n" : "",
+                    (long long) o.timeout_s, (long long) plan);
+            rc = ARCH_EXIT_TIMEOUT;
+            break;
+        }
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    free(p.last);
+    return rc;
+}
+
+static int
+s_simple(arch_t *a, proto_msg_t **req, const char *done)
+{
+    int rc = arch_connect(a);
+    proto_msg_t *reply = NULL;
+    if (rc == 0 && (rc = arch_call(a, req, &reply)) == 0) {
+        printf("%s\n", done);
+    }
+    proto_msg_destroy(req);
+    proto_msg_destroy(&reply);
+    return rc;
+}
+
+int
+cmd_cancel(arch_t *a, int argc, char **argv)
+{
+    s_pos_t pos;
+    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos,
+                    "cancel PLAN [TASK]\n\nCancels a whole plan, or one task "
+                    "and what needs it; running work is killed.");
+    int64_t plan;
+    if (rc || !s_args(&pos, 1, 2, "cancel PLAN [TASK]") ||
+        s_parse_plan(pos.items[0], &plan) < 0) {
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_CANCEL);
+    req->u.cancel.plan = plan;
+    req->u.cancel.task = pos.n > 1 ? xstrdup(pos.items[1]) : NULL;
+    char *done = pos.n > 1
+                     ? xasprintf("cancelled task '%s' of plan %lld",
+                                 pos.items[1], (long long) plan)
+                     : xasprintf("cancelled plan %lld", (long long) plan);
+    rc = s_simple(a, &req, done);
+    free(done);
+    return rc;
+}
+
+int
+cmd_retry(arch_t *a, int argc, char **argv)
+{
+    s_pos_t pos;
+    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos,
+                    "retry PLAN TASK\n\nSends a dead, rejected or cancelled "
+                    "task back to work with a fresh attempt budget;\nwhat it "
+                    "blocked waits for it again.");
+    int64_t plan;
+    if (rc || !s_args(&pos, 2, 2, "retry PLAN TASK") ||
+        s_parse_plan(pos.items[0], &plan) < 0) {
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_RETRY);
+    req->u.retry.plan = plan;
+    req->u.retry.task = xstrdup(pos.items[1]);
+    char *done = xasprintf("task '%s' of plan %lld will run again",
+                           pos.items[1], (long long) plan);
+    rc = s_simple(a, &req, done);
+    free(done);
+    return rc;
+}
+
+typedef struct {
+    int64_t attempt;
+    bool want_stderr;
+} s_output_opts_t;
+
+static const cfg_option_t s_output_opts[] = {
+    {"attempt", NULL, CFG_INT, offsetof(s_output_opts_t, attempt), "0", "N",
+     "that attempt (default: the accepted one, else the latest)", 0,
+     1000000},
+    {"stderr", NULL, CFG_BOOL, offsetof(s_output_opts_t, want_stderr), NULL,
+     NULL, "the stderr tail instead of stdout", 0, 0},
+    CFG_END,
+};
+
+int
+cmd_output(arch_t *a, int argc, char **argv)
+{
+    s_output_opts_t o = {0};
+    s_pos_t pos;
+    int rc = s_opts(s_output_opts, &o, argc, argv, &pos,
+                    "output PLAN TASK [--attempt N] [--stderr]\n\nPrints a "
+                    "task's output exactly as stored.");
+    int64_t plan;
+    if (rc || !s_args(&pos, 2, 2, "output PLAN TASK [--attempt N]") ||
+        s_parse_plan(pos.items[0], &plan) < 0) {
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_OUTPUT), *reply = NULL;
+    req->u.output.plan = plan;
+    req->u.output.task = xstrdup(pos.items[1]);
+    req->u.output.attempt = (uint32_t) o.attempt;
+    req->u.output.want_stderr = o.want_stderr;
+    if ((rc = arch_connect(a)) != 0 || (rc = arch_call(a, &req, &reply))) {
+        proto_msg_destroy(&req);
+        return rc;
+    }
+    const proto_output_ok_t *out = &reply->u.output_ok;
+    fwrite(out->data.data ? (const void *) out->data.data : "", 1,
+           out->data.len, stdout);
+    fflush(stdout);
+    if (out->truncated) {
+        fprintf(stderr, "note: attempt %u's output was cut at the broker's "
+                        "cap; this is its tail\n", out->attempt);
+    }
+    proto_msg_destroy(&reply);
+    return ARCH_EXIT_OK;
+}

@@ -1,0 +1,222 @@
+// render: status for people (aligned tables) and for scripts (JSON).
+#include "architect/arch.h"
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t
+s_total(const proto_plan_info_t *p)
+{
+    uint32_t n = 0;
+    for (int i = 0; i < PROTO_TASK__COUNT; i++) {
+        n += p->counts[i];
+    }
+    return n;
+}
+
+static void
+s_age(int64_t ms, char *buf, size_t len)
+{
+    int64_t s = ms / 1000;
+    if (s < 120) {
+        snprintf(buf, len, "%llds", (long long) s);
+    } else if (s < 7200) {
+        snprintf(buf, len, "%lldm", (long long) (s / 60));
+    } else if (s < 172800) {
+        snprintf(buf, len, "%lldh", (long long) (s / 3600));
+    } else {
+        snprintf(buf, len, "%lldd", (long long) (s / 86400));
+    }
+}
+
+char *
+render_progress(const proto_plan_info_t *p)
+{
+    char parts[512] = "";
+    size_t o = 0;
+    for (int i = 0; i < PROTO_TASK__COUNT && o < sizeof parts - 64; i++) {
+        if (p->counts[i] && i != PROTO_TASK_SUCCEEDED) {
+            o += (size_t) snprintf(parts + o, sizeof parts - o, ", %u %s",
+                                   p->counts[i],
+                                   proto_task_state_name((proto_task_state_t)
+                                                             i));
+        }
+    }
+    return xasprintf("plan %lld '%s': %s, %u/%u succeeded%s",
+                     (long long) p->id, p->name ? p->name : "",
+                     p->state ? p->state : "?",
+                     p->counts[PROTO_TASK_SUCCEEDED], s_total(p), parts);
+}
+
+void
+render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms)
+{
+    fprintf(out, "%-6s %-10s %-11s %-12s %-6s %s\n", "PLAN", "STATE",
+            "SUCCEEDED", "SUBMITTER", "AGE", "NAME");
+    for (size_t i = 0; i < st->n_plans; i++) {
+        const proto_plan_info_t *p = &st->plans[i];
+        char done[32], age[32];
+        snprintf(done, sizeof done, "%u/%u", p->counts[PROTO_TASK_SUCCEEDED],
+                 s_total(p));
+        s_age(now_ms - p->created_ms, age, sizeof age);
+        fprintf(out, "%-6lld %-10s %-11s %-12s %-6s %s\n", (long long) p->id,
+                p->state, done, p->submitted_by ? p->submitted_by : "", age,
+                p->name ? p->name : "");
+    }
+    if (st->n_plans == 0) {
+        fprintf(out, "(no plans)\n");
+    }
+    fprintf(out, "\n%-34s %-12s %-16s %-7s %-7s %s\n", "DRONE", "KEY", "HOST",
+            "SLOTS", "LEASES", "TAGS");
+    for (size_t i = 0; i < st->n_drones; i++) {
+        const proto_drone_info_t *d = &st->drones[i];
+        char tags[256] = "";
+        for (size_t k = 0; k < d->tags.count; k++) {
+            strncat(tags, k ? "," : "", sizeof tags - strlen(tags) - 1);
+            strncat(tags, d->tags.items[k], sizeof tags - strlen(tags) - 1);
+        }
+        fprintf(out, "%-34s %-12s %-16s %-7u %-7u %s%s\n", d->instance,
+                d->name, d->host ? d->host : "", d->slots, d->leases, tags,
+                d->draining ? " (draining)" : "");
+    }
+    if (st->n_drones == 0) {
+        fprintf(out, "(no drones connected)\n");
+    }
+}
+
+void
+render_plan(FILE *out, const proto_status_ok_t *st)
+{
+    if (st->n_plans > 0) {
+        char *line = render_progress(&st->plans[0]);
+        fprintf(out, "%s\n\n", line);
+        free(line);
+    }
+    fprintf(out, "%-20s %-18s %-8s %-12s %-5s %s\n", "TASK", "STATE",
+            "ATTEMPTS", "DRONE", "EXIT", "NOTE");
+    for (size_t i = 0; i < st->n_tasks; i++) {
+        const proto_task_info_t *t = &st->tasks[i];
+        char code[16] = "-";
+        if (t->has_exit_code) {
+            snprintf(code, sizeof code, "%d", t->exit_code);
+        }
+        const char *note = t->last_error        ? t->last_error
+                           : t->waiting_reason ? t->waiting_reason
+                                               : "";
+        fprintf(out, "%-20s %-18s %-8u %-12s %-5s %s\n", t->id,
+                proto_task_state_name(t->state), t->attempts,
+                t->drone ? t->drone : "-", code, note);
+    }
+}
+
+static jnode_t *
+s_plan_json(const proto_plan_info_t *p)
+{
+    jnode_t *o = json_obj_new();
+    json_obj_set_int(o, "id", p->id);
+    json_obj_set_str(o, "name", p->name ? p->name : "");
+    json_obj_set_str(o, "state", p->state ? p->state : "");
+    json_obj_set_str(o, "submitted_by", p->submitted_by ? p->submitted_by
+                                                        : "");
+    json_obj_set_int(o, "created_ms", p->created_ms);
+    if (p->finished_ms) {
+        json_obj_set_int(o, "finished_ms", p->finished_ms);
+    } else {
+        json_obj_set_null(o, "finished_ms");
+    }
+    jnode_t *counts = json_obj_new();
+    for (int i = 0; i < PROTO_TASK__COUNT; i++) {
+        json_obj_set_int(counts, proto_task_state_name((proto_task_state_t) i),
+                         p->counts[i]);
+    }
+    json_obj_set_node(o, "counts", &counts);
+    return o;
+}
+
+static void
+s_opt_str(jnode_t *o, const char *key, const char *value)
+{
+    if (value) {
+        json_obj_set_str(o, key, value);
+    } else {
+        json_obj_set_null(o, key);
+    }
+}
+
+static jnode_t *
+s_task_json(const proto_task_info_t *t)
+{
+    jnode_t *o = json_obj_new();
+    json_obj_set_str(o, "id", t->id);
+    json_obj_set_str(o, "state", proto_task_state_name(t->state));
+    s_opt_str(o, "kind", t->kind);
+    json_obj_set_int(o, "attempts", t->attempts);
+    s_opt_str(o, "drone", t->drone);
+    if (t->has_exit_code) {
+        json_obj_set_int(o, "exit_code", t->exit_code);
+    } else {
+        json_obj_set_null(o, "exit_code");
+    }
+    s_opt_str(o, "last_error", t->last_error);
+    s_opt_str(o, "waiting_reason", t->waiting_reason);
+    jnode_t *needs = json_arr_new();
+    for (size_t k = 0; k < t->needs.count; k++) {
+        json_arr_push_str(needs, t->needs.items[k]);
+    }
+    json_obj_set_node(o, "needs", &needs);
+    return o;
+}
+
+static jnode_t *
+s_drone_json(const proto_drone_info_t *d)
+{
+    jnode_t *o = json_obj_new();
+    json_obj_set_str(o, "instance", d->instance);
+    json_obj_set_str(o, "name", d->name ? d->name : "");
+    json_obj_set_str(o, "host", d->host ? d->host : "");
+    json_obj_set_int(o, "slots", d->slots);
+    json_obj_set_int(o, "leases", d->leases);
+    json_obj_set_bool(o, "draining", d->draining);
+    jnode_t *tags = json_arr_new();
+    for (size_t k = 0; k < d->tags.count; k++) {
+        json_arr_push_str(tags, d->tags.items[k]);
+    }
+    json_obj_set_node(o, "tags", &tags);
+    json_obj_set_int(o, "last_seen_ms", d->last_seen_ms);
+    return o;
+}
+
+char *
+render_json(const proto_status_ok_t *st, bool plan)
+{
+    jnode_t *root;
+    if (plan && st->n_plans > 0) {
+        root = s_plan_json(&st->plans[0]);
+        jnode_t *tasks = json_arr_new();
+        for (size_t i = 0; i < st->n_tasks; i++) {
+            jnode_t *t = s_task_json(&st->tasks[i]);
+            json_arr_push_node(tasks, &t);
+        }
+        json_obj_set_node(root, "tasks", &tasks);
+    } else {
+        root = json_obj_new();
+        jnode_t *plans = json_arr_new(), *drones = json_arr_new();
+        for (size_t i = 0; i < st->n_plans; i++) {
+            jnode_t *p = s_plan_json(&st->plans[i]);
+            json_arr_push_node(plans, &p);
+        }
+        for (size_t i = 0; i < st->n_drones; i++) {
+            jnode_t *d = s_drone_json(&st->drones[i]);
+            json_arr_push_node(drones, &d);
+        }
+        json_obj_set_node(root, "plans", &plans);
+        json_obj_set_node(root, "drones", &drones);
+    }
+    char *text = json_dump(root, true);
+    json_destroy(&root);
+    return text;
+}

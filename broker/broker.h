@@ -1,0 +1,46 @@
+// broker: the waggle-broker process — one writer of the ledger, the
+// scheduler, the lease clock.
+//
+// It works in turns (DESIGN.md "The ledger"): read input, apply each
+// transition to the ledger as a compare-and-set, fire timers, push work into
+// free credit, commit the turn in one transaction, and only then send what
+// depends on it.  broker_run() returns when broker_stop() was called (from a
+// signal handler) or on a fatal error.
+#ifndef WAGGLE_BROKER_H
+#define WAGGLE_BROKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+    char *bind;               // endpoint: tcp://127.0.0.1:7600, ipc://...
+    char *db;                 // ledger file
+    char *keys;               // key directory (reads DIR/broker)
+    int64_t heartbeat_ms;     // both directions
+    int64_t lease_ms;         // >= 3 x heartbeat_ms
+    int64_t max_output;       // bytes of a task's stdout stored
+    int64_t max_inputs;       // bytes of inputs carried by one TASK
+    int64_t max_frame;        // bytes of one frame (ZMQ_MAXMSGSIZE)
+    int64_t backoff_base_ms;  // first retry delay
+    int64_t backoff_cap_ms;   // largest retry delay
+    int64_t turn_msgs;        // messages read per turn at most
+    int64_t turn_ms;          // milliseconds of reading per turn at most
+    char *log_format;         // text | json
+    bool verbose;
+} broker_config_t;
+
+typedef struct broker broker_t;
+
+// Opens the ledger (taking its lock), loads keys, starts ZAP and binds.
+// cfg is borrowed and must outlive the broker.  Returns 0 or -1 with err.
+int broker_open(broker_t **out, const broker_config_t *cfg, char *err,
+                size_t errlen);
+void broker_destroy(broker_t **self_p);
+// The bound endpoint (with the real port when the bind asked for port 0).
+const char *broker_endpoint(const broker_t *self);
+// Runs turns until *stop becomes non-zero.  Returns 0, or -1 on a fatal
+// error (already logged).
+int broker_run(broker_t *self, volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,110 @@
+// broker_int.h: what broker.c, drones.c and plans.c share inside the
+// broker (SQLite's *Int.h convention).  Nothing outside broker/ includes it.
+//
+//   broker.c  the loop: turns, the outbox, timers, recovery
+//   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE
+//   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
+//   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
+#ifndef WAGGLE_BROKER_INT_H
+#define WAGGLE_BROKER_INT_H
+
+#include "broker/broker.h"
+#include "broker/ledger.h"
+#include "broker/router.h"
+#include "broker/sched.h"
+#include "common/keys.h"
+#include "proto/proto.h"
+#include "proto/wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char instance[65];          // the drone's random instance id
+    char name[KEYS_NAME_MAX + 1];  // its key name
+    char host[256];
+    uint32_t slots;
+    bool draining;
+    proto_strv_t tags;          // owned
+    wire_rid_t rid;             // its current session
+    bool connected;             // false after a send found it gone
+    int64_t last_seen_ms;       // monotonic, last message from it
+} drone_t;
+
+typedef struct {
+    wire_rid_t rid;             // destination
+    proto_msg_t *msg;           // owned until sent
+    bool depends;               // becomes an ERROR if the turn's commit fails
+    uint64_t push_token;        // a TASK push: released if undeliverable
+} out_t;
+
+struct broker {
+    const broker_config_t *cfg;
+    keys_broker_t *keys;
+    ledger_t *ledger;
+    sched_t *sched;
+    router_t *router;
+    proto_limits_t limits;
+    drone_t **drones;           // registry (owned)
+    size_t n_drones;
+    out_t *out;                 // this turn's outbox
+    size_t n_out, cap_out;
+    uint64_t *undelivered;      // tokens of TASKs that could not be sent
+    size_t n_undelivered;
+    bool rebuild;               // memory disagrees with the ledger
+    bool turn_failed;           // a ledger write failed: roll the turn back
+    int64_t next_heartbeat_ms;  // monotonic
+    int64_t now_mono;           // this turn's clocks
+    int64_t now_wall;
+};
+
+// --- broker.c ---------------------------------------------------------
+// Queues msg (consumed) for rid, sent after the turn commits.
+void broker_queue(broker_t *b, const wire_rid_t *rid, proto_msg_t **msg,
+                  bool depends);
+// Opens the turn's transaction if it is not open yet; false on failure.
+bool broker_begin(broker_t *b);
+// A ledger write failed: the turn is rolled back instead of committed.
+void broker_fail_turn(broker_t *b);
+// Marks memory as out of sync with the ledger: rebuilt after this turn.
+void broker_desync(broker_t *b, const char *why);
+
+// --- drones.c ---------------------------------------------------------
+drone_t *drones_find(broker_t *b, const char *instance);
+drone_t *drones_by_rid(broker_t *b, const wire_rid_t *rid);
+void drones_destroy_all(broker_t *b);
+void drones_on_message(broker_t *b, router_in_t *in);
+// Sends heartbeats, forgets drones silent past their lease, pushes work
+// into free credit.
+void drones_heartbeat(broker_t *b);
+void drones_dispatch(broker_t *b);
+// Expires leases whose deadline passed.
+void drones_expire(broker_t *b);
+// Releases a lease whose TASK could not be delivered (no attempt used).
+void drones_release_undelivered(broker_t *b, uint64_t token);
+// Every connected drone's tags, for waiting reasons and submit warnings.
+void drones_tag_table(broker_t *b, const char *const *const **tags,
+                      const size_t **n_tags, size_t *n);
+
+// --- requests.c -------------------------------------------------------
+// Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.
+void requests_on_message(broker_t *b, router_in_t *in);
+
+// --- plans.c (DAG bookkeeping) ------------------------------------------
+// Ends a leased attempt: records it, then retries with backoff, kills the
+// task (dead) or succeeds it, and applies what follows in the DAG.
+// Returns the ledger's answer for the compare-and-set.
+ledger_rc_t plans_finish(broker_t *b, const sched_lease_t *lease,
+                         const ledger_attempt_end_t *end, const char *actor);
+// Applies proposed moves to the ledger and to sched (a leased task being
+// cancelled gets a STOP).  Returns false on a ledger error.
+bool plans_apply(broker_t *b, const sched_moves_t *moves, const char *actor);
+// Marks the plan succeeded/failed when every task is terminal.
+void plans_check_done(broker_t *b, int64_t plan, const char *actor);
+// Loads every running plan from the ledger into a fresh sched.
+int plans_load(broker_t *b);
+// Loads one plan (any state) into sched, e.g. to retry a failed plan.
+int plans_load_one(broker_t *b, int64_t plan);
+
+#endif

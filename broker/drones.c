@@ -1,0 +1,637 @@
+// drones: the drone registry and the drone side of the protocol.
+//
+// A drone is known by the instance id of its HELLO, bound to the session
+// (routing id) it last said HELLO on.  Any other drone message on a session
+// without a HELLO gets HELLO_REQUIRED — that is how a drone learns the
+// broker restarted.  Leases are renewed only by HELLOs and HEARTBEATs that
+// list their token, so a TASK that never arrived expires instead of living
+// forever on a drone that keeps heartbeating.
+#include "broker/broker_int.h"
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG "broker.drones"
+
+drone_t *
+drones_find(broker_t *b, const char *instance)
+{
+    for (size_t i = 0; i < b->n_drones; i++) {
+        if (strcmp(b->drones[i]->instance, instance) == 0) {
+            return b->drones[i];
+        }
+    }
+    return NULL;
+}
+
+drone_t *
+drones_by_rid(broker_t *b, const wire_rid_t *rid)
+{
+    for (size_t i = 0; i < b->n_drones; i++) {
+        if (wire_rid_equal(&b->drones[i]->rid, rid)) {
+            return b->drones[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+s_strv_clear(proto_strv_t *v)
+{
+    for (size_t i = 0; i < v->count; i++) {
+        free(v->items[i]);
+    }
+    free(v->items);
+    v->items = NULL;
+    v->count = 0;
+}
+
+static void
+s_forget(broker_t *b, size_t i)
+{
+    drone_t *d = b->drones[i];
+    s_strv_clear(&d->tags);
+    free(d);
+    b->drones[i] = b->drones[--b->n_drones];
+}
+
+void
+drones_destroy_all(broker_t *b)
+{
+    while (b->n_drones > 0) {
+        s_forget(b, 0);
+    }
+    free(b->drones);
+    b->drones = NULL;
+}
+
+static drone_t *
+s_register(broker_t *b, const char *instance)
+{
+    drone_t *d = drones_find(b, instance);
+    if (!d) {
+        d = xcalloc(1, sizeof *d);
+        snprintf(d->instance, sizeof d->instance, "%s", instance);
+        b->drones = xrealloc(b->drones, (b->n_drones + 1) * sizeof *b->drones);
+        b->drones[b->n_drones++] = d;
+    }
+    return d;
+}
+
+static void
+s_renew(broker_t *b, const sched_lease_t *l)
+{
+    int64_t deadline = b->now_mono + b->cfg->lease_ms;
+    if (l->hard_deadline_ms && deadline > l->hard_deadline_ms) {
+        deadline = l->hard_deadline_ms;
+    }
+    sched_lease_renew(b->sched, l->token, deadline);
+}
+
+static void
+s_stop(broker_t *b, const wire_rid_t *rid, int64_t plan, const char *task,
+       uint64_t token, const char *reason, bool depends)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STOP);
+    m->u.stop.plan = plan;
+    m->u.stop.task = xstrdup(task);
+    m->u.stop.token = token;
+    m->u.stop.reason = xstrdup(reason);
+    broker_queue(b, rid, &m, depends);
+}
+
+// Ends a lease as released (no attempt used).
+static void
+s_release(broker_t *b, const sched_lease_t *lease, const char *why)
+{
+    if (!broker_begin(b)) {
+        broker_fail_turn(b);
+        return;
+    }
+    ledger_attempt_end_t end = {.outcome = LEDGER_ATTEMPT_RELEASED,
+                                .error = why};
+    sched_lease_t copy = *lease;
+    ledger_rc_t rc = plans_finish(b, &copy, &end, "broker");
+    if (rc == LEDGER_MISS) {
+        broker_desync(b, "release of a lease the ledger does not have");
+    }
+}
+
+// A lease the drone lists: keep it if it is current for this instance,
+// else tell the drone to stop it.
+static void
+s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
+               const char *task)
+{
+    const sched_lease_t *l = sched_lease_get(b->sched, token);
+    if (l && strcmp(l->instance, d->instance) == 0) {
+        s_renew(b, l);
+        return;
+    }
+    char *known_task = NULL;
+    int64_t known_plan = plan;
+    ledger_attempt_outcome_t outcome;
+    if (!task && ledger_token_lookup(b->ledger, token, &known_plan,
+                                     &known_task, &outcome) == LEDGER_OK) {
+        task = known_task;
+    }
+    s_stop(b, &d->rid, known_plan, task ? task : "", token, "stale", false);
+    free(known_task);
+}
+
+static bool
+s_listed(const proto_hello_t *h, uint64_t token)
+{
+    for (size_t i = 0; i < h->n_leases; i++) {
+        if (h->leases[i].token == token) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+s_reconcile(broker_t *b, drone_t *d, const proto_hello_t *h)
+{
+    for (size_t i = 0; i < h->n_leases; i++) {
+        s_check_listed(b, d, h->leases[i].token, h->leases[i].plan,
+                       h->leases[i].task);
+    }
+    sched_lease_t *mine = NULL;
+    size_t n = sched_leases_of(b->sched, d->instance, &mine);
+    for (size_t i = 0; i < n; i++) {
+        if (!s_listed(h, mine[i].token)) {
+            log_info(LOG, "drone '%s' no longer holds token %llu; released",
+                     d->instance, (unsigned long long) mine[i].token);
+            s_release(b, &mine[i], "the drone did not list it after "
+                                   "reconnecting");
+        }
+    }
+    free(mine);
+}
+
+static void
+s_set_tags(drone_t *d, const proto_strv_t *tags)
+{
+    s_strv_clear(&d->tags);
+    for (size_t i = 0; i < tags->count; i++) {
+        proto_strv_push(&d->tags, tags->items[i]);
+    }
+}
+
+static char *
+s_join(const proto_strv_t *v)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < v->count; i++) {
+        len += strlen(v->items[i]) + 1;
+    }
+    char *s = xcalloc(1, len);
+    for (size_t i = 0; i < v->count; i++) {
+        if (i) {
+            strcat(s, ",");
+        }
+        strcat(s, v->items[i]);
+    }
+    return s;
+}
+
+static void
+s_hello(broker_t *b, router_in_t *in)
+{
+    const proto_hello_t *h = &in->msg->u.hello;
+    drone_t *d = s_register(b, h->instance);
+    snprintf(d->name, sizeof d->name, "%s", in->name);
+    snprintf(d->host, sizeof d->host, "%s", h->host ? h->host : "");
+    d->slots = h->slots;
+    d->draining = h->draining;
+    s_set_tags(d, &h->tags);
+    d->rid = in->rid;
+    d->connected = true;
+    d->last_seen_ms = b->now_mono;
+    char *tags = s_join(&h->tags);
+    if (!broker_begin(b) ||
+        ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
+                          tags, b->now_wall) == LEDGER_ERROR) {
+        broker_fail_turn(b);
+    }
+    log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
+                  "%zu leases", d->name, d->instance, d->host, d->slots, tags,
+             h->n_leases);
+    free(tags);
+    s_reconcile(b, d, h);
+    proto_msg_t *w = proto_msg_new(PROTO_MSG_WELCOME);
+    w->req = in->msg->req;
+    w->u.welcome.heartbeat_ms = (uint32_t) b->cfg->heartbeat_ms;
+    w->u.welcome.lease_ms = (uint32_t) b->cfg->lease_ms;
+    w->u.welcome.max_output_bytes = (uint64_t) b->cfg->max_output;
+    w->u.welcome.broker_id = xstrdup(ledger_id(b->ledger));
+    broker_queue(b, &in->rid, &w, true);
+}
+
+static void
+s_heartbeat(broker_t *b, drone_t *d, const proto_heartbeat_t *hb)
+{
+    for (size_t i = 0; i < hb->n_tokens; i++) {
+        s_check_listed(b, d, hb->tokens[i], 0, NULL);
+    }
+}
+
+static proto_msg_t *
+s_ack(const proto_msg_t *req, proto_ack_t status, const char *why)
+{
+    const proto_result_t *r = &req->u.result;
+    proto_msg_t *a = proto_msg_new(PROTO_MSG_RESULT_ACK);
+    a->req = req->req;
+    a->u.result_ack.plan = r->plan;
+    a->u.result_ack.task = xstrdup(r->task);
+    a->u.result_ack.token = r->token;
+    a->u.result_ack.status = status;
+    a->u.result_ack.message = why ? xstrdup(why) : NULL;
+    return a;
+}
+
+// A RESULT for a token that is not a current lease of this drone.
+static proto_msg_t *
+s_late_result(broker_t *b, const proto_msg_t *req)
+{
+    int64_t plan;
+    char *task = NULL;
+    ledger_attempt_outcome_t outcome;
+    ledger_rc_t rc = ledger_token_lookup(b->ledger, req->u.result.token,
+                                         &plan, &task, &outcome);
+    free(task);
+    if (rc == LEDGER_ERROR) {
+        broker_fail_turn(b);
+        return s_ack(req, PROTO_ACK_ERROR, "ledger error");
+    }
+    if (rc == LEDGER_OK && (outcome == LEDGER_ATTEMPT_SUCCEEDED ||
+                            outcome == LEDGER_ATTEMPT_FAILED ||
+                            outcome == LEDGER_ATTEMPT_RELEASED)) {
+        return s_ack(req, PROTO_ACK_DUPLICATE, "already recorded");
+    }
+    return s_ack(req, PROTO_ACK_STALE,
+                 rc == LEDGER_MISS ? "unknown token"
+                                   : "the lease is no longer current");
+}
+
+static ledger_attempt_outcome_t
+s_outcome(proto_outcome_t o)
+{
+    switch (o) {
+    case PROTO_OUTCOME_SUCCEEDED:
+        return LEDGER_ATTEMPT_SUCCEEDED;
+    case PROTO_OUTCOME_RELEASED:
+        return LEDGER_ATTEMPT_RELEASED;
+    default:
+        return LEDGER_ATTEMPT_FAILED;
+    }
+}
+
+static void
+s_fill_end(broker_t *b, const proto_result_t *r, ledger_attempt_end_t *end)
+{
+    size_t cap = (size_t) b->cfg->max_output;
+    end->outcome = s_outcome(r->outcome);
+    end->has_exit_code = r->exit_code >= 0;
+    end->exit_code = r->exit_code;
+    end->signal = r->signal;
+    end->timed_out = r->timed_out;
+    end->error = r->error;
+    // Keep the tail of what is over the cap, as the drone should have.
+    size_t skip = r->out.len > cap ? r->out.len - cap : 0;
+    end->out = r->out.data + skip;
+    end->out_len = r->out.len - skip;
+    end->out_truncated = r->out_truncated || skip > 0;
+    skip = r->err.len > cap ? r->err.len - cap : 0;
+    end->err = r->err.data + skip;
+    end->err_len = r->err.len - skip;
+    end->err_truncated = r->err_truncated || skip > 0;
+}
+
+static bool
+s_lease_matches(const sched_t *sched, const sched_lease_t *l,
+                const drone_t *d, const proto_result_t *r)
+{
+    if (!l || strcmp(l->instance, d->instance) != 0 || l->plan != r->plan) {
+        return false;
+    }
+    const workplan_t *wp = sched_workplan(sched, l->plan);
+    return wp && strcmp(wp->tasks[l->idx].id, r->task) == 0;
+}
+
+static void
+s_result(broker_t *b, drone_t *d, router_in_t *in)
+{
+    const proto_result_t *r = &in->msg->u.result;
+    const sched_lease_t *l = sched_lease_get(b->sched, r->token);
+    proto_msg_t *ack;
+    if (!s_lease_matches(b->sched, l, d, r)) {
+        ack = s_late_result(b, in->msg);
+    } else if (!broker_begin(b)) {
+        broker_fail_turn(b);
+        ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
+    } else {
+        ledger_attempt_end_t end = {0};
+        s_fill_end(b, r, &end);
+        sched_lease_t copy = *l;
+        ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
+        if (rc == LEDGER_OK) {
+            ack = s_ack(in->msg, PROTO_ACK_ACCEPTED, NULL);
+        } else if (rc == LEDGER_MISS) {
+            broker_desync(b, "a current lease was refused by the ledger");
+            ack = s_late_result(b, in->msg);
+        } else {
+            broker_fail_turn(b);
+            ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
+        }
+    }
+    log_debug(LOG, "result %s/%s token %llu from '%s': %s", "plan", r->task,
+              (unsigned long long) r->token, d->instance,
+              proto_ack_name(ack->u.result_ack.status));
+    // Every ack waits for the commit: a "duplicate" for a result accepted
+    // earlier in this same turn must not outrun that turn's durability.
+    broker_queue(b, &in->rid, &ack, true);
+}
+
+static void
+s_ok(broker_t *b, router_in_t *in, bool depends)
+{
+    proto_msg_t *ok = proto_msg_new(PROTO_MSG_OK);
+    ok->req = in->msg->req;
+    broker_queue(b, &in->rid, &ok, depends);
+}
+
+static void
+s_bye(broker_t *b, drone_t *d, router_in_t *in)
+{
+    sched_lease_t *mine = NULL;
+    size_t n = sched_leases_of(b->sched, d->instance, &mine);
+    for (size_t i = 0; i < n; i++) {
+        s_release(b, &mine[i], "the drone left");
+    }
+    free(mine);
+    log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
+    s_ok(b, in, true);
+    for (size_t i = 0; i < b->n_drones; i++) {
+        if (b->drones[i] == d) {
+            s_forget(b, i);
+            break;
+        }
+    }
+}
+
+void
+drones_on_message(broker_t *b, router_in_t *in)
+{
+    if (in->msg->cmd == PROTO_MSG_HELLO) {
+        s_hello(b, in);
+        return;
+    }
+    drone_t *d = drones_by_rid(b, &in->rid);
+    if (!d) {
+        proto_msg_t *e = proto_error_new(in->msg->req, PROTO_E_HELLO_REQUIRED,
+                                         "say HELLO first on this session");
+        broker_queue(b, &in->rid, &e, false);
+        return;
+    }
+    d->last_seen_ms = b->now_mono;
+    d->connected = true;
+    switch (in->msg->cmd) {
+    case PROTO_MSG_HEARTBEAT:
+        s_heartbeat(b, d, &in->msg->u.heartbeat);
+        break;
+    case PROTO_MSG_RESULT:
+        s_result(b, d, in);
+        break;
+    case PROTO_MSG_UPDATE:
+        d->slots = in->msg->u.update.slots;
+        d->draining = in->msg->u.update.draining;
+        log_info(LOG, "drone '%s': %u slots%s", d->instance, d->slots,
+                 d->draining ? ", draining" : "");
+        s_ok(b, in, false);
+        break;
+    case PROTO_MSG_BYE:
+        s_bye(b, d, in);
+        break;
+    default:
+        break;
+    }
+}
+
+void
+drones_heartbeat(broker_t *b)
+{
+    for (size_t i = 0; i < b->n_drones;) {
+        drone_t *d = b->drones[i];
+        // Silent past a lease: its leases expire on their own; forget the
+        // session so status stops listing it.  A HELLO brings it back.
+        if (b->now_mono - d->last_seen_ms > b->cfg->lease_ms) {
+            log_info(LOG, "drone '%s' instance %s silent for %lld ms; "
+                          "forgotten", d->name, d->instance,
+                     (long long) (b->now_mono - d->last_seen_ms));
+            s_forget(b, i);
+            continue;
+        }
+        if (d->connected) {
+            proto_msg_t *hb = proto_msg_new(PROTO_MSG_HEARTBEAT);
+            broker_queue(b, &d->rid, &hb, false);
+        }
+        i++;
+    }
+}
+
+// Fills the TASK's inputs from the accepted outputs of what it needs.
+// Returns false (with *why) when they do not fit in one TASK.
+static bool
+s_inputs(broker_t *b, int64_t plan, const wp_task_t *t, proto_task_t *pt,
+         char **why)
+{
+    size_t total = 0;
+    pt->inputs = xcalloc(t->n_needs ? t->n_needs : 1, sizeof *pt->inputs);
+    for (size_t i = 0; i < t->n_needs; i++) {
+        proto_input_t *in = &pt->inputs[pt->n_inputs++];
+        in->id = xstrdup(t->needs[i]);
+        uint8_t *data = NULL;
+        size_t len = 0;
+        uint32_t att = 0;
+        if (ledger_task_output(b->ledger, plan, t->needs[i], 0, false, &data,
+                               &len, &in->truncated, &att) == LEDGER_OK) {
+            in->data.data = data;
+            in->data.len = len;
+        }
+        total += len;
+    }
+    if (total > (size_t) b->cfg->max_inputs) {
+        *why = xasprintf("its inputs are %zu bytes; at most %lld fit in one "
+                         "task (--max-inputs)", total,
+                         (long long) b->cfg->max_inputs);
+        return false;
+    }
+    return true;
+}
+
+static proto_msg_t *
+s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
+           uint64_t token, uint32_t attempt)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_TASK);
+    proto_task_t *pt = &m->u.task;
+    pt->plan = plan;
+    pt->plan_name = xstrdup(wp->name);
+    pt->task = xstrdup(t->id);
+    pt->token = token;
+    pt->attempt = attempt;
+    for (size_t i = 0; i < t->n_argv; i++) {
+        proto_strv_push(&pt->argv, t->argv[i]);
+    }
+    pt->env = xcalloc(t->n_env ? t->n_env : 1, sizeof *pt->env);
+    for (size_t i = 0; i < t->n_env; i++) {
+        pt->env[i].key = xstrdup(t->env[i].key);
+        pt->env[i].value = xstrdup(t->env[i].value);
+    }
+    pt->n_env = t->n_env;
+    pt->cwd = t->cwd ? xstrdup(t->cwd) : NULL;
+    pt->timeout_s = (uint32_t) t->timeout_s;
+    return m;
+}
+
+// Leases (plan, idx) to d and queues its TASK.  Returns false when the
+// dispatch loop for this drone should stop.
+static bool
+s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    const wp_task_t *t = &wp->tasks[idx];
+    uint64_t token = 0;
+    uint32_t attempt = 0;
+    if (!broker_begin(b)) {
+        broker_fail_turn(b);
+        return false;
+    }
+    ledger_rc_t rc = ledger_task_lease(b->ledger, plan, t->id, d->instance,
+                                       d->name, b->now_wall, &token, &attempt);
+    if (rc != LEDGER_OK) {
+        if (rc == LEDGER_MISS) {
+            broker_desync(b, "a ready task could not be leased");
+        } else {
+            broker_fail_turn(b);
+        }
+        return false;
+    }
+    sched_set(b->sched, plan, idx, PROTO_TASK_LEASED, 0);
+    sched_lease_t l = {.token = token, .plan = plan, .idx = idx,
+                       .deadline_ms = b->now_mono + b->cfg->lease_ms};
+    if (t->timeout_s > 0) {
+        l.hard_deadline_ms =
+            b->now_mono + t->timeout_s * 1000 + b->cfg->lease_ms;
+    }
+    snprintf(l.instance, sizeof l.instance, "%s", d->instance);
+    sched_lease_add(b->sched, &l);
+    proto_msg_t *m = s_task_msg(plan, wp, t, token, attempt);
+    char *why = NULL;
+    if (!s_inputs(b, plan, t, &m->u.task, &why)) {
+        proto_msg_destroy(&m);
+        ledger_attempt_end_t end = {.outcome = LEDGER_ATTEMPT_FAILED,
+                                    .error = why};
+        plans_finish(b, &l, &end, "broker");
+        free(why);
+        return true;
+    }
+    log_debug(LOG, "task '%s' of plan %lld leased to '%s' (token %llu)",
+              t->id, (long long) plan, d->instance,
+              (unsigned long long) token);
+    broker_queue(b, &d->rid, &m, true);
+    return true;
+}
+
+void
+drones_dispatch(broker_t *b)
+{
+    for (size_t i = 0; i < b->n_drones && !b->turn_failed; i++) {
+        drone_t *d = b->drones[i];
+        if (!d->connected || d->draining) {
+            continue;
+        }
+        size_t held = sched_lease_count_of(b->sched, d->instance);
+        const char *const *tags = (const char *const *) d->tags.items;
+        for (; held < d->slots && !b->turn_failed && !b->rebuild; held++) {
+            int64_t plan;
+            size_t idx;
+            if (sched_pick(b->sched, tags, d->tags.count, b->now_wall, &plan,
+                           &idx) < 0 ||
+                !s_lease_and_push(b, d, plan, idx)) {
+                break;
+            }
+        }
+    }
+}
+
+void
+drones_expire(broker_t *b)
+{
+    sched_lease_t *gone = NULL;
+    size_t n = sched_leases_expired(b->sched, b->now_mono, &gone);
+    for (size_t i = 0; i < n && !b->turn_failed; i++) {
+        sched_lease_t *l = &gone[i];
+        bool backstop = l->hard_deadline_ms &&
+                        b->now_mono >= l->hard_deadline_ms;
+        char why[160];
+        snprintf(why, sizeof why,
+                 backstop ? "ran past its timeout (broker backstop)"
+                          : "lease expired: no heartbeat from drone '%s' "
+                            "listing it",
+                 l->instance);
+        ledger_attempt_end_t end = {
+            .outcome = backstop ? LEDGER_ATTEMPT_FAILED
+                                : LEDGER_ATTEMPT_EXPIRED,
+            .timed_out = backstop,
+            .error = why};
+        drone_t *d = drones_find(b, l->instance);
+        const workplan_t *wp = sched_workplan(b->sched, l->plan);
+        log_info(LOG, "task '%s' of plan %lld: %s",
+                 wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
+        if (d && wp) {
+            s_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
+                   backstop ? "timed out" : "lease expired", true);
+        }
+        if (!broker_begin(b) ||
+            plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
+            broker_fail_turn(b);
+        }
+    }
+    free(gone);
+}
+
+void
+drones_release_undelivered(broker_t *b, uint64_t token)
+{
+    const sched_lease_t *l = sched_lease_get(b->sched, token);
+    if (l) {
+        log_info(LOG, "task for drone '%s' could not be delivered; released",
+                 l->instance);
+        s_release(b, l, "the task could not be delivered to the drone");
+    }
+}
+
+void
+drones_tag_table(broker_t *b, const char *const *const **tags,
+                 const size_t **n_tags, size_t *n)
+{
+    const char *const **t = xcalloc(b->n_drones + 1, sizeof *t);
+    size_t *c = xcalloc(b->n_drones + 1, sizeof *c);
+    size_t k = 0;
+    for (size_t i = 0; i < b->n_drones; i++) {
+        if (b->drones[i]->connected) {
+            t[k] = (const char *const *) b->drones[i]->tags.items;
+            c[k++] = b->drones[i]->tags.count;
+        }
+    }
+    *tags = (const char *const *const *) t;
+    *n_tags = c;
+    *n = k;
+}

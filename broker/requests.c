@@ -1,0 +1,510 @@
+// requests: console requests from the architect (submitter and operator
+// keys): PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.
+//
+// Replies that report a change wait for the turn's commit (depends); pure
+// reads go out with the turn too, after whatever the turn changed.
+#include "broker/broker_int.h"
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG "broker.requests"
+
+static void
+s_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
+{
+    (*m)->req = in->msg->req;
+    broker_queue(b, &in->rid, m, depends);
+}
+
+static void
+s_error(broker_t *b, router_in_t *in, proto_status_t code, const char *text)
+{
+    proto_msg_t *e = proto_error_new(in->msg->req, code, "%s", text);
+    broker_queue(b, &in->rid, &e, false);
+}
+
+static void
+s_internal(broker_t *b, router_in_t *in)
+{
+    broker_fail_turn(b);
+    s_error(b, in, PROTO_E_INTERNAL,
+            "the ledger failed; nothing was recorded, try again");
+}
+
+static void
+s_ok(broker_t *b, router_in_t *in)
+{
+    proto_msg_t *ok = proto_msg_new(PROTO_MSG_OK);
+    s_reply(b, in, &ok, true);
+}
+
+static void
+s_ping(broker_t *b, router_in_t *in)
+{
+    proto_msg_t *p = proto_msg_new(PROTO_MSG_PONG);
+    const char *role = in->role == PROTO_R_DRONE       ? "drone"
+                       : in->role == PROTO_R_SUBMITTER ? "submitter"
+                                                       : "operator";
+    p->u.pong.role = xstrdup(role);
+    p->u.pong.name = xstrdup(in->name);
+    p->u.pong.version = xstrdup(WAGGLE_VERSION);
+    s_reply(b, in, &p, false);
+}
+
+static char *
+s_hash(const char *text)
+{
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *) text, strlen(text));
+    char *hex = xmalloc(sizeof h * 2 + 1);
+    sodium_bin2hex(hex, sizeof h * 2 + 1, h, sizeof h);
+    return hex;
+}
+
+// Refuses task kinds this broker cannot run yet, naming each JSON path.
+static bool
+s_supported(const workplan_t *wp, proto_msg_t *err)
+{
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        wp_kind_t k = wp->tasks[i].kind;
+        if (k != WP_KIND_RUN) {
+            char *line = xasprintf("tasks[%zu].%s: %s tasks are not supported"
+                                   " yet", i, workplan_kind_name(k),
+                                   workplan_kind_name(k));
+            proto_strv_push(&err->u.error.details, line);
+            free(line);
+        }
+    }
+    return err->u.error.details.count == 0;
+}
+
+static void
+s_warn_tags(broker_t *b, const workplan_t *wp, proto_submit_ok_t *ok)
+{
+    const char *const *const *tags;
+    const size_t *n_tags;
+    size_t n;
+    drones_tag_table(b, &tags, &n_tags, &n);
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        const wp_task_t *t = &wp->tasks[i];
+        for (size_t r = 0; r < t->n_requires; r++) {
+            bool offered = false;
+            for (size_t d = 0; d < n && !offered; d++) {
+                for (size_t k = 0; k < n_tags[d] && !offered; k++) {
+                    offered = strcmp(tags[d][k], t->requires[r]) == 0;
+                }
+            }
+            if (!offered) {
+                char *w = xasprintf("no connected drone offers '%s' (needed "
+                                    "by task '%s')", t->requires[r], t->id);
+                proto_strv_push(&ok->warnings, w);
+                free(w);
+            }
+        }
+    }
+    free((void *) tags);
+    free((void *) n_tags);
+}
+
+static bool
+s_validate(broker_t *b, router_in_t *in, workplan_t **wp)
+{
+    const char *text = in->msg->u.submit.workplan;
+    wp_errors_t errs = {0};
+    proto_msg_t *e = proto_error_new(in->msg->req, PROTO_E_INVALID, "x");
+    if (workplan_parse(text, strlen(text), wp, &errs) < 0) {
+        for (size_t i = 0; i < errs.count; i++) {
+            char *line = xasprintf("%s: %s", errs.items[i].path,
+                                   errs.items[i].message);
+            proto_strv_push(&e->u.error.details, line);
+            free(line);
+        }
+        free(e->u.error.message);
+        e->u.error.message = xasprintf("workplan refused: %zu error%s",
+                                       errs.count, errs.count == 1 ? "" : "s");
+        wp_errors_release(&errs);
+    } else if (!s_supported(*wp, e)) {
+        e->u.error.code = PROTO_E_UNSUPPORTED;
+        free(e->u.error.message);
+        e->u.error.message = xstrdup("workplan uses task kinds this broker "
+                                     "cannot run yet");
+        workplan_destroy(wp);
+    } else {
+        proto_msg_destroy(&e);
+        return true;
+    }
+    broker_queue(b, &in->rid, &e, false);
+    return false;
+}
+
+// An idempotent replay: the same key returns the same plan.  Returns true
+// when the request was answered.
+static bool
+s_replay(broker_t *b, router_in_t *in, const char *hash)
+{
+    const char *key = in->msg->u.submit.idempotency_key;
+    int64_t plan = 0;
+    char *old = NULL;
+    ledger_rc_t rc = key ? ledger_idem_get(b->ledger, in->name, key, &plan,
+                                           &old)
+                         : LEDGER_MISS;
+    if (rc == LEDGER_MISS) {
+        return false;
+    }
+    if (rc == LEDGER_ERROR) {
+        s_internal(b, in);
+    } else if (strcmp(old, hash) != 0) {
+        char *text = xasprintf("idempotency key '%s' was used for plan %lld "
+                               "with a different workplan", key,
+                               (long long) plan);
+        s_error(b, in, PROTO_E_CONFLICT, text);
+        free(text);
+    } else {
+        proto_msg_t *ok = proto_msg_new(PROTO_MSG_SUBMIT_OK);
+        ok->u.submit_ok.plan = plan;
+        ok->u.submit_ok.created = false;
+        s_reply(b, in, &ok, true);
+    }
+    free(old);
+    return true;
+}
+
+static void
+s_submit(broker_t *b, router_in_t *in)
+{
+    workplan_t *wp = NULL;
+    if (!s_validate(b, in, &wp)) {
+        return;
+    }
+    char *json = workplan_to_json(wp);
+    char *hash = s_hash(json);
+    proto_task_state_t *states = xcalloc(wp->n_tasks, sizeof *states);
+    int64_t plan = 0;
+    if (!broker_begin(b)) {
+        s_internal(b, in);
+    } else if (!s_replay(b, in, hash)) {
+        sched_initial_states(wp, states);
+        ledger_rc_t rc = ledger_plan_create(
+            b->ledger, wp, json, hash, states, in->name,
+            in->msg->u.submit.idempotency_key, b->now_wall, &plan);
+        if (rc != LEDGER_OK) {
+            s_internal(b, in);
+        } else {
+            proto_msg_t *ok = proto_msg_new(PROTO_MSG_SUBMIT_OK);
+            ok->u.submit_ok.plan = plan;
+            ok->u.submit_ok.created = true;
+            s_warn_tags(b, wp, &ok->u.submit_ok);
+            log_info(LOG, "plan %lld '%s' submitted by '%s': %zu tasks",
+                     (long long) plan, wp->name, in->name, wp->n_tasks);
+            sched_plan_add(b->sched, plan, &wp, states);
+            s_reply(b, in, &ok, true);
+        }
+    }
+    workplan_destroy(&wp);
+    free(states);
+    free(json);
+    free(hash);
+}
+
+static void
+s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    if (!wp) {
+        return;
+    }
+    const char *const *const *tags;
+    const size_t *n_tags;
+    size_t n;
+    drones_tag_table(b, &tags, &n_tags, &n);
+    for (size_t i = 0; i < st->n_tasks; i++) {
+        proto_task_info_t *t = &st->tasks[i];
+        long idx = workplan_find(wp, t->id);
+        if (idx >= 0 && (t->state == PROTO_TASK_READY ||
+                         t->state == PROTO_TASK_WAITING)) {
+            t->waiting_reason = sched_waiting_reason(
+                b->sched, plan, (size_t) idx, tags, n_tags, n, b->now_wall);
+        }
+    }
+    free((void *) tags);
+    free((void *) n_tags);
+}
+
+static void
+s_fill_drones(broker_t *b, proto_status_ok_t *st)
+{
+    st->drones = xcalloc(b->n_drones + 1, sizeof *st->drones);
+    for (size_t i = 0; i < b->n_drones; i++) {
+        const drone_t *d = b->drones[i];
+        proto_drone_info_t *o = &st->drones[st->n_drones++];
+        o->instance = xstrdup(d->instance);
+        o->name = xstrdup(d->name);
+        o->host = xstrdup(d->host);
+        o->slots = d->slots;
+        o->leases = (uint32_t) sched_lease_count_of(b->sched, d->instance);
+        o->draining = d->draining;
+        for (size_t k = 0; k < d->tags.count; k++) {
+            proto_strv_push(&o->tags, d->tags.items[k]);
+        }
+        o->last_seen_ms = b->now_wall - (b->now_mono - d->last_seen_ms);
+    }
+}
+
+static void
+s_status(broker_t *b, router_in_t *in)
+{
+    int64_t plan = in->msg->u.status.plan;
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    ledger_rc_t rc = ledger_plans(b->ledger, plan, 200, st);
+    if (rc == LEDGER_OK && plan) {
+        rc = ledger_tasks(b->ledger, plan, st);
+        s_fill_reasons(b, plan, st);
+    } else if (rc == LEDGER_OK) {
+        s_fill_drones(b, st);
+    }
+    if (rc != LEDGER_OK) {
+        proto_msg_destroy(&m);
+        char *text = xasprintf("no plan %lld", (long long) plan);
+        s_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
+                                         : PROTO_E_INTERNAL, text);
+        free(text);
+        return;
+    }
+    s_reply(b, in, &m, ledger_in_turn(b->ledger));
+}
+
+// Looks up a plan that must be running and loaded; answers the request
+// with an error and returns false otherwise.
+static bool
+s_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+             ledger_plan_state_t *state)
+{
+    ledger_rc_t rc = ledger_plan_state(b->ledger, plan, state);
+    if (rc == LEDGER_OK) {
+        return true;
+    }
+    if (rc == LEDGER_ERROR) {
+        s_internal(b, in);
+        return false;
+    }
+    char *text = xasprintf("no plan %lld", (long long) plan);
+    s_error(b, in, PROTO_E_NOT_FOUND, text);
+    free(text);
+    return false;
+}
+
+static long
+s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
+{
+    long idx = workplan_find(sched_workplan(b->sched, plan), task);
+    if (idx < 0) {
+        char *text = xasprintf("plan %lld has no task '%s'", (long long) plan,
+                               task);
+        s_error(b, in, PROTO_E_NOT_FOUND, text);
+        free(text);
+    }
+    return idx;
+}
+
+static void
+s_cancel(broker_t *b, router_in_t *in)
+{
+    const proto_cancel_t *c = &in->msg->u.cancel;
+    ledger_plan_state_t state;
+    if (!s_plan_state(b, in, c->plan, &state)) {
+        return;
+    }
+    if (state != LEDGER_PLAN_RUNNING || !sched_has_plan(b->sched, c->plan)) {
+        char *text = xasprintf("plan %lld already %s", (long long) c->plan,
+                               ledger_plan_state_name(state));
+        s_error(b, in, PROTO_E_CONFLICT, text);
+        free(text);
+        return;
+    }
+    long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
+    if (c->task && idx < 0) {
+        return;
+    }
+    proto_task_state_t ts = idx >= 0 ? sched_get(b->sched, c->plan,
+                                                 (size_t) idx)
+                                     : PROTO_TASK_WAITING;
+    if (ts >= PROTO_TASK_SUCCEEDED) {
+        char *text = xasprintf("task '%s' already %s", c->task,
+                               proto_task_state_name(ts));
+        s_error(b, in, PROTO_E_CONFLICT, text);
+        free(text);
+        return;
+    }
+    if (!broker_begin(b)) {
+        s_internal(b, in);
+        return;
+    }
+    sched_moves_t moves = {0};
+    sched_cancel(b->sched, c->plan, idx >= 0 ? (size_t) idx : SIZE_MAX,
+                 &moves);
+    bool ok = plans_apply(b, &moves, in->name);
+    sched_moves_release(&moves);
+    if (ok && !c->task) {
+        ok = ledger_plan_move(b->ledger, c->plan, LEDGER_PLAN_RUNNING,
+                              LEDGER_PLAN_CANCELLED, in->name,
+                              b->now_wall) == LEDGER_OK;
+        sched_plan_remove(b->sched, c->plan);
+    } else if (ok) {
+        plans_check_done(b, c->plan, in->name);
+    }
+    if (!ok) {
+        s_internal(b, in);
+        return;
+    }
+    log_info(LOG, "plan %lld%s%s cancelled by '%s'", (long long) c->plan,
+             c->task ? " task " : "", c->task ? c->task : "", in->name);
+    s_ok(b, in);
+}
+
+// Retry's preconditions; answers and returns false when refused.
+static bool
+s_retry_allowed(broker_t *b, router_in_t *in, proto_task_state_t ts)
+{
+    const char *task = in->msg->u.retry.task;
+    if (ts == PROTO_TASK_DEAD || ts == PROTO_TASK_REJECTED ||
+        ts == PROTO_TASK_CANCELLED) {
+        return true;
+    }
+    char *text = ts == PROTO_TASK_BLOCKED
+                     ? xasprintf("task '%s' is blocked by a task it needs; "
+                                 "retry that task instead", task)
+                     : xasprintf("task '%s' is %s; only dead, rejected or "
+                                 "cancelled tasks can be retried", task,
+                                 proto_task_state_name(ts));
+    s_error(b, in, PROTO_E_CONFLICT, text);
+    free(text);
+    return false;
+}
+
+static bool
+s_apply_retry(broker_t *b, router_in_t *in, int64_t plan, size_t idx,
+              ledger_plan_state_t state)
+{
+    sched_moves_t moves = {0};
+    sched_retry(b->sched, plan, idx, &moves);
+    bool ok = true;
+    for (size_t i = 0; i < moves.count && ok; i++) {
+        sched_move_t *m = &moves.items[i];
+        if (m->idx != idx) {
+            continue;
+        }
+        // The retried task itself gets a fresh attempt budget.
+        ok = ledger_task_reset(b->ledger, plan, in->msg->u.retry.task,
+                               m->from, m->to, in->name,
+                               b->now_wall) == LEDGER_OK;
+        sched_set(b->sched, plan, idx, m->to, 0);
+        moves.items[i] = moves.items[--moves.count];
+    }
+    ok = ok && plans_apply(b, &moves, in->name);
+    sched_moves_release(&moves);
+    if (ok && state != LEDGER_PLAN_RUNNING) {
+        ok = ledger_plan_move(b->ledger, plan, state, LEDGER_PLAN_RUNNING,
+                              in->name, b->now_wall) == LEDGER_OK;
+    }
+    return ok;
+}
+
+static void
+s_retry(broker_t *b, router_in_t *in)
+{
+    const proto_retry_t *r = &in->msg->u.retry;
+    ledger_plan_state_t state;
+    if (!s_plan_state(b, in, r->plan, &state)) {
+        return;
+    }
+    if (state == LEDGER_PLAN_CANCELLED) {
+        char *text = xasprintf("plan %lld was cancelled; submit it again",
+                               (long long) r->plan);
+        s_error(b, in, PROTO_E_CONFLICT, text);
+        free(text);
+        return;
+    }
+    bool loaded = sched_has_plan(b->sched, r->plan);
+    if (!loaded && plans_load_one(b, r->plan) < 0) {
+        s_internal(b, in);
+        return;
+    }
+    long idx = s_task_idx(b, in, r->plan, r->task);
+    if (idx < 0 || !s_retry_allowed(b, in, sched_get(b->sched, r->plan,
+                                                     (size_t) idx))) {
+        if (!loaded) {
+            sched_plan_remove(b->sched, r->plan);
+        }
+        return;
+    }
+    if (!broker_begin(b) || !s_apply_retry(b, in, r->plan, (size_t) idx,
+                                           state)) {
+        s_internal(b, in);
+        return;
+    }
+    log_info(LOG, "plan %lld task '%s' retried by '%s'", (long long) r->plan,
+             r->task, in->name);
+    s_ok(b, in);
+}
+
+static void
+s_output(broker_t *b, router_in_t *in)
+{
+    const proto_output_t *o = &in->msg->u.output;
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT_OK);
+    proto_output_ok_t *out = &m->u.output_ok;
+    ledger_rc_t rc = ledger_task_output(b->ledger, o->plan, o->task,
+                                        o->attempt, o->want_stderr,
+                                        &out->data.data, &out->data.len,
+                                        &out->truncated, &out->attempt);
+    if (rc != LEDGER_OK) {
+        proto_msg_destroy(&m);
+        char *text = o->attempt
+                         ? xasprintf("plan %lld task '%s' has no attempt %u",
+                                     (long long) o->plan, o->task, o->attempt)
+                         : xasprintf("plan %lld task '%s' has no finished "
+                                     "attempt", (long long) o->plan, o->task);
+        s_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
+                                         : PROTO_E_INTERNAL, text);
+        free(text);
+        return;
+    }
+    out->plan = o->plan;
+    out->task = xstrdup(o->task);
+    s_reply(b, in, &m, false);
+}
+
+void
+requests_on_message(broker_t *b, router_in_t *in)
+{
+    switch (in->msg->cmd) {
+    case PROTO_MSG_PING:
+        s_ping(b, in);
+        break;
+    case PROTO_MSG_SUBMIT:
+        s_submit(b, in);
+        break;
+    case PROTO_MSG_STATUS:
+        s_status(b, in);
+        break;
+    case PROTO_MSG_CANCEL:
+        s_cancel(b, in);
+        break;
+    case PROTO_MSG_RETRY:
+        s_retry(b, in);
+        break;
+    case PROTO_MSG_OUTPUT:
+        s_output(b, in);
+        break;
+    default:
+        s_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");
+        break;
+    }
+}

@@ -1,0 +1,47 @@
+// router: the broker's ROUTER socket and its ZAP handler — the only broker
+// code besides auth.c that touches ZeroMQ.
+//
+// It binds a CurveZMQ server socket with fail-closed authentication
+// (ZAP handler started before the bind), caps frames with ZMQ_MAXMSGSIZE,
+// makes unroutable sends fail loudly (ZMQ_ROUTER_MANDATORY) and hands each
+// received message to the broker with the sender's routing id, role and key
+// name taken from the ZAP User-Id (never from the routing id).
+#ifndef WAGGLE_ROUTER_H
+#define WAGGLE_ROUTER_H
+
+#include "common/keys.h"
+#include "proto/proto.h"
+#include "proto/wire.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct router router_t;
+
+typedef struct {
+    wire_rid_t rid;             // the peer's routing id (reply address)
+    unsigned role;              // PROTO_R_* of the sender
+    char name[KEYS_NAME_MAX + 1];  // the sender's key name
+    proto_msg_t *msg;           // owned by the caller; NULL when WIRE_BAD
+    proto_error_t err;          // why, when WIRE_BAD
+} router_in_t;
+
+// keys is borrowed and must outlive the router.
+int router_open(router_t **out, const char *endpoint, size_t max_frame,
+                const keys_broker_t *keys, char *err, size_t errlen);
+void router_destroy(router_t **self_p);
+const char *router_endpoint(const router_t *self);
+// Waits up to timeout_ms (-1 forever) for input, answering ZAP requests
+// meanwhile.  Returns true when a message is waiting; false on timeout or
+// when interrupted by a signal.
+bool router_wait(router_t *self, int64_t timeout_ms);
+// Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
+wire_rc_t router_recv(router_t *self, router_in_t *in,
+                      const proto_limits_t *lim);
+// Sends *msg (consumed) to rid.  Returns 0 or -1 with errno (EHOSTUNREACH:
+// the peer is gone, EAGAIN: its queue is full).
+int router_send(router_t *self, const wire_rid_t *rid, proto_msg_t **msg,
+                bool dontwait);
+
+#endif

@@ -1,0 +1,42 @@
+// drone: the waggle-drone process — rents tasks from the broker under
+// heartbeat-renewed leases, runs them (runner.c) and reports back.
+//
+// Its promises (DESIGN.md "Wire", PROTOCOL.md): HELLO after every
+// (re)connect listing every lease it holds; heartbeats that list them,
+// never queued; a RESULT outbox resent until the broker answers accepted,
+// duplicate or stale; running tasks survive a lost broker; a STOP or a lost
+// lease kills the task's process group.
+#ifndef WAGGLE_DRONE_H
+#define WAGGLE_DRONE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *broker;             // endpoint to connect to
+    char *keys;               // key directory (reads DIR/drone)
+    int64_t slots;            // tasks run at once
+    char *tags;               // comma-separated capability tags
+    char *workdir;            // where tasks run by default; "" = cwd
+    int64_t drain_s;          // on SIGTERM, wait this long for tasks
+    int64_t err_cap;          // stderr bytes kept (tail)
+    char *log_format;         // text | json
+    bool verbose;
+} drone_config_t;
+
+typedef struct drone drone_t;
+
+// Loads keys, makes the socket and connects (asynchronously).  cfg is
+// borrowed.  Returns 0 or -1 with err.
+int drone_open(drone_t **out, const drone_config_t *cfg, char *err,
+               size_t errlen);
+void drone_destroy(drone_t **self_p);
+// Runs until *stop: the first stop drains (no new work, finish or hand back
+// running tasks within drain_s, flush results, BYE); a second *stop value
+// of 2 or more hands everything back at once.  Returns 0, or -1 on a fatal
+// error.
+int drone_run(drone_t *self, volatile sig_atomic_t *stop);
+
+#endif

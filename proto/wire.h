@@ -1,0 +1,51 @@
+// wire: one proto_msg_t over one ZeroMQ socket — framing only.
+//
+// A message is one frame of msgpack (codec.c); on a ROUTER it is preceded by
+// the peer's routing-id frame.  wire knows nothing of sessions or roles: it
+// hands the broker the routing id and the ZAP User-Id ("role:name") that
+// libzmq attached to the frame, which is the only identity to trust.
+#ifndef WAGGLE_WIRE_H
+#define WAGGLE_WIRE_H
+
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_RID_MAX 255
+#define WIRE_USER_MAX 128
+
+typedef struct {
+    uint8_t bytes[WIRE_RID_MAX];
+    size_t len;
+} wire_rid_t;
+
+typedef enum {
+    WIRE_OK = 0,    // *msg is a decoded message
+    WIRE_BAD,       // a frame arrived but is not a valid message: see *err
+    WIRE_AGAIN,     // nothing to read (non-blocking)
+    WIRE_ERR,       // the socket failed (errno set)
+} wire_rc_t;
+
+// Encodes and sends *msg, consuming it (even on failure; *msg is NULLed).
+// rid: the peer on a ROUTER, NULL on a DEALER.  dontwait: fail with EAGAIN
+// rather than block (heartbeats).  Returns 0, or -1 with errno
+// (EHOSTUNREACH: the peer is gone; EAGAIN: it would block).
+int wire_send(void *sock, const wire_rid_t *rid, proto_msg_t **msg,
+              bool dontwait);
+// Sends an already encoded body (kept by the caller, e.g. a drone's
+// outbox entry that may need resending).  Same returns as wire_send.
+int wire_send_raw(void *sock, const wire_rid_t *rid, const uint8_t *buf,
+                  size_t len, bool dontwait);
+// Receives one message without blocking.  On a ROUTER (router true) fills
+// *rid and user_id (the ZAP User-Id, "" if none; WIRE_USER_MAX+1 bytes).
+// Extra frames are drained and make the message WIRE_BAD.
+wire_rc_t wire_recv(void *sock, bool router, const proto_limits_t *lim,
+                    wire_rid_t *rid, char *user_id, proto_msg_t **msg,
+                    proto_error_t *err);
+bool wire_rid_equal(const wire_rid_t *a, const wire_rid_t *b);
+// Hex form of a routing id for logs ("0080000001"); buf holds 2*len+1.
+void wire_rid_hex(const wire_rid_t *rid, char *buf, size_t buflen);
+
+#endif

@@ -1,0 +1,582 @@
+// test_auth: the ZAP handler over real CURVE handshakes on loopback, and
+// directly with hand-made requests.
+//
+// The broker side (ZAP handler and ROUTER) lives in one context and is
+// polled in this thread, as the broker does; each client has a context of
+// its own, like a drone in another process, and a monitor on its DEALER.
+#include "broker/auth.h"
+#include "common/clock.h"
+#include "common/keys.h"
+#include "proto/proto.h"
+#include "tests/harness/t.h"
+
+#include <limits.h>
+#include <zmq.h>
+
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
+
+enum { STOP_RECEIVED = 1, STOP_AUTH_FAILED = 2 };
+
+typedef struct {
+    void *ctx;                  // the broker's context
+    keys_broker_t *kb;          // its allow lists
+    auth_t *auth;               // the ZAP handler, or NULL for none
+    void *router;               // the CURVE server
+    char endpoint[256];         // where router is bound
+    char dir[PATH_MAX];         // the key set
+} server_t;
+
+typedef struct {
+    void *ctx;                  // the client's own context
+    void *dealer;               // the CURVE client
+    void *monitor;              // PAIR receiving dealer's events
+} client_t;
+
+typedef struct {
+    int received;               // messages the ROUTER got
+    char user_id[128];          // User-Id of the last one
+    char body[64];              // its body
+    uint32_t events;            // every monitor event seen, OR'ed
+    int auth_failures;          // ZMQ_EVENT_HANDSHAKE_FAILED_AUTH seen
+    uint32_t auth_status;       // the value of the last one
+} seen_t;
+
+static char s_err[1024];
+
+static void
+s_setopt_int(void *sock, int option, int value)
+{
+    int rc = zmq_setsockopt(sock, option, &value, sizeof value);
+    CHECK_INT(rc, 0);
+}
+
+// Generates a key set, loads the broker bundle, binds a configured ROUTER;
+// the ZAP handler is started first unless with_handler is false.  A domain
+// other than NULL replaces AUTH_DOMAIN on the ROUTER.
+static int
+s_server_open_in(server_t *s, bool with_handler, const char *domain)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s/k", t_tmpdir());
+    if (keys_generate(s->dir, s_err, sizeof s_err) < 0 ||
+        keys_load_broker(s->dir, &s->kb, s_err, sizeof s_err) < 0) {
+        fprintf(stderr, "keys: %s\n", s_err);
+        return -1;
+    }
+    s->ctx = zmq_ctx_new();
+    if (with_handler &&
+        auth_start(&s->auth, s->ctx, s->kb, s_err, sizeof s_err) < 0) {
+        fprintf(stderr, "auth_start: %s\n", s_err);
+        return -1;
+    }
+    s->router = zmq_socket(s->ctx, ZMQ_ROUTER);
+    s_setopt_int(s->router, ZMQ_LINGER, 0);
+    if (auth_configure_server(s->router, s->kb, s_err, sizeof s_err) < 0) {
+        fprintf(stderr, "auth_configure_server: %s\n", s_err);
+        return -1;
+    }
+    if (domain) {
+        // Options are copied when the socket binds, so this goes first.
+        CHECK(zmq_setsockopt(s->router, ZMQ_ZAP_DOMAIN, domain,
+                             strlen(domain)) == 0);
+    }
+    size_t len = sizeof s->endpoint;
+    if (zmq_bind(s->router, "tcp://127.0.0.1:*") < 0 ||
+        zmq_getsockopt(s->router, ZMQ_LAST_ENDPOINT, s->endpoint, &len) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_server_open(server_t *s, bool with_handler)
+{
+    return s_server_open_in(s, with_handler, NULL);
+}
+
+static void
+s_server_close(server_t *s)
+{
+    zmq_close(s->router);
+    auth_destroy(&s->auth);
+    zmq_ctx_term(s->ctx);
+    keys_broker_destroy(&s->kb);
+}
+
+// Connects a CURVE client and queues one message for the broker.
+static void
+s_client_open(client_t *c, const char *endpoint, const char *server_key,
+              const char *public_key, const char *secret_key)
+{
+    static int n;
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://monitor-%d", n++);
+    c->ctx = zmq_ctx_new();
+    c->dealer = zmq_socket(c->ctx, ZMQ_DEALER);
+    s_setopt_int(c->dealer, ZMQ_LINGER, 0);
+    if (server_key) {
+        CHECK(zmq_setsockopt(c->dealer, ZMQ_CURVE_SERVERKEY, server_key,
+                             40) == 0);
+        CHECK(zmq_setsockopt(c->dealer, ZMQ_CURVE_PUBLICKEY, public_key,
+                             40) == 0);
+        CHECK(zmq_setsockopt(c->dealer, ZMQ_CURVE_SECRETKEY, secret_key,
+                             40) == 0);
+    }
+    CHECK(zmq_socket_monitor(c->dealer, mon, ZMQ_EVENT_ALL) == 0);
+    c->monitor = zmq_socket(c->ctx, ZMQ_PAIR);
+    s_setopt_int(c->monitor, ZMQ_LINGER, 0);
+    CHECK(zmq_connect(c->monitor, mon) == 0);
+    CHECK(zmq_connect(c->dealer, endpoint) == 0);
+    CHECK_INT(zmq_send(c->dealer, "hello", 5, 0), 5);
+}
+
+static void
+s_client_close(client_t *c)
+{
+    zmq_close(c->monitor);
+    zmq_close(c->dealer);
+    zmq_ctx_term(c->ctx);
+}
+
+// One message on the ROUTER: routing id, then the body with metadata.
+static void
+s_on_router(void *router, seen_t *seen)
+{
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    int part = 0;
+    while (zmq_msg_recv(&msg, router, ZMQ_DONTWAIT) >= 0) {
+        if (part++ == 1) {
+            const char *uid = zmq_msg_gets(&msg, "User-Id");
+            snprintf(seen->user_id, sizeof seen->user_id, "%s",
+                     uid ? uid : "");
+            snprintf(seen->body, sizeof seen->body, "%.*s",
+                     (int) zmq_msg_size(&msg), (char *) zmq_msg_data(&msg));
+        }
+        if (!zmq_msg_more(&msg)) {
+            seen->received++;
+            break;
+        }
+    }
+    zmq_msg_close(&msg);
+}
+
+// One monitor event: 6 bytes of event id and value, then the endpoint.
+static void
+s_on_monitor(void *monitor, seen_t *seen)
+{
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    int part = 0;
+    while (zmq_msg_recv(&msg, monitor, ZMQ_DONTWAIT) >= 0) {
+        if (part++ == 0 && zmq_msg_size(&msg) == 6) {
+            uint16_t event;
+            uint32_t value;
+            memcpy(&event, zmq_msg_data(&msg), 2);
+            memcpy(&value, (char *) zmq_msg_data(&msg) + 2, 4);
+            seen->events |= event;
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+                seen->auth_failures++;
+                seen->auth_status = value;
+            }
+        }
+        if (!zmq_msg_more(&msg)) {
+            break;
+        }
+    }
+    zmq_msg_close(&msg);
+}
+
+// Runs the broker's side (and reads the client's monitor) until timeout_ms
+// passes or what stop asks for has happened.
+static void
+s_pump(server_t *s, client_t *c, seen_t *seen, int timeout_ms, int stop)
+{
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    while (clock_mono_ms() < deadline) {
+        if (((stop & STOP_RECEIVED) && seen->received) ||
+            ((stop & STOP_AUTH_FAILED) && seen->auth_failures)) {
+            return;
+        }
+        zmq_pollitem_t items[3] = {
+            {.socket = s->router, .events = ZMQ_POLLIN},
+            {.socket = c ? c->monitor : NULL, .events = ZMQ_POLLIN},
+            {.socket = s->auth ? auth_socket(s->auth) : NULL,
+             .events = ZMQ_POLLIN},
+        };
+        int n = 1 + (c != NULL);
+        if (s->auth) {
+            items[n++] = items[2];
+        }
+        REQUIRE(zmq_poll(items, n, 20) >= 0);
+        if (items[0].revents & ZMQ_POLLIN) {
+            s_on_router(s->router, seen);
+        }
+        if (c && (items[1].revents & ZMQ_POLLIN)) {
+            s_on_monitor(c->monitor, seen);
+        }
+        if (s->auth && (items[n - 1].revents & ZMQ_POLLIN)) {
+            auth_handle(s->auth);
+        }
+    }
+}
+
+// A client of each role gets in, and the broker sees its User-Id.
+static void
+test_handshake_admits_known_keys(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    for (int r = 0; r < KEYS_ROLE__COUNT; r++) {
+        keys_client_t k;
+        REQUIRE(keys_load_client(s.dir, (keys_role_t) r, &k, s_err,
+                                 sizeof s_err) == 0);
+        client_t c;
+        seen_t seen = {0};
+        s_client_open(&c, s.endpoint, k.broker_z85, k.public_z85,
+                      k.secret_z85);
+        s_pump(&s, &c, &seen, 5000, STOP_RECEIVED);
+        CHECK_INT(seen.received, 1);
+        CHECK_STR(seen.body, "hello");
+        char want[128];
+        snprintf(want, sizeof want, "%s:%s", keys_role_name((keys_role_t) r),
+                 k.name);
+        CHECK_STR(seen.user_id, want);
+        CHECK_INT(seen.auth_failures, 0);
+        s_client_close(&c);
+    }
+    CHECK_INT(auth_accepted(s.auth), 3);
+    CHECK_INT(auth_refused(s.auth), 0);
+    s_server_close(&s);
+}
+
+// A key not in the allow list: nothing arrives, the handler counts a
+// refusal, and the client's monitor says why (the architect reports "key
+// not accepted by the broker" from this event).
+static void
+test_handshake_refuses_unknown_key(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    char public_key[41], secret_key[41];
+    REQUIRE(zmq_curve_keypair(public_key, secret_key) == 0);
+    client_t c;
+    seen_t seen = {0};
+    s_client_open(&c, s.endpoint, keys_broker_public(s.kb), public_key,
+                  secret_key);
+    s_pump(&s, &c, &seen, 5000, STOP_AUTH_FAILED);
+    s_pump(&s, &c, &seen, 300, 0);
+    CHECK_INT(seen.received, 0);
+    CHECK(seen.auth_failures >= 1);
+    CHECK_INT(seen.auth_status, 400);
+    CHECK(auth_refused(s.auth) >= 1);
+    CHECK_INT(auth_accepted(s.auth), 0);
+    s_client_close(&c);
+    s_server_close(&s);
+}
+
+// With no ZAP handler in the context, a CURVE server configured by
+// auth_configure_server lets nobody in, not even a listed key.
+static void
+test_no_handler_fails_closed(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, false) == 0);
+    keys_client_t k;
+    REQUIRE(keys_load_client(s.dir, KEYS_ROLE_DRONE, &k, s_err,
+                             sizeof s_err) == 0);
+    client_t c;
+    seen_t seen = {0};
+    s_client_open(&c, s.endpoint, k.broker_z85, k.public_z85, k.secret_z85);
+    s_pump(&s, &c, &seen, 1000, STOP_RECEIVED);
+    CHECK_INT(seen.received, 0);
+    CHECK(!(seen.events & ZMQ_EVENT_HANDSHAKE_SUCCEEDED));
+    s_client_close(&c);
+    s_server_close(&s);
+}
+
+// A client with the wrong broker key cannot even say hello.
+static void
+test_wrong_broker_key(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    keys_client_t k;
+    REQUIRE(keys_load_client(s.dir, KEYS_ROLE_DRONE, &k, s_err,
+                             sizeof s_err) == 0);
+    char other_public[41], other_secret[41];
+    REQUIRE(zmq_curve_keypair(other_public, other_secret) == 0);
+    client_t c;
+    seen_t seen = {0};
+    s_client_open(&c, s.endpoint, other_public, k.public_z85, k.secret_z85);
+    s_pump(&s, &c, &seen, 1000, STOP_RECEIVED);
+    CHECK_INT(seen.received, 0);
+    CHECK(!(seen.events & ZMQ_EVENT_HANDSHAKE_SUCCEEDED));
+    CHECK_INT(auth_accepted(s.auth), 0);
+    s_client_close(&c);
+    s_server_close(&s);
+}
+
+// A server socket in the ZAP domain without CURVE: the handler refuses
+// the NULL mechanism.
+static void
+test_null_mechanism_refused(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    void *plain = zmq_socket(s.ctx, ZMQ_ROUTER);
+    s_setopt_int(plain, ZMQ_LINGER, 0);
+    REQUIRE(zmq_setsockopt(plain, ZMQ_ZAP_DOMAIN, AUTH_DOMAIN,
+                           strlen(AUTH_DOMAIN)) == 0);
+    s_setopt_int(plain, ZMQ_ZAP_ENFORCE_DOMAIN, 1);
+    char endpoint[256];
+    size_t len = sizeof endpoint;
+    REQUIRE(zmq_bind(plain, "tcp://127.0.0.1:*") == 0);
+    REQUIRE(zmq_getsockopt(plain, ZMQ_LAST_ENDPOINT, endpoint, &len) == 0);
+    void *curve = s.router;
+    s.router = plain;
+    client_t c;
+    seen_t seen = {0};
+    s_client_open(&c, endpoint, NULL, NULL, NULL);
+    s_pump(&s, &c, &seen, 5000, STOP_AUTH_FAILED);
+    s_pump(&s, &c, &seen, 300, 0);
+    CHECK_INT(seen.received, 0);
+    CHECK_INT(seen.auth_status, 400);
+    CHECK(auth_refused(s.auth) >= 1);
+    s.router = curve;
+    zmq_close(plain);
+    s_client_close(&c);
+    s_server_close(&s);
+}
+
+// A CURVE server in another ZAP domain is refused even for a known key.
+static void
+test_wrong_domain_refused(void)
+{
+    server_t s;
+    REQUIRE(s_server_open_in(&s, true, "other") == 0);
+    keys_client_t k;
+    REQUIRE(keys_load_client(s.dir, KEYS_ROLE_OPERATOR, &k, s_err,
+                             sizeof s_err) == 0);
+    client_t c;
+    seen_t seen = {0};
+    s_client_open(&c, s.endpoint, k.broker_z85, k.public_z85, k.secret_z85);
+    s_pump(&s, &c, &seen, 5000, STOP_AUTH_FAILED);
+    CHECK_INT(seen.received, 0);
+    CHECK_INT(seen.auth_status, 400);
+    CHECK_INT(auth_accepted(s.auth), 0);
+    s_client_close(&c);
+    s_server_close(&s);
+}
+
+static void
+test_second_handler_refused(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    auth_t *again = NULL;
+    CHECK(auth_start(&again, s.ctx, s.kb, s_err, sizeof s_err) < 0);
+    CHECK(again == NULL);
+    CHECK_HAS(s_err, "inproc://zeromq.zap.01");
+    CHECK_HAS(s_err, "Address already in use");
+    s_server_close(&s);
+}
+
+// A ZAP request sent by hand and its reply, frame by frame.
+typedef struct {
+    int frames;                 // reply frames received
+    char request_id[64];
+    char status[8];
+    char text[64];
+    char user_id[96];
+} zap_reply_t;
+
+static void
+s_copy_frame(zmq_msg_t *msg, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.*s", (int) zmq_msg_size(msg),
+             (char *) zmq_msg_data(msg));
+}
+
+static void
+s_zap_reply(void *req, zap_reply_t *reply)
+{
+    char *fields[] = {NULL, reply->request_id, reply->status, reply->text,
+                      reply->user_id, NULL};
+    size_t sizes[] = {0, sizeof reply->request_id, sizeof reply->status,
+                      sizeof reply->text, sizeof reply->user_id, 0};
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    memset(reply, 0, sizeof *reply);
+    while (zmq_msg_recv(&msg, req, 0) >= 0) {
+        if (reply->frames < 6 && fields[reply->frames]) {
+            s_copy_frame(&msg, fields[reply->frames], sizes[reply->frames]);
+        }
+        reply->frames++;
+        if (!zmq_msg_more(&msg)) {
+            break;
+        }
+    }
+    zmq_msg_close(&msg);
+}
+
+// Sends n frames on req and answers them with the handler.
+static void
+s_zap_ask(server_t *s, void *req, const char **frames, const size_t *sizes,
+          int n, zap_reply_t *reply)
+{
+    for (int i = 0; i < n; i++) {
+        size_t len = sizes && sizes[i] ? sizes[i] : strlen(frames[i]);
+        CHECK(zmq_send(req, frames[i], len, i + 1 < n ? ZMQ_SNDMORE : 0) >=
+              0);
+    }
+    zmq_pollitem_t items[] = {{.socket = req, .events = ZMQ_POLLIN}};
+    int64_t deadline = clock_mono_ms() + 2000;
+    memset(reply, 0, sizeof *reply);
+    while (clock_mono_ms() < deadline) {
+        auth_handle(s->auth);
+        if (zmq_poll(items, 1, 10) > 0) {
+            s_zap_reply(req, reply);
+            return;
+        }
+    }
+}
+
+static void
+test_handler_on_hand_made_requests(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    void *req = zmq_socket(s.ctx, ZMQ_REQ);
+    s_setopt_int(req, ZMQ_LINGER, 0);
+    REQUIRE(zmq_connect(req, "inproc://zeromq.zap.01") == 0);
+    keys_client_t k;
+    REQUIRE(keys_load_client(s.dir, KEYS_ROLE_DRONE, &k, s_err,
+                             sizeof s_err) == 0);
+    uint8_t key[32];
+    REQUIRE(zmq_z85_decode(key, k.public_z85));
+    zap_reply_t r;
+
+    const char *good[] = {"1.0", "7", AUTH_DOMAIN, "127.0.0.1", "", "CURVE",
+                          (const char *) key};
+    const size_t good_sizes[] = {0, 0, 0, 0, 0, 0, 32};
+    s_zap_ask(&s, req, good, good_sizes, 7, &r);
+    CHECK_INT(r.frames, 6);
+    CHECK_STR(r.request_id, "7");
+    CHECK_STR(r.status, "200");
+    CHECK_STR(r.user_id, "drone:drone");
+
+    const char *one[] = {"junk"};
+    s_zap_ask(&s, req, one, NULL, 1, &r);
+    CHECK_INT(r.frames, 6);
+    CHECK_STR(r.status, "500");
+    CHECK_STR(r.request_id, "");
+
+    const char *version[] = {"2.0", "8", AUTH_DOMAIN, "", "", "CURVE",
+                             (const char *) key};
+    s_zap_ask(&s, req, version, good_sizes, 7, &r);
+    CHECK_STR(r.status, "500");
+    CHECK_STR(r.request_id, "8");
+
+    const size_t short_key[] = {0, 0, 0, 0, 0, 0, 31};
+    s_zap_ask(&s, req, good, short_key, 7, &r);
+    CHECK_STR(r.status, "500");
+    CHECK_STR(r.text, "malformed credentials");
+
+    const char *two_keys[] = {"1.0", "9", AUTH_DOMAIN, "", "", "CURVE",
+                              (const char *) key, (const char *) key};
+    const size_t two_sizes[] = {0, 0, 0, 0, 0, 0, 32, 32};
+    s_zap_ask(&s, req, two_keys, two_sizes, 8, &r);
+    CHECK_STR(r.status, "500");
+
+    const char *many[40];
+    for (int i = 0; i < 40; i++) {
+        many[i] = i < 7 ? good[i] : "x";
+    }
+    size_t many_sizes[40] = {[6] = 32};
+    s_zap_ask(&s, req, many, many_sizes, 40, &r);
+    CHECK_INT(r.frames, 6);
+    CHECK_STR(r.status, "500");
+
+    static char huge[1 << 16];
+    memset(huge, 'd', sizeof huge);
+    const char *big_domain[] = {"1.0", "10", huge, "", "", "CURVE",
+                                (const char *) key};
+    const size_t big_sizes[] = {0, 0, sizeof huge, 0, 0, 0, 32};
+    s_zap_ask(&s, req, big_domain, big_sizes, 7, &r);
+    CHECK_STR(r.status, "500");
+
+    const char *plain[] = {"1.0", "11", AUTH_DOMAIN, "", "", "PLAIN", "u",
+                           "p"};
+    s_zap_ask(&s, req, plain, NULL, 8, &r);
+    CHECK_STR(r.status, "400");
+    CHECK_STR(r.text, "mechanism PLAIN not allowed");
+
+    const char *null_mech[] = {"1.0", "12", AUTH_DOMAIN, "", "", "NULL"};
+    s_zap_ask(&s, req, null_mech, NULL, 6, &r);
+    CHECK_STR(r.status, "400");
+    CHECK_STR(r.text, "mechanism NULL not allowed");
+    CHECK_STR(r.user_id, "");
+
+    key[5] ^= 0x55;
+    s_zap_ask(&s, req, good, good_sizes, 7, &r);
+    CHECK_STR(r.status, "400");
+    CHECK_STR(r.text, "unknown key");
+    CHECK_STR(r.user_id, "");
+
+    // After all that the handler still admits a good request.
+    key[5] ^= 0x55;
+    s_zap_ask(&s, req, good, good_sizes, 7, &r);
+    CHECK_STR(r.status, "200");
+    CHECK_INT(auth_accepted(s.auth), 2);
+    CHECK_INT(auth_refused(s.auth), 9);
+    zmq_close(req);
+    s_server_close(&s);
+}
+
+static void
+test_parse_user_id(void)
+{
+    unsigned bit = 0;
+    const char *name = NULL;
+    CHECK(auth_parse_user_id("drone:d1", &bit, &name) == 0);
+    CHECK_INT(bit, PROTO_R_DRONE);
+    CHECK_STR(name, "d1");
+    CHECK(auth_parse_user_id("submitter:ci.bot", &bit, &name) == 0);
+    CHECK_INT(bit, PROTO_R_SUBMITTER);
+    CHECK_STR(name, "ci.bot");
+    CHECK(auth_parse_user_id("operator:alice", &bit, &name) == 0);
+    CHECK_INT(bit, PROTO_R_OPERATOR);
+    CHECK_STR(name, "alice");
+    CHECK(auth_parse_user_id("drone:x", NULL, NULL) == 0);
+
+    const char *bad[] = {"", "drone", "drone:", ":x", "broker:b",
+                         "droner:x", "dron:x", "Drone:x", "drone:a:b",
+                         "drone:a b", "drone:.x", " drone:x", NULL};
+    for (int i = 0; bad[i]; i++) {
+        bit = 99;
+        if (auth_parse_user_id(bad[i], &bit, &name) != -1) {
+            fprintf(stderr, "accepted '%s'\n", bad[i]);
+            CHECK(false);
+        }
+        CHECK_INT(bit, 99);
+    }
+    CHECK(auth_parse_user_id(NULL, &bit, &name) == -1);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_handshake_admits_known_keys),
+    T(test_handshake_refuses_unknown_key),
+    T(test_no_handler_fails_closed),
+    T(test_wrong_broker_key),
+    T(test_null_mechanism_refused),
+    T(test_wrong_domain_refused),
+    T(test_second_handler_refused),
+    T(test_handler_on_hand_made_requests),
+    T(test_parse_user_id),
+    {0},
+};
+
+T_MAIN(t_cases)

@@ -1,0 +1,1305 @@
+// test_codec: every message round-trips field by field, every truncation
+// and a catalogue of hostile frames fail cleanly with the right code, and
+// every message is documented in PROTOCOL.md.
+//
+// Hostile frames are written byte by byte (the s_fr_* builder) because only
+// codec.c may include <msgpack.h>.
+#include "proto/proto.h"
+#include "tests/harness/t.h"
+
+#ifndef WAGGLE_SOURCE_DIR
+#define WAGGLE_SOURCE_DIR "."
+#endif
+
+static proto_limits_t s_lim;
+
+// --- comparing ----------------------------------------------------------
+
+static bool
+s_ostr_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool
+s_bytes_eq(const proto_bytes_t *a, const proto_bytes_t *b)
+{
+    return a->len == b->len &&
+           (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static bool
+s_strv_eq(const proto_strv_t *a, const proto_strv_t *b)
+{
+    if (a->count != b->count) {
+        return false;
+    }
+    for (size_t i = 0; i < a->count; i++) {
+        if (strcmp(a->items[i], b->items[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+#define CHECK_OSTR(a, b) CHECK(s_ostr_eq((a), (b)))
+#define CHECK_BYTES(a, b) CHECK(s_bytes_eq(&(a), &(b)))
+#define CHECK_STRV(a, b) CHECK(s_strv_eq(&(a), &(b)))
+
+static void
+s_eq_hello(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_hello_t *a = &x->u.hello, *b = &y->u.hello;
+    CHECK_OSTR(a->instance, b->instance);
+    CHECK_OSTR(a->host, b->host);
+    CHECK_OSTR(a->version, b->version);
+    CHECK_INT(a->slots, b->slots);
+    CHECK_STRV(a->tags, b->tags);
+    CHECK_INT(a->draining, b->draining);
+    REQUIRE(a->n_leases == b->n_leases);
+    for (size_t i = 0; i < a->n_leases; i++) {
+        CHECK_INT(a->leases[i].plan, b->leases[i].plan);
+        CHECK_OSTR(a->leases[i].task, b->leases[i].task);
+        CHECK(a->leases[i].token == b->leases[i].token);
+        CHECK_INT(a->leases[i].finished, b->leases[i].finished);
+    }
+}
+
+static void
+s_eq_welcome(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_welcome_t *a = &x->u.welcome, *b = &y->u.welcome;
+    CHECK_INT(a->heartbeat_ms, b->heartbeat_ms);
+    CHECK_INT(a->lease_ms, b->lease_ms);
+    CHECK(a->max_output_bytes == b->max_output_bytes);
+    CHECK_OSTR(a->broker_id, b->broker_id);
+}
+
+static void
+s_eq_heartbeat(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_heartbeat_t *a = &x->u.heartbeat, *b = &y->u.heartbeat;
+    REQUIRE(a->n_tokens == b->n_tokens);
+    for (size_t i = 0; i < a->n_tokens; i++) {
+        CHECK(a->tokens[i] == b->tokens[i]);
+    }
+}
+
+static void
+s_eq_task(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_task_t *a = &x->u.task, *b = &y->u.task;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->plan_name, b->plan_name);
+    CHECK_OSTR(a->task, b->task);
+    CHECK(a->token == b->token);
+    CHECK_INT(a->attempt, b->attempt);
+    CHECK_STRV(a->argv, b->argv);
+    CHECK_OSTR(a->cwd, b->cwd);
+    CHECK_INT(a->timeout_s, b->timeout_s);
+    REQUIRE(a->n_env == b->n_env);
+    for (size_t i = 0; i < a->n_env; i++) {
+        CHECK_OSTR(a->env[i].key, b->env[i].key);
+        CHECK_OSTR(a->env[i].value, b->env[i].value);
+    }
+    REQUIRE(a->n_inputs == b->n_inputs);
+    for (size_t i = 0; i < a->n_inputs; i++) {
+        CHECK_OSTR(a->inputs[i].id, b->inputs[i].id);
+        CHECK_BYTES(a->inputs[i].data, b->inputs[i].data);
+        CHECK_INT(a->inputs[i].truncated, b->inputs[i].truncated);
+    }
+}
+
+static void
+s_eq_stop(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_stop_t *a = &x->u.stop, *b = &y->u.stop;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->task, b->task);
+    CHECK(a->token == b->token);
+    CHECK_OSTR(a->reason, b->reason);
+}
+
+static void
+s_eq_result(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_result_t *a = &x->u.result, *b = &y->u.result;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->task, b->task);
+    CHECK(a->token == b->token);
+    CHECK_INT(a->outcome, b->outcome);
+    CHECK_INT(a->exit_code, b->exit_code);
+    CHECK_INT(a->signal, b->signal);
+    CHECK_INT(a->timed_out, b->timed_out);
+    CHECK_OSTR(a->error, b->error);
+    CHECK_BYTES(a->out, b->out);
+    CHECK_INT(a->out_truncated, b->out_truncated);
+    CHECK_BYTES(a->err, b->err);
+    CHECK_INT(a->err_truncated, b->err_truncated);
+    CHECK_INT(a->started_ms, b->started_ms);
+    CHECK_INT(a->duration_ms, b->duration_ms);
+}
+
+static void
+s_eq_result_ack(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_result_ack_t *a = &x->u.result_ack, *b = &y->u.result_ack;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->task, b->task);
+    CHECK(a->token == b->token);
+    CHECK_INT(a->status, b->status);
+    CHECK_OSTR(a->message, b->message);
+}
+
+static void
+s_eq_update(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.update.slots, y->u.update.slots);
+    CHECK_INT(x->u.update.draining, y->u.update.draining);
+}
+
+static void
+s_eq_none(const proto_msg_t *x, const proto_msg_t *y)
+{
+    (void) x;
+    (void) y;
+}
+
+static void
+s_eq_pong(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_OSTR(x->u.pong.role, y->u.pong.role);
+    CHECK_OSTR(x->u.pong.name, y->u.pong.name);
+    CHECK_OSTR(x->u.pong.version, y->u.pong.version);
+}
+
+static void
+s_eq_submit(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_OSTR(x->u.submit.workplan, y->u.submit.workplan);
+    CHECK_OSTR(x->u.submit.idempotency_key, y->u.submit.idempotency_key);
+}
+
+static void
+s_eq_submit_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.submit_ok.plan, y->u.submit_ok.plan);
+    CHECK_INT(x->u.submit_ok.created, y->u.submit_ok.created);
+    CHECK_STRV(x->u.submit_ok.warnings, y->u.submit_ok.warnings);
+}
+
+static void
+s_eq_status(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.status.plan, y->u.status.plan);
+}
+
+static void
+s_eq_plan_info(const proto_plan_info_t *a, const proto_plan_info_t *b)
+{
+    CHECK_INT(a->id, b->id);
+    CHECK_OSTR(a->name, b->name);
+    CHECK_OSTR(a->state, b->state);
+    CHECK_OSTR(a->submitted_by, b->submitted_by);
+    CHECK_INT(a->created_ms, b->created_ms);
+    CHECK_INT(a->finished_ms, b->finished_ms);
+    for (int s = 0; s < PROTO_TASK__COUNT; s++) {
+        CHECK_INT(a->counts[s], b->counts[s]);
+    }
+}
+
+static void
+s_eq_task_info(const proto_task_info_t *a, const proto_task_info_t *b)
+{
+    CHECK_OSTR(a->id, b->id);
+    CHECK_INT(a->state, b->state);
+    CHECK_OSTR(a->kind, b->kind);
+    CHECK_INT(a->attempts, b->attempts);
+    CHECK_OSTR(a->drone, b->drone);
+    CHECK_INT(a->has_exit_code, b->has_exit_code);
+    CHECK_INT(a->exit_code, b->exit_code);
+    CHECK_OSTR(a->last_error, b->last_error);
+    CHECK_OSTR(a->waiting_reason, b->waiting_reason);
+    CHECK_STRV(a->needs, b->needs);
+}
+
+static void
+s_eq_drone_info(const proto_drone_info_t *a, const proto_drone_info_t *b)
+{
+    CHECK_OSTR(a->instance, b->instance);
+    CHECK_OSTR(a->name, b->name);
+    CHECK_OSTR(a->host, b->host);
+    CHECK_INT(a->slots, b->slots);
+    CHECK_INT(a->leases, b->leases);
+    CHECK_INT(a->draining, b->draining);
+    CHECK_STRV(a->tags, b->tags);
+    CHECK_INT(a->last_seen_ms, b->last_seen_ms);
+}
+
+static void
+s_eq_status_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_status_ok_t *a = &x->u.status_ok, *b = &y->u.status_ok;
+    REQUIRE(a->n_plans == b->n_plans);
+    REQUIRE(a->n_tasks == b->n_tasks);
+    REQUIRE(a->n_drones == b->n_drones);
+    for (size_t i = 0; i < a->n_plans; i++) {
+        s_eq_plan_info(&a->plans[i], &b->plans[i]);
+    }
+    for (size_t i = 0; i < a->n_tasks; i++) {
+        s_eq_task_info(&a->tasks[i], &b->tasks[i]);
+    }
+    for (size_t i = 0; i < a->n_drones; i++) {
+        s_eq_drone_info(&a->drones[i], &b->drones[i]);
+    }
+}
+
+static void
+s_eq_cancel(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.cancel.plan, y->u.cancel.plan);
+    CHECK_OSTR(x->u.cancel.task, y->u.cancel.task);
+}
+
+static void
+s_eq_retry(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.retry.plan, y->u.retry.plan);
+    CHECK_OSTR(x->u.retry.task, y->u.retry.task);
+}
+
+static void
+s_eq_output(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_output_t *a = &x->u.output, *b = &y->u.output;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->task, b->task);
+    CHECK_INT(a->attempt, b->attempt);
+    CHECK_INT(a->want_stderr, b->want_stderr);
+}
+
+static void
+s_eq_output_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_output_ok_t *a = &x->u.output_ok, *b = &y->u.output_ok;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->task, b->task);
+    CHECK_INT(a->attempt, b->attempt);
+    CHECK_BYTES(a->data, b->data);
+    CHECK_INT(a->truncated, b->truncated);
+}
+
+static void
+s_eq_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_OSTR(x->u.ok.message, y->u.ok.message);
+}
+
+static void
+s_eq_error(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.error.code, y->u.error.code);
+    CHECK_OSTR(x->u.error.message, y->u.error.message);
+    CHECK_STRV(x->u.error.details, y->u.error.details);
+}
+
+// --- building: every field set (full) and only what is required (bare) ---
+
+static proto_msg_t *
+s_hello(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HELLO);
+    proto_hello_t *h = &m->u.hello;
+    m->req = 7;
+    h->instance = strdup(full ? "d-7f3a9c" : "d");
+    if (!full) {
+        return m;
+    }
+    h->host = strdup("build-01");
+    h->version = strdup("0.1.0");
+    h->slots = 1024;
+    proto_strv_push(&h->tags, "linux");
+    proto_strv_push(&h->tags, "gpu");
+    h->draining = true;
+    h->n_leases = 2;
+    h->leases = calloc(2, sizeof *h->leases);
+    h->leases[0] = (proto_lease_t) {3, strdup("build"), 41, false};
+    h->leases[1] = (proto_lease_t) {INT64_MAX, strdup("t-2"), UINT64_MAX,
+                                    true};
+    return m;
+}
+
+static proto_msg_t *
+s_welcome(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_WELCOME);
+    m->req = 7;
+    m->u.welcome.heartbeat_ms = full ? 1000 : 1;
+    m->u.welcome.lease_ms = full ? UINT32_MAX : 1;
+    m->u.welcome.max_output_bytes = full ? (uint64_t) 1 << 40 : 0;
+    m->u.welcome.broker_id = strdup("b-20260102");
+    return m;
+}
+
+static proto_msg_t *
+s_heartbeat(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+    if (full) {
+        m->u.heartbeat.n_tokens = 3;
+        m->u.heartbeat.tokens = calloc(3, sizeof(uint64_t));
+        m->u.heartbeat.tokens[0] = 1;
+        m->u.heartbeat.tokens[1] = 1u << 20;
+        m->u.heartbeat.tokens[2] = UINT64_MAX;
+    }
+    return m;
+}
+
+static void
+s_task_extras(proto_task_t *t)
+{
+    static const uint8_t bin[] = {0, 1, 2, 0xff, '\n', 0xc1};
+    t->plan_name = strdup("release-notes");
+    t->cwd = strdup("/srv/work");
+    t->timeout_s = 600;
+    t->n_env = 2;
+    t->env = calloc(2, sizeof *t->env);
+    t->env[0] = (proto_kv_t) {strdup("LANG"), strdup("C.UTF-8")};
+    t->env[1] = (proto_kv_t) {strdup("EMPTY"), strdup("")};
+    t->n_inputs = 2;
+    t->inputs = calloc(2, sizeof *t->inputs);
+    t->inputs[0].id = strdup("log");
+    proto_bytes_set(&t->inputs[0].data, bin, sizeof bin);
+    t->inputs[0].truncated = true;
+    t->inputs[1].id = strdup("empty-out");
+}
+
+static proto_msg_t *
+s_task(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_TASK);
+    proto_task_t *t = &m->u.task;
+    t->plan = 12;
+    t->task = strdup("log");
+    t->token = 99;
+    t->attempt = 1;
+    proto_strv_push(&t->argv, "git");
+    if (full) {
+        proto_strv_push(&t->argv, "log");
+        proto_strv_push(&t->argv, "{{draft.output}}");
+        proto_strv_push(&t->argv, "");
+        s_task_extras(t);
+    }
+    return m;
+}
+
+static proto_msg_t *
+s_stop(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STOP);
+    m->u.stop.plan = 12;
+    m->u.stop.task = strdup("log");
+    m->u.stop.token = 99;
+    m->u.stop.reason = full ? strdup("stale") : NULL;
+    return m;
+}
+
+static proto_msg_t *
+s_result(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
+    proto_result_t *r = &m->u.result;
+    m->req = 1u << 31;
+    r->plan = 12;
+    r->task = strdup("log");
+    r->token = 99;
+    r->outcome = full ? PROTO_OUTCOME_FAILED : PROTO_OUTCOME_RELEASED;
+    r->exit_code = full ? INT32_MIN : -1;
+    if (!full) {
+        return m;
+    }
+    r->signal = 9;
+    r->timed_out = true;
+    r->error = strdup("killed after 600 s");
+    proto_bytes_set(&r->out, "hello\n\0world", 12);
+    r->out_truncated = true;
+    proto_bytes_set(&r->err, "oops", 4);
+    r->err_truncated = true;
+    r->started_ms = 1767323045000;
+    r->duration_ms = -5;
+    return m;
+}
+
+static proto_msg_t *
+s_result_ack(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT_ACK);
+    m->req = 1u << 31;
+    m->u.result_ack.plan = 12;
+    m->u.result_ack.task = strdup("log");
+    m->u.result_ack.token = 99;
+    m->u.result_ack.status = full ? PROTO_ACK_STALE : PROTO_ACK_ACCEPTED;
+    m->u.result_ack.message = full ? strdup("token 99 is not current") : NULL;
+    return m;
+}
+
+static proto_msg_t *
+s_update(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_UPDATE);
+    m->req = 3;
+    m->u.update.slots = full ? 4 : 0;
+    m->u.update.draining = full;
+    return m;
+}
+
+static proto_msg_t *
+s_bye(bool full)
+{
+    (void) full;
+    return proto_msg_new(PROTO_MSG_BYE);
+}
+
+static proto_msg_t *
+s_ping(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_PING);
+    m->req = full ? UINT64_MAX : 0;
+    return m;
+}
+
+static proto_msg_t *
+s_pong(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_PONG);
+    m->req = full ? UINT64_MAX : 0;
+    m->u.pong.role = strdup("submitter");
+    m->u.pong.name = strdup("ci-planner");
+    m->u.pong.version = strdup(full ? "0.1.0" : "");
+    return m;
+}
+
+static proto_msg_t *
+s_submit(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_SUBMIT);
+    m->req = 5;
+    m->u.submit.workplan = strdup("{\"name\": \"x\", \"tasks\": []}");
+    m->u.submit.idempotency_key = full ? strdup("build-4711") : NULL;
+    return m;
+}
+
+static proto_msg_t *
+s_submit_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_SUBMIT_OK);
+    m->req = 5;
+    m->u.submit_ok.plan = 12;
+    m->u.submit_ok.created = full;
+    if (full) {
+        proto_strv_push(&m->u.submit_ok.warnings,
+                        "tasks[3].requires: no connected drone offers 'gpu'");
+    }
+    return m;
+}
+
+static proto_msg_t *
+s_status(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS);
+    m->req = 6;
+    m->u.status.plan = full ? 12 : 0;
+    return m;
+}
+
+static void
+s_status_plan(proto_status_ok_t *s)
+{
+    s->n_plans = 2;
+    s->plans = calloc(2, sizeof *s->plans);
+    proto_plan_info_t *p = &s->plans[0];
+    p->id = 12;
+    p->name = strdup("release-notes");
+    p->state = strdup("running");
+    p->submitted_by = strdup("alice");
+    p->created_ms = 1767323045000;
+    p->finished_ms = 0;
+    for (int i = 0; i < PROTO_TASK__COUNT; i++) {
+        p->counts[i] = (uint32_t) i * 1000 + 1;
+    }
+    s->plans[1].id = 13;
+    s->plans[1].state = strdup("succeeded");
+}
+
+static void
+s_status_tasks(proto_status_ok_t *s)
+{
+    s->n_tasks = 2;
+    s->tasks = calloc(2, sizeof *s->tasks);
+    proto_task_info_t *t = &s->tasks[0];
+    t->id = strdup("draft");
+    t->state = PROTO_TASK_AWAITING_APPROVAL;
+    t->kind = strdup("run");
+    t->attempts = 3;
+    t->drone = strdup("d-7f3a9c");
+    t->has_exit_code = true;
+    t->exit_code = -1;
+    t->last_error = strdup("exit status 2");
+    t->waiting_reason = strdup("no drone offers 'gpu'");
+    proto_strv_push(&t->needs, "log");
+    s->tasks[1].id = strdup("log");
+    s->tasks[1].state = PROTO_TASK_CANCELLED;
+    s->tasks[1].kind = strdup("run");
+}
+
+static void
+s_status_drones(proto_status_ok_t *s)
+{
+    s->n_drones = 1;
+    s->drones = calloc(1, sizeof *s->drones);
+    proto_drone_info_t *d = &s->drones[0];
+    d->instance = strdup("d-7f3a9c");
+    d->name = strdup("drone-01");
+    d->host = strdup("build-01");
+    d->slots = 8;
+    d->leases = 2;
+    d->draining = true;
+    proto_strv_push(&d->tags, "linux");
+    d->last_seen_ms = 1767323045123;
+}
+
+static proto_msg_t *
+s_status_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    m->req = 6;
+    if (full) {
+        s_status_plan(&m->u.status_ok);
+        s_status_tasks(&m->u.status_ok);
+        s_status_drones(&m->u.status_ok);
+    }
+    return m;
+}
+
+static proto_msg_t *
+s_cancel(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_CANCEL);
+    m->req = 8;
+    m->u.cancel.plan = 12;
+    m->u.cancel.task = full ? strdup("log") : NULL;
+    return m;
+}
+
+static proto_msg_t *
+s_retry(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_RETRY);
+    m->req = 9;
+    m->u.retry.plan = full ? 12 : 0;
+    m->u.retry.task = strdup("log");
+    return m;
+}
+
+static proto_msg_t *
+s_output(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT);
+    m->req = 10;
+    m->u.output.plan = 12;
+    m->u.output.task = strdup("log");
+    m->u.output.attempt = full ? 3 : 0;
+    m->u.output.want_stderr = full;
+    return m;
+}
+
+static proto_msg_t *
+s_output_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT_OK);
+    m->req = 10;
+    m->u.output_ok.plan = 12;
+    m->u.output_ok.task = strdup("log");
+    m->u.output_ok.attempt = full ? 3 : 0;
+    if (full) {
+        proto_bytes_set(&m->u.output_ok.data, "a\0b", 3);
+    }
+    m->u.output_ok.truncated = full;
+    return m;
+}
+
+static proto_msg_t *
+s_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OK);
+    m->req = 11;
+    m->u.ok.message = full ? strdup("plan 12 cancelled") : NULL;
+    return m;
+}
+
+static proto_msg_t *
+s_error(bool full)
+{
+    proto_msg_t *m = proto_error_new(12, PROTO_E_INVALID, "%s", full ?
+                                     "workplan refused" : "");
+    if (full) {
+        proto_strv_push(&m->u.error.details, "tasks[2].needs[0]: no task "
+                        "'lgo'");
+        proto_strv_push(&m->u.error.details, "tasks: cycle a -> b -> a");
+    }
+    return m;
+}
+
+static const struct {
+    proto_msg_t *(*make)(bool full);
+    void (*eq)(const proto_msg_t *a, const proto_msg_t *b);
+} s_msgs[PROTO_MSG__COUNT] = {
+    [PROTO_MSG_HELLO] = {s_hello, s_eq_hello},
+    [PROTO_MSG_WELCOME] = {s_welcome, s_eq_welcome},
+    [PROTO_MSG_HEARTBEAT] = {s_heartbeat, s_eq_heartbeat},
+    [PROTO_MSG_TASK] = {s_task, s_eq_task},
+    [PROTO_MSG_STOP] = {s_stop, s_eq_stop},
+    [PROTO_MSG_RESULT] = {s_result, s_eq_result},
+    [PROTO_MSG_RESULT_ACK] = {s_result_ack, s_eq_result_ack},
+    [PROTO_MSG_UPDATE] = {s_update, s_eq_update},
+    [PROTO_MSG_BYE] = {s_bye, s_eq_none},
+    [PROTO_MSG_PING] = {s_ping, s_eq_none},
+    [PROTO_MSG_PONG] = {s_pong, s_eq_pong},
+    [PROTO_MSG_SUBMIT] = {s_submit, s_eq_submit},
+    [PROTO_MSG_SUBMIT_OK] = {s_submit_ok, s_eq_submit_ok},
+    [PROTO_MSG_STATUS] = {s_status, s_eq_status},
+    [PROTO_MSG_STATUS_OK] = {s_status_ok, s_eq_status_ok},
+    [PROTO_MSG_CANCEL] = {s_cancel, s_eq_cancel},
+    [PROTO_MSG_RETRY] = {s_retry, s_eq_retry},
+    [PROTO_MSG_OUTPUT] = {s_output, s_eq_output},
+    [PROTO_MSG_OUTPUT_OK] = {s_output_ok, s_eq_output_ok},
+    [PROTO_MSG_OK] = {s_ok, s_eq_ok},
+    [PROTO_MSG_ERROR] = {s_error, s_eq_error},
+};
+
+// --- decoding helpers ---------------------------------------------------
+
+// Decodes a private copy of exactly len bytes, so ASan sees any over-read.
+static int
+s_decode(const void *buf, size_t len, proto_msg_t **out, proto_error_t *err)
+{
+    if (s_lim.max_frame == 0) {
+        proto_limits_default(&s_lim);
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    memcpy(copy, buf, len);
+    int rc = proto_decode(len ? copy : NULL, len, &s_lim, out, err);
+    free(copy);
+    if (rc == 0) {
+        CHECK(*out != NULL);
+    } else {
+        CHECK(*out == NULL);
+        CHECK(err->code != PROTO_E_NONE);
+        CHECK(err->message[0] != '\0');
+    }
+    return rc;
+}
+
+// Every strict prefix of a valid frame is an incomplete map: each must fail.
+static void
+s_check_prefixes(const uint8_t *buf, size_t len)
+{
+    for (size_t n = 0; n < len; n++) {
+        proto_msg_t *m = NULL;
+        proto_error_t err;
+        CHECK_INT(s_decode(buf, n, &m, &err), -1);
+        CHECK_INT(err.code, PROTO_E_MALFORMED);
+        proto_msg_destroy(&m);
+    }
+}
+
+// Encodes m, decodes it, checks that re-encoding gives the same bytes and
+// that every truncation fails; returns the decoded copy.
+static proto_msg_t *
+s_roundtrip(const proto_msg_t *m)
+{
+    uint8_t *buf, *again;
+    size_t len, len2;
+    proto_msg_t *out = NULL;
+    proto_error_t err;
+    proto_encode(m, &buf, &len);
+    if (s_decode(buf, len, &out, &err) != 0) {
+        fprintf(stderr, "%s: %s: %s\n", t_current, proto_cmd_name(m->cmd),
+                err.message);
+        t_failures++;
+        free(buf);
+        return NULL;
+    }
+    CHECK_INT(out->cmd, m->cmd);
+    CHECK(out->req == m->req);
+    proto_encode(out, &again, &len2);
+    CHECK(len == len2 && memcmp(buf, again, len) == 0);
+    s_check_prefixes(buf, len);
+    free(again);
+    free(buf);
+    return out;
+}
+
+// --- a byte-level frame builder for hostile input -------------------------
+
+typedef struct {
+    uint8_t b[8192];
+    size_t n;
+} s_fr_t;
+
+static void
+s_fr_raw(s_fr_t *f, const void *p, size_t n)
+{
+    memcpy(f->b + f->n, p, n);
+    f->n += n;
+}
+
+static void
+s_fr_byte(s_fr_t *f, uint8_t b)
+{
+    f->b[f->n++] = b;
+}
+
+static void
+s_fr_str(s_fr_t *f, const char *s)
+{
+    size_t n = strlen(s);
+    s_fr_byte(f, 0xd9); // str8, even for short strings: both are valid
+    s_fr_byte(f, (uint8_t) n);
+    s_fr_raw(f, s, n);
+}
+
+static void
+s_fr_uint(s_fr_t *f, uint64_t v)
+{
+    s_fr_byte(f, 0xcf);
+    for (int i = 7; i >= 0; i--) {
+        s_fr_byte(f, (uint8_t) (v >> (8 * i)));
+    }
+}
+
+// A map of 3 + nfields entries opened with the envelope.
+static void
+s_fr_env(s_fr_t *f, unsigned nfields, uint64_t v, const char *cmd,
+         uint64_t req)
+{
+    s_fr_byte(f, (uint8_t) (0x80 | (3 + nfields)));
+    s_fr_str(f, "v");
+    s_fr_uint(f, v);
+    s_fr_str(f, "cmd");
+    s_fr_str(f, cmd);
+    s_fr_str(f, "req");
+    s_fr_uint(f, req);
+}
+
+// Decodes f expecting failure with code; the message must contain needle.
+static void
+s_expect_fail(const s_fr_t *f, proto_status_t code, uint64_t req,
+              const char *needle)
+{
+    proto_msg_t *m = NULL;
+    proto_error_t err;
+    CHECK_INT(s_decode(f->b, f->n, &m, &err), -1);
+    CHECK_STR(proto_status_name(err.code), proto_status_name(code));
+    CHECK(err.req == req);
+    CHECK_HAS(err.message, needle);
+    proto_msg_destroy(&m);
+}
+
+static void
+s_expect_bytes(const void *p, size_t n, proto_status_t code,
+               const char *needle)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_raw(&f, p, n);
+    s_expect_fail(&f, code, 0, needle);
+}
+
+// A HELLO whose "slots" field is the raw bytes given.
+static void
+s_hello_slots(s_fr_t *f, const void *slots, size_t n)
+{
+    s_fr_env(f, 2, 1, "HELLO", 77);
+    s_fr_str(f, "instance");
+    s_fr_str(f, "d1");
+    s_fr_str(f, "slots");
+    s_fr_raw(f, slots, n);
+}
+
+// --- tests --------------------------------------------------------------
+
+static void
+test_roundtrip_every_message_full(void)
+{
+    for (int c = 0; c < PROTO_MSG__COUNT; c++) {
+        REQUIRE(s_msgs[c].make != NULL);
+        proto_msg_t *m = s_msgs[c].make(true);
+        CHECK_INT(m->cmd, c);
+        proto_msg_t *d = s_roundtrip(m);
+        if (d) {
+            s_msgs[c].eq(m, d);
+        }
+        proto_msg_destroy(&m);
+        proto_msg_destroy(&d);
+        CHECK(d == NULL);
+    }
+}
+
+static void
+test_roundtrip_every_message_bare(void)
+{
+    for (int c = 0; c < PROTO_MSG__COUNT; c++) {
+        proto_msg_t *m = s_msgs[c].make(false);
+        proto_msg_t *d = s_roundtrip(m);
+        if (d) {
+            s_msgs[c].eq(m, d);
+        }
+        proto_msg_destroy(&m);
+        proto_msg_destroy(&d);
+    }
+}
+
+// Optional fields that are absent from the map, not just nil.
+static void
+test_absent_optionals_take_defaults(void)
+{
+    s_fr_t f = {.n = 0};
+    proto_msg_t *m = NULL;
+    proto_error_t err;
+    s_fr_env(&f, 4, 1, "RESULT", 5);
+    s_fr_str(&f, "plan");
+    s_fr_uint(&f, 3);
+    s_fr_str(&f, "task");
+    s_fr_str(&f, "t");
+    s_fr_str(&f, "token");
+    s_fr_uint(&f, 8);
+    s_fr_str(&f, "outcome");
+    s_fr_str(&f, "succeeded");
+    REQUIRE(s_decode(f.b, f.n, &m, &err) == 0);
+    CHECK_INT(m->u.result.exit_code, -1);
+    CHECK_INT(m->u.result.signal, 0);
+    CHECK(m->u.result.error == NULL);
+    CHECK_INT(m->u.result.out.len, 0);
+    CHECK_INT(m->u.result.outcome, PROTO_OUTCOME_SUCCEEDED);
+    proto_msg_destroy(&m);
+    f.n = 0;
+    s_fr_env(&f, 0, 1, "STATUS", 6);
+    REQUIRE(s_decode(f.b, f.n, &m, &err) == 0);
+    CHECK_INT(m->u.status.plan, 0);
+    proto_msg_destroy(&m);
+}
+
+static void
+test_unknown_fields_are_ignored(void)
+{
+    s_fr_t f = {.n = 0};
+    proto_msg_t *m = NULL;
+    proto_error_t err;
+    s_fr_env(&f, 3, 1, "HELLO", 5);
+    s_fr_str(&f, "future");
+    s_fr_raw(&f, "\x92\x81\xa1x\xc0\xcb\x00\x00\x00\x00\x00\x00\x00\x00", 14);
+    s_fr_str(&f, "slots");
+    s_fr_uint(&f, 2);
+    s_fr_str(&f, "instance");
+    s_fr_str(&f, "abc");
+    REQUIRE(s_decode(f.b, f.n, &m, &err) == 0);
+    CHECK_STR(m->u.hello.instance, "abc");
+    CHECK_INT(m->u.hello.slots, 2);
+    CHECK_INT(m->u.hello.n_leases, 0);
+    proto_msg_destroy(&m);
+}
+
+static void
+test_hostile_huge_counts(void)
+{
+    s_expect_bytes("\xdd\xff\xff\xff\xff", 5, PROTO_E_MALFORMED, "not a");
+    s_expect_bytes("\xdf\xff\xff\xff\xff", 5, PROTO_E_MALFORMED,
+                   "declares 4294967295");
+    s_expect_bytes("\xde\xff\xff", 3, PROTO_E_MALFORMED, "declares");
+    // The same lies one level down, where msgpack-c would allocate them.
+    s_expect_bytes("\x81\xa1x\xdd\xff\xff\xff\xff", 8, PROTO_E_MALFORMED,
+                   "declares 4294967295");
+    s_expect_bytes("\x81\xa1x\xdf\xff\xff\xff\xff", 8, PROTO_E_MALFORMED,
+                   "declares");
+    s_expect_bytes("\x81\xa1x\x92\x00", 5, PROTO_E_MALFORMED, "declares");
+}
+
+static void
+test_hostile_short_strings(void)
+{
+    s_expect_bytes("\x81\xa1x\xd9\x10" "abc", 8, PROTO_E_MALFORMED,
+                   "declares 16 bytes");
+    s_expect_bytes("\x81\xa1x\xdb\x00\x00\xff\xff" "abc", 11,
+                   PROTO_E_MALFORMED, "declares 65535 bytes");
+    s_expect_bytes("\x81\xa1x\xc6\xff\xff\xff\x00", 8, PROTO_E_MALFORMED,
+                   "declares");
+    s_expect_bytes("\x81\xa1x\xdb\x00\x00", 6, PROTO_E_MALFORMED,
+                   "truncated");
+    s_expect_bytes("\x81\xa1x\xcf\x00\x00", 6, PROTO_E_MALFORMED,
+                   "truncated");
+}
+
+static void
+test_hostile_deep_nesting(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_raw(&f, "\x81\xa1x", 3);
+    for (int i = 0; i < 7; i++) {
+        s_fr_byte(&f, 0x91);
+    }
+    s_fr_byte(&f, 0x90); // depth 9 counting the top map
+    s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "nesting deeper than 8");
+    f.n = 0;
+    for (int i = 0; i < 2000; i++) {
+        s_fr_raw(&f, "\x81\xa1x", 3);
+    }
+    s_fr_byte(&f, 0xc0);
+    s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "nesting");
+}
+
+static void
+test_hostile_ext_and_reserved(void)
+{
+    s_expect_bytes("\x81\xa1x\xd4\x01\x00", 6, PROTO_E_MALFORMED, "ext");
+    s_expect_bytes("\x81\xa1x\xc7\x01\x01\x00", 7, PROTO_E_MALFORMED, "ext");
+    s_expect_bytes("\x81\xa1x\xd8\x01" "0123456789abcdef", 21,
+                   PROTO_E_MALFORMED, "0xd8");
+    s_expect_bytes("\x81\xa1x\xc1", 4, PROTO_E_MALFORMED, "0xc1");
+    s_expect_bytes("\xd6\xff\x00\x00\x00\x00", 6, PROTO_E_MALFORMED,
+                   "not a");
+}
+
+static void
+test_hostile_trailing_and_two_objects(void)
+{
+    s_expect_bytes("\x80\x00", 2, PROTO_E_MALFORMED, "1 bytes after");
+    s_expect_bytes("\x80\xc1", 2, PROTO_E_MALFORMED, "after");
+    proto_msg_t *ping = s_ping(true);
+    uint8_t *buf;
+    size_t len;
+    proto_encode(ping, &buf, &len);
+    s_fr_t f = {.n = 0};
+    s_fr_raw(&f, buf, len);
+    s_fr_raw(&f, buf, len);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "after the message");
+    free(buf);
+    proto_msg_destroy(&ping);
+}
+
+static void
+test_hostile_top_level_not_a_map(void)
+{
+    s_expect_bytes("", 0, PROTO_E_MALFORMED, "empty");
+    s_expect_bytes("\x91\x80", 2, PROTO_E_MALFORMED, "not a msgpack map");
+    s_expect_bytes("\xa1x", 2, PROTO_E_MALFORMED, "not a msgpack map");
+    s_expect_bytes("\x00", 1, PROTO_E_MALFORMED, "not a msgpack map");
+    s_expect_bytes("\xc0", 1, PROTO_E_MALFORMED, "not a msgpack map");
+    s_expect_bytes("\x80", 1, PROTO_E_MALFORMED, "field 'v'");
+}
+
+static void
+test_wrong_field_types(void)
+{
+    s_fr_t f = {.n = 0};
+    s_hello_slots(&f, "\xa1" "8", 2);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77,
+                  "field 'slots': expected an unsigned integer");
+    f.n = 0;
+    s_hello_slots(&f, "\xff", 1); // -1
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'slots'");
+    f.n = 0;
+    s_hello_slots(&f, "\xcb\x40\x20\x00\x00\x00\x00\x00\x00", 9); // 8.0
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'slots'");
+    f.n = 0;
+    s_hello_slots(&f, "\xc3", 1);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'slots'");
+    f.n = 0;
+    s_fr_env(&f, 1, 1, "HELLO", 77);
+    s_fr_str(&f, "instance");
+    s_fr_raw(&f, "\xc4\x02" "d1", 4); // bin where text belongs
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77,
+                  "field 'instance': expected a string");
+    f.n = 0;
+    s_fr_env(&f, 4, 1, "OUTPUT_OK", 77);
+    s_fr_str(&f, "plan");
+    s_fr_uint(&f, 1);
+    s_fr_str(&f, "task");
+    s_fr_str(&f, "t");
+    s_fr_str(&f, "attempt");
+    s_fr_uint(&f, 1);
+    s_fr_str(&f, "data");
+    s_fr_str(&f, "text"); // text where bytes belong
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'data': expected binary");
+}
+
+// A HELLO with one lease record whose fields are the raw bytes given.
+static void
+s_hello_lease(s_fr_t *f, uint8_t map_head, const void *fields, size_t n)
+{
+    s_hello_slots(f, "\x01", 1);
+    f->b[0]++; // one more field: leases
+    s_fr_str(f, "leases");
+    s_fr_byte(f, 0x91);
+    s_fr_byte(f, map_head);
+    s_fr_raw(f, fields, n);
+}
+
+static void
+test_nested_field_errors_name_the_path(void)
+{
+    s_fr_t f = {.n = 0}, g = {.n = 0};
+    s_hello_lease(&f, 0x80, "", 0);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77,
+                  "field 'leases[0].plan': required but missing");
+    s_fr_str(&g, "plan");
+    s_fr_uint(&g, 1);
+    s_fr_str(&g, "task");
+    s_fr_str(&g, "t");
+    s_fr_str(&g, "token");
+    s_fr_str(&g, "x");
+    f.n = 0;
+    s_hello_lease(&f, 0x83, g.b, g.n);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77,
+                  "field 'leases[0].token': expected an unsigned integer");
+    f.n = 0;
+    s_hello_slots(&f, "\x01", 1);
+    f.b[0]++;
+    s_fr_str(&f, "leases");
+    s_fr_raw(&f, "\x91\x01", 2);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'leases[0]': expected a map");
+}
+
+static void
+test_required_missing_nil_and_duplicates(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_env(&f, 1, 1, "HELLO", 4);
+    s_fr_str(&f, "slots");
+    s_fr_uint(&f, 1);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 4,
+                  "field 'instance': required but missing");
+    f.n = 0;
+    s_fr_env(&f, 2, 1, "HELLO", 4);
+    s_fr_str(&f, "slots");
+    s_fr_uint(&f, 1);
+    s_fr_str(&f, "instance");
+    s_fr_byte(&f, 0xc0);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 4, "field 'instance': required");
+    f.n = 0;
+    s_hello_slots(&f, "\x01", 1);
+    f.b[0]++;
+    s_fr_str(&f, "slots");
+    s_fr_uint(&f, 2);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "appears more than once");
+    f.n = 0;
+    s_fr_byte(&f, 0x82);
+    s_fr_str(&f, "v");
+    s_fr_uint(&f, 1);
+    s_fr_str(&f, "cmd");
+    s_fr_str(&f, "PING");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "field 'req'");
+}
+
+static void
+test_bad_version_echoes_req(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_env(&f, 0, 2, "PING", 42);
+    s_expect_fail(&f, PROTO_E_BAD_VERSION, 42,
+                  "protocol version 2 is not supported (this side speaks 1)");
+    // The version is judged before the command, which may be new.
+    f.n = 0;
+    s_fr_env(&f, 0, 2, "SOMETHING_NEW", 43);
+    s_expect_fail(&f, PROTO_E_BAD_VERSION, 43, "version 2");
+}
+
+static void
+test_unknown_command_echoes_req(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_env(&f, 0, 1, "FROB", 9);
+    s_expect_fail(&f, PROTO_E_UNKNOWN_COMMAND, 9, "unknown command 'FROB'");
+    f.n = 0;
+    s_fr_env(&f, 0, 1, "hello", 10); // names are case-sensitive
+    s_expect_fail(&f, PROTO_E_UNKNOWN_COMMAND, 10, "'hello'");
+    f.n = 0;
+    s_fr_env(&f, 0, 1, "BAD\n\x01NAME", 11);
+    s_expect_fail(&f, PROTO_E_UNKNOWN_COMMAND, 11, "'BAD??NAME'");
+}
+
+static void
+test_limits_too_large(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_env(&f, 1, 1, "SUBMIT", 3);
+    s_fr_str(&f, "workplan");
+    s_fr_str(&f, "0123456789abcdefX");
+    s_lim.max_string = 16;
+    s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "over the limit 16");
+    proto_limits_default(&s_lim);
+    s_lim.max_frame = f.n - 1;
+    s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "frame of");
+    proto_limits_default(&s_lim);
+    s_lim.max_objects = 8;
+    s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "more than 8 objects");
+    proto_limits_default(&s_lim);
+    proto_msg_t *m = NULL;
+    proto_error_t err;
+    CHECK_INT(s_decode(f.b, f.n, &m, &err), 0);
+    proto_msg_destroy(&m);
+}
+
+static void
+test_schema_limits(void)
+{
+    s_fr_t f = {.n = 0};
+    s_hello_slots(&f, "\xcd\x04\x01", 3); // 1025
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'slots': 1025");
+    f.n = 0;
+    s_fr_env(&f, 2, 1, "HELLO", 1);
+    s_fr_str(&f, "slots");
+    s_fr_uint(&f, 1);
+    s_fr_str(&f, "instance");
+    s_fr_str(&f, "");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 1, "field 'instance': 0 bytes");
+    f.n = 0;
+    s_hello_slots(&f, "\x01", 1);
+    f.b[0]++;
+    s_fr_str(&f, "tags");
+    s_fr_byte(&f, 0xdc);
+    s_fr_byte(&f, 0);
+    s_fr_byte(&f, 65);
+    for (int i = 0; i < 65; i++) {
+        s_fr_str(&f, "t");
+    }
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'tags': 65 items");
+    f.n = 0;
+    s_fr_env(&f, 2, 1, "SUBMIT", 2);
+    s_fr_str(&f, "workplan");
+    s_fr_raw(&f, "\xa3{\x00}", 4);
+    s_fr_str(&f, "idempotency_key");
+    s_fr_str(&f, "k");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 2, "contains a NUL byte");
+    f.n = 0;
+    s_fr_env(&f, 3, 1, "ERROR", 2);
+    s_fr_str(&f, "code");
+    s_fr_str(&f, "NO_SUCH_CODE");
+    s_fr_str(&f, "message");
+    s_fr_str(&f, "m");
+    s_fr_str(&f, "details");
+    s_fr_byte(&f, 0x90);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 2, "unknown value 'NO_SUCH_CODE'");
+}
+
+// Random bytes and mutated valid frames: no crash, no leak, clean errors.
+static void
+test_garbage_never_crashes(void)
+{
+    uint32_t x = 2463534242u;
+    uint8_t *buf;
+    size_t len;
+    proto_msg_t *full = s_task(true);
+    proto_encode(full, &buf, &len);
+    for (int round = 0; round < 20000; round++) {
+        uint8_t tmp[512];
+        size_t n = len < sizeof tmp ? len : sizeof tmp;
+        memcpy(tmp, buf, n);
+        for (int k = 0; k < 1 + round % 4; k++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            tmp[x % n] = (uint8_t) (x >> 8);
+        }
+        proto_msg_t *m = NULL;
+        proto_error_t err;
+        s_decode(tmp, round % 7 == 0 ? x % n : n, &m, &err);
+        proto_msg_destroy(&m);
+    }
+    free(buf);
+    proto_msg_destroy(&full);
+}
+
+static void
+test_names_and_helpers(void)
+{
+    proto_cmd_t c;
+    proto_status_t s;
+    proto_task_state_t st;
+    for (int i = 0; i < PROTO_MSG__COUNT; i++) {
+        REQUIRE(proto_cmd_parse(proto_cmd_name((proto_cmd_t) i), &c) == 0);
+        CHECK_INT(c, i);
+    }
+    CHECK_INT(proto_cmd_parse("NOPE", &c), -1);
+    CHECK_STR(proto_cmd_name(PROTO_MSG_RESULT_ACK), "RESULT_ACK");
+    CHECK_INT(proto_cmd_senders(PROTO_MSG_HELLO),
+              PROTO_R_DRONE | PROTO_R_OPERATOR);
+    CHECK_INT(proto_cmd_senders(PROTO_MSG_TASK), PROTO_R_BROKER);
+    CHECK_STR(proto_status_name(PROTO_E_HELLO_REQUIRED), "HELLO_REQUIRED");
+    CHECK_INT(proto_status_parse("UNSUPPORTED", &s), 0);
+    CHECK_INT(s, PROTO_E_UNSUPPORTED);
+    CHECK_INT(proto_status_parse("unsupported", &s), -1);
+    CHECK_STR(proto_task_state_name(PROTO_TASK_AWAITING_APPROVAL),
+              "awaiting_approval");
+    CHECK_INT(proto_task_state_parse("leased", &st), 0);
+    CHECK_INT(st, PROTO_TASK_LEASED);
+    CHECK_STR(proto_outcome_name(PROTO_OUTCOME_RELEASED), "released");
+    CHECK_STR(proto_ack_name(PROTO_ACK_DUPLICATE), "duplicate");
+    CHECK_STR(proto_cmd_name(PROTO_MSG__COUNT), "?");
+    proto_msg_t *e = proto_error_new(5, PROTO_E_NOT_FOUND, "no plan %d", 7);
+    CHECK_STR(e->u.error.message, "no plan 7");
+    CHECK(e->req == 5);
+    proto_msg_destroy(&e);
+    CHECK(e == NULL);
+    proto_msg_destroy(&e);
+    proto_msg_destroy(NULL);
+    proto_limits_t lim;
+    proto_limits_default(&lim);
+    CHECK_INT(lim.max_frame, 64 << 20);
+    CHECK_INT(lim.max_depth, 8);
+    CHECK_INT(lim.max_objects, 1000000);
+    CHECK_INT(lim.max_string, 64 << 20);
+}
+
+// Every message and every error code has its place in the spec.
+static void
+test_protocol_md_names_every_message(void)
+{
+    char *doc = t_read_file(WAGGLE_SOURCE_DIR "/proto/PROTOCOL.md", NULL);
+    char needle[64];
+    REQUIRE(doc != NULL);
+    for (int i = 0; i < PROTO_MSG__COUNT; i++) {
+        snprintf(needle, sizeof needle, "\n### %s\n",
+                 proto_cmd_name((proto_cmd_t) i));
+        CHECK_HAS(doc, needle);
+    }
+    for (int i = 1; i < PROTO_E__COUNT; i++) {
+        snprintf(needle, sizeof needle, "| `%s` |",
+                 proto_status_name((proto_status_t) i));
+        CHECK_HAS(doc, needle);
+    }
+    free(doc);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_roundtrip_every_message_full),
+    T(test_roundtrip_every_message_bare),
+    T(test_absent_optionals_take_defaults),
+    T(test_unknown_fields_are_ignored),
+    T(test_hostile_huge_counts),
+    T(test_hostile_short_strings),
+    T(test_hostile_deep_nesting),
+    T(test_hostile_ext_and_reserved),
+    T(test_hostile_trailing_and_two_objects),
+    T(test_hostile_top_level_not_a_map),
+    T(test_wrong_field_types),
+    T(test_nested_field_errors_name_the_path),
+    T(test_required_missing_nil_and_duplicates),
+    T(test_bad_version_echoes_req),
+    T(test_unknown_command_echoes_req),
+    T(test_limits_too_large),
+    T(test_schema_limits),
+    T(test_garbage_never_crashes),
+    T(test_names_and_helpers),
+    T(test_protocol_md_names_every_message),
+    {0},
+};
+
+T_MAIN(t_cases)

@@ -1,0 +1,1053 @@
+// test_ledger: the ledger on a real SQLite file in a temp dir — reopen,
+// fencing, duplicates, retries, events, the writer's lock, schema versions
+// and a failed commit.  Workplans come from workplan_parse, as in the
+// broker.
+#include "broker/ledger.h"
+
+#include "common/xalloc.h"
+#include "tests/harness/t.h"
+
+#include <sys/wait.h>
+
+#define NOW 1700000000000LL
+
+// a; b needs a; c needs a and b (no retries); g is a gate needing c.
+static const char s_plan_json[] =
+    "{\"name\": \"demo\", \"goal\": \"test the ledger\", \"tasks\": ["
+    "{\"id\": \"a\", \"run\": [\"echo\", \"a\"]},"
+    "{\"id\": \"b\", \"needs\": [\"a\"], \"run\": [\"echo\", \"b\"]},"
+    "{\"id\": \"c\", \"needs\": [\"a\", \"b\"], \"run\": [\"true\"],"
+    " \"retries\": 0},"
+    "{\"id\": \"g\", \"needs\": [\"c\"], \"gate\": \"ship it?\"}]}";
+
+// --- helpers -------------------------------------------------------------
+
+static const char *
+s_path(void)
+{
+    static char path[600];
+    snprintf(path, sizeof path, "%s/ledger.db", t_tmpdir());
+    return path;
+}
+
+static ledger_t *
+s_open_flags(unsigned flags)
+{
+    ledger_t *l = NULL;
+    char err[512] = "";
+    if (ledger_open(&l, s_path(), flags, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: ledger_open: %s\n", t_current, err);
+    }
+    return l;
+}
+
+static ledger_t *
+s_open(void)
+{
+    return s_open_flags(0);
+}
+
+// Stores a workplan as the broker does: tasks that need nothing are ready
+// (gates awaiting approval), the rest wait.  Returns the plan id or 0.
+static int64_t
+s_submit(ledger_t *l, const char *json, const char *who, const char *key)
+{
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    if (workplan_parse(json, strlen(json), &wp, &errs) != 0) {
+        char *text = wp_errors_format(&errs);
+        fprintf(stderr, "%s: workplan: %s\n", t_current, text);
+        free(text);
+        wp_errors_release(&errs);
+        return 0;
+    }
+    proto_task_state_t *initial = xcalloc(wp->n_tasks, sizeof *initial);
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        initial[i] = wp->tasks[i].n_needs ? PROTO_TASK_WAITING
+                     : wp->tasks[i].kind == WP_KIND_GATE
+                         ? PROTO_TASK_AWAITING_APPROVAL
+                         : PROTO_TASK_READY;
+    }
+    char *canon = workplan_to_json(wp);
+    int64_t plan = 0;
+    bool ok = ledger_begin(l) == 0
+              && ledger_plan_create(l, wp, canon, "hash-1", initial, who, key,
+                                    NOW, &plan) == LEDGER_OK
+              && ledger_commit(l) == 0;
+    if (!ok) {
+        ledger_rollback(l);
+        plan = 0;
+    }
+    free(canon);
+    free(initial);
+    workplan_destroy(&wp);
+    return plan;
+}
+
+// One lease in its own turn.
+static ledger_rc_t
+s_lease(ledger_t *l, int64_t plan, const char *task, const char *instance,
+        int64_t now, uint64_t *token, uint32_t *attempt)
+{
+    uint64_t tok = 0;
+    uint32_t n = 0;
+    if (ledger_begin(l) != 0) {
+        return LEDGER_ERROR;
+    }
+    ledger_rc_t rc = ledger_task_lease(l, plan, task, instance, "drone-1",
+                                       now, &tok, &n);
+    if (ledger_commit(l) != 0) {
+        return LEDGER_ERROR;
+    }
+    if (token) {
+        *token = tok;
+    }
+    if (attempt) {
+        *attempt = n;
+    }
+    return rc;
+}
+
+// One finish in its own turn.
+static ledger_rc_t
+s_finish(ledger_t *l, int64_t plan, const char *task, uint64_t token,
+         const char *instance, const ledger_attempt_end_t *end,
+         proto_task_state_t to, int64_t not_before)
+{
+    if (ledger_begin(l) != 0) {
+        return LEDGER_ERROR;
+    }
+    ledger_rc_t rc = ledger_task_finish(l, plan, task, token, instance, end,
+                                        to, not_before, "drone-1", NOW);
+    return ledger_commit(l) == 0 ? rc : LEDGER_ERROR;
+}
+
+static ledger_rc_t
+s_move(ledger_t *l, int64_t plan, const char *task, proto_task_state_t from,
+       proto_task_state_t to)
+{
+    if (ledger_begin(l) != 0) {
+        return LEDGER_ERROR;
+    }
+    ledger_rc_t rc = ledger_task_move(l, plan, task, from, to, "broker",
+                                      NULL, NOW);
+    return ledger_commit(l) == 0 ? rc : LEDGER_ERROR;
+}
+
+static const ledger_attempt_end_t s_ok_end = {
+    .outcome = LEDGER_ATTEMPT_SUCCEEDED, .has_exit_code = true,
+    .out = (const uint8_t *) "out\n", .out_len = 4};
+static const ledger_attempt_end_t s_fail_end = {
+    .outcome = LEDGER_ATTEMPT_FAILED, .has_exit_code = true, .exit_code = 3,
+    .error = "exit status 3"};
+static const ledger_attempt_end_t s_expired_end = {
+    .outcome = LEDGER_ATTEMPT_EXPIRED, .error = "lease lost"};
+
+// The task's row as status shows it; state -1 when it is not there.
+static proto_task_info_t
+s_task(ledger_t *l, int64_t plan, const char *task, proto_msg_t **keep)
+{
+    proto_task_info_t none = {.state = (proto_task_state_t) -1};
+    *keep = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &(*keep)->u.status_ok;
+    if (ledger_tasks(l, plan, st) != LEDGER_OK) {
+        return none;
+    }
+    for (size_t i = 0; i < st->n_tasks; i++) {
+        if (strcmp(st->tasks[i].id, task) == 0) {
+            return st->tasks[i];
+        }
+    }
+    return none;
+}
+
+static proto_task_state_t
+s_state(ledger_t *l, int64_t plan, const char *task)
+{
+    proto_msg_t *m;
+    proto_task_state_t s = s_task(l, plan, task, &m).state;
+    proto_msg_destroy(&m);
+    return s;
+}
+
+static uint32_t
+s_used(ledger_t *l, int64_t plan, const char *task)
+{
+    uint32_t used = 999;
+    CHECK_INT(ledger_task_attempts_used(l, plan, task, &used), LEDGER_OK);
+    return used;
+}
+
+typedef struct {
+    int n;
+    char last_kind[32], last_from[32], last_to[32], last_actor[32];
+    uint64_t last_token;
+} s_events_t;
+
+static void
+s_on_event(void *arg, int64_t seq, int64_t at_ms, const char *task,
+           const char *actor, const char *kind, const char *from,
+           const char *to, uint64_t token, const char *detail)
+{
+    s_events_t *ev = arg;
+    ev->n++;
+    snprintf(ev->last_kind, sizeof ev->last_kind, "%s", kind);
+    snprintf(ev->last_from, sizeof ev->last_from, "%s", from ? from : "");
+    snprintf(ev->last_to, sizeof ev->last_to, "%s", to ? to : "");
+    snprintf(ev->last_actor, sizeof ev->last_actor, "%s", actor);
+    ev->last_token = token;
+}
+
+static s_events_t
+s_events(ledger_t *l, int64_t plan)
+{
+    s_events_t ev = {0};
+    CHECK_INT(ledger_events(l, plan, 0, s_on_event, &ev), LEDGER_OK);
+    return ev;
+}
+
+typedef struct {
+    int plans, tasks;
+    int64_t plan;
+    bool json_ok;
+    char order[16];            // task ids in the order they came
+    ledger_task_row_t a;       // task a's row (strings not kept)
+    char a_instance[32];
+} s_load_t;
+
+static void
+s_on_plan(void *arg, int64_t plan, const char *json)
+{
+    s_load_t *ld = arg;
+    ld->plans++;
+    ld->plan = plan;
+    ld->json_ok = json && strstr(json, "\"demo\"") != NULL;
+}
+
+static void
+s_on_task(void *arg, const ledger_task_row_t *row)
+{
+    s_load_t *ld = arg;
+    if (ld->tasks < (int) sizeof ld->order - 1) {
+        ld->order[ld->tasks] = row->task[0];
+    }
+    ld->tasks++;
+    if (strcmp(row->task, "a") == 0) {
+        ld->a = *row;
+        snprintf(ld->a_instance, sizeof ld->a_instance, "%s",
+                 row->instance ? row->instance : "");
+        ld->a.task = ld->a.instance = ld->a.holder = NULL;
+    }
+}
+
+// --- tests ---------------------------------------------------------------
+
+static void
+test_create_and_reopen(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    char id[64];
+    snprintf(id, sizeof id, "%s", ledger_id(l));
+    CHECK_INT(strlen(id), 32);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    uint64_t token = 0;
+    uint32_t n = 0;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &token, &n), LEDGER_OK);
+    CHECK_INT(token, 1);
+    CHECK_INT(n, 1);
+    ledger_destroy(&l);
+    CHECK(l == NULL);
+    ledger_destroy(&l);
+
+    l = s_open();
+    REQUIRE(l);
+    CHECK_STR(ledger_id(l), id);
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.plans, 1);
+    CHECK_INT(ld.plan, plan);
+    CHECK(ld.json_ok);
+    CHECK_STR(ld.order, "abcg");
+    CHECK_INT(ld.a.state, PROTO_TASK_LEASED);
+    CHECK_INT(ld.a.token, 1);
+    CHECK_STR(ld.a_instance, "i1");
+    CHECK_INT(ld.a.lease_start_ms, NOW);
+    CHECK_INT(ld.a.attempts_total, 1);
+    // The lease survived: its result is still accepted after the restart.
+    CHECK_INT(s_finish(l, plan, "a", 1, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
+    CHECK_INT(s_move(l, plan, "b", PROTO_TASK_WAITING, PROTO_TASK_READY),
+              LEDGER_OK);
+    CHECK_INT(s_lease(l, plan, "b", "i1", NOW, &token, &n), LEDGER_OK);
+    CHECK_INT(token, 2);
+    ledger_destroy(&l);
+
+    // The counter is never reset: it keeps growing across every reopen.
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(s_move(l, plan, "c", PROTO_TASK_WAITING, PROTO_TASK_READY),
+              LEDGER_OK);
+    CHECK_INT(s_lease(l, plan, "c", "i2", NOW, &token, &n), LEDGER_OK);
+    CHECK_INT(token, 3);
+    ledger_destroy(&l);
+}
+
+static void
+test_status_reads_survive_reopen(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, NULL, NULL), LEDGER_OK);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    CHECK_INT(ledger_plans(l, plan, 10, st), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, plan, st), LEDGER_OK);
+    REQUIRE(st->n_plans == 1 && st->n_tasks == 4);
+    CHECK_STR(st->plans[0].name, "demo");
+    CHECK_STR(st->plans[0].state, "running");
+    CHECK_STR(st->plans[0].submitted_by, "alice");
+    CHECK_INT(st->plans[0].created_ms, NOW);
+    CHECK_INT(st->plans[0].finished_ms, 0);
+    CHECK_INT(st->plans[0].counts[PROTO_TASK_LEASED], 1);
+    CHECK_INT(st->plans[0].counts[PROTO_TASK_WAITING], 3);
+    CHECK_STR(st->tasks[0].id, "a");
+    CHECK_STR(st->tasks[0].kind, "run");
+    CHECK_INT(st->tasks[0].state, PROTO_TASK_LEASED);
+    CHECK_STR(st->tasks[0].drone, "drone-1");
+    CHECK_INT(st->tasks[0].needs.count, 0);
+    CHECK_STR(st->tasks[2].id, "c");
+    REQUIRE(st->tasks[2].needs.count == 2);
+    CHECK_STR(st->tasks[2].needs.items[0], "a");
+    CHECK_STR(st->tasks[2].needs.items[1], "b");
+    CHECK_STR(st->tasks[3].kind, "gate");
+    CHECK(st->tasks[3].drone == NULL);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
+static void
+test_lease_finish_succeeded(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t token;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &token, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", token, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
+    proto_msg_t *m;
+    proto_task_info_t t = s_task(l, plan, "a", &m);
+    CHECK_INT(t.state, PROTO_TASK_SUCCEEDED);
+    CHECK_INT(t.attempts, 1);
+    CHECK(t.has_exit_code);
+    CHECK_INT(t.exit_code, 0);
+    CHECK_STR(t.drone, "drone-1");
+    CHECK(t.last_error == NULL);
+    proto_msg_destroy(&m);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    bool trunc = true;
+    uint32_t attempt = 0;
+    CHECK_INT(ledger_task_output(l, plan, "a", 0, false, &data, &len, &trunc,
+                                 &attempt), LEDGER_OK);
+    CHECK_INT(attempt, 1);
+    CHECK_INT(len, 4);
+    CHECK(data && memcmp(data, "out\n", 4) == 0);
+    CHECK(!trunc);
+    free(data);
+    // Not ready any more: a second lease is refused.
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, NULL, NULL), LEDGER_MISS);
+    ledger_destroy(&l);
+}
+
+static void
+test_stale_results_change_nothing(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t1, t2;
+    uint32_t n;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t1, &n), LEDGER_OK);
+    int events = s_events(l, plan).n;
+    // Wrong token, wrong instance.
+    CHECK_INT(s_finish(l, plan, "a", t1 + 100, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_MISS);
+    CHECK_INT(s_finish(l, plan, "a", t1, "i2", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_MISS);
+    CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_LEASED);
+    CHECK_INT(s_events(l, plan).n, events);
+    CHECK_INT(s_used(l, plan, "a"), 0);
+    char *task = NULL;
+    int64_t p = 0;
+    ledger_attempt_outcome_t o;
+    CHECK_INT(ledger_token_lookup(l, t1, &p, &task, &o), LEDGER_OK);
+    CHECK_INT(o, LEDGER_ATTEMPT_RUNNING);
+    free(task);
+    // After expiry the old holder's result is fenced off.
+    CHECK_INT(s_finish(l, plan, "a", t1, NULL, &s_expired_end,
+                       PROTO_TASK_READY, 0), LEDGER_OK);
+    CHECK_INT(s_used(l, plan, "a"), 1);
+    CHECK_INT(s_finish(l, plan, "a", t1, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_MISS);
+    CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_READY);
+    // After a cancel too; a cancel uses no attempt.
+    CHECK_INT(s_lease(l, plan, "a", "i2", NOW, &t2, &n), LEDGER_OK);
+    CHECK(t2 > t1);
+    CHECK_INT(n, 2);
+    ledger_attempt_end_t cancel = {.outcome = LEDGER_ATTEMPT_CANCELLED};
+    CHECK_INT(s_finish(l, plan, "a", t2, NULL, &cancel, PROTO_TASK_CANCELLED,
+                       0), LEDGER_OK);
+    events = s_events(l, plan).n;
+    CHECK_INT(s_finish(l, plan, "a", t2, "i2", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_MISS);
+    CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_CANCELLED);
+    CHECK_INT(s_used(l, plan, "a"), 1);
+    CHECK_INT(s_events(l, plan).n, events);
+    CHECK_INT(ledger_token_lookup(l, t1, &p, &task, &o), LEDGER_OK);
+    CHECK_INT(o, LEDGER_ATTEMPT_EXPIRED);
+    free(task);
+    CHECK_INT(ledger_token_lookup(l, t2, &p, &task, &o), LEDGER_OK);
+    CHECK_INT(o, LEDGER_ATTEMPT_CANCELLED);
+    free(task);
+    ledger_destroy(&l);
+}
+
+static void
+test_token_lookup_tells_duplicates(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t1, t2;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t1, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t1, "i1", &s_fail_end, PROTO_TASK_READY,
+                       0), LEDGER_OK);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t2, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t2, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
+    int64_t p = 0;
+    char *task = NULL;
+    ledger_attempt_outcome_t o;
+    CHECK_INT(ledger_token_lookup(l, t2, &p, &task, &o), LEDGER_OK);
+    CHECK_INT(p, plan);
+    CHECK_STR(task, "a");
+    CHECK_INT(o, LEDGER_ATTEMPT_SUCCEEDED);
+    free(task);
+    task = NULL;
+    CHECK_INT(ledger_token_lookup(l, t1, &p, &task, &o), LEDGER_OK);
+    CHECK_INT(o, LEDGER_ATTEMPT_FAILED);
+    free(task);
+    task = NULL;
+    CHECK_INT(ledger_token_lookup(l, 999999, &p, &task, &o), LEDGER_MISS);
+    CHECK(task == NULL);
+    ledger_destroy(&l);
+}
+
+static void
+test_racing_results_one_wins(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    // Two RESULTs for one token drained in the same turn.
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, "i1", &s_ok_end,
+                                 PROTO_TASK_SUCCEEDED, 0, "d", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, "i1", &s_ok_end,
+                                 PROTO_TASK_SUCCEEDED, 0, "d", NOW),
+              LEDGER_MISS);
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, "i1", &s_fail_end,
+                                 PROTO_TASK_READY, 0, "d", NOW),
+              LEDGER_MISS);
+    CHECK_INT(ledger_commit(l), 0);
+    // And one in a later turn.
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_MISS);
+    CHECK_INT(s_used(l, plan, "a"), 1);
+    CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_SUCCEEDED);
+    ledger_destroy(&l);
+}
+
+static void
+test_retry_fresh_budget_tokens_grow(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t1, t2;
+    uint32_t n;
+    CHECK_INT(s_move(l, plan, "c", PROTO_TASK_WAITING, PROTO_TASK_READY),
+              LEDGER_OK);
+    CHECK_INT(s_lease(l, plan, "c", "i1", NOW, &t1, &n), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "c", t1, "i1", &s_fail_end, PROTO_TASK_DEAD,
+                       0), LEDGER_OK);
+    CHECK_INT(s_used(l, plan, "c"), 1);
+    proto_msg_t *m;
+    proto_task_info_t ti = s_task(l, plan, "c", &m);
+    CHECK_INT(ti.exit_code, 3);
+    CHECK_STR(ti.last_error, "exit status 3");
+    proto_msg_destroy(&m);
+    // A miss when the task is not in the from-state.
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_reset(l, plan, "c", PROTO_TASK_CANCELLED,
+                                PROTO_TASK_READY, "op", NOW), LEDGER_MISS);
+    CHECK_INT(ledger_task_reset(l, plan, "c", PROTO_TASK_DEAD,
+                                PROTO_TASK_READY, "op", NOW), LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(s_used(l, plan, "c"), 0);
+    CHECK_INT(s_state(l, plan, "c"), PROTO_TASK_READY);
+    CHECK_INT(s_lease(l, plan, "c", "i1", NOW, &t2, &n), LEDGER_OK);
+    CHECK(t2 > t1);
+    CHECK_INT(n, 2);
+    CHECK_INT(s_finish(l, plan, "c", t2, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
+    ti = s_task(l, plan, "c", &m);
+    CHECK_INT(ti.attempts, 1);
+    CHECK_INT(ti.exit_code, 0);
+    CHECK(ti.last_error == NULL);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
+static void
+test_release_uses_no_attempt(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    uint32_t n;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, &n), LEDGER_OK);
+    ledger_attempt_end_t rel = {.outcome = LEDGER_ATTEMPT_RELEASED};
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &rel, PROTO_TASK_READY, 0),
+              LEDGER_OK);
+    CHECK_INT(s_used(l, plan, "a"), 0);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, &n), LEDGER_OK);
+    CHECK_INT(n, 2);  // attempt rows count every lease
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.a.attempts_used, 0);
+    CHECK_INT(ld.a.attempts_total, 2);
+    ledger_destroy(&l);
+}
+
+static void
+test_events_one_per_transition(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    s_events_t ev = s_events(l, plan);
+    CHECK_INT(ev.n, 1);
+    CHECK_STR(ev.last_kind, "submitted");
+    CHECK_STR(ev.last_actor, "alice");
+    uint64_t t;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    ev = s_events(l, plan);
+    CHECK_INT(ev.n, 2);
+    CHECK_STR(ev.last_from, "ready");
+    CHECK_STR(ev.last_to, "leased");
+    CHECK_INT(ev.last_token, t);
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
+    ev = s_events(l, plan);
+    CHECK_INT(ev.n, 3);
+    CHECK_STR(ev.last_to, "succeeded");
+    CHECK_STR(ev.last_actor, "drone-1");
+    // Misses write nothing.
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, NULL, NULL), LEDGER_MISS);
+    CHECK_INT(s_move(l, plan, "b", PROTO_TASK_READY,
+                     PROTO_TASK_AWAITING_APPROVAL),
+              LEDGER_MISS);
+    CHECK_INT(s_events(l, plan).n, 3);
+    CHECK_INT(s_move(l, plan, "b", PROTO_TASK_WAITING, PROTO_TASK_READY),
+              LEDGER_OK);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_move(l, plan, LEDGER_PLAN_RUNNING,
+                               LEDGER_PLAN_CANCELLED, "bob", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_event(l, plan, NULL, "bob", "note", "hello", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(s_events(l, plan).n, 6);
+    CHECK_INT(s_events(l, 0).n, 6);
+    s_events_t after = {0};
+    CHECK_INT(ledger_events(l, plan, 4, s_on_event, &after), LEDGER_OK);
+    CHECK_INT(after.n, 2);
+    CHECK_STR(after.last_kind, "note");
+    ledger_destroy(&l);
+}
+
+static void
+test_lock_names_the_holder(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    char lock_path[700], want[800];
+    snprintf(lock_path, sizeof lock_path, "%s.lock", s_path());
+    char *pid = t_read_file(lock_path, NULL);
+    CHECK(pid && strtol(pid, NULL, 10) == (long) getpid());
+    free(pid);
+    snprintf(want, sizeof want, "ledger '%s' is in use by another broker "
+             "(pid %ld)", s_path(), (long) getpid());
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(fds[0]);
+        ledger_t *other = NULL;
+        char err[512] = "";
+        int rc = ledger_open(&other, s_path(), 0, err, sizeof err);
+        dprintf(fds[1], "%d %s", rc, err);
+        _exit(other == NULL ? 0 : 1);
+    }
+    close(fds[1]);
+    char buf[1024] = {0};
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) {
+        got += (size_t) r;
+    }
+    close(fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_HAS(buf, "-1 ");
+    CHECK_HAS(buf, want);
+    // flock belongs to the open file: this process cannot open it twice.
+    ledger_t *twice = NULL;
+    char err[512] = "";
+    CHECK_INT(ledger_open(&twice, s_path(), 0, err, sizeof err), -1);
+    CHECK(twice == NULL);
+    CHECK_HAS(err, want);
+    ledger_destroy(&l);
+    // Released with the ledger.
+    l = s_open();
+    CHECK(l != NULL);
+    ledger_destroy(&l);
+}
+
+static void
+test_rdonly_while_locked(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    ledger_t *ro = s_open_flags(LEDGER_RDONLY);
+    REQUIRE(ro);
+    CHECK_STR(ledger_id(ro), ledger_id(l));
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_plans(ro, 0, 0, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(m->u.status_ok.n_plans, 1);
+    proto_msg_destroy(&m);
+    // It sees what the writer commits later.
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, NULL, NULL), LEDGER_OK);
+    CHECK_INT(s_state(ro, plan, "a"), PROTO_TASK_LEASED);
+    // And cannot write.
+    CHECK_INT(ledger_begin(ro), -1);
+    ledger_destroy(&ro);
+    ledger_destroy(&l);
+}
+
+static void
+test_newer_schema_refused(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    CHECK_INT(ledger_test_set_schema_version(l, 99), 0);
+    ledger_destroy(&l);
+    char err[512] = "";
+    CHECK_INT(ledger_open(&l, s_path(), 0, err, sizeof err), -1);
+    CHECK(l == NULL);
+    CHECK_HAS(err, "schema version 99");
+    CHECK_HAS(err, "upgrade");
+    err[0] = '\0';
+    CHECK_INT(ledger_open(&l, s_path(), LEDGER_RDONLY, err, sizeof err), -1);
+    CHECK_HAS(err, "schema version 99");
+}
+
+static void
+test_not_a_ledger_refused(void)
+{
+    char err[512] = "";
+    ledger_t *l = NULL;
+    CHECK_INT(ledger_open(&l, s_path(), LEDGER_RDONLY, err, sizeof err), -1);
+    CHECK_HAS(err, "cannot open ledger");
+    REQUIRE(t_write_file(s_path(), "this is not a database, not at all; "
+                         "just some text that is long enough\n") == 0);
+    CHECK_INT(ledger_open(&l, s_path(), 0, err, sizeof err), -1);
+    CHECK_HAS(err, "cannot open ledger");
+    CHECK(l == NULL);
+}
+
+static void
+test_failed_commit_rolls_back_the_turn(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    REQUIRE(ledger_begin(l) == 0);
+    uint64_t t;
+    uint32_t n;
+    int64_t lost = 0;
+    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", NOW, &t, &n),
+              LEDGER_OK);
+    CHECK_INT(ledger_task_move(l, plan, "b", PROTO_TASK_WAITING,
+                               PROTO_TASK_READY, "broker", NULL, NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h", 4, "gpu", NOW),
+              LEDGER_OK);
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    REQUIRE(workplan_parse(s_plan_json, strlen(s_plan_json), &wp, &errs)
+            == 0);
+    proto_task_state_t init[4] = {0};
+    CHECK_INT(ledger_plan_create(l, wp, "{}", "h", init, "bob", "k", NOW,
+                                 &lost), LEDGER_OK);
+    workplan_destroy(&wp);
+    ledger_fail_next_commit(l);
+    CHECK_INT(ledger_commit(l), -1);
+    CHECK(!ledger_in_turn(l));
+    // Nothing of that turn is visible.
+    CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_READY);
+    CHECK_INT(s_state(l, plan, "b"), PROTO_TASK_WAITING);
+    int64_t p;
+    char *task = NULL;
+    ledger_attempt_outcome_t o;
+    CHECK_INT(ledger_token_lookup(l, t, &p, &task, &o), LEDGER_MISS);
+    char *hash = NULL;
+    CHECK_INT(ledger_idem_get(l, "bob", "k", &p, &hash), LEDGER_MISS);
+    CHECK_INT(s_events(l, 0).n, 1);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_plans(l, 0, 0, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(m->u.status_ok.n_plans, 1);
+    proto_msg_destroy(&m);
+    // The next turn works.
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, &n), LEDGER_OK);
+    CHECK_INT(n, 1);
+    CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_LEASED);
+    ledger_destroy(&l);
+}
+
+static void
+test_idempotency_keys(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", "key-1");
+    REQUIRE(plan > 0);
+    int64_t p = 0;
+    char *hash = NULL;
+    CHECK_INT(ledger_idem_get(l, "alice", "key-1", &p, &hash), LEDGER_OK);
+    CHECK_INT(p, plan);
+    CHECK_STR(hash, "hash-1");
+    free(hash);
+    hash = NULL;
+    CHECK_INT(ledger_idem_get(l, "bob", "key-1", &p, &hash), LEDGER_MISS);
+    CHECK_INT(ledger_idem_get(l, "alice", "key-2", &p, &hash), LEDGER_MISS);
+    CHECK(hash == NULL);
+    // The key is unique per submitter: storing it twice fails that turn.
+    CHECK_INT(s_submit(l, s_plan_json, "alice", "key-1"), 0);
+    CHECK_INT(s_submit(l, s_plan_json, "bob", "key-1") > plan, 1);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(ledger_idem_get(l, "alice", "key-1", &p, &hash), LEDGER_OK);
+    CHECK_INT(p, plan);
+    free(hash);
+    ledger_destroy(&l);
+}
+
+static void
+test_plans_newest_first_with_counts(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t p1 = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t p2 = s_submit(l, s_plan_json, NULL, NULL);
+    REQUIRE(p1 > 0 && p2 > p1);
+    CHECK_INT(s_lease(l, p2, "a", "i1", NOW, NULL, NULL), LEDGER_OK);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    CHECK_INT(ledger_plans(l, 0, 0, st), LEDGER_OK);
+    REQUIRE(st->n_plans == 2);
+    CHECK_INT(st->plans[0].id, p2);
+    CHECK(st->plans[0].submitted_by == NULL);
+    CHECK_INT(st->plans[0].counts[PROTO_TASK_LEASED], 1);
+    CHECK_INT(st->plans[0].counts[PROTO_TASK_READY], 0);
+    CHECK_INT(st->plans[1].id, p1);
+    CHECK_INT(st->plans[1].counts[PROTO_TASK_READY], 1);
+    CHECK_INT(st->plans[1].counts[PROTO_TASK_WAITING], 3);
+    proto_msg_destroy(&m);
+    m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_plans(l, 0, 1, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(m->u.status_ok.n_plans, 1);
+    CHECK_INT(m->u.status_ok.plans[0].id, p2);
+    proto_msg_destroy(&m);
+    m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_plans(l, 9999, 0, &m->u.status_ok), LEDGER_MISS);
+    CHECK_INT(ledger_tasks(l, 9999, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(m->u.status_ok.n_tasks, 0);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
+// The output of attempt `want` of task a, as a string ("" when none).
+static ledger_rc_t
+s_output(ledger_t *l, int64_t plan, const char *task, uint32_t want,
+         bool err, char *buf, size_t len, uint32_t *got, bool *trunc)
+{
+    uint8_t *data = NULL;
+    size_t n = 0;
+    ledger_rc_t rc = ledger_task_output(l, plan, task, want, err, &data, &n,
+                                        trunc, got);
+    snprintf(buf, len, "%.*s", (int) n, data ? (const char *) data : "");
+    free(data);
+    return rc;
+}
+
+static void
+test_task_output_accepted_latest_specific(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    char buf[64];
+    uint32_t got = 0;
+    bool trunc = false;
+    CHECK_INT(s_output(l, plan, "a", 0, false, buf, sizeof buf, &got,
+                       &trunc), LEDGER_MISS);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    ledger_attempt_end_t e1 = s_fail_end;
+    e1.out = (const uint8_t *) "one";
+    e1.out_len = 3;
+    e1.err = (const uint8_t *) "e1";
+    e1.err_len = 2;
+    e1.err_truncated = true;
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &e1, PROTO_TASK_READY, 0),
+              LEDGER_OK);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    // No accepted attempt yet: the latest that ended, not the running one.
+    CHECK_INT(s_output(l, plan, "a", 0, false, buf, sizeof buf, &got,
+                       &trunc), LEDGER_OK);
+    CHECK_STR(buf, "one");
+    CHECK_INT(got, 1);
+    ledger_attempt_end_t e2 = s_ok_end;
+    e2.out = (const uint8_t *) "two";
+    e2.out_len = 3;
+    e2.out_truncated = true;
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &e2, PROTO_TASK_SUCCEEDED, 0),
+              LEDGER_OK);
+    CHECK_INT(s_output(l, plan, "a", 0, false, buf, sizeof buf, &got,
+                       &trunc), LEDGER_OK);
+    CHECK_STR(buf, "two");
+    CHECK_INT(got, 2);
+    CHECK(trunc);
+    CHECK_INT(s_output(l, plan, "a", 1, false, buf, sizeof buf, &got,
+                       &trunc), LEDGER_OK);
+    CHECK_STR(buf, "one");
+    CHECK_INT(got, 1);
+    CHECK(!trunc);
+    CHECK_INT(s_output(l, plan, "a", 1, true, buf, sizeof buf, &got, &trunc),
+              LEDGER_OK);
+    CHECK_STR(buf, "e1");
+    CHECK(trunc);
+    CHECK_INT(s_output(l, plan, "a", 3, false, buf, sizeof buf, &got,
+                       &trunc), LEDGER_MISS);
+    CHECK_INT(s_output(l, plan, "nope", 0, false, buf, sizeof buf, &got,
+                       &trunc), LEDGER_MISS);
+    ledger_destroy(&l);
+}
+
+static void
+test_lease_respects_not_before(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_fail_end, PROTO_TASK_READY,
+                       NOW + 1000), LEDGER_OK);
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.a.not_before_ms, NOW + 1000);
+    CHECK_INT(ld.a.attempts_used, 1);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW + 999, NULL, NULL),
+              LEDGER_MISS);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW + 1000, NULL, NULL),
+              LEDGER_OK);
+    ledger_destroy(&l);
+}
+
+typedef struct {
+    int n;
+    uint32_t last_n;
+    ledger_attempt_outcome_t outcomes[4];
+    int32_t exit_codes[4];
+} s_attempts_t;
+
+static void
+s_on_attempt(void *arg, const ledger_attempt_row_t *row)
+{
+    s_attempts_t *a = arg;
+    if (a->n < 4) {
+        a->outcomes[a->n] = row->outcome;
+        a->exit_codes[a->n] = row->has_exit_code ? row->exit_code : -99;
+    }
+    a->n++;
+    a->last_n = row->n;
+}
+
+static void
+test_plan_moves_attempts_and_load_plan(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_fail_end, PROTO_TASK_READY,
+                       0), LEDGER_OK);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_ok_end,
+                       PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
+    s_attempts_t a = {0};
+    CHECK_INT(ledger_attempts(l, plan, "a", s_on_attempt, &a), LEDGER_OK);
+    CHECK_INT(a.n, 2);
+    CHECK_INT(a.last_n, 2);
+    CHECK_INT(a.outcomes[0], LEDGER_ATTEMPT_FAILED);
+    CHECK_INT(a.exit_codes[0], 3);
+    CHECK_INT(a.outcomes[1], LEDGER_ATTEMPT_SUCCEEDED);
+    CHECK_INT(a.exit_codes[1], 0);
+    s_attempts_t all = {0};
+    CHECK_INT(ledger_attempts(l, plan, NULL, s_on_attempt, &all), LEDGER_OK);
+    CHECK_INT(all.n, 2);
+
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_move(l, plan, LEDGER_PLAN_RUNNING,
+                               LEDGER_PLAN_FAILED, "broker", NOW + 5),
+              LEDGER_OK);
+    CHECK_INT(ledger_plan_move(l, plan, LEDGER_PLAN_RUNNING,
+                               LEDGER_PLAN_FAILED, "broker", NOW + 5),
+              LEDGER_MISS);
+    CHECK_INT(ledger_commit(l), 0);
+    ledger_plan_state_t ps;
+    CHECK_INT(ledger_plan_state(l, plan, &ps), LEDGER_OK);
+    CHECK_INT(ps, LEDGER_PLAN_FAILED);
+    CHECK_STR(ledger_plan_state_name(ps), "failed");
+    CHECK_INT(ledger_plan_state(l, 9999, &ps), LEDGER_MISS);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_plans(l, plan, 0, &m->u.status_ok), LEDGER_OK);
+    CHECK_STR(m->u.status_ok.plans[0].state, "failed");
+    CHECK_INT(m->u.status_ok.plans[0].finished_ms, NOW + 5);
+    proto_msg_destroy(&m);
+    // Only running plans are recovered; one plan loads in any state.
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.plans, 0);
+    CHECK_INT(ld.tasks, 0);
+    CHECK_INT(ledger_load_plan(l, plan, s_on_plan, s_on_task, &ld),
+              LEDGER_OK);
+    CHECK_INT(ld.plans, 1);
+    CHECK_STR(ld.order, "abcg");
+    CHECK_INT(ld.a.state, PROTO_TASK_SUCCEEDED);
+    CHECK_INT(ld.a.attempts_total, 2);
+    CHECK_INT(ledger_load_plan(l, 9999, s_on_plan, s_on_task, &ld),
+              LEDGER_MISS);
+    uint32_t used;
+    CHECK_INT(ledger_task_attempts_used(l, plan, "nope", &used),
+              LEDGER_MISS);
+    ledger_destroy(&l);
+}
+
+static void
+test_drone_seen_upserts(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 4, "gpu", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 8, NULL, NOW + 1),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    ledger_destroy(&l);
+}
+
+// A 100k-task chain: one turn, one statement per table, reused.
+static void
+test_big_plan(void)
+{
+    enum { N = 100000 };
+    size_t cap = (size_t) N * 64 + 64, len = 0;
+    char *json = xmalloc(cap);
+    len += (size_t) snprintf(json, cap, "{\"name\": \"big\", \"tasks\": [");
+    for (int i = 0; i < N; i++) {
+        len += (size_t) snprintf(json + len, cap - len,
+                                 i ? ",{\"id\": \"t%d\", \"needs\": [\"t%d\"],"
+                                     " \"run\": [\"true\"]}"
+                                   : "{\"id\": \"t%d\", \"run\": [\"true\"]}",
+                                 i, i - 1);
+    }
+    snprintf(json + len, cap - len, "]}");
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, json, "alice", NULL);
+    free(json);
+    REQUIRE(plan > 0);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    CHECK_INT(ledger_plans(l, plan, 0, st), LEDGER_OK);
+    CHECK_INT(st->plans[0].counts[PROTO_TASK_READY], 1);
+    CHECK_INT(st->plans[0].counts[PROTO_TASK_WAITING], N - 1);
+    CHECK_INT(ledger_tasks(l, plan, st), LEDGER_OK);
+    REQUIRE(st->n_tasks == N);
+    CHECK_STR(st->tasks[N - 1].id, "t99999");
+    REQUIRE(st->tasks[N - 1].needs.count == 1);
+    CHECK_STR(st->tasks[N - 1].needs.items[0], "t99998");
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_create_and_reopen),
+    T(test_status_reads_survive_reopen),
+    T(test_lease_finish_succeeded),
+    T(test_stale_results_change_nothing),
+    T(test_token_lookup_tells_duplicates),
+    T(test_racing_results_one_wins),
+    T(test_retry_fresh_budget_tokens_grow),
+    T(test_release_uses_no_attempt),
+    T(test_events_one_per_transition),
+    T(test_lock_names_the_holder),
+    T(test_rdonly_while_locked),
+    T(test_newer_schema_refused),
+    T(test_not_a_ledger_refused),
+    T(test_failed_commit_rolls_back_the_turn),
+    T(test_idempotency_keys),
+    T(test_plans_newest_first_with_counts),
+    T(test_task_output_accepted_latest_specific),
+    T(test_lease_respects_not_before),
+    T(test_plan_moves_attempts_and_load_plan),
+    T(test_drone_seen_upserts),
+    T(test_big_plan),
+    {0},
+};
+
+T_MAIN(t_cases)

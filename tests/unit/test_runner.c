@@ -1,0 +1,666 @@
+// test_runner: real child processes through drone/runner.
+//
+// Each test drives the runner the way the drone's loop does: poll() on
+// runner_pollfds with a timeout from runner_next_ms, then runner_step.
+// Processes the runner must have killed are looked up by a pid the child
+// wrote to a file; a zombie counts as gone (PID 1 here may not reap).
+#include "drone/runner.h"
+
+#include "common/clock.h"
+#include "tests/harness/t.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+enum { S_SAFETY_MS = 10000, S_MAX_FDS = 64 };
+
+static char *s_env[] = {"PATH=/usr/bin:/bin", NULL};
+
+static void
+s_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static runner_spec_t
+s_spec(char *const *argv)
+{
+    return (runner_spec_t) {.argv = argv, .envp = s_env, .out_cap = 65536,
+                            .err_cap = 65536};
+}
+
+// Steps rn until want results arrived (stored in res) or the safety timeout;
+// returns how many arrived.
+static size_t
+s_collect(runner_t *rn, runner_result_t *res, size_t want)
+{
+    size_t got = 0;
+    int64_t give_up = clock_mono_ms() + S_SAFETY_MS;
+    while (got < want) {
+        int64_t now = clock_mono_ms();
+        runner_result_t *done = NULL;
+        size_t n = runner_step(rn, now, &done);
+        for (size_t i = 0; i < n; i++) {
+            if (got < want) {
+                res[got++] = done[i];
+            } else {
+                runner_result_release(&done[i]);
+            }
+        }
+        free(done);
+        if (got == want || now >= give_up) {
+            break;
+        }
+        struct pollfd fds[S_MAX_FDS];
+        size_t nfds = runner_pollfds(rn, fds, S_MAX_FDS);
+        int64_t next = runner_next_ms(rn);
+        int64_t until = next >= 0 && next < give_up ? next : give_up;
+        int timeout = until > now ? (int) (until - now) : 0;
+        poll(fds, nfds < S_MAX_FDS ? nfds : S_MAX_FDS, timeout);
+    }
+    return got;
+}
+
+// Starts one child and waits for its result.
+static bool
+s_run(runner_t *rn, const runner_spec_t *spec, runner_result_t *res)
+{
+    char *err = NULL;
+    // Under valgrind a child's _exit after a failed exec runs
+    // __libc_freeres, which flushes our stdio buffers into its pipes.
+    fflush(NULL);
+    if (runner_start(rn, 7, spec, clock_mono_ms(), &err) != 0) {
+        fprintf(stderr, "runner_start: %s\n", err);
+        free(err);
+        return false;
+    }
+    return s_collect(rn, res, 1) == 1;
+}
+
+static void
+s_check_clean(const runner_result_t *r, int exit_code)
+{
+    CHECK(r->spawned);
+    CHECK_INT(r->exit_code, exit_code);
+    CHECK_INT(r->signal, 0);
+    CHECK(!r->timed_out);
+    CHECK(!r->killed);
+    CHECK(r->error == NULL);
+}
+
+static char *
+s_path(const char *name)
+{
+    static char buf[4][512];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s/%s", t_tmpdir(), name);
+    return buf[i];
+}
+
+// The pid written to path, waiting up to 5 s for it to appear.
+static pid_t
+s_read_pid(const char *path)
+{
+    for (int i = 0; i < 250; i++) {
+        char *s = t_read_file(path, NULL);
+        long pid = s ? strtol(s, NULL, 10) : 0;
+        free(s);
+        if (pid > 0) {
+            return (pid_t) pid;
+        }
+        s_sleep_ms(20);
+    }
+    return 0;
+}
+
+static bool
+s_alive(pid_t pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
+        return false;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    char *stat = t_read_file(path, NULL);
+    char *end = stat ? strrchr(stat, ')') : NULL;
+    bool alive = end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+    free(stat);
+    return alive;
+}
+
+// Whether pid is gone within ms.
+static bool
+s_gone_within(pid_t pid, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 20) {
+        if (!s_alive(pid)) {
+            return true;
+        }
+        s_sleep_ms(20);
+    }
+    return false;
+}
+
+static void
+test_echo(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"echo", "hello", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_INT(r.id, 7);
+    CHECK_STR((char *) r.out, "hello\n");
+    CHECK_INT(r.out_len, 6);
+    CHECK(!r.out_truncated);
+    CHECK_INT(r.err_len, 0);
+    CHECK(r.duration_ms >= 0 && r.duration_ms < S_SAFETY_MS);
+    CHECK_INT(runner_count(rn), 0);
+    CHECK(!runner_has(rn, 7));
+    runner_result_release(&r);
+    runner_destroy(&rn);
+    CHECK(rn == NULL);
+    runner_destroy(&rn);
+}
+
+static void
+test_exit_code(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"sh", "-c", "exit 3", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 3);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_stderr_separate(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"sh", "-c", "echo out; echo err >&2; echo more", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "out\nmore\n");
+    CHECK_STR((char *) r.err, "err\n");
+    CHECK(!r.err_truncated);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_missing_program(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"waggle-no-such-program", "x", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(!r.spawned);
+    CHECK_STR(r.error,
+              "cannot run 'waggle-no-such-program': No such file or directory");
+    CHECK_INT(r.exit_code, -1);
+    CHECK_INT(r.signal, 0);
+    CHECK_INT(r.out_len, 0);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_cwd(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"pwd", NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *real = realpath(t_tmpdir(), NULL);
+    REQUIRE(real);
+    spec.cwd = real;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    char want[600];
+    snprintf(want, sizeof want, "%s\n", real);
+    CHECK_STR((char *) r.out, want);
+    runner_result_release(&r);
+    free(real);
+
+    spec.cwd = s_path("nope");
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(!r.spawned);
+    char msg[700];
+    snprintf(msg, sizeof msg,
+             "cannot enter '%s': No such file or directory", spec.cwd);
+    CHECK_STR(r.error, msg);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+// The child sees exactly envp, not the drone's environment.
+static void
+test_env(void)
+{
+    setenv("WAGGLE_T_SECRET", "leaked", 1);
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"env", NULL};
+    char *env[] = {"FOO=bar baz", "PATH=/usr/bin:/bin", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.envp = env;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "FOO=bar baz\nPATH=/usr/bin:/bin\n");
+    runner_result_release(&r);
+    runner_destroy(&rn);
+    unsetenv("WAGGLE_T_SECRET");
+}
+
+// The last n bytes of `seq 1 last`.
+static char *
+s_seq_tail(int last, size_t n)
+{
+    size_t cap = n + 16, len = 0;
+    char *rev = malloc(cap);
+    for (int i = last; i > 0 && len < n; i--) {
+        char line[16];
+        int k = snprintf(line, sizeof line, "%d\n", i);
+        for (int j = k - 1; j >= 0 && len < cap; j--) {
+            rev[len++] = line[j];
+        }
+    }
+    char *tail = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        tail[i] = rev[n - 1 - i];
+    }
+    tail[n] = '\0';
+    free(rev);
+    return tail;
+}
+
+// ~4.8 MB through a 1 KiB cap: the exact tail, and the child never blocks.
+static void
+test_large_output_keeps_tail(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"sh", "-c", "seq 1 700000; seq 1 50000 >&2", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.out_cap = 1024;
+    spec.err_cap = 0;
+    spec.deadline_ms = clock_mono_ms() + 8000;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_INT(r.out_len, 1024);
+    CHECK(r.out_truncated);
+    char *want = s_seq_tail(700000, 1024);
+    CHECK(memcmp(r.out, want, 1024) == 0);
+    CHECK_INT(r.err_len, 0);
+    CHECK(r.err_truncated);
+    free(want);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+// Many small writes wrap the ring at odd offsets; exactly cap is not cut.
+static void
+test_small_writes_wrap(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"sh", "-c", "i=1; while [ $i -le 3000 ]; do "
+                                "echo $i; i=$((i+1)); done", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.out_cap = 1000;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    char *want = s_seq_tail(3000, 1000);
+    CHECK_INT(r.out_len, 1000);
+    CHECK(r.out_truncated);
+    CHECK_STR((char *) r.out, want);
+    free(want);
+    runner_result_release(&r);
+
+    char *exact[] = {"printf", "0123456789", NULL};
+    spec = s_spec(exact);
+    spec.out_cap = 10;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_STR((char *) r.out, "0123456789");
+    CHECK(!r.out_truncated);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_deadline_kills(void)
+{
+    runner_t *rn = runner_new(2000);
+    char *argv[] = {"sleep", "60", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.deadline_ms = clock_mono_ms() + 200;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.spawned);
+    CHECK(r.timed_out);
+    CHECK(!r.killed);
+    CHECK_INT(r.signal, SIGTERM);
+    CHECK_INT(r.exit_code, -1);
+    CHECK(r.duration_ms >= 200 && r.duration_ms < 3000);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+// A group that ignores SIGTERM gets SIGKILL once the grace is over.
+static void
+test_deadline_grace_then_sigkill(void)
+{
+    runner_t *rn = runner_new(300);
+    char *argv[] = {"sh", "-c", "trap '' TERM; sleep 60; exit 0", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.deadline_ms = clock_mono_ms() + 200;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.timed_out);
+    CHECK_INT(r.signal, SIGKILL);
+    CHECK(r.duration_ms >= 500 && r.duration_ms < 4000);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_deadline_kills_group(void)
+{
+    runner_t *rn = runner_new(500);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "sleep 60 & echo $! > %s; sleep 60",
+             s_path("bg.pid"));
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.deadline_ms = clock_mono_ms() + 300;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.timed_out);
+    pid_t bg = s_read_pid(s_path("bg.pid"));
+    REQUIRE(bg > 0);
+    CHECK(s_gone_within(bg, 2000));
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+// A background grandchild holding stdout must not keep the task alive.
+static void
+test_grandchild_holding_stdout(void)
+{
+    runner_t *rn = runner_new(500);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "sleep 60 & echo $! > %s; echo done",
+             s_path("bg.pid"));
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "done\n");
+    CHECK(r.duration_ms < 3000);
+    pid_t bg = s_read_pid(s_path("bg.pid"));
+    REQUIRE(bg > 0);
+    CHECK(s_gone_within(bg, 2000));
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_kill(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"sleep", "60", NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    int64_t now = clock_mono_ms();
+    REQUIRE(runner_start(rn, 9, &spec, now, &err) == 0);
+    CHECK(runner_has(rn, 9));
+    CHECK_INT(runner_count(rn), 1);
+    CHECK_INT(runner_next_ms(rn), -1);
+    runner_kill(rn, 12345, now);
+    CHECK_INT(runner_next_ms(rn), -1);
+    runner_kill(rn, 9, now);
+    CHECK_INT(runner_next_ms(rn), now + 500);
+    runner_result_t r;
+    REQUIRE(s_collect(rn, &r, 1) == 1);
+    CHECK_INT(r.id, 9);
+    CHECK(r.killed);
+    CHECK(!r.timed_out);
+    CHECK_INT(r.signal, SIGTERM);
+    CHECK(!runner_has(rn, 9));
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_duplicate_id(void)
+{
+    runner_t *rn = runner_new(0);
+    char *argv[] = {"sleep", "60", NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 1, &spec, clock_mono_ms(), &err) == 0);
+    CHECK_INT(runner_start(rn, 1, &spec, clock_mono_ms(), &err), -1);
+    CHECK_STR(err, "task 1 is already running");
+    free(err);
+    runner_kill_all(rn, clock_mono_ms());
+    runner_result_t r;
+    REQUIRE(s_collect(rn, &r, 1) == 1);
+    CHECK(r.killed);
+    // No grace: the SIGKILL follows the SIGTERM at once; either may land.
+    CHECK(r.signal == SIGTERM || r.signal == SIGKILL);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_pollfds_and_next(void)
+{
+    runner_t *rn = runner_new(500);
+    struct pollfd fds[4];
+    CHECK_INT(runner_pollfds(rn, fds, 4), 1);   // the SIGCHLD pipe
+    CHECK_INT(runner_next_ms(rn), -1);
+    char *argv[] = {"sleep", "60", NULL};
+    runner_spec_t spec = s_spec(argv);
+    int64_t now = clock_mono_ms();
+    spec.deadline_ms = now + 5000;
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 1, &spec, now, &err) == 0);
+    CHECK_INT(runner_pollfds(rn, NULL, 0), 3);
+    CHECK_INT(runner_pollfds(rn, fds, 2), 3);
+    CHECK_INT(runner_next_ms(rn), now + 5000);
+    runner_result_t *done = NULL;
+    CHECK_INT(runner_step(rn, now, &done), 0);
+    CHECK(done == NULL);
+    runner_kill(rn, 1, now);
+    CHECK_INT(runner_next_ms(rn), now + 500);
+    runner_result_t r;
+    REQUIRE(s_collect(rn, &r, 1) == 1);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_concurrent(void)
+{
+    enum { N = 6 };
+    runner_t *rn = runner_new(500);
+    char cmds[N][64];
+    for (int i = 0; i < N; i++) {
+        snprintf(cmds[i], sizeof cmds[i], "sleep 0.%d; echo %d; exit %d",
+                 N - i, i, 10 + i);
+        char *argv[] = {"sh", "-c", cmds[i], NULL};
+        runner_spec_t spec = s_spec(argv);
+        char *err = NULL;
+        REQUIRE(runner_start(rn, 100 + (uint64_t) i, &spec, clock_mono_ms(),
+                             &err) == 0);
+    }
+    CHECK_INT(runner_count(rn), N);
+    runner_result_t r[N];
+    REQUIRE(s_collect(rn, r, N) == N);
+    bool seen[N] = {false};
+    for (int i = 0; i < N; i++) {
+        int k = (int) (r[i].id - 100);
+        REQUIRE(k >= 0 && k < N);
+        seen[k] = true;
+        char want[8];
+        snprintf(want, sizeof want, "%d\n", k);
+        CHECK_STR((char *) r[i].out, want);
+        CHECK_INT(r[i].exit_code, 10 + k);
+        runner_result_release(&r[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        CHECK(seen[i]);
+    }
+    CHECK_INT(runner_count(rn), 0);
+    runner_destroy(&rn);
+}
+
+// Only 0, 1, 2 and ls's own directory descriptor, even with a descriptor
+// open without O_CLOEXEC and another child's pipes alive.
+static void
+test_no_fd_leak(void)
+{
+    int leak = open("/dev/null", O_RDONLY);
+    REQUIRE(leak >= 0);
+    runner_t *rn = runner_new(0);
+    char *sleeper[] = {"sleep", "60", NULL};
+    runner_spec_t spec = s_spec(sleeper);
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 1, &spec, clock_mono_ms(), &err) == 0);
+    char *argv[] = {"ls", "/proc/self/fd", NULL};
+    spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "0\n1\n2\n3\n");
+    runner_result_release(&r);
+
+    char *in[] = {"readlink", "/proc/self/fd/0", NULL};
+    spec = s_spec(in);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_STR((char *) r.out, "/dev/null\n");
+    runner_result_release(&r);
+    runner_destroy(&rn);
+    close(leak);
+}
+
+// An ignored or blocked signal in the drone must not reach the task.
+static void
+test_signals_reset(void)
+{
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigaction(SIGPIPE, &ign, &old);
+    sigset_t usr1, mask;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, &mask);
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    bool ran = s_run(rn, &spec, &r);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
+    sigaction(SIGPIPE, &old, NULL);
+    REQUIRE(ran);
+    CHECK_STR((char *) r.out,
+              "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_destroy_kills_everything(void)
+{
+    runner_t *rn = runner_new(5000);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "echo $$ > %s; sleep 60 & echo $! > %s; wait",
+             s_path("sh.pid"), s_path("bg.pid"));
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 1, &spec, clock_mono_ms(), &err) == 0);
+    char *sleeper[] = {"sleep", "60", NULL};
+    spec = s_spec(sleeper);
+    REQUIRE(runner_start(rn, 2, &spec, clock_mono_ms(), &err) == 0);
+    pid_t sh = s_read_pid(s_path("sh.pid"));
+    pid_t bg = s_read_pid(s_path("bg.pid"));
+    REQUIRE(sh > 0 && bg > 0);
+    runner_destroy(&rn);
+    CHECK(rn == NULL);
+    CHECK(!s_alive(sh));
+    CHECK(s_gone_within(bg, 2000));
+}
+
+// The helper owns a runner and a child, then dies without cleaning up.
+static _Noreturn void
+s_pdeath_helper(const char *pidfile)
+{
+    runner_t *rn = runner_new(500);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "echo $$ > %s; exec sleep 60", pidfile);
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    if (runner_start(rn, 1, &spec, clock_mono_ms(), &err) != 0) {
+        _exit(1);
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+static void
+test_pdeathsig(void)
+{
+    const char *pidfile = s_path("child.pid");
+    fflush(NULL);
+    pid_t helper = fork();
+    REQUIRE(helper >= 0);
+    if (helper == 0) {
+        s_pdeath_helper(pidfile);
+    }
+    pid_t child = s_read_pid(pidfile);
+    kill(helper, SIGKILL);
+    waitpid(helper, NULL, 0);
+    REQUIRE(child > 0);
+    CHECK(s_gone_within(child, 2000));
+}
+
+static const t_case_t t_cases[] = {
+    T(test_echo),
+    T(test_exit_code),
+    T(test_stderr_separate),
+    T(test_missing_program),
+    T(test_cwd),
+    T(test_env),
+    T(test_large_output_keeps_tail),
+    T(test_small_writes_wrap),
+    T(test_deadline_kills),
+    T(test_deadline_grace_then_sigkill),
+    T(test_deadline_kills_group),
+    T(test_grandchild_holding_stdout),
+    T(test_kill),
+    T(test_duplicate_id),
+    T(test_pollfds_and_next),
+    T(test_concurrent),
+    T(test_no_fd_leak),
+    T(test_signals_reset),
+    T(test_destroy_kills_everything),
+    T(test_pdeathsig),
+    {0},
+};
+
+T_MAIN(t_cases)
