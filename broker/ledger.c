@@ -692,8 +692,10 @@ ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
         ledger_destroy(&self);
         return -1;
     }
-    int oflags = rdonly ? SQLITE_OPEN_READONLY
-                        : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    // One thread uses the connection, so SQLite's own mutexes are waste.
+    int oflags = SQLITE_OPEN_NOMUTEX
+                 | (rdonly ? SQLITE_OPEN_READONLY
+                           : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     if (sqlite3_open_v2(path, &self->db, oflags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open ledger '%s': %s", path,
                  self->db ? sqlite3_errmsg(self->db) : "out of memory");

@@ -1,0 +1,2 @@
+# One line per end-to-end test: waggle_e2e_test(NAME TIMEOUT_SECONDS)
+waggle_e2e_test(diamond 120)

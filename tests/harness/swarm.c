@@ -1,0 +1,237 @@
+// swarm: real processes on loopback for end-to-end tests.
+#include "tests/harness/swarm.h"
+
+#include "common/xalloc.h"
+#include "tests/harness/proc.h"
+#include "tests/harness/t.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#ifndef WAGGLE_BUILD_DIR
+#error "WAGGLE_BUILD_DIR must be defined"
+#endif
+
+const char *
+swarm_bin(const char *program)
+{
+    static char path[4][512];
+    static int next = 0;
+    char *p = path[next++ % 4];
+    const char *dir = strstr(program, "broker")      ? "broker"
+                      : strstr(program, "drone")     ? "drone"
+                                                     : "architect";
+    snprintf(p, 512, "%s/%s/%s", WAGGLE_BUILD_DIR, dir, program);
+    return p;
+}
+
+static int
+s_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *) &a, sizeof a);
+    getsockname(fd, (struct sockaddr *) &a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void
+swarm_init(swarm_t *s, int hb_ms, int lease_ms)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", t_tmpdir());
+    snprintf(s->keys, sizeof s->keys, "%s/keys", s->dir);
+    snprintf(s->db, sizeof s->db, "%s/ledger.db", s->dir);
+    snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d",
+             s_free_port());
+    s->hb_ms = hb_ms;
+    s->lease_ms = lease_ms;
+    s->broker_out = -1;
+    char *argv[] = {(char *) swarm_bin("waggle-architect"), "keygen", s->keys,
+                    NULL};
+    if (proc_run(argv, 30000, NULL, NULL) != 0) {
+        fprintf(stderr, "swarm: keygen failed\n");
+        abort();
+    }
+}
+
+// Collects NULL-terminated varargs into argv after the fixed prefix.
+static int
+s_collect(char **argv, int n, int max, va_list ap)
+{
+    const char *a;
+    while (n < max - 1 && (a = va_arg(ap, const char *)) != NULL) {
+        argv[n++] = (char *) a;
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+int
+swarm_broker(swarm_t *s, ...)
+{
+    char hb[32], lease[32], log[700];
+    snprintf(hb, sizeof hb, "%d", s->hb_ms);
+    snprintf(lease, sizeof lease, "%d", s->lease_ms);
+    snprintf(log, sizeof log, "%s/broker.log", s->dir);
+    char *argv[40] = {(char *) swarm_bin("waggle-broker"), "--bind",
+                      s->endpoint, "--db", s->db, "--keys", s->keys,
+                      "--heartbeat-ms", hb, "--lease-ms", lease,
+                      "--backoff-base-ms", "100", "--backoff-cap-ms", "500"};
+    va_list ap;
+    va_start(ap, s);
+    s_collect(argv, 15, 40, ap);
+    va_end(ap);
+    if (s->broker_out >= 0) {
+        close(s->broker_out);
+    }
+    s->broker = proc_spawn(argv, log, &s->broker_out);
+    char line[256];
+    if (proc_read_line(s->broker_out, "READY ", 10000, line, sizeof line) <
+        0) {
+        fprintf(stderr, "swarm: broker did not print READY (see %s)\n", log);
+        return -1;
+    }
+    return 0;
+}
+
+void
+swarm_broker_kill(swarm_t *s)
+{
+    if (s->broker > 0) {
+        kill(s->broker, SIGKILL);
+        waitpid(s->broker, NULL, 0);
+        s->broker = 0;
+    }
+}
+
+int
+swarm_drone(swarm_t *s, int slots, const char *tags, ...)
+{
+    char sl[16], log[700];
+    snprintf(sl, sizeof sl, "%d", slots);
+    snprintf(log, sizeof log, "%s/drone-%d.log", s->dir, s->n_drones);
+    char *argv[40] = {(char *) swarm_bin("waggle-drone"), "--broker",
+                      s->endpoint, "--keys", s->keys, "--slots", sl,
+                      "--tags", (char *) (tags ? tags : ""), "--workdir",
+                      s->dir};
+    va_list ap;
+    va_start(ap, tags);
+    s_collect(argv, 11, 40, ap);
+    va_end(ap);
+    if (s->n_drones >= SWARM_MAX_DRONES) {
+        abort();
+    }
+    s->drones[s->n_drones] = proc_spawn(argv, log, NULL);
+    return s->n_drones++;
+}
+
+int
+swarm_arch(swarm_t *s, char **out, char **err, ...)
+{
+    char *argv[40] = {(char *) swarm_bin("waggle-architect"), "--broker",
+                      s->endpoint, "--keys", s->keys};
+    va_list ap;
+    va_start(ap, err);
+    s_collect(argv, 5, 40, ap);
+    va_end(ap);
+    return proc_run(argv, 60000, out, err);
+}
+
+int64_t
+swarm_submit(swarm_t *s, const char *json)
+{
+    static int seq = 0;
+    char path[700];
+    snprintf(path, sizeof path, "%s/plan-%d.json", s->dir, seq++);
+    t_write_file(path, json);
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(s, &out, &err, "submit", path, NULL);
+    int64_t plan = rc == 0 ? strtoll(out, NULL, 10) : -1;
+    if (rc != 0) {
+        fprintf(stderr, "swarm: submit failed (%d): %s\n", rc, err);
+    }
+    free(out);
+    free(err);
+    return plan;
+}
+
+jnode_t *
+swarm_status(swarm_t *s, int64_t plan)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    int rc = swarm_arch(s, &out, NULL, "status", id, "--json", NULL);
+    jnode_t *root = NULL;
+    char err[128];
+    if (rc == 0) {
+        root = json_parse(out, strlen(out), err, sizeof err);
+    }
+    free(out);
+    return root;
+}
+
+void
+swarm_task_state(swarm_t *s, int64_t plan, const char *task, char *buf,
+                 size_t len)
+{
+    buf[0] = '\0';
+    jnode_t *st = swarm_status(s, plan);
+    const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
+    for (size_t i = 0; tasks && i < json_arr_size(tasks); i++) {
+        const jnode_t *t = json_arr_get(tasks, i);
+        if (strcmp(json_str(json_obj_get(t, "id")), task) == 0) {
+            snprintf(buf, len, "%s", json_str(json_obj_get(t, "state")));
+        }
+    }
+    json_destroy(&st);
+}
+
+void
+swarm_wait_plan(swarm_t *s, int64_t plan, int timeout_s, char *buf,
+                size_t len)
+{
+    time_t end = time(NULL) + timeout_s;
+    buf[0] = '\0';
+    while (time(NULL) < end) {
+        jnode_t *st = swarm_status(s, plan);
+        const char *state = st ? json_str(json_obj_get(st, "state")) : NULL;
+        if (state && strcmp(state, "running") != 0) {
+            snprintf(buf, len, "%s", state);
+            json_destroy(&st);
+            return;
+        }
+        json_destroy(&st);
+        usleep(200000);
+    }
+}
+
+void
+swarm_stop(swarm_t *s)
+{
+    for (int i = 0; i < s->n_drones; i++) {
+        if (s->drones[i] > 0) {
+            kill(s->drones[i], SIGCONT);
+            kill(s->drones[i], SIGTERM);
+        }
+    }
+    for (int i = 0; i < s->n_drones; i++) {
+        proc_stop(s->drones[i], 5000);
+        s->drones[i] = 0;
+    }
+    proc_stop(s->broker, 5000);
+    s->broker = 0;
+    if (s->broker_out >= 0) {
+        close(s->broker_out);
+        s->broker_out = -1;
+    }
+}

@@ -1,0 +1,61 @@
+// swarm: a real Waggle swarm on loopback for end-to-end tests.
+//
+// A fresh directory (t_tmpdir), a real key set made by `waggle-architect
+// keygen`, a real ledger file, a TCP port picked once so a restarted broker
+// comes back at the same endpoint, and real waggle-broker / waggle-drone
+// processes.  Logs go to DIR/broker.log and DIR/drone-N.log.
+#ifndef WAGGLE_SWARM_H
+#define WAGGLE_SWARM_H
+
+#include "common/json.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SWARM_MAX_DRONES 32
+
+typedef struct {
+    char dir[512];
+    char keys[600];
+    char db[600];
+    char endpoint[128];
+    int hb_ms;                    // broker --heartbeat-ms
+    int lease_ms;                 // broker --lease-ms
+    pid_t broker;
+    int broker_out;               // its stdout pipe
+    pid_t drones[SWARM_MAX_DRONES];
+    int n_drones;
+} swarm_t;
+
+// Path of a built program: "waggle-broker" -> ".../broker/waggle-broker".
+const char *swarm_bin(const char *program);
+// Makes the directory and keys; picks the port.
+void swarm_init(swarm_t *s, int hb_ms, int lease_ms);
+// Starts the broker (extra args NULL-terminated) and waits for READY.
+// Returns 0, or -1 (the log says why).
+int swarm_broker(swarm_t *s, ...);
+// SIGKILLs the broker (no cleanup), reaps it.
+void swarm_broker_kill(swarm_t *s);
+// Starts a drone; returns its index in s->drones.  extra args after tags,
+// NULL-terminated.
+int swarm_drone(swarm_t *s, int slots, const char *tags, ...);
+// Runs waggle-architect with --broker/--keys and the given args (NULL-
+// terminated); captures stdout/stderr (caller frees; may pass NULL).
+// Returns its exit code (-1 if killed after 60 s).
+int swarm_arch(swarm_t *s, char **out, char **err, ...);
+// Writes json to a file and submits it; returns the plan id, or -1.
+int64_t swarm_submit(swarm_t *s, const char *json);
+// `status PLAN --json`, parsed; NULL on failure.  Caller json_destroy()s.
+jnode_t *swarm_status(swarm_t *s, int64_t plan);
+// The state of one task from status, into buf; "" on failure.
+void swarm_task_state(swarm_t *s, int64_t plan, const char *task, char *buf,
+                      size_t len);
+// Polls status until the plan leaves running or timeout_s passes; returns
+// the plan state into buf ("" on timeout).
+void swarm_wait_plan(swarm_t *s, int64_t plan, int timeout_s, char *buf,
+                     size_t len);
+// Stops every process (SIGTERM, then SIGKILL after a grace).
+void swarm_stop(swarm_t *s);
+
+#endif
