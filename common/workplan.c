@@ -1029,28 +1029,37 @@ typedef struct {
     size_t top;             // frames in use
 } s_dfs_t;
 
+// Appends the id of the task in frame k to msg, quoted safely.
+static void
+s_cycle_add(s_buf_t *msg, const s_ctx_t *ctx, const s_dfs_t *d, size_t k)
+{
+    char shown[S_SHOW_MAX + 4];
+    const char *id = ctx->wp->tasks[d->stack[k].task].id;
+    s_buf_adds(msg, s_show(shown, id, strlen(id)));
+}
+
 // Reports the cycle stack[from..top-1] (whose last frame needs the first),
 // named from the task written first, at the need that leaves it.
 static void
 s_report_cycle(s_ctx_t *ctx, const s_dfs_t *d, size_t from)
 {
-    const wp_task_t *tasks = ctx->wp->tasks;
     size_t len = d->top - from, start = from;
     for (size_t k = from; k < d->top; k++) {
         start = d->stack[k].task < d->stack[start].task ? k : start;
     }
+    size_t named = len < S_CYCLE_SHOWN ? len : S_CYCLE_SHOWN;
     s_buf_t msg = {0};
     s_buf_adds(&msg, "cycle: ");
-    for (size_t n = 0; n < len && n < S_CYCLE_SHOWN; n++) {
-        s_buf_adds(&msg, tasks[d->stack[from + (start - from + n) % len].task].id);
+    for (size_t n = 0; n < named; n++) {
+        s_cycle_add(&msg, ctx, d, from + (start - from + n) % len);
         s_buf_adds(&msg, " -> ");
     }
-    if (len > S_CYCLE_SHOWN) {
+    if (named < len) {
         char more[64];
-        snprintf(more, sizeof more, "... (%zu more) -> ", len - S_CYCLE_SHOWN);
+        snprintf(more, sizeof more, "... (%zu more) -> ", len - named);
         s_buf_adds(&msg, more);
     }
-    s_buf_adds(&msg, tasks[d->stack[start].task].id);
+    s_cycle_add(&msg, ctx, d, start);
     size_t old = s_push_key(ctx, "tasks");
     s_push_idx(ctx, d->stack[start].task);
     s_push_key(ctx, "needs");

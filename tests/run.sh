@@ -1,0 +1,45 @@
+#!/bin/sh
+# Runs every Waggle test, as CI does: installs what it needs, builds with
+# warnings as errors, runs the unit tests (also under valgrind) and the
+# end-to-end tests, then does it all again under AddressSanitizer and
+# UndefinedBehaviorSanitizer.  Exit status 0 only when everything passed.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing dependencies (if missing)"
+deploy/install-deps.sh --test
+
+step "build (-Werror)"
+cmake -S . -B build-test -DWAGGLE_WERROR=ON >/dev/null
+cmake --build build-test -j"$jobs" >/dev/null
+
+step "unit tests"
+(cd build-test && ctest -L unit -j"$jobs" --output-on-failure)
+
+step "unit tests under valgrind (no leaks, no errors)"
+for t in build-test/tests/test_*; do
+    valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
+        --error-exitcode=1 --trace-children=no "$t" >/dev/null ||
+        { echo "valgrind: $t failed" >&2; exit 1; }
+    echo "ok   $(basename "$t")"
+done
+
+step "end-to-end tests"
+(cd build-test && ctest -L e2e --output-on-failure)
+
+step "build with AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -DWAGGLE_WERROR=ON -DWAGGLE_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs" >/dev/null
+
+step "all tests under ASan + UBSan"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest -L unit -j"$jobs" --output-on-failure &&
+ ctest -L e2e --output-on-failure)
+
+step "all tests passed"
