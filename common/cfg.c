@@ -157,12 +157,13 @@ cfg_usage(FILE *out, const cfg_option_t *opts)
                      o->metavar ? o->metavar : "VALUE");
         }
         fprintf(out, "  %-28s %s\n", left, o->help);
-        if (o->env || o->def) {
+        bool def = o->def && *o->def;
+        if (o->env || def) {
             fprintf(out, "  %-28s", "");
             if (o->env) {
                 fprintf(out, " env %s", o->env);
             }
-            if (o->def) {
+            if (def) {
                 fprintf(out, "%sdefault %s", o->env ? ", " : " ", o->def);
             }
             fputc('\n', out);

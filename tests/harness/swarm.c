@@ -235,3 +235,43 @@ swarm_stop(swarm_t *s)
         s->broker_out = -1;
     }
 }
+
+int
+swarm_free_port(void)
+{
+    return s_free_port();
+}
+
+int
+swarm_arch_as(swarm_t *s, const char *keys, const char *role, char **out,
+              char **err, ...)
+{
+    char *argv[40] = {(char *) swarm_bin("waggle-architect"), "--broker",
+                      s->endpoint, "--keys", (char *) (keys ? keys : s->keys)};
+    int n = 5;
+    if (role) {
+        argv[n++] = "--role";
+        argv[n++] = (char *) role;
+    }
+    va_list ap;
+    va_start(ap, err);
+    s_collect(argv, n, 40, ap);
+    va_end(ap);
+    return proc_run(argv, 60000, out, err);
+}
+
+bool
+swarm_wait_task(swarm_t *s, int64_t plan, const char *task, const char *want,
+                int timeout_s)
+{
+    time_t end = time(NULL) + timeout_s;
+    char state[32];
+    while (time(NULL) < end) {
+        swarm_task_state(s, plan, task, state, sizeof state);
+        if (strcmp(state, want) == 0) {
+            return true;
+        }
+        usleep(100000);
+    }
+    return false;
+}

@@ -58,4 +58,15 @@ void swarm_wait_plan(swarm_t *s, int64_t plan, int timeout_s, char *buf,
 // Stops every process (SIGTERM, then SIGKILL after a grace).
 void swarm_stop(swarm_t *s);
 
+// A TCP port on 127.0.0.1 that nobody listened on when asked.
+int swarm_free_port(void);
+// Like swarm_arch, with another key directory (NULL: s->keys) and --role
+// (NULL: the architect's default, operator).
+int swarm_arch_as(swarm_t *s, const char *keys, const char *role, char **out,
+                  char **err, ...);
+// Polls status until task is in state want or timeout_s passes.  Returns
+// true when it got there.
+bool swarm_wait_task(swarm_t *s, int64_t plan, const char *task,
+                     const char *want, int timeout_s);
+
 #endif
