@@ -350,9 +350,13 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
             ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
         }
     }
-    log_debug(LOG, "result %s/%s token %llu from '%s': %s", "plan", r->task,
-              (unsigned long long) r->token, d->instance,
-              proto_ack_name(ack->u.result_ack.status));
+    if (ack->u.result_ack.status != PROTO_ACK_ACCEPTED) {
+        log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
+                      "%s (%s)", (long long) r->plan, r->task,
+                 (unsigned long long) r->token, d->instance,
+                 proto_ack_name(ack->u.result_ack.status),
+                 ack->u.result_ack.message ? ack->u.result_ack.message : "");
+    }
     // Every ack waits for the commit: a "duplicate" for a result accepted
     // earlier in this same turn must not outrun that turn's durability.
     broker_queue(b, &in->rid, &ack, true);

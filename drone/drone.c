@@ -664,7 +664,14 @@ s_on_ack(drone_t *d, const proto_result_ack_t *a)
                  l->task, a->message ? a->message : "");
         return;
     }
-    log_debug(LOG, "result of '%s' %s", l->task, proto_ack_name(a->status));
+    if (a->status == PROTO_ACK_STALE) {
+        log_warn(LOG, "result of '%s' (token %llu) is stale: the lease had "
+                      "lapsed and the task was given to another drone; "
+                      "discarded", l->task, (unsigned long long) a->token);
+    } else {
+        log_debug(LOG, "result of '%s' %s", l->task,
+                  proto_ack_name(a->status));
+    }
     s_lease_drop(d, l);
 }
 
@@ -892,8 +899,11 @@ drone_run(drone_t *d, volatile sig_atomic_t *stop)
         }
         s_poll(d, s_poll_timeout(d, now));
         now = clock_mono_ms();
-        s_read_socket(d, now);
+        // Report what finished before reading what the broker said
+        // meanwhile: a late result must reach the broker to be fenced
+        // there (answered stale), not be dropped here on a queued STOP.
         s_reap(d, now);
+        s_read_socket(d, now);
         s_timers(d, now);
     }
     log_info(LOG, "stopped");

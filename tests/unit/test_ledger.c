@@ -589,43 +589,72 @@ test_events_one_per_transition(void)
     ledger_destroy(&l);
 }
 
+// In a child forked before the parent opened anything (so it holds none of
+// the parent's SQLite state): waits for the parent's go, tries to open the
+// ledger, and writes "rc err" back.
+static void
+s_child_open(int go_fd, int out_fd)
+{
+    char c;
+    if (read(go_fd, &c, 1) != 1) {
+        _exit(2);
+    }
+    ledger_t *other = NULL;
+    char err[512] = "";
+    int rc = ledger_open(&other, s_path(), 0, err, sizeof err);
+    dprintf(out_fd, "%d %s", rc, err);
+    ledger_destroy(&other);
+    _exit(0);
+}
+
+// Runs s_child_open while this process holds the ledger; its answer in buf.
+static void
+s_open_in_child(char *buf, size_t len)
+{
+    int go[2], out[2];
+    REQUIRE(pipe(go) == 0 && pipe(out) == 0);
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(out[0]);
+        s_child_open(go[0], out[1]);
+    }
+    close(go[0]);
+    close(out[1]);
+    ledger_t *l = s_open();
+    CHECK(l != NULL);
+    CHECK(write(go[1], "g", 1) == 1);
+    size_t got = 0;
+    ssize_t r;
+    while (got < len - 1 && (r = read(out[0], buf + got, len - 1 - got)) > 0) {
+        got += (size_t) r;
+    }
+    buf[got] = '\0';
+    close(go[1]);
+    close(out[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ledger_destroy(&l);
+}
+
 static void
 test_lock_names_the_holder(void)
 {
+    char want[800], buf[1024] = "";
+    snprintf(want, sizeof want, "ledger '%s' is in use by another broker "
+             "(pid %ld)", s_path(), (long) getpid());
+    s_open_in_child(buf, sizeof buf);
+    CHECK_HAS(buf, "-1 ");
+    CHECK_HAS(buf, want);
     ledger_t *l = s_open();
     REQUIRE(l);
-    char lock_path[700], want[800];
+    char lock_path[700];
     snprintf(lock_path, sizeof lock_path, "%s.lock", s_path());
     char *pid = t_read_file(lock_path, NULL);
     CHECK(pid && strtol(pid, NULL, 10) == (long) getpid());
     free(pid);
-    snprintf(want, sizeof want, "ledger '%s' is in use by another broker "
-             "(pid %ld)", s_path(), (long) getpid());
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        close(fds[0]);
-        ledger_t *other = NULL;
-        char err[512] = "";
-        int rc = ledger_open(&other, s_path(), 0, err, sizeof err);
-        dprintf(fds[1], "%d %s", rc, err);
-        _exit(other == NULL ? 0 : 1);
-    }
-    close(fds[1]);
-    char buf[1024] = {0};
-    size_t got = 0;
-    ssize_t r;
-    while ((r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) {
-        got += (size_t) r;
-    }
-    close(fds[0]);
-    int status = 0;
-    waitpid(child, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    CHECK_HAS(buf, "-1 ");
-    CHECK_HAS(buf, want);
     // flock belongs to the open file: this process cannot open it twice.
     ledger_t *twice = NULL;
     char err[512] = "";

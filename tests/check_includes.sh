@@ -1,0 +1,30 @@
+#!/bin/sh
+# Each foreign library has one owner module (STYLE.md 2.2).  Fails, naming
+# the file, when a header shows up anywhere else outside tests/.
+set -u
+cd "$(dirname "$0")/.."
+status=0
+check() { # header, extended regex of the files allowed to include it
+    hits=$(grep -lE "#include *<$1" \
+        common/*.[ch] proto/*.[ch] broker/*.[ch] drone/*.[ch] \
+        architect/*.[ch] 2>/dev/null | grep -Ev "$2")
+    if [ -n "$hits" ]; then
+        echo "<$1> may only be included by $2, but is in: $hits"
+        status=1
+    fi
+}
+check 'sqlite3\.h' '^broker/ledger\.c$'
+check 'msgpack\.h' '^proto/codec\.c$'
+check 'curl/curl\.h' '^common/model\.c$'
+check 'jansson\.h' '^common/json\.c$'
+check 'ncurses\.h|curses\.h' '^architect/console\.c$'
+check 'zmq\.h|czmq\.h' '^(proto/wire\.c|broker/router\.c|broker/auth\.c|drone/drone\.c|architect/link\.c|common/keys\.c)$'
+# fork/exec: the drone's runner alone (the harness is under tests/).
+forks=$(grep -lE '\bfork *\(|\bexecv' common/*.c proto/*.c broker/*.c \
+    drone/*.c architect/*.c | grep -v '^drone/runner\.c$')
+if [ -n "$forks" ]; then
+    echo "fork/exec outside drone/runner.c: $forks"
+    status=1
+fi
+[ $status = 0 ] && echo "include ownership: ok"
+exit $status
