@@ -558,7 +558,10 @@ drones_dispatch(broker_t *b)
 {
     for (size_t i = 0; i < b->n_drones && !b->turn_failed; i++) {
         drone_t *d = b->drones[i];
-        if (!d->connected || d->draining) {
+        // A drone silent for three heartbeats is probably frozen or cut
+        // off: its lapsed leases must go elsewhere, not back to it.
+        bool quiet = b->now_mono - d->last_seen_ms > 3 * b->cfg->heartbeat_ms;
+        if (!d->connected || d->draining || quiet) {
             continue;
         }
         size_t held = sched_lease_count_of(b->sched, d->instance);

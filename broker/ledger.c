@@ -181,7 +181,8 @@ typedef enum {
     Q_LOAD_PLAN,
     Q_LOAD_PLAN_TASKS,
     Q_ATTEMPTS_USED,
-    Q_EVENTS,
+    Q_EVENTS_ALL,
+    Q_EVENTS_PLAN,
     Q__COUNT
 } s_query_t;
 
@@ -286,15 +287,18 @@ static const char *const s_sql[Q__COUNT] = {
     " WHERE a.plan_id = t.plan_id AND a.tid = t.tid)"
     [Q_LOAD_TASKS] = S_LOAD_TASK_COLS
                      " FROM plans p JOIN tasks t ON t.plan_id = p.id"
-                     " WHERE p.state = 'running' ORDER BY t.plan_id, t.seq",
+                     " WHERE p.state = 'running' ORDER BY p.id, t.seq",
     [Q_LOAD_PLAN] = "SELECT id, workplan_json FROM plans WHERE id = ?1",
     [Q_LOAD_PLAN_TASKS] = S_LOAD_TASK_COLS " FROM tasks t"
                           " WHERE t.plan_id = ?1 ORDER BY t.seq",
     [Q_ATTEMPTS_USED] = "SELECT attempts_used FROM tasks"
                         " WHERE plan_id = ?1 AND tid = ?2",
-    [Q_EVENTS] = "SELECT seq, at_ms, tid, actor, kind, from_state, to_state,"
-                 " token, detail FROM events"
-                 " WHERE seq > ?1 AND (?2 = 0 OR plan_id = ?2) ORDER BY seq",
+#define S_EVENT_COLS                                                         \
+    "SELECT seq, at_ms, tid, actor, kind, from_state, to_state, token,"      \
+    " detail FROM events"
+    [Q_EVENTS_ALL] = S_EVENT_COLS " WHERE seq > ?1 ORDER BY seq",
+    [Q_EVENTS_PLAN] = S_EVENT_COLS " WHERE plan_id = ?2 AND seq > ?1"
+                      " ORDER BY seq",
 };
 
 static const char *const s_plan_names[] = {
@@ -321,6 +325,7 @@ struct ledger {
     int lock_fd;                    // path + ".lock", flock'ed; -1 if RDONLY
     bool rdonly;                    // LEDGER_RDONLY: no turns
     bool in_turn;                   // between ledger_begin and commit
+    bool turn_failed;               // a LEDGER_ERROR in this turn
     bool fail_next_commit;          // test seam: next commit fails
     char id[33];                    // random hex id made at creation
     sqlite3_stmt *stmt[Q__COUNT];   // prepared at open, reset after use
@@ -340,13 +345,21 @@ typedef struct {
 
 // --- the SQLite edge ---------------------------------------------------
 
+// An error ends the turn (ledger.h): a transition of several statements
+// may have made only some of them, so the commit will refuse it.
+static ledger_rc_t
+s_broken(ledger_t *self, const char *op, const char *why)
+{
+    log_error(S_LOG, "ledger '%s': %s: %s", self->path, op, why);
+    self->turn_failed = self->in_turn;
+    return LEDGER_ERROR;
+}
+
 // Logs SQLite's own message once, here where it is still known.
 static ledger_rc_t
 s_fail(ledger_t *self, const char *op)
 {
-    log_error(S_LOG, "ledger '%s': %s: %s", self->path, op,
-              sqlite3_errmsg(self->db));
-    return LEDGER_ERROR;
+    return s_broken(self, op, sqlite3_errmsg(self->db));
 }
 
 // Binders.  They can fail only on a programming error (a bad index) or a
@@ -418,9 +431,7 @@ s_returning(ledger_t *self, sqlite3_stmt *st, const char *op, int64_t *v)
     if (rc == SQLITE_ROW) {
         *v = sqlite3_column_int64(st, 0);
     } else if (rc == SQLITE_DONE) {
-        log_error(S_LOG, "ledger '%s': %s: no row where one must be",
-                  self->path, op);
-        out = LEDGER_ERROR;
+        out = s_broken(self, op, "no row where one must be");
     } else {
         out = s_fail(self, op);
     }
@@ -445,8 +456,7 @@ s_turn_ok(ledger_t *self, const char *op)
 {
     assert(self->in_turn);
     if (!self->in_turn || sqlite3_get_autocommit(self->db)) {
-        log_error(S_LOG, "ledger '%s': %s: the turn was rolled back",
-                  self->path, op);
+        s_broken(self, op, "the turn was rolled back");
         return false;
     }
     return true;
@@ -636,8 +646,8 @@ s_prepare_all(ledger_t *self, char *err, size_t errlen)
     return 0;
 }
 
-// Connection settings, then the schema in one write transaction so two
-// brokers racing on a fresh file cannot both create it.
+// Connection settings, then the schema check (or creation) in one
+// transaction, so a read-only opener never sees half a schema.
 static int
 s_setup(ledger_t *self, bool rdonly, char *err, size_t errlen)
 {
@@ -771,6 +781,7 @@ ledger_begin(ledger_t *self)
         return -1;
     }
     self->in_turn = true;
+    self->turn_failed = false;
     return 0;
 }
 
@@ -781,10 +792,11 @@ ledger_commit(ledger_t *self)
     if (!self->in_turn) {
         return 0;
     }
-    if (self->fail_next_commit) {
+    if (self->fail_next_commit || self->turn_failed) {
+        log_error(S_LOG, "ledger '%s': commit: %s; rolled back", self->path,
+                  self->turn_failed ? "an error earlier in this turn"
+                                    : "injected failure (test)");
         self->fail_next_commit = false;
-        log_error(S_LOG, "ledger '%s': commit: injected failure (test)",
-                  self->path);
         ledger_rollback(self);
         return -1;
     }
@@ -959,7 +971,7 @@ ledger_plan_create(ledger_t *self, const workplan_t *wp, const char *json,
     }
     *plan = id;
     return s_event(self, &(s_event_t){
-        .at_ms = now_ms, .plan = id, .actor = submitter ? submitter : "?",
+        .at_ms = now_ms, .plan = id, .actor = submitter ? submitter : "unknown",
         .kind = "submitted", .to = s_plan_names[LEDGER_PLAN_RUNNING],
         .detail = detail});
 }
@@ -1568,9 +1580,11 @@ ledger_events(ledger_t *self, int64_t plan, int64_t after,
               void *arg)
 {
     assert(self && cb);
-    sqlite3_stmt *st = s_stmt(self, Q_EVENTS);
+    sqlite3_stmt *st = s_stmt(self, plan ? Q_EVENTS_PLAN : Q_EVENTS_ALL);
     s_int(st, 1, after);
-    s_int(st, 2, plan);
+    if (plan) {
+        s_int(st, 2, plan);
+    }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),

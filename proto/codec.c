@@ -3,7 +3,9 @@
 // The only file in Waggle that includes <msgpack.h>.  A frame is one msgpack
 // map: the envelope {"v", "cmd", "req"} and then every field of the message
 // (PROTOCOL.md lists them).  The encoder always writes every field, a NULL
-// string as nil, so each message's field count is a constant.
+// string as nil, so each message's field count is a constant.  It trusts
+// its caller: a NULL required string asserts in debug builds and otherwise
+// travels as nil, an out-of-range enum as "?", both refused by the receiver.
 //
 // Decoding never trusts its input and runs in three steps:
 //   1. s_prewalk() walks the raw bytes and proves they are exactly one map
@@ -377,15 +379,6 @@ s_pk_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-// A required string: NULL here is a bug in the caller, not a wire problem.
-static void
-s_put_str(msgpack_packer *pk, const char *key, const char *s)
-{
-    assert(s);
-    s_pk_str(pk, key);
-    s_pk_str(pk, s);
-}
-
 // An optional string: NULL travels as nil.
 static void
 s_put_ostr(msgpack_packer *pk, const char *key, const char *s)
@@ -396,6 +389,15 @@ s_put_ostr(msgpack_packer *pk, const char *key, const char *s)
     } else {
         msgpack_pack_nil(pk);
     }
+}
+
+// A required string: NULL is a bug in the caller.  Release builds send it
+// as nil, which the receiver refuses naming the field, rather than crash.
+static void
+s_put_str(msgpack_packer *pk, const char *key, const char *s)
+{
+    assert(s);
+    s_put_ostr(pk, key, s);
 }
 
 static void
@@ -552,12 +554,11 @@ static void
 s_enc_result(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_result_t *r = &m->u.result;
-    assert((unsigned) r->outcome < PROTO_OUTCOME__COUNT);
     s_envelope(pk, m, 14);
     s_put_i64(pk, "plan", r->plan);
     s_put_str(pk, "task", r->task);
     s_put_u64(pk, "token", r->token);
-    s_put_str(pk, "outcome", s_outcome_names[r->outcome]);
+    s_put_str(pk, "outcome", proto_outcome_name(r->outcome));
     s_put_i64(pk, "exit_code", r->exit_code);
     s_put_i64(pk, "signal", r->signal);
     s_put_bool(pk, "timed_out", r->timed_out);
@@ -574,12 +575,11 @@ static void
 s_enc_result_ack(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_result_ack_t *a = &m->u.result_ack;
-    assert((unsigned) a->status < PROTO_ACK__COUNT);
     s_envelope(pk, m, 5);
     s_put_i64(pk, "plan", a->plan);
     s_put_str(pk, "task", a->task);
     s_put_u64(pk, "token", a->token);
-    s_put_str(pk, "status", s_ack_names[a->status]);
+    s_put_str(pk, "status", proto_ack_name(a->status));
     s_put_ostr(pk, "message", a->message);
 }
 
@@ -645,10 +645,9 @@ s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 static void
 s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 {
-    assert((unsigned) t->state < PROTO_TASK__COUNT);
     msgpack_pack_map(pk, 9);
     s_put_str(pk, "id", t->id);
-    s_put_str(pk, "state", s_state_names[t->state]);
+    s_put_str(pk, "state", proto_task_state_name(t->state));
     s_put_str(pk, "kind", t->kind);
     s_put_u64(pk, "attempts", t->attempts);
     s_put_ostr(pk, "drone", t->drone);
@@ -749,9 +748,8 @@ static void
 s_enc_error(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_error_body_t *e = &m->u.error;
-    assert(e->code > PROTO_E_NONE && e->code < PROTO_E__COUNT);
     s_envelope(pk, m, 3);
-    s_put_str(pk, "code", s_status_names[e->code]);
+    s_put_str(pk, "code", proto_status_name(e->code));
     s_put_str(pk, "message", e->message);
     s_put_strv(pk, "details", &e->details);
 }
@@ -821,6 +819,17 @@ s_fail(proto_error_t *err, proto_status_t code, const char *fmt, ...)
     return -1;
 }
 
+// The length or count of a str, bin, array or map header (big-endian).
+static uint64_t
+s_walk_len(const s_walk_t *w, const s_head_t *h)
+{
+    uint64_t n = h->fixed;
+    for (size_t i = 0; i < h->width; i++) {
+        n = n << 8 | w->p[w->pos + i];
+    }
+    return n;
+}
+
 // Reads the header of the object at w->pos and skips its payload; *kids is
 // how many objects it contains (a map's entries count twice).
 static int
@@ -837,12 +846,7 @@ s_walk_one(s_walk_t *w, s_head_t *h, uint64_t *kids)
         return s_fail(w->err, PROTO_E_MALFORMED,
                       "frame truncated at offset %zu", at);
     }
-    uint64_t n = h->fixed;
-    if (h->kind != S_SCALAR) {
-        for (size_t i = 0; i < h->width; i++) {
-            n = n << 8 | w->p[w->pos + i];
-        }
-    }
+    uint64_t n = h->kind == S_SCALAR ? 0 : s_walk_len(w, h);
     w->pos += h->width;
     *kids = h->kind == S_MAP ? 2 * n : h->kind == S_ARRAY ? n : 0;
     // Each element takes at least one byte: a count the rest of the frame
@@ -869,15 +873,11 @@ s_walk_one(s_walk_t *w, s_head_t *h, uint64_t *kids)
     return 0;
 }
 
-// Proves buf holds exactly one map within the limits (see the file header).
+// What the frame's length and first byte alone can refuse.
 static int
-s_prewalk(const uint8_t *buf, size_t len, const proto_limits_t *lim,
-          proto_error_t *err)
+s_check_frame(const uint8_t *buf, size_t len, const proto_limits_t *lim,
+              proto_error_t *err)
 {
-    s_walk_t w = {buf, len, 0, 1, lim, err};
-    uint64_t stack[S_DEPTH_CAP]; // children left in each open container
-    size_t sp = 0, max_depth = lim->max_depth;
-    max_depth = max_depth < S_DEPTH_CAP ? max_depth : S_DEPTH_CAP;
     if (len == 0) {
         return s_fail(err, PROTO_E_MALFORMED, "empty frame");
     }
@@ -887,6 +887,21 @@ s_prewalk(const uint8_t *buf, size_t len, const proto_limits_t *lim,
     }
     if (s_classify(buf[0]).kind != S_MAP) {
         return s_fail(err, PROTO_E_MALFORMED, "frame is not a msgpack map");
+    }
+    return 0;
+}
+
+// Proves buf holds exactly one map within the limits (see the file header).
+static int
+s_prewalk(const uint8_t *buf, size_t len, const proto_limits_t *lim,
+          proto_error_t *err)
+{
+    s_walk_t w = {buf, len, 0, 1, lim, err};
+    uint64_t stack[S_DEPTH_CAP]; // children left in each open container
+    size_t sp = 0, max_depth = lim->max_depth;
+    max_depth = max_depth < S_DEPTH_CAP ? max_depth : S_DEPTH_CAP;
+    if (s_check_frame(buf, len, lim, err) < 0) {
+        return -1;
     }
     do {
         s_head_t h;

@@ -342,8 +342,15 @@ test_status_json(void)
     REQUIRE(plan > 0);
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long) plan);
-    CHECK_INT(swarm_arch(&s, NULL, NULL, "wait", id, "--timeout", "30", NULL),
-              0);
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "wait", id, "--timeout", "30",
+                         "--json", NULL), 0);
+    jnode_t *final = out ? json_parse(out, strlen(out), NULL, 0) : NULL;
+    CHECK(final != NULL);
+    CHECK_STR(json_str(json_obj_get(final, "state")), "succeeded");
+    CHECK_INT(json_arr_size(json_obj_get(final, "tasks")), 3);
+    json_destroy(&final);
+    free(out);
     s_check_plan_json(&s, plan);
     s_check_overview_json(&s, plan);
     s_check_outputs(&s, id);

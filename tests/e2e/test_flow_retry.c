@@ -159,6 +159,13 @@ test_dead_then_retry(void)
     CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "h", NULL), 0);
     CHECK_STR(out, "h\n");
     free(out);
+    // A fresh budget: the retry's one attempt is all that counts now.
+    jnode_t *st = swarm_status(&s, plan);
+    const jnode_t *f = s_find_task(st, "f");
+    CHECK_STR(json_str(json_obj_get(f, "state")), "succeeded");
+    CHECK_INT(json_int(json_obj_get(f, "attempts")), 1);
+    CHECK_INT(json_int(json_obj_get(f, "exit_code")), 0);
+    json_destroy(&st);
     swarm_stop(&s);
     s_check_ledger(s.db, plan);
 }

@@ -1,6 +1,7 @@
 // swarm: real processes on loopback for end-to-end tests.
 #include "tests/harness/swarm.h"
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/t.h"
@@ -273,5 +274,135 @@ swarm_wait_task(swarm_t *s, int64_t plan, const char *task, const char *want,
         }
         usleep(100000);
     }
+    return false;
+}
+
+jnode_t *
+swarm_overview(swarm_t *s)
+{
+    char *out = NULL;
+    int rc = swarm_arch(s, &out, NULL, "status", "--json", NULL);
+    jnode_t *root = NULL;
+    char err[128];
+    if (rc == 0) {
+        root = json_parse(out, strlen(out), err, sizeof err);
+    }
+    free(out);
+    return root;
+}
+
+int
+swarm_drone_wrapped(swarm_t *s, const char *const *wrap, int slots,
+                    const char *tags, ...)
+{
+    char sl[16], log[700];
+    snprintf(sl, sizeof sl, "%d", slots);
+    snprintf(log, sizeof log, "%s/drone-%d.log", s->dir, s->n_drones);
+    char *argv[48];
+    int n = 0;
+    for (; wrap[n] && n < 16; n++) {
+        argv[n] = (char *) wrap[n];
+    }
+    const char *fixed[] = {swarm_bin("waggle-drone"), "--broker", s->endpoint,
+                           "--keys", s->keys, "--slots", sl, "--tags",
+                           tags ? tags : "", "--workdir", s->dir};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        argv[n++] = (char *) fixed[i];
+    }
+    va_list ap;
+    va_start(ap, tags);
+    s_collect(argv, n, 48, ap);
+    va_end(ap);
+    if (s->n_drones >= SWARM_MAX_DRONES) {
+        abort();
+    }
+    s->drones[s->n_drones] = proc_spawn(argv, log, NULL);
+    return s->n_drones++;
+}
+
+int
+swarm_file_lines(const char *path)
+{
+    char *text = t_read_file(path, NULL);
+    int n = 0;
+    for (const char *p = text; p && *p; p++) {
+        n += *p == '\n';
+    }
+    free(text);
+    return n;
+}
+
+bool
+swarm_wait_lines(const char *path, int n, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    do {
+        if (swarm_file_lines(path) >= n) {
+            return true;
+        }
+        usleep(20000);
+    } while (clock_mono_ms() < end);
+    return false;
+}
+
+bool
+swarm_log_has(const char *path, const char *a, const char *b)
+{
+    char *text = t_read_file(path, NULL);
+    bool found = false;
+    for (char *line = text; line && *line && !found;) {
+        char *nl = strchr(line, '\n');
+        if (nl) {
+            *nl = '\0';
+        }
+        found = strstr(line, a) && (!b || strstr(line, b));
+        line = nl ? nl + 1 : NULL;
+    }
+    free(text);
+    return found;
+}
+
+bool
+swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance, size_t len,
+                   int *leases)
+{
+    bool found = false;
+    jnode_t *ov = swarm_overview(s);
+    const jnode_t *drones = ov ? json_obj_get(ov, "drones") : NULL;
+    for (size_t i = 0; drones && i < json_arr_size(drones) && !found; i++) {
+        const jnode_t *d = json_arr_get(drones, i);
+        const jnode_t *tags = json_obj_get(d, "tags");
+        for (size_t k = 0; tags && k < json_arr_size(tags) && !found; k++) {
+            if (strcmp(json_str(json_arr_get(tags, k)), tag) != 0) {
+                continue;
+            }
+            found = true;
+            if (instance) {
+                snprintf(instance, len, "%s",
+                         json_str(json_obj_get(d, "instance")));
+            }
+            if (leases) {
+                *leases = (int) json_int(json_obj_get(d, "leases"));
+            }
+        }
+    }
+    json_destroy(&ov);
+    return found;
+}
+
+bool
+swarm_wait_drone(swarm_t *s, const char *tag, bool want, int want_leases,
+                 int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    do {
+        int leases = -1;
+        bool listed = swarm_drone_by_tag(s, tag, NULL, 0, &leases);
+        if (listed == want &&
+            (!want || want_leases < 0 || leases == want_leases)) {
+            return true;
+        }
+        usleep(100000);
+    } while (clock_mono_ms() < end);
     return false;
 }

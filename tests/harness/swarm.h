@@ -69,4 +69,31 @@ int swarm_arch_as(swarm_t *s, const char *keys, const char *role, char **out,
 bool swarm_wait_task(swarm_t *s, int64_t plan, const char *task,
                      const char *want, int timeout_s);
 
+// Added for the fault tests.
+// `status --json` without a plan (the overview: plans and drones), parsed;
+// NULL on failure.  Caller json_destroy()s.
+jnode_t *swarm_overview(swarm_t *s);
+// Like swarm_drone, with the drone started under a wrapper: wrap is a
+// NULL-terminated argv prefix whose first item is a path, e.g.
+// {"/usr/sbin/ip", "netns", "exec", "NS", NULL}.  The wrapper must exec the
+// drone (so the pid is the drone's).
+int swarm_drone_wrapped(swarm_t *s, const char *const *wrap, int slots,
+                        const char *tags, ...);
+// Lines in a file (0 when it does not exist).
+int swarm_file_lines(const char *path);
+// Polls until the file at path has at least n lines; true if it got there.
+bool swarm_wait_lines(const char *path, int n, int timeout_ms);
+// Whether one line of the file at path contains a and also b (b may be
+// NULL).
+bool swarm_log_has(const char *path, const char *a, const char *b);
+// The overview's drone offering tag: its instance (into instance, if not
+// NULL) and lease count (into *leases, if not NULL).  False if none is
+// listed.
+bool swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance,
+                        size_t len, int *leases);
+// Polls the overview until the drone offering tag is listed (want) or not
+// (!want), with want_leases leases when want_leases >= 0.
+bool swarm_wait_drone(swarm_t *s, const char *tag, bool want,
+                      int want_leases, int timeout_ms);
+
 #endif

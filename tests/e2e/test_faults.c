@@ -1,0 +1,456 @@
+// e2e faults on the drone side: SIGKILL, SIGSTOP past the lease, SIGTERM
+// (drain, and hand-back).  Real processes, real signals; "exactly once" is
+// asserted on the ledger itself, "at least once" on a file every execution
+// appends a line to.
+#include "broker/ledger.h"
+#include "tests/harness/proc.h"
+#include "tests/harness/swarm.h"
+#include "tests/harness/t.h"
+
+#include "common/clock.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#define HB_MS 100
+#define LEASE_MS 1500
+
+// --- helpers ----------------------------------------------------------------
+
+typedef struct {
+    uint32_t n;
+    uint64_t token;
+    ledger_attempt_outcome_t outcome;
+    char instance[64];
+} s_att_t;
+
+typedef struct {
+    s_att_t a[32];
+    int n;
+} s_atts_t;
+
+static void
+s_att_cb(void *arg, const ledger_attempt_row_t *row)
+{
+    s_atts_t *v = arg;
+    if (v->n < 32) {
+        s_att_t *a = &v->a[v->n++];
+        a->n = row->n;
+        a->token = row->token;
+        a->outcome = row->outcome;
+        snprintf(a->instance, sizeof a->instance, "%s",
+                 row->instance ? row->instance : "");
+    }
+}
+
+// The attempts of one task, read from the (stopped broker's) ledger.
+static int
+s_attempts(const char *db, int64_t plan, const char *task, s_atts_t *out)
+{
+    memset(out, 0, sizeof *out);
+    ledger_t *l = NULL;
+    char err[256];
+    if (ledger_open(&l, db, LEDGER_RDONLY, err, sizeof err) < 0) {
+        fprintf(stderr, "ledger_open: %s\n", err);
+        return -1;
+    }
+    ledger_rc_t rc = ledger_attempts(l, plan, task, s_att_cb, out);
+    ledger_destroy(&l);
+    return rc == LEDGER_OK ? 0 : -1;
+}
+
+static int
+s_count_outcome(const s_atts_t *v, ledger_attempt_outcome_t o)
+{
+    int c = 0;
+    for (int i = 0; i < v->n; i++) {
+        c += v->a[i].outcome == o;
+    }
+    return c;
+}
+
+// Line k (0-based) of "PID started by TOKEN" lines.
+static bool
+s_run_line(const char *path, int k, long *pid, unsigned long long *token)
+{
+    char *text = t_read_file(path, NULL);
+    const char *p = text;
+    for (int i = 0; p && i < k; i++) {
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    bool ok = p && sscanf(p, "%ld started by %llu", pid, token) == 2;
+    free(text);
+    return ok;
+}
+
+// True once pid no longer runs (gone, or a zombie nobody reaped).
+static bool
+s_pid_gone(long pid)
+{
+    if (kill((pid_t) pid, 0) < 0 && errno == ESRCH) {
+        return true;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    char *stat = t_read_file(path, NULL);
+    if (!stat) {
+        return true;
+    }
+    const char *rp = strrchr(stat, ')');
+    bool dead = rp && (rp[2] == 'Z' || rp[2] == 'X');
+    free(stat);
+    return dead;
+}
+
+static bool
+s_wait_pid_gone(long pid, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    do {
+        if (s_pid_gone(pid)) {
+            return true;
+        }
+        usleep(20000);
+    } while (clock_mono_ms() < end);
+    return false;
+}
+
+static void
+s_path(char *buf, size_t len, const swarm_t *s, const char *name)
+{
+    snprintf(buf, len, "%s/%s", s->dir, name);
+}
+
+// A one-task plan running the shell script sh (JSON-escaped already).
+static int64_t
+s_submit_one(swarm_t *s, const char *sh, int retries)
+{
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"name\":\"faults\",\"defaults\":{\"retries\":%d},"
+             "\"tasks\":[{\"id\":\"t\",\"run\":[\"sh\",\"-c\",\"%s\"]}]}",
+             retries, sh);
+    return swarm_submit(s, json);
+}
+
+// Says where the logs are (the directory is kept when the test fails).
+static void
+s_where(const swarm_t *s)
+{
+    fprintf(stderr, "%s: logs in %s\n", t_current, s->dir);
+}
+
+// --- 1. drone SIGKILLed mid-task --------------------------------------------
+
+static void
+test_drone_killed_mid_task(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, LEASE_MS);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, "--verbose", NULL) == 0);
+    int a = swarm_drone(&s, 1, "a", NULL);
+    char runs[700];
+    s_path(runs, sizeof runs, &s, "runs.txt");
+    char sh[1024];
+    snprintf(sh, sizeof sh,
+             "echo \\\"$$ started by $WAGGLE_TASK_TOKEN\\\" >> %s; "
+             "exec sleep 3", runs);
+    int64_t plan = s_submit_one(&s, sh, 2);
+    REQUIRE(plan > 0);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+
+    // The only drone runs it; then a second drone arrives.
+    REQUIRE(swarm_wait_lines(runs, 1, 15000));
+    long pid1 = 0;
+    unsigned long long tok1 = 0;
+    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    swarm_drone(&s, 1, "b", NULL);
+    CHECK(swarm_wait_drone(&s, "b", true, -1, 10000));
+
+    // SIGKILL: no drain, no goodbye.  PDEATHSIG takes the child with it.
+    kill(s.drones[a], SIGKILL);
+    waitpid(s.drones[a], NULL, 0);
+    s.drones[a] = 0;
+    CHECK(s_wait_pid_gone(pid1, 2000));
+
+    // The lease lapses and the other drone runs the task again.
+    CHECK(swarm_wait_lines(runs, 2, LEASE_MS + 15000));
+    char state[32];
+    swarm_wait_plan(&s, plan, 20, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    long pid2 = 0;
+    unsigned long long tok2 = 0;
+    CHECK(s_run_line(runs, 1, &pid2, &tok2));
+    CHECK(tok2 > tok1);
+    CHECK(pid2 != pid1);
+    swarm_stop(&s);
+
+    s_atts_t v;
+    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    CHECK_INT(v.n, 2);
+    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    if (v.n == 2) {
+        CHECK_INT(v.a[0].token, tok1);
+        CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_EXPIRED);
+        CHECK_INT(v.a[1].token, tok2);
+        CHECK_INT(v.a[1].outcome, LEDGER_ATTEMPT_SUCCEEDED);
+    }
+    CHECK_INT(swarm_file_lines(runs), 2);
+}
+
+// --- 2. drone frozen past its lease, then resumed ---------------------------
+
+static void
+test_drone_frozen_then_resumed(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, LEASE_MS);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, "--verbose", NULL) == 0);
+    int a = swarm_drone(&s, 1, "a", "--verbose", NULL);
+    char runs[700], alog[700], blog[700];
+    s_path(runs, sizeof runs, &s, "runs.txt");
+    s_path(alog, sizeof alog, &s, "drone-0.log");
+    s_path(blog, sizeof blog, &s, "broker.log");
+    char sh[1024];
+    snprintf(sh, sizeof sh,
+             "echo \\\"$$ started by $WAGGLE_TASK_TOKEN\\\" >> %s; "
+             "sleep 1; echo done", runs);
+    int64_t plan = s_submit_one(&s, sh, 2);
+    REQUIRE(plan > 0);
+
+    REQUIRE(swarm_wait_lines(runs, 1, 15000));
+    long pid1 = 0;
+    unsigned long long tok1 = 0;
+    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    char ainst[64] = "", binst[64] = "";
+    CHECK(swarm_drone_by_tag(&s, "a", ainst, sizeof ainst, NULL));
+    kill(s.drones[a], SIGSTOP);
+    swarm_drone(&s, 1, "b", NULL);
+
+    // Frozen drone: no heartbeats, so its lease lapses and b runs the task.
+    char state[32];
+    swarm_wait_plan(&s, plan, 25, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    CHECK(swarm_drone_by_tag(&s, "b", binst, sizeof binst, NULL));
+    CHECK(swarm_wait_lines(runs, 2, 1000));
+    long pid2 = 0;
+    unsigned long long tok2 = 0;
+    CHECK(s_run_line(runs, 1, &pid2, &tok2));
+    CHECK(tok2 > tok1);
+    // The frozen drone's own child ran on (only the drone was stopped).
+    CHECK(s_wait_pid_gone(pid1, 5000));
+
+    // Thaw it.  Its copy finished while it was frozen; that RESULT is
+    // fenced: the broker answers it `stale`, or has already told the drone
+    // to stop tok1 (lease expired / stale) and the drone discards it.
+    kill(s.drones[a], SIGCONT);
+    char tok[48], stopped[96];
+    snprintf(tok, sizeof tok, "token %llu from", tok1);
+    snprintf(stopped, sizeof stopped,
+             "task 't' of plan %lld stopped by the broker", (long long) plan);
+    int64_t end = clock_mono_ms() + 10000;
+    bool fenced = false;
+    while (!fenced && clock_mono_ms() < end) {
+        fenced = swarm_log_has(blog, tok, ": stale") ||
+                 swarm_log_has(alog, "result of 't' stale", NULL) ||
+                 swarm_log_has(alog, stopped, NULL);
+        usleep(50000);
+    }
+    CHECK(fenced);
+    // The thawed drone is back in service, holding nothing.
+    CHECK(swarm_wait_drone(&s, "a", true, 0, 10000));
+    swarm_wait_plan(&s, plan, 5, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_stop(&s);
+
+    s_atts_t v;
+    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    REQUIRE(v.n >= 2);
+    CHECK_INT(v.a[0].token, tok1);
+    CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_EXPIRED);
+    CHECK_STR(v.a[0].instance, ainst);
+    uint32_t accepted = 0;
+    for (int i = 0; i < v.n; i++) {
+        if (v.a[i].outcome == LEDGER_ATTEMPT_SUCCEEDED) {
+            accepted = v.a[i].n;
+            CHECK_INT(v.a[i].token, tok2);
+            CHECK_STR(v.a[i].instance, binst);
+        }
+        // Once its lease lapsed for silence, the frozen drone must not be
+        // handed the task again (that burns an attempt of the budget on a
+        // drone known to be unresponsive while b sits idle).
+        if (i > 0 && strcmp(v.a[i].instance, ainst) == 0) {
+            fprintf(stderr, "attempt %u (token %llu) was leased to the "
+                            "frozen drone %s again\n", v.a[i].n,
+                    (unsigned long long) v.a[i].token, ainst);
+            t_failures++;
+        }
+    }
+    CHECK_INT(v.n, 2);
+    // Nothing from the stale token: its attempt holds no output; the
+    // accepted one holds b's.
+    ledger_t *l = NULL;
+    char err[256];
+    REQUIRE(ledger_open(&l, s.db, LEDGER_RDONLY, err, sizeof err) == 0);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    bool trunc = false;
+    uint32_t which = 0;
+    ledger_rc_t rc = ledger_task_output(l, plan, "t", 1, false, &data, &len,
+                                        &trunc, &which);
+    CHECK(rc != LEDGER_ERROR);
+    CHECK_INT(len, 0);
+    free(data);
+    data = NULL;
+    CHECK_INT(ledger_task_output(l, plan, "t", 0, false, &data, &len, &trunc,
+                                 &which),
+              LEDGER_OK);
+    CHECK_INT(which, accepted);
+    CHECK(len == 5 && data && memcmp(data, "done\n", 5) == 0);
+    free(data);
+    ledger_destroy(&l);
+}
+
+// --- 5. graceful stop -------------------------------------------------------
+
+// SIGTERM with the default drain: the running task finishes, its result is
+// accepted, then the drone leaves and the broker stops listing it.
+static void
+test_drone_sigterm_drains(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, LEASE_MS);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, "--verbose", NULL) == 0);
+    int a = swarm_drone(&s, 1, "a", NULL);
+    char runs[700];
+    s_path(runs, sizeof runs, &s, "runs.txt");
+    char sh[1024];
+    snprintf(sh, sizeof sh,
+             "echo \\\"$$ started by $WAGGLE_TASK_TOKEN\\\" >> %s; "
+             "sleep 2; echo finished", runs);
+    int64_t plan = s_submit_one(&s, sh, 0);
+    REQUIRE(plan > 0);
+    REQUIRE(swarm_wait_lines(runs, 1, 15000));
+    char inst[64];
+    CHECK(swarm_drone_by_tag(&s, "a", inst, sizeof inst, NULL));
+
+    kill(s.drones[a], SIGTERM);
+    int st = 0;
+    CHECK_INT(proc_wait(s.drones[a], 15000, &st), 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    s.drones[a] = 0;
+    // It left only after the result was recorded.
+    char state[32];
+    swarm_wait_plan(&s, plan, 2, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    CHECK(swarm_wait_drone(&s, "a", false, -1, 5000));
+    char *out = NULL;
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "t", NULL), 0);
+    CHECK_STR(out, "finished\n");
+    free(out);
+    swarm_stop(&s);
+
+    s_atts_t v;
+    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    CHECK_INT(v.n, 1);
+    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    CHECK_STR(v.a[0].instance, inst);
+    CHECK_INT(swarm_file_lines(runs), 1);
+}
+
+// A long task on a drone told to leave now: handed back (released, no
+// attempt used), run again elsewhere; with retries 0 the plan still
+// succeeds.  second_term: default drain, then a second SIGTERM; else
+// --drain-s 0 and one SIGTERM.
+static void
+s_hand_back(bool second_term)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, LEASE_MS);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, "--verbose", NULL) == 0);
+    int a = second_term ? swarm_drone(&s, 1, "a", NULL)
+                        : swarm_drone(&s, 1, "a", "--drain-s", "0", NULL);
+    char runs[700], alog[700];
+    s_path(runs, sizeof runs, &s, "runs.txt");
+    s_path(alog, sizeof alog, &s, "drone-0.log");
+    char sh[1024];
+    snprintf(sh, sizeof sh,
+             "echo \\\"$$ started by $WAGGLE_TASK_TOKEN\\\" >> %s; "
+             "sleep 2; echo finished", runs);
+    int64_t plan = s_submit_one(&s, sh, 0);
+    REQUIRE(plan > 0);
+    REQUIRE(swarm_wait_lines(runs, 1, 15000));
+    long pid1 = 0;
+    unsigned long long tok1 = 0;
+    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    swarm_drone(&s, 1, "b", NULL);
+    CHECK(swarm_wait_drone(&s, "b", true, -1, 10000));
+
+    kill(s.drones[a], SIGTERM);
+    if (second_term) {
+        int64_t end = clock_mono_ms() + 5000;
+        while (!swarm_log_has(alog, "draining", NULL) &&
+               clock_mono_ms() < end) {
+            usleep(20000);
+        }
+        CHECK(swarm_log_has(alog, "draining", NULL));
+        kill(s.drones[a], SIGTERM);
+    }
+    int st = 0;
+    CHECK_INT(proc_wait(s.drones[a], 10000, &st), 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    s.drones[a] = 0;
+    CHECK(s_wait_pid_gone(pid1, 2000));
+    CHECK(swarm_wait_drone(&s, "a", false, -1, 5000));
+
+    // Handed back at once: b runs it well before a lease could lapse.
+    CHECK(swarm_wait_lines(runs, 2, 15000));
+    char state[32];
+    swarm_wait_plan(&s, plan, 20, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_stop(&s);
+
+    s_atts_t v;
+    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    CHECK_INT(v.n, 2);
+    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    if (v.n == 2) {
+        CHECK_INT(v.a[0].token, tok1);
+        CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
+        CHECK_INT(v.a[1].outcome, LEDGER_ATTEMPT_SUCCEEDED);
+    }
+    CHECK_INT(swarm_file_lines(runs), 2);
+}
+
+static void
+test_drone_drain_zero_hands_back(void)
+{
+    s_hand_back(false);
+}
+
+static void
+test_drone_second_sigterm_hands_back(void)
+{
+    s_hand_back(true);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_drone_killed_mid_task),
+    T(test_drone_frozen_then_resumed),
+    T(test_drone_sigterm_drains),
+    T(test_drone_drain_zero_hands_back),
+    T(test_drone_second_sigterm_hands_back),
+    {0},
+};
+
+T_MAIN(t_cases)
