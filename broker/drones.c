@@ -204,6 +204,17 @@ static void
 s_hello(broker_t *b, router_in_t *in)
 {
     const proto_hello_t *h = &in->msg->u.hello;
+    drone_t *known = drones_find(b, h->instance);
+    if (known && strcmp(known->name, in->name) != 0) {
+        // An instance id is not a credential: another key may not take
+        // over a drone's leases by repeating its id.
+        proto_msg_t *e = proto_error_new(
+            in->msg->req, PROTO_E_FORBIDDEN,
+            "instance %s belongs to key '%s', not '%s'", h->instance,
+            known->name, in->name);
+        broker_queue(b, &in->rid, &e, false);
+        return;
+    }
     drone_t *d = s_register(b, h->instance);
     snprintf(d->name, sizeof d->name, "%s", in->name);
     snprintf(d->host, sizeof d->host, "%s", h->host ? h->host : "");

@@ -160,8 +160,6 @@ test_drone_killed_mid_task(void)
              "exec sleep 3", runs);
     int64_t plan = s_submit_one(&s, sh, 2);
     REQUIRE(plan > 0);
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long) plan);
 
     // The only drone runs it; then a second drone arrives.
     REQUIRE(swarm_wait_lines(runs, 1, 15000));
