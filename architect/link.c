@@ -151,9 +151,10 @@ s_explain(link_t *self, link_rc_t rc, char *err, size_t errlen)
     }
     if (self->auth_failed) {
         snprintf(err, errlen,
-                 "the CurveZMQ handshake with %s failed: is broker.key in "
-                 "the key directory the broker's current public key?",
-                 self->endpoint);
+                 "the CurveZMQ handshake with %s failed: either broker.key "
+                 "in the key directory is not this broker's public key, or "
+                 "the broker does not accept key '%s'", self->endpoint,
+                 self->keys->name);
         return LINK_AUTH;
     }
     if (!self->handshaken && !self->connected) {
