@@ -641,12 +641,19 @@ s_on_stop(drone_t *d, const proto_stop_t *s, int64_t now)
     if (!l) {
         return;
     }
-    log_info(LOG, "task '%s' of plan %lld stopped by the broker: %s",
-             l->task, (long long) l->plan, s->reason ? s->reason : "");
+    log_info(LOG, "task '%s' of plan %lld (token %llu) stopped by the "
+                  "broker: %s", l->task, (long long) l->plan,
+             (unsigned long long) s->token, s->reason ? s->reason : "");
     if (runner_has(d->runner, s->token)) {
         l->stopping = true;
         l->release = false;
         runner_kill(d->runner, s->token, now);
+    } else if (l->finished) {
+        // Keep the RESULT until the broker answers it (stale, most likely):
+        // a result is dropped only on accepted, duplicate or stale.
+        l->stopping = true;
+        l->release = false;
+        s_send_result(d, l, now);
     } else {
         s_lease_drop(d, l);
     }
