@@ -1,10 +1,11 @@
-# One line per module test; keep sorted.
+# One line per module test.
 waggle_unit(auth waggle_broker_core)
-waggle_unit(keys waggle_common)
-waggle_unit(runner waggle_drone_core)
+waggle_unit(cfg waggle_common)
 waggle_unit(codec waggle_proto)
 target_compile_definitions(test_codec PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_unit(json waggle_common)
-waggle_unit(workplan waggle_common)
-waggle_unit(sched waggle_broker_core)
+waggle_unit(keys waggle_common)
 waggle_unit(ledger waggle_broker_core)
+waggle_unit(runner waggle_drone_core)
+waggle_unit(sched waggle_broker_core)
+waggle_unit(workplan waggle_common)

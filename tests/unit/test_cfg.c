@@ -1,0 +1,130 @@
+// Unit tests for cfg: defaults, environment, flags, precedence, errors.
+#include "common/cfg.h"
+#include "tests/harness/t.h"
+
+#include <stddef.h>
+
+typedef struct {
+    char *name;
+    int64_t count;
+    bool flag;
+} conf_t;
+
+static const cfg_option_t s_opts[] = {
+    {"name", "T_CFG_NAME", CFG_STR, offsetof(conf_t, name), "dflt", "NAME",
+     "a name", 0, 0},
+    {"count", "T_CFG_COUNT", CFG_INT, offsetof(conf_t, count), "3", "N",
+     "a count", 1, 10},
+    {"flag", "T_CFG_FLAG", CFG_BOOL, offsetof(conf_t, flag), "0", NULL,
+     "a flag", 0, 0},
+    CFG_END,
+};
+
+static int
+s_load(conf_t *c, int argc, char **argv, int *next, bool *help, char *err)
+{
+    return cfg_load(s_opts, c, argc, argv, next, help, err, 256);
+}
+
+static void
+test_defaults(void)
+{
+    unsetenv("T_CFG_NAME");
+    unsetenv("T_CFG_COUNT");
+    unsetenv("T_CFG_FLAG");
+    conf_t c = {0};
+    char *argv[] = {"prog", NULL};
+    int next;
+    bool help = false;
+    char err[256];
+    REQUIRE(s_load(&c, 1, argv, &next, &help, err) == 0);
+    CHECK_STR(c.name, "dflt");
+    CHECK_INT(c.count, 3);
+    CHECK(!c.flag);
+    CHECK_INT(next, 1);
+    cfg_release(s_opts, &c);
+    CHECK(c.name == NULL);
+}
+
+static void
+test_precedence(void)
+{
+    setenv("T_CFG_NAME", "env", 1);
+    setenv("T_CFG_COUNT", "5", 1);
+    setenv("T_CFG_FLAG", "true", 1);
+    conf_t c = {0};
+    char *argv[] = {"prog", "--count", "7", "--name=flag", "sub", "--x", NULL};
+    int next;
+    bool help = false;
+    char err[256];
+    REQUIRE(s_load(&c, 6, argv, &next, &help, err) == 0);
+    CHECK_STR(c.name, "flag");      // flag beats environment
+    CHECK_INT(c.count, 7);
+    CHECK(c.flag);                  // environment beats default
+    CHECK_INT(next, 4);             // stops at the subcommand
+    cfg_release(s_opts, &c);
+    unsetenv("T_CFG_NAME");
+    unsetenv("T_CFG_COUNT");
+    unsetenv("T_CFG_FLAG");
+}
+
+static void
+test_errors(void)
+{
+    conf_t c = {0};
+    int next;
+    bool help = false;
+    char err[256];
+    char *a1[] = {"prog", "--count", "12x", NULL};
+    CHECK(s_load(&c, 3, a1, &next, &help, err) < 0);
+    CHECK_HAS(err, "--count: '12x' is not a whole number");
+    char *a2[] = {"prog", "--count", "11", NULL};
+    CHECK(s_load(&c, 3, a2, &next, &help, err) < 0);
+    CHECK_HAS(err, "out of range [1, 10]");
+    char *a3[] = {"prog", "--nope", NULL};
+    CHECK(s_load(&c, 2, a3, &next, &help, err) < 0);
+    CHECK_HAS(err, "unknown option '--nope'");
+    char *a4[] = {"prog", "--name", NULL};
+    CHECK(s_load(&c, 2, a4, &next, &help, err) < 0);
+    CHECK_HAS(err, "--name needs a value (NAME)");
+    setenv("T_CFG_FLAG", "maybe", 1);
+    char *a5[] = {"prog", NULL};
+    CHECK(s_load(&c, 1, a5, &next, &help, err) < 0);
+    CHECK_HAS(err, "T_CFG_FLAG: 'maybe' is not a boolean");
+    unsetenv("T_CFG_FLAG");
+    cfg_release(s_opts, &c);
+}
+
+static void
+test_help_and_usage(void)
+{
+    conf_t c = {0};
+    int next;
+    bool help = false;
+    char err[256];
+    char *argv[] = {"prog", "-h", NULL};
+    REQUIRE(s_load(&c, 2, argv, &next, &help, err) == 0);
+    CHECK(help);
+    char path[600];
+    snprintf(path, sizeof path, "%s/usage", t_tmpdir());
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    cfg_usage(f, s_opts);
+    fclose(f);
+    char *text = t_read_file(path, NULL);
+    CHECK_HAS(text, "--count N");
+    CHECK_HAS(text, "env T_CFG_COUNT, default 3");
+    CHECK_HAS(text, "--flag ");
+    free(text);
+    cfg_release(s_opts, &c);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_defaults),
+    T(test_precedence),
+    T(test_errors),
+    T(test_help_and_usage),
+    {0},
+};
+
+T_MAIN(t_cases)
