@@ -10,14 +10,13 @@
 #include "common/clock.h"
 #include "common/keys.h"
 #include "common/log.h"
-#include "common/workplan.h"
 #include "common/xalloc.h"
+#include "drone/attempt.h"
 #include "drone/runner.h"
 #include "proto/proto.h"
 #include "proto/wire.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,29 +186,12 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
     return 0;
 }
 
-static int
-s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
-}
-
-static void
-s_rmtree(const char *dir)
-{
-    if (dir) {
-        nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
-    }
-}
-
 static void
 s_lease_free(lease_t *l)
 {
     free(l->task);
     free(l->result);
-    s_rmtree(l->input_dir);
+    attempt_remove_dir(l->input_dir);
     free(l->input_dir);
 }
 
@@ -233,7 +215,7 @@ drone_destroy(drone_t **self_p)
         zmq_close(d->sock);
     }
     zmq_ctx_term(d->ctx);
-    s_rmtree(d->scratch);
+    attempt_remove_dir(d->scratch);
     free(d);
     *self_p = NULL;
 }
@@ -368,153 +350,7 @@ s_reconnect(drone_t *d, int64_t now)
     }
 }
 
-// --- starting a task --------------------------------------------------------
-
-typedef struct {
-    char **items;
-    size_t n, cap;
-} s_vec_t;
-
-static void
-s_vec_push(s_vec_t *v, char *s)
-{
-    if (v->n + 1 >= v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 32;
-        v->items = xrealloc(v->items, v->cap * sizeof *v->items);
-    }
-    v->items[v->n++] = s;
-    v->items[v->n] = NULL;
-}
-
-static void
-s_vec_free(s_vec_t *v)
-{
-    for (size_t i = 0; i < v->n; i++) {
-        free(v->items[i]);
-    }
-    free(v->items);
-}
-
-static int
-s_write_file(const char *path, const uint8_t *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        return -1;
-    }
-    size_t n = len ? fwrite(data, 1, len, f) : 0;
-    return (fclose(f) == 0 && n == len) ? 0 : -1;
-}
-
-// Writes inputs as files; returns a sentence on failure (caller frees).
-static char *
-s_write_inputs(drone_t *d, lease_t *l, const proto_task_t *t)
-{
-    l->input_dir = xasprintf("%s/%llu", d->scratch,
-                             (unsigned long long) t->token);
-    if (mkdir(l->input_dir, 0700) < 0 && errno != EEXIST) {
-        return xasprintf("cannot create '%s': %s", l->input_dir,
-                         strerror(errno));
-    }
-    for (size_t i = 0; i < t->n_inputs; i++) {
-        const proto_input_t *in = &t->inputs[i];
-        if (in->truncated) {
-            return xasprintf("input '%s' was truncated at the output cap",
-                             in->id);
-        }
-        char *path = xasprintf("%s/%s", l->input_dir, in->id);
-        int rc = s_write_file(path, in->data.data, in->data.len);
-        free(path);
-        if (rc < 0) {
-            return xasprintf("cannot write input '%s': %s", in->id,
-                             strerror(errno));
-        }
-    }
-    return NULL;
-}
-
-extern char **environ;
-
-static void
-s_build_env(const lease_t *l, const proto_task_t *t, s_vec_t *env)
-{
-    // The drone's own WAGGLE_* settings are not the task's business.
-    for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "WAGGLE_", 7) != 0) {
-            s_vec_push(env, xstrdup(*e));
-        }
-    }
-    for (size_t i = 0; i < t->n_env; i++) {
-        s_vec_push(env, xasprintf("%s=%s", t->env[i].key, t->env[i].value));
-    }
-    s_vec_push(env, xasprintf("WAGGLE_PLAN=%lld", (long long) t->plan));
-    s_vec_push(env, xasprintf("WAGGLE_PLAN_NAME=%s",
-                              t->plan_name ? t->plan_name : ""));
-    s_vec_push(env, xasprintf("WAGGLE_TASK=%s", t->task));
-    s_vec_push(env, xasprintf("WAGGLE_TASK_TOKEN=%llu",
-                              (unsigned long long) t->token));
-    s_vec_push(env, xasprintf("WAGGLE_ATTEMPT=%u", t->attempt));
-    s_vec_push(env, xasprintf("WAGGLE_INPUT_DIR=%s", l->input_dir));
-    for (size_t i = 0; i < t->n_inputs; i++) {
-        const proto_input_t *in = &t->inputs[i];
-        // A value the kernel cannot carry (NUL, or over MAX_ARG_STRLEN)
-        // is left to the file in WAGGLE_INPUT_DIR.
-        if (in->data.len >= 131072 - 64 ||
-            memchr(in->data.data ? (const void *) in->data.data : "", 0,
-                   in->data.len)) {
-            continue;
-        }
-        char *name = workplan_input_var(in->id);
-        s_vec_push(env, xasprintf("%s=%.*s", name, (int) in->data.len,
-                                  in->data.data ? (char *) in->data.data
-                                                : ""));
-        free(name);
-    }
-}
-
-// Expands {{id.output}} in argv; returns a sentence on failure.
-static char *
-s_build_argv(const proto_task_t *t, s_vec_t *argv)
-{
-    wp_value_t *vals = xcalloc(t->n_inputs + 1, sizeof *vals);
-    for (size_t i = 0; i < t->n_inputs; i++) {
-        vals[i].id = t->inputs[i].id;
-        vals[i].data = t->inputs[i].data.data;
-        vals[i].len = t->inputs[i].data.len;
-        vals[i].truncated = t->inputs[i].truncated;
-    }
-    char *why = NULL;
-    for (size_t i = 0; i < t->argv.count && !why; i++) {
-        char *out = NULL;
-        if (workplan_expand(t->argv.items[i], vals, t->n_inputs, 131072, &out,
-                            &why) == 0) {
-            s_vec_push(argv, out);
-        }
-    }
-    free(vals);
-    return why;
-}
-
 // --- finishing --------------------------------------------------------------
-
-static char *
-s_describe(const runner_result_t *r)
-{
-    if (r->error) {
-        return xstrdup(r->error);
-    }
-    if (r->timed_out) {
-        return xstrdup("timed out; its process group was killed");
-    }
-    if (r->signal) {
-        return xasprintf("killed by signal %d (%s)", r->signal,
-                         strsignal(r->signal));
-    }
-    if (r->exit_code != 0) {
-        return xasprintf("exited with status %d", r->exit_code);
-    }
-    return NULL;
-}
 
 // Puts a RESULT for l into the outbox and sends it.
 static void
@@ -532,7 +368,7 @@ s_finish(drone_t *d, lease_t *l, proto_msg_t **res, int64_t now)
              pr->error ? ": " : "", pr->error ? pr->error : "");
     proto_msg_destroy(res);
     l->finished = true;
-    s_rmtree(l->input_dir);
+    attempt_remove_dir(l->input_dir);
     s_send_result(d, l, now);
 }
 
@@ -560,46 +396,23 @@ s_on_done(drone_t *d, runner_result_t *r, int64_t now)
         return;
     }
     proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
-    proto_result_t *pr = &m->u.result;
-    bool ok = r->spawned && r->exit_code == 0 && !r->signal && !r->timed_out;
-    pr->outcome = l->release ? PROTO_OUTCOME_RELEASED
-                  : ok       ? PROTO_OUTCOME_SUCCEEDED
-                             : PROTO_OUTCOME_FAILED;
-    pr->exit_code = r->exit_code;
-    pr->signal = r->signal;
-    pr->timed_out = r->timed_out;
-    pr->error = l->release ? xstrdup("handed back: the drone is leaving")
-                           : s_describe(r);
-    pr->out.data = r->out;
-    pr->out.len = r->out_len;
-    pr->out_truncated = r->out_truncated;
-    pr->err.data = r->err;
-    pr->err.len = r->err_len;
-    pr->err_truncated = r->err_truncated;
-    pr->duration_ms = r->duration_ms;
-    r->out = r->err = NULL;
+    attempt_result(&m->u.result, r, l->release);
     s_finish(d, l, &m, now);
 }
 
 static void
 s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
 {
-    s_vec_t argv = {0}, env = {0};
-    char *why = s_write_inputs(d, l, t);
+    attempt_t a = {0};
+    char *why = attempt_prepare(&a, t, d->scratch);
+    l->input_dir = a.input_dir;
     if (!why) {
-        why = s_build_argv(t, &argv);
-    }
-    if (!why && argv.n == 0) {
-        why = xstrdup("the task has an empty argv");
-    }
-    if (!why) {
-        s_build_env(l, t, &env);
         const char *cwd = t->cwd ? t->cwd
                           : d->cfg->workdir && *d->cfg->workdir
                               ? d->cfg->workdir
                               : NULL;
         runner_spec_t spec = {
-            .argv = argv.items, .envp = env.items, .cwd = cwd,
+            .argv = a.argv, .envp = a.envp, .cwd = cwd,
             .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
             .out_cap = d->max_output, .err_cap = (size_t) d->cfg->err_cap};
         runner_start(d->runner, t->token, &spec, now, &why);
@@ -607,8 +420,7 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
     if (why) {
         s_fail_early(d, l, &why, now);
     }
-    s_vec_free(&argv);
-    s_vec_free(&env);
+    attempt_release(&a);
 }
 
 // --- messages from the broker -----------------------------------------------
