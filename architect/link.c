@@ -45,18 +45,13 @@ s_setup(link_t *self)
 link_t *
 link_new(const char *endpoint, const keys_client_t *keys)
 {
-    static int seq = 0;
     link_t *self = xcalloc(1, sizeof *self);
     snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
     self->keys = keys;
     self->ctx = zmq_ctx_new();
     self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
     s_setup(self);
-    char mon[64];
-    snprintf(mon, sizeof mon, "inproc://link-monitor-%d", seq++);
-    zmq_socket_monitor(self->sock, mon, ZMQ_EVENT_ALL);
-    self->mon = zmq_socket(self->ctx, ZMQ_PAIR);
-    zmq_connect(self->mon, mon);
+    self->mon = wire_monitor_start(self->ctx, self->sock);
     if (zmq_connect(self->sock, endpoint) < 0) {
         self->last_errno = errno;
     }
@@ -70,8 +65,7 @@ link_destroy(link_t **self_p)
     if (!self) {
         return;
     }
-    zmq_socket_monitor(self->sock, NULL, 0);
-    zmq_close(self->mon);
+    wire_monitor_stop(self->sock, &self->mon);
     zmq_close(self->sock);
     zmq_ctx_term(self->ctx);
     free(self);
@@ -85,64 +79,37 @@ link_ever_connected(const link_t *self)
 }
 
 static void
-s_on_event(link_t *self, uint16_t event, uint32_t value)
-{
-    switch (event) {
-    case ZMQ_EVENT_CONNECTED:
-        self->connected = true;
-        break;
-    case ZMQ_EVENT_DISCONNECTED:
-    case ZMQ_EVENT_CLOSED:
-        self->connected = false;
-        break;
-    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-        self->handshaken = true;
-        self->auth_failed = 0;
-        break;
-    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        self->auth_failed = event;
-        self->auth_status = (int) value;
-        break;
-    case ZMQ_EVENT_CONNECT_RETRIED:
-        break;
-    default:
-        break;
-    }
-}
-
-static void
 s_drain_monitor(link_t *self)
 {
-    for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return;
+    int value = 0;
+    wire_event_t ev;
+    while ((ev = wire_monitor_read(self->mon, &value)) != WIRE_EV_NONE) {
+        switch (ev) {
+        case WIRE_EV_CONNECTED:
+            self->connected = true;
+            break;
+        case WIRE_EV_DISCONNECTED:
+            self->connected = false;
+            break;
+        case WIRE_EV_HANDSHAKE_OK:
+            self->handshaken = true;
+            self->auth_failed = 0;
+            break;
+        case WIRE_EV_AUTH_REFUSED:
+        case WIRE_EV_HANDSHAKE_FAILED:
+            self->auth_failed = (int) ev;
+            self->auth_status = value;
+            break;
+        default:
+            break;
         }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&m) >= 6) {
-            memcpy(&event, zmq_msg_data(&m), 2);
-            memcpy(&value, (uint8_t *) zmq_msg_data(&m) + 2, 4);
-        }
-        bool more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-        if (more) {  // the endpoint frame
-            zmq_msg_init(&m);
-            zmq_msg_recv(&m, self->mon, ZMQ_DONTWAIT);
-            zmq_msg_close(&m);
-        }
-        s_on_event(self, event, value);
     }
 }
 
 static link_rc_t
 s_explain(link_t *self, link_rc_t rc, char *err, size_t errlen)
 {
-    if (self->auth_failed == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    if (self->auth_failed == WIRE_EV_AUTH_REFUSED) {
         snprintf(err, errlen,
                  "the broker at %s refused key '%s' (ZAP status %d): it is "
                  "not in the broker's allow list for this role",

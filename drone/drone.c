@@ -51,6 +51,8 @@ struct drone {
     keys_client_t keys;
     void *ctx;
     void *sock;                // DEALER, replaced on reconnect
+    void *mon;                 // its socket monitor (PAIR)
+    bool refusal_logged;       // a refused handshake was reported
     runner_t *runner;
     char instance[33];         // random hex, new per process
     char host[256];
@@ -130,11 +132,13 @@ static int
 s_socket(drone_t *d, char *err, size_t errlen)
 {
     d->sock = zmq_socket(d->ctx, ZMQ_DEALER);
+    d->mon = d->sock ? wire_monitor_start(d->ctx, d->sock) : NULL;
     if (!d->sock || s_setopts(d) < 0 ||
         zmq_connect(d->sock, d->cfg->broker) < 0) {
         snprintf(err, errlen, "cannot connect to '%s': %s", d->cfg->broker,
                  zmq_strerror(errno));
         if (d->sock) {
+            wire_monitor_stop(d->sock, &d->mon);
             zmq_close(d->sock);
             d->sock = NULL;
         }
@@ -212,6 +216,7 @@ drone_destroy(drone_t **self_p)
     }
     free(d->tags.items);
     if (d->sock) {
+        wire_monitor_stop(d->sock, &d->mon);
         zmq_close(d->sock);
     }
     zmq_ctx_term(d->ctx);
@@ -333,6 +338,7 @@ static void
 s_reconnect(drone_t *d, int64_t now)
 {
     char err[256];
+    wire_monitor_stop(d->sock, &d->mon);
     zmq_close(d->sock);
     d->sock = NULL;
     d->welcomed = false;
@@ -583,6 +589,31 @@ s_read_socket(drone_t *d, int64_t now)
     }
 }
 
+// Says, once per refusal streak, why the broker does not answer: libzmq
+// would otherwise retry a refused handshake in silence.
+static void
+s_read_monitor(drone_t *d)
+{
+    int value = 0;
+    wire_event_t ev;
+    while ((ev = wire_monitor_read(d->mon, &value)) != WIRE_EV_NONE) {
+        if (ev == WIRE_EV_HANDSHAKE_OK) {
+            d->refusal_logged = false;
+        } else if (ev == WIRE_EV_AUTH_REFUSED && !d->refusal_logged) {
+            log_error(LOG, "the broker at %s refused key '%s' (ZAP status "
+                           "%d): it is not in the broker's allow list for "
+                           "role drone", d->cfg->broker, d->keys.name, value);
+            d->refusal_logged = true;
+        } else if (ev == WIRE_EV_HANDSHAKE_FAILED && !d->refusal_logged) {
+            log_error(LOG, "the CurveZMQ handshake with %s failed: either "
+                           "broker.key in the drone's key directory is not "
+                           "this broker's public key, or the broker does not "
+                           "accept key '%s'", d->cfg->broker, d->keys.name);
+            d->refusal_logged = true;
+        }
+    }
+}
+
 static void
 s_reap(drone_t *d, int64_t now)
 {
@@ -722,6 +753,7 @@ drone_run(drone_t *d, volatile sig_atomic_t *stop)
         // meanwhile: a late result must reach the broker to be fenced
         // there (answered stale), not be dropped here on a queued STOP.
         s_reap(d, now);
+        s_read_monitor(d);
         s_read_socket(d, now);
         s_timers(d, now);
     }

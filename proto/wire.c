@@ -125,6 +125,79 @@ wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
     return rc;
 }
 
+void *
+wire_monitor_start(void *ctx, void *sock)
+{
+    static unsigned seq = 0;
+    char addr[64];
+    snprintf(addr, sizeof addr, "inproc://wire-monitor-%u-%p", seq++, sock);
+    if (zmq_socket_monitor(sock, addr, ZMQ_EVENT_ALL) < 0) {
+        return NULL;
+    }
+    void *mon = zmq_socket(ctx, ZMQ_PAIR);
+    if (mon && zmq_connect(mon, addr) < 0) {
+        zmq_close(mon);
+        mon = NULL;
+    }
+    return mon;
+}
+
+static wire_event_t
+s_event(uint16_t ev)
+{
+    switch (ev) {
+    case ZMQ_EVENT_CONNECTED:
+        return WIRE_EV_CONNECTED;
+    case ZMQ_EVENT_DISCONNECTED:
+    case ZMQ_EVENT_CLOSED:
+        return WIRE_EV_DISCONNECTED;
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        return WIRE_EV_HANDSHAKE_OK;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        return WIRE_EV_AUTH_REFUSED;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        return WIRE_EV_HANDSHAKE_FAILED;
+    default:
+        return WIRE_EV_OTHER;
+    }
+}
+
+wire_event_t
+wire_monitor_read(void *mon, int *value)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (!mon || zmq_msg_recv(&m, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&m);
+        return WIRE_EV_NONE;
+    }
+    // Frame 1: a 16-bit event and a 32-bit value; frame 2: the endpoint.
+    uint16_t ev = 0;
+    uint32_t v = 0;
+    if (zmq_msg_size(&m) >= 6) {
+        memcpy(&ev, zmq_msg_data(&m), 2);
+        memcpy(&v, (uint8_t *) zmq_msg_data(&m) + 2, 4);
+    }
+    bool more = zmq_msg_more(&m);
+    zmq_msg_close(&m);
+    if (more) {
+        s_drain(mon);
+    }
+    *value = (int) v;
+    return s_event(ev);
+}
+
+void
+wire_monitor_stop(void *sock, void **mon_p)
+{
+    if (*mon_p) {
+        zmq_socket_monitor(sock, NULL, 0);
+        zmq_close(*mon_p);
+        *mon_p = NULL;
+    }
+}
+
 bool
 wire_rid_equal(const wire_rid_t *a, const wire_rid_t *b)
 {

@@ -44,6 +44,26 @@ int wire_send_raw(void *sock, const wire_rid_t *rid, const uint8_t *buf,
 wire_rc_t wire_recv(void *sock, bool router, const proto_limits_t *lim,
                     wire_rid_t *rid, char *user_id, proto_msg_t **msg,
                     proto_error_t *err);
+// --- socket monitor: why a connection failed -------------------------------
+
+typedef enum {
+    WIRE_EV_NONE = 0,         // nothing waiting
+    WIRE_EV_CONNECTED,        // a transport connection exists
+    WIRE_EV_DISCONNECTED,     // it went away
+    WIRE_EV_HANDSHAKE_OK,     // CurveZMQ handshake completed
+    WIRE_EV_AUTH_REFUSED,     // the broker's ZAP handler refused our key
+    WIRE_EV_HANDSHAKE_FAILED, // no detail: wrong server key, or refused
+    WIRE_EV_OTHER,
+} wire_event_t;
+
+// Starts monitoring sock (in ctx); returns the PAIR socket to read events
+// from and to poll, or NULL.  Stop with wire_monitor_stop before closing sock.
+void *wire_monitor_start(void *ctx, void *sock);
+// Reads one event without blocking; WIRE_EV_NONE when none waits.  *value
+// is the event's value (the ZAP status code for WIRE_EV_AUTH_REFUSED).
+wire_event_t wire_monitor_read(void *mon, int *value);
+void wire_monitor_stop(void *sock, void **mon_p);
+
 bool wire_rid_equal(const wire_rid_t *a, const wire_rid_t *b);
 // Hex form of a routing id for logs ("0080000001"); buf holds 2*len+1.
 void wire_rid_hex(const wire_rid_t *rid, char *buf, size_t buflen);
