@@ -1,8 +1,8 @@
 // proto: Waggle's messages as plain structs, and their msgpack codec.
 //
 // This is the only module that touches msgpack (codec.c decodes,
-// codec_encode.c encodes; prewalk.c bounds untrusted bytes first).  PROTOCOL.md is
-// the normative spec; this header mirrors it field for field.  Every message
+// codec_encode.c encodes; prewalk.c bounds untrusted bytes first).
+// PROTOCOL.md is the normative spec; this header mirrors it field for field.  Every message
 // is one msgpack map {"v": 1, "cmd": "NAME", "req": uint, ...fields}.
 //
 // Ownership: a proto_msg_t owns every string, array and buffer it points at;
