@@ -54,7 +54,6 @@ s_is_terminal(proto_task_state_t s)
         || s == PROTO_TASK_CANCELLED;
 }
 
-
 // --- plans: edges -------------------------------------------------------
 
 // Counts each task's distinct needs and dependents into the CSR offsets.
@@ -112,7 +111,6 @@ s_plan_edges(sched__plan_t *p)
     p->dep_off[0] = 0;
     free(last);
 }
-
 
 // --- plans: the table ---------------------------------------------------
 
@@ -193,7 +191,6 @@ s_plan_free(sched__plan_t **p_p)
     free(p);
     *p_p = NULL;
 }
-
 
 sched_t *
 sched_new(void)
@@ -327,7 +324,6 @@ sched_plan_done(const sched_t *self, int64_t plan, bool *all_succeeded)
     return true;
 }
 
-
 // --- task states --------------------------------------------------------
 
 void
@@ -383,7 +379,6 @@ sched_not_before(const sched_t *self, int64_t plan, size_t idx)
     assert(idx < p->wp->n_tasks);
     return p->tasks[idx].not_before_ms;
 }
-
 
 // --- cascades -----------------------------------------------------------
 

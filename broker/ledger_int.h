@@ -1,0 +1,153 @@
+// ledger_int.h: what the ledger*.c files share (SQLite's *Int.h
+// convention).  Nothing outside broker/ledger*.c includes it.
+//
+//   ledger.c         open, the lock file, schema creation and check, the
+//                    statement cache, turns, and the SQLite edge below
+//   ledger_schema.c  the SQL text: the schema, every prepared statement,
+//                    and the names stored for plan states and outcomes
+//   ledger_write.c   every change: plan creation, the compare-and-set
+//                    transitions of plans and tasks, drones, events
+//   ledger_read.c    every read: status, outputs, tokens, recovery, events
+//
+// Names shared between those files start ledger__ / LEDGER__ (libuv's
+// uv__); helpers private to one file stay static and start s_.
+//
+// This header never includes <sqlite3.h> (tests/check_includes.sh allows it
+// in broker/ledger*.c only): it names SQLite's handles by their struct
+// tags, which are the types sqlite3.h's typedefs stand for.
+#ifndef WAGGLE_LEDGER_INT_H
+#define WAGGLE_LEDGER_INT_H
+
+#include "broker/ledger.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+// Every statement the ledger runs after open, prepared once at open; the
+// text of each is ledger__sql[q] (ledger_schema.c).
+typedef enum {
+    LEDGER__Q_META_GET,
+    LEDGER__Q_META_SET,
+    LEDGER__Q_EVENT,
+    LEDGER__Q_TASK_MOVE,
+    LEDGER__Q_TASK_RESET,
+    LEDGER__Q_LEASE,
+    LEDGER__Q_TOKEN_NEXT,
+    LEDGER__Q_ATTEMPT_START,
+    LEDGER__Q_FINISH,
+    LEDGER__Q_ATTEMPT_END,
+    LEDGER__Q_TOKEN_LOOKUP,
+    LEDGER__Q_OUTPUT,
+    LEDGER__Q_PLAN_INSERT,
+    LEDGER__Q_TASK_INSERT,
+    LEDGER__Q_EDGE_INSERT,
+    LEDGER__Q_IDEM_INSERT,
+    LEDGER__Q_IDEM_GET,
+    LEDGER__Q_PLAN_MOVE,
+    LEDGER__Q_PLAN_STATE,
+    LEDGER__Q_PLANS,
+    LEDGER__Q_PLAN_ONE,
+    LEDGER__Q_PLAN_COUNTS,
+    LEDGER__Q_TASK_COUNT,
+    LEDGER__Q_TASKS,
+    LEDGER__Q_NEEDS,
+    LEDGER__Q_ATTEMPTS,
+    LEDGER__Q_DRONE,
+    LEDGER__Q_LOAD_PLANS,
+    LEDGER__Q_LOAD_TASKS,
+    LEDGER__Q_LOAD_PLAN,
+    LEDGER__Q_LOAD_PLAN_TASKS,
+    LEDGER__Q_ATTEMPTS_USED,
+    LEDGER__Q_EVENTS_ALL,
+    LEDGER__Q_EVENTS_PLAN,
+    LEDGER__Q_COUNT
+} ledger__query_t;
+
+struct ledger {
+    struct sqlite3 *db;             // the one connection
+    char *path;                     // database file, for messages
+    int lock_fd;                    // path + ".lock", flock'ed; -1 if RDONLY
+    bool rdonly;                    // LEDGER_RDONLY: no turns
+    bool in_turn;                   // between ledger_begin and commit
+    bool turn_failed;               // a LEDGER_ERROR in this turn
+    bool fail_next_commit;          // test seam: next commit fails
+    char id[33];                    // random hex id made at creation
+    // Prepared at open, reset after use; indexed by ledger__query_t.
+    struct sqlite3_stmt *stmt[LEDGER__Q_COUNT];
+};
+
+// One events row; see ledger__append_event().
+typedef struct {
+    int64_t at_ms;
+    int64_t plan;                   // 0: not about a plan
+    const char *task;
+    const char *actor;
+    const char *kind;
+    const char *from, *to;          // state names, or NULL
+    uint64_t token;                 // 0: none
+    const char *detail;
+} ledger__event_t;
+
+// --- SQL text (ledger_schema.c) -----------------------------------------
+#define LEDGER__N_PLAN_STATES (LEDGER_PLAN_CANCELLED + 1)
+#define LEDGER__N_OUTCOMES (LEDGER_ATTEMPT_CANCELLED + 1)
+
+// The version-1 schema, run once when a ledger file is created.
+extern const char ledger__schema[];
+// The text of every cached statement, indexed by ledger__query_t.
+extern const char *const ledger__sql[LEDGER__Q_COUNT];
+// The names stored in plans.state and attempts.outcome (the schema's CHECK
+// constraints list the same names), indexed by the public enums.
+extern const char *const ledger__plan_names[LEDGER__N_PLAN_STATES];
+extern const char *const ledger__outcome_names[LEDGER__N_OUTCOMES];
+
+// --- the SQLite edge (ledger.c) -----------------------------------------
+// Each logs SQLite's own message once, where it is still known, and marks
+// the open turn failed: a transition of several statements may have made
+// only some of them, so the commit will refuse it (ledger.h).
+
+// Logs op's failure with SQLite's message; returns LEDGER_ERROR.
+ledger_rc_t ledger__fail(ledger_t *self, const char *op);
+// The cached statement q, bindings cleared, ready to bind.  Asserts it is
+// not mid-read (a callback re-entering the ledger).
+struct sqlite3_stmt *ledger__stmt(ledger_t *self, ledger__query_t q);
+// Binders.  They can fail only on a programming error (a bad index) or a
+// value over SQLite's 1 GB limit, which the wire limits rule out, so they
+// assert.  ledger__bind_text binds NULL for s NULL; s is borrowed until
+// the statement is reset.
+void ledger__bind_int(struct sqlite3_stmt *st, int i, int64_t v);
+void ledger__bind_text(struct sqlite3_stmt *st, int i, const char *s);
+// Column i of the current row: borrowed until the next step or reset; or
+// a copy the caller frees.  NULL for SQL NULL.
+const char *ledger__col_text(struct sqlite3_stmt *st, int i);
+char *ledger__col_dup(struct sqlite3_stmt *st, int i);
+// Runs a write to completion and resets it: LEDGER_OK when it changed
+// exactly one row (the compare-and-set hit), LEDGER_MISS when it changed
+// none, LEDGER_ERROR when SQLite failed.
+ledger_rc_t ledger__write(ledger_t *self, struct sqlite3_stmt *st,
+                          const char *op);
+// Runs a statement that must yield a row (RETURNING, aggregates), puts its
+// first column in *v and resets it.  No row is LEDGER_ERROR.
+ledger_rc_t ledger__returning(ledger_t *self, struct sqlite3_stmt *st,
+                              const char *op, int64_t *v);
+// Ends a read loop whose last step returned rc, and resets st: LEDGER_OK
+// when the loop ran to the end (SQLITE_DONE), else LEDGER_ERROR.
+ledger_rc_t ledger__read_end(ledger_t *self, struct sqlite3_stmt *st, int rc,
+                             const char *op);
+// True when a write may run: a turn is open and SQLite has not rolled it
+// back on its own (disk full, I/O), which would make each later statement
+// commit alone.  False (logged, turn failed) refuses the write.
+bool ledger__turn_ok(ledger_t *self, const char *op);
+// The index of s in names[0..n), or -1 (also for s NULL).
+int ledger__parse(const char *const *names, size_t n, const char *s);
+
+// --- writes (ledger_write.c) --------------------------------------------
+// Appends one events row (invariant 4).  The caller checked the turn.
+// LEDGER_OK or LEDGER_ERROR.
+ledger_rc_t ledger__append_event(ledger_t *self, const ledger__event_t *ev);
+
+#endif

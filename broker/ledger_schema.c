@@ -1,0 +1,294 @@
+// ledger_schema: the ledger's SQL text, as data (ledger_int.h declares it).
+//
+// Owns the schema a new ledger file is created with, the text of every
+// statement ledger.c prepares at open, and the names stored for plan states
+// and attempt outcomes.  Kept together so that a change to a table shows
+// every statement that touches it.  The schema enforces what it can of
+// ledger.h's invariants itself (CHECK constraints, partial unique indexes,
+// an append-only trigger on events) so that a bug elsewhere fails a turn
+// instead of corrupting the ledger.
+//
+// This file holds no code: it never runs a statement, never binds one, and
+// does not include <sqlite3.h>.  Bumping the schema means bumping
+// LEDGER_SCHEMA_VERSION (ledger.h), which ledger.c checks at open.
+#include "broker/ledger_int.h"
+
+// Version 1.  Task and plan states are stored as their lowercase names so
+// the file reads well in the sqlite3 shell.  meta.value has no declared type
+// (BLOB affinity) so a hex id that looks like a number stays text.
+const char ledger__schema[] =
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE plans ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL,"
+    "  goal TEXT,"
+    "  state TEXT NOT NULL CHECK (state IN"
+    "    ('running', 'succeeded', 'failed', 'cancelled')),"
+    "  submitted_by TEXT,"
+    "  created_ms INTEGER NOT NULL,"
+    "  finished_ms INTEGER,"
+    "  workplan_json TEXT NOT NULL,"
+    "  workplan_hash TEXT NOT NULL"
+    ");"
+    "CREATE INDEX plans_state ON plans (state);"
+    "CREATE TABLE tasks ("
+    "  plan_id INTEGER NOT NULL REFERENCES plans (id),"
+    "  tid TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('waiting', 'ready', 'leased',"
+    "    'awaiting_approval', 'succeeded', 'dead', 'rejected', 'blocked',"
+    "    'cancelled')),"
+    "  attempts_used INTEGER NOT NULL DEFAULT 0,"
+    "  not_before_ms INTEGER NOT NULL DEFAULT 0,"
+    "  lease_token INTEGER,"
+    "  lease_instance TEXT,"
+    "  lease_holder TEXT,"
+    "  lease_start_ms INTEGER,"
+    "  accepted_attempt INTEGER,"
+    "  last_exit_code INTEGER,"
+    "  last_error TEXT,"
+    "  last_drone TEXT,"
+    "  PRIMARY KEY (plan_id, tid),"
+    // Invariant 1, the part a row can check.
+    "  CHECK ((state = 'leased') = (lease_token IS NOT NULL"
+    "    AND lease_instance IS NOT NULL AND lease_holder IS NOT NULL))"
+    ") WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX tasks_seq ON tasks (plan_id, seq);"
+    "CREATE INDEX tasks_state ON tasks (plan_id, state);"
+    "CREATE TABLE edges ("
+    "  plan_id INTEGER NOT NULL,"
+    "  tid TEXT NOT NULL,"
+    "  ord INTEGER NOT NULL,"
+    "  need TEXT NOT NULL,"
+    "  PRIMARY KEY (plan_id, tid, ord),"
+    "  FOREIGN KEY (plan_id, tid) REFERENCES tasks (plan_id, tid),"
+    "  FOREIGN KEY (plan_id, need) REFERENCES tasks (plan_id, tid)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE attempts ("
+    "  plan_id INTEGER NOT NULL,"
+    "  tid TEXT NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  token INTEGER NOT NULL UNIQUE,"
+    "  instance TEXT NOT NULL,"
+    "  holder TEXT NOT NULL,"
+    "  started_ms INTEGER NOT NULL,"
+    "  ended_ms INTEGER,"
+    "  outcome TEXT NOT NULL DEFAULT 'running' CHECK (outcome IN ('running',"
+    "    'succeeded', 'failed', 'expired', 'released', 'cancelled')),"
+    "  exit_code INTEGER,"
+    "  signal INTEGER,"
+    "  timed_out INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT,"
+    "  stdout BLOB,"
+    "  stdout_truncated INTEGER NOT NULL DEFAULT 0,"
+    "  stderr BLOB,"
+    "  stderr_truncated INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (plan_id, tid, n),"
+    "  FOREIGN KEY (plan_id, tid) REFERENCES tasks (plan_id, tid)"
+    ");"
+    // Invariants 1 and 5: one open attempt per task, one accepted result.
+    "CREATE UNIQUE INDEX attempts_running ON attempts (plan_id, tid)"
+    "  WHERE outcome = 'running';"
+    "CREATE UNIQUE INDEX attempts_succeeded ON attempts (plan_id, tid)"
+    "  WHERE outcome = 'succeeded';"
+    "CREATE TABLE drones ("
+    "  instance TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  host TEXT,"
+    "  slots INTEGER NOT NULL,"
+    "  tags TEXT,"
+    "  first_seen_ms INTEGER NOT NULL,"
+    "  last_seen_ms INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE idempotency ("
+    "  submitter TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  plan_id INTEGER NOT NULL REFERENCES plans (id),"
+    "  hash TEXT NOT NULL,"
+    "  PRIMARY KEY (submitter, key)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE events ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  at_ms INTEGER NOT NULL,"
+    "  plan_id INTEGER,"
+    "  tid TEXT,"
+    "  actor TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  from_state TEXT,"
+    "  to_state TEXT,"
+    "  token INTEGER,"
+    "  detail TEXT"
+    ");"
+    "CREATE INDEX events_plan ON events (plan_id, seq);"
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN"
+    "  SELECT RAISE (ABORT, 'events are append-only'); END;"
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN"
+    "  SELECT RAISE (ABORT, 'events are append-only'); END;";
+
+// Every statement the ledger runs after open.  Every compare-and-set is in
+// an UPDATE's WHERE clause, never in a read before it.  The ?N parameters
+// are bound by the function that runs the statement (ledger_write.c,
+// ledger_read.c).
+const char *const ledger__sql[LEDGER__Q_COUNT] = {
+    [LEDGER__Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [LEDGER__Q_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
+    [LEDGER__Q_EVENT] =
+        "INSERT INTO events (at_ms, plan_id, tid, actor, kind,"
+        " from_state, to_state, token, detail) VALUES (?1,"
+        " nullif(?2, 0), ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), ?9)",
+    [LEDGER__Q_TASK_MOVE] =
+        "UPDATE tasks SET state = ?4"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    [LEDGER__Q_TASK_RESET] =
+        "UPDATE tasks SET state = ?4, attempts_used = 0,"
+        " not_before_ms = 0"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    // The token is the counter's current value; LEDGER__Q_TOKEN_NEXT then
+    // bumps it in the same transaction, and only when this CAS hit.
+    [LEDGER__Q_LEASE] =
+        "UPDATE tasks SET state = 'leased', lease_token ="
+        " (SELECT value FROM meta WHERE key = 'next_token'),"
+        " lease_instance = ?3, lease_holder = ?4, lease_start_ms = ?5"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"
+        " AND not_before_ms <= ?5",
+    [LEDGER__Q_TOKEN_NEXT] =
+        "UPDATE meta SET value = value + 1"
+        " WHERE key = 'next_token' RETURNING value - 1",
+    [LEDGER__Q_ATTEMPT_START] =
+        "INSERT INTO attempts (plan_id, tid, n, token,"
+        " instance, holder, started_ms)"
+        " SELECT ?1, ?2, coalesce(max(n), 0) + 1, ?3, ?4,"
+        " ?5, ?6 FROM attempts"
+        " WHERE plan_id = ?1 AND tid = ?2 RETURNING n",
+    // ?7 is 1 when the outcome uses an attempt of the budget; only those
+    // attempts are what status shows as the last run.
+    [LEDGER__Q_FINISH] =
+        "UPDATE tasks SET state = ?5, lease_token = NULL,"
+        " lease_instance = NULL, lease_holder = NULL,"
+        " lease_start_ms = NULL, not_before_ms = ?6,"
+        " attempts_used = attempts_used + ?7,"
+        " accepted_attempt = CASE WHEN ?5 = 'succeeded' THEN"
+        " (SELECT n FROM attempts WHERE token = ?3)"
+        " ELSE accepted_attempt END,"
+        " last_exit_code = iif(?7, ?8, last_exit_code),"
+        " last_error = iif(?7, ?9, last_error),"
+        " last_drone = iif(?7, lease_holder, last_drone)"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = 'leased'"
+        " AND lease_token = ?3"
+        " AND (?4 IS NULL OR lease_instance = ?4)",
+    [LEDGER__Q_ATTEMPT_END] =
+        "UPDATE attempts SET outcome = ?2, ended_ms = ?3,"
+        " exit_code = ?4, signal = ?5, timed_out = ?6,"
+        " error = ?7, stdout = ?8, stdout_truncated = ?9,"
+        " stderr = ?10, stderr_truncated = ?11"
+        " WHERE token = ?1 AND outcome = 'running' RETURNING n",
+    [LEDGER__Q_TOKEN_LOOKUP] =
+        "SELECT plan_id, tid, outcome FROM attempts"
+        " WHERE token = ?1",
+    [LEDGER__Q_OUTPUT] =
+        "SELECT n, iif(?4, stderr, stdout),"
+        " iif(?4, stderr_truncated, stdout_truncated)"
+        " FROM attempts WHERE plan_id = ?1 AND tid = ?2 AND n ="
+        " iif(?3 > 0, ?3, coalesce((SELECT accepted_attempt"
+        " FROM tasks WHERE plan_id = ?1 AND tid = ?2),"
+        " (SELECT max(n) FROM attempts WHERE plan_id = ?1"
+        " AND tid = ?2 AND outcome <> 'running')))",
+    [LEDGER__Q_PLAN_INSERT] =
+        "INSERT INTO plans (name, goal, state, submitted_by,"
+        " created_ms, workplan_json, workplan_hash)"
+        " VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
+    [LEDGER__Q_TASK_INSERT] =
+        "INSERT INTO tasks (plan_id, tid, seq, kind, state)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [LEDGER__Q_EDGE_INSERT] =
+        "INSERT INTO edges (plan_id, tid, ord, need)"
+        " VALUES (?1, ?2, ?3, ?4)",
+    [LEDGER__Q_IDEM_INSERT] =
+        "INSERT INTO idempotency (submitter, key, plan_id,"
+        " hash) VALUES (?1, ?2, ?3, ?4)",
+    [LEDGER__Q_IDEM_GET] =
+        "SELECT plan_id, hash FROM idempotency"
+        " WHERE submitter = ?1 AND key = ?2",
+    [LEDGER__Q_PLAN_MOVE] =
+        "UPDATE plans SET state = ?3,"
+        " finished_ms = iif(?3 = 'running', NULL, ?4)"
+        " WHERE id = ?1 AND state = ?2",
+    [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
+    [LEDGER__Q_PLANS] =
+        "SELECT id, name, state, submitted_by, created_ms,"
+        " finished_ms FROM plans ORDER BY id DESC LIMIT ?1",
+    [LEDGER__Q_PLAN_ONE] =
+        "SELECT id, name, state, submitted_by, created_ms,"
+        " finished_ms FROM plans WHERE id = ?1",
+    [LEDGER__Q_PLAN_COUNTS] =
+        "SELECT state, count(*) FROM tasks WHERE plan_id = ?1"
+        " GROUP BY state",
+    [LEDGER__Q_TASK_COUNT] = "SELECT count(*) FROM tasks WHERE plan_id = ?1",
+    [LEDGER__Q_TASKS] =
+        "SELECT tid, state, kind, attempts_used,"
+        " coalesce(lease_holder, last_drone), last_exit_code,"
+        " last_error FROM tasks WHERE plan_id = ?1 ORDER BY seq",
+    [LEDGER__Q_NEEDS] =
+        "SELECT t.seq, e.need FROM edges e JOIN tasks t"
+        " ON t.plan_id = e.plan_id AND t.tid = e.tid"
+        " WHERE e.plan_id = ?1 ORDER BY t.seq, e.ord",
+    [LEDGER__Q_ATTEMPTS] =
+        "SELECT plan_id, tid, n, token, instance, holder, outcome,"
+        " started_ms, ended_ms, exit_code, error FROM attempts"
+        " WHERE plan_id = ?1 AND (?2 IS NULL OR tid = ?2)"
+        " ORDER BY token",
+    [LEDGER__Q_DRONE] =
+        "INSERT INTO drones (instance, name, host, slots, tags,"
+        " first_seen_ms, last_seen_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+        " ON CONFLICT (instance) DO UPDATE SET name = excluded.name,"
+        " host = excluded.host, slots = excluded.slots,"
+        " tags = excluded.tags, last_seen_ms = excluded.last_seen_ms",
+    [LEDGER__Q_LOAD_PLANS] =
+        "SELECT id, workplan_json FROM plans"
+        " WHERE state = 'running' ORDER BY id",
+#define S_LOAD_TASK_COLS                                                     \
+    "SELECT t.plan_id, t.tid, t.state, t.lease_token, t.lease_instance,"     \
+    " t.lease_holder, t.lease_start_ms, t.not_before_ms, t.attempts_used,"   \
+    " (SELECT count(*) FROM attempts a"                                      \
+    " WHERE a.plan_id = t.plan_id AND a.tid = t.tid)"
+    [LEDGER__Q_LOAD_TASKS] =
+        S_LOAD_TASK_COLS
+        " FROM plans p JOIN tasks t ON t.plan_id = p.id"
+        " WHERE p.state = 'running' ORDER BY p.id, t.seq",
+    [LEDGER__Q_LOAD_PLAN] = "SELECT id, workplan_json FROM plans WHERE id = ?1",
+    [LEDGER__Q_LOAD_PLAN_TASKS] =
+        S_LOAD_TASK_COLS " FROM tasks t"
+        " WHERE t.plan_id = ?1 ORDER BY t.seq",
+    [LEDGER__Q_ATTEMPTS_USED] =
+        "SELECT attempts_used FROM tasks"
+        " WHERE plan_id = ?1 AND tid = ?2",
+#define S_EVENT_COLS                                                         \
+    "SELECT seq, at_ms, tid, actor, kind, from_state, to_state, token,"      \
+    " detail FROM events"
+    [LEDGER__Q_EVENTS_ALL] = S_EVENT_COLS " WHERE seq > ?1 ORDER BY seq",
+    [LEDGER__Q_EVENTS_PLAN] =
+        S_EVENT_COLS " WHERE plan_id = ?2 AND seq > ?1"
+        " ORDER BY seq",
+};
+
+// The names stored in state and outcome columns, as the CHECKs list them.
+const char *const ledger__plan_names[LEDGER__N_PLAN_STATES] = {
+    [LEDGER_PLAN_RUNNING] = "running",
+    [LEDGER_PLAN_SUCCEEDED] = "succeeded",
+    [LEDGER_PLAN_FAILED] = "failed",
+    [LEDGER_PLAN_CANCELLED] = "cancelled",
+};
+
+const char *const ledger__outcome_names[LEDGER__N_OUTCOMES] = {
+    [LEDGER_ATTEMPT_RUNNING] = "running",
+    [LEDGER_ATTEMPT_SUCCEEDED] = "succeeded",
+    [LEDGER_ATTEMPT_FAILED] = "failed",
+    [LEDGER_ATTEMPT_EXPIRED] = "expired",
+    [LEDGER_ATTEMPT_RELEASED] = "released",
+    [LEDGER_ATTEMPT_CANCELLED] = "cancelled",
+};

@@ -1,0 +1,413 @@
+// ledger_write: every change to the ledger (ledger.h has the contracts and
+// the invariants these keep).
+//
+// Owns plan creation (plan, tasks, edges, idempotency key in one go), the
+// compare-and-set transitions of plans and tasks (move, reset, lease,
+// finish), drone sightings and free-form events, and the events row each
+// of them appends in the same turn (invariant 4).  Every compare-and-set
+// is in an UPDATE's WHERE clause (ledger_schema.c), never in a read before
+// it; a miss is LEDGER_MISS and changes nothing.
+//
+// This file never decides which transition to make, never reads a clock,
+// never opens or commits a turn (ledger.c does), and never reads for
+// status or recovery (ledger_read.c).
+#include "broker/ledger_int.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+
+// --- events ------------------------------------------------------------
+
+ledger_rc_t
+ledger__append_event(ledger_t *self, const ledger__event_t *ev)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_EVENT);
+    ledger__bind_int(st, 1, ev->at_ms);
+    ledger__bind_int(st, 2, ev->plan);
+    ledger__bind_text(st, 3, ev->task);
+    ledger__bind_text(st, 4, ev->actor);
+    ledger__bind_text(st, 5, ev->kind);
+    ledger__bind_text(st, 6, ev->from);
+    ledger__bind_text(st, 7, ev->to);
+    ledger__bind_int(st, 8, (int64_t) ev->token);
+    ledger__bind_text(st, 9, ev->detail);
+    return ledger__write(self, st, "append event") == LEDGER_OK
+               ? LEDGER_OK
+               : LEDGER_ERROR;
+}
+
+ledger_rc_t
+ledger_event(ledger_t *self, int64_t plan, const char *task,
+             const char *actor, const char *kind, const char *detail,
+             int64_t now_ms)
+{
+    assert(self && actor && kind);
+    if (!ledger__turn_ok(self, "append event")) {
+        return LEDGER_ERROR;
+    }
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
+        .kind = kind, .detail = detail});
+}
+
+// --- plans -------------------------------------------------------------
+
+static ledger_rc_t
+s_plan_insert(ledger_t *self, const workplan_t *wp, const char *json,
+              const char *hash, const char *submitter, int64_t now_ms,
+              int64_t *plan)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_INSERT);
+    ledger__bind_text(st, 1, wp->name);
+    ledger__bind_text(st, 2, wp->goal);
+    ledger__bind_text(st, 3, submitter);
+    ledger__bind_int(st, 4, now_ms);
+    ledger__bind_text(st, 5, json);
+    ledger__bind_text(st, 6, hash);
+    if (ledger__write(self, st, "create plan") != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    *plan = sqlite3_last_insert_rowid(self->db);
+    return LEDGER_OK;
+}
+
+// One reused statement per table: a 100k-task plan is 100k steps, not
+// 100k compilations.
+static ledger_rc_t
+s_tasks_insert(ledger_t *self, int64_t plan, const workplan_t *wp,
+               const proto_task_state_t *initial)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_INSERT);
+    ledger__bind_int(st, 1, plan);
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        assert(initial[i] != PROTO_TASK_LEASED);
+        ledger__bind_text(st, 2, wp->tasks[i].id);
+        ledger__bind_int(st, 3, (int64_t) i);
+        ledger__bind_text(st, 4, workplan_kind_name(wp->tasks[i].kind));
+        ledger__bind_text(st, 5, proto_task_state_name(initial[i]));
+        if (ledger__write(self, st, "create plan: task") != LEDGER_OK) {
+            return LEDGER_ERROR;
+        }
+    }
+    return LEDGER_OK;
+}
+
+static ledger_rc_t
+s_edges_insert(ledger_t *self, int64_t plan, const workplan_t *wp)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_EDGE_INSERT);
+    ledger__bind_int(st, 1, plan);
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        const wp_task_t *t = &wp->tasks[i];
+        ledger__bind_text(st, 2, t->id);
+        for (size_t j = 0; j < t->n_needs; j++) {
+            ledger__bind_int(st, 3, (int64_t) j);
+            ledger__bind_text(st, 4, t->needs[j]);
+            if (ledger__write(self, st, "create plan: edge") != LEDGER_OK) {
+                return LEDGER_ERROR;
+            }
+        }
+    }
+    return LEDGER_OK;
+}
+
+static ledger_rc_t
+s_idem_insert(ledger_t *self, const char *submitter, const char *key,
+              int64_t plan, const char *hash)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_IDEM_INSERT);
+    ledger__bind_text(st, 1, submitter);
+    ledger__bind_text(st, 2, key);
+    ledger__bind_int(st, 3, plan);
+    ledger__bind_text(st, 4, hash);
+    return ledger__write(self, st, "create plan: idempotency key")
+                   == LEDGER_OK
+               ? LEDGER_OK
+               : LEDGER_ERROR;
+}
+
+ledger_rc_t
+ledger_plan_create(ledger_t *self, const workplan_t *wp, const char *json,
+                   const char *hash, const proto_task_state_t *initial,
+                   const char *submitter, const char *idem_key,
+                   int64_t now_ms, int64_t *plan)
+{
+    assert(self && wp && json && hash && plan);
+    assert(wp->n_tasks == 0 || initial);
+    assert(!idem_key || submitter);
+    if (!ledger__turn_ok(self, "create plan")) {
+        return LEDGER_ERROR;
+    }
+    int64_t id;
+    char detail[64];
+    snprintf(detail, sizeof detail, "%zu tasks", wp->n_tasks);
+    if (s_plan_insert(self, wp, json, hash, submitter, now_ms, &id)
+            != LEDGER_OK
+        || s_tasks_insert(self, id, wp, initial) != LEDGER_OK
+        || s_edges_insert(self, id, wp) != LEDGER_OK
+        || (idem_key && s_idem_insert(self, submitter, idem_key, id, hash)
+                            != LEDGER_OK)) {
+        return LEDGER_ERROR;
+    }
+    *plan = id;
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = id, .actor = submitter ? submitter : "unknown",
+        .kind = "submitted", .to = ledger__plan_names[LEDGER_PLAN_RUNNING],
+        .detail = detail});
+}
+
+ledger_rc_t
+ledger_plan_move(ledger_t *self, int64_t plan, ledger_plan_state_t from,
+                 ledger_plan_state_t to, const char *actor, int64_t now_ms)
+{
+    assert(self && actor);
+    assert((size_t) from < LEDGER__N_PLAN_STATES);
+    assert((size_t) to < LEDGER__N_PLAN_STATES);
+    if (!ledger__turn_ok(self, "move plan")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_MOVE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, ledger__plan_names[from]);
+    ledger__bind_text(st, 3, ledger__plan_names[to]);
+    ledger__bind_int(st, 4, now_ms);
+    ledger_rc_t rc = ledger__write(self, st, "move plan");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .actor = actor, .kind = "plan",
+        .from = ledger__plan_names[from], .to = ledger__plan_names[to]});
+}
+
+// --- tasks -------------------------------------------------------------
+
+// A compare-and-set on state alone (move, reset) plus its event.
+static ledger_rc_t
+s_task_cas(ledger_t *self, ledger__query_t q, int64_t plan, const char *task,
+           proto_task_state_t from, proto_task_state_t to, const char *actor,
+           const char *detail, int64_t now_ms)
+{
+    assert(self && task && actor);
+    // Leases change only through lease and finish, which keep invariant 1.
+    assert(from != PROTO_TASK_LEASED && to != PROTO_TASK_LEASED);
+    if (!ledger__turn_ok(self, "move task")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, q);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_text(st, 3, proto_task_state_name(from));
+    ledger__bind_text(st, 4, proto_task_state_name(to));
+    ledger_rc_t rc = ledger__write(self, st, "move task");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
+        .kind = "task", .from = proto_task_state_name(from),
+        .to = proto_task_state_name(to), .detail = detail});
+}
+
+ledger_rc_t
+ledger_task_move(ledger_t *self, int64_t plan, const char *task,
+                 proto_task_state_t from, proto_task_state_t to,
+                 const char *actor, const char *detail, int64_t now_ms)
+{
+    return s_task_cas(self, LEDGER__Q_TASK_MOVE, plan, task, from, to, actor,
+                      detail, now_ms);
+}
+
+ledger_rc_t
+ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
+                  proto_task_state_t from, proto_task_state_t to,
+                  const char *actor, int64_t now_ms)
+{
+    return s_task_cas(self, LEDGER__Q_TASK_RESET, plan, task, from, to, actor,
+                      "retry with a fresh attempt budget", now_ms);
+}
+
+static ledger_rc_t
+s_attempt_start(ledger_t *self, int64_t plan, const char *task,
+                int64_t token, const char *instance, const char *holder,
+                int64_t now_ms, int64_t *n)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPT_START);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_int(st, 3, token);
+    ledger__bind_text(st, 4, instance);
+    ledger__bind_text(st, 5, holder);
+    ledger__bind_int(st, 6, now_ms);
+    return ledger__returning(self, st, "lease: attempt", n);
+}
+
+ledger_rc_t
+ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
+                  const char *instance, const char *holder, int64_t now_ms,
+                  uint64_t *token, uint32_t *attempt)
+{
+    assert(self && task && instance && holder && token && attempt);
+    if (!ledger__turn_ok(self, "lease")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_LEASE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_text(st, 3, instance);
+    ledger__bind_text(st, 4, holder);
+    ledger__bind_int(st, 5, now_ms);
+    ledger_rc_t rc = ledger__write(self, st, "lease");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    int64_t tok, n;
+    if (ledger__returning(self, ledger__stmt(self, LEDGER__Q_TOKEN_NEXT),
+                          "lease: token", &tok) != LEDGER_OK
+        || s_attempt_start(self, plan, task, tok, instance, holder, now_ms,
+                           &n) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    *token = (uint64_t) tok;
+    *attempt = (uint32_t) n;
+    char detail[256];
+    snprintf(detail, sizeof detail, "attempt %" PRId64 " to '%s' (instance "
+             "%s)", n, holder, instance);
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = "broker",
+        .kind = "task", .from = "ready", .to = "leased", .token = *token,
+        .detail = detail});
+}
+
+static bool
+s_uses_budget(ledger_attempt_outcome_t o)
+{
+    return o == LEDGER_ATTEMPT_SUCCEEDED || o == LEDGER_ATTEMPT_FAILED
+           || o == LEDGER_ATTEMPT_EXPIRED;
+}
+
+static ledger_rc_t
+s_finish_cas(ledger_t *self, int64_t plan, const char *task, uint64_t token,
+             const char *instance, const ledger_attempt_end_t *end,
+             proto_task_state_t to, int64_t not_before_ms)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_FINISH);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_int(st, 3, (int64_t) token);
+    ledger__bind_text(st, 4, instance);
+    ledger__bind_text(st, 5, proto_task_state_name(to));
+    ledger__bind_int(st, 6, to == PROTO_TASK_READY ? not_before_ms : 0);
+    ledger__bind_int(st, 7, s_uses_budget(end->outcome));
+    if (end->has_exit_code) {
+        ledger__bind_int(st, 8, end->exit_code);
+    }
+    ledger__bind_text(st, 9, end->error);
+    return ledger__write(self, st, "finish");
+}
+
+// Stores how the attempt ended; *n gets its number.  Output over SQLite's
+// blob limit cannot reach here (the broker caps it), but is still refused
+// rather than stored as NULL.
+static ledger_rc_t
+s_attempt_end(ledger_t *self, uint64_t token, const ledger_attempt_end_t *e,
+              int64_t now_ms, int64_t *n)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPT_END);
+    ledger__bind_int(st, 1, (int64_t) token);
+    ledger__bind_text(st, 2, ledger__outcome_names[e->outcome]);
+    ledger__bind_int(st, 3, now_ms);
+    if (e->has_exit_code) {
+        ledger__bind_int(st, 4, e->exit_code);
+    }
+    ledger__bind_int(st, 5, e->signal);
+    ledger__bind_int(st, 6, e->timed_out);
+    ledger__bind_text(st, 7, e->error);
+    ledger__bind_int(st, 9, e->out_truncated);
+    ledger__bind_int(st, 11, e->err_truncated);
+    if (sqlite3_bind_blob64(st, 8, e->out, e->out_len, SQLITE_STATIC)
+            != SQLITE_OK
+        || sqlite3_bind_blob64(st, 10, e->err, e->err_len, SQLITE_STATIC)
+               != SQLITE_OK) {
+        return ledger__fail(self, "finish: output");
+    }
+    return ledger__returning(self, st, "finish: attempt", n);
+}
+
+static void
+s_finish_detail(char *buf, size_t len, int64_t n,
+                const ledger_attempt_end_t *e)
+{
+    int k = snprintf(buf, len, "attempt %" PRId64 " %s", n,
+                     ledger__outcome_names[e->outcome]);
+    if (e->has_exit_code && k >= 0 && (size_t) k < len) {
+        k += snprintf(buf + k, len - (size_t) k, ", exit %d", e->exit_code);
+    }
+    if (e->signal && k >= 0 && (size_t) k < len) {
+        k += snprintf(buf + k, len - (size_t) k, ", signal %d", e->signal);
+    }
+    if (e->timed_out && k >= 0 && (size_t) k < len) {
+        k += snprintf(buf + k, len - (size_t) k, ", timed out");
+    }
+    if (e->error && k >= 0 && (size_t) k < len) {
+        snprintf(buf + k, len - (size_t) k, ": %s", e->error);
+    }
+}
+
+ledger_rc_t
+ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
+                   uint64_t token, const char *instance,
+                   const ledger_attempt_end_t *end, proto_task_state_t to,
+                   int64_t not_before_ms, const char *actor, int64_t now_ms)
+{
+    assert(self && task && end && actor);
+    assert(end->outcome > LEDGER_ATTEMPT_RUNNING
+           && (size_t) end->outcome < LEDGER__N_OUTCOMES);
+    assert((end->outcome == LEDGER_ATTEMPT_SUCCEEDED)
+           == (to == PROTO_TASK_SUCCEEDED));
+    assert(to == PROTO_TASK_SUCCEEDED || to == PROTO_TASK_READY
+           || to == PROTO_TASK_DEAD || to == PROTO_TASK_CANCELLED);
+    if (!ledger__turn_ok(self, "finish")) {
+        return LEDGER_ERROR;
+    }
+    ledger_rc_t rc = s_finish_cas(self, plan, task, token, instance, end, to,
+                                  not_before_ms);
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    int64_t n;
+    if (s_attempt_end(self, token, end, now_ms, &n) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    char detail[512];
+    s_finish_detail(detail, sizeof detail, n, end);
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
+        .kind = "task", .from = "leased", .to = proto_task_state_name(to),
+        .token = token, .detail = detail});
+}
+
+// --- drones ------------------------------------------------------------
+
+ledger_rc_t
+ledger_drone_seen(ledger_t *self, const char *instance, const char *name,
+                  const char *host, uint32_t slots, const char *tags,
+                  int64_t now_ms)
+{
+    assert(self && instance && name);
+    if (!ledger__turn_ok(self, "drone seen")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_DRONE);
+    ledger__bind_text(st, 1, instance);
+    ledger__bind_text(st, 2, name);
+    ledger__bind_text(st, 3, host);
+    ledger__bind_int(st, 4, slots);
+    ledger__bind_text(st, 5, tags);
+    ledger__bind_int(st, 6, now_ms);
+    return ledger__write(self, st, "drone seen") == LEDGER_OK
+               ? LEDGER_OK
+               : LEDGER_ERROR;
+}

@@ -1,0 +1,458 @@
+// sched_ready: the ready side of sched, which task runs next and why one
+// has not (sched.h has the contract; sched_int.h the shared structs).
+//
+// Owns each plan's requires groups (tasks with equal requires share one),
+// the indexed heaps: one per group, holding its ready tasks whose backoff
+// has ended, and the scheduler-wide backoff heap; picking, with its
+// round-robin cursor; and the waiting reasons status shows.  Backoff
+// entries move to their group lazily, when sched_pick is given a now_ms
+// past them.  Picking looks only at the top of each group heap, so it
+// costs O(plans x groups), never O(tasks).
+//
+// Never changes a task's state (sched.c does, then requeues it here),
+// never touches a lease, never does I/O, reads a clock or logs.
+#include "broker/sched_int.h"
+
+#include "common/xalloc.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+// --- heaps --------------------------------------------------------------
+
+static bool
+s_before(const sched__heap_t *h, const sched__hent_t *a, const sched__hent_t *b)
+{
+    if (a->key != b->key) {
+        return h->by_time ? a->key < b->key : a->key > b->key;
+    }
+    if (a->plan != b->plan) {
+        return a->plan->id < b->plan->id;
+    }
+    return a->idx < b->idx;
+}
+
+static void
+s_heap_put(sched__heap_t *h, size_t i, sched__hent_t e)
+{
+    h->items[i] = e;
+    e.plan->tasks[e.idx].pos = i;
+}
+
+static void
+s_heap_up(sched__heap_t *h, size_t i)
+{
+    sched__hent_t e = h->items[i];
+    while (i > 0 && s_before(h, &e, &h->items[(i - 1) / 2])) {
+        s_heap_put(h, i, h->items[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    s_heap_put(h, i, e);
+}
+
+static void
+s_heap_down(sched__heap_t *h, size_t i)
+{
+    sched__hent_t e = h->items[i];
+    for (size_t c = 2 * i + 1; c < h->len; c = 2 * i + 1) {
+        if (c + 1 < h->len && s_before(h, &h->items[c + 1], &h->items[c])) {
+            c++;
+        }
+        if (!s_before(h, &h->items[c], &e)) {
+            break;
+        }
+        s_heap_put(h, i, h->items[c]);
+        i = c;
+    }
+    s_heap_put(h, i, e);
+}
+
+static void
+s_heap_push(sched__heap_t *h, sched__hent_t e)
+{
+    sched__grow(&h->items, &h->cap, h->len + 1, sizeof *h->items);
+    h->items[h->len++] = e;
+    s_heap_up(h, h->len - 1);
+}
+
+static void
+s_heap_remove(sched__heap_t *h, size_t i)
+{
+    assert(i < h->len);
+    sched__hent_t last = h->items[--h->len];
+    if (i < h->len) {
+        s_heap_put(h, i, last);
+        if (i > 0 && s_before(h, &last, &h->items[(i - 1) / 2])) {
+            s_heap_up(h, i);
+        } else {
+            s_heap_down(h, i);
+        }
+    }
+    // Give memory back after a burst (a 100k fan-out drained).
+    if (h->cap > 64 && h->len < h->cap / 4) {
+        h->cap /= 2;
+        h->items = xrealloc(h->items, h->cap * sizeof *h->items);
+    }
+}
+
+// Drops every entry of plan p, then restores the heap order.
+static void
+s_heap_purge(sched__heap_t *h, const sched__plan_t *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->len; i++) {
+        if (h->items[i].plan != p) {
+            s_heap_put(h, n++, h->items[i]);
+        }
+    }
+    h->len = n;
+    for (size_t i = n / 2; i-- > 0;) {
+        s_heap_down(h, i);
+    }
+}
+
+// Earliest key > now_ms.  Entries <= now_ms form a subtree at the root, so
+// this visits that subtree and its border; recursion depth is the heap's
+// height, O(log n).
+static int64_t
+s_heap_min_after(const sched__heap_t *h, size_t i, int64_t now_ms)
+{
+    if (i >= h->len) {
+        return -1;
+    }
+    if (h->items[i].key > now_ms) {
+        return h->items[i].key;
+    }
+    int64_t a = s_heap_min_after(h, 2 * i + 1, now_ms);
+    int64_t b = s_heap_min_after(h, 2 * i + 2, now_ms);
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+// --- ready queues -------------------------------------------------------
+
+void
+sched__enqueue(sched_t *self, sched__plan_t *p, size_t idx)
+{
+    sched__task_t *t = &p->tasks[idx];
+    if (t->not_before_ms > 0) {
+        s_heap_push(&self->backoff,
+                    (sched__hent_t){t->not_before_ms, p, idx});
+        t->where = SCHED__IN_BACKOFF;
+    } else {
+        s_heap_push(&p->groups[t->group].heap,
+                    (sched__hent_t){t->priority, p, idx});
+        t->where = SCHED__IN_GROUP;
+    }
+}
+
+void
+sched__dequeue(sched_t *self, sched__plan_t *p, size_t idx)
+{
+    sched__task_t *t = &p->tasks[idx];
+    if (t->where == SCHED__IN_GROUP) {
+        s_heap_remove(&p->groups[t->group].heap, t->pos);
+    } else if (t->where == SCHED__IN_BACKOFF) {
+        s_heap_remove(&self->backoff, t->pos);
+    }
+    t->where = SCHED__NOWHERE;
+}
+
+static void
+s_backoff_drain(sched_t *self, int64_t now_ms)
+{
+    sched__heap_t *h = &self->backoff;
+    while (h->len > 0 && h->items[0].key <= now_ms) {
+        sched__hent_t e = h->items[0];
+        s_heap_remove(h, 0);
+        sched__task_t *t = &e.plan->tasks[e.idx];
+        s_heap_push(&e.plan->groups[t->group].heap,
+                    (sched__hent_t){t->priority, e.plan, e.idx});
+        t->where = SCHED__IN_GROUP;
+    }
+}
+
+void
+sched__backoff_purge(sched_t *self, const sched__plan_t *p)
+{
+    s_heap_purge(&self->backoff, p);
+}
+
+// --- requires groups ----------------------------------------------------
+
+typedef struct {
+    const char **req;
+    size_t n_req;
+    size_t idx;
+} s_reqkey_t;
+
+static int
+s_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static int
+s_cmp_req(const s_reqkey_t *x, const s_reqkey_t *y)
+{
+    if (x->n_req != y->n_req) {
+        return x->n_req < y->n_req ? -1 : 1;
+    }
+    for (size_t i = 0; i < x->n_req; i++) {
+        int c = strcmp(x->req[i], y->req[i]);
+        if (c != 0) {
+            return c;
+        }
+    }
+    return 0;
+}
+
+static int
+s_cmp_reqkey(const void *a, const void *b)
+{
+    const s_reqkey_t *x = a, *y = b;
+    int c = s_cmp_req(x, y);
+    if (c != 0) {
+        return c;
+    }
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+// Every task's requires, sorted and without duplicates, in p->req_pool.
+static s_reqkey_t *
+s_plan_reqkeys(sched__plan_t *p)
+{
+    const workplan_t *wp = p->wp;
+    size_t total = 0;
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        total += wp->tasks[i].n_requires;
+    }
+    p->req_pool = xmalloc((total ? total : 1) * sizeof *p->req_pool);
+    s_reqkey_t *keys = xmalloc((wp->n_tasks ? wp->n_tasks : 1) * sizeof *keys);
+    size_t off = 0;
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        const wp_task_t *t = &wp->tasks[i];
+        const char **req = p->req_pool + off;
+        size_t m = 0;
+        if (t->n_requires > 0) {
+            memcpy(req, t->requires, t->n_requires * sizeof *req);
+            qsort(req, t->n_requires, sizeof *req, s_cmp_str);
+        }
+        for (size_t k = 0; k < t->n_requires; k++) {
+            if (m == 0 || strcmp(req[m - 1], req[k]) != 0) {
+                req[m++] = req[k];
+            }
+        }
+        keys[i] = (s_reqkey_t){req, m, i};
+        off += t->n_requires;
+    }
+    return keys;
+}
+
+// Tasks with equal requires share a group: sort by requires, then cut.
+void
+sched__groups_init(sched__plan_t *p)
+{
+    size_t n = p->wp->n_tasks;
+    s_reqkey_t *keys = s_plan_reqkeys(p);
+    qsort(keys, n, sizeof *keys, s_cmp_reqkey);
+    for (size_t k = 0; k < n; k++) {
+        p->n_groups += k == 0 || s_cmp_req(&keys[k - 1], &keys[k]) != 0;
+    }
+    p->groups = xcalloc(p->n_groups ? p->n_groups : 1, sizeof *p->groups);
+    size_t g = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (k > 0 && s_cmp_req(&keys[k - 1], &keys[k]) != 0) {
+            g++;
+        }
+        p->groups[g].req = keys[k].req;
+        p->groups[g].n_req = keys[k].n_req;
+        p->tasks[keys[k].idx].group = (uint32_t) g;
+    }
+    free(keys);
+}
+
+void
+sched__groups_release(sched__plan_t *p)
+{
+    for (size_t g = 0; g < p->n_groups; g++) {
+        free(p->groups[g].heap.items);
+    }
+    free(p->groups);
+    free(p->req_pool);
+}
+
+// --- picking ------------------------------------------------------------
+
+static bool
+s_has_tag(const char *const *tags, size_t n_tags, const char *tag)
+{
+    for (size_t i = 0; i < n_tags; i++) {
+        if (strcmp(tags[i], tag) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+s_covers(const char *const *tags, size_t n_tags, const sched__group_t *g)
+{
+    for (size_t i = 0; i < g->n_req; i++) {
+        if (!s_has_tag(tags, n_tags, g->req[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The best task of p a drone with these tags may take, or NULL.
+static const sched__hent_t *
+s_plan_best(const sched__plan_t *p, const char *const *tags, size_t n_tags)
+{
+    const sched__hent_t *best = NULL;
+    for (size_t g = 0; g < p->n_groups; g++) {
+        const sched__group_t *gr = &p->groups[g];
+        if (gr->heap.len == 0 || !s_covers(tags, n_tags, gr)) {
+            continue;
+        }
+        if (!best || s_before(&gr->heap, &gr->heap.items[0], best)) {
+            best = &gr->heap.items[0];
+        }
+    }
+    return best;
+}
+
+int
+sched_pick(sched_t *self, const char *const *tags, size_t n_tags,
+           int64_t now_ms, int64_t *plan, size_t *idx)
+{
+    assert(self && (tags || n_tags == 0) && plan && idx);
+    s_backoff_drain(self, now_ms);
+    size_t start = sched__plan_bound(self, self->rr_last, true);
+    const sched__hent_t *best = NULL;
+    for (size_t k = 0; k < self->n_plans; k++) {
+        const sched__plan_t *p = self->plans[(start + k) % self->n_plans];
+        const sched__hent_t *top = s_plan_best(p, tags, n_tags);
+        // Strictly higher: at equal priority the plan met first wins.
+        if (top && (!best || top->key > best->key)) {
+            best = top;
+        }
+    }
+    if (!best) {
+        return -1;
+    }
+    *plan = best->plan->id;
+    *idx = best->idx;
+    self->rr_last = *plan;
+    return 0;
+}
+
+int64_t
+sched_next_ready_ms(const sched_t *self, int64_t now_ms)
+{
+    assert(self);
+    return s_heap_min_after(&self->backoff, 0, now_ms);
+}
+
+// --- waiting reasons ----------------------------------------------------
+
+static char *
+s_append(char *s, const char *sep, const char *tag)
+{
+    char *next = xasprintf("%s%s'%s'", s, sep, tag);
+    free(s);
+    return next;
+}
+
+static char *
+s_reason_waiting(const sched__plan_t *p, size_t idx)
+{
+    const sched__task_t *t = &p->tasks[idx];
+    if (t->n_pending == 0) {
+        return NULL;
+    }
+    char *s = xstrdup("waiting for ");
+    size_t named = 0;
+    for (size_t k = p->need_off[idx]; k < p->need_off[idx + 1] && named < 3;
+         k++) {
+        size_t d = p->needs[k];
+        if (p->tasks[d].state != PROTO_TASK_SUCCEEDED) {
+            s = s_append(s, named++ ? ", " : "", p->wp->tasks[d].id);
+        }
+    }
+    if (t->n_pending > named) {
+        char *next = xasprintf("%s and %zu more", s,
+                               (size_t) t->n_pending - named);
+        free(s);
+        s = next;
+    }
+    return s;
+}
+
+static bool
+s_offered(const char *tag, const char *const *const *drone_tags,
+          const size_t *n_drone_tags, size_t n_drones)
+{
+    for (size_t i = 0; i < n_drones; i++) {
+        if (s_has_tag(drone_tags[i], n_drone_tags[i], tag)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// NULL when some drone covers g's requires; else names the tags no drone
+// offers, or all of them when each is offered but never by one drone.
+static char *
+s_reason_tags(const sched__group_t *g, const char *const *const *drone_tags,
+              const size_t *n_drone_tags, size_t n_drones)
+{
+    for (size_t i = 0; i < n_drones; i++) {
+        if (s_covers(drone_tags[i], n_drone_tags[i], g)) {
+            return NULL;
+        }
+    }
+    char *s = xstrdup("no connected drone offers ");
+    size_t named = 0;
+    for (size_t k = 0; k < g->n_req; k++) {
+        if (!s_offered(g->req[k], drone_tags, n_drone_tags, n_drones)) {
+            s = s_append(s, named++ ? ", " : "", g->req[k]);
+        }
+    }
+    for (size_t k = 0; named == 0 && k < g->n_req; k++) {
+        s = s_append(s, k ? ", " : "all of ", g->req[k]);
+    }
+    return s;
+}
+
+char *
+sched_waiting_reason(const sched_t *self, int64_t plan, size_t idx,
+                     const char *const *const *drone_tags,
+                     const size_t *n_drone_tags, size_t n_drones,
+                     int64_t now_ms)
+{
+    assert(self && (n_drones == 0 || (drone_tags && n_drone_tags)));
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    if (!p || idx >= p->wp->n_tasks) {
+        return NULL;
+    }
+    const sched__task_t *t = &p->tasks[idx];
+    if (t->state == PROTO_TASK_WAITING) {
+        return s_reason_waiting(p, idx);
+    }
+    if (t->state != PROTO_TASK_READY) {
+        return NULL;
+    }
+    if (t->not_before_ms > now_ms) {
+        // Round up: "0 s" would read as no backoff at all.
+        return xasprintf("in backoff for %" PRId64 " s",
+                         (t->not_before_ms - now_ms + 999) / 1000);
+    }
+    if (n_drones == 0) {
+        return xstrdup("no connected drones");
+    }
+    return s_reason_tags(&p->groups[t->group], drone_tags, n_drone_tags,
+                         n_drones);
+}
