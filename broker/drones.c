@@ -615,7 +615,7 @@ drones_expire(broker_t *b)
                  wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
         if (d && wp) {
             s_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
-                   backstop ? "timed out" : "lease expired", true);
+                   backstop ? "timeout" : "expired", true);
         }
         if (!broker_begin(b) ||
             plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
