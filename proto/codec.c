@@ -37,22 +37,6 @@
 #define S_REQ true
 #define S_OPT false
 
-// Fills err with code and the formatted message; returns -1.  prewalk.c
-// keeps a twin so that its header stays one function.
-static int s_fail(proto_error_t *err, proto_status_t code, const char *fmt,
-                  ...) __attribute__((format(printf, 3, 4)));
-
-static int
-s_fail(proto_error_t *err, proto_status_t code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = code;
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 // --- the schema reader ---------------------------------------------------
 
 typedef struct {
@@ -73,7 +57,7 @@ s_bad(const s_rd_t *rd, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    return s_fail(rd->err, PROTO_E_MALFORMED, "field '%s%s': %s", rd->path,
+    return proto_error_set(rd->err, PROTO_E_MALFORMED, "field '%s%s': %s", rd->path,
                   name, why);
 }
 
@@ -831,7 +815,7 @@ s_dec_envelope(const s_rd_t *rd, proto_cmd_t *cmd, uint64_t *req)
         return -1;
     }
     if (v != PROTO_VERSION) {
-        return s_fail(rd->err, PROTO_E_BAD_VERSION, "protocol version %" PRIu64
+        return proto_error_set(rd->err, PROTO_E_BAD_VERSION, "protocol version %" PRIu64
                       " is not supported (this side speaks %d)", v,
                       PROTO_VERSION);
     }
@@ -846,7 +830,7 @@ s_dec_envelope(const s_rd_t *rd, proto_cmd_t *cmd, uint64_t *req)
         *cmd = (proto_cmd_t) i;
         return s_get_u64(rd, "req", S_REQ, UINT64_MAX, req);
     }
-    return s_fail(rd->err, PROTO_E_UNKNOWN_COMMAND, "unknown command '%s'",
+    return proto_error_set(rd->err, PROTO_E_UNKNOWN_COMMAND, "unknown command '%s'",
                   s_quote(q, sizeof q, o->via.str.ptr, o->via.str.size));
 }
 
@@ -892,7 +876,7 @@ proto_decode(const uint8_t *buf, size_t len, const proto_limits_t *lim,
             MSGPACK_UNPACK_SUCCESS || off != len ||
         up.data.type != MSGPACK_OBJECT_MAP) {
         // The pre-walk accepts only what msgpack-c parses; this is a guard.
-        s_fail(err, PROTO_E_MALFORMED, "not a valid msgpack frame");
+        proto_error_set(err, PROTO_E_MALFORMED, "not a valid msgpack frame");
     } else {
         rc = s_dec_frame(&up.data, out, err);
     }

@@ -13,6 +13,7 @@
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,4 +196,15 @@ proto_error_new(uint64_t req, proto_status_t code, const char *fmt, ...)
     m->u.error.message = xvasprintf(fmt, ap);
     va_end(ap);
     return m;
+}
+
+int
+proto_error_set(proto_error_t *err, proto_status_t code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return -1;
 }

@@ -75,20 +75,6 @@ typedef struct {
     proto_error_t *err;
 } s_walk_t;
 
-static int s_fail(proto_error_t *err, proto_status_t code, const char *fmt,
-                  ...) __attribute__((format(printf, 3, 4)));
-
-static int
-s_fail(proto_error_t *err, proto_status_t code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = code;
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 // The length or count of a str, bin, array or map header (big-endian).
 static uint64_t
 s_walk_len(const s_walk_t *w, const s_head_t *h)
@@ -108,12 +94,12 @@ s_walk_one(s_walk_t *w, s_head_t *h, uint64_t *kids)
     size_t at = w->pos;
     *h = s_classify(w->p[w->pos++]);
     if (h->kind == S_BAD) {
-        return s_fail(w->err, PROTO_E_MALFORMED,
+        return proto_error_set(w->err, PROTO_E_MALFORMED,
                       "byte 0x%02x at offset %zu: ext types and 0xc1 are "
                       "not allowed", w->p[at], at);
     }
     if (h->width > w->len - w->pos) {
-        return s_fail(w->err, PROTO_E_MALFORMED,
+        return proto_error_set(w->err, PROTO_E_MALFORMED,
                       "frame truncated at offset %zu", at);
     }
     uint64_t n = h->kind == S_SCALAR ? 0 : s_walk_len(w, h);
@@ -122,21 +108,21 @@ s_walk_one(s_walk_t *w, s_head_t *h, uint64_t *kids)
     // Each element takes at least one byte: a count the rest of the frame
     // cannot hold is a lie, whatever the limits say.
     if ((h->kind == S_BYTES ? n : *kids) > w->len - w->pos) {
-        return s_fail(w->err, PROTO_E_MALFORMED,
+        return proto_error_set(w->err, PROTO_E_MALFORMED,
                       "object at offset %zu declares %" PRIu64 " %s but only "
                       "%zu bytes remain", at, n,
                       h->kind == S_BYTES ? "bytes" : "elements",
                       w->len - w->pos);
     }
     if (h->kind == S_BYTES && n > w->lim->max_string) {
-        return s_fail(w->err, PROTO_E_TOO_LARGE,
+        return proto_error_set(w->err, PROTO_E_TOO_LARGE,
                       "string of %" PRIu64 " bytes at offset %zu is over the "
                       "limit %zu", n, at, w->lim->max_string);
     }
     w->pos += h->kind == S_BYTES ? n : 0;
     w->objects += *kids;
     if (w->objects > w->lim->max_objects) {
-        return s_fail(w->err, PROTO_E_TOO_LARGE,
+        return proto_error_set(w->err, PROTO_E_TOO_LARGE,
                       "more than %zu objects in the frame",
                       w->lim->max_objects);
     }
@@ -149,14 +135,14 @@ s_check_frame(const uint8_t *buf, size_t len, const proto_limits_t *lim,
               proto_error_t *err)
 {
     if (len == 0) {
-        return s_fail(err, PROTO_E_MALFORMED, "empty frame");
+        return proto_error_set(err, PROTO_E_MALFORMED, "empty frame");
     }
     if (len > lim->max_frame) {
-        return s_fail(err, PROTO_E_TOO_LARGE, "frame of %zu bytes is over "
+        return proto_error_set(err, PROTO_E_TOO_LARGE, "frame of %zu bytes is over "
                       "the limit %zu", len, lim->max_frame);
     }
     if (s_classify(buf[0]).kind != S_MAP) {
-        return s_fail(err, PROTO_E_MALFORMED, "frame is not a msgpack map");
+        return proto_error_set(err, PROTO_E_MALFORMED, "frame is not a msgpack map");
     }
     return 0;
 }
@@ -176,7 +162,7 @@ prewalk_check(const uint8_t *buf, size_t len, const proto_limits_t *lim,
         s_head_t h;
         uint64_t kids = 0;
         if (w.pos >= len) {
-            return s_fail(err, PROTO_E_MALFORMED, "frame truncated");
+            return proto_error_set(err, PROTO_E_MALFORMED, "frame truncated");
         }
         if (sp > 0) {
             stack[sp - 1]--;
@@ -186,7 +172,7 @@ prewalk_check(const uint8_t *buf, size_t len, const proto_limits_t *lim,
         }
         if (h.kind == S_ARRAY || h.kind == S_MAP) {
             if (sp + 1 > max_depth) {
-                return s_fail(err, PROTO_E_TOO_LARGE, "nesting deeper than "
+                return proto_error_set(err, PROTO_E_TOO_LARGE, "nesting deeper than "
                               "%zu", max_depth);
             }
             if (kids > 0) {
@@ -198,7 +184,7 @@ prewalk_check(const uint8_t *buf, size_t len, const proto_limits_t *lim,
         }
     } while (sp > 0);
     if (w.pos != len) {
-        return s_fail(err, PROTO_E_MALFORMED, "%zu bytes after the message",
+        return proto_error_set(err, PROTO_E_MALFORMED, "%zu bytes after the message",
                       len - w.pos);
     }
     return 0;

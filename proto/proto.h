@@ -351,6 +351,10 @@ const char *proto_ack_name(proto_ack_t a);           // "accepted"
 // Helpers for building messages (strings are copied).
 void proto_strv_push(proto_strv_t *v, const char *s);
 void proto_bytes_set(proto_bytes_t *b, const void *data, size_t len);
+// Fills err (code, formatted message; req untouched) and returns -1, so a
+// decoder can `return proto_error_set(err, ...)`.
+int proto_error_set(proto_error_t *err, proto_status_t code, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
 // Builds an ERROR reply for req with a formatted message.
 proto_msg_t *proto_error_new(uint64_t req, proto_status_t code,
                              const char *fmt, ...)

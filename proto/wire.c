@@ -82,14 +82,6 @@ s_recv_rid(void *sock, wire_rid_t *rid)
     return WIRE_OK;
 }
 
-static void
-s_bad(proto_error_t *err, const char *text)
-{
-    memset(err, 0, sizeof *err);
-    err->code = PROTO_E_MALFORMED;
-    snprintf(err->message, sizeof err->message, "%s", text);
-}
-
 wire_rc_t
 wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
           char *user_id, proto_msg_t **msg, proto_error_t *err)
@@ -115,7 +107,9 @@ wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
     wire_rc_t rc = WIRE_OK;
     if (more) {
         s_drain(sock);
-        s_bad(err, "a message must be exactly one frame");
+        memset(err, 0, sizeof *err);
+        proto_error_set(err, PROTO_E_MALFORMED,
+                        "a message must be exactly one frame");
         rc = WIRE_BAD;
     } else if (proto_decode(zmq_msg_data(&body), zmq_msg_size(&body), lim,
                             msg, err) < 0) {
