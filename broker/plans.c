@@ -197,6 +197,7 @@ typedef struct {
     int64_t *not_before;
     sched_lease_t *leases;
     size_t n_leases;
+    size_t next_idx;            // where the next task row should be
 } s_loaded_t;
 
 typedef struct {
@@ -230,13 +231,26 @@ s_on_plan(void *arg, int64_t plan, const char *json)
     p->not_before = xcalloc(wp->n_tasks, sizeof *p->not_before);
 }
 
+// The ledger hands tasks over in workplan order, so the next index is
+// almost always right; the search is only a fallback (a 100k-task plan must
+// not cost 100k linear searches on every restart).
+static long
+s_index(s_loaded_t *p, const char *task)
+{
+    size_t i = p->next_idx;
+    if (i < p->wp->n_tasks && strcmp(p->wp->tasks[i].id, task) == 0) {
+        p->next_idx = i + 1;
+        return (long) i;
+    }
+    return workplan_find(p->wp, task);
+}
+
 static void
 s_on_task(void *arg, const ledger_task_row_t *row)
 {
     s_loader_t *ld = arg;
     s_loaded_t *p = ld->n ? &ld->plans[ld->n - 1] : NULL;
-    long idx = p && p->plan == row->plan ? workplan_find(p->wp, row->task)
-                                         : -1;
+    long idx = p && p->plan == row->plan ? s_index(p, row->task) : -1;
     if (idx < 0) {
         ld->failed = true;
         return;

@@ -84,6 +84,63 @@ s_supported(const workplan_t *wp, proto_msg_t *err)
     return err->u.error.details.count == 0;
 }
 
+static bool
+s_offered(const char *tag, const char *const *const *tags,
+          const size_t *n_tags, size_t n)
+{
+    for (size_t d = 0; d < n; d++) {
+        for (size_t k = 0; k < n_tags[d]; k++) {
+            if (strcmp(tags[d][k], tag) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+// One warning per required tag no connected drone offers, naming the first
+// few tasks that need it (a plan of 100k tasks gets one line, not 100k).
+static void
+s_warn_tag(const workplan_t *wp, const char *tag, proto_submit_ok_t *ok)
+{
+    size_t count = 0;
+    char names[256] = "";
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        const wp_task_t *t = &wp->tasks[i];
+        for (size_t r = 0; r < t->n_requires; r++) {
+            if (strcmp(t->requires[r], tag) != 0) {
+                continue;
+            }
+            if (count++ < 3) {
+                size_t o = strlen(names);
+                snprintf(names + o, sizeof names - o, "%s'%s'",
+                         o ? ", " : "", t->id);
+            }
+            break;
+        }
+    }
+    char *w = count > 3
+                  ? xasprintf("no connected drone offers '%s' (needed by %zu "
+                              "tasks: %s and %zu more)", tag, count, names,
+                              count - 3)
+                  : xasprintf("no connected drone offers '%s' (needed by "
+                              "%s)", tag, names);
+    proto_strv_push(&ok->warnings, w);
+    free(w);
+}
+
+static bool
+s_warned(const proto_submit_ok_t *ok, const char *tag)
+{
+    char *needle = xasprintf("offers '%s' (", tag);
+    bool found = false;
+    for (size_t i = 0; i < ok->warnings.count && !found; i++) {
+        found = strstr(ok->warnings.items[i], needle) != NULL;
+    }
+    free(needle);
+    return found;
+}
+
 static void
 s_warn_tags(broker_t *b, const workplan_t *wp, proto_submit_ok_t *ok)
 {
@@ -91,20 +148,12 @@ s_warn_tags(broker_t *b, const workplan_t *wp, proto_submit_ok_t *ok)
     const size_t *n_tags;
     size_t n;
     drones_tag_table(b, &tags, &n_tags, &n);
-    for (size_t i = 0; i < wp->n_tasks; i++) {
+    for (size_t i = 0; i < wp->n_tasks && ok->warnings.count < 16; i++) {
         const wp_task_t *t = &wp->tasks[i];
         for (size_t r = 0; r < t->n_requires; r++) {
-            bool offered = false;
-            for (size_t d = 0; d < n && !offered; d++) {
-                for (size_t k = 0; k < n_tags[d] && !offered; k++) {
-                    offered = strcmp(tags[d][k], t->requires[r]) == 0;
-                }
-            }
-            if (!offered) {
-                char *w = xasprintf("no connected drone offers '%s' (needed "
-                                    "by task '%s')", t->requires[r], t->id);
-                proto_strv_push(&ok->warnings, w);
-                free(w);
+            const char *tag = t->requires[r];
+            if (!s_offered(tag, tags, n_tags, n) && !s_warned(ok, tag)) {
+                s_warn_tag(wp, tag, ok);
             }
         }
     }
@@ -225,7 +274,10 @@ s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
     drones_tag_table(b, &tags, &n_tags, &n);
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
-        long idx = workplan_find(wp, t->id);
+        // Status lists tasks in workplan order: i is almost always it.
+        long idx = i < wp->n_tasks && strcmp(wp->tasks[i].id, t->id) == 0
+                       ? (long) i
+                       : workplan_find(wp, t->id);
         if (idx >= 0 && (t->state == PROTO_TASK_READY ||
                          t->state == PROTO_TASK_WAITING)) {
             t->waiting_reason = sched_waiting_reason(
