@@ -4,6 +4,7 @@
 // appends a line to.
 #include "broker/ledger.h"
 #include "tests/harness/proc.h"
+#include "tests/harness/attempts.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
@@ -17,58 +18,6 @@
 #define LEASE_MS 1500
 
 // --- helpers ----------------------------------------------------------------
-
-typedef struct {
-    uint32_t n;
-    uint64_t token;
-    ledger_attempt_outcome_t outcome;
-    char instance[64];
-} s_att_t;
-
-typedef struct {
-    s_att_t a[32];
-    int n;
-} s_atts_t;
-
-static void
-s_att_cb(void *arg, const ledger_attempt_row_t *row)
-{
-    s_atts_t *v = arg;
-    if (v->n < 32) {
-        s_att_t *a = &v->a[v->n++];
-        a->n = row->n;
-        a->token = row->token;
-        a->outcome = row->outcome;
-        snprintf(a->instance, sizeof a->instance, "%s",
-                 row->instance ? row->instance : "");
-    }
-}
-
-// The attempts of one task, read from the (stopped broker's) ledger.
-static int
-s_attempts(const char *db, int64_t plan, const char *task, s_atts_t *out)
-{
-    memset(out, 0, sizeof *out);
-    ledger_t *l = NULL;
-    char err[256];
-    if (ledger_open(&l, db, LEDGER_RDONLY, err, sizeof err) < 0) {
-        fprintf(stderr, "ledger_open: %s\n", err);
-        return -1;
-    }
-    ledger_rc_t rc = ledger_attempts(l, plan, task, s_att_cb, out);
-    ledger_destroy(&l);
-    return rc == LEDGER_OK ? 0 : -1;
-}
-
-static int
-s_count_outcome(const s_atts_t *v, ledger_attempt_outcome_t o)
-{
-    int c = 0;
-    for (int i = 0; i < v->n; i++) {
-        c += v->a[i].outcome == o;
-    }
-    return c;
-}
 
 // Line k (0-based) of "PID started by TOKEN" lines.
 static bool
@@ -187,10 +136,10 @@ test_drone_killed_mid_task(void)
     CHECK(pid2 != pid1);
     swarm_stop(&s);
 
-    s_atts_t v;
-    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    attempts_t v;
+    REQUIRE(attempts_read(s.db, plan, "t", &v) == 0);
     CHECK_INT(v.n, 2);
-    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
     if (v.n == 2) {
         CHECK_INT(v.a[0].token, tok1);
         CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_EXPIRED);
@@ -261,9 +210,9 @@ test_drone_frozen_then_resumed(void)
     CHECK_STR(state, "succeeded");
     swarm_stop(&s);
 
-    s_atts_t v;
-    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
-    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    attempts_t v;
+    REQUIRE(attempts_read(s.db, plan, "t", &v) == 0);
+    CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
     REQUIRE(v.n >= 2);
     CHECK_INT(v.a[0].token, tok1);
     CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_EXPIRED);
@@ -352,10 +301,10 @@ test_drone_sigterm_drains(void)
     free(out);
     swarm_stop(&s);
 
-    s_atts_t v;
-    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    attempts_t v;
+    REQUIRE(attempts_read(s.db, plan, "t", &v) == 0);
     CHECK_INT(v.n, 1);
-    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
     CHECK_STR(v.a[0].instance, inst);
     CHECK_INT(swarm_file_lines(runs), 1);
 }
@@ -413,10 +362,10 @@ s_hand_back(bool second_term)
     CHECK_STR(state, "succeeded");
     swarm_stop(&s);
 
-    s_atts_t v;
-    REQUIRE(s_attempts(s.db, plan, "t", &v) == 0);
+    attempts_t v;
+    REQUIRE(attempts_read(s.db, plan, "t", &v) == 0);
     CHECK_INT(v.n, 2);
-    CHECK_INT(s_count_outcome(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
     if (v.n == 2) {
         CHECK_INT(v.a[0].token, tok1);
         CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_RELEASED);

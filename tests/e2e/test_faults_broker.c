@@ -3,6 +3,7 @@
 // and the drones' outboxes; "exactly once" is asserted on the ledger.
 #include "broker/ledger.h"
 #include "tests/harness/proc.h"
+#include "tests/harness/attempts.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
@@ -12,47 +13,6 @@
 #include <sys/wait.h>
 
 // --- helpers ----------------------------------------------------------------
-
-#define MAX_ATTS 256
-
-typedef struct {
-    char task[72];
-    uint64_t token;
-    ledger_attempt_outcome_t outcome;
-} s_att_t;
-
-typedef struct {
-    s_att_t a[MAX_ATTS];
-    int n;
-} s_atts_t;
-
-static void
-s_att_cb(void *arg, const ledger_attempt_row_t *row)
-{
-    s_atts_t *v = arg;
-    if (v->n < MAX_ATTS) {
-        s_att_t *a = &v->a[v->n++];
-        snprintf(a->task, sizeof a->task, "%s", row->task);
-        a->token = row->token;
-        a->outcome = row->outcome;
-    }
-}
-
-// Every attempt of a plan, from the ledger (read-only: no lock taken).
-static int
-s_attempts(const char *db, int64_t plan, s_atts_t *out)
-{
-    memset(out, 0, sizeof *out);
-    ledger_t *l = NULL;
-    char err[256];
-    if (ledger_open(&l, db, LEDGER_RDONLY, err, sizeof err) < 0) {
-        fprintf(stderr, "ledger_open: %s\n", err);
-        return -1;
-    }
-    ledger_rc_t rc = ledger_attempts(l, plan, NULL, s_att_cb, out);
-    ledger_destroy(&l);
-    return rc == LEDGER_OK ? 0 : -1;
-}
 
 static void
 s_where(const swarm_t *s)
@@ -164,8 +124,8 @@ test_broker_killed_mid_plan(void)
     int lines_at_kill = swarm_file_lines(runs);
 
     // What the ledger had issued before the crash.
-    s_atts_t *before = calloc(1, sizeof *before);
-    REQUIRE(s_attempts(s.db, plan, before) == 0);
+    attempts_t *before = calloc(1, sizeof *before);
+    REQUIRE(attempts_read(s.db, plan, NULL, before) == 0);
     uint64_t max_before = 0;
     int leased_at_kill = 0;
     for (int i = 0; i < before->n; i++) {
@@ -193,8 +153,8 @@ test_broker_killed_mid_plan(void)
     CHECK_STR(state, "succeeded");
     swarm_stop(&s);
 
-    s_atts_t *after = calloc(1, sizeof *after);
-    REQUIRE(s_attempts(s.db, plan, after) == 0);
+    attempts_t *after = calloc(1, sizeof *after);
+    REQUIRE(attempts_read(s.db, plan, NULL, after) == 0);
     char *text = t_read_file(runs, NULL);
     for (int k = 0; k < n_ids; k++) {
         int ok = 0;

@@ -6,6 +6,7 @@
 // passes.  (No tc netem on this machine: PITFALLS.md "This machine".)
 #include "broker/ledger.h"
 #include "tests/harness/proc.h"
+#include "tests/harness/attempts.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
@@ -145,32 +146,6 @@ s_cut(bool cut)
                 s_ns, s_ns);
 }
 
-typedef struct {
-    uint32_t n;
-    uint64_t token;
-    ledger_attempt_outcome_t outcome;
-    char instance[64];
-} s_att_t;
-
-typedef struct {
-    s_att_t a[32];
-    int n;
-} s_atts_t;
-
-static void
-s_att_cb(void *arg, const ledger_attempt_row_t *row)
-{
-    s_atts_t *v = arg;
-    if (v->n < 32) {
-        s_att_t *a = &v->a[v->n++];
-        a->n = row->n;
-        a->token = row->token;
-        a->outcome = row->outcome;
-        snprintf(a->instance, sizeof a->instance, "%s",
-                 row->instance ? row->instance : "");
-    }
-}
-
 static bool
 s_run_line(const char *path, int k, long *pid, unsigned long long *token)
 {
@@ -286,11 +261,11 @@ s_cut_body(void)
     swarm_stop(&s);
 
     // Exactly one accepted attempt: the host drone's.
-    s_atts_t v = {0};
+    attempts_t v;
+    REQUIRE(attempts_read(s.db, plan, "t", &v) == 0);
     ledger_t *l = NULL;
     char err[256];
     REQUIRE(ledger_open(&l, s.db, LEDGER_RDONLY, err, sizeof err) == 0);
-    CHECK_INT(ledger_attempts(l, plan, "t", s_att_cb, &v), LEDGER_OK);
     int succeeded = 0;
     uint32_t accepted = 0;
     for (int i = 0; i < v.n; i++) {
