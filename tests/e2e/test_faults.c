@@ -19,53 +19,6 @@
 
 // --- helpers ----------------------------------------------------------------
 
-// Line k (0-based) of "PID started by TOKEN" lines.
-static bool
-s_run_line(const char *path, int k, long *pid, unsigned long long *token)
-{
-    char *text = t_read_file(path, NULL);
-    const char *p = text;
-    for (int i = 0; p && i < k; i++) {
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    bool ok = p && sscanf(p, "%ld started by %llu", pid, token) == 2;
-    free(text);
-    return ok;
-}
-
-// True once pid no longer runs (gone, or a zombie nobody reaped).
-static bool
-s_pid_gone(long pid)
-{
-    if (kill((pid_t) pid, 0) < 0 && errno == ESRCH) {
-        return true;
-    }
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    char *stat = t_read_file(path, NULL);
-    if (!stat) {
-        return true;
-    }
-    const char *rp = strrchr(stat, ')');
-    bool dead = rp && (rp[2] == 'Z' || rp[2] == 'X');
-    free(stat);
-    return dead;
-}
-
-static bool
-s_wait_pid_gone(long pid, int timeout_ms)
-{
-    int64_t end = clock_mono_ms() + timeout_ms;
-    do {
-        if (s_pid_gone(pid)) {
-            return true;
-        }
-        usleep(20000);
-    } while (clock_mono_ms() < end);
-    return false;
-}
-
 static void
 s_path(char *buf, size_t len, const swarm_t *s, const char *name)
 {
@@ -114,7 +67,7 @@ test_drone_killed_mid_task(void)
     REQUIRE(swarm_wait_lines(runs, 1, 15000));
     long pid1 = 0;
     unsigned long long tok1 = 0;
-    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    REQUIRE(swarm_run_line(runs, 0, &pid1, &tok1));
     swarm_drone(&s, 1, "b", NULL);
     CHECK(swarm_wait_drone(&s, "b", true, -1, 10000));
 
@@ -122,7 +75,7 @@ test_drone_killed_mid_task(void)
     kill(s.drones[a], SIGKILL);
     waitpid(s.drones[a], NULL, 0);
     s.drones[a] = 0;
-    CHECK(s_wait_pid_gone(pid1, 2000));
+    CHECK(proc_gone((pid_t) pid1, 2000));
 
     // The lease lapses and the other drone runs the task again.
     CHECK(swarm_wait_lines(runs, 2, LEASE_MS + 15000));
@@ -131,7 +84,7 @@ test_drone_killed_mid_task(void)
     CHECK_STR(state, "succeeded");
     long pid2 = 0;
     unsigned long long tok2 = 0;
-    CHECK(s_run_line(runs, 1, &pid2, &tok2));
+    CHECK(swarm_run_line(runs, 1, &pid2, &tok2));
     CHECK(tok2 > tok1);
     CHECK(pid2 != pid1);
     swarm_stop(&s);
@@ -173,7 +126,7 @@ test_drone_frozen_then_resumed(void)
     REQUIRE(swarm_wait_lines(runs, 1, 15000));
     long pid1 = 0;
     unsigned long long tok1 = 0;
-    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    REQUIRE(swarm_run_line(runs, 0, &pid1, &tok1));
     char ainst[64] = "", binst[64] = "";
     CHECK(swarm_drone_by_tag(&s, "a", ainst, sizeof ainst, NULL));
     kill(s.drones[a], SIGSTOP);
@@ -187,23 +140,17 @@ test_drone_frozen_then_resumed(void)
     CHECK(swarm_wait_lines(runs, 2, 1000));
     long pid2 = 0;
     unsigned long long tok2 = 0;
-    CHECK(s_run_line(runs, 1, &pid2, &tok2));
+    CHECK(swarm_run_line(runs, 1, &pid2, &tok2));
     CHECK(tok2 > tok1);
     // The frozen drone's own child ran on (only the drone was stopped).
-    CHECK(s_wait_pid_gone(pid1, 5000));
+    CHECK(proc_gone((pid_t) pid1, 5000));
 
     // Thaw it.  Its copy finished while it was frozen; the drone keeps that
     // RESULT until answered, and the broker's fence answers it `stale`.
     kill(s.drones[a], SIGCONT);
     char tok[48];
     snprintf(tok, sizeof tok, "token %llu from", tok1);
-    int64_t end = clock_mono_ms() + 10000;
-    bool fenced = false;
-    while (!fenced && clock_mono_ms() < end) {
-        fenced = swarm_log_has(blog, tok, ": stale");
-        usleep(50000);
-    }
-    CHECK(fenced);
+    CHECK(swarm_wait_log(blog, tok, ": stale", 10000));
     // The thawed drone is back in service, holding nothing.
     CHECK(swarm_wait_drone(&s, "a", true, 0, 10000));
     swarm_wait_plan(&s, plan, 5, state, sizeof state);
@@ -334,7 +281,7 @@ s_hand_back(bool second_term)
     REQUIRE(swarm_wait_lines(runs, 1, 15000));
     long pid1 = 0;
     unsigned long long tok1 = 0;
-    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    REQUIRE(swarm_run_line(runs, 0, &pid1, &tok1));
     swarm_drone(&s, 1, "b", NULL);
     CHECK(swarm_wait_drone(&s, "b", true, -1, 10000));
 
@@ -352,7 +299,7 @@ s_hand_back(bool second_term)
     CHECK_INT(proc_wait(s.drones[a], 10000, &st), 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     s.drones[a] = 0;
-    CHECK(s_wait_pid_gone(pid1, 2000));
+    CHECK(proc_gone((pid_t) pid1, 2000));
     CHECK(swarm_wait_drone(&s, "a", false, -1, 5000));
 
     // Handed back at once: b runs it well before a lease could lapse.

@@ -146,39 +146,6 @@ s_cut(bool cut)
                 s_ns, s_ns);
 }
 
-static bool
-s_run_line(const char *path, int k, long *pid, unsigned long long *token)
-{
-    char *text = t_read_file(path, NULL);
-    const char *p = text;
-    for (int i = 0; p && i < k; i++) {
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    bool ok = p && sscanf(p, "%ld started by %llu", pid, token) == 2;
-    free(text);
-    return ok;
-}
-
-static bool
-s_wait_pid_gone(long pid, int timeout_ms)
-{
-    int64_t end = clock_mono_ms() + timeout_ms;
-    do {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        char *stat = t_read_file(path, NULL);
-        const char *rp = stat ? strrchr(stat, ')') : NULL;
-        bool gone = !stat || (rp && (rp[2] == 'Z' || rp[2] == 'X'));
-        free(stat);
-        if (gone) {
-            return true;
-        }
-        usleep(50000);
-    } while (clock_mono_ms() < end);
-    return false;
-}
-
 // The swarm is kept here so that it is stopped (and the namespace can go)
 // however the scenario ends.
 static swarm_t s_swarm;
@@ -226,7 +193,7 @@ s_cut_body(void)
     REQUIRE(swarm_wait_lines(runs, 1, 15000));
     long pid1 = 0, pid2 = 0;
     unsigned long long tok1 = 0, tok2 = 0;
-    REQUIRE(s_run_line(runs, 0, &pid1, &tok1));
+    REQUIRE(swarm_run_line(runs, 0, &pid1, &tok1));
 
     // Cut the link while it holds the lease; a drone on the host takes
     // over once the lease lapses.
@@ -237,24 +204,18 @@ s_cut_body(void)
     swarm_wait_plan(&s, plan, 25, state, sizeof state);
     CHECK_STR(state, "succeeded");
     CHECK(swarm_drone_by_tag(&s, "host", hinst, sizeof hinst, NULL));
-    CHECK(s_run_line(runs, 1, &pid2, &tok2));
+    CHECK(swarm_run_line(runs, 1, &pid2, &tok2));
     CHECK(tok2 > tok1);
     // Execution overlapped (at least once); the cut-off copy ends on its
     // own, its RESULT stuck in that drone's outbox.
-    CHECK(s_wait_pid_gone(pid1, 10000));
+    CHECK(proc_gone((pid_t) pid1, 10000));
 
     // Heal.  The cut-off drone reconnects and delivers its result, which
     // the broker's fence answers `stale`.
     REQUIRE(s_cut(false) == 0);
     char tok[48];
     snprintf(tok, sizeof tok, "token %llu from", tok1);
-    int64_t end = clock_mono_ms() + 15000;
-    bool fenced = false;
-    while (!fenced && clock_mono_ms() < end) {
-        fenced = swarm_log_has(blog, tok, ": stale");
-        usleep(100000);
-    }
-    CHECK(fenced);
+    CHECK(swarm_wait_log(blog, tok, ": stale", 15000));
     CHECK(swarm_wait_drone(&s, "cut", true, 0, 15000));
     swarm_wait_plan(&s, plan, 5, state, sizeof state);
     CHECK_STR(state, "succeeded");

@@ -4,20 +4,6 @@
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
-#include "common/clock.h"
-
-static bool
-s_wait_log(const char *path, const char *a, const char *b, int ms)
-{
-    int64_t end = clock_mono_ms() + ms;
-    while (clock_mono_ms() < end) {
-        if (swarm_log_has(path, a, b)) {
-            return true;
-        }
-        usleep(50000);
-    }
-    return false;
-}
 
 static void
 test_drone_unknown_key(void)
@@ -39,7 +25,7 @@ test_drone_unknown_key(void)
     char *argv[] = {(char *) swarm_bin("waggle-drone"), "--broker",
                     s.endpoint, "--keys", other, NULL};
     pid_t pid = proc_spawn(argv, log, NULL);
-    CHECK(s_wait_log(log, "refused key 'drone'", "allow list", 5000));
+    CHECK(swarm_wait_log(log, "refused key 'drone'", "allow list", 5000));
     proc_stop(pid, 5000);
     // Nobody with that key ever joined.
     char *out = NULL;

@@ -116,6 +116,38 @@ proc_alive(pid_t pid)
     return pid > 0 && waitpid(pid, &status, WNOHANG) == 0;
 }
 
+static bool
+s_not_running(pid_t pid)
+{
+    if (kill(pid, 0) < 0 && errno == ESRCH) {
+        return true;
+    }
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long) pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return true;
+    }
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    stat[n > 0 ? n : 0] = '\0';
+    const char *rp = strrchr(stat, ')');
+    return !rp || rp[1] == '\0' || rp[2] == 'Z' || rp[2] == 'X';
+}
+
+bool
+proc_gone(pid_t pid, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    do {
+        if (s_not_running(pid)) {
+            return true;
+        }
+        usleep(20000);
+    } while (clock_mono_ms() < end);
+    return false;
+}
+
 typedef struct {
     char *buf;
     size_t len, cap;

@@ -23,6 +23,9 @@ int proc_wait(pid_t pid, int timeout_ms, int *status);
 // SIGTERM, up to grace_ms, then SIGKILL; reaps.  Returns the wait status.
 int proc_stop(pid_t pid, int grace_ms);
 bool proc_alive(pid_t pid);
+// Waits up to timeout_ms until pid no longer runs: gone, or a zombie that
+// nobody reaped (a grandchild of the test, say).  True when it is.
+bool proc_gone(pid_t pid, int timeout_ms);
 // Runs argv to completion (killed after timeout_ms), capturing stdout and
 // stderr (caller frees; either may be NULL).  Returns the exit code, or -1
 // if it was killed or did not exit normally.

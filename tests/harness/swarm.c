@@ -406,3 +406,30 @@ swarm_wait_drone(swarm_t *s, const char *tag, bool want, int want_leases,
     } while (clock_mono_ms() < end);
     return false;
 }
+
+bool
+swarm_wait_log(const char *path, const char *a, const char *b, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    do {
+        if (swarm_log_has(path, a, b)) {
+            return true;
+        }
+        usleep(50000);
+    } while (clock_mono_ms() < end);
+    return false;
+}
+
+bool
+swarm_run_line(const char *path, int k, long *pid, unsigned long long *token)
+{
+    char *text = t_read_file(path, NULL);
+    const char *p = text;
+    for (int i = 0; p && i < k; i++) {
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    bool ok = p && sscanf(p, "%ld started by %llu", pid, token) == 2;
+    free(text);
+    return ok;
+}

@@ -86,6 +86,13 @@ bool swarm_wait_lines(const char *path, int n, int timeout_ms);
 // Whether one line of the file at path contains a and also b (b may be
 // NULL).
 bool swarm_log_has(const char *path, const char *a, const char *b);
+// Polls swarm_log_has for up to timeout_ms.
+bool swarm_wait_log(const char *path, const char *a, const char *b,
+                    int timeout_ms);
+// Line k (0-based) of a file of "PID started by TOKEN" lines, as the fault
+// tests' tasks write them.  False when there is no such line.
+bool swarm_run_line(const char *path, int k, long *pid,
+                    unsigned long long *token);
 // The overview's drone offering tag: its instance (into instance, if not
 // NULL) and lease count (into *leases, if not NULL).  False if none is
 // listed.
