@@ -40,21 +40,10 @@ drones_by_rid(broker_t *b, const wire_rid_t *rid)
 }
 
 static void
-s_strv_clear(proto_strv_t *v)
-{
-    for (size_t i = 0; i < v->count; i++) {
-        free(v->items[i]);
-    }
-    free(v->items);
-    v->items = NULL;
-    v->count = 0;
-}
-
-static void
 s_forget(broker_t *b, size_t i)
 {
     drone_t *d = b->drones[i];
-    s_strv_clear(&d->tags);
+    proto_strv_release(&d->tags);
     free(d);
     b->drones[i] = b->drones[--b->n_drones];
 }
@@ -72,24 +61,11 @@ drones_destroy_all(broker_t *b)
 static drone_t *
 s_register(broker_t *b, const char *instance)
 {
-    drone_t *d = drones_find(b, instance);
-    if (!d) {
-        d = xcalloc(1, sizeof *d);
-        snprintf(d->instance, sizeof d->instance, "%s", instance);
-        b->drones = xrealloc(b->drones, (b->n_drones + 1) * sizeof *b->drones);
-        b->drones[b->n_drones++] = d;
-    }
+    drone_t *d = xcalloc(1, sizeof *d);
+    snprintf(d->instance, sizeof d->instance, "%s", instance);
+    b->drones = xrealloc(b->drones, (b->n_drones + 1) * sizeof *b->drones);
+    b->drones[b->n_drones++] = d;
     return d;
-}
-
-static void
-s_renew(broker_t *b, const sched_lease_t *l)
-{
-    int64_t deadline = b->now_mono + b->cfg->lease_ms;
-    if (l->hard_deadline_ms && deadline > l->hard_deadline_ms) {
-        deadline = l->hard_deadline_ms;
-    }
-    sched_lease_renew(b->sched, l->token, deadline);
 }
 
 static void
@@ -129,7 +105,8 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
 {
     const sched_lease_t *l = sched_lease_get(b->sched, token);
     if (l && strcmp(l->instance, d->instance) == 0) {
-        s_renew(b, l);
+        sched_lease_renew(b->sched, l->token,
+                          b->now_mono + b->cfg->lease_ms);
         return;
     }
     char *known_task = NULL;
@@ -177,7 +154,7 @@ s_reconcile(broker_t *b, drone_t *d, const proto_hello_t *h)
 static void
 s_set_tags(drone_t *d, const proto_strv_t *tags)
 {
-    s_strv_clear(&d->tags);
+    proto_strv_release(&d->tags);
     for (size_t i = 0; i < tags->count; i++) {
         proto_strv_push(&d->tags, tags->items[i]);
     }
@@ -215,7 +192,7 @@ s_hello(broker_t *b, router_in_t *in)
         broker_queue(b, &in->rid, &e, false);
         return;
     }
-    drone_t *d = s_register(b, h->instance);
+    drone_t *d = known ? known : s_register(b, h->instance);
     snprintf(d->name, sizeof d->name, "%s", in->name);
     snprintf(d->host, sizeof d->host, "%s", h->host ? h->host : "");
     d->slots = h->slots;

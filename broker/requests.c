@@ -130,15 +130,14 @@ s_warn_tag(const workplan_t *wp, const char *tag, proto_submit_ok_t *ok)
 }
 
 static bool
-s_warned(const proto_submit_ok_t *ok, const char *tag)
+s_listed(const proto_strv_t *v, const char *s)
 {
-    char *needle = xasprintf("offers '%s' (", tag);
-    bool found = false;
-    for (size_t i = 0; i < ok->warnings.count && !found; i++) {
-        found = strstr(ok->warnings.items[i], needle) != NULL;
+    for (size_t i = 0; i < v->count; i++) {
+        if (strcmp(v->items[i], s) == 0) {
+            return true;
+        }
     }
-    free(needle);
-    return found;
+    return false;
 }
 
 static void
@@ -148,15 +147,18 @@ s_warn_tags(broker_t *b, const workplan_t *wp, proto_submit_ok_t *ok)
     const size_t *n_tags;
     size_t n;
     drones_tag_table(b, &tags, &n_tags, &n);
-    for (size_t i = 0; i < wp->n_tasks && ok->warnings.count < 16; i++) {
+    proto_strv_t named = {0};  // tags already warned about
+    for (size_t i = 0; i < wp->n_tasks && named.count < 16; i++) {
         const wp_task_t *t = &wp->tasks[i];
         for (size_t r = 0; r < t->n_requires; r++) {
             const char *tag = t->requires[r];
-            if (!s_offered(tag, tags, n_tags, n) && !s_warned(ok, tag)) {
+            if (!s_offered(tag, tags, n_tags, n) && !s_listed(&named, tag)) {
+                proto_strv_push(&named, tag);
                 s_warn_tag(wp, tag, ok);
             }
         }
     }
+    proto_strv_release(&named);
     free((void *) tags);
     free((void *) n_tags);
 }

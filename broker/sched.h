@@ -45,7 +45,7 @@ typedef struct {
     char instance[65];           // holder's drone instance id
     int64_t deadline_ms;         // monotonic; renewals move it
     int64_t hard_deadline_ms;    // monotonic; timeout_s backstop, 0 = none;
-                                 // the broker never renews past it
+                                 // sched_lease_renew never moves past it
 } sched_lease_t;
 
 sched_t *sched_new(void);
@@ -120,6 +120,7 @@ char *sched_waiting_reason(const sched_t *self, int64_t plan, size_t idx,
 void sched_lease_add(sched_t *self, const sched_lease_t *lease);
 // Borrowed; NULL if no live lease has this token.
 const sched_lease_t *sched_lease_get(const sched_t *self, uint64_t token);
+// Moves the deadline to deadline_ms, capped at the lease's hard deadline.
 void sched_lease_renew(sched_t *self, uint64_t token, int64_t deadline_ms);
 void sched_lease_remove(sched_t *self, uint64_t token);
 // The leases held by an instance; caller frees *out (copies).

@@ -211,10 +211,7 @@ drone_destroy(drone_t **self_p)
         s_lease_free(&d->leases[i]);
     }
     free(d->leases);
-    for (size_t i = 0; i < d->tags.count; i++) {
-        free(d->tags.items[i]);
-    }
-    free(d->tags.items);
+    proto_strv_release(&d->tags);
     if (d->sock) {
         wire_monitor_stop(d->sock, &d->mon);
         zmq_close(d->sock);

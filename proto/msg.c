@@ -36,13 +36,15 @@ proto_bytes_set(proto_bytes_t *b, const void *data, size_t len)
     }
 }
 
-static void
-s_strv_free(proto_strv_t *v)
+void
+proto_strv_release(proto_strv_t *v)
 {
     for (size_t i = 0; i < v->count; i++) {
         free(v->items[i]);
     }
     free(v->items);
+    v->items = NULL;
+    v->count = 0;
 }
 
 static void
@@ -52,7 +54,7 @@ s_free_hello(proto_msg_t *m)
     free(h->instance);
     free(h->host);
     free(h->version);
-    s_strv_free(&h->tags);
+    proto_strv_release(&h->tags);
     for (size_t i = 0; i < h->n_leases; i++) {
         free(h->leases[i].task);
     }
@@ -65,7 +67,7 @@ s_free_task(proto_msg_t *m)
     proto_task_t *t = &m->u.task;
     free(t->plan_name);
     free(t->task);
-    s_strv_free(&t->argv);
+    proto_strv_release(&t->argv);
     for (size_t i = 0; i < t->n_env; i++) {
         free(t->env[i].key);
         free(t->env[i].value);
@@ -96,7 +98,7 @@ s_free_status_ok(proto_msg_t *m)
         free(t->drone);
         free(t->last_error);
         free(t->waiting_reason);
-        s_strv_free(&t->needs);
+        proto_strv_release(&t->needs);
     }
     free(s->tasks);
     for (size_t i = 0; i < s->n_drones; i++) {
@@ -104,7 +106,7 @@ s_free_status_ok(proto_msg_t *m)
         free(d->instance);
         free(d->name);
         free(d->host);
-        s_strv_free(&d->tags);
+        proto_strv_release(&d->tags);
     }
     free(s->drones);
 }
@@ -139,7 +141,9 @@ s_free_flat(proto_msg_t *m)
         free(m->u.submit.workplan);
         free(m->u.submit.idempotency_key);
         break;
-    case PROTO_MSG_SUBMIT_OK: s_strv_free(&m->u.submit_ok.warnings); break;
+    case PROTO_MSG_SUBMIT_OK:
+        proto_strv_release(&m->u.submit_ok.warnings);
+        break;
     case PROTO_MSG_CANCEL: free(m->u.cancel.task); break;
     case PROTO_MSG_RETRY: free(m->u.retry.task); break;
     case PROTO_MSG_OUTPUT: free(m->u.output.task); break;
@@ -150,7 +154,7 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG_OK: free(m->u.ok.message); break;
     case PROTO_MSG_ERROR:
         free(m->u.error.message);
-        s_strv_free(&m->u.error.details);
+        proto_strv_release(&m->u.error.details);
         break;
     default: break; // HELLO, TASK, STATUS_OK have their own; others own nothing
     }

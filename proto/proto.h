@@ -350,6 +350,8 @@ const char *proto_ack_name(proto_ack_t a);           // "accepted"
 
 // Helpers for building messages (strings are copied).
 void proto_strv_push(proto_strv_t *v, const char *s);
+// Frees every string and the array; leaves v empty and reusable.
+void proto_strv_release(proto_strv_t *v);
 void proto_bytes_set(proto_bytes_t *b, const void *data, size_t len);
 // Fills err (code, formatted message; req untouched) and returns -1, so a
 // decoder can `return proto_error_set(err, ...)`.
