@@ -39,7 +39,11 @@ broker_queue(broker_t *b, const wire_rid_t *rid, proto_msg_t **msg,
 bool
 broker_begin(broker_t *b)
 {
-    return ledger_begin(b->ledger) == 0;
+    if (ledger_begin(b->ledger) == 0) {
+        return true;
+    }
+    broker_fail_turn(b);
+    return false;
 }
 
 void

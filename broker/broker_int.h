@@ -63,7 +63,8 @@ struct broker {
 // Queues msg (consumed) for rid, sent after the turn commits.
 void broker_queue(broker_t *b, const wire_rid_t *rid, proto_msg_t **msg,
                   bool depends);
-// Opens the turn's transaction if it is not open yet; false on failure.
+// Opens the turn's transaction if it is not open yet.  On failure it fails
+// the turn (broker_fail_turn) and returns false.
 bool broker_begin(broker_t *b);
 // A ledger write failed: the turn is rolled back instead of committed.
 void broker_fail_turn(broker_t *b);

@@ -85,7 +85,6 @@ static void
 s_release(broker_t *b, const sched_lease_t *lease, const char *why)
 {
     if (!broker_begin(b)) {
-        broker_fail_turn(b);
         return;
     }
     ledger_attempt_end_t end = {.outcome = LEDGER_ATTEMPT_RELEASED,
@@ -321,7 +320,6 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
     if (!s_lease_matches(b->sched, l, d, r)) {
         ack = s_late_result(b, in->msg);
     } else if (!broker_begin(b)) {
-        broker_fail_turn(b);
         ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
     } else {
         ledger_attempt_end_t end = {0};
@@ -502,7 +500,6 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     uint64_t token = 0;
     uint32_t attempt = 0;
     if (!broker_begin(b)) {
-        broker_fail_turn(b);
         return false;
     }
     ledger_rc_t rc = ledger_task_lease(b->ledger, plan, t->id, d->instance,
