@@ -190,8 +190,54 @@ test_malformed_frames(void)
     swarm_stop(&s);
 }
 
+static proto_msg_t *
+s_hello(void *sock, const char *instance)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HELLO);
+    m->req = 21;
+    m->u.hello.instance = strdup(instance);
+    m->u.hello.host = strdup("test");
+    m->u.hello.version = strdup("test");
+    m->u.hello.slots = 1;
+    return s_ask_msg(sock, &m);
+}
+
+// An instance id is not a credential: another key repeating a live drone's
+// id is refused, and the drone keeps its session.
+static void
+test_instance_of_another_key(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *drone = s_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    void *other = s_dealer(ctx, &s, KEYS_ROLE_OPERATOR);
+    REQUIRE(drone && other);
+    const char *id = "0123456789abcdef0123456789abcdef";
+    proto_msg_t *r = s_hello(drone, id);
+    CHECK(r && r->cmd == PROTO_MSG_WELCOME);
+    proto_msg_destroy(&r);
+    r = s_hello(other, id);
+    REQUIRE(r != NULL);
+    CHECK_INT(r->cmd, PROTO_MSG_ERROR);
+    if (r->cmd == PROTO_MSG_ERROR) {
+        CHECK_INT(r->u.error.code, PROTO_E_FORBIDDEN);
+        CHECK_HAS(r->u.error.message, "belongs to key 'drone'");
+    }
+    proto_msg_destroy(&r);
+    r = s_hello(drone, id);
+    CHECK(r && r->cmd == PROTO_MSG_WELCOME);
+    proto_msg_destroy(&r);
+    zmq_close(drone);
+    zmq_close(other);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_malformed_frames),
+    T(test_instance_of_another_key),
     {0},
 };
 
