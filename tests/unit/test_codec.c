@@ -56,6 +56,7 @@ s_eq_hello(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->slots, b->slots);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->draining, b->draining);
+    CHECK_OSTR(a->secret, b->secret);
     REQUIRE(a->n_leases == b->n_leases);
     for (size_t i = 0; i < a->n_leases; i++) {
         CHECK_INT(a->leases[i].plan, b->leases[i].plan);
@@ -73,6 +74,7 @@ s_eq_welcome(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->lease_ms, b->lease_ms);
     CHECK(a->max_output_bytes == b->max_output_bytes);
     CHECK_OSTR(a->broker_id, b->broker_id);
+    CHECK_OSTR(a->secret, b->secret);
 }
 
 static void
@@ -234,6 +236,7 @@ s_eq_drone_info(const proto_drone_info_t *a, const proto_drone_info_t *b)
     CHECK_INT(a->draining, b->draining);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->last_seen_ms, b->last_seen_ms);
+    CHECK_INT(a->quarantined, b->quarantined);
 }
 
 static void
@@ -321,6 +324,7 @@ s_hello(bool full)
     proto_strv_push(&h->tags, "linux");
     proto_strv_push(&h->tags, "gpu");
     h->draining = true;
+    h->secret = strdup("5ec7e7");
     h->n_leases = 2;
     h->leases = calloc(2, sizeof *h->leases);
     h->leases[0] = (proto_lease_t) {3, strdup("build"), 41, false};
@@ -338,6 +342,7 @@ s_welcome(bool full)
     m->u.welcome.lease_ms = full ? UINT32_MAX : 1;
     m->u.welcome.max_output_bytes = full ? (uint64_t) 1 << 40 : 0;
     m->u.welcome.broker_id = strdup("b-20260102");
+    m->u.welcome.secret = full ? strdup("00ff") : NULL;
     return m;
 }
 
@@ -566,6 +571,7 @@ s_status_drones(proto_status_ok_t *s)
     d->draining = true;
     proto_strv_push(&d->tags, "linux");
     d->last_seen_ms = 1767323045123;
+    d->quarantined = true;
 }
 
 static proto_msg_t *
