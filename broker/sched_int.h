@@ -48,6 +48,7 @@ typedef struct {
     size_t pos;                  // position in its heap, if any
     uint32_t n_pending;          // distinct needs not yet succeeded
     uint32_t group;              // index into the plan's groups
+    uint16_t lost;               // lost leases (sched_lost), saturating
     uint8_t state;               // proto_task_state_t
     uint8_t where;               // SCHED__NOWHERE, _IN_GROUP or _IN_BACKOFF
 } sched__task_t;
