@@ -79,9 +79,10 @@ render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms)
             strncat(tags, k ? "," : "", sizeof tags - strlen(tags) - 1);
             strncat(tags, d->tags.items[k], sizeof tags - strlen(tags) - 1);
         }
-        fprintf(out, "%-34s %-12s %-16s %-7u %-7u %s%s\n", d->instance,
+        fprintf(out, "%-34s %-12s %-16s %-7u %-7u %s%s%s\n", d->instance,
                 d->name, d->host ? d->host : "", d->slots, d->leases, tags,
-                d->draining ? " (draining)" : "");
+                d->draining ? " (draining)" : "",
+                d->quarantined ? " (quarantined)" : "");
     }
     if (st->n_drones == 0) {
         fprintf(out, "(no drones connected)\n");
@@ -181,6 +182,7 @@ s_drone_json(const proto_drone_info_t *d)
     json_obj_set_int(o, "slots", d->slots);
     json_obj_set_int(o, "leases", d->leases);
     json_obj_set_bool(o, "draining", d->draining);
+    json_obj_set_bool(o, "quarantined", d->quarantined);
     jnode_t *tags = json_arr_new();
     for (size_t k = 0; k < d->tags.count; k++) {
         json_arr_push_str(tags, d->tags.items[k]);

@@ -5,6 +5,7 @@
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
+//   trust.c    session secrets, credit windows, quarantine
 #ifndef WAGGLE_BROKER_INT_H
 #define WAGGLE_BROKER_INT_H
 
@@ -30,7 +31,17 @@ typedef struct {
     wire_rid_t rid;             // its current session
     bool connected;             // false after a send found it gone
     int64_t last_seen_ms;       // monotonic, last message from it
+    uint32_t window;            // unconfirmed leases it may hold (trust.c)
+    uint32_t lost_streak;       // leases lost in a row since a RESULT
+    bool quarantined;           // no pushes until quarantine_end_ms
+    int64_t quarantine_end_ms;  // monotonic
 } drone_t;
+
+// TEMPORARY (trust.c): a session secret's hash until ledger v2 stores it.
+typedef struct {
+    char instance[65];
+    char hash[65];              // hex of crypto_generichash(secret)
+} trust_secret_t;
 
 typedef struct {
     wire_rid_t rid;             // destination
@@ -48,6 +59,8 @@ struct broker {
     proto_limits_t limits;
     drone_t **drones;           // registry (owned)
     size_t n_drones;
+    trust_secret_t *secrets;    // TEMPORARY, see trust.c (owned)
+    size_t n_secrets;
     out_t *out;                 // this turn's outbox
     size_t n_out, cap_out;
     uint64_t *undelivered;      // tokens of TASKs that could not be sent
@@ -70,6 +83,11 @@ bool broker_begin(broker_t *b);
 void broker_fail_turn(broker_t *b);
 // Marks memory as out of sync with the ledger: rebuilt after this turn.
 void broker_desync(broker_t *b, const char *why);
+// Logs (WARN) why a peer's message was refused or dropped, within that
+// session's log quota (router_log_quota): a flood becomes one "suppressed"
+// line per second.
+void broker_refused(broker_t *b, const router_in_t *in, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 // --- drones.c ---------------------------------------------------------
 drone_t *drones_find(broker_t *b, const char *instance);
@@ -87,6 +105,29 @@ void drones_release_undelivered(broker_t *b, uint64_t token);
 // Every connected drone's tags, for waiting reasons and submit warnings.
 void drones_tag_table(broker_t *b, const char *const *const **tags,
                       const size_t **n_tags, size_t *n);
+
+// --- trust.c ----------------------------------------------------------
+// Checks a HELLO's session secret.  known is the registered drone with the
+// HELLO's instance (or NULL).  Returns 0 to go on — *issued is then NULL or
+// a new secret (caller frees) for the WELCOME — or -1 after queueing ERROR
+// FORBIDDEN (the HELLO must change nothing).
+int trust_hello(broker_t *b, const drone_t *known, router_in_t *in,
+                char **issued);
+// A newly registered drone's window.
+void trust_init(drone_t *d);
+// One of d's leases was confirmed: its window grows.
+void trust_confirmed(drone_t *d);
+// d's RESULT was accepted (or a duplicate): its lost streak ends and a
+// quarantine is lifted.
+void trust_result(broker_t *b, drone_t *d);
+// One of d's leases was lost (expired unconfirmed): its window halves and
+// the third in a row quarantines it (logged once).
+void trust_lost(broker_t *b, drone_t *d);
+// Whether d is quarantined now (a cool-off that ended puts it on probation).
+bool trust_is_quarantined(broker_t *b, drone_t *d);
+// How many more TASKs may be pushed to d now: free slots, bounded by its
+// window of unconfirmed leases; 0 while quarantined.
+size_t trust_credit(broker_t *b, drone_t *d);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.
