@@ -117,8 +117,8 @@ int trust_hello(broker_t *b, const drone_t *known, router_in_t *in,
 void trust_init(drone_t *d);
 // One of d's leases was confirmed: its window grows.
 void trust_confirmed(drone_t *d);
-// d's RESULT was accepted (or a duplicate): its lost streak ends and a
-// quarantine is lifted.
+// d's RESULT was accepted: its lost streak ends and a quarantine is
+// lifted.
 void trust_result(broker_t *b, drone_t *d);
 // One of d's leases was lost (expired unconfirmed): its window halves and
 // the third in a row quarantines it (logged once).

@@ -393,6 +393,9 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
     } else if (!broker_begin(b)) {
         ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
     } else {
+        if (!l->confirmed) {
+            trust_confirmed(d);  // its RESULT shows the TASK arrived
+        }
         ledger_attempt_end_t end = {0};
         s_fill_end(b, r, &end);
         sched_lease_t copy = *l;
@@ -408,7 +411,9 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
         }
     }
     proto_ack_t status = ack->u.result_ack.status;
-    if (status == PROTO_ACK_ACCEPTED || status == PROTO_ACK_DUPLICATE) {
+    // Only work recorded now counts: a "duplicate" can be had for any
+    // token whose attempt ended, a lost lease's included.
+    if (status == PROTO_ACK_ACCEPTED) {
         trust_result(b, d);
     }
     if (status != PROTO_ACK_ACCEPTED && log_enabled(LOG_LEVEL_INFO) &&

@@ -13,7 +13,7 @@
 // most `window` leases it has not confirmed; the window starts at
 // TRUST_WINDOW_START, grows by one per confirmation and halves per lost
 // lease.  TRUST_QUARANTINE_STREAK lost leases in a row without an accepted
-// (or duplicate) RESULT quarantine the instance: no pushes for
+// RESULT quarantine the instance: no pushes for
 // TRUST_COOLOFF_LEASES lease times, then one lease on probation.
 //
 // Never touches a socket or SQLite directly: replies go through

@@ -354,6 +354,114 @@ test_hostile_drone_burns_no_retries(void)
     CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_SUCCEEDED), 60);
 }
 
+// A drone that confirms one of its four leases and swallows the rest: the
+// three lost leases quarantine it (and cost their tasks nothing); a new
+// HELLO does not lift it; finishing the confirmed task does.
+static void
+test_quarantine_lifted_by_work(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 1000);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    REQUIRE(p);
+    proto_msg_t *m = peer_hello("picky-0001", 4, NULL);
+    proto_msg_t *r = peer_ask(p, &m, 5000);
+    REQUIRE(r && r->cmd == PROTO_MSG_WELCOME);
+    proto_msg_destroy(&r);
+    char *json = s_many_tasks(4);
+    int64_t plan = swarm_submit(&s, json);
+    free(json);
+    REQUIRE(plan > 0);
+    proto_msg_t *task = peer_recv_cmd(p, PROTO_MSG_TASK, 10000);
+    REQUIRE(task);
+    uint64_t token = task->u.task.token;
+    char *id = xstrdup(task->u.task.task);
+    proto_msg_destroy(&task);
+    // Keep only that one lease alive until the others are lost.
+    int64_t end = clock_mono_ms() + 10000;
+    bool quarantined = false;
+    while (!quarantined && clock_mono_ms() < end) {
+        m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+        m->u.heartbeat.tokens = xcalloc(1, sizeof(uint64_t));
+        m->u.heartbeat.tokens[0] = token;
+        m->u.heartbeat.n_tokens = 1;
+        peer_send(p, &m);
+        usleep(HB_MS * 1000);
+        quarantined = s_quarantined(&s, "picky-0001");
+    }
+    CHECK(quarantined);
+    // (STOPs for the lost leases are waiting: skip to the replies.)
+    m = peer_hello("picky-0001", 4, NULL);
+    s_add_lease(m, plan, id, token);
+    peer_send(p, &m);
+    r = peer_recv_cmd(p, PROTO_MSG_WELCOME, 5000);
+    CHECK(r != NULL);
+    proto_msg_destroy(&r);
+    CHECK(s_quarantined(&s, "picky-0001"));
+    m = s_result(plan, id, token, "");
+    peer_send(p, &m);
+    r = peer_recv_cmd(p, PROTO_MSG_RESULT_ACK, 5000);
+    REQUIRE(r != NULL);
+    CHECK_STR(proto_ack_name(r->u.result_ack.status), "accepted");
+    proto_msg_destroy(&r);
+    CHECK(!s_quarantined(&s, "picky-0001"));
+    free(id);
+    zmq_close(p);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+    attempts_t at;
+    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
+    CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_EXPIRED), 0);
+    CHECK(attempts_count(&at, LEDGER_ATTEMPT_RELEASED) >= 3);
+    CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_SUCCEEDED), 1);
+}
+
+// The first lost lease of a task is free, the second is not: a task that
+// takes down every drone it lands on still dies.
+static void
+test_second_lost_lease_uses_an_attempt(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 1000);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    REQUIRE(p);
+    proto_msg_t *m = peer_hello("mute-0001", 1, NULL);
+    proto_msg_t *r = peer_ask(p, &m, 5000);
+    REQUIRE(r && r->cmd == PROTO_MSG_WELCOME);
+    proto_msg_destroy(&r);
+    char *json = s_many_tasks(1);
+    int64_t plan = swarm_submit(&s, json);
+    free(json);
+    REQUIRE(plan > 0);
+    // Alive (heartbeats) but never confirming what it gets.
+    char state[32] = "";
+    int64_t end = clock_mono_ms() + 15000;
+    while (clock_mono_ms() < end) {
+        m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+        peer_send(p, &m);
+        swarm_task_state(&s, plan, "t0", state, sizeof state);
+        if (strcmp(state, "dead") == 0) {
+            break;
+        }
+        usleep(HB_MS * 1000);
+    }
+    CHECK_STR(state, "dead");
+    zmq_close(p);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+    attempts_t at;
+    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
+    CHECK_INT(at.n, 2);
+    CHECK_INT(at.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
+    CHECK_INT(at.a[1].outcome, LEDGER_ATTEMPT_EXPIRED);
+}
+
 // --- 4. a flood of malformed frames -----------------------------------------
 
 static void
@@ -399,6 +507,8 @@ static const t_case_t t_cases[] = {
     T(test_forged_result_refused),
     T(test_second_hello_unbinds),
     T(test_hostile_drone_burns_no_retries),
+    T(test_quarantine_lifted_by_work),
+    T(test_second_lost_lease_uses_an_attempt),
     T(test_bad_frames_rate_limited),
     {0},
 };
