@@ -172,7 +172,7 @@ s_quota_summary(s_quota_t *q)
             snprintf(rid + 2 * i, 3, "%02x", q->rid.bytes[i]);
         }
         log_warn("broker.router", "suppressed %u similar messages from key "
-                                  "'%s' (session %s…)",
+                                  "'%s' (session %s...)",
                  q->suppressed, q->name, rid);
     }
     q->suppressed = 0;
