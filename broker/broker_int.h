@@ -119,7 +119,7 @@ void trust_init(drone_t *d);
 void trust_confirmed(drone_t *d);
 // d's RESULT was accepted: its lost streak ends and a quarantine is
 // lifted.
-void trust_result(broker_t *b, drone_t *d);
+void trust_result(drone_t *d);
 // One of d's leases was lost (expired unconfirmed): its window halves and
 // the third in a row quarantines it (logged once).
 void trust_lost(broker_t *b, drone_t *d);

@@ -414,7 +414,7 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
     // Only work recorded now counts: a "duplicate" can be had for any
     // token whose attempt ended, a lost lease's included.
     if (status == PROTO_ACK_ACCEPTED) {
-        trust_result(b, d);
+        trust_result(d);
     }
     if (status != PROTO_ACK_ACCEPTED && log_enabled(LOG_LEVEL_INFO) &&
         router_log_quota(b->router, &in->rid, in->name, b->now_mono)) {

@@ -147,7 +147,7 @@ trust_confirmed(drone_t *d)
 }
 
 void
-trust_result(broker_t *b, drone_t *d)
+trust_result(drone_t *d)
 {
     if (d->quarantined || d->lost_streak >= TRUST_QUARANTINE_STREAK) {
         log_info(LOG, "drone '%s' instance %s finished work: quarantine "
@@ -155,7 +155,6 @@ trust_result(broker_t *b, drone_t *d)
     }
     d->lost_streak = 0;
     d->quarantined = false;
-    (void) b;
 }
 
 void
