@@ -184,9 +184,7 @@ main(int argc, char **argv)
     printf("READY %s\n", broker_endpoint(broker));
     fflush(stdout);
     int rc = broker_run(broker, &s_stop, s_hup_pipe[0]);
-    if (pid_fd >= 0) {
-        close(pid_fd);
-    }
+    keys_broker_unclaim(cfg.keys, &pid_fd);
     broker_destroy(&broker);
     cfg_release(s_opts, &cfg);
     return rc == 0 ? 0 : 1;

@@ -1172,6 +1172,20 @@ keys_broker_claim(const char *dir, int *fd)
     return 0;
 }
 
+void
+keys_broker_unclaim(const char *dir, int *fd)
+{
+    char path[PATH_MAX];
+    if (*fd < 0) {
+        return;
+    }
+    snprintf(path, sizeof path, "%s/broker/broker.pid", dir);
+    // Unlink while the lock is held: no other broker can have claimed it.
+    unlink(path);
+    close(*fd);
+    *fd = -1;
+}
+
 long
 keys_broker_running(const char *dir)
 {

@@ -107,6 +107,9 @@ bool keys_broker_admits(const keys_broker_t *kb, keys_role_t role,
 // directory the broker cannot write is not an error (returns -1, *fd -1):
 // keygen then cannot name the pid to signal.
 int keys_broker_claim(const char *dir, int *fd);
+// Undoes keys_broker_claim at a clean exit: removes the pid file, so a
+// stale pid is never signalled by `kill -HUP $(cat ...)`.  *fd becomes -1.
+void keys_broker_unclaim(const char *dir, int *fd);
 // The pid of the broker running with DIR/broker: 0 when none holds the
 // lock, -1 when one does but its pid cannot be read.
 long keys_broker_running(const char *dir);

@@ -493,8 +493,14 @@ test_claim(void)
     CHECK(keys_broker_claim(k, &again) < 0);
     CHECK_INT(again, -1);
     close(fd);
-    // The file stays, the lock does not: no broker runs.
+    // A crashed broker: the file stays, the lock does not.
     CHECK(s_mode(s_at(k, "broker/broker.pid")) == 0600);
+    CHECK_INT(keys_broker_running(k), 0);
+    // A clean exit removes the file.
+    REQUIRE(keys_broker_claim(k, &fd) == 0);
+    keys_broker_unclaim(k, &fd);
+    CHECK_INT(fd, -1);
+    CHECK(s_mode(s_at(k, "broker/broker.pid")) == 01000);
     CHECK_INT(keys_broker_running(k), 0);
 }
 
