@@ -183,7 +183,8 @@ s_check_fd(int fd, const char *path, bool secret, char *err, size_t errlen)
                       strerror(errno));
     }
     if (!S_ISREG(st.st_mode)) {
-        return s_fail(err, errlen, "'%s' is not a regular file", path);
+        s_fail(err, errlen, "'%s' is not a regular file", path);
+        return -2;
     }
     if (secret && (st.st_mode & 077)) {
         return s_fail(err, errlen,
@@ -192,19 +193,23 @@ s_check_fd(int fd, const char *path, bool secret, char *err, size_t errlen)
                       path, (unsigned) (st.st_mode & 0777), path);
     }
     if (st.st_size > KEYS_CERT_MAX) {
-        return s_fail(err, errlen, "'%s' is too large for a certificate",
-                      path);
+        s_fail(err, errlen, "'%s' is too large for a certificate", path);
+        return -2;
     }
     return 0;
 }
 
 // Reads a certificate file whole, through the descriptor whose mode was
-// checked.  Returns a NUL-terminated copy the caller wipes and frees.
+// checked.  Returns a NUL-terminated copy the caller wipes and frees, or
+// NULL with *damaged set when the file is missing or not a certificate
+// file (as opposed to unreadable or too open).
 static char *
-s_read_cert_file(const char *path, bool secret, char *err, size_t errlen)
+s_read_cert_file(const char *path, bool secret, bool *damaged, char *err,
+                 size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0 && errno == ENOENT) {
+    *damaged = fd < 0 && errno == ENOENT;
+    if (*damaged) {
         s_fail(err, errlen, "missing '%s'", path);
         return NULL;
     }
@@ -213,7 +218,9 @@ s_read_cert_file(const char *path, bool secret, char *err, size_t errlen)
         return NULL;
     }
     char *buf = NULL;
-    if (s_check_fd(fd, path, secret, err, errlen) == 0) {
+    int rc = s_check_fd(fd, path, secret, err, errlen);
+    *damaged = rc == -2;
+    if (rc == 0) {
         buf = xmalloc(KEYS_CERT_MAX + 1);
         ssize_t n = read(fd, buf, KEYS_CERT_MAX);
         if (n < 0) {
@@ -268,14 +275,30 @@ s_secret_matches(zcert_t *cert)
            strcmp(public_z85, zcert_public_txt(cert)) == 0;
 }
 
+// Appends "; fix" to err: what to run about a missing or damaged file.
+static void
+s_add_fix(char *err, size_t errlen, const char *fix)
+{
+    size_t used = strlen(err);
+    if (fix && used < errlen) {
+        snprintf(err + used, errlen - used, "; %s", fix);
+    }
+}
+
 // Loads a zcert file.  Not with zcert_load: it reads "PATH_secret" before
 // PATH through a 256-byte name buffer, checks nothing about the file, and
-// (czmq 4.2.1 zconfig_load) leaks when the file does not parse.
+// (czmq 4.2.1 zconfig_load) leaks when the file does not parse.  fix (or
+// NULL) says what to do when the file is missing or damaged.
 static zcert_t *
-s_load_cert(const char *path, bool secret, char *err, size_t errlen)
+s_load_cert(const char *path, bool secret, const char *fix, char *err,
+            size_t errlen)
 {
-    char *text = s_read_cert_file(path, secret, err, errlen);
+    bool damaged = false;
+    char *text = s_read_cert_file(path, secret, &damaged, err, errlen);
     if (!text) {
+        if (damaged) {
+            s_add_fix(err, errlen, fix);
+        }
         return NULL;
     }
     zcert_t *cert = s_parse_cert(text);
@@ -283,10 +306,12 @@ s_load_cert(const char *path, bool secret, char *err, size_t errlen)
     free(text);
     if (!cert) {
         s_fail(err, errlen, "'%s' is not a CURVE certificate", path);
+        s_add_fix(err, errlen, fix);
         return NULL;
     }
     if (secret && !s_secret_matches(cert)) {
         s_fail(err, errlen, "'%s' holds no valid secret key", path);
+        s_add_fix(err, errlen, fix);
         zcert_destroy(&cert);
     }
     return cert;
@@ -443,7 +468,9 @@ s_pick_secret(const char *rdir, const char *dir, keys_role_t role,
     } else if (!keys_name_is_valid(names[0]) ||
                strcmp(names[0], "broker") == 0) {
         rc = s_fail(err, errlen, "'%s/%s.key_secret': '%s' is not a valid "
-                    "client key name", rdir, names[0], names[0]);
+                    "client key name (use [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}, "
+                    "not 'broker'; keygen --add makes valid ones)", rdir,
+                    names[0], names[0]);
     } else {
         snprintf(name, KEYS_NAME_MAX + 1, "%s", names[0]);
     }
@@ -452,18 +479,20 @@ s_pick_secret(const char *rdir, const char *dir, keys_role_t role,
 }
 
 static int
-s_load_client_broker(const char *rdir, keys_client_t *out, char *err,
-                     size_t errlen)
+s_load_client_broker(const char *rdir, keys_role_t role, keys_client_t *out,
+                     char *err, size_t errlen)
 {
     char path[PATH_MAX];
     if (s_path(path, err, errlen, "%s/broker.key", rdir) < 0) {
         return -1;
     }
-    zcert_t *cert = s_load_cert(path, false, err, errlen);
+    char *fix = xasprintf("it is the broker's public key for role %s: copy "
+                          "the whole directory that 'waggle-architect keygen "
+                          "KEYDIR --add %s NAME' printed on the broker host",
+                          keys_role_name(role), keys_role_name(role));
+    zcert_t *cert = s_load_cert(path, false, fix, err, errlen);
+    free(fix);
     if (!cert) {
-        size_t used = strlen(err);
-        snprintf(err + used, errlen - used, " (the broker's public key: "
-                 "copy the bundle keygen --add printed, whole)");
         return -1;
     }
     snprintf(out->broker_z85, sizeof out->broker_z85, "%s",
@@ -484,7 +513,14 @@ keys_load_client(const char *dir, keys_role_t role, keys_client_t *out,
         s_path(path, err, errlen, "%s/%s.key_secret", rdir, out->name) < 0) {
         return -1;
     }
-    zcert_t *cert = s_load_cert(path, true, err, errlen);
+    const char *r = keys_role_name(role);
+    char *fix = xasprintf("the %s key '%s' is damaged: on the broker host, "
+                          "run 'waggle-architect keygen KEYDIR --revoke %s' "
+                          "and 'waggle-architect keygen KEYDIR --add %s "
+                          "NEWNAME', and use the directory it prints",
+                          r, out->name, out->name, r);
+    zcert_t *cert = s_load_cert(path, true, fix, err, errlen);
+    free(fix);
     if (!cert) {
         return -1;
     }
@@ -493,7 +529,7 @@ keys_load_client(const char *dir, keys_role_t role, keys_client_t *out,
     snprintf(out->secret_z85, sizeof out->secret_z85, "%s",
              zcert_secret_txt(cert));
     zcert_destroy(&cert);
-    if (s_load_client_broker(rdir, out, err, errlen) < 0) {
+    if (s_load_client_broker(rdir, role, out, err, errlen) < 0) {
         explicit_bzero(out, sizeof *out);
         return -1;
     }
@@ -536,7 +572,12 @@ s_load_allow_entry(keys_broker_t *kb, const char *adir, keys_role_t role,
     if (s_path(path, err, errlen, "%s/%s", adir, file) < 0) {
         return -1;
     }
-    zcert_t *cert = s_load_cert(path, false, err, errlen);
+    char *fix = xasprintf("an allow list of role %s holds public "
+                          "certificates made by 'waggle-architect keygen': "
+                          "remove this file, or put the key's NAME.key there",
+                          keys_role_name(role));
+    zcert_t *cert = s_load_cert(path, false, fix, err, errlen);
+    free(fix);
     if (!cert) {
         return -1;
     }
@@ -633,7 +674,11 @@ keys_load_broker(const char *dir, keys_broker_t **out, char *err,
                       "(missing '%s'); make one on this host with: "
                       "waggle-architect keygen %s", dir, path, dir);
     }
-    zcert_t *cert = s_load_cert(path, true, err, errlen);
+    zcert_t *cert = s_load_cert(path, true, "the broker's secret key is "
+                                "damaged: restore it from a backup (a new "
+                                "set from 'waggle-architect keygen NEWDIR' "
+                                "needs new bundles on every host)", err,
+                                errlen);
     if (!cert) {
         return -1;
     }
@@ -687,6 +732,18 @@ keys_broker_reload(keys_broker_t *kb, const char *dir, keys_diff_t *diff,
 {
     assert(kb && dir && diff);
     memset(diff, 0, sizeof *diff);
+    char path[PATH_MAX];
+    if (s_path(path, err, errlen, "%s/broker", dir) < 0) {
+        return -1;
+    }
+    // A vanished key directory (an unmounted volume) is a failure, not
+    // an empty allow list that would cut everyone off.
+    DIR *d = opendir(path);
+    if (!d) {
+        return s_fail(err, errlen, "cannot read '%s': %s", path,
+                      strerror(errno));
+    }
+    closedir(d);
     keys_broker_t fresh = {0};
     if (s_load_lists(&fresh, dir, err, errlen) < 0) {
         free(fresh.entries);
@@ -858,7 +915,9 @@ s_add_key(const char *dir, const char *root, keys_role_t role,
     if (s_path(bpath, err, errlen, "%s/broker/broker.key", dir) < 0 ||
         s_add_paths(paths, dir, root, keys_role_name(role), name, err,
                     errlen) < 0 ||
-        !(broker = s_load_cert(bpath, false, err, errlen))) {
+        !(broker = s_load_cert(bpath, false, "it is the broker's public "
+                               "certificate: restore it from the broker's "
+                               "backup", err, errlen))) {
         goto out_free;
     }
     if (!(cert = zcert_new())) {

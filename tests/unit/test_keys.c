@@ -476,6 +476,19 @@ test_reload(void)
     CHECK_HAS(s_err, "bad.key");
     CHECK_INT(keys_broker_count(kb), 3);
     CHECK(diff.added == NULL && diff.removed == NULL);
+    REQUIRE(remove(s_at(k, "broker/allow/drone/bad.key")) == 0);
+    // A directory in the way of a list, or the whole key directory gone
+    // (an unmounted volume): refused, nothing cut off.
+    REQUIRE(rename(s_at(k, "broker/allow/submitter"), s_at(k, "moved")) ==
+            0);
+    REQUIRE(t_write_file(s_at(k, "broker/allow/submitter"), "x") == 0);
+    CHECK(keys_broker_reload(kb, k, &diff, s_err, sizeof s_err) < 0);
+    CHECK_HAS(s_err, "broker/allow/submitter");
+    CHECK_INT(keys_broker_count(kb), 3);
+    REQUIRE(rename(s_at(k, "broker"), s_at(k, "gone")) == 0);
+    CHECK(keys_broker_reload(kb, k, &diff, s_err, sizeof s_err) < 0);
+    CHECK_HAS(s_err, "cannot read");
+    CHECK_INT(keys_broker_count(kb), 3);
     keys_broker_destroy(&kb);
 }
 
