@@ -599,7 +599,10 @@ s_read_monitor(drone_t *d)
         } else if (ev == WIRE_EV_AUTH_REFUSED && !d->refusal_logged) {
             log_error(LOG, "the broker at %s refused key '%s' (ZAP status "
                            "%d): it is not in the broker's allow list for "
-                           "role drone", d->cfg->broker, d->keys.name, value);
+                           "role drone, or was revoked (on the broker host: "
+                           "waggle-architect keygen KEYDIR --list; a key "
+                           "added there is admitted after kill -HUP of the "
+                           "broker)", d->cfg->broker, d->keys.name, value);
             d->refusal_logged = true;
         } else if (ev == WIRE_EV_HANDSHAKE_FAILED && !d->refusal_logged) {
             log_error(LOG, "the CurveZMQ handshake with %s failed: either "
