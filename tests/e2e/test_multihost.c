@@ -11,13 +11,16 @@
 // refused until SIGHUP and accepted after it; a reload that fails keeps the
 // old lists.
 #include "common/clock.h"
+#include "common/keys.h"
 #include "common/xalloc.h"
+#include "proto/proto.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
 // Runs `waggle-architect keygen ARGS...` (NULL-terminated).
 static int
@@ -208,7 +211,7 @@ static void
 test_readme_multihost(void)
 {
     swarm_t s;
-    swarm_init(&s, 200, 20000);  // leases far longer than "at once"
+    swarm_init(&s, 200, 30000);  // leases far longer than "at once"
     REQUIRE(swarm_broker(&s, NULL) == 0);
     pid_t broker = s.broker;
     char bundle[1024], host[1024], copy[1100], log[1100], runs[1100];
@@ -237,17 +240,18 @@ test_readme_multihost(void)
     s_check_status_shows(&s, cut);
     // Another drone that could take the task, then revocation + SIGHUP.
     swarm_drone(&s, 1, "shared", NULL);
+    REQUIRE(s_wait_named(&s, "drone", true, 15000));
     char *out = NULL;
     CHECK_INT(s_keygen(&out, NULL, s.keys, "--revoke", "hostB", NULL), 0);
     CHECK_HAS(out, "SIGHUP");
     free(out);
     int64_t hup_ms = clock_mono_ms();
     s_hup(&s);
-    // Cut off at once: well inside the 20 s lease, the task reruns on the
+    // Cut off at once: well inside the 30 s lease, the task reruns on the
     // other drone and the plan succeeds, having used one attempt.
-    swarm_wait_plan(&s, cut, 12, state, sizeof state);
+    swarm_wait_plan(&s, cut, 15, state, sizeof state);
     CHECK_STR(state, "succeeded");
-    CHECK(clock_mono_ms() - hup_ms < 12000);
+    CHECK(clock_mono_ms() - hup_ms < 15000);
     jnode_t *st = swarm_status(&s, cut);
     const jnode_t *t = st ? json_arr_get(json_obj_get(st, "tasks"), 0) : NULL;
     CHECK(t && json_int(json_obj_get(t, "attempts")) == 1);
@@ -351,9 +355,168 @@ test_keygen_cli(void)
     CHECK(s_keygen(NULL, NULL, dir, "--revoke", "nobody", NULL) != 0);
 }
 
+// A DEALER speaking as the client key in bundle (role drone).
+static void *
+s_raw_drone(void *ctx, const swarm_t *s, const char *bundle)
+{
+    keys_client_t k;
+    char err[1024];
+    if (keys_load_client(bundle, KEYS_ROLE_DRONE, &k, err, sizeof err) < 0) {
+        fprintf(stderr, "keys: %s\n", err);
+        return NULL;
+    }
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k.broker_z85, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k.public_z85, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k.secret_z85, 40);
+    zmq_connect(sock, s->endpoint);
+    return sock;
+}
+
+static void
+s_send(void *sock, proto_msg_t **m)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    proto_encode(*m, &buf, &len);
+    CHECK_INT(zmq_send(sock, buf, len, 0), (int) len);
+    free(buf);
+    proto_msg_destroy(m);
+}
+
+// The next message of command cmd within timeout_ms (others are skipped);
+// NULL if none came.
+static proto_msg_t *
+s_expect(void *sock, proto_cmd_t cmd, int timeout_ms)
+{
+    zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+    int64_t end = clock_mono_ms() + timeout_ms;
+    proto_limits_t lim;
+    proto_limits_default(&lim);
+    while (clock_mono_ms() < end) {
+        if (zmq_poll(&item, 1, 100) <= 0) {
+            continue;
+        }
+        zmq_msg_t z;
+        zmq_msg_init(&z);
+        if (zmq_msg_recv(&z, sock, 0) < 0) {
+            zmq_msg_close(&z);
+            continue;
+        }
+        proto_msg_t *m = NULL;
+        proto_error_t perr;
+        proto_decode(zmq_msg_data(&z), zmq_msg_size(&z), &lim, &m, &perr);
+        zmq_msg_close(&z);
+        if (m && m->cmd == cmd) {
+            return m;
+        }
+        proto_msg_destroy(&m);
+    }
+    fprintf(stderr, "no %s in %d ms\n", proto_cmd_name(cmd), timeout_ms);
+    return NULL;
+}
+
+static void
+s_expect_revoked(void *sock, proto_msg_t **m)
+{
+    uint64_t req = (*m)->req;
+    s_send(sock, m);
+    proto_msg_t *e = s_expect(sock, PROTO_MSG_ERROR, 5000);
+    REQUIRE(e);
+    CHECK_INT(e->req, req);
+    CHECK_INT(e->u.error.code, PROTO_E_FORBIDDEN);
+    CHECK_HAS(e->u.error.message, "key 'raw' was revoked");
+    proto_msg_destroy(&e);
+}
+
+// A live session of a revoked key: its lease is STOPped and released at
+// the SIGHUP (no attempt used), and everything it sends afterwards on the
+// same connection — a RESULT for that lease, a HEARTBEAT, a new HELLO —
+// gets FORBIDDEN: ZAP alone would have let the session go on.
+static void
+test_revoked_session_forbidden(void)
+{
+    swarm_t s;
+    swarm_init(&s, 200, 30000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    char bundle[1024];
+    REQUIRE(s_add(&s, "drone", "raw", bundle, sizeof bundle));
+    s_hup(&s);
+    void *ctx = zmq_ctx_new();
+    void *sock = NULL;
+    proto_msg_t *m = NULL, *task = NULL;
+    int64_t end = clock_mono_ms() + 15000;
+    // The reload may not have happened yet: say HELLO until welcomed.
+    while (!m && clock_mono_ms() < end) {
+        zmq_close(sock);
+        sock = s_raw_drone(ctx, &s, bundle);
+        REQUIRE(sock);
+        m = proto_msg_new(PROTO_MSG_HELLO);
+        m->req = 1;
+        m->u.hello.instance = xstrdup("rawinstance0001");
+        m->u.hello.host = xstrdup("raw-host");
+        m->u.hello.slots = 1;
+        proto_strv_push(&m->u.hello.tags, "raw");
+        s_send(sock, &m);
+        m = s_expect(sock, PROTO_MSG_WELCOME, 1000);
+    }
+    REQUIRE(m);
+    proto_msg_destroy(&m);
+    int64_t plan = swarm_submit(&s, "{\"name\":\"r\",\"tasks\":[{\"id\":"
+                                    "\"t\",\"requires\":[\"raw\"],\"run\":"
+                                    "[\"true\"]}]}");
+    task = s_expect(sock, PROTO_MSG_TASK, 10000);
+    REQUIRE(task);
+    uint64_t token = task->u.task.token;
+    CHECK_INT(task->u.task.plan, plan);
+    proto_msg_destroy(&task);
+
+    char *out = NULL;
+    CHECK_INT(s_keygen(&out, NULL, s.keys, "--revoke", "raw", NULL), 0);
+    free(out);
+    s_hup(&s);
+    proto_msg_t *stop = s_expect(sock, PROTO_MSG_STOP, 10000);
+    REQUIRE(stop);
+    CHECK_INT(stop->u.stop.token, token);
+    CHECK_STR(stop->u.stop.reason, "revoked");
+    proto_msg_destroy(&stop);
+    // The task is back to ready at once, its attempt not used.
+    CHECK(swarm_wait_task(&s, plan, "t", "ready", 10));
+
+    m = proto_msg_new(PROTO_MSG_RESULT);
+    m->req = 2;
+    m->u.result.plan = plan;
+    m->u.result.task = xstrdup("t");
+    m->u.result.token = token;
+    m->u.result.outcome = PROTO_OUTCOME_SUCCEEDED;
+    s_expect_revoked(sock, &m);
+    m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+    s_expect_revoked(sock, &m);
+    m = proto_msg_new(PROTO_MSG_HELLO);
+    m->req = 3;
+    m->u.hello.instance = xstrdup("rawinstance0001");
+    m->u.hello.slots = 1;
+    s_expect_revoked(sock, &m);
+
+    jnode_t *st = swarm_status(&s, plan);
+    const jnode_t *t = st ? json_arr_get(json_obj_get(st, "tasks"), 0) : NULL;
+    CHECK(t && strcmp(json_str(json_obj_get(t, "state")), "ready") == 0);
+    CHECK(t && json_int(json_obj_get(t, "attempts")) == 0);
+    json_destroy(&st);
+    jnode_t *ov = swarm_overview(&s);
+    CHECK(ov && !s_drone_named(ov, "raw"));
+    json_destroy(&ov);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_readme_multihost),
     T(test_add_after_start_needs_sighup),
+    T(test_revoked_session_forbidden),
     T(test_keygen_cli),
     {0},
 };
