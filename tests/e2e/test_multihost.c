@@ -127,6 +127,18 @@ s_wait_named(swarm_t *s, const char *name, bool want, int timeout_ms)
     return false;
 }
 
+static int
+s_count_lines(const char *path, const char *needle)
+{
+    char *text = t_read_file(path, NULL);
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)); p++) {
+        n++;
+    }
+    free(text);
+    return n;
+}
+
 static void
 s_hup(swarm_t *s)
 {
@@ -257,6 +269,9 @@ test_readme_multihost(void)
     CHECK(t && json_int(json_obj_get(t, "attempts")) == 1);
     json_destroy(&st);
     CHECK(swarm_wait_log(log, "FORBIDDEN", "revoked", 10000));
+    // Said once, not once per heartbeat.
+    usleep(1000000);
+    CHECK_INT(s_count_lines(log, "FORBIDDEN"), 1);
     CHECK(s_wait_named(&s, "hostB", false, 5000));
     char path[700];
     snprintf(path, sizeof path, "%s/broker.log", s.dir);
