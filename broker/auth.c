@@ -4,13 +4,14 @@
 // context and the counters of what it answered.  It admits a CURVE client
 // in the AUTH_DOMAIN whose 32-byte key is in the allow lists (keys.c) and
 // refuses everything else.  The allow lists are borrowed: a reload changes
-// them in place and the next handshake sees the new lists.  Every frame count and size is checked before it
-// is used: libzmq is the only expected peer, but any code in the process
-// can connect to the inproc endpoint, and a bad request must get an answer
-// (a REP socket that does not reply stops answering anyone), never an
-// assert.  It neither owns the allow lists nor drops live sessions: ZAP
-// runs only at handshake, so the broker checks the User-Id's key against
-// the lists on every message (PITFALLS.md).
+// them in place and the next handshake sees the new lists.  Every frame
+// count and size is checked before it is used: libzmq is the only expected
+// peer, but any code in the process can connect to the inproc endpoint,
+// and a bad request must get an answer (a REP socket that does not reply
+// stops answering anyone), never an assert.  It neither owns the allow
+// lists nor drops live sessions: ZAP runs only at handshake, so the broker
+// checks the User-Id's key against the lists on every message (keyring.c,
+// PITFALLS.md).
 #include "broker/auth.h"
 
 #include "common/log.h"
