@@ -232,7 +232,7 @@ s_revoke_host_b(swarm_t *s, int64_t cut, const char *log)
     CHECK_HAS(out, "SIGHUP");
     free(out);
     int64_t hup_ms = clock_mono_ms();
-    s_hup(s);
+    s_hup_by_pid_file(s);
     // Cut off at once: well inside the 30 s lease, the task reruns on the
     // other drone and the plan succeeds, having used one attempt.
     swarm_wait_plan(s, cut, 15, state, sizeof state);
