@@ -117,6 +117,11 @@ s_parse(s_args_t *o, int argc, char **argv)
         if (o->dir) {
             return s_bad("unexpected argument ", argv[i]);
         }
+        // "keys/" prints as "keys/bundles/x", not "keys//bundles/x".
+        size_t len = strlen(argv[i]);
+        while (len > 1 && argv[i][len - 1] == '/') {
+            argv[i][--len] = '\0';
+        }
         o->dir = argv[i++];
     }
     if (!o->dir && !o->help) {
