@@ -566,8 +566,9 @@ s_load_allow_entry(keys_broker_t *kb, const char *adir, keys_role_t role,
         name[len] = '\0';
     }
     if (len > KEYS_NAME_MAX || !keys_name_is_valid(name)) {
-        return s_fail(err, errlen, "'%s/%s': not a valid key name", adir,
-                      file);
+        return s_fail(err, errlen, "'%s/%s': not a valid key name (use "
+                      "[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}.key; rename or "
+                      "remove the file)", adir, file);
     }
     if (s_path(path, err, errlen, "%s/%s", adir, file) < 0) {
         return -1;
