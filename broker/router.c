@@ -121,7 +121,7 @@ router_wait(router_t *self, int64_t timeout_ms)
     long timeout = timeout_ms < 0 ? -1 : (long) timeout_ms;
     for (;;) {
         int rc = zmq_poll(items, n, timeout);
-        if (rc <= 0 || (items[2].revents & ZMQ_POLLIN)) {
+        if (rc <= 0) {
             return false;
         }
         if (items[1].revents & ZMQ_POLLIN) {
@@ -129,6 +129,9 @@ router_wait(router_t *self, int64_t timeout_ms)
         }
         if (items[0].revents & ZMQ_POLLIN) {
             return true;
+        }
+        if (items[2].revents & ZMQ_POLLIN) {
+            return false;  // the caller reads the watched descriptor
         }
         // Only ZAP traffic: keep waiting, but do not stretch the timeout.
         timeout = 0;
