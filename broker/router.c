@@ -218,6 +218,9 @@ bool
 router_log_quota(router_t *self, const wire_rid_t *rid, const char *name,
                  int64_t now_ms)
 {
+    if (!self) {
+        return true;  // an offline broker (tests): no sessions to flood it
+    }
     s_quota_t *q = s_quota_find(self, rid);
     if (!q->start_ms || now_ms - q->start_ms >= 1000) {
         s_quota_summary(q);
@@ -236,6 +239,9 @@ router_log_quota(router_t *self, const wire_rid_t *rid, const char *name,
 void
 router_log_flush(router_t *self, int64_t now_ms)
 {
+    if (!self) {
+        return;
+    }
     for (size_t i = 0; i < S_QUOTAS; i++) {
         s_quota_t *q = &self->quotas[i];
         if (!q->start_ms || now_ms - q->start_ms < 1000) {

@@ -48,6 +48,7 @@ wire_rc_t router_recv(router_t *self, router_in_t *in,
 // Log quota per session: at most ROUTER_LOG_PER_S lines a second about one
 // session's refused or malformed messages.  Returns true when one more line
 // fits now; otherwise counts it as suppressed.  name is the peer's key name.
+// A NULL router (a broker opened without a socket, in tests) logs all.
 bool router_log_quota(router_t *self, const wire_rid_t *rid,
                       const char *name, int64_t now_ms);
 // Logs "suppressed K similar messages from <peer>" for each session whose
