@@ -115,7 +115,15 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
                                      &known_task, &outcome) == LEDGER_OK) {
         task = known_task;
     }
-    s_stop(b, &d->rid, known_plan, task ? task : "", token, "stale", false);
+    if (!task) {
+        // A HEARTBEAT listing a token this ledger never issued: no STOP can
+        // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
+        // HELLO that lists it (with its task) gets the STOP.
+        log_warn(LOG, "drone '%s' lists token %llu, which this ledger never "
+                 "issued", d->instance, (unsigned long long) token);
+        return;
+    }
+    s_stop(b, &d->rid, known_plan, task, token, "stale", false);
     free(known_task);
 }
 
@@ -210,7 +218,6 @@ s_hello(broker_t *b, router_in_t *in)
                   "%zu leases", d->name, d->instance, d->host, d->slots, tags,
              h->n_leases);
     free(tags);
-    s_reconcile(b, d, h);
     proto_msg_t *w = proto_msg_new(PROTO_MSG_WELCOME);
     w->req = in->msg->req;
     w->u.welcome.heartbeat_ms = (uint32_t) b->cfg->heartbeat_ms;
@@ -218,6 +225,9 @@ s_hello(broker_t *b, router_in_t *in)
     w->u.welcome.max_output_bytes = (uint64_t) b->cfg->max_output;
     w->u.welcome.broker_id = xstrdup(ledger_id(b->ledger));
     broker_queue(b, &in->rid, &w, true);
+    // After WELCOME is queued: the STOPs of the reconciliation follow it on
+    // the wire (PROTOCOL.md 7.1), so the drone is ACTIVE when they arrive.
+    s_reconcile(b, d, h);
 }
 
 static void

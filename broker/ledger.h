@@ -169,7 +169,10 @@ ledger_rc_t ledger_task_move(ledger_t *self, int64_t plan, const char *task,
                              const char *actor, const char *detail,
                              int64_t now_ms);
 // ready -> leased to (instance, holder) under a fresh token; inserts the
-// attempt row.  Refused (MISS) unless ready and not_before <= now_ms.
+// attempt row (its n counts every lease of the task).  *attempt is the
+// attempt of the budget this lease is: attempts used + 1, so a lease that
+// ended using none (released, undelivered) does not advance it.  Refused
+// (MISS) unless ready and not_before <= now_ms.
 ledger_rc_t ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
                               const char *instance, const char *holder,
                               int64_t now_ms, uint64_t *token,

@@ -264,17 +264,22 @@ ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
         return rc;
     }
     int64_t tok, n;
+    uint32_t used = 0;
     if (ledger__returning(self, ledger__stmt(self, LEDGER__Q_TOKEN_NEXT),
                           "lease: token", &tok) != LEDGER_OK
         || s_attempt_start(self, plan, task, tok, instance, holder, now_ms,
-                           &n) != LEDGER_OK) {
+                           &n) != LEDGER_OK
+        || ledger_task_attempts_used(self, plan, task, &used) != LEDGER_OK) {
         return LEDGER_ERROR;
     }
     *token = (uint64_t) tok;
-    *attempt = (uint32_t) n;
+    // The attempt of the budget this lease is (PROTOCOL.md TASK): pushes
+    // that used none (released, undelivered, cancelled) do not count, so it
+    // is not n, the ledger's row number for every lease.
+    *attempt = used + 1;
     char detail[256];
-    snprintf(detail, sizeof detail, "attempt %" PRId64 " to '%s' (instance "
-             "%s)", n, holder, instance);
+    snprintf(detail, sizeof detail, "attempt %" PRIu32 " (run %" PRId64
+             ") to '%s' (instance %s)", *attempt, n, holder, instance);
     return ledger__append_event(self, &(ledger__event_t){
         .at_ms = now_ms, .plan = plan, .task = task, .actor = "broker",
         .kind = "task", .from = "ready", .to = "leased", .token = *token,

@@ -10,3 +10,4 @@ function(waggle_py_test name timeout)
 endfunction()
 
 waggle_py_test(pyclient 180)
+waggle_py_test(conformance 120)
