@@ -72,12 +72,20 @@ class Swarm:
     def log(self, name):
         return open(os.path.join(self.dir, name + '.log'), 'ab')
 
-    def spawn(self, name, argv, stdout=None):
+    def spawn(self, name, argv, stdout=None, env=None):
         p = subprocess.Popen(argv, stdout=stdout or subprocess.DEVNULL,
-                             stderr=self.log(name), stdin=subprocess.DEVNULL)
+                             stderr=self.log(name), stdin=subprocess.DEVNULL,
+                             env=env)
         p.name = name
         self.procs.append(p)
         return p
+
+    @staticmethod
+    def drone_env():
+        # A WAGGLE_* setting of the drone that tasks must not see (7.6).
+        env = dict(os.environ)
+        env['WAGGLE_SECRET_SETTING'] = 'leaked'
+        return env
 
     def start_broker(self, *extra):
         self.broker = self.spawn('broker', [
@@ -93,7 +101,7 @@ class Swarm:
         return self.spawn(name, [
             self.bin('drone', 'waggle-drone'), '--keys', self.keys,
             '--broker', self.endpoint, '--slots', str(slots), '--tags', tags,
-            '--workdir', self.dir])
+            '--workdir', self.dir], env=self.drone_env())
 
     def start_py_drone(self, bundle, slots, tags, name='pydrone'):
         here = os.path.dirname(os.path.abspath(__file__))
@@ -101,7 +109,7 @@ class Swarm:
             sys.executable, os.path.join(here, 'waggle_client.py'),
             '--broker', self.endpoint, 'drone', '--bundle', bundle,
             '--slots', str(slots), '--tags', tags, '--workdir', self.dir],
-            stdout=subprocess.PIPE)
+            stdout=subprocess.PIPE, env=self.drone_env())
         if not wait_line(p, 'READY ', 20):
             raise AssertionError("python drone did not start")
         return p

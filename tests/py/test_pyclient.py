@@ -16,6 +16,14 @@ import waggle_client as wc
 
 WORDS = 'alpha beta gamma delta'
 SHARDS = 6
+# Prints what PROTOCOL.md 7.6 gives a task: the input file, the WAGGLE_*
+# variables, the byte count of WAGGLE_INPUT_WORDS (its newline is kept)
+# and whether a WAGGLE_* setting of the drone leaked through.
+ENV_SCRIPT = ('cat "$WAGGLE_INPUT_DIR/words"; '
+              'echo "$WAGGLE_PLAN $WAGGLE_PLAN_NAME $WAGGLE_TASK '
+              '$WAGGLE_TASK_TOKEN $WAGGLE_ATTEMPT"; '
+              'printf "%s" "$WAGGLE_INPUT_WORDS" | wc -c; '
+              'echo "leak=${WAGGLE_SECRET_SETTING:-none}"')
 
 PLAN = {
     'name': 'pyfan',
@@ -26,11 +34,11 @@ PLAN = {
         # Built-in action of the Python drone, with an argv template.
         {'id': 'py-upper', 'needs': ['words'], 'requires': ['py'],
          'run': ['waggle-py:upper', '{{words.output}}']},
-        # A subprocess on the Python drone: environment and input files.
+        # The environment of section 7.6, on each kind of drone.
         {'id': 'py-env', 'needs': ['words'], 'requires': ['py'],
-         'run': ['sh', '-c', 'cat "$WAGGLE_INPUT_DIR/words"; '
-                 'echo "$WAGGLE_PLAN $WAGGLE_TASK $WAGGLE_TASK_TOKEN"; '
-                 'printf "%s" "$WAGGLE_INPUT_WORDS" | wc -w']},
+         'run': ['sh', '-c', ENV_SCRIPT]},
+        {'id': 'c-env', 'needs': ['words'], 'requires': ['c'],
+         'run': ['sh', '-c', ENV_SCRIPT]},
         {'id': 'c-rev', 'needs': ['words'], 'requires': ['c'],
          'run': ['sh', '-c', "echo '{{words.output}}' | tr ' ' '\\n' | "
                  "sort -r | tr '\\n' ' '"]},
@@ -91,11 +99,13 @@ def run(swarm):
     check(out['words'] == (WORDS + '\n').encode(), "words %r" % out['words'])
     check(out['py-upper'] == (WORDS.upper() + '\n').encode(),
           "py-upper %r" % out['py-upper'])
-    lines = out['py-env'].decode().splitlines()
-    token = swarm_token(swarm, plan, 'py-env')
-    check(lines[0] == WORDS, "py-env input file %r" % lines)
-    check(lines[1] == '%d py-env %d' % (plan, token), "py-env env %r" % lines)
-    check(lines[2].strip() == '4', "py-env WAGGLE_INPUT_WORDS %r" % lines)
+    for tid in ('py-env', 'c-env'):
+        lines = out[tid].decode().splitlines()
+        want = [WORDS, '%d pyfan %s %d 1' % (plan, tid,
+                                            swarm_token(swarm, plan, tid)),
+                str(len(WORDS) + 1), 'leak=none']
+        check([l.strip() for l in lines] == want, "%s printed %r, want %r" %
+              (tid, lines, want))
     check(out['c-rev'] == b'gamma delta beta alpha ', "c-rev %r" %
           out['c-rev'])
     check(out['c-len'].strip() == str(len(WORDS) + 1).encode(), "c-len")

@@ -34,6 +34,9 @@ import zmq
 VERSION = 1
 FRAME_LIMIT = 64 * 1024 * 1024
 ARGV_VALUE_LIMIT = 128 * 1024
+ENV_VALUE_LIMIT = 128 * 1024 - 64   # WAGGLE_INPUT_<ID> is unset from here
+KILL_GRACE_S = 2.0                  # SIGTERM to SIGKILL (section 7.6)
+DRAIN_S = 1.0                       # pipes kept after the leader exits
 U32 = 2 ** 32 - 1
 U64 = 2 ** 64 - 1
 I32 = (-2 ** 31, 2 ** 31 - 1)
@@ -552,6 +555,8 @@ def expand_template(item, values):
                                  s[i:end + 2 if end >= 0 else len(s)]
                                  .decode(errors='replace'))
             v = values[name.decode()]
+            if b'\0' in v:
+                raise ValueError("input '%s' holds a NUL byte" % name.decode())
             out += v[:-1] if v.endswith(b'\n') else v
             i = end + 2
         else:
@@ -604,27 +609,31 @@ class Attempt(threading.Thread):
         """argv (bytes) and environment, or raises ValueError (why)."""
         t = self.t
         values = {}
-        env = dict(os.environ)
+        # The drone's own WAGGLE_* settings are not the task's business.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith('WAGGLE_')}
         env.update(t.get('env') or {})
         for inp in t.get('inputs') or []:
             if inp.get('truncated'):
                 raise ValueError("input '%s' was truncated" % inp['id'])
-            if b'\0' in inp['data']:
-                raise ValueError("input '%s' holds a NUL byte" % inp['id'])
             values[inp['id']] = inp['data']
             with open(os.path.join(indir, inp['id']), 'wb') as f:
                 f.write(inp['data'])
             var = 'WAGGLE_INPUT_' + inp['id'].upper().replace('-', '_')
-            if len(inp['data']) <= ARGV_VALUE_LIMIT:
-                env[var] = inp['data'].decode(errors='surrogateescape')
+            data = inp['data']
+            if len(data) < ENV_VALUE_LIMIT and b'\0' not in data:
+                env[var] = data.decode(errors='surrogateescape')
         argv = []
         for item in t['argv']:
             v = expand_template(item, values)
             if len(v) > ARGV_VALUE_LIMIT:
                 raise ValueError("argv item over %d bytes" % ARGV_VALUE_LIMIT)
             argv.append(v)
-        env.update({'WAGGLE_PLAN': str(t['plan']), 'WAGGLE_TASK': t['task'],
+        env.update({'WAGGLE_PLAN': str(t['plan']),
+                    'WAGGLE_PLAN_NAME': t.get('plan_name') or '',
+                    'WAGGLE_TASK': t['task'],
                     'WAGGLE_TASK_TOKEN': str(t['token']),
+                    'WAGGLE_ATTEMPT': str(t['attempt']),
                     'WAGGLE_INPUT_DIR': indir})
         return argv, env
 
@@ -638,6 +647,8 @@ class Attempt(threading.Thread):
                                                             error=str(e))))
                 return
             r = self.execute(argv, env)
+        if self.stopped.is_set():
+            r = None  # STOP: a child killed this way has no RESULT
         if r is not None:
             r['started_ms'] = int(started * 1000)
             r['duration_ms'] = int((time.time() - started) * 1000)
@@ -661,14 +672,7 @@ class Attempt(threading.Thread):
         except OSError as e:
             return self.result('failed', error="cannot run '%s': %s" %
                                (argv[0].decode(errors='replace'), e.strerror))
-        timeout = self.t.get('timeout_s') or None
-        timed_out = False
-        try:
-            out, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            self.kill()
-            out, err = self.proc.communicate()
+        out, err, timed_out = self.wait_child()
         if self.stopped.is_set():
             return None  # STOP: a child killed this way has no RESULT
         code = self.proc.returncode
@@ -682,17 +686,45 @@ class Attempt(threading.Thread):
                            out_truncated=out_cut, err=err,
                            err_truncated=err_cut)
 
-    def kill(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
+    def wait_child(self):
+        """Drains both pipes until the task is finished (section 7.6): its
+        leader exited and the pipes closed, or DRAIN_S after the exit.  At
+        timeout_s (or on STOP): SIGTERM to the group, SIGKILL after
+        KILL_GRACE_S."""
+        timeout = self.t.get('timeout_s') or 0
+        start = time.monotonic()
+        timed_out, term_at, exit_at = False, None, None
+        while True:
+            try:
+                out, err = self.proc.communicate(timeout=0.1)
+                return out, err, timed_out
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if self.proc.poll() is not None:
+                # Something the leader started still holds the pipes: the
+                # group has live members, so its id is still theirs.
+                exit_at = exit_at or now
+                if now - exit_at >= DRAIN_S:
+                    self.signal(signal.SIGKILL)
+                continue
+            stop = self.stopped.is_set()
+            if term_at is None and (stop or timeout and
+                                    now - start >= timeout):
+                timed_out = not stop
+                term_at = now
+                self.signal(signal.SIGTERM)
+            elif term_at is not None and now - term_at >= KILL_GRACE_S:
+                self.signal(signal.SIGKILL)
+
+    def signal(self, sig):
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
             pass
 
     def stop(self):
-        self.stopped.set()
-        self.kill()
+        self.stopped.set()  # wait_child ends the child
 
 
 # ---------------------------------------------------------------------------
