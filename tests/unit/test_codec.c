@@ -7,6 +7,8 @@
 #include "proto/proto.h"
 #include "tests/harness/t.h"
 
+#include <ctype.h>
+
 #ifndef WAGGLE_SOURCE_DIR
 #define WAGGLE_SOURCE_DIR "."
 #endif
@@ -1381,6 +1383,56 @@ test_protocol_md_names_every_message(void)
     free(doc);
 }
 
+// The fuzz target's seed corpus, tests/fuzz/corpus/: one valid frame per
+// message, full and bare, made by the builders of the round trips.  With
+// WAGGLE_WRITE_CORPUS=1 in the environment this test (re)writes it;
+// otherwise every seed must be there and decode to its message, so a
+// stale corpus fails here rather than quietly seeding the fuzzer with
+// refusals.
+static void
+test_fuzz_corpus_holds_every_message(void)
+{
+    bool write = getenv("WAGGLE_WRITE_CORPUS") != NULL;
+    for (int c = 0; c < PROTO_MSG__COUNT; c++) {
+        for (int full = 0; full < 2; full++) {
+            char path[512], name[32];
+            snprintf(name, sizeof name, "%s", proto_cmd_name(c));
+            for (char *p = name; *p; p++) {
+                *p = (char) tolower((unsigned char) *p);
+            }
+            snprintf(path, sizeof path, WAGGLE_SOURCE_DIR
+                     "/tests/fuzz/corpus/%s%s.msgpack", name,
+                     full ? "" : "-bare");
+            proto_msg_t *m = s_msgs[c].make(full);
+            uint8_t *buf;
+            size_t len;
+            proto_encode(m, &buf, &len);
+            if (write) {
+                FILE *f = fopen(path, "wb");
+                REQUIRE(f != NULL);
+                CHECK(fwrite(buf, 1, len, f) == len);
+                CHECK(fclose(f) == 0);
+            }
+            size_t n = 0;
+            char *seed = t_read_file(path, &n);
+            proto_msg_t *d = NULL;
+            proto_error_t err;
+            CHECK(seed != NULL);
+            if (seed && s_decode(seed, n, &d, &err) == 0) {
+                CHECK_INT(d->cmd, c);
+            } else {
+                fprintf(stderr, "%s: stale or missing; rerun with "
+                        "WAGGLE_WRITE_CORPUS=1\n", path);
+                t_failures++;
+            }
+            proto_msg_destroy(&d);
+            free(seed);
+            free(buf);
+            proto_msg_destroy(&m);
+        }
+    }
+}
+
 static const t_case_t t_cases[] = {
     T(test_roundtrip_every_message_full),
     T(test_roundtrip_every_message_bare),
@@ -1405,6 +1457,7 @@ static const t_case_t t_cases[] = {
     T(test_garbage_never_crashes),
     T(test_names_and_helpers),
     T(test_protocol_md_names_every_message),
+    T(test_fuzz_corpus_holds_every_message),
     {0},
 };
 
