@@ -133,8 +133,14 @@ class Swarm:
         return p.returncode
 
     def stop(self):
+        """Ends every process; returns the names of those that did not exit
+        0 (a sanitizer's report makes a program exit non-zero)."""
+        bad = []
         for p in reversed(self.procs):
-            self.end(p)
+            if self.end(p) != 0:
+                bad.append('%s (exit %s)' % (p.name, p.returncode))
+        self.procs = []
+        return bad
 
     def remove(self):
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -186,7 +186,7 @@ def main():
         swarm.stop()
         swarm.dump_logs()
         raise
-    swarm.stop()
+    check(not swarm.stop(), "processes did not stop cleanly")
     if FAILURES:
         swarm.dump_logs()
         sys.exit("%d conformance failures" % len(FAILURES))

@@ -164,7 +164,10 @@ def main():
         swarm.stop()
         swarm.dump_logs()
         raise
-    swarm.stop()
+    bad = swarm.stop()
+    if bad:
+        swarm.dump_logs()
+        sys.exit("processes did not stop cleanly: %s" % ', '.join(bad))
     swarm.remove()
     print("ok   pyclient: fan-out/fan-in on a Python and a C drone")
 
