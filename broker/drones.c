@@ -116,11 +116,11 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
         task = known_task;
     }
     if (!task) {
-        // A HEARTBEAT listing a token this ledger never issued: no STOP can
+        // A HEARTBEAT listing a token the ledger does not know: no STOP can
         // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
         // HELLO that lists it (with its task) gets the STOP.
-        log_warn(LOG, "drone '%s' lists token %llu, which this ledger never "
-                 "issued", d->instance, (unsigned long long) token);
+        log_warn(LOG, "drone '%s' lists token %llu, which the ledger does "
+                 "not know; no STOP", d->instance, (unsigned long long) token);
         return;
     }
     s_stop(b, &d->rid, known_plan, task, token, "stale", false);
