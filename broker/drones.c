@@ -123,7 +123,9 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
                  "not know; no STOP", d->instance, (unsigned long long) token);
         return;
     }
-    s_stop(b, &d->rid, known_plan, task, token, "stale", false);
+    // Sent only if the turn commits: what made the lease look stale (a
+    // result, an expiry earlier in this turn) may yet be rolled back.
+    s_stop(b, &d->rid, known_plan, task, token, "stale", true);
     free(known_task);
 }
 

@@ -11,3 +11,4 @@ endfunction()
 
 waggle_py_test(pyclient 180)
 waggle_py_test(conformance 120)
+waggle_py_test(result_error 120)

@@ -740,6 +740,7 @@ class Drone:
         self.stderr_cap = stderr_cap
         self.leases = {}     # token -> {'plan','task','finished','attempt'}
         self.outbox = {}     # token -> RESULT fields
+        self.sent_at = {}    # token -> when its RESULT was last sent
         self.pending = {}    # req -> ('HELLO'|'RESULT'|'BYE', token)
         self.done = queue.Queue()
         self.state = 'CONNECTED'
@@ -771,7 +772,15 @@ class Drone:
     def send_result(self, token):
         req = self.link.take_req()
         self.pending[req] = ('RESULT', token)
+        self.sent_at[token] = time.monotonic()
         self.link.send('RESULT', req, **self.outbox[token])
+
+    def resend_waiting(self, now):
+        # 7.8: a RESULT unanswered (or answered error) for 2 heartbeats is
+        # sent again; the token fences any copy.
+        for token in sorted(self.outbox):
+            if now - self.sent_at.get(token, 0) >= 2 * self.hb_ms / 1000.0:
+                self.send_result(token)
 
     def heartbeat(self):
         # Heartbeats are never queued: DONTWAIT, dropped when they cannot go.
@@ -866,6 +875,7 @@ class Drone:
         if m['status'] == 'error':
             return  # kept; resent after the next HELLO
         self.outbox.pop(token, None)
+        self.sent_at.pop(token, None)
         self.leases.pop(token, None)
 
     def on_ok(self, m):
@@ -922,6 +932,7 @@ class Drone:
         elif self.state == 'ACTIVE':
             if now >= self.next_hb:
                 self.heartbeat()
+                self.resend_waiting(now)
                 self.next_hb = now + self.hb_ms / 1000.0
             if now - self.last_heard > 3 * self.hb_ms / 1000.0:
                 log("drone: broker silent for 3 heartbeats, reconnecting")
