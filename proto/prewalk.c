@@ -246,10 +246,14 @@ s_note_key(s_walk_t *w, const s_head_t *h)
 static void
 s_note_value(s_walk_t *w, size_t at, const s_head_t *h)
 {
+    if (!w->at_req || h->kind != S_SCALAR) {
+        return;
+    }
+    // A signed int's payload follows its type byte (width >= 1 there).
     uint8_t b = w->p[at];
-    bool uint = b <= 0x7f || (b >= 0xcc && b <= 0xcf) ||
-                (b >= 0xd0 && b <= 0xd3 && !(w->p[at + 1] & 0x80));
-    if (!w->at_req || h->kind != S_SCALAR || !uint) {
+    bool is_uint = b <= 0x7f || (b >= 0xcc && b <= 0xcf) ||
+                   (b >= 0xd0 && b <= 0xd3 && !(w->p[at + 1] & 0x80));
+    if (!is_uint) {
         return;
     }
     uint64_t v = b <= 0x7f ? b : 0;
