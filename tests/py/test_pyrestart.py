@@ -23,8 +23,8 @@ PLAN = {
         for i in range(TASKS)
     ] + [
         {'id': 'sum', 'needs': ['w-%d' % i for i in range(TASKS)],
-         'run': ['sh', '-c',
-                 'cat "$WAGGLE_INPUT_DIR"/w-* | awk \'{s += $1} END {print s}\'']},
+         'run': ['sh', '-c', 'cat "$WAGGLE_INPUT_DIR"/w-* | '
+                 'awk \'{s += $1} END {print s}\'']},
     ],
 }
 

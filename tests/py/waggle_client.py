@@ -21,7 +21,6 @@ import json
 import os
 import queue
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
