@@ -86,9 +86,137 @@ def probe_decoding(con):
     ping_is_next(link, '2 multi-part message')
 
 
-def hello(link, instance, tags, leases=()):
+def expect_error(link, cmd, code, needle, what, **fields):
+    """Sends a request; its reply must be ERROR code echoing req."""
     req = link.take_req()
-    link.send('HELLO', req, instance=instance, slots=1, tags=tags,
+    link.send(cmd, req, **fields)
+    m = next_reply(link)
+    ok = (m is not None and m['cmd'] == 'ERROR' and m['code'] == code and
+          m['req'] == req and needle in m['message'])
+    check(ok, "%s: want ERROR %s req %d saying %r, got %r" %
+          (what, code, req, needle, m))
+    return m
+
+
+def probe_envelope(con):
+    link = con.link
+    # 4 and 11: the version first, with the spec's sentence.
+    error_for_code(link, wc.encode('PING', 51) .replace(b'\xa1v\x01',
+                                                         b'\xa1v\x02'),
+                   'BAD_VERSION', 51, 'protocol version 2 is not supported '
+                   '(this side speaks 1)', '11 another version')
+    error_for_code(link, wc.encode('FROB', 52), 'UNKNOWN_COMMAND', 52,
+                   "unknown command 'FROB'", '4 unknown command')
+    # 3.2: a duplicate key, a nil required field, an unknown field.
+    dup = raw_frame(envelope('STATUS', 53) + [('plan', b'\x00'),
+                                              ('plan', b'\x01')])
+    error_for_code(link, dup, 'MALFORMED', 53, "'plan'", '3.2 duplicate key')
+    expect_error(link, 'OUTPUT', 'MALFORMED', "field 'task'",
+                 '3.2 nil required field', plan=1, task=None)
+    req = link.take_req()
+    link.send('PING', req, something_new={'nested': [1, 'x']})
+    m = next_reply(link)
+    check(m is not None and m['cmd'] == 'PONG' and m['req'] == req and
+          m['role'] == 'operator' and m['name'] == 'operator',
+          "3.2 unknown fields are ignored: %r" % (m,))
+
+
+def error_for_code(link, frame, code, req, needle, what):
+    link.sock.send(frame)
+    m = next_reply(link)
+    ok = (m is not None and m['cmd'] == 'ERROR' and m['code'] == code and
+          m['req'] == req and needle in m['message'])
+    check(ok, "%s: want ERROR %s req %d saying %r, got %r" %
+          (what, code, req, needle, m))
+
+
+def probe_roles(swarm):
+    # 5: who may send what; a broker-only message is forbidden to all.
+    sub = wc.Link(swarm.endpoint, wc.load_bundle(swarm.keys, 'submitter'))
+    expect_error(sub, 'HELLO', 'FORBIDDEN', 'HELLO', '5 submitter HELLO',
+                 instance='x', slots=1)
+    expect_error(sub, 'WELCOME', 'FORBIDDEN', 'WELCOME', '5 client WELCOME',
+                 heartbeat_ms=1, lease_ms=3, max_output_bytes=1,
+                 broker_id='b')
+    sub.close()
+    drone = wc.Link(swarm.endpoint, wc.load_bundle(swarm.keys, 'drone'),
+                    drone=True)
+    expect_error(drone, 'SUBMIT', 'FORBIDDEN', 'SUBMIT', '5 drone SUBMIT',
+                 workplan='{}')
+    # 7.1: drone messages before HELLO get HELLO_REQUIRED, req echoed.
+    expect_error(drone, 'RESULT', 'HELLO_REQUIRED', '', '7.1 RESULT first',
+                 plan=1, task='t', token=1, outcome='failed')
+    expect_error(drone, 'UPDATE', 'HELLO_REQUIRED', '', '7.1 UPDATE first',
+                 slots=1, draining=False)
+    # 7.4: UPDATE and BYE get OK; after BYE the session needs HELLO again.
+    hello(drone, 'probe-bye', [])
+    for cmd, fields in (('UPDATE', {'slots': 2, 'draining': True}),
+                        ('BYE', {})):
+        req = drone.take_req()
+        drone.send(cmd, req, **fields)
+        m = next_reply(drone)
+        check(m is not None and m['cmd'] == 'OK' and m['req'] == req,
+              "7.4 %s answered %r" % (cmd, m))
+    expect_error(drone, 'UPDATE', 'HELLO_REQUIRED', '', '7.4 after BYE',
+                 slots=1, draining=False)
+    check(not drone.violations, "drone link violations %r" %
+          drone.violations)
+    drone.close()
+
+
+def probe_requests(con):
+    # 7.10: the console's requests and their refusals.
+    link = con.link
+    expect_error(link, 'STATUS', 'NOT_FOUND', '', '7.10 unknown plan',
+                 plan=999999)
+    bad = json.dumps({'name': 'bad', 'goal': 'g', 'tasks': [
+        {'id': 'a', 'needs': ['lgo'], 'run': ['true']}]})
+    m = expect_error(link, 'SUBMIT', 'INVALID', '', '7.10 invalid workplan',
+                     workplan=bad)
+    details = (m or {}).get('details') or []
+    check(any(d.startswith('tasks[0].needs[0]: ') for d in details),
+          "7.10 INVALID details are 'path: message' lines: %r" % details)
+    prompt = json.dumps({'name': 'p', 'goal': 'g', 'tasks': [
+        {'id': 'a', 'prompt': 'hi'}]})
+    m = expect_error(link, 'SUBMIT', 'UNSUPPORTED', '', '7.10 prompt task',
+                     workplan=prompt)
+    details = (m or {}).get('details') or []
+    check(any(d.startswith('tasks[0].prompt') for d in details),
+          "7.10 UNSUPPORTED names the JSON path: %r" % details)
+    plan_text = json.dumps({'name': 'idem', 'goal': 'g', 'tasks': [
+        {'id': 'a', 'run': ['true'], 'requires': ['nobody-has-this']}]})
+    first = con.submit(plan_text, key='k-1')
+    again = con.submit(plan_text, key='k-1')
+    check(first['created'] is True and again['created'] is False and
+          again['plan'] == first['plan'], "7.10 idempotent replay %r %r" %
+          (first, again))
+    warn = first.get('warnings') or []
+    check(len(warn) == 1 and "no connected drone offers 'nobody-has-this'"
+          in warn[0], "SUBMIT_OK warning %r" % warn)
+    expect_error(link, 'SUBMIT', 'CONFLICT', '', '7.10 key reused',
+                 workplan=plan_text.replace('idem', 'other'),
+                 idempotency_key='k-1')
+    plan = first['plan']
+    expect_error(link, 'OUTPUT', 'NOT_FOUND', '', '7.10 no attempt yet',
+                 plan=plan, task='a')
+    expect_error(link, 'RETRY', 'CONFLICT', '', '7.10 retry a ready task',
+                 plan=plan, task='a')
+    expect_error(link, 'CANCEL', 'NOT_FOUND', '', '7.10 cancel unknown task',
+                 plan=plan, task='zz')
+    ok = con.cancel(plan)
+    check(ok['cmd'] == 'OK', "CANCEL answered %r" % ok)
+    st = con.status(plan)
+    check(st['plans'][0]['state'] == 'cancelled' and
+          st['tasks'][0]['state'] == 'cancelled', "after CANCEL %r" % st)
+    expect_error(link, 'CANCEL', 'CONFLICT', 'cancelled',
+                 '7.10 cancel an ended plan', plan=plan)
+    expect_error(link, 'RETRY', 'CONFLICT', '', '7.10 retry in a cancelled '
+                 'plan', plan=plan, task='a')
+
+
+def hello(link, instance, tags, leases=(), slots=1):
+    req = link.take_req()
+    link.send('HELLO', req, instance=instance, slots=slots, tags=tags,
               leases=list(leases))
     m = next_reply(link)
     check(m is not None and m['cmd'] == 'WELCOME' and m['req'] == req,
@@ -170,6 +298,43 @@ def probe_attempts(swarm, con):
     link.close()
 
 
+def probe_credit(swarm, con):
+    # 7.3 and 7.4: pushes fill the free credit and no more; draining stops
+    # them; the credit a RESULT frees is filled again once not draining.
+    link = wc.Link(swarm.endpoint, wc.load_bundle(swarm.keys, 'drone'),
+                   drone=True)
+    hello(link, 'probe-credit', ['credit'], slots=2)
+    con.submit(json.dumps({'name': 'credit', 'goal': 'credit', 'tasks': [
+        {'id': 't%d' % i, 'run': ['true'], 'requires': ['credit']}
+        for i in range(3)]}))
+    held = [wait_task(link, set()), None]
+    held[1] = wait_task(link, {held[0]['token']}) if held[0] else None
+    check(all(held), "7.3 two TASKs for two slots: %r" % held)
+    if not all(held):
+        link.close()
+        return
+    tokens = {t['token'] for t in held}
+    link.send('HEARTBEAT', 0, tokens=sorted(tokens))
+    ping_is_next(link, '7.3 no third TASK for two slots')
+    req = link.take_req()
+    link.send('UPDATE', req, slots=2, draining=True)
+    check((next_reply(link) or {}).get('cmd') == 'OK', "UPDATE draining")
+    ack = result(link, held[0], 'succeeded', 0)
+    check(ack is not None and ack.get('status') == 'accepted',
+          "RESULT while draining %r" % (ack,))
+    tokens.discard(held[0]['token'])
+    link.send('HEARTBEAT', 0, tokens=sorted(tokens))
+    ping_is_next(link, '7.4 no TASK while draining')
+    req = link.take_req()
+    link.send('UPDATE', req, slots=2, draining=False)
+    check((next_reply(link) or {}).get('cmd') == 'OK', "UPDATE not draining")
+    third = wait_task(link, tokens)
+    check(third is not None, "7.3 the freed slot is filled again")
+    check(not link.violations, "credit link violations %r" %
+          link.violations)
+    link.close()
+
+
 def main():
     swarm = pyswarm.Swarm(os.path.abspath(sys.argv[1]))
     try:
@@ -177,8 +342,12 @@ def main():
                            '100')
         con = swarm.console()
         probe_decoding(con)
+        probe_envelope(con)
+        probe_roles(swarm)
+        probe_requests(con)
         probe_heartbeats(swarm)
         probe_attempts(swarm, con)
+        probe_credit(swarm, con)
         check(not con.link.violations, "console saw frames that break the "
               "spec: %r" % con.link.violations)
         con.close()
