@@ -117,6 +117,14 @@ class Swarm:
     def console(self, role='operator'):
         return wc.Console(self.endpoint, wc.load_bundle(self.keys, role))
 
+    def reload_keys(self):
+        """SIGHUP: the broker rereads its allow lists; waits for its log."""
+        log = os.path.join(self.dir, 'broker.log')
+        before = open(log, 'rb').read().count(b'allow lists reloaded')
+        self.broker.send_signal(signal.SIGHUP)
+        wait_for(lambda: open(log, 'rb').read().count(
+            b'allow lists reloaded') > before, 20, "the allow lists reload")
+
     def ledger(self):
         return sqlite3.connect('file:%s?mode=ro' % self.db, uri=True,
                                timeout=10)

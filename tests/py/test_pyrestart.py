@@ -46,8 +46,7 @@ def restart(swarm, con_box):
 def run(swarm):
     swarm.start_broker()
     bundle = wc.add_client_key(swarm.keys, 'drone', 'pydrone')
-    swarm.end(swarm.broker)
-    swarm.start_broker()
+    swarm.reload_keys()
     py = swarm.start_py_drone(bundle, 2, '')
     con = [swarm.console()]
     plan = con[0].submit(json.dumps(PLAN))['plan']

@@ -402,6 +402,10 @@ class Link:
         s.setsockopt(zmq.MAXMSGSIZE, FRAME_LIMIT)
         s.setsockopt(zmq.LINGER, 200)
         s.setsockopt(zmq.HANDSHAKE_IVL, 3000)
+        # With IMMEDIATE and no connection (the broker is down, or refused
+        # our key) a send would block for ever: give up after a second and
+        # let the state machine retry.
+        s.setsockopt(zmq.SNDTIMEO, 1000)
         if self.drone:
             s.setsockopt(zmq.IMMEDIATE, 1)
         s.connect(self.endpoint)
