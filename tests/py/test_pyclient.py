@@ -79,6 +79,9 @@ def run(swarm):
         names = sorted(d['name'] for d in con.status(0).get('drones') or [])
         return names == ['drone', 'pydrone']
     pyswarm.wait_for(both_drones, 20, "both drones in the overview")
+    drones = {d['name']: d for d in con.status(0)['drones']}
+    check(drones['pydrone']['tags'] == ['py'] and
+          drones['pydrone']['slots'] == 3, "overview %r" % drones)
 
     sub = con.submit(json.dumps(PLAN))
     plan = sub['plan']

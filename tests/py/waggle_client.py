@@ -250,13 +250,16 @@ TASK_INFO = {'id': _f('str', True, 1, 64),
              'exit_code': _f('int', False, *I32), 'last_error': _f('str'),
              'waiting_reason': _f('str'),
              'needs': _f(('array', ('str', 1, 64)))}
+DRONE_TASK = {'plan': _f('plan', True, 1, None),
+              'task': _f('str', True, 1, 64)}
 DRONE_INFO = {'instance': _f('str', True, 1, 64),
               'name': _f('str', True, 1, 255),
               'host': _f('str', False, 0, 255),
               'slots': _f('uint', True, 0, 1024),
               'leases': _f('uint', False, 0, U32), 'draining': _f('bool'),
               'tags': _f(('array', ('str', 1, 64)), False, 0, 64),
-              'last_seen_ms': _f('int')}
+              'last_seen_ms': _f('int'),
+              'tasks': _f(('array', DRONE_TASK))}
 ERROR_CODES = ('MALFORMED', 'BAD_VERSION', 'UNKNOWN_COMMAND', 'TOO_LARGE',
                'FORBIDDEN', 'HELLO_REQUIRED', 'NOT_FOUND', 'CONFLICT',
                'INVALID', 'UNSUPPORTED', 'INTERNAL')
