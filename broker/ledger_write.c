@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <string.h>
 
 // --- events ------------------------------------------------------------
 
@@ -305,6 +306,7 @@ s_finish_cas(ledger_t *self, int64_t plan, const char *task, uint64_t token,
         ledger__bind_int(st, 8, end->exit_code);
     }
     ledger__bind_text(st, 9, end->error);
+    ledger__bind_int(st, 10, end->lost);
     return ledger__write(self, st, "finish");
 }
 
@@ -394,9 +396,11 @@ ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
 ledger_rc_t
 ledger_drone_seen(ledger_t *self, const char *instance, const char *name,
                   const char *host, uint32_t slots, const char *tags,
-                  int64_t now_ms)
+                  const char *secret_hash, int64_t now_ms)
 {
     assert(self && instance && name);
+    // ledger_drone_secret hands it back in 65 bytes.
+    assert(!secret_hash || strlen(secret_hash) <= 64);
     if (!ledger__turn_ok(self, "drone seen")) {
         return LEDGER_ERROR;
     }
@@ -407,6 +411,7 @@ ledger_drone_seen(ledger_t *self, const char *instance, const char *name,
     ledger__bind_int(st, 4, slots);
     ledger__bind_text(st, 5, tags);
     ledger__bind_int(st, 6, now_ms);
+    ledger__bind_text(st, 7, secret_hash);
     return ledger__write(self, st, "drone seen") == LEDGER_OK
                ? LEDGER_OK
                : LEDGER_ERROR;

@@ -7,6 +7,8 @@ target_compile_definitions(test_codec PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_
 waggle_unit(json waggle_common)
 waggle_unit(keys waggle_common)
 waggle_unit(ledger waggle_broker_core)
+waggle_unit(migrate waggle_broker_core)
+target_compile_definitions(test_migrate PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_unit(runner waggle_drone_core)
 waggle_unit(sched waggle_broker_core)
 waggle_unit(workplan waggle_common)

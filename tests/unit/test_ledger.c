@@ -738,7 +738,7 @@ test_failed_commit_rolls_back_the_turn(void)
     CHECK_INT(ledger_task_move(l, plan, "b", PROTO_TASK_WAITING,
                                PROTO_TASK_READY, "broker", NULL, NOW),
               LEDGER_OK);
-    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h", 4, "gpu", NOW),
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h", 4, "gpu", NULL, NOW),
               LEDGER_OK);
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
@@ -1059,11 +1059,106 @@ test_drone_seen_upserts(void)
     ledger_t *l = s_open();
     REQUIRE(l);
     REQUIRE(ledger_begin(l) == 0);
-    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 4, "gpu", NOW),
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 4, "gpu", NULL, NOW),
               LEDGER_OK);
-    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 8, NULL, NOW + 1),
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 8, NULL, NULL, NOW + 1),
               LEDGER_OK);
     CHECK_INT(ledger_commit(l), 0);
+    ledger_destroy(&l);
+}
+
+static void
+test_drone_secret_kept_and_replaced(void)
+{
+    static const char h1[] = "aa11aa11aa11aa11aa11aa11aa11aa11"
+                             "aa11aa11aa11aa11aa11aa11aa11aa11";
+    static const char h2[] = "bb22";
+    char hash[65] = "";
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_MISS);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 1, NULL, NULL, NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    // A row without a secret has none to give.
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_MISS);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 1, NULL, h1, NOW + 1),
+              LEDGER_OK);
+    // NULL keeps what is stored.
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 2, NULL, NULL, NOW + 2),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_OK);
+    CHECK_STR(hash, h1);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 2, NULL, h2, NOW + 3),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_OK);
+    CHECK_STR(hash, h2);
+    CHECK_INT(ledger_drone_secret(l, "i2", hash), LEDGER_MISS);
+    ledger_destroy(&l);
+}
+
+static uint32_t
+s_lost(ledger_t *l, int64_t plan, const char *task)
+{
+    uint32_t n = 999;
+    CHECK_INT(ledger_task_lost_leases(l, plan, task, &n), LEDGER_OK);
+    return n;
+}
+
+// lost_leases counts with the finish that says so, whatever the outcome,
+// survives a reopen, reaches the loader, and a retry clears it.
+static void
+test_lost_leases_counted(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    CHECK_INT(s_lost(l, plan, "a"), 0);
+    uint64_t tok;
+    ledger_attempt_end_t forgiven = {.outcome = LEDGER_ATTEMPT_RELEASED,
+                                     .lost = true};
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &tok, NULL) == LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", tok, NULL, &forgiven, PROTO_TASK_READY,
+                       0), LEDGER_OK);
+    CHECK_INT(s_lost(l, plan, "a"), 1);
+    CHECK_INT(s_used(l, plan, "a"), 0);
+    // An ordinary expiry or failure does not count.
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &tok, NULL) == LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", tok, NULL, &s_expired_end,
+                       PROTO_TASK_READY, 0), LEDGER_OK);
+    CHECK_INT(s_lost(l, plan, "a"), 1);
+    ledger_attempt_end_t lost_again = s_expired_end;
+    lost_again.lost = true;
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &tok, NULL) == LEDGER_OK);
+    // A refused compare-and-set counts nothing.
+    CHECK_INT(s_finish(l, plan, "a", tok + 1, NULL, &lost_again,
+                       PROTO_TASK_DEAD, 0), LEDGER_MISS);
+    CHECK_INT(s_lost(l, plan, "a"), 1);
+    CHECK_INT(s_finish(l, plan, "a", tok, NULL, &lost_again, PROTO_TASK_DEAD,
+                       0), LEDGER_OK);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(s_lost(l, plan, "a"), 2);
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.a.lost_leases, 2);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_reset(l, plan, "a", PROTO_TASK_DEAD,
+                                PROTO_TASK_READY, "op", NOW), LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(s_lost(l, plan, "a"), 0);
+    uint32_t n;
+    CHECK_INT(ledger_task_lost_leases(l, plan, "nope", &n), LEDGER_MISS);
     ledger_destroy(&l);
 }
 
@@ -1126,6 +1221,8 @@ static const t_case_t t_cases[] = {
     T(test_attempts_in_order),
     T(test_plan_moves_and_load_plan),
     T(test_drone_seen_upserts),
+    T(test_drone_secret_kept_and_replaced),
+    T(test_lost_leases_counted),
     T(test_big_plan),
     {0},
 };
