@@ -110,6 +110,7 @@ broker_destroy(broker_t **self_p)
     }
     free(b->out);
     free(b->undelivered);
+    plans_unloaded_clear(b);
     drones_destroy_all(b);
     router_destroy(&b->router);
     sched_destroy(&b->sched);

@@ -39,6 +39,11 @@ typedef struct {
     uint64_t push_token;        // a TASK push: released if undeliverable
 } out_t;
 
+typedef struct {
+    int64_t plan;
+    char *why;                  // owned: why it could not be loaded
+} unloaded_t;
+
 struct broker {
     const broker_config_t *cfg;
     keys_broker_t *keys;
@@ -52,6 +57,8 @@ struct broker {
     size_t n_out, cap_out;
     uint64_t *undelivered;      // tokens of TASKs that could not be sent
     size_t n_undelivered;
+    unloaded_t *unloaded;       // running plans the last load skipped
+    size_t n_unloaded;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
     int64_t next_heartbeat_ms;  // monotonic
@@ -103,9 +110,18 @@ ledger_rc_t plans_finish(broker_t *b, const sched_lease_t *lease,
 bool plans_apply(broker_t *b, const sched_moves_t *moves, const char *actor);
 // Marks the plan succeeded/failed when every task is terminal.
 void plans_check_done(broker_t *b, int64_t plan, const char *actor);
-// Loads every running plan from the ledger into a fresh sched.
+// Loads every running plan from the ledger into a fresh sched.  A plan
+// that cannot be loaded is logged, skipped and remembered with its reason
+// (plans_unloaded); the others load.  Returns -1 only when the ledger
+// failed (then nothing was loaded and the caller retries or gives up).
 int plans_load(broker_t *b);
 // Loads one plan (any state) into sched, e.g. to retry a failed plan.
+// Returns 0, or -1 when the ledger failed, there is no such plan, or the
+// plan cannot be loaded (plans_unloaded then says why).
 int plans_load_one(broker_t *b, int64_t plan);
+// Why the last load could not load this plan (borrowed), or NULL.
+const char *plans_unloaded(const broker_t *b, int64_t plan);
+// Forgets every remembered reason (the broker is closing or reloading).
+void plans_unloaded_clear(broker_t *b);
 
 #endif

@@ -249,8 +249,11 @@ ledger_rc_t ledger_drone_secret(ledger_t *self, const char *instance,
                                 char hash[65]);
 
 // --- recovery ---------------------------------------------------------
-// Calls plan_cb for every running plan (with its canonical workplan JSON),
-// then task_cb for every task of those plans, in plan then workplan order.
+// For every running plan in id order: plan_cb (with its canonical workplan
+// JSON), then task_cb for each task row of that
+// plan in workplan (seq) order — so every task_cb is for the plan of the
+// plan_cb just before it.  Rows are handed over as stored: the caller
+// checks them against the workplan.  LEDGER_ERROR only when SQLite fails.
 ledger_rc_t ledger_load(ledger_t *self,
                         void (*plan_cb)(void *arg, int64_t plan,
                                         const char *json),
@@ -259,6 +262,7 @@ ledger_rc_t ledger_load(ledger_t *self,
                         void *arg);
 
 // Like ledger_load, for one plan in any state (to retry a finished plan).
+// LEDGER_MISS when there is no such plan.
 ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
                              void (*plan_cb)(void *arg, int64_t plan,
                                              const char *json),

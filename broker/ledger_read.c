@@ -323,6 +323,9 @@ s_load_tasks(ledger_t *self, sqlite3_stmt *st,
     return ledger__read_end(self, st, rc, "load tasks");
 }
 
+// Each plan's tasks straight after the plan, read by a second statement
+// while the plans' statement is mid-read, so the caller never has to find
+// which plan a task belongs to.
 ledger_rc_t
 ledger_load(ledger_t *self,
             void (*plan_cb)(void *arg, int64_t plan, const char *json),
@@ -330,12 +333,19 @@ ledger_load(ledger_t *self,
             void *arg)
 {
     assert(self && plan_cb && task_cb);
-    if (s_load_plans(self, ledger__stmt(self, LEDGER__Q_LOAD_PLANS), plan_cb,
-                     arg) != LEDGER_OK) {
-        return LEDGER_ERROR;
+    sqlite3_stmt *plans = ledger__stmt(self, LEDGER__Q_LOAD_PLANS);
+    int rc;
+    while ((rc = sqlite3_step(plans)) == SQLITE_ROW) {
+        int64_t plan = sqlite3_column_int64(plans, 0);
+        plan_cb(arg, plan, ledger__col_text(plans, 1));
+        sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_LOAD_PLAN_TASKS);
+        ledger__bind_int(st, 1, plan);
+        if (s_load_tasks(self, st, task_cb, arg) != LEDGER_OK) {
+            sqlite3_reset(plans);
+            return LEDGER_ERROR;
+        }
     }
-    return s_load_tasks(self, ledger__stmt(self, LEDGER__Q_LOAD_TASKS),
-                        task_cb, arg);
+    return ledger__read_end(self, plans, rc, "load plans");
 }
 
 ledger_rc_t

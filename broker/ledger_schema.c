@@ -276,10 +276,6 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     " t.lease_holder, t.lease_start_ms, t.not_before_ms, t.attempts_used,"   \
     " (SELECT count(*) FROM attempts a"                                      \
     " WHERE a.plan_id = t.plan_id AND a.tid = t.tid), t.lost_leases"
-    [LEDGER__Q_LOAD_TASKS] =
-        S_LOAD_TASK_COLS
-        " FROM plans p JOIN tasks t ON t.plan_id = p.id"
-        " WHERE p.state = 'running' ORDER BY p.id, t.seq",
     [LEDGER__Q_LOAD_PLAN] = "SELECT id, workplan_json FROM plans WHERE id = ?1",
     [LEDGER__Q_LOAD_PLAN_TASKS] =
         S_LOAD_TASK_COLS " FROM tasks t"
