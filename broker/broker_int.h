@@ -77,6 +77,18 @@ bool broker_begin(broker_t *b);
 void broker_fail_turn(broker_t *b);
 // Marks memory as out of sync with the ledger: rebuilt after this turn.
 void broker_desync(broker_t *b, const char *why);
+// Ends a turn: commits its transaction (or rolls it back when it failed,
+// turning dependent replies into errors), sends the outbox, and rebuilds
+// memory from the ledger when it disagrees.
+void broker_end_turn(broker_t *b);
+// Opens a broker without keys or a socket: the ledger at cfg->db and the
+// plans loaded from it, exactly as broker_open does before it binds.  For
+// tests that drive the broker's own logic in-process (HELLO, RESULT,
+// dispatch, expiry, cancel) with their own clock in now_mono/now_wall;
+// broker_end_turn then drops the outbox instead of sending it.
+// broker_destroy closes it.  Returns 0 or -1 with err.
+int broker_open_offline(broker_t **out, const broker_config_t *cfg,
+                        char *err, size_t errlen);
 
 // --- drones.c ---------------------------------------------------------
 drone_t *drones_find(broker_t *b, const char *instance);
