@@ -145,9 +145,222 @@ test_unloadable_plans_skipped(void)
     free(log);
 }
 
+// --- 3. mixed plans across repeated broker SIGKILLs --------------------------
+
+// Every task appends "TASK TOKEN" to runs.txt, sleeps, and prints its own
+// token: the stored output of an accepted attempt must be that attempt's
+// token, or a result was recorded under a token it did not run under.
+#define S_RUN(extra, secs)                                                    \
+    "[\"sh\", \"-c\", \"" extra "echo \\\"$WAGGLE_TASK $WAGGLE_TASK_TOKEN\\\""  \
+    " >> runs.txt; sleep " secs "; echo $WAGGLE_TASK_TOKEN\"]"
+// Fails its first attempt (a marker file remembers), then succeeds.
+#define S_FLAKY                                                               \
+    "m=flaky.$WAGGLE_PLAN.$WAGGLE_TASK; if [ ! -e $m ]; then touch $m;"       \
+    " exit 1; fi; "
+
+static char *
+s_fan_plan(const char *name, int width, const char *requires)
+{
+    size_t cap = 8192, used = 0;
+    char *json = xmalloc(cap);
+    used += (size_t) snprintf(json + used, cap - used, "{\"name\": \"%s\", "
+                              "\"defaults\": {\"retries\": 2, \"requires\": "
+                              "[%s]}, \"tasks\": [{\"id\": \"root\", "
+                              "\"run\": " S_RUN("", "0.2") "}", name,
+                              requires);
+    for (int i = 0; i < width; i++) {
+        used += (size_t) snprintf(json + used, cap - used, ", {\"id\": \"f%d\","
+                                  " \"needs\": [\"root\"], \"run\": %s}", i,
+                                  i % 3 == 1 ? S_RUN(S_FLAKY, "0.3")
+                                             : S_RUN("", "0.3"));
+    }
+    used += (size_t) snprintf(json + used, cap - used, ", {\"id\": \"join\", "
+                              "\"needs\": [");
+    for (int i = 0; i < width; i++) {
+        used += (size_t) snprintf(json + used, cap - used, "%s\"f%d\"",
+                                  i ? ", " : "", i);
+    }
+    snprintf(json + used, cap - used, "], \"run\": " S_RUN("", "0.1") "}]}");
+    return json;
+}
+
+static char *
+s_chain_plan(const char *name, int n)
+{
+    size_t cap = 8192, used = 0;
+    char *json = xmalloc(cap);
+    used += (size_t) snprintf(json + used, cap - used, "{\"name\": \"%s\", "
+                              "\"tasks\": [", name);
+    for (int i = 0; i < n; i++) {
+        used += (size_t) snprintf(json + used, cap - used, "%s{\"id\": \"c%d\"",
+                                  i ? ", " : "", i);
+        if (i) {
+            used += (size_t) snprintf(json + used, cap - used,
+                                      ", \"needs\": [\"c%d\"]", i - 1);
+        }
+        used += (size_t) snprintf(json + used, cap - used, ", \"run\": %s}",
+                                  i % 2 ? S_RUN(S_FLAKY, "0.3")
+                                        : S_RUN("", "0.3"));
+    }
+    snprintf(json + used, cap - used, "]}");
+    return json;
+}
+
+// a fails for good; b needs a (blocked); c, d run.  The plan fails.
+static const char s_doomed[] =
+    "{\"name\": \"doomed\", \"tasks\": ["
+    "{\"id\": \"a\", \"retries\": 1, \"run\": " S_RUN("", "0.2; exit 4")
+    "},"
+    "{\"id\": \"b\", \"needs\": [\"a\"], \"run\": " S_RUN("", "0.1") "},"
+    "{\"id\": \"c\", \"run\": " S_RUN("", "0.4") "},"
+    "{\"id\": \"d\", \"needs\": [\"c\"], \"run\": " S_RUN("", "0.2") "}]}";
+
+// Long tasks, cancelled as a whole while they run.
+static const char s_dropped[] =
+    "{\"name\": \"dropped\", \"tasks\": ["
+    "{\"id\": \"long1\", \"run\": " S_RUN("", "30") "},"
+    "{\"id\": \"long2\", \"run\": " S_RUN("", "30") "},"
+    "{\"id\": \"after\", \"needs\": [\"long1\"], \"run\": "
+    S_RUN("", "0.1") "}]}";
+
+// One long task cancelled on its own: what needs it is blocked, the rest
+// runs, the plan fails.
+static const char s_pruned[] =
+    "{\"name\": \"pruned\", \"tasks\": ["
+    "{\"id\": \"long\", \"run\": " S_RUN("", "30") "},"
+    "{\"id\": \"next\", \"needs\": [\"long\"], \"run\": " S_RUN("", "0.1") "},"
+    "{\"id\": \"p1\", \"run\": " S_RUN(S_FLAKY, "0.3") "},"
+    "{\"id\": \"p2\", \"needs\": [\"p1\"], \"run\": " S_RUN("", "0.3") "}]}";
+
+typedef struct {
+    int64_t id;
+    const char *want;            // the state it must end in
+} s_plan_want_t;
+
+// Exactly one accepted attempt per succeeded task, whose stored output is
+// its own token; every token unique.  Returns the accepted count.
+static int
+s_check_ledger(const swarm_t *s, int64_t plan)
+{
+    attempts_t *v = xcalloc(1, sizeof *v);
+    CHECK_INT(attempts_read(s->db, plan, NULL, v), 0);
+    ledger_t *l = NULL;
+    char err[256];
+    CHECK_INT(ledger_open(&l, s->db, LEDGER_RDONLY, err, sizeof err), 0);
+    int accepted = 0;
+    for (int i = 0; l && i < v->n; i++) {
+        const attempt_row_t *a = &v->a[i];
+        for (int j = 0; j < i; j++) {
+            CHECK(v->a[j].token != a->token);
+            CHECK(!(strcmp(v->a[j].task, a->task) == 0
+                    && v->a[j].outcome == LEDGER_ATTEMPT_SUCCEEDED
+                    && a->outcome == LEDGER_ATTEMPT_SUCCEEDED));
+        }
+        if (a->outcome != LEDGER_ATTEMPT_SUCCEEDED) {
+            continue;
+        }
+        accepted++;
+        uint8_t *out = NULL;
+        size_t len = 0;
+        bool trunc = false;
+        uint32_t n = 0;
+        CHECK_INT(ledger_task_output(l, plan, a->task, 0, false, &out, &len,
+                                     &trunc, &n), LEDGER_OK);
+        CHECK_INT(n, a->n);
+        char want[32];
+        snprintf(want, sizeof want, "%llu\n", (unsigned long long) a->token);
+        if (!out || len != strlen(want) || memcmp(out, want, len) != 0) {
+            fprintf(stderr, "plan %lld task %s: output '%.*s' is not token "
+                            "%s", (long long) plan, a->task, (int) len,
+                    out ? (const char *) out : "", want);
+            t_failures++;
+        }
+        free(out);
+    }
+    ledger_destroy(&l);
+    free(v);
+    return accepted;
+}
+
+static void
+test_mixed_plans_survive_repeated_kills(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 1500);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 3, NULL, NULL);
+    swarm_drone(&s, 2, NULL, NULL);
+    swarm_drone(&s, 2, "gpu", NULL);
+    char *fan = s_fan_plan("fan", 8, "");
+    char *gpu = s_fan_plan("gpu", 4, "\"gpu\"");
+    char *chain = s_chain_plan("chain", 8);
+    char *chain2 = s_chain_plan("chain2", 5);
+    s_plan_want_t plans[] = {
+        {swarm_submit(&s, fan), "succeeded"},
+        {swarm_submit(&s, chain), "succeeded"},
+        {swarm_submit(&s, gpu), "succeeded"},
+        {swarm_submit(&s, s_doomed), "failed"},
+        {swarm_submit(&s, s_dropped), "cancelled"},
+        {swarm_submit(&s, s_pruned), "failed"},
+        {swarm_submit(&s, chain2), "succeeded"},
+    };
+    free(fan);
+    free(gpu);
+    free(chain);
+    free(chain2);
+    enum { N = sizeof plans / sizeof plans[0] };
+    for (int i = 0; i < N; i++) {
+        REQUIRE(plans[i].id > 0);
+    }
+    char runs[700];
+    snprintf(runs, sizeof runs, "%s/runs.txt", s.dir);
+    char id[32];
+    int lines = 0;
+    for (int kill_no = 0; kill_no < 4; kill_no++) {
+        // Kill once more work has started since the last restart.
+        CHECK(swarm_wait_lines(runs, lines + 5, 30000));
+        swarm_broker_kill(&s);
+        lines = swarm_file_lines(runs);
+        // Down for a while every other time: results pile up in the drones'
+        // outboxes and some leases lapse in the drones' eyes.
+        if (kill_no % 2) {
+            usleep(800 * 1000);
+        }
+        REQUIRE(swarm_broker(&s, NULL) == 0);
+        if (kill_no == 1) {
+            snprintf(id, sizeof id, "%lld", (long long) plans[4].id);
+            CHECK_INT(swarm_arch(&s, NULL, NULL, "cancel", id, NULL), 0);
+            snprintf(id, sizeof id, "%lld", (long long) plans[5].id);
+            CHECK_INT(swarm_arch(&s, NULL, NULL, "cancel", id, "long", NULL),
+                      0);
+        }
+    }
+    char *log = s_log_path(&s, "broker.log");
+    CHECK(swarm_log_has(log, "loaded 7 running plans", NULL));
+    free(log);
+    int accepted = 0;
+    for (int i = 0; i < N; i++) {
+        char state[32];
+        swarm_wait_plan(&s, plans[i].id, 90, state, sizeof state);
+        if (strcmp(state, plans[i].want) != 0) {
+            fprintf(stderr, "plan %lld ended '%s', expected '%s'\n",
+                    (long long) plans[i].id, state, plans[i].want);
+            t_failures++;
+        }
+    }
+    swarm_stop(&s);
+    for (int i = 0; i < N; i++) {
+        accepted += s_check_ledger(&s, plans[i].id);
+    }
+    // fan 10 + chain 8 + gpu 6 + doomed 2 + pruned 2 + chain2 5.
+    CHECK_INT(accepted, 33);
+}
+
 static const t_case_t t_cases[] = {
     T(test_two_running_plans_restart),
     T(test_unloadable_plans_skipped),
+    T(test_mixed_plans_survive_repeated_kills),
     {0},
 };
 
