@@ -203,6 +203,13 @@ ledger_rc_t ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
                                const ledger_attempt_end_t *end,
                                proto_task_state_t to, int64_t not_before_ms,
                                const char *actor, int64_t now_ms);
+// Shortens the backoff of a ready task to end at not_before_ms (a restart
+// clamps every backoff to the broker's cap, and a lease is refused before
+// the stored end).  Only ever shortens: LEDGER_MISS when the task is not
+// ready or its backoff already ends by then.  Appends a 'backoff' event.
+ledger_rc_t ledger_task_backoff(ledger_t *self, int64_t plan,
+                                const char *task, int64_t not_before_ms,
+                                const char *actor, int64_t now_ms);
 // from -> to with a fresh attempt budget (retry): attempts_used = 0,
 // not_before = 0, lost_leases = 0.
 ledger_rc_t ledger_task_reset(ledger_t *self, int64_t plan, const char *task,

@@ -161,6 +161,10 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE tasks SET state = ?4, attempts_used = 0,"
         " not_before_ms = 0, lost_leases = 0"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    [LEDGER__Q_TASK_BACKOFF] =
+        "UPDATE tasks SET not_before_ms = ?3"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"
+        " AND not_before_ms > ?3",
     // The token is the counter's current value; LEDGER__Q_TOKEN_NEXT then
     // bumps it in the same transaction, and only when this CAS hit.
     [LEDGER__Q_LEASE] =

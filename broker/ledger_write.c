@@ -230,6 +230,30 @@ ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
                       "retry with a fresh attempt budget", now_ms);
 }
 
+ledger_rc_t
+ledger_task_backoff(ledger_t *self, int64_t plan, const char *task,
+                    int64_t not_before_ms, const char *actor, int64_t now_ms)
+{
+    assert(self && task && actor);
+    if (!ledger__turn_ok(self, "shorten backoff")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_BACKOFF);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_int(st, 3, not_before_ms);
+    ledger_rc_t rc = ledger__write(self, st, "shorten backoff");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "backoff now ends at %" PRId64,
+             not_before_ms);
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
+        .kind = "backoff", .detail = detail});
+}
+
 static ledger_rc_t
 s_attempt_start(ledger_t *self, int64_t plan, const char *task,
                 int64_t token, const char *instance, const char *holder,

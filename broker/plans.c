@@ -206,6 +206,8 @@ typedef struct {
     size_t n_seen;
     sched_lease_t *leases;
     size_t n_leases;
+    size_t *clamped;            // tasks whose backoff was cut to the cap
+    size_t n_clamped;
     size_t next_idx;            // where the next task row should be
 } s_loaded_t;
 
@@ -323,9 +325,15 @@ s_on_task(void *arg, const ledger_task_row_t *row)
     p->seen[idx] = true;
     p->n_seen++;
     p->states[idx] = row->state;
-    // Backoff survives a restart but never beyond its cap from now.
+    // Backoff survives a restart but never beyond its cap from now (the
+    // ledger is told too, or it would refuse the lease until the old end).
     int64_t nb = row->not_before_ms, cap = ld->now_wall + ld->cap_ms;
     p->not_before[idx] = nb > cap ? cap : nb;
+    if (row->state == PROTO_TASK_READY && nb > cap) {
+        p->clamped = xrealloc(p->clamped,
+                              (p->n_clamped + 1) * sizeof *p->clamped);
+        p->clamped[p->n_clamped++] = (size_t) idx;
+    }
     if (row->state == PROTO_TASK_LEASED) {
         s_add_lease(ld, p, row, (size_t) idx);
     }
@@ -363,6 +371,23 @@ s_check_whole(broker_t *b, s_loaded_t *p)
             return;
         }
     }
+}
+
+// Stores the backoffs the load cut to the cap.  LEDGER_ERROR fails the
+// load; a miss means there was nothing left to cut.
+static ledger_rc_t
+s_store_clamps(broker_t *b, const s_loaded_t *p)
+{
+    for (size_t i = 0; i < p->n_clamped; i++) {
+        size_t idx = p->clamped[i];
+        if (!broker_begin(b)
+            || ledger_task_backoff(b->ledger, p->plan, p->wp->tasks[idx].id,
+                                   p->not_before[idx], "broker", b->now_wall)
+                   == LEDGER_ERROR) {
+            return LEDGER_ERROR;
+        }
+    }
+    return LEDGER_OK;
 }
 
 static void
@@ -417,13 +442,14 @@ s_finish_load(broker_t *b, s_loader_t *ld, ledger_rc_t rc)
         s_loaded_t *p = &ld->plans[i];
         if (rc == LEDGER_OK) {
             s_check_whole(b, p);
-            if (p->why) {
-                s_remember_unloaded(b, p->plan, &p->why);
-                failed++;
-            } else {
-                s_forget_unloaded(b, p->plan);
-                s_install(b, p);
-            }
+        }
+        if (rc == LEDGER_OK && p->why) {
+            s_remember_unloaded(b, p->plan, &p->why);
+            failed++;
+        } else if (rc == LEDGER_OK
+                   && (rc = s_store_clamps(b, p)) == LEDGER_OK) {
+            s_forget_unloaded(b, p->plan);
+            s_install(b, p);
         }
         workplan_destroy(&p->wp);
         free(p->why);
@@ -431,6 +457,7 @@ s_finish_load(broker_t *b, s_loader_t *ld, ledger_rc_t rc)
         free(p->not_before);
         free(p->seen);
         free(p->leases);
+        free(p->clamped);
     }
     free(ld->plans);
     return rc == LEDGER_OK ? failed : -1;

@@ -357,10 +357,84 @@ test_mixed_plans_survive_repeated_kills(void)
     CHECK_INT(accepted, 33);
 }
 
+// --- 4. a ledger written by the schema-1 release --------------------------
+
+#ifndef WAGGLE_SOURCE_DIR
+#error "WAGGLE_SOURCE_DIR must name the source tree (tests/e2e/list.cmake)"
+#endif
+
+static bool
+s_copy(const char *from, const char *to)
+{
+    size_t n = 0;
+    char *data = t_read_file(from, &n);
+    FILE *f = data ? fopen(to, "wb") : NULL;
+    bool ok = f && fwrite(data, 1, n, f) == n;
+    if (f && fclose(f) != 0) {
+        ok = false;
+    }
+    free(data);
+    return ok;
+}
+
+// tests/fixtures/ledger-v1.db (see make-ledger-v1.sh): the broker upgrades
+// it, keeps a copy, and runs its running plan to the end — the lease its
+// dead drone held lapses after the restart grace, the task in an hour's
+// backoff is clamped to this broker's cap, the task waiting for a tag
+// runs once a drone offers it.
+static void
+test_v1_ledger_upgraded_runs_on(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 1500);
+    s_where(&s);
+    REQUIRE(s_copy(WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v1.db", s.db));
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    char *log = s_log_path(&s, "broker.log");
+    char *bak = xasprintf("%s.v1.bak", s.db);
+    CHECK(swarm_log_has(log, "has schema version 1; upgrading it to 2",
+                        bak));
+    CHECK(swarm_log_has(log, "upgraded from schema version 1 to 2", NULL));
+    CHECK(swarm_log_has(log, "loaded 1 running plans", NULL));
+    CHECK(access(bak, R_OK) == 0);
+    swarm_drone(&s, 2, "late", NULL);
+    char state[32];
+    swarm_wait_plan(&s, 2, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    const char *was[] = {"", "succeeded", "", "failed", "cancelled"};
+    for (int64_t p = 1; p <= 4; p += p == 1 ? 2 : 1) {
+        jnode_t *st = swarm_status(&s, p);
+        CHECK_STR(st ? json_str(json_obj_get(st, "state")) : "", was[p]);
+        json_destroy(&st);
+    }
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "output", "2", "last", NULL), 0);
+    CHECK_STR(out, "slow done\n");
+    free(out);
+    swarm_stop(&s);
+    // The old lease lapsed (its attempt kept, token 5) and the rerun got a
+    // token from the counter the old release left (7 was next).
+    attempts_t *v = xcalloc(1, sizeof *v);
+    REQUIRE(attempts_read(s.db, 2, "slow", v) == 0);
+    REQUIRE(v->n == 2);
+    CHECK_INT(v->a[0].token, 5);
+    CHECK_INT(v->a[0].outcome, LEDGER_ATTEMPT_EXPIRED);
+    CHECK(v->a[1].token >= 7);
+    CHECK_INT(v->a[1].outcome, LEDGER_ATTEMPT_SUCCEEDED);
+    REQUIRE(attempts_read(s.db, 2, "flaky", v) == 0);
+    CHECK_INT(v->n, 2);
+    CHECK_INT(attempts_count(v, LEDGER_ATTEMPT_FAILED), 1);
+    CHECK_INT(attempts_count(v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    free(v);
+    free(bak);
+    free(log);
+}
+
 static const t_case_t t_cases[] = {
     T(test_two_running_plans_restart),
     T(test_unloadable_plans_skipped),
     T(test_mixed_plans_survive_repeated_kills),
+    T(test_v1_ledger_upgraded_runs_on),
     {0},
 };
 

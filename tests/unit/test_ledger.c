@@ -960,6 +960,37 @@ test_lease_respects_not_before(void)
     ledger_destroy(&l);
 }
 
+// A backoff can be shortened (a restart clamps it to the cap), never
+// lengthened, and only while the task is ready; the lease follows.
+static void
+test_backoff_shortened(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_fail_end, PROTO_TASK_READY,
+                       NOW + 3600000), LEDGER_OK);
+    int before = s_events(l, plan).n;
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_backoff(l, plan, "a", NOW + 4000000, "broker",
+                                  NOW), LEDGER_MISS);
+    CHECK_INT(ledger_task_backoff(l, plan, "a", NOW + 500, "broker", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_task_backoff(l, plan, "b", NOW, "broker", NOW),
+              LEDGER_MISS);
+    CHECK_INT(ledger_commit(l), 0);
+    s_events_t ev = s_events(l, plan);
+    CHECK_INT(ev.n, before + 1);
+    CHECK_STR(ev.last_kind, "backoff");
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.a.not_before_ms, NOW + 500);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW + 500, NULL, NULL), LEDGER_OK);
+    ledger_destroy(&l);
+}
+
 typedef struct {
     int n;
     uint32_t last_n;
@@ -1218,6 +1249,7 @@ static const t_case_t t_cases[] = {
     T(test_plans_newest_first_with_counts),
     T(test_task_output_accepted_latest_specific),
     T(test_lease_respects_not_before),
+    T(test_backoff_shortened),
     T(test_attempts_in_order),
     T(test_plan_moves_and_load_plan),
     T(test_drone_seen_upserts),

@@ -507,8 +507,52 @@ test_reload_equals_live_every_round(void)
     free(w);
 }
 
+// A broker restarted with a shorter --backoff-cap-ms cuts every longer
+// backoff to the cap, in memory and in the ledger alike: the task is
+// leased once the cap has passed (a ledger left with the old end refused
+// that lease, and the broker rebuilt its memory every turn).
+static void
+test_backoff_clamped_on_reload(void)
+{
+    s_world_t *w = xcalloc(1, sizeof *w);
+    s_world_init(w);
+    w->cfg.backoff_base_ms = w->cfg.backoff_cap_ms = 3600000;
+    REQUIRE(s_open(w));
+    s_hello(w, &w->drones[0]);
+    s_end_turn(w);
+    CHECK_INT(s_submit(w, "{\"name\": \"b\", \"tasks\": [{\"id\": "
+                          "\"flaky1\", \"run\": [\"true\"]}]}"), 1);
+    s_play_round(w, 0);
+    s_play_round(w, 1);
+    char *text = sched_describe(w->b->sched);
+    CHECK_HAS(text, "'flaky1' ready not_before");
+    free(text);
+    broker_destroy(&w->b);
+    w->cfg.backoff_cap_ms = 1000;
+    REQUIRE(s_open(w));
+    w->wall = clock_wall_ms() + 1000;
+    s_hello(w, &w->drones[0]);
+    s_clock(w);
+    drones_dispatch(w->b);
+    CHECK(!w->b->rebuild);
+    s_end_turn(w);
+    text = sched_describe(w->b->sched);
+    CHECK_HAS(text, "'flaky1' leased");
+    free(text);
+    // The next broker reads the cut backoff from the ledger.
+    broker_destroy(&w->b);
+    w->cfg.backoff_cap_ms = 3600000;
+    REQUIRE(s_open(w));
+    text = sched_describe(w->b->sched);
+    CHECK_HAS(text, "'flaky1' leased");
+    free(text);
+    broker_destroy(&w->b);
+    free(w);
+}
+
 static const t_case_t t_cases[] = {
     T(test_reload_equals_live_every_round),
+    T(test_backoff_clamped_on_reload),
     {0},
 };
 
