@@ -257,10 +257,11 @@ ledger_rc_t ledger_drone_secret(ledger_t *self, const char *instance,
 
 // --- recovery ---------------------------------------------------------
 // For every running plan in id order: plan_cb (with its canonical workplan
-// JSON), then task_cb for each task row of that
-// plan in workplan (seq) order — so every task_cb is for the plan of the
-// plan_cb just before it.  Rows are handed over as stored: the caller
-// checks them against the workplan.  LEDGER_ERROR only when SQLite fails.
+// JSON), then task_cb for each task row of that plan in workplan (seq)
+// order, so every task_cb is for the plan of the plan_cb just before it.
+// Rows are handed over as stored: the caller checks them against the
+// workplan.  Callbacks must not call into the ledger.  LEDGER_ERROR only
+// when SQLite fails.
 ledger_rc_t ledger_load(ledger_t *self,
                         void (*plan_cb)(void *arg, int64_t plan,
                                         const char *json),

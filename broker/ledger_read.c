@@ -1,10 +1,10 @@
 // ledger_read: every read of the ledger (ledger.h has the contracts).
 //
 // Owns the lookups the broker answers requests with (idempotency keys,
-// plan state, tokens, task output), the status reads that fill a
-// STATUS_OK (plans with their task counts, tasks with their needs,
-// attempts), the recovery load that rebuilds the broker's memory, and the
-// event log read.  Reads run inside or outside a turn; strings handed to
+// plan state, tokens, task output, a drone's secret hash, a task's
+// counters), the status reads that fill a STATUS_OK (plans with their task
+// counts, tasks with their needs, attempts), the recovery load that
+// rebuilds the broker's memory, and the event log read.  Reads run inside or outside a turn; strings handed to
 // callbacks are borrowed for the call, the rest are copies the caller
 // frees.
 //

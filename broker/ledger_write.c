@@ -3,8 +3,9 @@
 //
 // Owns plan creation (plan, tasks, edges, idempotency key in one go), the
 // compare-and-set transitions of plans and tasks (move, reset, lease,
-// finish), drone sightings and free-form events, and the events row each
-// of them appends in the same turn (invariant 4).  Every compare-and-set
+// finish, a shortened backoff), drone sightings (with their secret hash)
+// and free-form events, and the events row each of them appends in the
+// same turn (invariant 4).  Every compare-and-set
 // is in an UPDATE's WHERE clause (ledger_schema.c), never in a read before
 // it; a miss is LEDGER_MISS and changes nothing.
 //
