@@ -361,7 +361,9 @@ s_check_whole(broker_t *b, s_loaded_t *p)
                               p->n_seen));
         return;
     }
-    qsort(p->leases, p->n_leases, sizeof *p->leases, s_cmp_token);
+    if (p->n_leases > 1) {
+        qsort(p->leases, p->n_leases, sizeof *p->leases, s_cmp_token);
+    }
     for (size_t i = 0; i < p->n_leases; i++) {
         uint64_t t = p->leases[i].token;
         if ((i > 0 && p->leases[i - 1].token == t)

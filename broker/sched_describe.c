@@ -177,7 +177,9 @@ s_leases(s_text_t *out, const sched_t *self)
 {
     sched_lease_t *all = NULL;
     size_t n = sched_leases_expired(self, INT64_MAX, &all);
-    qsort(all, n, sizeof *all, s_cmp_token);
+    if (n > 1) {
+        qsort(all, n, sizeof *all, s_cmp_token);
+    }
     size_t leased = 0;
     for (size_t i = 0; i < self->n_plans; i++) {
         const sched__plan_t *p = self->plans[i];
@@ -201,7 +203,9 @@ s_leases(s_text_t *out, const sched_t *self)
     if (leased != n) {
         s_add(out, "BROKEN: %zu leased tasks, %zu leases\n", leased, n);
     }
-    qsort(all, n, sizeof *all, s_cmp_task);
+    if (n > 1) {
+        qsort(all, n, sizeof *all, s_cmp_task);
+    }
     for (size_t i = 1; i < n; i++) {
         if (all[i].plan == all[i - 1].plan && all[i].idx == all[i - 1].idx) {
             s_add(out, "BROKEN: two leases for task %zu of plan %" PRId64
