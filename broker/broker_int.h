@@ -125,7 +125,8 @@ void plans_check_done(broker_t *b, int64_t plan, const char *actor);
 // Loads every running plan from the ledger into a fresh sched.  A plan
 // that cannot be loaded is logged, skipped and remembered with its reason
 // (plans_unloaded); the others load.  Returns -1 only when the ledger
-// failed (then nothing was loaded and the caller retries or gives up).
+// failed; sched may then hold part of the load, so the caller throws it
+// away and retries on a fresh one, or gives up.
 int plans_load(broker_t *b);
 // Loads one plan (any state) into sched, e.g. to retry a failed plan.
 // Returns 0, or -1 when the ledger failed, there is no such plan, or the

@@ -280,11 +280,11 @@ static void
 s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
-    const char *unloaded = plans_unloaded(b, plan);
-    if (!wp && unloaded) {
-        s_fill_unloaded(st, unloaded);
-    }
     if (!wp) {
+        const char *unloaded = plans_unloaded(b, plan);
+        if (unloaded) {
+            s_fill_unloaded(st, unloaded);
+        }
         return;
     }
     const char *const *const *tags;
