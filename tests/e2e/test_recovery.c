@@ -430,11 +430,38 @@ test_v1_ledger_upgraded_runs_on(void)
     free(log);
 }
 
+// A ledger from a newer release: the broker exits 3 naming both versions
+// and leaves the file alone.
+static void
+test_newer_ledger_refused(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 1500);
+    s_where(&s);
+    REQUIRE(s_copy(WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v1.db", s.db));
+    REQUIRE(s_doctor(&s, "UPDATE meta SET value = 9 WHERE key ="
+                         " 'schema_version'") == 0);
+    CHECK_INT(swarm_broker(&s, NULL), -1);
+    int st = 0;
+    CHECK_INT(proc_wait(s.broker, 10000, &st), 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+    s.broker = 0;
+    char *log = s_log_path(&s, "broker.log");
+    CHECK(swarm_log_has(log, "has schema version 9, newer than this "
+                        "broker's version 2", NULL));
+    free(log);
+    char *bak = xasprintf("%s.v9.bak", s.db);
+    CHECK(access(bak, F_OK) != 0);
+    free(bak);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_two_running_plans_restart),
     T(test_unloadable_plans_skipped),
     T(test_mixed_plans_survive_repeated_kills),
     T(test_v1_ledger_upgraded_runs_on),
+    T(test_newer_ledger_refused),
     {0},
 };
 
