@@ -240,6 +240,10 @@ s_on_plan(void *arg, int64_t plan, const char *json)
     memset(p, 0, sizeof *p);
     p->plan = plan;
     wp_errors_t errs = {0};
+    if (!json) {
+        s_reject(p, xstrdup("it has no workplan"));
+        return;
+    }
     if (workplan_parse(json, strlen(json), &p->wp, &errs) < 0) {
         char *text = wp_errors_format(&errs);
         s_reject(p, xasprintf("its workplan no longer validates: %s", text));
