@@ -1,8 +1,11 @@
-// plans: the console side of the protocol and the DAG bookkeeping.
+// plans: the DAG bookkeeping (ending attempts with retry, backoff or
+// death, applying the moves that follow, ending plans) and loading running
+// plans from the ledger at start, after a desync, and for a retry.
 //
 // Every change goes to the ledger first as a compare-and-set and reaches
 // sched only when the ledger agreed; a refusal the broker did not expect
 // means memory drifted, and the turn ends with a rebuild from the ledger.
+// Console requests are answered in requests.c.
 #include "broker/broker_int.h"
 
 #include "common/log.h"
