@@ -1084,6 +1084,50 @@ test_plan_moves_and_load_plan(void)
     ledger_destroy(&l);
 }
 
+// ledger_load hands each running plan's rows right after the plan, so a
+// loader never has to find which plan a row is for.
+typedef struct {
+    char seq[256];
+    size_t len;
+} s_order_t;
+
+static void
+s_order_plan(void *arg, int64_t plan, const char *json)
+{
+    s_order_t *o = arg;
+    (void) json;
+    o->len += (size_t) snprintf(o->seq + o->len, sizeof o->seq - o->len,
+                                "P%lld ", (long long) plan);
+}
+
+static void
+s_order_task(void *arg, const ledger_task_row_t *row)
+{
+    s_order_t *o = arg;
+    o->len += (size_t) snprintf(o->seq + o->len, sizeof o->seq - o->len,
+                                "%lld:%s ", (long long) row->plan, row->task);
+}
+
+static void
+test_load_hands_tasks_after_their_plan(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t p1 = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t p2 = s_submit(l, "{\"name\": \"two\", \"tasks\": [{\"id\": \"x\","
+                             " \"run\": [\"true\"]}]}", "alice", NULL);
+    int64_t p3 = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(p1 == 1 && p2 == 2 && p3 == 3);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_move(l, p2, LEDGER_PLAN_RUNNING,
+                               LEDGER_PLAN_FAILED, "op", NOW), LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    s_order_t o = {0};
+    CHECK_INT(ledger_load(l, s_order_plan, s_order_task, &o), LEDGER_OK);
+    CHECK_STR(o.seq, "P1 1:a 1:b 1:c 1:g P3 3:a 3:b 3:c 3:g ");
+    ledger_destroy(&l);
+}
+
 static void
 test_drone_seen_upserts(void)
 {
@@ -1252,6 +1296,7 @@ static const t_case_t t_cases[] = {
     T(test_backoff_shortened),
     T(test_attempts_in_order),
     T(test_plan_moves_and_load_plan),
+    T(test_load_hands_tasks_after_their_plan),
     T(test_drone_seen_upserts),
     T(test_drone_secret_kept_and_replaced),
     T(test_lost_leases_counted),
