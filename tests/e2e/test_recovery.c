@@ -17,6 +17,19 @@
 
 // --- helpers ----------------------------------------------------------------
 
+// REQUIRE that first stops the swarm, so a failed test leaves no broker or
+// drone running behind it.
+#define S_REQUIRE(s, cond)                                                    \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: %s: REQUIRE(%s) failed\n", __FILE__,       \
+                    __LINE__, t_current, #cond);                              \
+            t_failures++;                                                     \
+            swarm_stop(s);                                                    \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
+
 static void
 s_where(const swarm_t *s)
 {
@@ -79,9 +92,9 @@ test_two_running_plans_restart(void)
     int64_t p2 = swarm_submit(&s, "{\"name\":\"two\",\"tasks\":["
                                   "{\"id\":\"z\",\"requires\":[\"later\"],"
                                   "\"run\":[\"echo\",\"two\"]}]}");
-    REQUIRE(p1 > 0 && p2 > 0);
+    S_REQUIRE(&s, p1 > 0 && p2 > 0);
     swarm_broker_kill(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     char *log = s_log_path(&s, "broker.log");
     CHECK(swarm_wait_log(log, "loaded 2 running plans", NULL, 5000));
     swarm_drone(&s, 2, "later", NULL);
@@ -106,7 +119,7 @@ test_unloadable_plans_skipped(void)
     int64_t p1 = s_stuck_plan(&s, "good");
     int64_t p2 = s_stuck_plan(&s, "invalid");
     int64_t p3 = s_stuck_plan(&s, "ghost");
-    REQUIRE(p1 == 1 && p2 == 2 && p3 == 3);
+    S_REQUIRE(&s, p1 == 1 && p2 == 2 && p3 == 3);
     swarm_broker_kill(&s);
     // Plan 2's workplan no longer validates; plan 3 has a task row its
     // workplan does not name.
@@ -123,7 +136,7 @@ test_unloadable_plans_skipped(void)
     // Status says why, for each unfinished task.
     jnode_t *st = swarm_status(&s, p2);
     const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
-    REQUIRE(tasks && json_arr_size(tasks) == 2);
+    S_REQUIRE(&s, tasks && json_arr_size(tasks) == 2);
     CHECK_HAS(json_str(json_obj_get(json_arr_get(tasks, 0),
                                     "waiting_reason")),
               "plan not loaded: its workplan no longer validates");
@@ -311,7 +324,7 @@ test_mixed_plans_survive_repeated_kills(void)
     free(chain2);
     enum { N = sizeof plans / sizeof plans[0] };
     for (int i = 0; i < N; i++) {
-        REQUIRE(plans[i].id > 0);
+        S_REQUIRE(&s, plans[i].id > 0);
     }
     char runs[700];
     snprintf(runs, sizeof runs, "%s/runs.txt", s.dir);
@@ -327,7 +340,7 @@ test_mixed_plans_survive_repeated_kills(void)
         if (kill_no % 2) {
             usleep(800 * 1000);
         }
-        REQUIRE(swarm_broker(&s, NULL) == 0);
+        S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
         if (kill_no == 1) {
             snprintf(id, sizeof id, "%lld", (long long) plans[4].id);
             CHECK_INT(swarm_arch(&s, NULL, NULL, "cancel", id, NULL), 0);
