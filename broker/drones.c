@@ -215,7 +215,7 @@ s_hello(broker_t *b, router_in_t *in)
     char *tags = s_join(&h->tags);
     if (!broker_begin(b) ||
         ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
-                          tags, b->now_wall) == LEDGER_ERROR) {
+                          tags, NULL, b->now_wall) == LEDGER_ERROR) {
         broker_fail_turn(b);
     }
     log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
