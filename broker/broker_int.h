@@ -41,18 +41,17 @@ typedef struct {
     int64_t quarantine_end_ms;  // monotonic
 } drone_t;
 
-// TEMPORARY (trust.c): a session secret's hash until ledger v2 stores it.
-typedef struct {
-    char instance[65];
-    char hash[65];              // hex of crypto_generichash(secret)
-} trust_secret_t;
-
 typedef struct {
     wire_rid_t rid;             // destination
     proto_msg_t *msg;           // owned until sent
     bool depends;               // becomes an ERROR if the turn's commit fails
     uint64_t push_token;        // a TASK push: released if undeliverable
 } out_t;
+
+typedef struct {
+    int64_t plan;
+    char *why;                  // owned: why it could not be loaded
+} unloaded_t;
 
 struct broker {
     const broker_config_t *cfg;
@@ -63,12 +62,12 @@ struct broker {
     proto_limits_t limits;
     drone_t **drones;           // registry (owned)
     size_t n_drones;
-    trust_secret_t *secrets;    // TEMPORARY, see trust.c (owned)
-    size_t n_secrets;
     out_t *out;                 // this turn's outbox
     size_t n_out, cap_out;
     uint64_t *undelivered;      // tokens of TASKs that could not be sent
     size_t n_undelivered;
+    unloaded_t *unloaded;       // running plans the last load skipped
+    size_t n_unloaded;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
     int reload_fd;              // SIGHUP pipe (read end), or -1
@@ -94,6 +93,18 @@ void broker_desync(broker_t *b, const char *why);
 // line per second.
 void broker_refused(broker_t *b, const router_in_t *in, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+// Ends a turn: commits its transaction (or rolls it back when it failed,
+// turning dependent replies into errors), sends the outbox, and rebuilds
+// memory from the ledger when it disagrees.
+void broker_end_turn(broker_t *b);
+// Opens a broker without keys or a socket: the ledger at cfg->db and the
+// plans loaded from it, exactly as broker_open does before it binds.  For
+// tests that drive the broker's own logic in-process (HELLO, RESULT,
+// dispatch, expiry, cancel) with their own clock in now_mono/now_wall;
+// broker_end_turn then drops the outbox instead of sending it.
+// broker_destroy closes it.  Returns 0 or -1 with err.
+int broker_open_offline(broker_t **out, const broker_config_t *cfg,
+                        char *err, size_t errlen);
 
 // --- drones.c ---------------------------------------------------------
 drone_t *drones_find(broker_t *b, const char *instance);
@@ -116,12 +127,14 @@ void drones_tag_table(broker_t *b, const char *const *const **tags,
                       const size_t **n_tags, size_t *n);
 
 // --- trust.c ----------------------------------------------------------
-// Checks a HELLO's session secret.  known is the registered drone with the
-// HELLO's instance (or NULL).  Returns 0 to go on — *issued is then NULL or
-// a new secret (caller frees) for the WELCOME — or -1 after queueing ERROR
-// FORBIDDEN (the HELLO must change nothing).
+// Checks a HELLO's session secret against the ledger.  known is the
+// registered drone with the HELLO's instance (or NULL).  Returns 0 to go
+// on — *issued is then NULL, or a new secret (caller frees) for the WELCOME
+// with its hash in hash, to be stored with ledger_drone_seen ("" when none)
+// — or -1 after queueing ERROR FORBIDDEN (or INTERNAL when the ledger
+// cannot be read): the HELLO must change nothing.
 int trust_hello(broker_t *b, const drone_t *known, router_in_t *in,
-                char **issued);
+                char **issued, char hash[65]);
 // A newly registered drone's window.
 void trust_init(drone_t *d);
 // One of d's leases was confirmed: its window grows.
@@ -165,9 +178,19 @@ ledger_rc_t plans_finish(broker_t *b, const sched_lease_t *lease,
 bool plans_apply(broker_t *b, const sched_moves_t *moves, const char *actor);
 // Marks the plan succeeded/failed when every task is terminal.
 void plans_check_done(broker_t *b, int64_t plan, const char *actor);
-// Loads every running plan from the ledger into a fresh sched.
+// Loads every running plan from the ledger into a fresh sched.  A plan
+// that cannot be loaded is logged, skipped and remembered with its reason
+// (plans_unloaded); the others load.  Returns -1 only when the ledger
+// failed; sched may then hold part of the load, so the caller throws it
+// away and retries on a fresh one, or gives up.
 int plans_load(broker_t *b);
 // Loads one plan (any state) into sched, e.g. to retry a failed plan.
+// Returns 0, or -1 when the ledger failed, there is no such plan, or the
+// plan cannot be loaded (plans_unloaded then says why).
 int plans_load_one(broker_t *b, int64_t plan);
+// Why the last load could not load this plan (borrowed), or NULL.
+const char *plans_unloaded(const broker_t *b, int64_t plan);
+// Forgets every remembered reason (the broker is closing or reloading).
+void plans_unloaded_clear(broker_t *b);
 
 #endif

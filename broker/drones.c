@@ -122,7 +122,17 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
                                      &known_task, &outcome) == LEDGER_OK) {
         task = known_task;
     }
-    s_stop(b, &d->rid, known_plan, task ? task : "", token, "stale", false);
+    if (!task) {
+        // A HEARTBEAT listing a token the ledger does not know: no STOP can
+        // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
+        // HELLO that lists it (with its task) gets the STOP.
+        log_warn(LOG, "drone '%s' lists token %llu, which the ledger does "
+                 "not know; no STOP", d->instance, (unsigned long long) token);
+        return;
+    }
+    // Sent only if the turn commits: what made the lease look stale (a
+    // result, an expiry earlier in this turn) may yet be rolled back.
+    s_stop(b, &d->rid, known_plan, task, token, "stale", true);
     free(known_task);
 }
 
@@ -239,7 +249,7 @@ s_key_mismatch(broker_t *b, const drone_t *known, router_in_t *in)
 }
 
 static void
-s_bind(broker_t *b, drone_t *d, router_in_t *in)
+s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
 {
     const proto_hello_t *h = &in->msg->u.hello;
     snprintf(d->name, sizeof d->name, "%s", in->name);
@@ -253,11 +263,10 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in)
     d->connected = true;
     d->last_seen_ms = b->now_mono;
     char *tags = s_join(&h->tags);
-    // LEDGER-V2: pass the new secret's hash (NULL: keep) to
-    // ledger_drone_seen once the ledger stores it (see trust.c).
     if (!broker_begin(b) ||
         ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
-                          tags, b->now_wall) == LEDGER_ERROR) {
+                          tags, hash[0] ? hash : NULL,
+                          b->now_wall) == LEDGER_ERROR) {
         broker_fail_turn(b);
     }
     log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
@@ -272,8 +281,9 @@ s_hello(broker_t *b, router_in_t *in)
     const proto_hello_t *h = &in->msg->u.hello;
     drone_t *known = drones_find(b, h->instance);
     char *secret = NULL;
+    char hash[65];
     if (s_key_mismatch(b, known, in) ||
-        trust_hello(b, known, in, &secret) < 0) {
+        trust_hello(b, known, in, &secret, hash) < 0) {
         return;  // refused: nothing changes, the live drone keeps it all
     }
     drone_t *prev = drones_by_rid(b, &in->rid);
@@ -281,8 +291,7 @@ s_hello(broker_t *b, router_in_t *in)
         s_unbind(b, prev, h->instance);
     }
     drone_t *d = known ? known : s_register(b, h->instance);
-    s_bind(b, d, in);
-    s_reconcile(b, d, h);
+    s_bind(b, d, in, hash);
     proto_msg_t *w = proto_msg_new(PROTO_MSG_WELCOME);
     w->req = in->msg->req;
     w->u.welcome.heartbeat_ms = (uint32_t) b->cfg->heartbeat_ms;
@@ -291,6 +300,9 @@ s_hello(broker_t *b, router_in_t *in)
     w->u.welcome.broker_id = xstrdup(ledger_id(b->ledger));
     w->u.welcome.secret = secret;
     broker_queue(b, &in->rid, &w, true);
+    // After WELCOME is queued: the STOPs of the reconciliation follow it on
+    // the wire (PROTOCOL.md 7.1), so the drone is ACTIVE when they arrive.
+    s_reconcile(b, d, h);
 }
 
 static void
@@ -667,6 +679,20 @@ drones_dispatch(broker_t *b)
     }
 }
 
+// The task's lost leases so far; on a ledger error, as if it had lost one
+// (the expiry then uses an attempt, as it did before leases were lost).
+static uint32_t
+s_lost_before(broker_t *b, const sched_lease_t *l)
+{
+    const workplan_t *wp = sched_workplan(b->sched, l->plan);
+    uint32_t n = 1;
+    if (wp && ledger_task_lost_leases(b->ledger, l->plan,
+                                      wp->tasks[l->idx].id, &n) != LEDGER_OK) {
+        n = 1;
+    }
+    return n;
+}
+
 // How an expired lease ends (PROTOCOL.md section 7.5).  Past the task's
 // timeout it failed.  Never confirmed by its holder, it was lost: the TASK
 // may never have arrived, so the first loss of a task uses no attempt (a
@@ -680,7 +706,7 @@ s_expiry(broker_t *b, const sched_lease_t *l, char *why, size_t len,
     bool backstop = l->hard_deadline_ms &&
                     b->now_mono >= l->hard_deadline_ms;
     bool lost = !backstop && !l->confirmed;
-    bool first = lost && sched_lost(b->sched, l->plan, l->idx) == 0;
+    bool first = lost && s_lost_before(b, l) == 0;
     if (backstop) {
         snprintf(why, len, "ran past its timeout (broker backstop)");
     } else if (lost) {
@@ -696,9 +722,8 @@ s_expiry(broker_t *b, const sched_lease_t *l, char *why, size_t len,
                    : first  ? LEDGER_ATTEMPT_RELEASED
                             : LEDGER_ATTEMPT_EXPIRED,
         .timed_out = backstop,
-        .error = why};
-    // LEDGER-V2: end->lost = lost (bumps tasks.lost_leases) once the
-    // ledger has the field.
+        .error = why,
+        .lost = lost};
     return lost;
 }
 
@@ -725,11 +750,8 @@ drones_expire(broker_t *b)
             broker_fail_turn(b);
             break;
         }
-        if (lost) {
-            sched_note_lost(b->sched, l->plan, l->idx);
-            if (d) {
-                trust_lost(b, d);
-            }
+        if (lost && d) {
+            trust_lost(b, d);
         }
     }
     free(gone);

@@ -2,6 +2,7 @@
 #include "broker/router.h"
 
 #include "broker/auth.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -21,6 +22,9 @@ typedef struct {
 } s_quota_t;
 
 #define S_QUOTAS 256           // sessions tracked at once (oldest evicted)
+
+#define LOG "broker.router"
+#define S_DROP_MAX 64
 
 struct router {
     void *ctx;                 // the ZeroMQ context (owned)
@@ -156,8 +160,8 @@ router_watch_fd(router_t *self, int fd)
     self->wake_fd = fd;
 }
 
-wire_rc_t
-router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
+static wire_rc_t
+s_recv_one(router_t *self, router_in_t *in, const proto_limits_t *lim)
 {
     char user[WIRE_USER_MAX + 1];
     memset(in, 0, sizeof *in);
@@ -187,9 +191,8 @@ s_quota_summary(s_quota_t *q)
         for (size_t i = 0; i < q->rid.len && i < 4; i++) {
             snprintf(rid + 2 * i, 3, "%02x", q->rid.bytes[i]);
         }
-        log_warn("broker.router", "suppressed %u similar messages from key "
-                                  "'%s' (session %s...)",
-                 q->suppressed, q->name, rid);
+        log_warn(LOG, "suppressed %u similar messages from key '%s' "
+                      "(session %s...)", q->suppressed, q->name, rid);
     }
     q->suppressed = 0;
 }
@@ -256,6 +259,26 @@ router_log_flush(router_t *self, int64_t now_ms)
             q->start_ms = 0;
         }
     }
+}
+
+// A message of more than one frame, and a malformed HEARTBEAT, are dropped
+// with a log line and no reply (PROTOCOL.md 2 and 6).  At most
+// S_DROP_MAX in a row per call, so a flood of them cannot hold a turn.
+wire_rc_t
+router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
+{
+    for (int i = 0; i < S_DROP_MAX; i++) {
+        wire_rc_t rc = s_recv_one(self, in, lim);
+        if (rc != WIRE_BAD || !in->err.unanswered) {
+            return rc;
+        }
+        if (router_log_quota(self, &in->rid, in->name, clock_mono_ms())) {
+            log_warn(LOG, "dropped a message from '%s' unanswered: %s",
+                     in->name, in->err.message);
+        }
+        proto_msg_destroy(&in->msg);
+    }
+    return WIRE_AGAIN;
 }
 
 int

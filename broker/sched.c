@@ -380,29 +380,6 @@ sched_not_before(const sched_t *self, int64_t plan, size_t idx)
     return p->tasks[idx].not_before_ms;
 }
 
-uint32_t
-sched_lost(const sched_t *self, int64_t plan, size_t idx)
-{
-    assert(self);
-    const sched__plan_t *p = sched__plan_find(self, plan);
-    if (!p) {
-        return 0;
-    }
-    assert(idx < p->wp->n_tasks);
-    return p->tasks[idx].lost;
-}
-
-void
-sched_note_lost(sched_t *self, int64_t plan, size_t idx)
-{
-    assert(self);
-    sched__plan_t *p = sched__plan_find(self, plan);
-    if (p && p->tasks[idx].lost < UINT16_MAX) {
-        assert(idx < p->wp->n_tasks);
-        p->tasks[idx].lost++;
-    }
-}
-
 // --- cascades -----------------------------------------------------------
 
 static void

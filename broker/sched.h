@@ -78,11 +78,6 @@ void sched_set(sched_t *self, int64_t plan, size_t idx,
                proto_task_state_t state, int64_t not_before_ms);
 proto_task_state_t sched_get(const sched_t *self, int64_t plan, size_t idx);
 int64_t sched_not_before(const sched_t *self, int64_t plan, size_t idx);
-// Lost leases of task idx: leases that expired before their holder ever
-// confirmed them (PROTOCOL.md section 7.5).  The first costs no attempt.
-// Counted in memory from when the plan was loaded.
-uint32_t sched_lost(const sched_t *self, int64_t plan, size_t idx);
-void sched_note_lost(sched_t *self, int64_t plan, size_t idx);
 
 // What follows from task idx having just become terminal (not applied):
 //   succeeded -> each waiting dependent whose needs have all succeeded
@@ -150,5 +145,17 @@ int64_t sched_next_deadline_ms(const sched_t *self);
 // The live lease of (plan, idx), or NULL.
 const sched_lease_t *sched_lease_of_task(const sched_t *self, int64_t plan,
                                          size_t idx);
+
+// --- description (tests) --------------------------------------------------
+// A canonical text of everything sched holds that a restart must keep:
+// plans in id order with each task's state, backoff end and pending
+// needs, each requires group with its ready tasks, and the leases by token
+// with plan, task and instance.  Left out, because a restart changes them
+// legitimately: lease deadlines, the round-robin cursor, the order inside a
+// heap, and whether a ready task whose backoff ended still sits in the
+// backoff queue.  Lines starting "BROKEN:" report a broken invariant (a
+// ready task not queued, a wrong pending count or tally, a leased task
+// without exactly one lease).  Caller frees.
+char *sched_describe(const sched_t *self);
 
 #endif

@@ -7,6 +7,7 @@
 //   sched_ready.c  requires groups, the ready heaps and the backoff heap,
 //                  picking, and why a task has not started
 //   sched_lease.c  the lease table, behind the opaque sched__leases_t
+//   sched_describe.c  sched_describe: the canonical text tests compare
 //
 // Names shared between those files start sched__ / SCHED__ (libuv's uv__);
 // helpers private to one file stay static and start s_.
@@ -48,7 +49,6 @@ typedef struct {
     size_t pos;                  // position in its heap, if any
     uint32_t n_pending;          // distinct needs not yet succeeded
     uint32_t group;              // index into the plan's groups
-    uint16_t lost;               // lost leases (sched_lost), saturating
     uint8_t state;               // proto_task_state_t
     uint8_t where;               // SCHED__NOWHERE, _IN_GROUP or _IN_BACKOFF
 } sched__task_t;

@@ -4,7 +4,8 @@
 // quarantined because the leases it was given keep getting lost.
 //
 // Session secrets (PROTOCOL.md section 7.1): the first HELLO of an instance
-// gets 32 random bytes (hex) in its WELCOME; only their hash is kept.  A
+// gets 32 random bytes (hex) in its WELCOME; only their hash is kept, in
+// the ledger (drones.secret_hash), so it holds across broker restarts.  A
 // later HELLO for that instance on any other session must present them.
 // An instance id is not a credential (a task can learn it); the secret
 // never leaves the drone's memory.
@@ -36,39 +37,6 @@
 #define TRUST_QUARANTINE_STREAK 3
 #define TRUST_COOLOFF_LEASES 5
 
-// --- TEMPORARY: session secret hashes in memory ----------------------------
-// Until ledger schema v2 lands (drones.secret_hash, ledger_drone_secret and
-// the secret_hash argument of ledger_drone_seen), the hashes live here and
-// are lost on a broker restart (a restarted broker issues new secrets).
-// Replace s_stored_hash/s_store_hash with those ledger calls.
-
-static bool
-s_stored_hash(broker_t *b, const char *instance, char hash[65])
-{
-    for (size_t i = 0; i < b->n_secrets; i++) {
-        if (strcmp(b->secrets[i].instance, instance) == 0) {
-            memcpy(hash, b->secrets[i].hash, 65);
-            return true;
-        }
-    }
-    return false;
-}
-
-static void
-s_store_hash(broker_t *b, const char *instance, const char hash[65])
-{
-    for (size_t i = 0; i < b->n_secrets; i++) {
-        if (strcmp(b->secrets[i].instance, instance) == 0) {
-            memcpy(b->secrets[i].hash, hash, 65);
-            return;
-        }
-    }
-    b->secrets = xrealloc(b->secrets, (b->n_secrets + 1) *
-                                          sizeof *b->secrets);
-    snprintf(b->secrets[b->n_secrets].instance, 65, "%s", instance);
-    memcpy(b->secrets[b->n_secrets++].hash, hash, 65);
-}
-// --- end TEMPORARY ---------------------------------------------------------
 
 static void
 s_hash(const char *secret, char hex[65])
@@ -102,33 +70,53 @@ s_refuse(broker_t *b, router_in_t *in, const char *instance)
                    instance, in->name);
 }
 
+static void
+s_internal(broker_t *b, router_in_t *in)
+{
+    proto_msg_t *e = proto_error_new(in->msg->req, PROTO_E_INTERNAL,
+                                     "the ledger could not be read; try "
+                                     "again");
+    broker_queue(b, &in->rid, &e, false);
+}
+
+// A fresh secret for the WELCOME (caller frees) and its hash.
+static char *
+s_issue(char hash[65])
+{
+    uint8_t raw[TRUST_SECRET_BYTES];
+    randombytes_buf(raw, sizeof raw);
+    char *secret = xmalloc(2 * sizeof raw + 1);
+    sodium_bin2hex(secret, 2 * sizeof raw + 1, raw, sizeof raw);
+    sodium_memzero(raw, sizeof raw);
+    s_hash(secret, hash);
+    return secret;
+}
+
 int
 trust_hello(broker_t *b, const drone_t *known, router_in_t *in,
-            char **issued)
+            char **issued, char hash[65])
 {
     const proto_hello_t *h = &in->msg->u.hello;
     *issued = NULL;
+    hash[0] = '\0';
     // The session that is bound to the instance already proved it.
     if (known && wire_rid_equal(&known->rid, &in->rid)) {
         return 0;
     }
     char stored[65];
-    if (s_stored_hash(b, h->instance, stored)) {
+    ledger_rc_t rc = ledger_drone_secret(b->ledger, h->instance, stored);
+    if (rc == LEDGER_ERROR) {
+        s_internal(b, in);
+        return -1;
+    }
+    if (rc == LEDGER_OK && stored[0]) {
         if (!s_secret_matches(h->secret, stored)) {
             s_refuse(b, in, h->instance);
             return -1;
         }
         return 0;
     }
-    uint8_t raw[TRUST_SECRET_BYTES];
-    randombytes_buf(raw, sizeof raw);
-    char *secret = xmalloc(2 * sizeof raw + 1);
-    sodium_bin2hex(secret, 2 * sizeof raw + 1, raw, sizeof raw);
-    sodium_memzero(raw, sizeof raw);
-    char hex[65];
-    s_hash(secret, hex);
-    s_store_hash(b, h->instance, hex);
-    *issued = secret;
+    *issued = s_issue(hash);
     return 0;
 }
 

@@ -181,6 +181,36 @@ test_forged_result_refused(void)
     CHECK_INT(at.a[0].outcome, LEDGER_ATTEMPT_SUCCEEDED);
 }
 
+// The secret's hash is in the ledger: after a broker restart a HELLO as a
+// known instance still needs it, and the real drone, which has it, comes
+// back as the same instance.
+static void
+test_secret_survives_restart(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 3000);
+    s_where(&s);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 1, "victim", NULL);
+    REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 10000));
+    char victim[80], again[80];
+    REQUIRE(swarm_drone_by_tag(&s, "victim", victim, sizeof victim, NULL));
+    swarm_broker_kill(&s);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *atk = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    REQUIRE(atk);
+    proto_msg_t *m = peer_hello(victim, 1, NULL);
+    proto_msg_t *r = peer_ask(atk, &m, 5000);
+    s_expect_error(&r, PROTO_E_FORBIDDEN, "missing or wrong session secret");
+    zmq_close(atk);
+    zmq_ctx_term(ctx);
+    REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 15000));
+    REQUIRE(swarm_drone_by_tag(&s, "victim", again, sizeof again, NULL));
+    CHECK_STR(again, victim);
+    swarm_stop(&s);
+}
+
 // --- 2. a second HELLO with another instance on one session ----------------
 
 static int
@@ -505,6 +535,7 @@ test_bad_frames_rate_limited(void)
 
 static const t_case_t t_cases[] = {
     T(test_forged_result_refused),
+    T(test_secret_survives_restart),
     T(test_second_hello_unbinds),
     T(test_hostile_drone_burns_no_retries),
     T(test_quarantine_lifted_by_work),
