@@ -318,7 +318,8 @@ test_fixture_upgraded_loads_and_runs_on(void)
               LEDGER_OK);
     CHECK_INT(ledger_commit(l), 0);
     CHECK_INT(tok, 7);
-    CHECK_INT(n, 2);
+    // The lost lease used no attempt, so this is still the first.
+    CHECK_INT(n, 1);
     uint32_t lost_n = 0;
     CHECK_INT(ledger_task_lost_leases(l, 2, "slow", &lost_n), LEDGER_OK);
     CHECK_INT(lost_n, 1);
