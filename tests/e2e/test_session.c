@@ -182,8 +182,8 @@ test_forged_result_refused(void)
 }
 
 // The secret's hash is in the ledger: after a broker restart a HELLO as a
-// known instance still needs it, and the real drone, which has it, comes
-// back as the same instance.
+// known instance still needs it — even before the real drone is back —
+// and the real drone, which has it, comes back as the same instance.
 static void
 test_secret_survives_restart(void)
 {
@@ -191,10 +191,12 @@ test_secret_survives_restart(void)
     swarm_init(&s, HB_MS, 3000);
     s_where(&s);
     REQUIRE(swarm_broker(&s, NULL) == 0);
-    swarm_drone(&s, 1, "victim", NULL);
+    int v = swarm_drone(&s, 1, "victim", NULL);
     REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 10000));
     char victim[80], again[80];
     REQUIRE(swarm_drone_by_tag(&s, "victim", victim, sizeof victim, NULL));
+    // Frozen, the real drone cannot say HELLO before the attacker does.
+    kill(s.drones[v], SIGSTOP);
     swarm_broker_kill(&s);
     REQUIRE(swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
@@ -205,6 +207,7 @@ test_secret_survives_restart(void)
     s_expect_error(&r, PROTO_E_FORBIDDEN, "missing or wrong session secret");
     zmq_close(atk);
     zmq_ctx_term(ctx);
+    kill(s.drones[v], SIGCONT);
     REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 15000));
     REQUIRE(swarm_drone_by_tag(&s, "victim", again, sizeof again, NULL));
     CHECK_STR(again, victim);
