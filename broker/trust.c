@@ -14,8 +14,8 @@
 // most `window` leases it has not confirmed; the window starts at
 // TRUST_WINDOW_START, grows by one per confirmation and halves per lost
 // lease.  TRUST_QUARANTINE_STREAK lost leases in a row without an accepted
-// RESULT quarantine the instance: no pushes for
-// TRUST_COOLOFF_LEASES lease times, then one lease on probation.
+// RESULT quarantine the instance: no pushes for TRUST_COOLOFF_LEASES lease
+// times, then one lease on probation.
 //
 // Never touches a socket or SQLite directly: replies go through
 // broker_queue, durable state through the ledger module.
@@ -37,7 +37,6 @@
 #define TRUST_QUARANTINE_STREAK 3
 #define TRUST_COOLOFF_LEASES 5
 
-
 static void
 s_hash(const char *secret, char hex[65])
 {
@@ -50,7 +49,7 @@ s_hash(const char *secret, char hex[65])
 static bool
 s_secret_matches(const char *presented, const char stored[65])
 {
-    if (!presented) {
+    if (!presented || strlen(stored) != 64) {
         return false;
     }
     char hex[65];
@@ -99,24 +98,25 @@ trust_hello(broker_t *b, const drone_t *known, router_in_t *in,
     const proto_hello_t *h = &in->msg->u.hello;
     *issued = NULL;
     hash[0] = '\0';
-    // The session that is bound to the instance already proved it.
-    if (known && wire_rid_equal(&known->rid, &in->rid)) {
-        return 0;
-    }
-    char stored[65];
+    char stored[65] = "";
     ledger_rc_t rc = ledger_drone_secret(b->ledger, h->instance, stored);
     if (rc == LEDGER_ERROR) {
         s_internal(b, in);
         return -1;
     }
-    if (rc == LEDGER_OK && stored[0]) {
-        if (!s_secret_matches(h->secret, stored)) {
-            s_refuse(b, in, h->instance);
-            return -1;
-        }
+    if (rc != LEDGER_OK || !stored[0]) {
+        // New to the ledger (or its secret was never committed): issue one.
+        *issued = s_issue(hash);
         return 0;
     }
-    *issued = s_issue(hash);
+    // The session that is bound to the instance already proved it.
+    if (known && wire_rid_equal(&known->rid, &in->rid)) {
+        return 0;
+    }
+    if (!s_secret_matches(h->secret, stored)) {
+        s_refuse(b, in, h->instance);
+        return -1;
+    }
     return 0;
 }
 

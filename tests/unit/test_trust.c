@@ -227,6 +227,29 @@ test_secret_issued_once_and_required(void)
     broker_destroy(&w.b);
 }
 
+// A HELLO whose turn did not commit stored no secret: the next HELLO, even
+// on the same session, gets one, so the instance never stays unprotected.
+static void
+test_secret_reissued_after_failed_commit(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "inst-b", 1, NULL);
+    CHECK(s_queued(&w, 1, PROTO_MSG_WELCOME) != NULL);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);
+    s_hello(&w, 1, "inst-b", 1, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl != NULL);
+    CHECK(wl->u.welcome.secret != NULL);
+    s_end_turn(&w);
+    s_hello(&w, 2, "inst-b", 1, NULL);
+    CHECK(s_queued(&w, 2, PROTO_MSG_ERROR) != NULL);
+    CHECK(s_queued(&w, 2, PROTO_MSG_WELCOME) == NULL);
+    s_end_turn(&w);
+    broker_destroy(&w.b);
+}
+
 // --- the credit window -------------------------------------------------------
 
 static void
@@ -311,6 +334,7 @@ test_confirmed_lease_expiry_is_not_lost(void)
 
 static const t_case_t t_cases[] = {
     T(test_secret_issued_once_and_required),
+    T(test_secret_reissued_after_failed_commit),
     T(test_window_bounds_unconfirmed_pushes),
     T(test_lost_leases_quarantine_then_probation),
     T(test_confirmed_lease_expiry_is_not_lost),
