@@ -187,12 +187,13 @@ static void
 s_quota_summary(s_quota_t *q)
 {
     if (q->suppressed > 0) {
-        char rid[16] = "";
-        for (size_t i = 0; i < q->rid.len && i < 4; i++) {
+        // libzmq's routing ids are 5 bytes; 8 tell sessions apart.
+        char rid[2 * 8 + 1] = "";
+        for (size_t i = 0; i < q->rid.len && i < 8; i++) {
             snprintf(rid + 2 * i, 3, "%02x", q->rid.bytes[i]);
         }
         log_warn(LOG, "suppressed %u similar messages from key '%s' "
-                      "(session %s...)", q->suppressed, q->name, rid);
+                      "(session %s)", q->suppressed, q->name, rid);
     }
     q->suppressed = 0;
 }
