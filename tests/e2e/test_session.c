@@ -24,6 +24,19 @@
 
 #define HB_MS 100
 
+// REQUIRE that first stops the swarm (the hostile peer included), so a
+// failed test leaves no process running behind it.
+#define S_REQUIRE(s, cond)                                                    \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: %s: REQUIRE(%s) failed\n", __FILE__,       \
+                    __LINE__, t_current, #cond);                              \
+            t_failures++;                                                     \
+            swarm_stop(s);                                                    \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
+
 static void
 s_where(const swarm_t *s)
 {
@@ -145,20 +158,20 @@ test_forged_result_refused(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 3000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     swarm_drone(&s, 1, "victim", NULL);
-    REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 10000));
+    S_REQUIRE(&s, swarm_wait_drone(&s, "victim", true, -1, 10000));
     char tokf[700], victim[80];
     snprintf(tokf, sizeof tokf, "%s/token", s.dir);
     int64_t plan = s_submit_slow(&s, tokf);
-    REQUIRE(plan > 0);
-    REQUIRE(swarm_wait_lines(tokf, 1, 15000));
+    S_REQUIRE(&s, plan > 0);
+    S_REQUIRE(&s, swarm_wait_lines(tokf, 1, 15000));
     uint64_t token = s_read_token(tokf);
-    REQUIRE(token > 0);
-    REQUIRE(swarm_drone_by_tag(&s, "victim", victim, sizeof victim, NULL));
+    S_REQUIRE(&s, token > 0);
+    S_REQUIRE(&s, swarm_drone_by_tag(&s, "victim", victim, sizeof victim, NULL));
     void *ctx = zmq_ctx_new();
     void *atk = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    REQUIRE(atk);
+    S_REQUIRE(&s, atk);
     s_try_forgery(&s, atk, victim, plan, token);
     zmq_close(atk);
     zmq_ctx_term(ctx);
@@ -175,7 +188,7 @@ test_forged_result_refused(void)
     free(out);
     swarm_stop(&s);
     attempts_t at;
-    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
+    S_REQUIRE(&s, attempts_read(s.db, plan, NULL, &at) == 0);
     CHECK_INT(at.n, 1);
     CHECK_STR(at.a[0].instance, victim);
     CHECK_INT(at.a[0].outcome, LEDGER_ATTEMPT_SUCCEEDED);
@@ -190,26 +203,26 @@ test_secret_survives_restart(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 3000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     int v = swarm_drone(&s, 1, "victim", NULL);
-    REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 10000));
+    S_REQUIRE(&s, swarm_wait_drone(&s, "victim", true, -1, 10000));
     char victim[80], again[80];
-    REQUIRE(swarm_drone_by_tag(&s, "victim", victim, sizeof victim, NULL));
+    S_REQUIRE(&s, swarm_drone_by_tag(&s, "victim", victim, sizeof victim, NULL));
     // Frozen, the real drone cannot say HELLO before the attacker does.
     kill(s.drones[v], SIGSTOP);
     swarm_broker_kill(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
     void *atk = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    REQUIRE(atk);
+    S_REQUIRE(&s, atk);
     proto_msg_t *m = peer_hello(victim, 1, NULL);
     proto_msg_t *r = peer_ask(atk, &m, 5000);
     s_expect_error(&r, PROTO_E_FORBIDDEN, "missing or wrong session secret");
     zmq_close(atk);
     zmq_ctx_term(ctx);
     kill(s.drones[v], SIGCONT);
-    REQUIRE(swarm_wait_drone(&s, "victim", true, -1, 15000));
-    REQUIRE(swarm_drone_by_tag(&s, "victim", again, sizeof again, NULL));
+    S_REQUIRE(&s, swarm_wait_drone(&s, "victim", true, -1, 15000));
+    S_REQUIRE(&s, swarm_drone_by_tag(&s, "victim", again, sizeof again, NULL));
     CHECK_STR(again, victim);
     swarm_stop(&s);
 }
@@ -237,24 +250,24 @@ test_second_hello_unbinds(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 3000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
     void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    REQUIRE(p);
+    S_REQUIRE(&s, p);
     proto_msg_t *m = peer_hello("first-instance", 1, NULL);
     proto_msg_t *r = peer_ask(p, &m, 5000);
-    REQUIRE(r && r->cmd == PROTO_MSG_WELCOME);
+    S_REQUIRE(&s, r && r->cmd == PROTO_MSG_WELCOME);
     proto_msg_destroy(&r);
     int64_t plan = swarm_submit(&s, "{\"name\":\"one\",\"tasks\":[{\"id\":"
                                     "\"t\",\"run\":[\"true\"]}]}");
-    REQUIRE(plan > 0);
+    S_REQUIRE(&s, plan > 0);
     proto_msg_t *task = peer_recv_cmd(p, PROTO_MSG_TASK, 10000);
-    REQUIRE(task);
+    S_REQUIRE(&s, task);
     uint64_t token = task->u.task.token;
     proto_msg_destroy(&task);
     m = peer_hello("second-instance", 0, NULL);
     r = peer_ask(p, &m, 5000);
-    REQUIRE(r && r->cmd == PROTO_MSG_WELCOME);
+    S_REQUIRE(&s, r && r->cmd == PROTO_MSG_WELCOME);
     proto_msg_destroy(&r);
     // The first instance is no longer bound: not listed, its lease released
     // (no attempt used), its token no longer current on this session.
@@ -262,15 +275,15 @@ test_second_hello_unbinds(void)
     CHECK_INT(s_count_instance(&s, "second-instance"), 1);
     m = s_result(plan, "t", token, "");
     r = peer_ask(p, &m, 5000);
-    REQUIRE(r && r->cmd == PROTO_MSG_RESULT_ACK);
+    S_REQUIRE(&s, r && r->cmd == PROTO_MSG_RESULT_ACK);
     CHECK(r->u.result_ack.status != PROTO_ACK_ACCEPTED);
     proto_msg_destroy(&r);
     zmq_close(p);
     zmq_ctx_term(ctx);
     swarm_stop(&s);
     attempts_t at;
-    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
-    REQUIRE(at.n >= 1);
+    S_REQUIRE(&s, attempts_read(s.db, plan, NULL, &at) == 0);
+    S_REQUIRE(&s, at.n >= 1);
     CHECK_STR(at.a[0].instance, "first-instance");
     CHECK_INT(at.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
 }
@@ -361,16 +374,17 @@ test_hostile_drone_burns_no_retries(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 1000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     pid_t hostile = s_hostile(&s);
-    REQUIRE(hostile > 0);
-    REQUIRE(swarm_wait_drone(&s, "hostile", true, -1, 10000));
+    S_REQUIRE(&s, hostile > 0);
+    s.drones[s.n_drones++] = hostile;  // swarm_stop stops it too
+    S_REQUIRE(&s, swarm_wait_drone(&s, "hostile", true, -1, 10000));
     // Submitted before the honest drone arrives: the hostile one is offered
     // work first.
     char *json = s_many_tasks(60);
     int64_t plan = swarm_submit(&s, json);
     free(json);
-    REQUIRE(plan > 0);
+    S_REQUIRE(&s, plan > 0);
     swarm_drone(&s, 4, "honest", NULL);
     char state[32];
     swarm_wait_plan(&s, plan, 60, state, sizeof state);
@@ -379,10 +393,9 @@ test_hostile_drone_burns_no_retries(void)
     char log[700];
     snprintf(log, sizeof log, "%s/broker.log", s.dir);
     CHECK(swarm_log_has(log, "hostile-0001", "quarantined"));
-    proc_stop(hostile, 1000);
     swarm_stop(&s);
     attempts_t at;
-    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
+    S_REQUIRE(&s, attempts_read(s.db, plan, NULL, &at) == 0);
     CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_EXPIRED), 0);
     CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_SUCCEEDED), 60);
 }
@@ -396,20 +409,20 @@ test_quarantine_lifted_by_work(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 1000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
     void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    REQUIRE(p);
+    S_REQUIRE(&s, p);
     proto_msg_t *m = peer_hello("picky-0001", 4, NULL);
     proto_msg_t *r = peer_ask(p, &m, 5000);
-    REQUIRE(r && r->cmd == PROTO_MSG_WELCOME);
+    S_REQUIRE(&s, r && r->cmd == PROTO_MSG_WELCOME);
     proto_msg_destroy(&r);
     char *json = s_many_tasks(4);
     int64_t plan = swarm_submit(&s, json);
     free(json);
-    REQUIRE(plan > 0);
+    S_REQUIRE(&s, plan > 0);
     proto_msg_t *task = peer_recv_cmd(p, PROTO_MSG_TASK, 10000);
-    REQUIRE(task);
+    S_REQUIRE(&s, task);
     uint64_t token = task->u.task.token;
     char *id = xstrdup(task->u.task.task);
     proto_msg_destroy(&task);
@@ -437,7 +450,7 @@ test_quarantine_lifted_by_work(void)
     m = s_result(plan, id, token, "");
     peer_send(p, &m);
     r = peer_recv_cmd(p, PROTO_MSG_RESULT_ACK, 5000);
-    REQUIRE(r != NULL);
+    S_REQUIRE(&s, r != NULL);
     CHECK_STR(proto_ack_name(r->u.result_ack.status), "accepted");
     proto_msg_destroy(&r);
     CHECK(!s_quarantined(&s, "picky-0001"));
@@ -446,7 +459,7 @@ test_quarantine_lifted_by_work(void)
     zmq_ctx_term(ctx);
     swarm_stop(&s);
     attempts_t at;
-    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
+    S_REQUIRE(&s, attempts_read(s.db, plan, NULL, &at) == 0);
     CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_EXPIRED), 0);
     CHECK(attempts_count(&at, LEDGER_ATTEMPT_RELEASED) >= 3);
     CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_SUCCEEDED), 1);
@@ -460,18 +473,18 @@ test_second_lost_lease_uses_an_attempt(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 1000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
     void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    REQUIRE(p);
+    S_REQUIRE(&s, p);
     proto_msg_t *m = peer_hello("mute-0001", 1, NULL);
     proto_msg_t *r = peer_ask(p, &m, 5000);
-    REQUIRE(r && r->cmd == PROTO_MSG_WELCOME);
+    S_REQUIRE(&s, r && r->cmd == PROTO_MSG_WELCOME);
     proto_msg_destroy(&r);
     char *json = s_many_tasks(1);
     int64_t plan = swarm_submit(&s, json);
     free(json);
-    REQUIRE(plan > 0);
+    S_REQUIRE(&s, plan > 0);
     // Alive (heartbeats) but never confirming what it gets.
     char state[32] = "";
     int64_t end = clock_mono_ms() + 15000;
@@ -489,7 +502,7 @@ test_second_lost_lease_uses_an_attempt(void)
     zmq_ctx_term(ctx);
     swarm_stop(&s);
     attempts_t at;
-    REQUIRE(attempts_read(s.db, plan, NULL, &at) == 0);
+    S_REQUIRE(&s, attempts_read(s.db, plan, NULL, &at) == 0);
     CHECK_INT(at.n, 2);
     CHECK_INT(at.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
     CHECK_INT(at.a[1].outcome, LEDGER_ATTEMPT_EXPIRED);
@@ -503,10 +516,10 @@ test_bad_frames_rate_limited(void)
     swarm_t s;
     swarm_init(&s, HB_MS, 3000);
     s_where(&s);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
     void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    REQUIRE(p);
+    S_REQUIRE(&s, p);
     // Valid msgpack, but not a map.
     const uint8_t junk[] = {0x05};
     for (int i = 0; i < 500; i++) {
