@@ -75,6 +75,9 @@ struct drone {
     bool bye_acked;
     int64_t bye_sent_ms;
     char scratch[PATH_MAX];    // per-attempt input directories live here
+    struct pollfd *pfds;       // the runner's descriptors, grown on demand
+    zmq_pollitem_t *items;     // [0] the socket, then one per pfds entry
+    size_t poll_cap;           // entries allocated in pfds (items: + 1)
 };
 
 static void
@@ -212,6 +215,8 @@ drone_destroy(drone_t **self_p)
     }
     free(d->leases);
     proto_strv_release(&d->tags);
+    free(d->pfds);
+    free(d->items);
     if (d->sock) {
         wire_monitor_stop(d->sock, &d->mon);
         zmq_close(d->sock);
@@ -717,17 +722,27 @@ s_poll_timeout(drone_t *d, int64_t now)
     return next > now ? next - now : 0;
 }
 
+// Two pipes per running task plus the runner's own: the arrays grow with
+// the slots in use (--slots allows 1024), never a fixed size.
 static void
 s_poll(drone_t *d, int64_t timeout)
 {
-    struct pollfd fds[256];
-    size_t n = runner_pollfds(d->runner, fds, 255);
-    zmq_pollitem_t items[256];
-    items[0] = (zmq_pollitem_t){d->sock, 0, ZMQ_POLLIN, 0};
-    for (size_t i = 0; i < n; i++) {
-        items[i + 1] = (zmq_pollitem_t){NULL, fds[i].fd, ZMQ_POLLIN, 0};
+    size_t n = runner_pollfds(d->runner, d->pfds, d->poll_cap);
+    if (n > d->poll_cap) {
+        d->poll_cap = n * 2;
+        d->pfds = xrealloc(d->pfds, d->poll_cap * sizeof *d->pfds);
+        d->items = xrealloc(d->items, (d->poll_cap + 1) * sizeof *d->items);
+        n = runner_pollfds(d->runner, d->pfds, d->poll_cap);
     }
-    zmq_poll(items, (int) n + 1, (long) timeout);
+    if (!d->items) {
+        d->items = xcalloc(1, sizeof *d->items);
+    }
+    d->items[0] = (zmq_pollitem_t){d->sock, 0, ZMQ_POLLIN, 0};
+    for (size_t i = 0; i < n; i++) {
+        d->items[i + 1] = (zmq_pollitem_t){NULL, d->pfds[i].fd, ZMQ_POLLIN,
+                                           0};
+    }
+    zmq_poll(d->items, (int) n + 1, (long) timeout);
 }
 
 int
