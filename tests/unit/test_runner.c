@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "tests/harness/t.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -639,6 +640,234 @@ test_pdeathsig(void)
     CHECK(s_gone_within(child, 2000));
 }
 
+// --- confinement: an init between the runner and the task -----------------
+
+// A runner in mode, or NULL (and a SKIP line) when this host cannot.
+static runner_t *
+s_confined(runner_mode_t mode, int64_t grace_ms)
+{
+    runner_t *rn = runner_new(grace_ms);
+    if (runner_set_mode(rn, mode) != 0) {
+        printf("SKIP %s: mode %d is not available here (%s)\n", t_current,
+               (int) mode, strerror(errno));
+        runner_destroy(&rn);
+    }
+    return rn;
+}
+
+// Exit codes, signals and exec failures come through the init unchanged.
+static void
+s_check_statuses(runner_mode_t mode)
+{
+    runner_t *rn = s_confined(mode, 300);
+    if (!rn) {
+        return;
+    }
+    char *code[] = {"sh", "-c", "echo hi; exit 3", NULL};
+    runner_spec_t spec = s_spec(code);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 3);
+    CHECK_STR((char *) r.out, "hi\n");
+    runner_result_release(&r);
+    char *sig[] = {"sh", "-c", "kill -USR1 $$", NULL};
+    spec = s_spec(sig);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_INT(r.signal, SIGUSR1);
+    CHECK_INT(r.exit_code, -1);
+    runner_result_release(&r);
+    char *missing[] = {"/nonexistent/prog", NULL};
+    spec = s_spec(missing);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(!r.spawned);
+    CHECK_HAS(r.error, "cannot run '/nonexistent/prog'");
+    runner_result_release(&r);
+    // A deadline's SIGTERM reaches the task, not only its init.
+    char *slow[] = {"sleep", "60", NULL};
+    spec = s_spec(slow);
+    spec.deadline_ms = clock_mono_ms() + 200;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.timed_out);
+    CHECK_INT(r.signal, SIGTERM);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_init_statuses_subreaper(void)
+{
+    s_check_statuses(RUNNER_SUBREAPER);
+}
+
+static void
+test_init_statuses_pidns(void)
+{
+    s_check_statuses(RUNNER_PIDNS);
+}
+
+// Live processes whose command line is "sleep 1000" or "sleep 1001" (a
+// task inside a PID namespace cannot tell us its pids as we see them).
+static int
+s_sleepers(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        long pid = strtol(e->d_name, NULL, 10);
+        char path[300];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        size_t len = 0;
+        char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
+        if (cmd && len == 11 && (memcmp(cmd, "sleep\0" "1000", 10) == 0
+                                 || memcmp(cmd, "sleep\0" "1001", 10) == 0)) {
+            n += s_alive((pid_t) pid);
+        }
+        free(cmd);
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+// A task that starts a setsid() child and a double-fork daemon, and exits:
+// neither outlives it.  (RUNNER_PLAIN fails this: setsid escapes the
+// process group.)
+static void
+s_check_nothing_survives(runner_mode_t mode)
+{
+    runner_t *rn = s_confined(mode, 300);
+    if (!rn) {
+        return;
+    }
+    char *argv[] = {"sh", "-c",
+                    "setsid sleep 1000 & (sh -c 'sleep 1001 & exit 0' &); "
+                    "sleep 0.3; echo started", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "started\n");
+    runner_result_release(&r);
+    int left = s_sleepers();
+    for (int i = 0; i < 100 && left > 0; i++) {
+        s_sleep_ms(20);
+        left = s_sleepers();
+    }
+    CHECK_INT(left, 0);
+    runner_destroy(&rn);
+}
+
+static void
+test_nothing_survives_subreaper(void)
+{
+    s_check_nothing_survives(RUNNER_SUBREAPER);
+}
+
+static void
+test_nothing_survives_pidns(void)
+{
+    s_check_nothing_survives(RUNNER_PIDNS);
+}
+
+// Killed with its group (the init too, by SIGKILL after the grace): the
+// setsid() orphan reaches this process, the subreaper, which kills it.
+static void
+test_orphans_of_a_killed_init(void)
+{
+    runner_t *rn = s_confined(RUNNER_SUBREAPER, 200);
+    if (!rn) {
+        return;
+    }
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "trap '' TERM; setsid sleep 1002 & echo $! > %s; sleep 60",
+             s_path("orphan.pid"));
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 9, &spec, clock_mono_ms(), &err) == 0);
+    pid_t orphan = s_read_pid(s_path("orphan.pid"));
+    REQUIRE(orphan > 0);
+    runner_kill(rn, 9, clock_mono_ms());
+    runner_result_t r;
+    REQUIRE(s_collect(rn, &r, 1) == 1);
+    CHECK(r.killed);
+    runner_result_release(&r);
+    // The orphan's SIGCHLD wakes the runner, which reaps it.
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) {
+        runner_result_t *done = NULL;
+        free(done);
+        runner_step(rn, clock_mono_ms(), &done);
+        free(done);
+        gone = !s_alive(orphan);
+        s_sleep_ms(20);
+    }
+    CHECK(gone);
+    runner_destroy(&rn);
+}
+
+// In a PID namespace the task is PID 2 (its init is 1) and sees no
+// process of the host.
+static void
+test_pidns_hides_the_host(void)
+{
+    runner_t *rn = s_confined(RUNNER_PIDNS, 300);
+    if (!rn) {
+        return;
+    }
+    char *argv[] = {"sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    // sh is 2; sh, ls and grep, plus the init: at most 4 processes.
+    CHECK((char *) r.out && strncmp((char *) r.out, "2\n", 2) == 0);
+    CHECK((char *) r.out && atoi((char *) r.out + 2) <= 4);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+// As root: the task runs as another user, with lowered limits, and cannot
+// enter a directory that user may not.
+static void
+test_user_and_limits(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP test_user_and_limits: not root\n");
+        return;
+    }
+    runner_t *rn = s_confined(RUNNER_SUBREAPER, 300);
+    if (!rn) {
+        return;
+    }
+    gid_t groups[] = {65534};
+    runner_user_t nobody = {65534, 65534, groups, 1};
+    char *argv[] = {"sh", "-c", "id -u; id -G; ulimit -n; "
+                                "awk '/Max processes/ {print $3}' "
+                                "/proc/self/limits; ulimit -t", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.user = &nobody;
+    spec.limits = (runner_limits_t) {.nofile = 64, .nproc = 500,
+                                     .cpu_s = 30};
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "65534\n65534\n64\n500\n30\n");
+    runner_result_release(&r);
+    // t_tmpdir() is 0700 root: nobody cannot enter it.
+    char *pwd[] = {"pwd", NULL};
+    spec = s_spec(pwd);
+    spec.user = &nobody;
+    spec.cwd = t_tmpdir();
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(!r.spawned);
+    CHECK_HAS(r.error, "cannot enter");
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
 static const t_case_t t_cases[] = {
     T(test_echo),
     T(test_exit_code),
@@ -660,6 +889,13 @@ static const t_case_t t_cases[] = {
     T(test_signals_reset),
     T(test_destroy_kills_everything),
     T(test_pdeathsig),
+    T(test_init_statuses_subreaper),
+    T(test_init_statuses_pidns),
+    T(test_nothing_survives_subreaper),
+    T(test_nothing_survives_pidns),
+    T(test_orphans_of_a_killed_init),
+    T(test_pidns_hides_the_host),
+    T(test_user_and_limits),
     {0},
 };
 
