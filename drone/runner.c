@@ -534,6 +534,56 @@ s_finish(s_child_t *c, int64_t now_ms, runner_result_t *r)
     s_child_free(c);
 }
 
+// --- Orphans (RUNNER_SUBREAPER) -----------------------------------------
+
+static bool
+s_is_leader(const runner_t *self, pid_t pid)
+{
+    for (size_t i = 0; i < self->count; i++) {
+        if (self->children[i]->pid == pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// As a subreaper the drone inherits the orphans of an init that was
+// SIGKILLed (a kill's grace ran out): they belong to a task that is over,
+// so they are killed and reaped.  Orphans land on the main thread.
+static void
+s_kill_orphans(const runner_t *self)
+{
+    pid_t pid = getpid(), kids[256];
+    long n = runner_children(pid, pid, kids, 256);
+    for (long i = 0; i < n; i++) {
+        if (!s_is_leader(self, kids[i])) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, WNOHANG);
+        }
+    }
+}
+
+// On the way out every init is gone, so whatever they left came here:
+// kill and reap it all, waiting, so nothing outlives the drone's exit.
+static void
+s_kill_all_orphans(const runner_t *self)
+{
+    pid_t pid = getpid(), kids[256];
+    for (int round = 0; round < 64; round++) {
+        long n = runner_children(pid, pid, kids, 256);
+        if (n <= 0) {
+            return;
+        }
+        for (long i = 0; i < n; i++) {
+            if (!s_is_leader(self, kids[i])) {
+                kill(kids[i], SIGKILL);
+                while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
+                }
+            }
+        }
+    }
+}
+
 // --- The API --------------------------------------------------------------
 
 runner_t *
@@ -559,7 +609,7 @@ runner_pidns_works(void)
                                                | SIGCHLD, NULL, NULL, NULL,
                                 NULL);
     if (pid == 0) {
-        bool ok = mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
+        bool ok = mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0
                   && mount("proc", "/proc", "proc",
                            MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0
                   && getpid() == 1;
@@ -604,6 +654,10 @@ runner_destroy(runner_t **self_p)
         while (!c->lost && waitpid(c->pid, NULL, 0) < 0 && errno == EINTR) {
         }
         s_child_free(c);
+    }
+    self->count = 0;
+    if (self->mode == RUNNER_SUBREAPER) {
+        s_kill_all_orphans(self);
     }
     free(self->children);
     free(self);
@@ -721,33 +775,6 @@ runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max)
         s_pollfd(fds, max, &n, self->children[i]->err.fd);
     }
     return n;
-}
-
-static bool
-s_is_leader(const runner_t *self, pid_t pid)
-{
-    for (size_t i = 0; i < self->count; i++) {
-        if (self->children[i]->pid == pid) {
-            return true;
-        }
-    }
-    return false;
-}
-
-// As a subreaper the drone inherits the orphans of an init that was
-// SIGKILLed (a kill's grace ran out): they belong to a task that is over,
-// so they are killed and reaped.  Orphans land on the main thread.
-static void
-s_kill_orphans(const runner_t *self)
-{
-    pid_t pid = getpid(), kids[256];
-    long n = runner_children(pid, pid, kids, 256);
-    for (long i = 0; i < n; i++) {
-        if (!s_is_leader(self, kids[i])) {
-            kill(kids[i], SIGKILL);
-            waitpid(kids[i], NULL, WNOHANG);
-        }
-    }
 }
 
 size_t

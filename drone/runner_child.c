@@ -160,7 +160,7 @@ s_task(const runner_launch_t *l, int report)
 static int
 s_private_proc(void)
 {
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
         return -1;
     }
     return mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
