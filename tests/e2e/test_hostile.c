@@ -51,6 +51,11 @@ static const s_attack_t s_attacks[] = {
      "\"WAGGLE_TASK_TOKEN=$WAGGLE_TASK_TOKEN\" ]; then found=1; fi; done; "
      "echo sibling:$found; touch \"$SHARED/b\"",
      "\"priority\": 10,"},
+    // Not an attack: what the task user must still be able to do.
+    {"own",
+     "cat \"$WAGGLE_INPUT_DIR/key\" >/dev/null && echo input:readable; "
+     "touch \"$HOME/x\" && echo home:writable; echo uid:$(id -u)",
+     "\"needs\": [\"key\"],"},
     {"nproc",
      "i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); echo forked:$i; "
      "done", "\"limits\": {\"nproc\": 12},"},
@@ -191,6 +196,15 @@ test_hostile_tasks(void)
     CHECK_HAS(out, "aws:unset");
     s_check_names(out);
     free(out);
+    out = s_output(&s, id, "own");
+    CHECK_HAS(out, "input:readable");
+    CHECK_HAS(out, "home:writable");
+    CHECK(!strstr(out, "uid:0\n"));
+    free(out);
+    char log[700];
+    snprintf(log, sizeof log, "%s/drone-%d.log", s.dir, d);
+    CHECK(swarm_log_has(log, "tasks run as user", NULL));
+    CHECK(swarm_log_has(log, "own PID and mount namespace", NULL));
     out = s_output(&s, id, "sib-a");
     CHECK_HAS(out, "a:done");
     free(out);
