@@ -37,7 +37,8 @@ test_three_hundred_slots(void)
     swarm_t s;
     swarm_init(&s, 200, 4000);
     REQUIRE(swarm_broker(&s, NULL) == 0);
-    int d = swarm_drone(&s, S_TASKS, "wide", NULL);
+    // The production default: a PID namespace per task when root.
+    int d = swarm_drone(&s, S_TASKS, "wide", "--isolation", "auto", NULL);
     REQUIRE(swarm_wait_drone(&s, "wide", true, -1, 20000));
     char *plan = s_plan();
     int64_t id = swarm_submit(&s, plan);
