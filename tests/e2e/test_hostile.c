@@ -4,7 +4,10 @@
 // waggle-task, or as nobody when that user does not exist here, each in
 // its own PID namespace), a cloud credential in its environment, and its
 // key directories opened up to 0755 so that only the secret file's own
-// mode protects it.  Needs root: otherwise exit 77 (SKIP).
+// mode protects it.  A second run starts the drone as nobody (setpriv):
+// then tasks share its uid, and still cannot read its environment
+// (non-dumpable; this failed before the drone set PR_SET_DUMPABLE 0).
+// Needs root: otherwise exit 77 (SKIP).
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -14,6 +17,7 @@
 
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #define S_SECRET "hostile-test-secret-4711"
 
@@ -224,8 +228,74 @@ test_hostile_tasks(void)
     swarm_stop(&s);
 }
 
+// A copy of the drone bundle owned by nobody, in DIR/nobody-keys.
+static void
+s_keys_for_nobody(swarm_t *s, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s/nobody-keys", s->dir);
+    char *cmd = xasprintf("mkdir -p %s && cp -r %s/drone %s/ && chown -R "
+                          "65534:65534 %s", dir, s->keys, dir, dir);
+    CHECK_INT(system(cmd), 0);
+    free(cmd);
+}
+
+// A drone that is not root: tasks run as its own user (it says so), it
+// cannot switch (--run-as root is refused), and a task of the same uid
+// still cannot read the drone's environment (it is non-dumpable) nor see
+// a variable the drone did not pass on.
+static void
+test_non_root_drone(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 3000);
+    unsetenv("WAGGLE_RUN_AS");
+    s_open_up(s.dir);
+    char keys[700];
+    s_keys_for_nobody(&s, keys, sizeof keys);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    static const char *const as_nobody[] = {
+        "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+        "--clear-groups", NULL};
+    int bad = swarm_drone_wrapped(&s, as_nobody, 1, "x", "--keys", keys,
+                                  "--run-as", "root", NULL);
+    int status = 0;
+    CHECK(proc_wait(s.drones[bad], 10000, &status) == 0
+          && WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    s.drones[bad] = 0;  // reaped
+    char log[700];
+    snprintf(log, sizeof log, "%s/drone-%d.log", s.dir, bad);
+    CHECK(swarm_log_has(log, "cannot switch users", NULL));
+    setenv("AWS_SECRET_ACCESS_KEY", S_SECRET, 1);
+    int d = swarm_drone_wrapped(&s, as_nobody, 1, "nonroot", "--keys", keys,
+                                NULL);
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    REQUIRE(swarm_wait_drone(&s, "nonroot", true, -1, 10000));
+    snprintf(log, sizeof log, "%s/drone-%d.log", s.dir, d);
+    CHECK(swarm_log_has(log, "tasks run as the drone's own user 'nobody'",
+                        NULL));
+    char *plan = xasprintf(
+        "{\"name\": \"same-uid\", \"tasks\": [{\"id\": \"peek\", "
+        "\"requires\": [\"nonroot\"], \"run\": [\"sh\", \"-c\", \"echo "
+        "uid:$(id -u); if cat /proc/%d/environ >/dev/null 2>&1; then echo "
+        "environ:READ; else echo environ:denied; fi; echo "
+        "aws:${AWS_SECRET_ACCESS_KEY:-unset}\"]}]}", (int) s.drones[d]);
+    int64_t id = swarm_submit(&s, plan);
+    free(plan);
+    REQUIRE(id > 0);
+    char state[32];
+    swarm_wait_plan(&s, id, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char *out = s_output(&s, id, "peek");
+    CHECK_HAS(out, "uid:65534");
+    CHECK_HAS(out, "environ:denied");
+    CHECK_HAS(out, "aws:unset");
+    free(out);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_hostile_tasks),
+    T(test_non_root_drone),
     {0},
 };
 
