@@ -16,8 +16,9 @@
 static int
 s_mode(confine_t *c, const char *want, char *err, size_t errlen)
 {
-    bool pidns = runner_pidns_works();
-    if (!want || !*want || strcmp(want, "auto") == 0) {
+    bool any = !want || !*want || strcmp(want, "auto") == 0;
+    bool pidns = (any || strcmp(want, "pidns") == 0) && runner_pidns_works();
+    if (any) {
         c->mode = pidns ? RUNNER_PIDNS : RUNNER_SUBREAPER;
     } else if (strcmp(want, "pidns") == 0 && pidns) {
         c->mode = RUNNER_PIDNS;

@@ -11,6 +11,12 @@
 // holds them.  Whatever is left in the group is then SIGKILLed: a finished
 // task leaves nothing running.
 //
+// In the confined modes the leader is the task's init (runner_child.c),
+// not the task: the pipe that reports an exec failure stays open as the
+// init's report pipe, and the task's own wait status arrives on it just
+// before the init exits.  An init SIGKILLed with its group reports nothing;
+// its own status (SIGKILL) then stands for the task's.
+//
 // argv[0] is searched in the drone's own PATH: glibc's execvpe reads the
 // caller's environ, not envp.  The task sees only envp.
 //
