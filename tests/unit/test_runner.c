@@ -683,6 +683,20 @@ s_check_statuses(runner_mode_t mode)
     CHECK(!r.spawned);
     CHECK_HAS(r.error, "cannot run '/nonexistent/prog'");
     runner_result_release(&r);
+    // Only 0, 1 and 2 reach the task (3 is ls's own directory), not the
+    // init's report pipe; stdin is /dev/null.
+    int leak = open("/dev/null", O_RDONLY);
+    char *fds[] = {"ls", "/proc/self/fd", NULL};
+    spec = s_spec(fds);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_STR((char *) r.out, "0\n1\n2\n3\n");
+    runner_result_release(&r);
+    close(leak);
+    char *in[] = {"readlink", "/proc/self/fd/0", NULL};
+    spec = s_spec(in);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_STR((char *) r.out, "/dev/null\n");
+    runner_result_release(&r);
     // A deadline's SIGTERM reaches the task, not only its init.
     char *slow[] = {"sleep", "60", NULL};
     spec = s_spec(slow);
