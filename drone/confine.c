@@ -79,13 +79,17 @@ s_log(const confine_t *c)
     } else {
         log_info(LOG, "%s", c->user.note);
     }
-    log_info(LOG, "%s", c->mode == RUNNER_PIDNS
-                            ? "each task runs in its own PID and mount "
-                              "namespace: nothing it starts outlives it, and "
-                              "it sees no other process"
-                            : "tasks run under a subreaper (no PID namespace "
-                              "here): nothing they start outlives them, but "
-                              "tasks of one user can see each other in /proc");
+    log_info(LOG, "%s%s", c->mode == RUNNER_PIDNS
+                              ? "each task runs in its own PID and mount "
+                                "namespace: nothing it starts outlives it, "
+                                "and it sees no other process"
+                              : "tasks run under a subreaper (no PID "
+                                "namespace here): nothing they start "
+                                "outlives them, but tasks of one user can see "
+                                "each other in /proc",
+             c->mode == RUNNER_PIDNS && geteuid() != 0
+                 ? " (inside a user namespace of its own)"
+                 : "");
 }
 
 int

@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -79,6 +78,7 @@ typedef struct {
 struct runner {
     int64_t grace_ms;           // SIGTERM to SIGKILL
     runner_mode_t mode;
+    bool userns;                // RUNNER_PIDNS needs a user namespace too
     long open_max;              // close() loop bound without close_range
     s_child_t **children;       // not yet finished
     size_t count;
@@ -318,13 +318,14 @@ s_fds_open(s_fds_t *f)
 // the new namespace, and the drone's threads forbid unshare(CLONE_NEWNS).
 // A raw clone with no stack behaves like fork() in the child.
 static pid_t
-s_clone(runner_mode_t mode)
+s_clone(runner_mode_t mode, bool userns)
 {
     if (mode != RUNNER_PIDNS) {
         return fork();
     }
-    return (pid_t) syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD,
-                           NULL, NULL, NULL, NULL);
+    unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD
+                          | (userns ? CLONE_NEWUSER : 0);
+    return (pid_t) syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
 }
 
 static pid_t
@@ -333,7 +334,7 @@ s_fork(const runner_launch_t *l)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = s_clone(l->mode);
+    pid_t pid = s_clone(l->mode, l->userns);
     if (pid == 0) {
         runner_child_main(l);
     }
@@ -607,19 +608,18 @@ runner_new(int64_t grace_ms)
 }
 
 // Whether a child can be PID 1 of a new PID and mount namespace with its
-// own /proc: the same clone and mounts a task's init does.
-bool
-runner_pidns_works(void)
+// own /proc (inside a new user namespace if userns): the same clone and
+// set-up a task's init does.
+static bool
+s_pidns_probe(bool userns)
 {
-    pid_t pid = (pid_t) syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS
-                                               | SIGCHLD, NULL, NULL, NULL,
-                                NULL);
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    pid_t pid = s_clone(RUNNER_PIDNS, userns);
     if (pid == 0) {
-        bool ok = mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0
-                  && mount("proc", "/proc", "proc",
-                           MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0
-                  && getpid() == 1;
-        _exit(ok ? 0 : 1);
+        _exit(runner_child_namespace(userns, uid, gid) == 0 && getpid() == 1
+                  ? 0
+                  : 1);
     }
     int status = 0;
     if (pid < 0) {
@@ -630,6 +630,12 @@ runner_pidns_works(void)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+bool
+runner_pidns_works(void)
+{
+    return s_pidns_probe(false) || s_pidns_probe(true);
+}
+
 int
 runner_set_mode(runner_t *self, runner_mode_t mode)
 {
@@ -638,9 +644,14 @@ runner_set_mode(runner_t *self, runner_mode_t mode)
         && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
         return -1;
     }
-    if (mode == RUNNER_PIDNS && !runner_pidns_works()) {
-        errno = EPERM;
-        return -1;
+    if (mode == RUNNER_PIDNS) {
+        // Root makes the namespaces directly; others need a user
+        // namespace of their own, where the kernel allows one.
+        self->userns = !s_pidns_probe(false);
+        if (self->userns && !s_pidns_probe(true)) {
+            errno = EPERM;
+            return -1;
+        }
     }
     self->mode = mode;
     return 0;
@@ -702,6 +713,7 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
     runner_launch_t l = {
         .argv = spec->argv, .envp = spec->envp, .cwd = spec->cwd,
         .user = spec->user, .limits = spec->limits, .mode = self->mode,
+        .userns = self->userns, .uid = getuid(), .gid = getgid(),
         .open_max = self->open_max, .null_fd = f.null_fd, .out_w = f.out[1],
         .err_w = f.err[1], .exec_w = f.exec[1]};
     pid_t pid = s_fork(&l);

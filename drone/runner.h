@@ -22,6 +22,8 @@
 //     its own /proc; when it exits the kernel kills every process left in
 //     the namespace, setsid() and double forks included, and a task sees
 //     no process outside its namespace (no sibling's /proc/PID/environ).
+//     A drone that is not root gets them inside a new user namespace that
+//     maps only its own uid and gid, where the kernel allows that.
 //   RUNNER_SUBREAPER: the init is a child subreaper, so orphans of the task
 //     are re-parented to it; when the task ends it SIGKILLs its remaining
 //     descendants until none is left.  The drone is a subreaper too and
@@ -101,7 +103,8 @@ runner_t *runner_new(int64_t grace_ms);
 // runner_step then kills and reaps children it did not start.  Returns 0,
 // or -1 when the mode is not available here (errno says why).
 int runner_set_mode(runner_t *self, runner_mode_t mode);
-// Whether this process can make a PID and mount namespace (tries it once).
+// Whether this process can make a PID and mount namespace, directly or
+// inside a user namespace (tries it).
 bool runner_pidns_works(void);
 // Kills every child (SIGKILL to each group), reaps them, frees all.
 void runner_destroy(runner_t **self_p);

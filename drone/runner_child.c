@@ -156,10 +156,67 @@ s_task(const runner_launch_t *l, int report)
     s_fail(S_REPORT_FD, RUNNER_STAGE_EXEC);
 }
 
-// A /proc of its own: the task sees only its namespace's processes.
+static void s_put_num(char *path, size_t *n, long v);
+static void s_put_str(char *path, size_t *n, const char *s);
+
 static int
-s_private_proc(void)
+s_write_file(const char *path, const char *text, size_t len)
 {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n = write(fd, text, len);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t) len ? 0 : -1;
+}
+
+// "ID ID 1": the one id an unprivileged process may map, its own.
+static int
+s_map(const char *path, long id)
+{
+    char line[64];
+    size_t n = 0;
+    s_put_num(line, &n, id);
+    s_put_str(line, &n, " ");
+    s_put_num(line, &n, id);
+    s_put_str(line, &n, " 1\n");
+    return s_write_file(path, line, n);
+}
+
+// Maps uid and gid to themselves in our new user namespace.  The drone is
+// non-dumpable, which makes our /proc/self files root's: dumpable just
+// long enough to write the maps, and never while a task exists (this copy
+// of the drone's memory holds what tasks must not read).  /proc/self is
+// still the drone's /proc here, which shows us.
+static int
+s_map_ids(uid_t uid, gid_t gid)
+{
+    if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) {
+        return -1;
+    }
+    int rc = s_write_file("/proc/self/setgroups", "deny", 4) == 0
+                     && s_map("/proc/self/uid_map", (long) uid) == 0
+                     && s_map("/proc/self/gid_map", (long) gid) == 0
+                 ? 0
+                 : -1;
+    int e = errno;
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        _exit(127);  // never go on dumpable
+    }
+    errno = e;
+    return rc;
+}
+
+int
+runner_child_namespace(bool userns, uid_t uid, gid_t gid)
+{
+    if (userns && s_map_ids(uid, gid) != 0) {
+        return -1;
+    }
+    // A /proc of its own: the task sees only its namespace's processes.
     if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
         return -1;
     }
@@ -218,7 +275,7 @@ static _Noreturn void
 s_init(const runner_launch_t *l)
 {
     int setup = l->mode == RUNNER_PIDNS
-                    ? s_private_proc()
+                    ? runner_child_namespace(l->userns, l->uid, l->gid)
                     : prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     int p[2];
     if (setup != 0 || pipe2(p, O_CLOEXEC) != 0) {

@@ -35,6 +35,9 @@ typedef struct {
     const runner_user_t *user;  // NULL: stay the drone's user
     runner_limits_t limits;
     runner_mode_t mode;
+    bool userns;                // RUNNER_PIDNS inside a new user namespace
+    uid_t uid;                  // the drone's uid and gid, mapped to
+    gid_t gid;                  // themselves in that user namespace
     long open_max;
     int null_fd;                // becomes 0
     int out_w;                  // becomes 1
@@ -45,6 +48,12 @@ typedef struct {
 // The child's whole life after fork (or clone): never returns.  In
 // RUNNER_PLAIN it becomes the task; otherwise it is the task's init.
 _Noreturn void runner_child_main(const runner_launch_t *l);
+
+// Makes what a task's init needs in its new namespaces: with userns, maps
+// uid and gid to themselves (the child of an unprivileged drone has no ids
+// until then), then a private mount tree and a /proc of its own.  Returns
+// 0 or -1 (errno).  Async-signal-safe.
+int runner_child_namespace(bool userns, uid_t uid, gid_t gid);
 
 // Fills pids with up to max children of thread tid of this process (from
 // /proc/<pid>/task/<tid>/children); returns how many it read, or -1.

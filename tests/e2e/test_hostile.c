@@ -249,6 +249,7 @@ test_non_root_drone(void)
     swarm_t s;
     swarm_init(&s, 100, 3000);
     unsetenv("WAGGLE_RUN_AS");
+    unsetenv("WAGGLE_ISOLATION");
     s_open_up(s.dir);
     char keys[700];
     s_keys_for_nobody(&s, keys, sizeof keys);
@@ -273,12 +274,19 @@ test_non_root_drone(void)
     snprintf(log, sizeof log, "%s/drone-%d.log", s.dir, d);
     CHECK(swarm_log_has(log, "tasks run as the drone's own user 'nobody'",
                         NULL));
+    // Unprivileged user namespaces (where the kernel has them) give the
+    // drone its PID namespaces; else the subreaper, and the drone is
+    // visible (but still non-dumpable).
+    bool pidns = swarm_log_has(log, "own PID and mount namespace", NULL);
+    printf("non-root drone isolation: %s\n", pidns ? "pidns" : "subreaper");
     char *plan = xasprintf(
         "{\"name\": \"same-uid\", \"tasks\": [{\"id\": \"peek\", "
         "\"requires\": [\"nonroot\"], \"run\": [\"sh\", \"-c\", \"echo "
         "uid:$(id -u); if cat /proc/%d/environ >/dev/null 2>&1; then echo "
-        "environ:READ; else echo environ:denied; fi; echo "
-        "aws:${AWS_SECRET_ACCESS_KEY:-unset}\"]}]}", (int) s.drones[d]);
+        "environ:READ; else echo environ:denied; fi; if kill -0 %d "
+        "2>/dev/null; then echo drone:signalable; else echo drone:hidden; fi; "
+        "echo aws:${AWS_SECRET_ACCESS_KEY:-unset}\"]}]}", (int) s.drones[d],
+        (int) s.drones[d]);
     int64_t id = swarm_submit(&s, plan);
     free(plan);
     REQUIRE(id > 0);
@@ -289,6 +297,9 @@ test_non_root_drone(void)
     CHECK_HAS(out, "uid:65534");
     CHECK_HAS(out, "environ:denied");
     CHECK_HAS(out, "aws:unset");
+    if (pidns) {
+        CHECK_HAS(out, "drone:hidden");
+    }
     free(out);
     swarm_stop(&s);
 }

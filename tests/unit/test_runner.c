@@ -866,6 +866,61 @@ test_pidns_hides_the_host(void)
     runner_destroy(&rn);
 }
 
+// What the unprivileged child of s_userns_pidns does: 0 when a task it
+// runs in RUNNER_PIDNS is PID 2 and keeps the child's uid.
+static int
+s_as_nobody(void)
+{
+    if (setresgid(65534, 65534, 65534) != 0
+        || setresuid(65534, 65534, 65534) != 0) {
+        return 2;
+    }
+    runner_t *rn = runner_new(300);
+    if (runner_set_mode(rn, RUNNER_PIDNS) != 0) {
+        runner_destroy(&rn);
+        return 77;  // no unprivileged user namespaces here
+    }
+    char *argv[] = {"sh", "-c", "echo $$; id -u", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    int rc = s_run(rn, &spec, &r) && r.out
+                     && strcmp((char *) r.out, "2\n65534\n") == 0
+                 ? 0
+                 : 1;
+    if (rc != 0) {
+        fprintf(stderr, "as nobody: '%s' %s\n", r.out ? (char *) r.out : "",
+                r.error ? r.error : "");
+    }
+    runner_result_release(&r);
+    runner_destroy(&rn);
+    return rc;
+}
+
+// A drone that is not root gets its PID namespaces inside a user namespace
+// (where the kernel allows unprivileged ones); the task keeps its uid.
+static void
+test_userns_pidns(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP test_userns_pidns: needs root to become nobody\n");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        _exit(s_as_nobody());
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        printf("SKIP test_userns_pidns: no unprivileged user namespaces\n");
+        return;
+    }
+    CHECK_INT(WEXITSTATUS(status), 0);
+}
+
 // As root: the task runs as another user, with lowered limits, and cannot
 // enter a directory that user may not.
 static void
@@ -944,6 +999,7 @@ static const t_case_t t_cases[] = {
     T(test_destroy_kills_orphans),
     T(test_pidns_hides_the_host),
     T(test_user_and_limits),
+    T(test_userns_pidns),
     {0},
 };
 
