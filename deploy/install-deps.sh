@@ -16,7 +16,8 @@ have_build() {
 
 have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
-    command -v iptables >/dev/null 2>&1
+    command -v iptables >/dev/null 2>&1 &&
+    /usr/bin/python3 -c 'import zmq, msgpack' >/dev/null 2>&1
 }
 
 if have_build && { [ $want_test = 0 ] || have_test; }; then
@@ -47,7 +48,7 @@ pkgs="build-essential cmake pkg-config libzmq3-dev libczmq-dev $msgpack
       libsqlite3-dev libcurl4-openssl-dev libsodium-dev libjansson-dev
       libncurses-dev"
 if [ $want_test = 1 ]; then
-    pkgs="$pkgs valgrind iproute2 iptables procps"
+    pkgs="$pkgs valgrind iproute2 iptables procps python3-zmq python3-msgpack"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

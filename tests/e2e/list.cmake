@@ -13,4 +13,7 @@ waggle_e2e_test(refusals_drone 60)
 waggle_e2e_test(slots 240)
 waggle_e2e_test(isolation 120)
 waggle_e2e_test(hostile 150)
+waggle_e2e_test(recovery 300)
+target_compile_definitions(e2e_recovery PRIVATE
+  WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_e2e_test(multihost 120)
