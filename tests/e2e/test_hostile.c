@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "common/xalloc.h"
 
+#include <dirent.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -62,20 +63,53 @@ static const s_attack_t s_attacks[] = {
      "\"needs\": [\"key\"],"},
     {"nproc",
      "i=0; while [ $i -lt 60 ]; do sleep 5 & i=$((i+1)); echo forked:$i; "
-     "done", "\"limits\": {\"nproc\": 12},"},
+     "done", "\"limits\": {\"nproc\": NPROC},"},
 };
 #define S_N_ATTACKS (sizeof s_attacks / sizeof s_attacks[0])
 
+// Processes of uid on this host now: RLIMIT_NPROC counts them all.
+static int
+s_procs_of(uid_t uid)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        char path[300];
+        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+        char *st = strtol(e->d_name, NULL, 10) > 0 ? t_read_file(path, NULL)
+                                                    : NULL;
+        const char *u = st ? strstr(st, "\nUid:") : NULL;
+        n += u && strtol(u + 5, NULL, 10) == (long) uid;
+        free(st);
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+// The plan; the fork bomb may have 12 processes more than the task user
+// has on this host already.
 static char *
-s_plan(const char *keys, const char *shared, pid_t drone)
+s_plan(const char *keys, const char *shared, pid_t drone, uid_t task_uid)
 {
     char *tasks = xstrdup("");
+    char nproc[32];
+    snprintf(nproc, sizeof nproc, "%d", s_procs_of(task_uid) + 12);
     for (size_t i = 0; i < S_N_ATTACKS; i++) {
         char *q = json_quote(s_attacks[i].script);
+        char *extra = xstrdup(s_attacks[i].extra);
+        char *at = strstr(extra, "NPROC");
+        if (at) {
+            char *with = xasprintf("%.*s%s%s", (int) (at - extra), extra,
+                                   nproc, at + 5);
+            free(extra);
+            extra = with;
+        }
         char *next = xasprintf(
             "%s%s{\"id\": \"%s\", \"retries\": 0, %s\"run\": [\"sh\", \"-c\", "
-            "%s]}", tasks, i ? "," : "", s_attacks[i].id, s_attacks[i].extra,
-            q);
+            "%s]}", tasks, i ? "," : "", s_attacks[i].id, extra, q);
+        free(extra);
         free(q);
         free(tasks);
         tasks = next;
@@ -176,7 +210,9 @@ test_hostile_tasks(void)
     REQUIRE(swarm_wait_drone(&s, "hostile", true, -1, 10000));
     char instance[80] = "";
     swarm_drone_by_tag(&s, "hostile", instance, sizeof instance, NULL);
-    char *plan = s_plan(s.keys, shared, s.drones[d]);
+    struct passwd *pw = getpwnam(dedicated ? "waggle-task" : "nobody");
+    REQUIRE(pw);
+    char *plan = s_plan(s.keys, shared, s.drones[d], pw->pw_uid);
     int64_t id = swarm_submit(&s, plan);
     free(plan);
     REQUIRE(id > 0);
@@ -223,7 +259,7 @@ test_hostile_tasks(void)
         p += 7;
     }
     int forked = strncmp(last, "forked:", 7) == 0 ? atoi(last + 7) : 0;
-    CHECK(forked >= 1 && forked < 20);
+    CHECK(forked >= 1 && forked < 30);
     free(out);
     swarm_stop(&s);
 }
