@@ -44,10 +44,10 @@ s_root(const char *run_as, taskuser_t *out, char *err, size_t errlen)
     gid_t gid;
     if (!s_lookup(name, &uid, &gid)) {
         snprintf(err, errlen,
-                 "cannot run tasks as '%s': no such user. Create it (useradd "
-                 "--system --no-create-home --shell /usr/sbin/nologin %s), "
-                 "or name another with --run-as USER (--run-as root runs "
-                 "tasks as root)", name, name);
+                 "cannot run tasks as '%s': no such user; create it with "
+                 "'useradd --system --no-create-home --shell "
+                 "/usr/sbin/nologin %s', or name another user with --run-as "
+                 "USER (--run-as root runs tasks as root)", name, name);
         return -1;
     }
     snprintf(out->name, sizeof out->name, "%s", name);
