@@ -65,6 +65,18 @@ s_on_signal(int sig)
     }
 }
 
+// Blanks our arguments in place once cfg has copied them: each task's init
+// is a copy of this process, so /proc/1/cmdline in a task's namespace (and
+// /proc/PID/cmdline of the drone, which any user may read) would show the
+// drone's flags.  argv[0] stays.
+static void
+s_hide_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        memset(argv[i], 0, strlen(argv[i]));
+    }
+}
+
 static void
 s_usage(FILE *out)
 {
@@ -108,6 +120,7 @@ main(int argc, char **argv)
         cfg_release(s_opts, &cfg);
         return 2;
     }
+    s_hide_args(argc, argv);
     log_init(cfg.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

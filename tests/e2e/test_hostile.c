@@ -37,7 +37,9 @@ static const s_attack_t s_attacks[] = {
      "environ:READ; else echo environ:denied; fi; if [ -e /proc/$DRONE_PID "
      "]; then echo drone:visible; else echo drone:hidden; fi; "
      "echo secrets:$(grep -l " S_SECRET " /proc/[0-9]*/environ 2>/dev/null "
-     "| wc -l); echo home:$HOME; echo input:$WAGGLE_INPUT_DIR", ""},
+     "| wc -l); echo home:$HOME; echo input:$WAGGLE_INPUT_DIR; for p in "
+     "/proc/[0-9]*; do echo cmdline:$(tr '\\000' ' ' < $p/cmdline); done",
+     ""},
     {"scratch",
      "if ls \"$(dirname \"$HOME\")\" >/dev/null 2>&1; then echo list:READ; "
      "else echo list:denied; fi", ""},
@@ -228,6 +230,10 @@ test_hostile_tasks(void)
     CHECK_HAS(out, "drone:hidden");
     CHECK_HAS(out, "secrets:0");
     CHECK(instance[0] && !strstr(out, instance));
+    // No process it can see shows the drone's command line (its init is a
+    // copy of the drone).
+    CHECK(!strstr(out, "--keys"));
+    CHECK(!strstr(out, "--broker"));
     free(out);
     out = s_output(&s, id, "scratch");
     CHECK_HAS(out, "list:denied");
