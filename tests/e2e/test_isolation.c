@@ -11,7 +11,8 @@
 
 #include <dirent.h>
 
-// Live processes whose command line is exactly "sleep SECONDS".
+// Live processes whose command line is exactly "sleep SECONDS" (durations
+// nothing else on a shared machine is likely to use).
 static int
 s_sleepers(int seconds)
 {
@@ -71,34 +72,34 @@ s_nothing_survives(const char *isolation)
     swarm_drone(&s, 2, "iso", "--isolation", isolation, NULL);
     char state[32];
     // 1. It ends on its own.
-    char *plan = s_leaver("ends", 1101, 1102, "sleep 0.5", "");
+    char *plan = s_leaver("ends", 73101, 73102, "sleep 0.5", "");
     int64_t id = swarm_submit(&s, plan);
     free(plan);
     REQUIRE(id > 0);
     swarm_wait_plan(&s, id, 30, state, sizeof state);
     CHECK_STR(state, "succeeded");
-    CHECK(s_wait_sleepers(1101, 1102, 0, 5000));
+    CHECK(s_wait_sleepers(73101, 73102, 0, 5000));
     // 2. It times out.
-    plan = s_leaver("slow", 1103, 1104, "sleep 60", "\"timeout_s\":1,");
+    plan = s_leaver("slow", 73103, 73104, "sleep 60", "\"timeout_s\":1,");
     id = swarm_submit(&s, plan);
     free(plan);
     REQUIRE(id > 0);
-    CHECK(s_wait_sleepers(1103, 1104, 2, 10000));
+    CHECK(s_wait_sleepers(73103, 73104, 2, 10000));
     swarm_wait_plan(&s, id, 30, state, sizeof state);
     CHECK_STR(state, "failed");
-    CHECK(s_wait_sleepers(1103, 1104, 0, 5000));
+    CHECK(s_wait_sleepers(73103, 73104, 0, 5000));
     // 3. It is cancelled while it runs.
-    plan = s_leaver("cancelled", 1105, 1106, "sleep 60", "");
+    plan = s_leaver("cancelled", 73105, 73106, "sleep 60", "");
     id = swarm_submit(&s, plan);
     free(plan);
     REQUIRE(id > 0);
-    REQUIRE(s_wait_sleepers(1105, 1106, 2, 10000));
+    REQUIRE(s_wait_sleepers(73105, 73106, 2, 10000));
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long) id);
     CHECK_INT(swarm_arch(&s, NULL, NULL, "cancel", num, NULL), 0);
     swarm_wait_plan(&s, id, 30, state, sizeof state);
     CHECK_STR(state, "cancelled");
-    CHECK(s_wait_sleepers(1105, 1106, 0, 8000));
+    CHECK(s_wait_sleepers(73105, 73106, 0, 8000));
     swarm_stop(&s);
 }
 

@@ -720,7 +720,8 @@ test_init_statuses_pidns(void)
     s_check_statuses(RUNNER_PIDNS);
 }
 
-// Live processes whose command line is "sleep 1000" or "sleep 1001" (a
+// Live processes whose command line is "sleep 73000" or "sleep 73001" —
+// durations nothing else on a shared machine is likely to sleep (a
 // task inside a PID namespace cannot tell us its pids as we see them).
 static int
 s_sleepers(void)
@@ -733,8 +734,8 @@ s_sleepers(void)
         snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
         size_t len = 0;
         char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
-        if (cmd && len == 11 && (memcmp(cmd, "sleep\0" "1000", 10) == 0
-                                 || memcmp(cmd, "sleep\0" "1001", 10) == 0)) {
+        if (cmd && len == 12 && (memcmp(cmd, "sleep\0" "73000", 12) == 0
+                                 || memcmp(cmd, "sleep\0" "73001", 12) == 0)) {
             n += s_alive((pid_t) pid);
         }
         free(cmd);
@@ -756,7 +757,7 @@ s_check_nothing_survives(runner_mode_t mode)
         return;
     }
     char *argv[] = {"sh", "-c",
-                    "setsid sleep 1000 & (sh -c 'sleep 1001 & exit 0' &); "
+                    "setsid sleep 73000 & (sh -c 'sleep 73001 & exit 0' &); "
                     "sleep 0.3; echo started", NULL};
     runner_spec_t spec = s_spec(argv);
     runner_result_t r;
@@ -796,7 +797,7 @@ test_orphans_of_a_killed_init(void)
     }
     char cmd[700];
     snprintf(cmd, sizeof cmd,
-             "trap '' TERM; setsid sleep 1002 & echo $! > %s; sleep 60",
+             "trap '' TERM; setsid sleep 73002 & echo $! > %s; sleep 60",
              s_path("orphan.pid"));
     char *argv[] = {"sh", "-c", cmd, NULL};
     runner_spec_t spec = s_spec(argv);
@@ -833,7 +834,7 @@ test_destroy_kills_orphans(void)
         return;
     }
     char cmd[700];
-    snprintf(cmd, sizeof cmd, "setsid sleep 1003 & echo $! > %s; sleep 60",
+    snprintf(cmd, sizeof cmd, "setsid sleep 73003 & echo $! > %s; sleep 60",
              s_path("orphan2.pid"));
     char *argv[] = {"sh", "-c", cmd, NULL};
     runner_spec_t spec = s_spec(argv);
