@@ -286,7 +286,7 @@ s_keys_for_nobody(swarm_t *s, char *dir, size_t len)
 // still cannot read the drone's environment (it is non-dumpable) nor see
 // a variable the drone did not pass on.
 static void
-test_non_root_drone(void)
+s_non_root_drone(const char *isolation)
 {
     swarm_t s;
     swarm_init(&s, 100, 3000);
@@ -310,7 +310,7 @@ test_non_root_drone(void)
     CHECK(swarm_log_has(log, "cannot switch users", NULL));
     setenv("AWS_SECRET_ACCESS_KEY", S_SECRET, 1);
     int d = swarm_drone_wrapped(&s, as_nobody, 1, "nonroot", "--keys", keys,
-                                NULL);
+                                "--isolation", isolation, NULL);
     unsetenv("AWS_SECRET_ACCESS_KEY");
     REQUIRE(swarm_wait_drone(&s, "nonroot", true, -1, 10000));
     snprintf(log, sizeof log, "%s/drone-%d.log", s.dir, d);
@@ -346,9 +346,23 @@ test_non_root_drone(void)
     swarm_stop(&s);
 }
 
+static void
+test_non_root_drone(void)
+{
+    s_non_root_drone("auto");
+}
+
+// The fallback where a kernel forbids unprivileged user namespaces.
+static void
+test_non_root_drone_subreaper(void)
+{
+    s_non_root_drone("subreaper");
+}
+
 static const t_case_t t_cases[] = {
     T(test_hostile_tasks),
     T(test_non_root_drone),
+    T(test_non_root_drone_subreaper),
     {0},
 };
 
