@@ -949,14 +949,25 @@ test_user_and_limits(void)
     const char *preload = getenv("LD_PRELOAD");
     if (!preload || !strstr(preload, "vgpreload")) {
         char *lim[] = {"sh", "-c", "ulimit -n; awk '/Max processes/ "
-                       "{print $3}' /proc/self/limits; ulimit -t", NULL};
+                       "{print $3}' /proc/self/limits; ulimit -t; ulimit -v",
+                       NULL};
         spec = s_spec(lim);
         spec.user = &nobody;
-        spec.limits = (runner_limits_t) {.nofile = 64, .nproc = 500,
+        spec.limits = (runner_limits_t) {.as_bytes = 512ull << 20,
+                                         .nofile = 64, .nproc = 500,
                                          .cpu_s = 30};
         REQUIRE(s_run(rn, &spec, &r));
         s_check_clean(&r, 0);
-        CHECK_STR((char *) r.out, "64\n500\n30\n");
+        CHECK_STR((char *) r.out, "64\n500\n30\n524288\n");
+        runner_result_release(&r);
+        // A busy loop past its CPU seconds gets SIGXCPU.
+        char *spin[] = {"sh", "-c", "while :; do :; done", NULL};
+        spec = s_spec(spin);
+        spec.limits = (runner_limits_t) {.cpu_s = 1};
+        spec.deadline_ms = clock_mono_ms() + 8000;
+        REQUIRE(s_run(rn, &spec, &r));
+        CHECK(!r.timed_out);
+        CHECK_INT(r.signal, SIGXCPU);
         runner_result_release(&r);
     }
     // t_tmpdir() is 0700 root: nobody cannot enter it.
