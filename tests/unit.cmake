@@ -14,4 +14,5 @@ target_compile_definitions(test_migrate PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURC
 waggle_unit(runner waggle_drone_core)
 waggle_unit(sched waggle_broker_core)
 waggle_unit(trust waggle_broker_core)
+waggle_unit(taskuser waggle_drone_core)
 waggle_unit(workplan waggle_common)
