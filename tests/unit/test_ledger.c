@@ -91,6 +91,14 @@ s_lease(ledger_t *l, int64_t plan, const char *task, const char *instance,
 {
     uint64_t tok = 0;
     uint32_t n = 0;
+    // Outputs are set on every path: gcc 14 (Debian 13) rightly warns that
+    // callers would read an unset token after a failed begin.
+    if (token) {
+        *token = 0;
+    }
+    if (attempt) {
+        *attempt = 0;
+    }
     if (ledger_begin(l) != 0) {
         return LEDGER_ERROR;
     }
