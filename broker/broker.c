@@ -59,7 +59,7 @@ broker_desync(broker_t *b, const char *why)
     b->rebuild = true;
 }
 
-int
+broker_open_rc_t
 broker_open(broker_t **out, const broker_config_t *cfg, char *err,
             size_t errlen)
 {
@@ -68,9 +68,11 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
     proto_limits_default(&b->limits);
     b->limits.max_frame = (size_t) cfg->max_frame;
     b->limits.max_string = (size_t) cfg->max_frame;
+    broker_open_rc_t rc = BROKER_OPEN_KEYS;
     if (keys_load_broker(cfg->keys, &b->keys, err, errlen) < 0) {
         goto out_free;
     }
+    rc = BROKER_OPEN_LEDGER;
     if (ledger_open(&b->ledger, cfg->db, 0, err, errlen) < 0) {
         goto out_keys;
     }
@@ -82,12 +84,13 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
         snprintf(err, errlen, "cannot load plans from ledger '%s'", cfg->db);
         goto out_ledger;
     }
+    rc = BROKER_OPEN_BIND;
     if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame, b->keys,
                     err, errlen) < 0) {
         goto out_ledger;
     }
     *out = b;
-    return 0;
+    return BROKER_OPEN_OK;
 out_ledger:
     sched_destroy(&b->sched);
     ledger_destroy(&b->ledger);
@@ -95,7 +98,7 @@ out_keys:
     keys_broker_destroy(&b->keys);
 out_free:
     free(b);
-    return -1;
+    return rc;
 }
 
 void
