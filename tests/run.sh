@@ -25,10 +25,14 @@ step "unit tests"
 
 step "unit tests under valgrind (no leaks, no errors)"
 for t in build-test/tests/test_*; do
+    rc=0
     valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite \
-        --error-exitcode=1 --trace-children=no "$t" >/dev/null ||
-        { echo "valgrind: $t failed" >&2; exit 1; }
-    echo "ok   $(basename "$t")"
+        --error-exitcode=1 --trace-children=no "$t" >/dev/null || rc=$?
+    case $rc in
+    0) echo "ok   $(basename "$t")" ;;
+    77) echo "skip $(basename "$t") (cannot run here)" ;;
+    *) echo "valgrind: $t failed" >&2; exit 1 ;;
+    esac
 done
 
 step "end-to-end tests"
