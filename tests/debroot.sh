@@ -111,8 +111,10 @@ trap 'exit 1' INT TERM
 
 t0=$(now)
 echo "==> debootstrap $suite from $mirror into $root"
+# In a mount namespace of its own, so the /proc it mounts in the root goes
+# away with it even when it is interrupted.
 # shellcheck disable=SC2086
-debootstrap --variant=minbase --components="$components" \
+unshare --mount --propagation private debootstrap --variant=minbase --components="$components" \
     --keyring="$keyring" "$suite" "$root" "$mirror" $script \
     >"$root.debootstrap.log" 2>&1 || {
     tail -n 20 "$root.debootstrap.log" >&2
