@@ -98,7 +98,7 @@ chmod 755 "$root"  # apt downloads as _apt, who must get in
 # would delete through a bind mount of /dev); the namespaces make that
 # impossible unless the kernel kept a mount alive, so say so and keep it.
 s_cleanup() {
-    if grep -q " $root/" /proc/self/mounts; then
+    if grep -q -E " $root(/| )" /proc/self/mounts; then
         echo "debroot: '$root' still has mounts; not deleting it" >&2
     elif [ "${WAGGLE_KEEP_ROOT:-0}" = 1 ]; then
         echo "debroot: kept the root in '$root'" >&2
@@ -147,6 +147,9 @@ s_in_root() {
         set -e
         r=$1 ip=$2
         shift 2
+        # "/" must be a mount point in the root: ip netns exec (the
+        # network fault test) remounts it as a slave.
+        mount --bind "$r" "$r"
         mount -t proc proc "$r/proc"
         mount -t sysfs sys "$r/sys"
         mount --rbind /dev "$r/dev"
