@@ -5,8 +5,8 @@
 #
 #   tests/debroot.sh SUITE [STEP...]      e.g. tests/debroot.sh trixie unit
 #
-# SUITE: trixie, bookworm (Debian) or noble (Ubuntu 24.04; needs the
-# ubuntu-keyring package on the host).  STEPs, in the order given (default:
+# SUITE: trixie, bookworm (Debian) or noble (Ubuntu 24.04; needs Ubuntu's
+# archive keyring: the ubuntu-keyring package, or WAGGLE_KEYRING=FILE).  STEPs, in the order given (default:
 # unit):
 #   unit        deploy/install-deps.sh, a -Werror build, ctest -L unit
 #   e2e         deploy/install-deps.sh --test, a -Werror build, ctest -L e2e
@@ -61,14 +61,14 @@ s_debian_mirror() {
 
 if [ "$distro" = ubuntu ]; then
     mirror=${WAGGLE_MIRROR:-http://archive.ubuntu.com/ubuntu}
-    keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg
+    keyring=${WAGGLE_KEYRING:-/usr/share/keyrings/ubuntu-archive-keyring.gpg}
     # Older debootstrap releases lack a 'noble' script; gutsy's fits all.
     script=/usr/share/debootstrap/scripts/gutsy
     components=main,universe
 else
     mirror=${WAGGLE_MIRROR:-$(s_debian_mirror)}
     mirror=${mirror:-http://deb.debian.org/debian}
-    keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    keyring=${WAGGLE_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
     script=""
     components=main
 fi
