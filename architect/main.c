@@ -12,8 +12,8 @@
 #define C(f) offsetof(arch_config_t, f)
 
 static const cfg_option_t s_opts[] = {
-    {"broker", "WAGGLE_BROKER", CFG_ENDPOINT, C(broker), "tcp://127.0.0.1:7600",
-     "ENDPOINT", "the broker to talk to", 0, 0},
+    {"broker", "WAGGLE_BROKER", CFG_ENDPOINT, C(broker),
+     "tcp://127.0.0.1:7600", "ENDPOINT", "the broker to talk to", 0, 0},
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; reads DIR/operator (or DIR/submitter)", 0, 0},
     {"role", "WAGGLE_ROLE", CFG_STR, C(role), "operator", "ROLE",

@@ -19,7 +19,7 @@ typedef enum {
     CFG_STR,   // char * (owned by the struct; cfg_release frees)
     CFG_INT,   // int64_t within [min, max]
     CFG_BOOL,  // bool; a flag without value sets true, env takes 1/0/true/false
-    CFG_ENDPOINT, // char * like CFG_STR, refused unless endpoint_check() takes it
+    CFG_ENDPOINT, // char * like CFG_STR; endpoint_check() must accept it
 } cfg_type_t;
 
 // Exit status for a usage error in every program: a bad option, value or
@@ -55,7 +55,8 @@ typedef struct {
 // "NAME VERSION".  Returns CFG_RUN with *next at the first argument that is
 // not an option, or the status main() should exit with: 0 after --help or
 // --version, CFG_EXIT_USAGE after an error (given to prog->usage_error, by
-// default printed to stderr as "NAME: error").  conf's strings are released unless it returns CFG_RUN.
+// default printed to stderr as "NAME: error").  conf's strings are released
+// unless it returns CFG_RUN.
 int cfg_main(const cfg_program_t *prog, void *conf, int argc, char **argv,
              int *next);
 // Prints "NAME: message (see --help)" to stderr and returns CFG_EXIT_USAGE,

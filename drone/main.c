@@ -13,8 +13,8 @@
 #define C(f) offsetof(drone_config_t, f)
 
 static const cfg_option_t s_opts[] = {
-    {"broker", "WAGGLE_BROKER", CFG_ENDPOINT, C(broker), "tcp://127.0.0.1:7600",
-     "ENDPOINT", "the broker to work for", 0, 0},
+    {"broker", "WAGGLE_BROKER", CFG_ENDPOINT, C(broker),
+     "tcp://127.0.0.1:7600", "ENDPOINT", "the broker to work for", 0, 0},
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; the drone reads DIR/drone", 0, 0},
     {"slots", "WAGGLE_SLOTS", CFG_INT, C(slots), "1", "N",
