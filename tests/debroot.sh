@@ -123,7 +123,8 @@ unshare --mount --propagation private debootstrap --variant=minbase --components
 }
 rm -f "$root.debootstrap.log"
 if [ "$distro" = ubuntu ]; then
-    echo "deb $mirror $suite main universe" >"$root/etc/apt/sources.list"
+    printf 'deb %s %s main universe\ndeb %s %s-updates main universe\n' \
+        "$mirror" "$suite" "$mirror" "$suite" >"$root/etc/apt/sources.list"
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 mkdir -p "$root/src"
