@@ -1,8 +1,9 @@
 // arch.h: the architect's commands and what they share.
 //
 //   main.c    global options and dispatch to a command
-//   cmd.c     the commands: keygen, ping, submit, status, wait, cancel,
-//             retry, output
+//   cmd.c     the commands: ping, submit, status, wait, cancel, retry,
+//             output
+//   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
 //

@@ -220,36 +220,6 @@ s_args(const arch_t *a, const s_pos_t *pos, int min, int max,
 static const cfg_option_t s_no_opts[] = {CFG_END};
 
 int
-cmd_keygen(arch_t *a, int argc, char **argv)
-{
-    s_pos_t pos;
-    const char *usage = "keygen DIR\n\nMakes a complete local key set in DIR: "
-                        "the broker's bundle with its allow lists,\nand one "
-                        "key each for the drone, submitter and operator "
-                        "roles.";
-    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos, usage);
-    if (rc) {
-        return rc < 0 ? ARCH_EXIT_USAGE : ARCH_EXIT_OK;
-    }
-    if (!s_args(a, &pos, 1, 1, "keygen DIR")) {
-        return ARCH_EXIT_USAGE;
-    }
-    char err[512];
-    if (keys_generate(pos.items[0], err, sizeof err) < 0) {
-        return arch_report(a, ARCH_EXIT_FAILED, "keys", err, NULL);
-    }
-    printf("keys written to %s:\n"
-           "  %s/broker/     the broker's secret key and allow lists "
-           "(broker host only)\n"
-           "  %s/drone/      a drone key (give to drone hosts)\n"
-           "  %s/submitter/  a submitter key (submit, read, cancel, retry)\n"
-           "  %s/operator/   an operator key (everything, approvals "
-           "included)\n",
-           pos.items[0], pos.items[0], pos.items[0], pos.items[0], pos.items[0]);
-    return ARCH_EXIT_OK;
-}
-
-int
 cmd_ping(arch_t *a, int argc, char **argv)
 {
     s_pos_t pos;

@@ -112,7 +112,10 @@ s_explain(link_t *self, link_rc_t rc, char *err, size_t errlen)
     if (self->auth_failed == WIRE_EV_AUTH_REFUSED) {
         snprintf(err, errlen,
                  "the broker at %s refused key '%s' (ZAP status %d): it is "
-                 "not in the broker's allow list for this role",
+                 "not in the broker's allow list for this role, or was "
+                 "revoked (on the broker host: waggle-architect keygen "
+                 "KEYDIR --list; a key added there is admitted after kill "
+                 "-HUP of the broker)",
                  self->endpoint, self->keys->name, self->auth_status);
         return LINK_AUTH;
     }

@@ -37,7 +37,9 @@ static const struct {
     arch_cmd_fn fn;
     const char *summary;
 } s_cmds[] = {
-    {"keygen", cmd_keygen, "keygen DIR            make a complete key set"},
+    {"keygen", cmd_keygen,
+     "keygen DIR [--add ROLE NAME | --list | --revoke NAME]\n"
+     "                        key sets; one key per host (see keygen --help)"},
     {"ping", cmd_ping, "ping                  check the broker and this key"},
     {"submit", cmd_submit,
      "submit FILE           validate and submit a workplan; prints its id"},

@@ -52,6 +52,57 @@ render_progress(const proto_plan_info_t *p)
                      p->counts[PROTO_TASK_SUCCEEDED], s_total(p), parts);
 }
 
+// Joins v with sep into buf, cut with "..." when it does not fit.
+static void
+s_join(char *buf, size_t len, const char *const *v, size_t n,
+       const char *sep)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%s", i ? sep : "", v[i]);
+        used += w > 0 ? (size_t) w : 0;
+    }
+    if (used >= len && len > 4) {
+        memcpy(buf + len - 4, "...", 4);
+    }
+}
+
+// "PLAN/TASK, ..." for what a drone's leases run.
+static void
+s_drone_tasks(char *buf, size_t len, const proto_drone_info_t *d)
+{
+    char **items = xcalloc(d->n_tasks + 1, sizeof *items);
+    for (size_t k = 0; k < d->n_tasks; k++) {
+        items[k] = xasprintf("%lld/%s", (long long) d->tasks[k].plan,
+                             d->tasks[k].task);
+    }
+    s_join(buf, len, (const char *const *) items, d->n_tasks, ", ");
+    for (size_t k = 0; k < d->n_tasks; k++) {
+        free(items[k]);
+    }
+    free(items);
+    if (d->n_tasks == 0) {
+        snprintf(buf, len, "-");
+    }
+}
+
+// One drone: short instance id (the first 8 characters; --json has it
+// whole), key name, host, slots used/total, tags and its tasks.
+static void
+s_drone_line(FILE *out, const proto_drone_info_t *d)
+{
+    char tags[256], tasks[512], slots[32];
+    s_join(tags, sizeof tags, (const char *const *) d->tags.items,
+           d->tags.count, ",");
+    s_drone_tasks(tasks, sizeof tasks, d);
+    snprintf(slots, sizeof slots, "%u/%u", d->leases, d->slots);
+    fprintf(out, "%-8.8s  %-16s %-16s %-7s %-16s %s%s\n", d->instance,
+            d->name ? d->name : "", d->host && d->host[0] ? d->host : "-",
+            slots, tags[0] ? tags : "-", tasks,
+            d->draining ? " (draining)" : "");
+}
+
 void
 render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms)
 {
@@ -70,18 +121,10 @@ render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms)
     if (st->n_plans == 0) {
         fprintf(out, "(no plans)\n");
     }
-    fprintf(out, "\n%-34s %-12s %-16s %-7s %-7s %s\n", "DRONE", "KEY", "HOST",
-            "SLOTS", "LEASES", "TAGS");
+    fprintf(out, "\n%-8s  %-16s %-16s %-7s %-16s %s\n", "DRONE", "KEY",
+            "HOST", "SLOTS", "TAGS", "TASKS");
     for (size_t i = 0; i < st->n_drones; i++) {
-        const proto_drone_info_t *d = &st->drones[i];
-        char tags[256] = "";
-        for (size_t k = 0; k < d->tags.count; k++) {
-            strncat(tags, k ? "," : "", sizeof tags - strlen(tags) - 1);
-            strncat(tags, d->tags.items[k], sizeof tags - strlen(tags) - 1);
-        }
-        fprintf(out, "%-34s %-12s %-16s %-7u %-7u %s%s\n", d->instance,
-                d->name, d->host ? d->host : "", d->slots, d->leases, tags,
-                d->draining ? " (draining)" : "");
+        s_drone_line(out, &st->drones[i]);
     }
     if (st->n_drones == 0) {
         fprintf(out, "(no drones connected)\n");
@@ -187,6 +230,14 @@ s_drone_json(const proto_drone_info_t *d)
     }
     json_obj_set_node(o, "tags", &tags);
     json_obj_set_int(o, "last_seen_ms", d->last_seen_ms);
+    jnode_t *tasks = json_arr_new();
+    for (size_t k = 0; k < d->n_tasks; k++) {
+        jnode_t *t = json_obj_new();
+        json_obj_set_int(t, "plan", d->tasks[k].plan);
+        json_obj_set_str(t, "task", d->tasks[k].task);
+        json_arr_push_node(tasks, &t);
+    }
+    json_obj_set_node(o, "tasks", &tasks);
     return o;
 }
 

@@ -3,12 +3,15 @@
 // Owns one ZMQ_REP socket bound to inproc://zeromq.zap.01 in the broker's
 // context and the counters of what it answered.  It admits a CURVE client
 // in the AUTH_DOMAIN whose 32-byte key is in the allow lists (keys.c) and
-// refuses everything else.  Every frame count and size is checked before it
-// is used: libzmq is the only expected peer, but any code in the process
-// can connect to the inproc endpoint, and a bad request must get an answer
-// (a REP socket that does not reply stops answering anyone), never an
-// assert.  It neither owns the allow lists nor drops live sessions: on
-// revocation the broker does that by User-Id (PITFALLS.md).
+// refuses everything else.  The allow lists are borrowed: a reload changes
+// them in place and the next handshake sees the new lists.  Every frame
+// count and size is checked before it is used: libzmq is the only expected
+// peer, but any code in the process can connect to the inproc endpoint,
+// and a bad request must get an answer (a REP socket that does not reply
+// stops answering anyone), never an assert.  It neither owns the allow
+// lists nor drops live sessions: ZAP runs only at handshake, so the broker
+// checks the User-Id's key against the lists on every message (keyring.c,
+// PITFALLS.md).
 #include "broker/auth.h"
 
 #include "common/log.h"
@@ -71,7 +74,7 @@ typedef struct {
 typedef struct {
     const char *status;         // "200", "400" or "500"
     char text[64];              // status text, for the log too
-    char user_id[KEYS_NAME_MAX + 16];   // "ROLE:NAME" when 200
+    char user_id[KEYS_NAME_MAX + 64];   // "ROLE:NAME:KEY" when 200
     char key_z85[41];           // the client's key when it sent one
 } s_reply_t;
 
@@ -248,8 +251,8 @@ s_decide(const auth_t *self, s_request_t *req, s_reply_t *reply)
     }
     reply->status = "200";
     snprintf(reply->text, sizeof reply->text, "OK");
-    snprintf(reply->user_id, sizeof reply->user_id, "%s:%s",
-             keys_role_name(e->role), e->name);
+    snprintf(reply->user_id, sizeof reply->user_id, "%s:%s:%s",
+             keys_role_name(e->role), e->name, reply->key_z85);
 }
 
 static void
@@ -362,31 +365,55 @@ auth_configure_server(void *sock, const keys_broker_t *keys, char *err,
     return 0;
 }
 
-int
-auth_parse_user_id(const char *user_id, unsigned *role_bit,
-                   const char **name)
+unsigned
+auth_role_bit(keys_role_t role)
 {
     static const unsigned bits[KEYS_ROLE__COUNT] = {
         [KEYS_ROLE_DRONE] = PROTO_R_DRONE,
         [KEYS_ROLE_SUBMITTER] = PROTO_R_SUBMITTER,
         [KEYS_ROLE_OPERATOR] = PROTO_R_OPERATOR,
     };
-    const char *colon = user_id ? strchr(user_id, ':') : NULL;
-    if (!colon || !keys_name_is_valid(colon + 1)) {
-        return -1;
-    }
-    for (int r = 0; r < KEYS_ROLE__COUNT; r++) {
+    assert((unsigned) role < KEYS_ROLE__COUNT);
+    return bits[role];
+}
+
+// Reads "ROLE:" at the start of user_id into out->role.  Returns the rest,
+// or NULL.
+static const char *
+s_parse_role(const char *user_id, auth_user_t *out)
+{
+    const char *colon = strchr(user_id, ':');
+    for (int r = 0; colon && r < KEYS_ROLE__COUNT; r++) {
         const char *role = keys_role_name((keys_role_t) r);
         size_t n = strlen(role);
         if ((size_t) (colon - user_id) == n && !strncmp(user_id, role, n)) {
-            if (role_bit) {
-                *role_bit = bits[r];
-            }
-            if (name) {
-                *name = colon + 1;
-            }
-            return 0;
+            out->role = (keys_role_t) r;
+            out->role_bit = auth_role_bit(out->role);
+            return colon + 1;
         }
     }
-    return -1;
+    return NULL;
+}
+
+int
+auth_parse_user_id(const char *user_id, auth_user_t *out)
+{
+    assert(out);
+    memset(out, 0, sizeof *out);
+    const char *rest = user_id ? s_parse_role(user_id, out) : NULL;
+    // A name holds no ':', a Z85 key may: split at the first one.
+    const char *colon = rest ? strchr(rest, ':') : NULL;
+    size_t len = colon ? (size_t) (colon - rest) : 0;
+    if (!colon || len == 0 || len > KEYS_NAME_MAX || strlen(colon + 1) != 40 ||
+        !zmq_z85_decode(out->key, colon + 1)) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    memcpy(out->name, rest, len);
+    out->name[len] = '\0';
+    if (!keys_name_is_valid(out->name)) {
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    return 0;
 }

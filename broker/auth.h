@@ -2,7 +2,9 @@
 //
 // It answers libzmq's ZAP requests on inproc://zeromq.zap.01 from the allow
 // lists loaded by keys: a known public key gets 200 with User-Id
-// "ROLE:NAME"; anything else (unknown key, a mechanism other than CURVE, a
+// "ROLE:NAME:KEY" (KEY: the client's public key in Z85, so that the broker
+// can check on every message that the session's key is still admitted);
+// anything else (unknown key, a mechanism other than CURVE, a
 // malformed request) gets 400.  auth_configure_server() sets the ZAP domain
 // and ZMQ_ZAP_ENFORCE_DOMAIN so that with no handler running libzmq refuses
 // everyone rather than admitting everyone (PITFALLS.md).  It runs in the
@@ -35,9 +37,18 @@ uint64_t auth_refused(const auth_t *self);
 // enforcement.  Call before bind.  Returns 0 or -1 with err.
 int auth_configure_server(void *sock, const keys_broker_t *keys, char *err,
                           size_t errlen);
-// Splits a User-Id "ROLE:NAME" into its role bit (PROTO_R_*) and name.
-// Returns 0 or -1 when it is not of that form.
-int auth_parse_user_id(const char *user_id, unsigned *role_bit,
-                       const char **name);
+// A session's identity, from the User-Id auth gave its handshake.
+typedef struct {
+    unsigned role_bit;             // PROTO_R_*
+    keys_role_t role;
+    char name[KEYS_NAME_MAX + 1];  // the key's name
+    uint8_t key[32];               // its public key
+} auth_user_t;
+
+// Parses a User-Id "ROLE:NAME:KEY" into *out.  Returns 0, or -1 when it is
+// not of that form.
+int auth_parse_user_id(const char *user_id, auth_user_t *out);
+// The PROTO_R_* bit of a role.
+unsigned auth_role_bit(keys_role_t role);
 
 #endif

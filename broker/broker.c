@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOG "broker"
 
@@ -65,6 +66,7 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
 {
     broker_t *b = xcalloc(1, sizeof *b);
     b->cfg = cfg;
+    b->reload_fd = -1;
     proto_limits_default(&b->limits);
     b->limits.max_frame = (size_t) cfg->max_frame;
     b->limits.max_string = (size_t) cfg->max_frame;
@@ -177,7 +179,9 @@ s_read_input(broker_t *b, int64_t start)
         }
         b->now_mono = clock_mono_ms();
         b->now_wall = clock_wall_ms();
-        if (rc == WIRE_BAD) {
+        if (!keyring_admits(b, &in)) {
+            keyring_refuse(b, &in);
+        } else if (rc == WIRE_BAD) {
             log_warn(LOG, "malformed message from '%s': %s", in.name,
                      in.err.message);
             s_reply_bad(b, &in);
@@ -308,6 +312,12 @@ s_turn(broker_t *b)
     b->now_mono = start;
     b->now_wall = clock_wall_ms();
     s_release_undelivered(b);
+    if (b->reload) {
+        // In the turn, before its input: releases commit with it, and a
+        // revoked session's next message is already refused.
+        b->reload = false;
+        keyring_reload(b);
+    }
     bool drained = s_read_input(b, start);
     b->now_mono = clock_mono_ms();
     b->now_wall = clock_wall_ms();
@@ -328,14 +338,33 @@ s_turn(broker_t *b)
     }
 }
 
+// True when the SIGHUP pipe had bytes (drained: several signals, one
+// reload).
+static bool
+s_hup_pending(broker_t *b)
+{
+    char buf[64];
+    bool any = false;
+    while (b->reload_fd >= 0 && read(b->reload_fd, buf, sizeof buf) > 0) {
+        any = true;
+    }
+    return any;
+}
+
 int
-broker_run(broker_t *b, volatile sig_atomic_t *stop)
+broker_run(broker_t *b, volatile sig_atomic_t *stop, int reload_fd)
 {
     b->next_heartbeat_ms = clock_mono_ms();
+    b->reload_fd = reload_fd;
+    router_watch_fd(b->router, reload_fd);
     while (!*stop) {
-        int64_t timeout = s_timeout(b);
+        int64_t timeout = b->reload ? 0 : s_timeout(b);
         int64_t before = clock_mono_ms();
         router_wait(b->router, timeout);
+        if (s_hup_pending(b)) {
+            log_info(LOG, "SIGHUP: reloading the allow lists");
+            b->reload = true;
+        }
         // Sleeping far past the timeout means this process was stopped or
         // starved: drones could not reach us, so do not count that time
         // against their leases.

@@ -4,8 +4,8 @@
 // It works in turns (DESIGN.md "The ledger"): read input, apply each
 // transition to the ledger as a compare-and-set, fire timers, push work into
 // free credit, commit the turn in one transaction, and only then send what
-// depends on it.  broker_run() returns when broker_stop() was called (from a
-// signal handler) or on a fatal error.
+// depends on it.  broker_run() returns when *stop was set (from a signal
+// handler) or on a fatal error; SIGHUP reloads the allow lists.
 #ifndef WAGGLE_BROKER_H
 #define WAGGLE_BROKER_H
 
@@ -48,8 +48,10 @@ broker_open_rc_t broker_open(broker_t **out, const broker_config_t *cfg,
 void broker_destroy(broker_t **self_p);
 // The bound endpoint (with the real port when the bind asked for port 0).
 const char *broker_endpoint(const broker_t *self);
-// Runs turns until *stop becomes non-zero.  Returns 0, or -1 on a fatal
-// error (already logged).
-int broker_run(broker_t *self, volatile sig_atomic_t *stop);
+// Runs turns until *stop becomes non-zero.  reload_fd, when >= 0, is the
+// non-blocking read end of a pipe that a SIGHUP handler writes a byte to:
+// the loop polls it, drains it and reloads the allow lists in its next
+// turn (keyring.c).  Returns 0, or -1 on a fatal error (already logged).
+int broker_run(broker_t *self, volatile sig_atomic_t *stop, int reload_fd);
 
 #endif

@@ -5,6 +5,8 @@
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
+//   keyring.c  the allow lists at run time: SIGHUP reload, per-message
+//              check, cutting off revoked sessions
 #ifndef WAGGLE_BROKER_INT_H
 #define WAGGLE_BROKER_INT_H
 
@@ -23,6 +25,8 @@
 typedef struct {
     char instance[65];          // the drone's random instance id
     char name[KEYS_NAME_MAX + 1];  // its key name
+    unsigned role;              // PROTO_R_* of that key
+    uint8_t key[32];            // that key's public key (ZAP)
     char host[256];
     uint32_t slots;
     bool draining;
@@ -54,6 +58,8 @@ struct broker {
     size_t n_undelivered;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
+    int reload_fd;              // SIGHUP pipe (read end), or -1
+    bool reload;                // reload the allow lists this turn
     int64_t next_heartbeat_ms;  // monotonic
     int64_t now_mono;           // this turn's clocks
     int64_t now_wall;
@@ -82,6 +88,9 @@ void drones_heartbeat(broker_t *b);
 void drones_dispatch(broker_t *b);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
+// Cuts d off (its key was revoked): STOPs its leases, releases them (no
+// attempt used) and forgets it.  d is freed.
+void drones_cut(broker_t *b, drone_t *d, const char *why);
 // Releases a lease whose TASK could not be delivered (no attempt used).
 void drones_release_undelivered(broker_t *b, uint64_t token);
 // Every connected drone's tags, for waiting reasons and submit warnings.
@@ -91,6 +100,18 @@ void drones_tag_table(broker_t *b, const char *const *const **tags,
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.
 void requests_on_message(broker_t *b, router_in_t *in);
+
+// --- keyring.c -------------------------------------------------------
+// Reloads the allow lists from cfg->keys, logs what changed and cuts off
+// the drones whose keys are no longer admitted.  A failed reload keeps the
+// old lists and logs why.
+void keyring_reload(broker_t *b);
+// True when the sender's key (from its handshake) is still admitted with
+// the role and name it authenticated as.  A sender with no identity
+// (role 0) is left to the role check.
+bool keyring_admits(const broker_t *b, const router_in_t *in);
+// Answers a message from a session whose key was revoked: FORBIDDEN.
+void keyring_refuse(broker_t *b, const router_in_t *in);
 
 // --- plans.c (DAG bookkeeping) ------------------------------------------
 // Ends a leased attempt: records it, then retries with backoff, kills the

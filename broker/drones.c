@@ -193,6 +193,8 @@ s_hello(broker_t *b, router_in_t *in)
     }
     drone_t *d = known ? known : s_register(b, h->instance);
     snprintf(d->name, sizeof d->name, "%s", in->name);
+    d->role = in->role;
+    memcpy(d->key, in->key, sizeof d->key);
     snprintf(d->host, sizeof d->host, "%s", h->host ? h->host : "");
     d->slots = h->slots;
     d->draining = h->draining;
@@ -367,6 +369,30 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
     free(mine);
     log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
+    for (size_t i = 0; i < b->n_drones; i++) {
+        if (b->drones[i] == d) {
+            s_forget(b, i);
+            break;
+        }
+    }
+}
+
+void
+drones_cut(broker_t *b, drone_t *d, const char *why)
+{
+    sched_lease_t *mine = NULL;
+    size_t n = sched_leases_of(b->sched, d->instance, &mine);
+    for (size_t i = 0; i < n; i++) {
+        const workplan_t *wp = sched_workplan(b->sched, mine[i].plan);
+        if (wp) {
+            s_stop(b, &d->rid, mine[i].plan, wp->tasks[mine[i].idx].id,
+                   mine[i].token, "revoked", true);
+        }
+        s_release(b, &mine[i], why);
+    }
+    free(mine);
+    log_info(LOG, "drone '%s' instance %s cut off (%s); %zu leases released",
+             d->name, d->instance, why, n);
     for (size_t i = 0; i < b->n_drones; i++) {
         if (b->drones[i] == d) {
             s_forget(b, i);

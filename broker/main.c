@@ -2,13 +2,17 @@
 #include "broker/broker.h"
 
 #include "common/cfg.h"
+#include "common/keys.h"
 #include "common/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define C(f) offsetof(broker_config_t, f)
 #define MiB "1048576"
@@ -50,12 +54,26 @@ static const cfg_option_t s_opts[] = {
 };
 
 static volatile sig_atomic_t s_stop = 0;
+// SIGHUP's self-pipe: the handler writes a byte, the loop polls the read
+// end and reloads the allow lists there (nothing else is safe here).
+static int s_hup_pipe[2] = {-1, -1};
 
 static void
 s_on_signal(int sig)
 {
     (void) sig;
     s_stop = 1;
+}
+
+static void
+s_on_hup(int sig)
+{
+    (void) sig;
+    int saved = errno;
+    // A full pipe already holds a pending reload: dropping this is fine.
+    ssize_t n = write(s_hup_pipe[1], "h", 1);
+    (void) n;
+    errno = saved;
 }
 
 static void
@@ -66,7 +84,9 @@ s_usage(FILE *out)
             "The one process that writes the Waggle ledger: it schedules "
             "workplans onto\ndrones, keeps their leases, and answers the "
             "architect.  Prints\n'READY <endpoint>' on stdout once it "
-            "accepts connections.\n\noptions (flag > environment > "
+            "accepts connections.\nSIGHUP reloads the allow lists in "
+            "DIR/broker/allow (no restart) and cuts off\nthe sessions of "
+            "revoked keys.\n\noptions (flag > environment > "
             "default):\n");
     cfg_usage(out, s_opts);
     fprintf(out, "  --version                    print the version and "
@@ -90,6 +110,14 @@ s_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (pipe2(s_hup_pipe, O_NONBLOCK | O_CLOEXEC) == 0) {
+        sa.sa_handler = s_on_hup;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGHUP, &sa, NULL);
+    } else {
+        // Without the pipe a SIGHUP must not kill the broker either.
+        signal(SIGHUP, SIG_IGN);
+    }
 }
 
 // Checks what one option alone cannot.  Returns 0, or CFG_EXIT_USAGE after
@@ -153,9 +181,17 @@ main(int argc, char **argv)
     log_info("broker", "listening on %s, ledger '%s', heartbeat %lld ms, "
                        "lease %lld ms", broker_endpoint(broker), cfg.db,
              (long long) cfg.heartbeat_ms, (long long) cfg.lease_ms);
+    // So that keygen can say which process to send SIGHUP; a key
+    // directory we cannot write only loses that hint.
+    int pid_fd = -1;
+    if (keys_broker_claim(cfg.keys, &pid_fd) < 0) {
+        log_debug("broker", "no pid file in '%s/broker' (read-only, or "
+                            "another broker uses it)", cfg.keys);
+    }
     printf("READY %s\n", broker_endpoint(broker));
     fflush(stdout);
-    rc = broker_run(broker, &s_stop);
+    rc = broker_run(broker, &s_stop, s_hup_pipe[0]);
+    keys_broker_unclaim(cfg.keys, &pid_fd);
     broker_destroy(&broker);
     cfg_release(s_opts, &cfg);
     return rc == 0 ? 0 : 1;

@@ -290,6 +290,25 @@ s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
     free((void *) n_tags);
 }
 
+// What d's leases run, as (plan, task) pairs.
+static void
+s_fill_drone_tasks(broker_t *b, const drone_t *d, proto_drone_info_t *o)
+{
+    sched_lease_t *mine = NULL;
+    size_t n = sched_leases_of(b->sched, d->instance, &mine);
+    o->tasks = xcalloc(n ? n : 1, sizeof *o->tasks);
+    for (size_t i = 0; i < n; i++) {
+        const workplan_t *wp = sched_workplan(b->sched, mine[i].plan);
+        if (wp) {
+            proto_drone_task_t *t = &o->tasks[o->n_tasks++];
+            t->plan = mine[i].plan;
+            t->task = xstrdup(wp->tasks[mine[i].idx].id);
+        }
+    }
+    o->leases = (uint32_t) n;
+    free(mine);
+}
+
 static void
 s_fill_drones(broker_t *b, proto_status_ok_t *st)
 {
@@ -301,7 +320,7 @@ s_fill_drones(broker_t *b, proto_status_ok_t *st)
         o->name = xstrdup(d->name);
         o->host = xstrdup(d->host);
         o->slots = d->slots;
-        o->leases = (uint32_t) sched_lease_count_of(b->sched, d->instance);
+        s_fill_drone_tasks(b, d, o);
         o->draining = d->draining;
         for (size_t k = 0; k < d->tags.count; k++) {
             proto_strv_push(&o->tags, d->tags.items[k]);

@@ -16,6 +16,7 @@ struct router {
     void *sock;                // ROUTER (owned)
     auth_t *auth;              // ZAP handler in ctx (owned)
     char endpoint[256];        // the bound endpoint
+    int wake_fd;               // also polled (e.g. a signal pipe), or -1
 };
 
 static int
@@ -58,6 +59,7 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
             const keys_broker_t *keys, char *err, size_t errlen)
 {
     router_t *self = xcalloc(1, sizeof *self);
+    self->wake_fd = -1;
     self->ctx = zmq_ctx_new();
     // ZAP first: with domain enforcement a missing handler refuses everyone,
     // and the handler must be up before the first peer can arrive.
@@ -110,13 +112,15 @@ router_endpoint(const router_t *self)
 bool
 router_wait(router_t *self, int64_t timeout_ms)
 {
-    zmq_pollitem_t items[2] = {
+    zmq_pollitem_t items[3] = {
         {self->sock, 0, ZMQ_POLLIN, 0},
         {auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
+        {NULL, self->wake_fd, ZMQ_POLLIN, 0},
     };
+    int n = self->wake_fd >= 0 ? 3 : 2;
     long timeout = timeout_ms < 0 ? -1 : (long) timeout_ms;
     for (;;) {
-        int rc = zmq_poll(items, 2, timeout);
+        int rc = zmq_poll(items, n, timeout);
         if (rc <= 0) {
             return false;
         }
@@ -126,9 +130,18 @@ router_wait(router_t *self, int64_t timeout_ms)
         if (items[0].revents & ZMQ_POLLIN) {
             return true;
         }
+        if (items[2].revents & ZMQ_POLLIN) {
+            return false;  // the caller reads the watched descriptor
+        }
         // Only ZAP traffic: keep waiting, but do not stretch the timeout.
         timeout = 0;
     }
+}
+
+void
+router_watch_fd(router_t *self, int fd)
+{
+    self->wake_fd = fd;
 }
 
 wire_rc_t
@@ -141,13 +154,16 @@ router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
     if (rc != WIRE_OK && rc != WIRE_BAD) {
         return rc;
     }
-    const char *name = NULL;
-    if (auth_parse_user_id(user, &in->role, &name) < 0) {
+    auth_user_t who;
+    if (auth_parse_user_id(user, &who) < 0) {
         // Cannot happen with ZAP enforced; refuse rather than trust.
         in->role = 0;
-        name = "?";
+        snprintf(in->name, sizeof in->name, "?");
+        return rc;
     }
-    snprintf(in->name, sizeof in->name, "%s", name);
+    in->role = who.role_bit;
+    snprintf(in->name, sizeof in->name, "%s", who.name);
+    memcpy(in->key, who.key, sizeof in->key);
     return rc;
 }
 

@@ -23,6 +23,7 @@ typedef struct {
     wire_rid_t rid;             // the peer's routing id (reply address)
     unsigned role;              // PROTO_R_* of the sender
     char name[KEYS_NAME_MAX + 1];  // the sender's key name
+    uint8_t key[32];            // the sender's public key (from ZAP)
     proto_msg_t *msg;           // owned by the caller; NULL when WIRE_BAD
     proto_error_t err;          // why, when WIRE_BAD
 } router_in_t;
@@ -33,9 +34,12 @@ int router_open(router_t **out, const char *endpoint, size_t max_frame,
 void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
 // Waits up to timeout_ms (-1 forever) for input, answering ZAP requests
-// meanwhile.  Returns true when a message is waiting; false on timeout or
-// when interrupted by a signal.
+// meanwhile.  Returns true when a message is waiting; false on timeout,
+// when interrupted by a signal or when the watched descriptor is readable.
 bool router_wait(router_t *self, int64_t timeout_ms);
+// Makes router_wait also return when fd is readable (-1: none); the
+// caller reads it.  The broker's SIGHUP pipe.
+void router_watch_fd(router_t *self, int fd);
 // Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
 wire_rc_t router_recv(router_t *self, router_in_t *in,
                       const proto_limits_t *lim);

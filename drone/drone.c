@@ -52,7 +52,7 @@ struct drone {
     void *ctx;
     void *sock;                // DEALER, replaced on reconnect
     void *mon;                 // its socket monitor (PAIR)
-    bool refusal_logged;       // a refused handshake was reported
+    bool refusal_logged;       // a refusal (handshake, FORBIDDEN) was reported
     runner_t *runner;
     char instance[33];         // random hex, new per process
     char host[256];
@@ -510,6 +510,7 @@ s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
                  (long long) d->cfg->slots);
     }
     d->welcomed = d->ever_welcomed = true;
+    d->refusal_logged = false;
     d->reconnect_ms = RECONNECT_MIN_MS;
     d->next_hb_ms = now + d->heartbeat_ms;
     s_resend_outbox(d, now, true);
@@ -526,6 +527,15 @@ s_on_error(drone_t *d, const proto_error_body_t *e, int64_t now)
             d->welcomed = false;
             s_send_hello(d, now);
         }
+        return;
+    }
+    if (e->code == PROTO_E_FORBIDDEN) {
+        // A revoked key hears this for every message: say it once.
+        if (!d->refusal_logged) {
+            log_error(LOG, "broker error FORBIDDEN: %s (repeats are not "
+                           "logged)", e->message ? e->message : "");
+        }
+        d->refusal_logged = true;
         return;
     }
     log_warn(LOG, "broker error %s: %s", proto_status_name(e->code),
@@ -599,7 +609,10 @@ s_read_monitor(drone_t *d)
         } else if (ev == WIRE_EV_AUTH_REFUSED && !d->refusal_logged) {
             log_error(LOG, "the broker at %s refused key '%s' (ZAP status "
                            "%d): it is not in the broker's allow list for "
-                           "role drone", d->cfg->broker, d->keys.name, value);
+                           "role drone, or was revoked (on the broker host: "
+                           "waggle-architect keygen KEYDIR --list; a key "
+                           "added there is admitted after kill -HUP of the "
+                           "broker)", d->cfg->broker, d->keys.name, value);
             d->refusal_logged = true;
         } else if (ev == WIRE_EV_HANDSHAKE_FAILED && !d->refusal_logged) {
             log_error(LOG, "the CurveZMQ handshake with %s failed: either "

@@ -658,10 +658,23 @@ s_dec_task_info(const s_rd_t *rd, void *elem)
 }
 
 static int
+s_dec_drone_task(const s_rd_t *rd, void *elem)
+{
+    proto_drone_task_t *t = elem;
+    return s_get_plan(rd, "plan", S_REQ, &t->plan) ||
+           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &t->task) ? -1 : 0;
+}
+
+static int
 s_dec_drone_info(const s_rd_t *rd, void *elem)
 {
     proto_drone_info_t *d = elem;
-    return s_get_str(rd, "instance", S_REQ, 1, S_MAX_ID, &d->instance) ||
+    void *tasks;
+    int rc = s_get_records(rd, "tasks", S_MAX_LEASES, sizeof *d->tasks,
+                           &tasks, &d->n_tasks, s_dec_drone_task);
+    d->tasks = tasks;
+    return rc ||
+           s_get_str(rd, "instance", S_REQ, 1, S_MAX_ID, &d->instance) ||
            s_get_str(rd, "name", S_REQ, 1, S_MAX_NAME, &d->name) ||
            s_get_str(rd, "host", S_OPT, 0, S_MAX_NAME, &d->host) ||
            s_get_u32(rd, "slots", S_REQ, 0, S_MAX_SLOTS, &d->slots) ||

@@ -334,7 +334,7 @@ s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 static void
 s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
 {
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 9);
     s_put_str(pk, "instance", d->instance);
     s_put_str(pk, "name", d->name);
     s_put_ostr(pk, "host", d->host);
@@ -343,6 +343,13 @@ s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
     s_put_bool(pk, "draining", d->draining);
     s_put_strv(pk, "tags", &d->tags);
     s_put_i64(pk, "last_seen_ms", d->last_seen_ms);
+    s_pk_str(pk, "tasks");
+    msgpack_pack_array(pk, d->n_tasks);
+    for (size_t i = 0; i < d->n_tasks; i++) {
+        msgpack_pack_map(pk, 2);
+        s_put_i64(pk, "plan", d->tasks[i].plan);
+        s_put_str(pk, "task", d->tasks[i].task);
+    }
 }
 
 static void

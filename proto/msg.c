@@ -107,6 +107,10 @@ s_free_status_ok(proto_msg_t *m)
         free(d->name);
         free(d->host);
         proto_strv_release(&d->tags);
+        for (size_t k = 0; k < d->n_tasks; k++) {
+            free(d->tasks[k].task);
+        }
+        free(d->tasks);
     }
     free(s->drones);
 }

@@ -230,6 +230,11 @@ typedef struct {
 } proto_task_info_t;
 
 typedef struct {
+    int64_t plan;            // plan id
+    char *task;              // task id
+} proto_drone_task_t;
+
+typedef struct {
     char *instance;
     char *name;              // key name
     char *host;
@@ -238,6 +243,8 @@ typedef struct {
     bool draining;
     proto_strv_t tags;
     int64_t last_seen_ms;    // wall clock
+    proto_drone_task_t *tasks;  // what its leases run (optional field)
+    size_t n_tasks;
 } proto_drone_info_t;
 
 typedef struct {

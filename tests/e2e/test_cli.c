@@ -119,6 +119,8 @@ test_usage_architect(void)
     s_usage(a, "usage", "cancel", NULL, NULL);
     s_usage(a, "usage", "submit", NULL, NULL);
     s_usage(a, "unexpected argument", "ping", "extra", NULL);
+    s_usage(a, "DIR is missing", "keygen", NULL, NULL);
+    s_usage(a, "unknown option --nope", "keygen", "dir", "--nope");
 }
 
 // Each way the broker cannot start has its own status, whatever the paths
@@ -227,6 +229,11 @@ test_json_errors(void)
     CHECK_INT(swarm_arch(&s, &out, NULL, "--json", "wait", NULL),
               EXIT_USAGE);
     s_check_json_error(out, "usage", "wait PLAN");
+    free(out);
+    out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "keygen", "--json", NULL),
+              EXIT_USAGE);
+    s_check_json_error(out, "usage", "DIR is missing");
     free(out);
     out = NULL;
     // An invalid workplan: the validator's findings travel as details.

@@ -241,8 +241,8 @@ test_handshake_admits_known_keys(void)
         CHECK_INT(seen.received, 1);
         CHECK_STR(seen.body, "hello");
         char want[128];
-        snprintf(want, sizeof want, "%s:%s", keys_role_name((keys_role_t) r),
-                 k.name);
+        snprintf(want, sizeof want, "%s:%s:%s",
+                 keys_role_name((keys_role_t) r), k.name, k.public_z85);
         CHECK_STR(seen.user_id, want);
         CHECK_INT(seen.auth_failures, 0);
         s_client_close(&c);
@@ -489,7 +489,10 @@ test_zap_answers(void)
     CHECK_STR(r.request_id, "7");
     CHECK_STR(r.status, "200");
     CHECK_STR(r.text, "OK");
-    CHECK_STR(r.user_id, "drone:drone");
+    char want[64], z85[41];
+    zmq_z85_encode(z85, (const uint8_t *) z.key, 32);
+    snprintf(want, sizeof want, "drone:drone:%s", z85);
+    CHECK_STR(r.user_id, want);
 
     const char *plain[] = {"1.0", "11", AUTH_DOMAIN, "", "", "PLAIN", "u",
                            "p"};
@@ -565,31 +568,77 @@ test_zap_survives_malformed(void)
 static void
 test_parse_user_id(void)
 {
-    unsigned bit = 0;
-    const char *name = NULL;
-    CHECK(auth_parse_user_id("drone:d1", &bit, &name) == 0);
-    CHECK_INT(bit, PROTO_R_DRONE);
-    CHECK_STR(name, "d1");
-    CHECK(auth_parse_user_id("submitter:ci.bot", &bit, &name) == 0);
-    CHECK_INT(bit, PROTO_R_SUBMITTER);
-    CHECK_STR(name, "ci.bot");
-    CHECK(auth_parse_user_id("operator:alice", &bit, &name) == 0);
-    CHECK_INT(bit, PROTO_R_OPERATOR);
-    CHECK_STR(name, "alice");
-    CHECK(auth_parse_user_id("drone:x", NULL, NULL) == 0);
+    static const char key[] = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    uint8_t bin[32];
+    REQUIRE(zmq_z85_decode(bin, key));
+    auth_user_t u;
+    char id[128];
+    snprintf(id, sizeof id, "drone:d1:%s", key);
+    CHECK(auth_parse_user_id(id, &u) == 0);
+    CHECK_INT(u.role_bit, PROTO_R_DRONE);
+    CHECK_INT(u.role, KEYS_ROLE_DRONE);
+    CHECK_STR(u.name, "d1");
+    CHECK(memcmp(u.key, bin, 32) == 0);
+    snprintf(id, sizeof id, "submitter:ci.bot:%s", key);
+    CHECK(auth_parse_user_id(id, &u) == 0);
+    CHECK_INT(u.role_bit, PROTO_R_SUBMITTER);
+    CHECK_STR(u.name, "ci.bot");
+    snprintf(id, sizeof id, "operator:alice:%s", key);
+    CHECK(auth_parse_user_id(id, &u) == 0);
+    CHECK_INT(u.role_bit, PROTO_R_OPERATOR);
+    CHECK_STR(u.name, "alice");
 
     const char *bad[] = {"", "drone", "drone:", ":x", "broker:b",
                          "droner:x", "dron:x", "Drone:x", "drone:a:b",
-                         "drone:a b", "drone:.x", " drone:x", NULL};
+                         "drone:a b", "drone:.x", " drone:x", "drone:x",
+                         "drone::KEY", NULL};
     for (int i = 0; bad[i]; i++) {
-        bit = 99;
-        if (auth_parse_user_id(bad[i], &bit, &name) != -1) {
-            fprintf(stderr, "accepted '%s'\n", bad[i]);
-            CHECK(false);
+        for (int withkey = 0; withkey < 2; withkey++) {
+            snprintf(id, sizeof id, "%s%s%s", bad[i], withkey ? ":" : "",
+                     withkey ? key : "");
+            // "drone:x" is only bad without a key.
+            if (withkey && strcmp(bad[i], "drone:x") == 0) {
+                continue;
+            }
+            u.role_bit = 99;
+            if (auth_parse_user_id(id, &u) != -1) {
+                fprintf(stderr, "accepted '%s'\n", id);
+                CHECK(false);
+            }
+            CHECK_INT(u.role_bit, 0);
         }
-        CHECK_INT(bit, 99);
     }
-    CHECK(auth_parse_user_id(NULL, &bit, &name) == -1);
+    snprintf(id, sizeof id, "drone:x:%.39s", key);  // a short key
+    CHECK(auth_parse_user_id(id, &u) == -1);
+    CHECK(auth_parse_user_id(NULL, &u) == -1);
+}
+
+// The handler borrows the lists: after a reload that revokes a key, the
+// next handshake with it is refused, with no restart of the handler.
+static void
+test_reload_refuses_revoked(void)
+{
+    server_t s;
+    REQUIRE(s_server_open(&s, true) == 0);
+    keys_client_t k;
+    REQUIRE(keys_load_client(s.dir, KEYS_ROLE_DRONE, &k, s_err,
+                             sizeof s_err) == 0);
+    keys_role_t role;
+    REQUIRE(keys_revoke(s.dir, "drone", &role, s_err, sizeof s_err) == 0);
+    keys_diff_t diff;
+    REQUIRE(keys_broker_reload(s.kb, s.dir, &diff, s_err, sizeof s_err) ==
+            0);
+    CHECK_INT(diff.n_removed, 1);
+    keys_diff_release(&diff);
+    client_t c;
+    seen_t seen = {0};
+    s_client_open(&c, s.endpoint, k.broker_z85, k.public_z85, k.secret_z85);
+    s_pump(&s, &c, &seen, 5000, STOP_AUTH_FAILED);
+    CHECK_INT(seen.received, 0);
+    CHECK(seen.auth_failures > 0);
+    CHECK_INT(seen.auth_status, 400);
+    s_client_close(&c);
+    s_server_close(&s);
 }
 
 static const t_case_t t_cases[] = {
@@ -603,6 +652,7 @@ static const t_case_t t_cases[] = {
     T(test_zap_answers),
     T(test_zap_survives_malformed),
     T(test_parse_user_id),
+    T(test_reload_refuses_revoked),
     {0},
 };
 

@@ -234,6 +234,11 @@ s_eq_drone_info(const proto_drone_info_t *a, const proto_drone_info_t *b)
     CHECK_INT(a->draining, b->draining);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->last_seen_ms, b->last_seen_ms);
+    CHECK_INT(a->n_tasks, b->n_tasks);
+    for (size_t i = 0; i < a->n_tasks && i < b->n_tasks; i++) {
+        CHECK_INT(a->tasks[i].plan, b->tasks[i].plan);
+        CHECK_OSTR(a->tasks[i].task, b->tasks[i].task);
+    }
 }
 
 static void
@@ -566,6 +571,12 @@ s_status_drones(proto_status_ok_t *s)
     d->draining = true;
     proto_strv_push(&d->tags, "linux");
     d->last_seen_ms = 1767323045123;
+    d->n_tasks = 2;
+    d->tasks = calloc(2, sizeof *d->tasks);
+    d->tasks[0].plan = 3;
+    d->tasks[0].task = strdup("build");
+    d->tasks[1].plan = 12;
+    d->tasks[1].task = strdup("test-all");
 }
 
 static proto_msg_t *
