@@ -3,6 +3,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "proto/proto.h"
 
 #include <signal.h>
 #include <stddef.h>
@@ -68,6 +69,30 @@ s_usage(FILE *out)
 static const cfg_program_t s_prog = {
     .name = "waggle-drone", .opts = s_opts, .usage = s_usage};
 
+// --tags as HELLO will carry them: the broker refuses a HELLO over the
+// limits, and the drone would only reconnect and be refused again.
+static int
+s_check_tags(const char *csv)
+{
+    int n = 0;
+    for (const char *t = csv; *t;) {
+        t += strspn(t, " ,");
+        size_t len = strcspn(t, ",");
+        if (len > PROTO_MAX_TAG_LEN) {
+            return cfg_usage_error(&s_prog, "--tags: '%.*s' is longer than "
+                                   "%d bytes", (int) len, t,
+                                   PROTO_MAX_TAG_LEN);
+        }
+        n += len > 0;
+        t += len;
+    }
+    if (n > PROTO_MAX_TAGS) {
+        return cfg_usage_error(&s_prog, "--tags: %d tags, more than the %d a "
+                               "drone may offer", n, PROTO_MAX_TAGS);
+    }
+    return CFG_RUN;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -84,6 +109,8 @@ main(int argc, char **argv)
     } else if (log_format_parse(cfg.log_format, &json) < 0) {
         rc = cfg_usage_error(&s_prog, "--log-format: '%s' is not text or "
                                       "json", cfg.log_format);
+    } else {
+        rc = s_check_tags(cfg.tags);
     }
     if (rc != CFG_RUN) {
         cfg_release(s_opts, &cfg);

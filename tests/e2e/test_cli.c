@@ -93,6 +93,16 @@ test_usage_drone(void)
     s_usage(d, "e.g. tcp://", "--broker", "127.0.0.1:7600", NULL);
     s_usage(d, "'ipc://'", "--broker", "ipc://", NULL);
     s_usage(d, "'udp://", "--broker", "udp://127.0.0.1:7600", NULL);
+    // Tags over the protocol's limits: the broker would refuse every HELLO.
+    char tag[80], tags[200];
+    memset(tag, 'a', 65);
+    tag[65] = '\0';
+    s_usage(d, "longer than 64 bytes", "--tags", tag, NULL);
+    tags[0] = '\0';
+    for (int i = 0; i < 65; i++) {
+        strcat(tags, "t,");
+    }
+    s_usage(d, "65 tags, more than the 64", "--tags", tags, NULL);
     // The environment is checked as strictly as the flags.
     setenv("WAGGLE_BROKER", "localhost:7600", 1);
     s_usage(d, "WAGGLE_BROKER", "--slots", "1", NULL);
