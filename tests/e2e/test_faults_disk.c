@@ -84,7 +84,9 @@ s_submit_padded(swarm_t *s, int seq, size_t pad, int64_t *plan, char **err)
     char *json = malloc(pad + 512), path[800];
     int n = snprintf(json, 512, "{\"name\":\"padded-%d\",\"goal\":\"", seq);
     memset(json + n, 'g', pad);
-    snprintf(json + n + pad, 512,
+    // What is left of the buffer after the goal (glibc's _FORTIFY_SOURCE=3,
+    // Ubuntu's default, aborts when the size passed is larger).
+    snprintf(json + n + pad, 512 - (size_t) n,
              "\",\"tasks\":[{\"id\":\"t\",\"run\":[\"echo\",\"ok\"]}]}");
     snprintf(path, sizeof path, "%s/padded-%d.json", s->dir, seq);
     t_write_file(path, json);
