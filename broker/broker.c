@@ -60,9 +60,8 @@ broker_desync(broker_t *b, const char *why)
     b->rebuild = true;
 }
 
-broker_open_rc_t
-broker_open(broker_t **out, const broker_config_t *cfg, char *err,
-            size_t errlen)
+static broker_t *
+s_new(const broker_config_t *cfg)
 {
     broker_t *b = xcalloc(1, sizeof *b);
     b->cfg = cfg;
@@ -70,37 +69,61 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
     proto_limits_default(&b->limits);
     b->limits.max_frame = (size_t) cfg->max_frame;
     b->limits.max_string = (size_t) cfg->max_frame;
-    broker_open_rc_t rc = BROKER_OPEN_KEYS;
-    if (keys_load_broker(cfg->keys, &b->keys, err, errlen) < 0) {
-        goto out_free;
-    }
-    rc = BROKER_OPEN_LEDGER;
-    if (ledger_open(&b->ledger, cfg->db, 0, err, errlen) < 0) {
-        goto out_keys;
+    return b;
+}
+
+// The ledger and the plans in it: all a broker holds before it binds.
+static int
+s_open_state(broker_t *b, char *err, size_t errlen)
+{
+    if (ledger_open(&b->ledger, b->cfg->db, 0, err, errlen) < 0) {
+        return -1;
     }
     b->sched = sched_new();
     b->now_mono = clock_mono_ms();
     b->now_wall = clock_wall_ms();
     if (plans_load(b) < 0 ||
         (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0)) {
-        snprintf(err, errlen, "cannot load plans from ledger '%s'", cfg->db);
-        goto out_ledger;
+        snprintf(err, errlen, "cannot load plans from ledger '%s'",
+                 b->cfg->db);
+        return -1;
     }
-    rc = BROKER_OPEN_BIND;
-    if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame, b->keys,
-                    err, errlen) < 0) {
-        goto out_ledger;
+    return 0;
+}
+
+broker_open_rc_t
+broker_open(broker_t **out, const broker_config_t *cfg, char *err,
+            size_t errlen)
+{
+    broker_t *b = s_new(cfg);
+    broker_open_rc_t rc = BROKER_OPEN_OK;
+    if (keys_load_broker(cfg->keys, &b->keys, err, errlen) < 0) {
+        rc = BROKER_OPEN_KEYS;
+    } else if (s_open_state(b, err, errlen) < 0) {
+        rc = BROKER_OPEN_LEDGER;
+    } else if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame,
+                           b->keys, err, errlen) < 0) {
+        rc = BROKER_OPEN_BIND;
+    }
+    if (rc != BROKER_OPEN_OK) {
+        broker_destroy(&b);
+        return rc;
     }
     *out = b;
     return BROKER_OPEN_OK;
-out_ledger:
-    sched_destroy(&b->sched);
-    ledger_destroy(&b->ledger);
-out_keys:
-    keys_broker_destroy(&b->keys);
-out_free:
-    free(b);
-    return rc;
+}
+
+int
+broker_open_offline(broker_t **out, const broker_config_t *cfg, char *err,
+                    size_t errlen)
+{
+    broker_t *b = s_new(cfg);
+    if (s_open_state(b, err, errlen) < 0) {
+        broker_destroy(&b);
+        return -1;
+    }
+    *out = b;
+    return 0;
 }
 
 void
@@ -115,6 +138,7 @@ broker_destroy(broker_t **self_p)
     }
     free(b->out);
     free(b->undelivered);
+    plans_unloaded_clear(b);
     drones_destroy_all(b);
     router_destroy(&b->router);
     sched_destroy(&b->sched);
@@ -223,6 +247,11 @@ s_flush(broker_t *b)
         if (!o->msg) {
             continue;
         }
+        // Offline (broker_open_offline) there is no one to send to.
+        if (!b->router) {
+            proto_msg_destroy(&o->msg);
+            continue;
+        }
         bool hb = o->msg->cmd == PROTO_MSG_HEARTBEAT;
         if (router_send(b->router, &o->rid, &o->msg, hb) == 0) {
             continue;
@@ -266,8 +295,8 @@ s_release_undelivered(broker_t *b)
     }
 }
 
-static void
-s_commit(broker_t *b)
+void
+broker_end_turn(broker_t *b)
 {
     bool failed = b->turn_failed;
     b->turn_failed = false;
@@ -329,7 +358,7 @@ s_turn(broker_t *b)
         b->next_heartbeat_ms = b->now_mono + b->cfg->heartbeat_ms;
     }
     drones_dispatch(b);
-    s_commit(b);
+    broker_end_turn(b);
     // A turn that overran (a slow disk, a stopped process) must not expire
     // leases whose renewals are waiting in the socket: push deadlines back.
     int64_t overrun = clock_mono_ms() - start - b->cfg->turn_ms;

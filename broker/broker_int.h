@@ -43,6 +43,11 @@ typedef struct {
     uint64_t push_token;        // a TASK push: released if undeliverable
 } out_t;
 
+typedef struct {
+    int64_t plan;
+    char *why;                  // owned: why it could not be loaded
+} unloaded_t;
+
 struct broker {
     const broker_config_t *cfg;
     keys_broker_t *keys;
@@ -56,6 +61,8 @@ struct broker {
     size_t n_out, cap_out;
     uint64_t *undelivered;      // tokens of TASKs that could not be sent
     size_t n_undelivered;
+    unloaded_t *unloaded;       // running plans the last load skipped
+    size_t n_unloaded;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
     int reload_fd;              // SIGHUP pipe (read end), or -1
@@ -76,6 +83,18 @@ bool broker_begin(broker_t *b);
 void broker_fail_turn(broker_t *b);
 // Marks memory as out of sync with the ledger: rebuilt after this turn.
 void broker_desync(broker_t *b, const char *why);
+// Ends a turn: commits its transaction (or rolls it back when it failed,
+// turning dependent replies into errors), sends the outbox, and rebuilds
+// memory from the ledger when it disagrees.
+void broker_end_turn(broker_t *b);
+// Opens a broker without keys or a socket: the ledger at cfg->db and the
+// plans loaded from it, exactly as broker_open does before it binds.  For
+// tests that drive the broker's own logic in-process (HELLO, RESULT,
+// dispatch, expiry, cancel) with their own clock in now_mono/now_wall;
+// broker_end_turn then drops the outbox instead of sending it.
+// broker_destroy closes it.  Returns 0 or -1 with err.
+int broker_open_offline(broker_t **out, const broker_config_t *cfg,
+                        char *err, size_t errlen);
 
 // --- drones.c ---------------------------------------------------------
 drone_t *drones_find(broker_t *b, const char *instance);
@@ -124,9 +143,19 @@ ledger_rc_t plans_finish(broker_t *b, const sched_lease_t *lease,
 bool plans_apply(broker_t *b, const sched_moves_t *moves, const char *actor);
 // Marks the plan succeeded/failed when every task is terminal.
 void plans_check_done(broker_t *b, int64_t plan, const char *actor);
-// Loads every running plan from the ledger into a fresh sched.
+// Loads every running plan from the ledger into a fresh sched.  A plan
+// that cannot be loaded is logged, skipped and remembered with its reason
+// (plans_unloaded); the others load.  Returns -1 only when the ledger
+// failed; sched may then hold part of the load, so the caller throws it
+// away and retries on a fresh one, or gives up.
 int plans_load(broker_t *b);
 // Loads one plan (any state) into sched, e.g. to retry a failed plan.
+// Returns 0, or -1 when the ledger failed, there is no such plan, or the
+// plan cannot be loaded (plans_unloaded then says why).
 int plans_load_one(broker_t *b, int64_t plan);
+// Why the last load could not load this plan (borrowed), or NULL.
+const char *plans_unloaded(const broker_t *b, int64_t plan);
+// Forgets every remembered reason (the broker is closing or reloading).
+void plans_unloaded_clear(broker_t *b);
 
 #endif

@@ -115,7 +115,17 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
                                      &known_task, &outcome) == LEDGER_OK) {
         task = known_task;
     }
-    s_stop(b, &d->rid, known_plan, task ? task : "", token, "stale", false);
+    if (!task) {
+        // A HEARTBEAT listing a token the ledger does not know: no STOP can
+        // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
+        // HELLO that lists it (with its task) gets the STOP.
+        log_warn(LOG, "drone '%s' lists token %llu, which the ledger does "
+                 "not know; no STOP", d->instance, (unsigned long long) token);
+        return;
+    }
+    // Sent only if the turn commits: what made the lease look stale (a
+    // result, an expiry earlier in this turn) may yet be rolled back.
+    s_stop(b, &d->rid, known_plan, task, token, "stale", true);
     free(known_task);
 }
 
@@ -205,14 +215,13 @@ s_hello(broker_t *b, router_in_t *in)
     char *tags = s_join(&h->tags);
     if (!broker_begin(b) ||
         ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
-                          tags, b->now_wall) == LEDGER_ERROR) {
+                          tags, NULL, b->now_wall) == LEDGER_ERROR) {
         broker_fail_turn(b);
     }
     log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
                   "%zu leases", d->name, d->instance, d->host, d->slots, tags,
              h->n_leases);
     free(tags);
-    s_reconcile(b, d, h);
     proto_msg_t *w = proto_msg_new(PROTO_MSG_WELCOME);
     w->req = in->msg->req;
     w->u.welcome.heartbeat_ms = (uint32_t) b->cfg->heartbeat_ms;
@@ -220,6 +229,9 @@ s_hello(broker_t *b, router_in_t *in)
     w->u.welcome.max_output_bytes = (uint64_t) b->cfg->max_output;
     w->u.welcome.broker_id = xstrdup(ledger_id(b->ledger));
     broker_queue(b, &in->rid, &w, true);
+    // After WELCOME is queued: the STOPs of the reconciliation follow it on
+    // the wire (PROTOCOL.md 7.1), so the drone is ACTIVE when they arrive.
+    s_reconcile(b, d, h);
 }
 
 static void

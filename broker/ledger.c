@@ -260,10 +260,38 @@ s_create(ledger_t *self, char *err, size_t errlen)
     return rc;
 }
 
-// Creates the schema in an empty file, or checks the one there.
+// A version this code can run as it is, or (writers only) upgrade.
 static int
-s_schema_check(ledger_t *self, bool rdonly, char *err, size_t errlen)
+s_version_check(ledger_t *self, long version, bool rdonly, char *err,
+                size_t errlen)
 {
+    if (version > LEDGER_SCHEMA_VERSION) {
+        snprintf(err, errlen, "ledger '%s' has schema version %ld, newer "
+                 "than this broker's version %d: upgrade waggle", self->path,
+                 version, LEDGER_SCHEMA_VERSION);
+        return -1;
+    }
+    if (version < 1) {
+        snprintf(err, errlen, "ledger '%s' has no valid schema version",
+                 self->path);
+        return -1;
+    }
+    if (version < LEDGER_SCHEMA_VERSION && rdonly) {
+        snprintf(err, errlen, "ledger '%s' has schema version %ld, older "
+                 "than this broker's version %d: a broker upgrades it when "
+                 "it opens it", self->path, version, LEDGER_SCHEMA_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+// Creates the schema in an empty file, or checks the one there; *version
+// gets the file's schema version.
+static int
+s_schema_check(ledger_t *self, bool rdonly, long *version, char *err,
+               size_t errlen)
+{
+    *version = LEDGER_SCHEMA_VERSION;
     char buf[64];
     if (s_scalar(self, "SELECT count(*) FROM sqlite_schema WHERE name ="
                  " 'meta'", buf, sizeof buf, err, errlen) != 0) {
@@ -284,15 +312,8 @@ s_schema_check(ledger_t *self, bool rdonly, char *err, size_t errlen)
                  buf, sizeof buf, err, errlen) != 0) {
         return -1;
     }
-    long version = strtol(buf, NULL, 10);
-    if (version != LEDGER_SCHEMA_VERSION) {
-        snprintf(err, errlen, "ledger '%s' has schema version %ld; this "
-                 "broker understands version %d%s", self->path, version,
-                 LEDGER_SCHEMA_VERSION,
-                 version > LEDGER_SCHEMA_VERSION ? " (upgrade waggle)" : "");
-        return -1;
-    }
-    return 0;
+    *version = strtol(buf, NULL, 10);
+    return s_version_check(self, *version, rdonly, err, errlen);
 }
 
 static int
@@ -312,11 +333,13 @@ s_prepare_all(ledger_t *self, char *err, size_t errlen)
 }
 
 // Connection settings, then the schema check (or creation) in one
-// transaction, so a read-only opener never sees half a schema.
+// transaction, so a read-only opener never sees half a schema; then the
+// upgrade of an older file, in transactions of its own.
 static int
 s_setup(ledger_t *self, bool rdonly, char *err, size_t errlen)
 {
     char mode[16];
+    long version;
     sqlite3_extended_result_codes(self->db, 1);
     sqlite3_busy_timeout(self->db, S_BUSY_TIMEOUT_MS);
     if (s_exec(self, "PRAGMA foreign_keys = ON", err, errlen) != 0) {
@@ -338,13 +361,18 @@ s_setup(ledger_t *self, bool rdonly, char *err, size_t errlen)
             != 0) {
         return -1;
     }
-    if (s_schema_check(self, rdonly, err, errlen) != 0
+    if (s_schema_check(self, rdonly, &version, err, errlen) != 0
         || s_scalar(self, "SELECT value FROM meta WHERE key = 'ledger_id'",
                     self->id, sizeof self->id, err, errlen) != 0) {
         sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    return s_exec(self, "COMMIT", err, errlen);
+    if (s_exec(self, "COMMIT", err, errlen) != 0) {
+        return -1;
+    }
+    return version < LEDGER_SCHEMA_VERSION
+               ? ledger__migrate(self, (int) version, err, errlen)
+               : 0;
 }
 
 int

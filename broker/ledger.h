@@ -28,6 +28,15 @@
 //      same transaction.
 //   5. At most one attempt per task has outcome 'succeeded', and then
 //      tasks.state = succeeded and accepted_attempt names it.
+//   6. tasks.lost_leases changes only with the attempt that lost its lease
+//      (ledger_task_finish with end->lost) and goes back to 0 only with a
+//      fresh attempt budget (ledger_task_reset).
+//
+// Schema versions: meta.schema_version is LEDGER_SCHEMA_VERSION in a file
+// this code wrote.  An older file is upgraded in place at open, one version
+// per transaction, after a copy of it is saved as "<path>.v<N>.bak" through
+// SQLite's backup API; a newer one is refused.  Version 2 added
+// tasks.lost_leases and drones.secret_hash.
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -44,7 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 
 typedef struct ledger ledger_t;
 
@@ -88,6 +97,9 @@ typedef struct {
     const uint8_t *err;          // stderr tail (borrowed)
     size_t err_len;
     bool err_truncated;
+    bool lost;                   // the lease expired without its drone ever
+                                 // confirming or renewing it: the finish
+                                 // also bumps the task's lost_leases
 } ledger_attempt_end_t;
 
 // One task as loaded for recovery (strings borrowed for the callback).
@@ -102,6 +114,7 @@ typedef struct {
     int64_t not_before_ms;       // backoff end for ready tasks, else 0
     uint32_t attempts_used;      // attempts that used the budget
     uint32_t attempts_total;     // attempt rows, any outcome
+    uint32_t lost_leases;        // leases lost unconfirmed (invariant 6)
 } ledger_task_row_t;
 
 // One attempt (strings borrowed for the callback).
@@ -123,7 +136,12 @@ typedef struct {
 // schema created or checked.  Unless LEDGER_RDONLY, first takes an exclusive
 // lock on path + ".lock" and writes its pid there; when another process
 // holds it, fails with "ledger 'x' is in use by another broker (pid N)".
-// A schema newer than this code is refused.  Returns 0 or -1 with err.
+// An older schema is upgraded (see "Schema versions" above; the backup and
+// each step are logged); when a step fails, that step's transaction is
+// rolled back, the file keeps the version it had before the step, and open
+// fails naming both versions.  LEDGER_RDONLY refuses an older schema (it
+// cannot upgrade).  A schema newer than this code is refused, naming both
+// versions.  Returns 0 or -1 with err.
 int ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
                 size_t errlen);
 void ledger_destroy(ledger_t **self_p);
@@ -169,7 +187,10 @@ ledger_rc_t ledger_task_move(ledger_t *self, int64_t plan, const char *task,
                              const char *actor, const char *detail,
                              int64_t now_ms);
 // ready -> leased to (instance, holder) under a fresh token; inserts the
-// attempt row.  Refused (MISS) unless ready and not_before <= now_ms.
+// attempt row (its n counts every lease of the task).  *attempt is the
+// attempt of the budget this lease is: attempts used + 1, so a lease that
+// ended using none (released, undelivered) does not advance it.  Refused
+// (MISS) unless ready and not_before <= now_ms.
 ledger_rc_t ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
                               const char *instance, const char *holder,
                               int64_t now_ms, uint64_t *token,
@@ -178,13 +199,22 @@ ledger_rc_t ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
 // succeeded, ready (with not_before_ms), dead or cancelled.  instance NULL
 // skips the holder check (cancel, expiry).  SUCCEEDED/FAILED/EXPIRED
 // outcomes use one attempt of the budget; RELEASED/CANCELLED do not.
+// end->lost adds one to the task's lost_leases in the same compare-and-set
+// (whatever the outcome; a forgiven first loss is typically RELEASED).
 ledger_rc_t ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
                                uint64_t token, const char *instance,
                                const ledger_attempt_end_t *end,
                                proto_task_state_t to, int64_t not_before_ms,
                                const char *actor, int64_t now_ms);
+// Shortens the backoff of a ready task to end at not_before_ms (a restart
+// clamps every backoff to the broker's cap, and a lease is refused before
+// the stored end).  Only ever shortens: LEDGER_MISS when the task is not
+// ready or its backoff already ends by then.  Appends a 'backoff' event.
+ledger_rc_t ledger_task_backoff(ledger_t *self, int64_t plan,
+                                const char *task, int64_t not_before_ms,
+                                const char *actor, int64_t now_ms);
 // from -> to with a fresh attempt budget (retry): attempts_used = 0,
-// not_before = 0.
+// not_before = 0, lost_leases = 0.
 ledger_rc_t ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
                               proto_task_state_t from, proto_task_state_t to,
                               const char *actor, int64_t now_ms);
@@ -216,15 +246,25 @@ ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                             void *arg);
 
 // --- drones -----------------------------------------------------------
-// Records a HELLO (upsert by instance).
+// Records a HELLO (upsert by instance).  secret_hash is the hex hash (at
+// most 64 characters) of the secret the broker issued this instance, or
+// NULL to keep what is stored (nothing, for a new row).
 ledger_rc_t ledger_drone_seen(ledger_t *self, const char *instance,
                               const char *name, const char *host,
                               uint32_t slots, const char *tags,
-                              int64_t now_ms);
+                              const char *secret_hash, int64_t now_ms);
+// The secret hash stored for an instance, copied into hash (NUL-ended).
+// LEDGER_OK, or LEDGER_MISS when there is no such instance or it has none.
+ledger_rc_t ledger_drone_secret(ledger_t *self, const char *instance,
+                                char hash[65]);
 
 // --- recovery ---------------------------------------------------------
-// Calls plan_cb for every running plan (with its canonical workplan JSON),
-// then task_cb for every task of those plans, in plan then workplan order.
+// For every running plan in id order: plan_cb (with its canonical workplan
+// JSON), then task_cb for each task row of that plan in workplan (seq)
+// order, so every task_cb is for the plan of the plan_cb just before it.
+// Rows are handed over as stored: the caller checks them against the
+// workplan.  Callbacks must not call into the ledger.  LEDGER_ERROR only
+// when SQLite fails.
 ledger_rc_t ledger_load(ledger_t *self,
                         void (*plan_cb)(void *arg, int64_t plan,
                                         const char *json),
@@ -233,6 +273,7 @@ ledger_rc_t ledger_load(ledger_t *self,
                         void *arg);
 
 // Like ledger_load, for one plan in any state (to retry a finished plan).
+// LEDGER_MISS when there is no such plan.
 ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
                              void (*plan_cb)(void *arg, int64_t plan,
                                              const char *json),
@@ -242,6 +283,11 @@ ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
 // The attempts of a task that used its budget (attempts_used).
 ledger_rc_t ledger_task_attempts_used(ledger_t *self, int64_t plan,
                                       const char *task, uint32_t *used);
+// How many of a task's leases expired without their drone ever confirming
+// or renewing them (invariant 6).  LEDGER_OK with *n, LEDGER_MISS when
+// there is no such task.
+ledger_rc_t ledger_task_lost_leases(ledger_t *self, int64_t plan,
+                                    const char *task, uint32_t *n);
 
 // --- events -----------------------------------------------------------
 // Appends a free-form event (submit, cancel requested, reconcile, ...).

@@ -8,6 +8,8 @@
 //   ledger_write.c   every change: plan creation, the compare-and-set
 //                    transitions of plans and tasks, drones, events
 //   ledger_read.c    every read: status, outputs, tokens, recovery, events
+//   ledger_migrate.c the upgrade of an older file: backup, then one
+//                    transaction per schema version
 //
 // Names shared between those files start ledger__ / LEDGER__ (libuv's
 // uv__); helpers private to one file stay static and start s_.
@@ -35,6 +37,7 @@ typedef enum {
     LEDGER__Q_EVENT,
     LEDGER__Q_TASK_MOVE,
     LEDGER__Q_TASK_RESET,
+    LEDGER__Q_TASK_BACKOFF,
     LEDGER__Q_LEASE,
     LEDGER__Q_TOKEN_NEXT,
     LEDGER__Q_ATTEMPT_START,
@@ -57,11 +60,12 @@ typedef enum {
     LEDGER__Q_NEEDS,
     LEDGER__Q_ATTEMPTS,
     LEDGER__Q_DRONE,
+    LEDGER__Q_DRONE_SECRET,
     LEDGER__Q_LOAD_PLANS,
-    LEDGER__Q_LOAD_TASKS,
     LEDGER__Q_LOAD_PLAN,
     LEDGER__Q_LOAD_PLAN_TASKS,
     LEDGER__Q_ATTEMPTS_USED,
+    LEDGER__Q_LOST_LEASES,
     LEDGER__Q_EVENTS_ALL,
     LEDGER__Q_EVENTS_PLAN,
     LEDGER__Q_COUNT
@@ -96,8 +100,12 @@ typedef struct {
 #define LEDGER__N_PLAN_STATES (LEDGER_PLAN_CANCELLED + 1)
 #define LEDGER__N_OUTCOMES (LEDGER_ATTEMPT_CANCELLED + 1)
 
-// The version-1 schema, run once when a ledger file is created.
+// The current schema (LEDGER_SCHEMA_VERSION), run once when a ledger file
+// is created.
 extern const char ledger__schema[];
+// ledger__migrations[n]: the SQL that takes a file from version n to n + 1
+// (index 0 unused).
+extern const char *const ledger__migrations[LEDGER_SCHEMA_VERSION];
 // The text of every cached statement, indexed by ledger__query_t.
 extern const char *const ledger__sql[LEDGER__Q_COUNT];
 // The names stored in plans.state and attempts.outcome (the schema's CHECK
@@ -144,6 +152,13 @@ ledger_rc_t ledger__read_end(ledger_t *self, struct sqlite3_stmt *st, int rc,
 bool ledger__turn_ok(ledger_t *self, const char *op);
 // The index of s in names[0..n), or -1 (also for s NULL).
 int ledger__parse(const char *const *names, size_t n, const char *s);
+
+// --- upgrades (ledger_migrate.c) -----------------------------------------
+// Upgrades the open file from schema version `from` to
+// LEDGER_SCHEMA_VERSION: first a copy as "<path>.v<from>.bak", then one
+// transaction per version.  Runs before statements are prepared.  Returns
+// 0, or -1 with err (the file is left at the last version it reached).
+int ledger__migrate(ledger_t *self, int from, char *err, size_t errlen);
 
 // --- writes (ledger_write.c) --------------------------------------------
 // Appends one events row (invariant 4).  The caller checked the turn.

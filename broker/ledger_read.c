@@ -1,10 +1,10 @@
 // ledger_read: every read of the ledger (ledger.h has the contracts).
 //
 // Owns the lookups the broker answers requests with (idempotency keys,
-// plan state, tokens, task output), the status reads that fill a
-// STATUS_OK (plans with their task counts, tasks with their needs,
-// attempts), the recovery load that rebuilds the broker's memory, and the
-// event log read.  Reads run inside or outside a turn; strings handed to
+// plan state, tokens, task output, a drone's secret hash, a task's
+// counters), the status reads that fill a STATUS_OK (plans with their task
+// counts, tasks with their needs, attempts), the recovery load that
+// rebuilds the broker's memory, and the event log read.  Reads run inside or outside a turn; strings handed to
 // callbacks are borrowed for the call, the rest are copies the caller
 // frees.
 //
@@ -17,6 +17,7 @@
 
 #include <assert.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <string.h>
 
 // --- plans -------------------------------------------------------------
@@ -312,6 +313,7 @@ s_load_tasks(ledger_t *self, sqlite3_stmt *st,
             .not_before_ms = sqlite3_column_int64(st, 7),
             .attempts_used = (uint32_t) sqlite3_column_int64(st, 8),
             .attempts_total = (uint32_t) sqlite3_column_int64(st, 9),
+            .lost_leases = (uint32_t) sqlite3_column_int64(st, 10),
         };
         if (proto_task_state_parse(ledger__col_text(st, 2), &row.state) != 0) {
             assert(!"unknown task state in the ledger");
@@ -321,6 +323,9 @@ s_load_tasks(ledger_t *self, sqlite3_stmt *st,
     return ledger__read_end(self, st, rc, "load tasks");
 }
 
+// Each plan's tasks straight after the plan, read by a second statement
+// while the plans' statement is mid-read, so the caller never has to find
+// which plan a task belongs to.
 ledger_rc_t
 ledger_load(ledger_t *self,
             void (*plan_cb)(void *arg, int64_t plan, const char *json),
@@ -328,12 +333,19 @@ ledger_load(ledger_t *self,
             void *arg)
 {
     assert(self && plan_cb && task_cb);
-    if (s_load_plans(self, ledger__stmt(self, LEDGER__Q_LOAD_PLANS), plan_cb,
-                     arg) != LEDGER_OK) {
-        return LEDGER_ERROR;
+    sqlite3_stmt *plans = ledger__stmt(self, LEDGER__Q_LOAD_PLANS);
+    int rc;
+    while ((rc = sqlite3_step(plans)) == SQLITE_ROW) {
+        int64_t plan = sqlite3_column_int64(plans, 0);
+        plan_cb(arg, plan, ledger__col_text(plans, 1));
+        sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_LOAD_PLAN_TASKS);
+        ledger__bind_int(st, 1, plan);
+        if (s_load_tasks(self, st, task_cb, arg) != LEDGER_OK) {
+            sqlite3_reset(plans);
+            return LEDGER_ERROR;
+        }
     }
-    return s_load_tasks(self, ledger__stmt(self, LEDGER__Q_LOAD_TASKS),
-                        task_cb, arg);
+    return ledger__read_end(self, plans, rc, "load plans");
 }
 
 ledger_rc_t
@@ -358,21 +370,57 @@ ledger_load_plan(ledger_t *self, int64_t plan,
     return s_load_tasks(self, st, task_cb, arg);
 }
 
+// One task's counter column (q selects it by plan and tid).
+static ledger_rc_t
+s_task_count(ledger_t *self, ledger__query_t q, int64_t plan,
+             const char *task, uint32_t *n, const char *op)
+{
+    sqlite3_stmt *st = ledger__stmt(self, q);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *n = (uint32_t) sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return LEDGER_OK;
+    }
+    return ledger__read_end(self, st, rc, op) == LEDGER_OK ? LEDGER_MISS
+                                                           : LEDGER_ERROR;
+}
+
 ledger_rc_t
 ledger_task_attempts_used(ledger_t *self, int64_t plan, const char *task,
                           uint32_t *used)
 {
     assert(self && task && used);
-    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPTS_USED);
-    ledger__bind_int(st, 1, plan);
-    ledger__bind_text(st, 2, task);
+    return s_task_count(self, LEDGER__Q_ATTEMPTS_USED, plan, task, used,
+                        "attempts used");
+}
+
+ledger_rc_t
+ledger_task_lost_leases(ledger_t *self, int64_t plan, const char *task,
+                        uint32_t *n)
+{
+    assert(self && task && n);
+    return s_task_count(self, LEDGER__Q_LOST_LEASES, plan, task, n,
+                        "lost leases");
+}
+
+// --- drones ------------------------------------------------------------
+
+ledger_rc_t
+ledger_drone_secret(ledger_t *self, const char *instance, char hash[65])
+{
+    assert(self && instance && hash);
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_DRONE_SECRET);
+    ledger__bind_text(st, 1, instance);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *used = (uint32_t) sqlite3_column_int64(st, 0);
+        snprintf(hash, 65, "%s", ledger__col_text(st, 0));
         sqlite3_reset(st);
         return LEDGER_OK;
     }
-    return ledger__read_end(self, st, rc, "attempts used") == LEDGER_OK
+    return ledger__read_end(self, st, rc, "drone secret") == LEDGER_OK
                ? LEDGER_MISS
                : LEDGER_ERROR;
 }

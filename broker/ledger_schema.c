@@ -10,12 +10,15 @@
 //
 // This file holds no code: it never runs a statement, never binds one, and
 // does not include <sqlite3.h>.  Bumping the schema means bumping
-// LEDGER_SCHEMA_VERSION (ledger.h), which ledger.c checks at open.
+// LEDGER_SCHEMA_VERSION (ledger.h), changing ledger__schema to the new
+// version, and adding the step from the old one to ledger__migrations.
 #include "broker/ledger_int.h"
 
-// Version 1.  Task and plan states are stored as their lowercase names so
+// Version 2.  Task and plan states are stored as their lowercase names so
 // the file reads well in the sqlite3 shell.  meta.value has no declared type
-// (BLOB affinity) so a hex id that looks like a number stays text.
+// (BLOB affinity) so a hex id that looks like a number stays text.  Columns
+// a migration added come last in their table, where ALTER TABLE puts them,
+// so a new file and an upgraded one have the same columns in one order.
 const char ledger__schema[] =
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY,"
@@ -52,6 +55,7 @@ const char ledger__schema[] =
     "  last_exit_code INTEGER,"
     "  last_error TEXT,"
     "  last_drone TEXT,"
+    "  lost_leases INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (plan_id, tid),"
     // Invariant 1, the part a row can check.
     "  CHECK ((state = 'leased') = (lease_token IS NOT NULL"
@@ -102,7 +106,8 @@ const char ledger__schema[] =
     "  slots INTEGER NOT NULL,"
     "  tags TEXT,"
     "  first_seen_ms INTEGER NOT NULL,"
-    "  last_seen_ms INTEGER NOT NULL"
+    "  last_seen_ms INTEGER NOT NULL,"
+    "  secret_hash TEXT"
     ");"
     "CREATE TABLE idempotency ("
     "  submitter TEXT NOT NULL,"
@@ -129,6 +134,15 @@ const char ledger__schema[] =
     "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN"
     "  SELECT RAISE (ABORT, 'events are append-only'); END;";
 
+// ledger__migrations[n] takes a file from version n to n + 1; ledger.c runs
+// it in one transaction together with the version bump.  Steps only ever
+// get appended: a file of any older version passes through all of them.
+const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
+    [1] = "ALTER TABLE tasks ADD COLUMN"
+          " lost_leases INTEGER NOT NULL DEFAULT 0;"
+          "ALTER TABLE drones ADD COLUMN secret_hash TEXT;",
+};
+
 // Every statement the ledger runs after open.  Every compare-and-set is in
 // an UPDATE's WHERE clause, never in a read before it.  The ?N parameters
 // are bound by the function that runs the statement (ledger_write.c,
@@ -145,8 +159,12 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
     [LEDGER__Q_TASK_RESET] =
         "UPDATE tasks SET state = ?4, attempts_used = 0,"
-        " not_before_ms = 0"
+        " not_before_ms = 0, lost_leases = 0"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    [LEDGER__Q_TASK_BACKOFF] =
+        "UPDATE tasks SET not_before_ms = ?3"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"
+        " AND not_before_ms > ?3",
     // The token is the counter's current value; LEDGER__Q_TOKEN_NEXT then
     // bumps it in the same transaction, and only when this CAS hit.
     [LEDGER__Q_LEASE] =
@@ -176,7 +194,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " ELSE accepted_attempt END,"
         " last_exit_code = iif(?7, ?8, last_exit_code),"
         " last_error = iif(?7, ?9, last_error),"
-        " last_drone = iif(?7, lease_holder, last_drone)"
+        " last_drone = iif(?7, lease_holder, last_drone),"
+        " lost_leases = lost_leases + ?10"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'leased'"
         " AND lease_token = ?3"
         " AND (?4 IS NULL OR lease_instance = ?4)",
@@ -243,11 +262,16 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " ORDER BY token",
     [LEDGER__Q_DRONE] =
         "INSERT INTO drones (instance, name, host, slots, tags,"
-        " first_seen_ms, last_seen_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+        " first_seen_ms, last_seen_ms, secret_hash)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)"
         " ON CONFLICT (instance) DO UPDATE SET name = excluded.name,"
         " host = excluded.host, slots = excluded.slots,"
-        " tags = excluded.tags, last_seen_ms = excluded.last_seen_ms",
+        " tags = excluded.tags, last_seen_ms = excluded.last_seen_ms,"
+        " secret_hash = coalesce(excluded.secret_hash,"
+        " drones.secret_hash)",
+    [LEDGER__Q_DRONE_SECRET] =
+        "SELECT secret_hash FROM drones WHERE instance = ?1"
+        " AND secret_hash IS NOT NULL",
     [LEDGER__Q_LOAD_PLANS] =
         "SELECT id, workplan_json FROM plans"
         " WHERE state = 'running' ORDER BY id",
@@ -255,17 +279,16 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     "SELECT t.plan_id, t.tid, t.state, t.lease_token, t.lease_instance,"     \
     " t.lease_holder, t.lease_start_ms, t.not_before_ms, t.attempts_used,"   \
     " (SELECT count(*) FROM attempts a"                                      \
-    " WHERE a.plan_id = t.plan_id AND a.tid = t.tid)"
-    [LEDGER__Q_LOAD_TASKS] =
-        S_LOAD_TASK_COLS
-        " FROM plans p JOIN tasks t ON t.plan_id = p.id"
-        " WHERE p.state = 'running' ORDER BY p.id, t.seq",
+    " WHERE a.plan_id = t.plan_id AND a.tid = t.tid), t.lost_leases"
     [LEDGER__Q_LOAD_PLAN] = "SELECT id, workplan_json FROM plans WHERE id = ?1",
     [LEDGER__Q_LOAD_PLAN_TASKS] =
         S_LOAD_TASK_COLS " FROM tasks t"
         " WHERE t.plan_id = ?1 ORDER BY t.seq",
     [LEDGER__Q_ATTEMPTS_USED] =
         "SELECT attempts_used FROM tasks"
+        " WHERE plan_id = ?1 AND tid = ?2",
+    [LEDGER__Q_LOST_LEASES] =
+        "SELECT lost_leases FROM tasks"
         " WHERE plan_id = ?1 AND tid = ?2",
 #define S_EVENT_COLS                                                         \
     "SELECT seq, at_ms, tid, actor, kind, from_state, to_state, token,"      \

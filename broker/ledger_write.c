@@ -3,8 +3,9 @@
 //
 // Owns plan creation (plan, tasks, edges, idempotency key in one go), the
 // compare-and-set transitions of plans and tasks (move, reset, lease,
-// finish), drone sightings and free-form events, and the events row each
-// of them appends in the same turn (invariant 4).  Every compare-and-set
+// finish, a shortened backoff), drone sightings (with their secret hash)
+// and free-form events, and the events row each of them appends in the
+// same turn (invariant 4).  Every compare-and-set
 // is in an UPDATE's WHERE clause (ledger_schema.c), never in a read before
 // it; a miss is LEDGER_MISS and changes nothing.
 //
@@ -17,6 +18,7 @@
 #include <inttypes.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <string.h>
 
 // --- events ------------------------------------------------------------
 
@@ -229,6 +231,30 @@ ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
                       "retry with a fresh attempt budget", now_ms);
 }
 
+ledger_rc_t
+ledger_task_backoff(ledger_t *self, int64_t plan, const char *task,
+                    int64_t not_before_ms, const char *actor, int64_t now_ms)
+{
+    assert(self && task && actor);
+    if (!ledger__turn_ok(self, "shorten backoff")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_BACKOFF);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_int(st, 3, not_before_ms);
+    ledger_rc_t rc = ledger__write(self, st, "shorten backoff");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "backoff now ends at %" PRId64,
+             not_before_ms);
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
+        .kind = "backoff", .detail = detail});
+}
+
 static ledger_rc_t
 s_attempt_start(ledger_t *self, int64_t plan, const char *task,
                 int64_t token, const char *instance, const char *holder,
@@ -264,17 +290,22 @@ ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
         return rc;
     }
     int64_t tok, n;
+    uint32_t used = 0;
     if (ledger__returning(self, ledger__stmt(self, LEDGER__Q_TOKEN_NEXT),
                           "lease: token", &tok) != LEDGER_OK
         || s_attempt_start(self, plan, task, tok, instance, holder, now_ms,
-                           &n) != LEDGER_OK) {
+                           &n) != LEDGER_OK
+        || ledger_task_attempts_used(self, plan, task, &used) != LEDGER_OK) {
         return LEDGER_ERROR;
     }
     *token = (uint64_t) tok;
-    *attempt = (uint32_t) n;
+    // The attempt of the budget this lease is (PROTOCOL.md TASK): pushes
+    // that used none (released, undelivered, cancelled) do not count, so it
+    // is not n, the ledger's row number for every lease.
+    *attempt = used + 1;
     char detail[256];
-    snprintf(detail, sizeof detail, "attempt %" PRId64 " to '%s' (instance "
-             "%s)", n, holder, instance);
+    snprintf(detail, sizeof detail, "attempt %" PRIu32 " (run %" PRId64
+             ") to '%s' (instance %s)", *attempt, n, holder, instance);
     return ledger__append_event(self, &(ledger__event_t){
         .at_ms = now_ms, .plan = plan, .task = task, .actor = "broker",
         .kind = "task", .from = "ready", .to = "leased", .token = *token,
@@ -305,6 +336,7 @@ s_finish_cas(ledger_t *self, int64_t plan, const char *task, uint64_t token,
         ledger__bind_int(st, 8, end->exit_code);
     }
     ledger__bind_text(st, 9, end->error);
+    ledger__bind_int(st, 10, end->lost);
     return ledger__write(self, st, "finish");
 }
 
@@ -394,9 +426,11 @@ ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
 ledger_rc_t
 ledger_drone_seen(ledger_t *self, const char *instance, const char *name,
                   const char *host, uint32_t slots, const char *tags,
-                  int64_t now_ms)
+                  const char *secret_hash, int64_t now_ms)
 {
     assert(self && instance && name);
+    // ledger_drone_secret hands it back in 65 bytes.
+    assert(!secret_hash || strlen(secret_hash) <= 64);
     if (!ledger__turn_ok(self, "drone seen")) {
         return LEDGER_ERROR;
     }
@@ -407,6 +441,7 @@ ledger_drone_seen(ledger_t *self, const char *instance, const char *name,
     ledger__bind_int(st, 4, slots);
     ledger__bind_text(st, 5, tags);
     ledger__bind_int(st, 6, now_ms);
+    ledger__bind_text(st, 7, secret_hash);
     return ledger__write(self, st, "drone seen") == LEDGER_OK
                ? LEDGER_OK
                : LEDGER_ERROR;

@@ -1,8 +1,11 @@
-// plans: the console side of the protocol and the DAG bookkeeping.
+// plans: the DAG bookkeeping (ending attempts with retry, backoff or
+// death, applying the moves that follow, ending plans) and loading running
+// plans from the ledger at start, after a desync, and for a retry.
 //
 // Every change goes to the ledger first as a compare-and-set and reaches
 // sched only when the ledger agreed; a refusal the broker did not expect
 // means memory drifted, and the turn ends with a rebuild from the ledger.
+// Console requests are answered in requests.c.
 #include "broker/broker_int.h"
 
 #include "common/log.h"
@@ -189,46 +192,72 @@ plans_check_done(broker_t *b, int64_t plan, const char *actor)
 }
 
 // --- loading from the ledger ----------------------------------------------
+//
+// The ledger hands over each running plan followed by its task rows.  A
+// plan whose rows do not fit its workplan (it no longer validates, a row
+// names no task of it, a task is missing or leased without a holder, a
+// token is held twice) is not loaded: the broker logs which and why,
+// remembers the reason for status, and serves every other plan.
 
 typedef struct {
     int64_t plan;
     workplan_t *wp;
+    char *why;                  // owned; set once the plan cannot be loaded
     proto_task_state_t *states;
     int64_t *not_before;
+    bool *seen;                 // a row arrived for this task index
+    size_t n_seen;
     sched_lease_t *leases;
     size_t n_leases;
+    size_t *clamped;            // tasks whose backoff was cut to the cap
+    size_t n_clamped;
     size_t next_idx;            // where the next task row should be
 } s_loaded_t;
 
 typedef struct {
     s_loaded_t *plans;
-    size_t n;
+    size_t n, cap;
     int64_t now_mono, now_wall, lease_ms, cap_ms;
-    bool failed;
 } s_loader_t;
+
+// Marks p as not loadable (the first reason wins).
+static void
+s_reject(s_loaded_t *p, char *why)
+{
+    if (p->why) {
+        free(why);
+        return;
+    }
+    p->why = why;
+}
 
 static void
 s_on_plan(void *arg, int64_t plan, const char *json)
 {
     s_loader_t *ld = arg;
-    wp_errors_t errs = {0};
-    workplan_t *wp = NULL;
-    if (workplan_parse(json, strlen(json), &wp, &errs) < 0) {
-        char *text = wp_errors_format(&errs);
-        log_error(LOG, "plan %lld in the ledger does not validate: %s",
-                  (long long) plan, text);
-        free(text);
-        wp_errors_release(&errs);
-        ld->failed = true;
-        return;
+    if (ld->n == ld->cap) {
+        ld->cap = ld->cap ? 2 * ld->cap : 8;
+        ld->plans = xrealloc(ld->plans, ld->cap * sizeof *ld->plans);
     }
-    ld->plans = xrealloc(ld->plans, (ld->n + 1) * sizeof *ld->plans);
     s_loaded_t *p = &ld->plans[ld->n++];
     memset(p, 0, sizeof *p);
     p->plan = plan;
-    p->wp = wp;
-    p->states = xcalloc(wp->n_tasks, sizeof *p->states);
-    p->not_before = xcalloc(wp->n_tasks, sizeof *p->not_before);
+    wp_errors_t errs = {0};
+    if (!json) {
+        s_reject(p, xstrdup("it has no workplan"));
+        return;
+    }
+    if (workplan_parse(json, strlen(json), &p->wp, &errs) < 0) {
+        char *text = wp_errors_format(&errs);
+        s_reject(p, xasprintf("its workplan no longer validates: %s", text));
+        free(text);
+        wp_errors_release(&errs);
+        return;
+    }
+    size_t n = p->wp->n_tasks;
+    p->states = xcalloc(n ? n : 1, sizeof *p->states);
+    p->not_before = xcalloc(n ? n : 1, sizeof *p->not_before);
+    p->seen = xcalloc(n ? n : 1, sizeof *p->seen);
 }
 
 // The ledger hands tasks over in workplan order, so the next index is
@@ -245,49 +274,137 @@ s_index(s_loaded_t *p, const char *task)
     return workplan_find(p->wp, task);
 }
 
+// What makes a row unusable, or NULL (caller frees).
+static char *
+s_bad_row(s_loaded_t *p, const ledger_task_row_t *row, long idx)
+{
+    if (idx < 0) {
+        return xasprintf("task '%s' in the ledger is not in its workplan",
+                         row->task);
+    }
+    if (p->seen[idx]) {
+        return xasprintf("task '%s' is in the ledger twice", row->task);
+    }
+    if (row->state == PROTO_TASK_LEASED
+        && (row->token == 0 || !row->instance || !row->instance[0]
+            || strlen(row->instance) >= sizeof p->leases->instance)) {
+        return xasprintf("task '%s' is leased without a token or a drone "
+                         "instance", row->task);
+    }
+    return NULL;
+}
+
+static void
+s_add_lease(s_loader_t *ld, s_loaded_t *p, const ledger_task_row_t *row,
+            size_t idx)
+{
+    p->leases = xrealloc(p->leases, (p->n_leases + 1) * sizeof *p->leases);
+    sched_lease_t *l = &p->leases[p->n_leases++];
+    memset(l, 0, sizeof *l);
+    l->token = row->token;
+    l->plan = row->plan;
+    l->idx = idx;
+    snprintf(l->instance, sizeof l->instance, "%s", row->instance);
+    // A restart is a grace: every lease gets a full lease time to be
+    // renewed by its drone's next HELLO.
+    l->deadline_ms = ld->now_mono + ld->lease_ms;
+    int64_t timeout_s = p->wp->tasks[idx].timeout_s;
+    l->hard_deadline_ms = timeout_s > 0 ? ld->now_mono + timeout_s * 1000 +
+                                              ld->lease_ms
+                                        : 0;
+}
+
 static void
 s_on_task(void *arg, const ledger_task_row_t *row)
 {
     s_loader_t *ld = arg;
     s_loaded_t *p = ld->n ? &ld->plans[ld->n - 1] : NULL;
-    long idx = p && p->plan == row->plan ? s_index(p, row->task) : -1;
-    if (idx < 0) {
-        ld->failed = true;
+    // ledger_load hands each plan's rows right after the plan.
+    if (!p || p->plan != row->plan || p->why) {
         return;
     }
-    p->states[idx] = row->state;
-    // Backoff survives a restart but never beyond its cap from now.
-    int64_t nb = row->not_before_ms;
-    p->not_before[idx] = nb > ld->now_wall + ld->cap_ms ? ld->now_wall +
-                                                               ld->cap_ms
-                                                         : nb;
-    if (row->state == PROTO_TASK_LEASED) {
-        p->leases = xrealloc(p->leases, (p->n_leases + 1) * sizeof *p->leases);
-        sched_lease_t *l = &p->leases[p->n_leases++];
-        memset(l, 0, sizeof *l);
-        l->token = row->token;
-        l->plan = row->plan;
-        l->idx = (size_t) idx;
-        snprintf(l->instance, sizeof l->instance, "%s",
-                 row->instance ? row->instance : "");
-        // A restart is a grace: every lease gets a full lease time to be
-        // renewed by its drone's next HELLO.
-        l->deadline_ms = ld->now_mono + ld->lease_ms;
-        int64_t timeout_s = p->wp->tasks[idx].timeout_s;
-        l->hard_deadline_ms = timeout_s > 0 ? ld->now_mono +
-                                                  timeout_s * 1000 +
-                                                  ld->lease_ms
-                                            : 0;
+    long idx = s_index(p, row->task);
+    char *bad = s_bad_row(p, row, idx);
+    if (bad) {
+        s_reject(p, bad);
+        return;
     }
+    p->seen[idx] = true;
+    p->n_seen++;
+    p->states[idx] = row->state;
+    // Backoff survives a restart but never beyond its cap from now (the
+    // ledger is told too, or it would refuse the lease until the old end).
+    int64_t nb = row->not_before_ms, cap = ld->now_wall + ld->cap_ms;
+    p->not_before[idx] = nb > cap ? cap : nb;
+    if (row->state == PROTO_TASK_READY && nb > cap) {
+        p->clamped = xrealloc(p->clamped,
+                              (p->n_clamped + 1) * sizeof *p->clamped);
+        p->clamped[p->n_clamped++] = (size_t) idx;
+    }
+    if (row->state == PROTO_TASK_LEASED) {
+        s_add_lease(ld, p, row, (size_t) idx);
+    }
+}
+
+static int
+s_cmp_token(const void *a, const void *b)
+{
+    const sched_lease_t *x = a, *y = b;
+    return x->token < y->token ? -1 : x->token > y->token;
+}
+
+// The checks a plan can only pass once all its rows are in: every task
+// has a row, and no lease token is held twice (here or by a plan already
+// installed).
+static void
+s_check_whole(broker_t *b, s_loaded_t *p)
+{
+    if (p->why) {
+        return;
+    }
+    if (p->n_seen != p->wp->n_tasks) {
+        s_reject(p, xasprintf("its workplan has %zu tasks but the ledger "
+                              "holds %zu of them", p->wp->n_tasks,
+                              p->n_seen));
+        return;
+    }
+    if (p->n_leases > 1) {
+        qsort(p->leases, p->n_leases, sizeof *p->leases, s_cmp_token);
+    }
+    for (size_t i = 0; i < p->n_leases; i++) {
+        uint64_t t = p->leases[i].token;
+        if ((i > 0 && p->leases[i - 1].token == t)
+            || sched_lease_get(b->sched, t)) {
+            s_reject(p, xasprintf("lease token %llu is held twice",
+                                  (unsigned long long) t));
+            return;
+        }
+    }
+}
+
+// Stores the backoffs the load cut to the cap.  LEDGER_ERROR fails the
+// load; a miss means there was nothing left to cut.
+static ledger_rc_t
+s_store_clamps(broker_t *b, const s_loaded_t *p)
+{
+    for (size_t i = 0; i < p->n_clamped; i++) {
+        size_t idx = p->clamped[i];
+        if (!broker_begin(b)
+            || ledger_task_backoff(b->ledger, p->plan, p->wp->tasks[idx].id,
+                                   p->not_before[idx], "broker", b->now_wall)
+                   == LEDGER_ERROR) {
+            return LEDGER_ERROR;
+        }
+    }
+    return LEDGER_OK;
 }
 
 static void
 s_install(broker_t *b, s_loaded_t *p)
 {
     sched_plan_add(b->sched, p->plan, &p->wp, p->states);
-    for (size_t i = 0; p->states && i < sched_workplan(b->sched, p->plan)
-                                              ->n_tasks;
-         i++) {
+    size_t n = sched_workplan(b->sched, p->plan)->n_tasks;
+    for (size_t i = 0; i < n; i++) {
         if (p->states[i] == PROTO_TASK_READY && p->not_before[i] > 0) {
             sched_set(b->sched, p->plan, i, PROTO_TASK_READY,
                       p->not_before[i]);
@@ -298,22 +415,61 @@ s_install(broker_t *b, s_loaded_t *p)
     }
 }
 
+static void
+s_forget_unloaded(broker_t *b, int64_t plan)
+{
+    for (size_t i = 0; i < b->n_unloaded; i++) {
+        if (b->unloaded[i].plan == plan) {
+            free(b->unloaded[i].why);
+            b->unloaded[i] = b->unloaded[--b->n_unloaded];
+            return;
+        }
+    }
+}
+
+// Remembers why plan is not loaded (takes why).
+static void
+s_remember_unloaded(broker_t *b, int64_t plan, char **why)
+{
+    log_error(LOG, "plan %lld cannot be loaded from the ledger: %s; it is "
+                   "skipped, the other plans run on", (long long) plan, *why);
+    s_forget_unloaded(b, plan);
+    b->unloaded = xrealloc(b->unloaded,
+                           (b->n_unloaded + 1) * sizeof *b->unloaded);
+    b->unloaded[b->n_unloaded++] = (unloaded_t){.plan = plan, .why = *why};
+    *why = NULL;
+}
+
+// Installs every plan that passed, remembers why the others did not, and
+// frees the loader.  Returns how many plans failed, or -1 when the ledger
+// itself failed (nothing installed).
 static int
 s_finish_load(broker_t *b, s_loader_t *ld, ledger_rc_t rc)
 {
-    bool ok = rc == LEDGER_OK && !ld->failed;
+    int failed = 0;
     for (size_t i = 0; i < ld->n; i++) {
         s_loaded_t *p = &ld->plans[i];
-        if (ok) {
+        if (rc == LEDGER_OK) {
+            s_check_whole(b, p);
+        }
+        if (rc == LEDGER_OK && p->why) {
+            s_remember_unloaded(b, p->plan, &p->why);
+            failed++;
+        } else if (rc == LEDGER_OK
+                   && (rc = s_store_clamps(b, p)) == LEDGER_OK) {
+            s_forget_unloaded(b, p->plan);
             s_install(b, p);
         }
         workplan_destroy(&p->wp);
+        free(p->why);
         free(p->states);
         free(p->not_before);
+        free(p->seen);
         free(p->leases);
+        free(p->clamped);
     }
     free(ld->plans);
-    return ok ? 0 : -1;
+    return rc == LEDGER_OK ? failed : -1;
 }
 
 static void
@@ -331,21 +487,27 @@ plans_load(broker_t *b)
 {
     s_loader_t ld;
     s_loader_init(b, &ld);
+    plans_unloaded_clear(b);
     ledger_rc_t rc = ledger_load(b->ledger, s_on_plan, s_on_task, &ld);
-    int r = s_finish_load(b, &ld, rc);
+    int failed = s_finish_load(b, &ld, rc);
     int64_t *ids = NULL;
     size_t n = sched_plans(b->sched, &ids);
     // A crash between a plan's last task ending and its own end leaves a
     // finished plan marked running; settle it now.
-    for (size_t i = 0; r == 0 && i < n; i++) {
+    for (size_t i = 0; failed >= 0 && i < n; i++) {
         bool all;
         if (sched_plan_done(b->sched, ids[i], &all) && broker_begin(b)) {
             plans_check_done(b, ids[i], "broker");
         }
     }
     free(ids);
-    log_info(LOG, "loaded %zu running plans from the ledger", n);
-    return r;
+    if (failed > 0) {
+        log_info(LOG, "loaded %zu running plans from the ledger; %d could "
+                      "not be loaded", n, failed);
+    } else if (failed == 0) {
+        log_info(LOG, "loaded %zu running plans from the ledger", n);
+    }
+    return failed < 0 ? -1 : 0;
 }
 
 int
@@ -355,5 +517,31 @@ plans_load_one(broker_t *b, int64_t plan)
     s_loader_init(b, &ld);
     ledger_rc_t rc = ledger_load_plan(b->ledger, plan, s_on_plan, s_on_task,
                                       &ld);
-    return s_finish_load(b, &ld, rc);
+    if (rc == LEDGER_MISS) {
+        rc = LEDGER_OK;
+    }
+    int failed = s_finish_load(b, &ld, rc);
+    return failed == 0 && sched_has_plan(b->sched, plan) ? 0 : -1;
+}
+
+const char *
+plans_unloaded(const broker_t *b, int64_t plan)
+{
+    for (size_t i = 0; i < b->n_unloaded; i++) {
+        if (b->unloaded[i].plan == plan) {
+            return b->unloaded[i].why;
+        }
+    }
+    return NULL;
+}
+
+void
+plans_unloaded_clear(broker_t *b)
+{
+    for (size_t i = 0; i < b->n_unloaded; i++) {
+        free(b->unloaded[i].why);
+    }
+    free(b->unloaded);
+    b->unloaded = NULL;
+    b->n_unloaded = 0;
 }

@@ -263,11 +263,28 @@ s_submit(broker_t *b, router_in_t *in)
     free(hash);
 }
 
+// A running plan the broker could not load: every unfinished task says
+// so, with the reason.
+static void
+s_fill_unloaded(proto_status_ok_t *st, const char *why)
+{
+    for (size_t i = 0; i < st->n_tasks; i++) {
+        proto_task_info_t *t = &st->tasks[i];
+        if (t->state < PROTO_TASK_SUCCEEDED) {
+            t->waiting_reason = xasprintf("plan not loaded: %s", why);
+        }
+    }
+}
+
 static void
 s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
     if (!wp) {
+        const char *unloaded = plans_unloaded(b, plan);
+        if (unloaded) {
+            s_fill_unloaded(st, unloaded);
+        }
         return;
     }
     const char *const *const *tags;
@@ -395,8 +412,13 @@ s_cancel(broker_t *b, router_in_t *in)
         return;
     }
     if (state != LEDGER_PLAN_RUNNING || !sched_has_plan(b->sched, c->plan)) {
-        char *text = xasprintf("plan %lld already %s", (long long) c->plan,
-                               ledger_plan_state_name(state));
+        const char *why = plans_unloaded(b, c->plan);
+        char *text = state == LEDGER_PLAN_RUNNING && why
+                         ? xasprintf("plan %lld is not loaded: %s",
+                                     (long long) c->plan, why)
+                         : xasprintf("plan %lld already %s",
+                                     (long long) c->plan,
+                                     ledger_plan_state_name(state));
         s_error(b, in, PROTO_E_CONFLICT, text);
         free(text);
         return;
@@ -506,7 +528,15 @@ s_retry(broker_t *b, router_in_t *in)
     }
     bool loaded = sched_has_plan(b->sched, r->plan);
     if (!loaded && plans_load_one(b, r->plan) < 0) {
-        s_internal(b, in);
+        const char *why = plans_unloaded(b, r->plan);
+        if (!why) {
+            s_internal(b, in);
+            return;
+        }
+        char *text = xasprintf("plan %lld is not loaded: %s",
+                               (long long) r->plan, why);
+        s_error(b, in, PROTO_E_CONFLICT, text);
+        free(text);
         return;
     }
     long idx = s_task_idx(b, in, r->plan, r->task);

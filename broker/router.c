@@ -11,6 +11,9 @@
 #include <string.h>
 #include <zmq.h>
 
+#define LOG "broker.router"
+#define S_DROP_MAX 64
+
 struct router {
     void *ctx;                 // the ZeroMQ context (owned)
     void *sock;                // ROUTER (owned)
@@ -144,8 +147,8 @@ router_watch_fd(router_t *self, int fd)
     self->wake_fd = fd;
 }
 
-wire_rc_t
-router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
+static wire_rc_t
+s_recv_one(router_t *self, router_in_t *in, const proto_limits_t *lim)
 {
     char user[WIRE_USER_MAX + 1];
     memset(in, 0, sizeof *in);
@@ -165,6 +168,24 @@ router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
     snprintf(in->name, sizeof in->name, "%s", who.name);
     memcpy(in->key, who.key, sizeof in->key);
     return rc;
+}
+
+// A message of more than one frame, and a malformed HEARTBEAT, are dropped
+// with a log line and no reply (PROTOCOL.md 2 and 6).  At most
+// S_DROP_MAX in a row per call, so a flood of them cannot hold a turn.
+wire_rc_t
+router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
+{
+    for (int i = 0; i < S_DROP_MAX; i++) {
+        wire_rc_t rc = s_recv_one(self, in, lim);
+        if (rc != WIRE_BAD || !in->err.unanswered) {
+            return rc;
+        }
+        log_warn(LOG, "dropped a message from '%s' unanswered: %s",
+                 in->name, in->err.message);
+        proto_msg_destroy(&in->msg);
+    }
+    return WIRE_AGAIN;
 }
 
 int

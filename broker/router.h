@@ -41,6 +41,8 @@ bool router_wait(router_t *self, int64_t timeout_ms);
 // caller reads it.  The broker's SIGHUP pipe.
 void router_watch_fd(router_t *self, int fd);
 // Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
+// Messages PROTOCOL.md drops unanswered (more than one frame, a malformed
+// HEARTBEAT) are logged and skipped here, never returned.
 wire_rc_t router_recv(router_t *self, router_in_t *in,
                       const proto_limits_t *lim);
 // Sends *msg (consumed) to rid.  Returns 0 or -1 with errno (EHOSTUNREACH:

@@ -138,4 +138,16 @@ int64_t sched_next_deadline_ms(const sched_t *self);
 const sched_lease_t *sched_lease_of_task(const sched_t *self, int64_t plan,
                                          size_t idx);
 
+// --- description (tests) --------------------------------------------------
+// A canonical text of everything sched holds that a restart must keep:
+// plans in id order with each task's state, backoff end and pending
+// needs, each requires group with its ready tasks, and the leases by token
+// with plan, task and instance.  Left out, because a restart changes them
+// legitimately: lease deadlines, the round-robin cursor, the order inside a
+// heap, and whether a ready task whose backoff ended still sits in the
+// backoff queue.  Lines starting "BROKEN:" report a broken invariant (a
+// ready task not queued, a wrong pending count or tally, a leased task
+// without exactly one lease).  Caller frees.
+char *sched_describe(const sched_t *self);
+
 #endif

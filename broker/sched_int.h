@@ -7,6 +7,7 @@
 //   sched_ready.c  requires groups, the ready heaps and the backoff heap,
 //                  picking, and why a task has not started
 //   sched_lease.c  the lease table, behind the opaque sched__leases_t
+//   sched_describe.c  sched_describe: the canonical text tests compare
 //
 // Names shared between those files start sched__ / SCHED__ (libuv's uv__);
 // helpers private to one file stay static and start s_.

@@ -17,7 +17,8 @@ have_build() {
 have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
     command -v iptables >/dev/null 2>&1 &&
-    command -v debootstrap >/dev/null 2>&1
+    command -v debootstrap >/dev/null 2>&1 &&
+    /usr/bin/python3 -c 'import zmq, msgpack' >/dev/null 2>&1
 }
 
 if have_build && { [ $want_test = 0 ] || have_test; }; then
@@ -60,8 +61,10 @@ pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
       libsqlite3-dev libcurl4-openssl-dev libsodium-dev libjansson-dev
       libncurses-dev"
 if [ $want_test = 1 ]; then
-    # debootstrap: tests/run.sh builds in a fresh Debian 13 root too.
-    pkgs="$pkgs valgrind iproute2 iptables procps debootstrap"
+    # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
+    # python3-zmq and python3-msgpack: the Python client (tests/py).
+    pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
+          python3-msgpack"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

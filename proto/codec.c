@@ -844,6 +844,8 @@ s_dec_envelope(const s_rd_t *rd, proto_cmd_t *cmd, uint64_t *req)
     int i = names_cmd_find(o->via.str.ptr, o->via.str.size);
     if (i >= 0) {
         *cmd = (proto_cmd_t) i;
+        // A HEARTBEAT is never answered (PROTOCOL.md 6), malformed or not.
+        rd->err->unanswered = *cmd == PROTO_MSG_HEARTBEAT;
         return s_get_u64(rd, "req", S_REQ, UINT64_MAX, req);
     }
     return proto_error_set(rd->err, PROTO_E_UNKNOWN_COMMAND, "unknown command '%s'",

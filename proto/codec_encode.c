@@ -13,9 +13,11 @@
 #include "proto/proto.h"
 
 #include "common/xalloc.h"
+#include "proto/prewalk.h"
 
 #include <assert.h>
 #include <msgpack.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -42,10 +44,26 @@ s_buf_write(void *data, const char *p, size_t n)
     return 0;
 }
 
+// A str must be UTF-8 (PROTOCOL.md 3.1) or the receiver refuses the whole
+// frame, and text from outside may not be: an error message cut mid-
+// character, a name read from a file.  Each byte that starts no valid
+// sequence travels as '?', so the rest of the message still arrives.
 static void
 s_pk_str(msgpack_packer *pk, const char *s)
 {
-    msgpack_pack_str_with_body(pk, s, strlen(s));
+    size_t n = strlen(s);
+    size_t bad = prewalk_utf8_bad((const uint8_t *) s, n);
+    if (bad == n) {
+        msgpack_pack_str_with_body(pk, s, n);
+        return;
+    }
+    char *copy = xstrndup(s, n);
+    while (bad < n) {
+        copy[bad++] = '?';
+        bad += prewalk_utf8_bad((const uint8_t *) copy + bad, n - bad);
+    }
+    msgpack_pack_str_with_body(pk, copy, n);
+    free(copy);
 }
 
 // An optional string: NULL travels as nil.

@@ -332,11 +332,14 @@ typedef struct {
 
 // A decode failure: the status, the req id when it could be read (so the
 // ERROR reply can echo it), and a sentence naming the field:
-// "field 'token': expected an unsigned integer".
+// "field 'token': expected an unsigned integer".  unanswered: PROTOCOL.md
+// wants no ERROR for it, only a log line (a message of more than one frame,
+// section 2; a HEARTBEAT, section 6).
 typedef struct {
     proto_status_t code;
     uint64_t req;
     char message[256];
+    bool unanswered;
 } proto_error_t;
 
 proto_msg_t *proto_msg_new(proto_cmd_t cmd);

@@ -110,6 +110,7 @@ wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
         memset(err, 0, sizeof *err);
         proto_error_set(err, PROTO_E_MALFORMED,
                         "a message must be exactly one frame");
+        err->unanswered = true;  // PROTOCOL.md 2: dropped
         rc = WIRE_BAD;
     } else if (proto_decode(zmq_msg_data(&body), zmq_msg_size(&body), lim,
                             msg, err) < 0) {

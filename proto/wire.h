@@ -40,7 +40,8 @@ int wire_send_raw(void *sock, const wire_rid_t *rid, const uint8_t *buf,
                   size_t len, bool dontwait);
 // Receives one message without blocking.  On a ROUTER (router true) fills
 // *rid and user_id (the ZAP User-Id, "" if none; WIRE_USER_MAX+1 bytes).
-// Extra frames are drained and make the message WIRE_BAD.
+// Extra frames are drained and make the message WIRE_BAD with
+// err->unanswered set (PROTOCOL.md 2: such a message is dropped).
 wire_rc_t wire_recv(void *sock, bool router, const proto_limits_t *lim,
                     wire_rid_t *rid, char *user_id, proto_msg_t **msg,
                     proto_error_t *err);

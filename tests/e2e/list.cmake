@@ -11,4 +11,7 @@ waggle_e2e_test(faults_net 90)
 waggle_e2e_test(faults_disk 90)
 waggle_e2e_test(refusals_drone 60)
 waggle_e2e_test(cli 120)
+waggle_e2e_test(recovery 300)
+target_compile_definitions(e2e_recovery PRIVATE
+  WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_e2e_test(multihost 120)

@@ -7,6 +7,8 @@
 #include "proto/proto.h"
 #include "tests/harness/t.h"
 
+#include <ctype.h>
+
 #ifndef WAGGLE_SOURCE_DIR
 #define WAGGLE_SOURCE_DIR "."
 #endif
@@ -789,6 +791,9 @@ s_fr_uint(s_fr_t *f, uint64_t v)
     }
 }
 
+// Appends a string literal's bytes (without its terminating NUL).
+#define S_FR_LIT(f, lit) s_fr_raw((f), lit, sizeof lit - 1)
+
 // A map of 3 + nfields entries opened with the envelope.
 static void
 s_fr_env(s_fr_t *f, unsigned nfields, uint64_t v, const char *cmd,
@@ -908,7 +913,7 @@ test_unknown_fields_are_ignored(void)
     proto_error_t err;
     s_fr_env(&f, 3, 1, "HELLO", 5);
     s_fr_str(&f, "future");
-    s_fr_raw(&f, "\x92\x81\xa1x\xc0\xcb\x00\x00\x00\x00\x00\x00\x00\x00", 14);
+    s_fr_raw(&f, "\x92\x81\xa1x\xc0\xcd\x00\x01", 8);
     s_fr_str(&f, "slots");
     s_fr_uint(&f, 2);
     s_fr_str(&f, "instance");
@@ -992,7 +997,8 @@ test_hostile_trailing_and_two_objects(void)
     s_fr_t f = {.n = 0};
     s_fr_raw(&f, buf, len);
     s_fr_raw(&f, buf, len);
-    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "after the message");
+    // The first message's req was read before the fault: it is echoed.
+    s_expect_fail(&f, PROTO_E_MALFORMED, UINT64_MAX, "after the message");
     free(buf);
     proto_msg_destroy(&ping);
 }
@@ -1111,6 +1117,104 @@ test_required_missing_nil_and_duplicates(void)
     s_expect_fail(&f, PROTO_E_MALFORMED, 0, "field 'req'");
 }
 
+// PROTOCOL.md 3.1: no float anywhere in a frame, even in a field the
+// receiver ignores; the error says where (offset and top-level field).
+static void
+test_floats_are_refused_anywhere(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_env(&f, 1, 1, "PING", 21);
+    s_fr_str(&f, "future");
+    s_fr_raw(&f, "\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00", 9);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 21, "float");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 21, "field 'future'");
+    f.n = 0;
+    s_fr_env(&f, 1, 1, "PING", 22);
+    s_fr_str(&f, "future");
+    s_fr_raw(&f, "\x92\x01\xca\x3f\xc0\x00\x00", 7); // [1, 1.5f]
+    s_expect_fail(&f, PROTO_E_MALFORMED, 22, "float");
+    f.n = 0;
+    s_hello_slots(&f, "\xca\x40\x00\x00\x00", 5);       // slots: 2.0f
+    s_expect_fail(&f, PROTO_E_MALFORMED, 77, "field 'slots'");
+}
+
+// PROTOCOL.md 3.1: a str is UTF-8 (bin is not checked); overlong forms,
+// surrogates and code points past U+10FFFF are not UTF-8.
+static void
+test_invalid_utf8_is_refused(void)
+{
+    static const char *const bad[] = {
+        "\xff", "a\x80", "\xc0\x80", "\xc3", "\xe0\x80\xaf",
+        "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_fr_t f = {.n = 0};
+        s_fr_env(&f, 1, 1, "PING", 30 + i);
+        s_fr_str(&f, "future");
+        s_fr_str(&f, bad[i]);
+        s_expect_fail(&f, PROTO_E_MALFORMED, 30 + i, "UTF-8");
+        s_expect_fail(&f, PROTO_E_MALFORMED, 30 + i, "field 'future'");
+    }
+    s_fr_t f = {.n = 0};
+    proto_msg_t *m = NULL;
+    proto_error_t err;
+    s_fr_env(&f, 3, 1, "HELLO", 5);
+    s_fr_str(&f, "instance");
+    // d, e-acute, the euro sign, a bee: 1 to 4 bytes per code point.
+    s_fr_str(&f, "d\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\x9d");
+    s_fr_str(&f, "slots");
+    s_fr_uint(&f, 1);
+    s_fr_str(&f, "blob");
+    s_fr_raw(&f, "\xc4\x02\xff\x00", 4);                // bin: any bytes
+    REQUIRE(s_decode(f.b, f.n, &m, &err) == 0);
+    CHECK_STR(m->u.hello.instance, "d\xc3\xa9\xe2\x82\xac\xf0\x9f\x90\x9d");
+    proto_msg_destroy(&m);
+    // The encoder never writes what a decoder refuses: a message cut in
+    // the middle of a character travels with '?' for the broken bytes.
+    proto_msg_t *e = s_error(false);
+    free(e->u.error.message);
+    e->u.error.message = strdup("caf\xc3 \xff\xfe ok \xe2\x82");
+    proto_msg_t *d = s_roundtrip(e);
+    REQUIRE(d != NULL);
+    CHECK_STR(d->u.error.message, "caf? ?? ok ??");
+    proto_msg_destroy(&d);
+    proto_msg_destroy(&e);
+}
+
+// PROTOCOL.md 4: a frame refused by the bounded walk still echoes the
+// request's req when the walk read it before the fault.
+static void
+test_first_pass_errors_echo_req(void)
+{
+    s_fr_t f = {.n = 0};
+    s_fr_env(&f, 1, 1, "PING", 61);
+    s_fr_str(&f, "x");
+    S_FR_LIT(&f, "\xd9\x10" "abc");        // a lying length
+    s_expect_fail(&f, PROTO_E_MALFORMED, 61, "declares 16 bytes");
+    f.n = 0;
+    s_fr_env(&f, 1, 1, "PING", 62);
+    s_fr_str(&f, "x");
+    s_fr_byte(&f, 0xc1);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 62, "0xc1");
+    // req as a positive fixint and as a non-negative int 8 (both uint).
+    f.n = 0;
+    S_FR_LIT(&f, "\x82\xa3req\x07\xa1x\xc1");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 7, "0xc1");
+    f.n = 0;
+    S_FR_LIT(&f, "\x82\xa3req\xd0\x05\xa1x\xd9\x09");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 5, "declares 9 bytes");
+    // Not a uint, nested, or after the fault: nothing to echo.
+    f.n = 0;
+    S_FR_LIT(&f, "\x82\xa3req\xd0\xfb\xa1x\xc1");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "0xc1");
+    f.n = 0;
+    S_FR_LIT(&f, "\x82\xa1m\x81\xa3req\x09\xa1x\xc1");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "0xc1");
+    f.n = 0;
+    S_FR_LIT(&f, "\x82\xa1x\xc1\xa3req\x09");
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "0xc1");
+}
+
 static void
 test_bad_version_echoes_req(void)
 {
@@ -1146,7 +1250,8 @@ test_limits_too_large(void)
     s_fr_str(&f, "workplan");
     s_fr_str(&f, "0123456789abcdefX");
     s_lim.max_string = 16;
-    s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "over the limit 16");
+    s_expect_fail(&f, PROTO_E_TOO_LARGE, 3, "over the limit 16");
+    // A frame refused before any byte of it is walked echoes no req.
     proto_limits_default(&s_lim);
     s_lim.max_frame = f.n - 1;
     s_expect_fail(&f, PROTO_E_TOO_LARGE, 0, "frame of");
@@ -1289,6 +1394,56 @@ test_protocol_md_names_every_message(void)
     free(doc);
 }
 
+// The fuzz target's seed corpus, tests/fuzz/corpus/: one valid frame per
+// message, full and bare, made by the builders of the round trips.  With
+// WAGGLE_WRITE_CORPUS=1 in the environment this test (re)writes it;
+// otherwise every seed must be there and decode to its message, so a
+// stale corpus fails here rather than quietly seeding the fuzzer with
+// refusals.
+static void
+test_fuzz_corpus_holds_every_message(void)
+{
+    bool write = getenv("WAGGLE_WRITE_CORPUS") != NULL;
+    for (int c = 0; c < PROTO_MSG__COUNT; c++) {
+        for (int full = 0; full < 2; full++) {
+            char path[512], name[32];
+            snprintf(name, sizeof name, "%s", proto_cmd_name(c));
+            for (char *p = name; *p; p++) {
+                *p = (char) tolower((unsigned char) *p);
+            }
+            snprintf(path, sizeof path, WAGGLE_SOURCE_DIR
+                     "/tests/fuzz/corpus/%s%s.msgpack", name,
+                     full ? "" : "-bare");
+            proto_msg_t *m = s_msgs[c].make(full);
+            uint8_t *buf;
+            size_t len;
+            proto_encode(m, &buf, &len);
+            if (write) {
+                FILE *f = fopen(path, "wb");
+                REQUIRE(f != NULL);
+                CHECK(fwrite(buf, 1, len, f) == len);
+                CHECK(fclose(f) == 0);
+            }
+            size_t n = 0;
+            char *seed = t_read_file(path, &n);
+            proto_msg_t *d = NULL;
+            proto_error_t err;
+            CHECK(seed != NULL);
+            if (seed && s_decode(seed, n, &d, &err) == 0) {
+                CHECK_INT(d->cmd, c);
+            } else {
+                fprintf(stderr, "%s: stale or missing; rerun with "
+                        "WAGGLE_WRITE_CORPUS=1\n", path);
+                t_failures++;
+            }
+            proto_msg_destroy(&d);
+            free(seed);
+            free(buf);
+            proto_msg_destroy(&m);
+        }
+    }
+}
+
 static const t_case_t t_cases[] = {
     T(test_roundtrip_every_message_full),
     T(test_roundtrip_every_message_bare),
@@ -1303,6 +1458,9 @@ static const t_case_t t_cases[] = {
     T(test_wrong_field_types),
     T(test_nested_field_errors_name_the_path),
     T(test_required_missing_nil_and_duplicates),
+    T(test_floats_are_refused_anywhere),
+    T(test_invalid_utf8_is_refused),
+    T(test_first_pass_errors_echo_req),
     T(test_bad_version_echoes_req),
     T(test_unknown_command_echoes_req),
     T(test_limits_too_large),
@@ -1310,6 +1468,7 @@ static const t_case_t t_cases[] = {
     T(test_garbage_never_crashes),
     T(test_names_and_helpers),
     T(test_protocol_md_names_every_message),
+    T(test_fuzz_corpus_holds_every_message),
     {0},
 };
 

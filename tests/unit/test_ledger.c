@@ -522,7 +522,7 @@ test_retry_fresh_budget_tokens_grow(void)
     CHECK_INT(s_state(l, plan, "c"), PROTO_TASK_READY);
     CHECK_INT(s_lease(l, plan, "c", "i1", NOW, &t2, &n), LEDGER_OK);
     CHECK(t2 > t1);
-    CHECK_INT(n, 2);
+    CHECK_INT(n, 1);  // the first attempt of the fresh budget
     CHECK_INT(s_finish(l, plan, "c", t2, "i1", &s_ok_end,
                        PROTO_TASK_SUCCEEDED, 0), LEDGER_OK);
     ti = s_task(l, plan, "c", &m);
@@ -547,7 +547,7 @@ test_release_uses_no_attempt(void)
               LEDGER_OK);
     CHECK_INT(s_used(l, plan, "a"), 0);
     CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, &n), LEDGER_OK);
-    CHECK_INT(n, 2);  // attempt rows count every lease
+    CHECK_INT(n, 1);  // the released lease used no attempt
     s_load_t ld = {0};
     CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
     CHECK_INT(ld.a.attempts_used, 0);
@@ -751,7 +751,7 @@ test_failed_commit_rolls_back_the_turn(void)
     CHECK_INT(ledger_task_move(l, plan, "b", PROTO_TASK_WAITING,
                                PROTO_TASK_READY, "broker", NULL, NOW),
               LEDGER_OK);
-    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h", 4, "gpu", NOW),
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h", 4, "gpu", NULL, NOW),
               LEDGER_OK);
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
@@ -973,6 +973,37 @@ test_lease_respects_not_before(void)
     ledger_destroy(&l);
 }
 
+// A backoff can be shortened (a restart clamps it to the cap), never
+// lengthened, and only while the task is ready; the lease follows.
+static void
+test_backoff_shortened(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &s_fail_end, PROTO_TASK_READY,
+                       NOW + 3600000), LEDGER_OK);
+    int before = s_events(l, plan).n;
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_backoff(l, plan, "a", NOW + 4000000, "broker",
+                                  NOW), LEDGER_MISS);
+    CHECK_INT(ledger_task_backoff(l, plan, "a", NOW + 500, "broker", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_task_backoff(l, plan, "b", NOW, "broker", NOW),
+              LEDGER_MISS);
+    CHECK_INT(ledger_commit(l), 0);
+    s_events_t ev = s_events(l, plan);
+    CHECK_INT(ev.n, before + 1);
+    CHECK_STR(ev.last_kind, "backoff");
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.a.not_before_ms, NOW + 500);
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW + 500, NULL, NULL), LEDGER_OK);
+    ledger_destroy(&l);
+}
+
 typedef struct {
     int n;
     uint32_t last_n;
@@ -1066,17 +1097,156 @@ test_plan_moves_and_load_plan(void)
     ledger_destroy(&l);
 }
 
+// ledger_load hands each running plan's rows right after the plan, so a
+// loader never has to find which plan a row is for.
+typedef struct {
+    char seq[256];
+    size_t len;
+} s_order_t;
+
+static void
+s_order_plan(void *arg, int64_t plan, const char *json)
+{
+    s_order_t *o = arg;
+    (void) json;
+    o->len += (size_t) snprintf(o->seq + o->len, sizeof o->seq - o->len,
+                                "P%lld ", (long long) plan);
+}
+
+static void
+s_order_task(void *arg, const ledger_task_row_t *row)
+{
+    s_order_t *o = arg;
+    o->len += (size_t) snprintf(o->seq + o->len, sizeof o->seq - o->len,
+                                "%lld:%s ", (long long) row->plan, row->task);
+}
+
+static void
+test_load_hands_tasks_after_their_plan(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t p1 = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t p2 = s_submit(l, "{\"name\": \"two\", \"tasks\": [{\"id\": \"x\","
+                             " \"run\": [\"true\"]}]}", "alice", NULL);
+    int64_t p3 = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(p1 == 1 && p2 == 2 && p3 == 3);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_move(l, p2, LEDGER_PLAN_RUNNING,
+                               LEDGER_PLAN_FAILED, "op", NOW), LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    s_order_t o = {0};
+    CHECK_INT(ledger_load(l, s_order_plan, s_order_task, &o), LEDGER_OK);
+    CHECK_STR(o.seq, "P1 1:a 1:b 1:c 1:g P3 3:a 3:b 3:c 3:g ");
+    ledger_destroy(&l);
+}
+
 static void
 test_drone_seen_upserts(void)
 {
     ledger_t *l = s_open();
     REQUIRE(l);
     REQUIRE(ledger_begin(l) == 0);
-    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 4, "gpu", NOW),
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 4, "gpu", NULL, NOW),
               LEDGER_OK);
-    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 8, NULL, NOW + 1),
+    CHECK_INT(ledger_drone_seen(l, "i1", "drone-1", "h1", 8, NULL, NULL, NOW + 1),
               LEDGER_OK);
     CHECK_INT(ledger_commit(l), 0);
+    ledger_destroy(&l);
+}
+
+static void
+test_drone_secret_kept_and_replaced(void)
+{
+    static const char h1[] = "aa11aa11aa11aa11aa11aa11aa11aa11"
+                             "aa11aa11aa11aa11aa11aa11aa11aa11";
+    static const char h2[] = "bb22";
+    char hash[65] = "";
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_MISS);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 1, NULL, NULL, NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    // A row without a secret has none to give.
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_MISS);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 1, NULL, h1, NOW + 1),
+              LEDGER_OK);
+    // NULL keeps what is stored.
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 2, NULL, NULL, NOW + 2),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_OK);
+    CHECK_STR(hash, h1);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_drone_seen(l, "i1", "d", "h", 2, NULL, h2, NOW + 3),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(ledger_drone_secret(l, "i1", hash), LEDGER_OK);
+    CHECK_STR(hash, h2);
+    CHECK_INT(ledger_drone_secret(l, "i2", hash), LEDGER_MISS);
+    ledger_destroy(&l);
+}
+
+static uint32_t
+s_lost(ledger_t *l, int64_t plan, const char *task)
+{
+    uint32_t n = 999;
+    CHECK_INT(ledger_task_lost_leases(l, plan, task, &n), LEDGER_OK);
+    return n;
+}
+
+// lost_leases counts with the finish that says so, whatever the outcome,
+// survives a reopen, reaches the loader, and a retry clears it.
+static void
+test_lost_leases_counted(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    CHECK_INT(s_lost(l, plan, "a"), 0);
+    uint64_t tok;
+    ledger_attempt_end_t forgiven = {.outcome = LEDGER_ATTEMPT_RELEASED,
+                                     .lost = true};
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &tok, NULL) == LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", tok, NULL, &forgiven, PROTO_TASK_READY,
+                       0), LEDGER_OK);
+    CHECK_INT(s_lost(l, plan, "a"), 1);
+    CHECK_INT(s_used(l, plan, "a"), 0);
+    // An ordinary expiry or failure does not count.
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &tok, NULL) == LEDGER_OK);
+    CHECK_INT(s_finish(l, plan, "a", tok, NULL, &s_expired_end,
+                       PROTO_TASK_READY, 0), LEDGER_OK);
+    CHECK_INT(s_lost(l, plan, "a"), 1);
+    ledger_attempt_end_t lost_again = s_expired_end;
+    lost_again.lost = true;
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &tok, NULL) == LEDGER_OK);
+    // A refused compare-and-set counts nothing.
+    CHECK_INT(s_finish(l, plan, "a", tok + 1, NULL, &lost_again,
+                       PROTO_TASK_DEAD, 0), LEDGER_MISS);
+    CHECK_INT(s_lost(l, plan, "a"), 1);
+    CHECK_INT(s_finish(l, plan, "a", tok, NULL, &lost_again, PROTO_TASK_DEAD,
+                       0), LEDGER_OK);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(s_lost(l, plan, "a"), 2);
+    s_load_t ld = {0};
+    CHECK_INT(ledger_load(l, s_on_plan, s_on_task, &ld), LEDGER_OK);
+    CHECK_INT(ld.a.lost_leases, 2);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_reset(l, plan, "a", PROTO_TASK_DEAD,
+                                PROTO_TASK_READY, "op", NOW), LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(s_lost(l, plan, "a"), 0);
+    uint32_t n;
+    CHECK_INT(ledger_task_lost_leases(l, plan, "nope", &n), LEDGER_MISS);
     ledger_destroy(&l);
 }
 
@@ -1136,9 +1306,13 @@ static const t_case_t t_cases[] = {
     T(test_plans_newest_first_with_counts),
     T(test_task_output_accepted_latest_specific),
     T(test_lease_respects_not_before),
+    T(test_backoff_shortened),
     T(test_attempts_in_order),
     T(test_plan_moves_and_load_plan),
+    T(test_load_hands_tasks_after_their_plan),
     T(test_drone_seen_upserts),
+    T(test_drone_secret_kept_and_replaced),
+    T(test_lost_leases_counted),
     T(test_big_plan),
     {0},
 };

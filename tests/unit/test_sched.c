@@ -1041,6 +1041,55 @@ test_pick_matches_model(void)
     sched_destroy(&s);
 }
 
+// sched_describe: one canonical text for one state, whatever the heaps
+// look like inside; broken invariants are named.
+static void
+test_describe(void)
+{
+    sched_t *s = sched_new();
+    workplan_t *wp = s_wp(4);
+    s_need(wp, 1, 0);
+    s_require(wp, 2, "gpu");
+    s_add(s, 7, wp);
+    sched_set(s, 7, 3, PROTO_TASK_READY, 5000);
+    sched_set(s, 7, 0, PROTO_TASK_LEASED, 0);
+    sched_lease_t l = {.token = 9, .plan = 7, .idx = 0, .deadline_ms = 100,
+                       .hard_deadline_ms = 200};
+    snprintf(l.instance, sizeof l.instance, "i1");
+    sched_lease_add(s, &l);
+    static const char want[] =
+        "sched: 1 plans\n"
+        "plan 7 'test': 4 tasks, 0 terminal, 0 succeeded\n"
+        "  task 0 't0' leased\n"
+        "  task 1 't1' waiting pending 1\n"
+        "  task 2 't2' ready\n"
+        "  task 3 't3' ready not_before 5000\n"
+        "  group 0 [] ready: 3\n"
+        "  group 1 [gpu] ready: 2\n"
+        "lease 9 plan 7 task 't0' instance i1 backstop\n";
+    char *text = sched_describe(s);
+    CHECK_STR(text, want);
+    free(text);
+    // A pick after the backoff ended moves t3 between heaps, a renewal
+    // moves a deadline: neither is state.
+    int64_t plan;
+    size_t idx;
+    CHECK_INT(sched_pick(s, NULL, 0, 6000, &plan, &idx), 0);
+    sched_lease_renew(s, 9, 150);
+    text = sched_describe(s);
+    CHECK_STR(text, want);
+    free(text);
+    // A lease for a task that is not leased is named.
+    l.token = 10;
+    l.idx = 2;
+    sched_lease_add(s, &l);
+    text = sched_describe(s);
+    CHECK_HAS(text, "BROKEN: lease 10 is not of a leased task");
+    CHECK_HAS(text, "BROKEN: 1 leased tasks, 2 leases");
+    free(text);
+    sched_destroy(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_initial_states),
     T(test_plans_list),
@@ -1069,6 +1118,7 @@ static const t_case_t t_cases[] = {
     T(test_big_chain),
     T(test_big_fanout),
     T(test_big_unrunnable_top),
+    T(test_describe),
     {0},
 };
 

@@ -1,0 +1,191 @@
+// ledger_migrate: upgrading a ledger file written by an older Waggle to
+// the schema this code runs (ledger.h, "Schema versions").
+//
+// Owns the copy saved before an upgrade ("<path>.v<N>.bak", made through
+// SQLite's backup API, never by copying a live file) and the steps: one
+// transaction per version, holding the step's SQL (ledger__migrations in
+// ledger_schema.c) and the version bump, so a file is always at exactly
+// one version and a failed step leaves it at the one before.
+//
+// Runs at open only, after the writer's lock is taken and before any
+// statement is prepared (the statements are written for the new schema).
+// It never creates a ledger (ledger.c does) and never downgrades one.
+#include "broker/ledger_int.h"
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_LOG "broker.ledger"
+
+// The rename of the finished copy survives a crash only once the
+// directory holding it is on disk.
+static void
+s_sync_dir(const char *path)
+{
+    char *copy = xstrdup(path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void) fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+// Copies the whole database, WAL included, into tmp.  The copy holds what
+// the ledger holds, outputs included, so it gets the ledger's mode.
+static int
+s_copy(ledger_t *self, const char *tmp, char *err, size_t errlen)
+{
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE
+                             | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_backup *bk = sqlite3_backup_init(dst, "main", self->db,
+                                                 "main");
+        if (bk) {
+            rc = sqlite3_backup_step(bk, -1);
+            sqlite3_backup_finish(bk);
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(dst);
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot back up ledger '%s' to '%s': %s",
+                 self->path, tmp, dst ? sqlite3_errmsg(dst) : "out of memory");
+    }
+    sqlite3_close(dst);
+    struct stat sb;
+    if (rc == SQLITE_OK && stat(self->path, &sb) == 0) {
+        (void) chmod(tmp, sb.st_mode & 0777);
+    }
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+// Saves the file as it is now in bak.  The copy is made under another name
+// and renamed when complete, so an existing bak is only ever replaced by a
+// whole one (a crash mid-upgrade leaves the file at its old version, and
+// the next start copies it again).
+static int
+s_backup(ledger_t *self, const char *bak, char *err, size_t errlen)
+{
+    char *tmp = xasprintf("%s.partial", bak);
+    int rc = -1;
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot back up ledger '%s': cannot remove "
+                 "'%s': %s", self->path, tmp, strerror(errno));
+    } else if (s_copy(self, tmp, err, errlen) == 0) {
+        if (rename(tmp, bak) != 0) {
+            snprintf(err, errlen, "cannot back up ledger '%s': cannot "
+                     "rename '%s': %s", self->path, tmp, strerror(errno));
+        } else {
+            s_sync_dir(bak);
+            rc = 0;
+        }
+    }
+    if (rc != 0) {
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+// Runs sql; on failure puts SQLite's message in why.
+static int
+s_exec(ledger_t *self, const char *sql, char *why, size_t whylen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(self->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(why, whylen, "%s", msg ? msg : sqlite3_errmsg(self->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+// The version bump, a compare-and-set on the version the step was written
+// for, and an event saying so.  Open has no now_ms to give, so the event's
+// time is SQLite's clock.
+static int
+s_bump(ledger_t *self, int v, char *why, size_t whylen)
+{
+    char *bump = xasprintf("UPDATE meta SET value = %d WHERE key ="
+                           " 'schema_version' AND value = %d", v + 1, v);
+    char *event = xasprintf("INSERT INTO events (at_ms, actor, kind, detail)"
+                            " VALUES (CAST((julianday('now') - 2440587.5)"
+                            " * 86400000 AS INTEGER), 'broker', 'upgrade',"
+                            " 'schema version %d to %d')", v, v + 1);
+    int rc = s_exec(self, bump, why, whylen);
+    if (rc == 0 && sqlite3_changes(self->db) != 1) {
+        snprintf(why, whylen, "the schema version changed underneath");
+        rc = -1;
+    }
+    if (rc == 0) {
+        rc = s_exec(self, event, why, whylen);
+    }
+    free(event);
+    free(bump);
+    return rc;
+}
+
+// Version v to v + 1 in one transaction.
+static int
+s_step(ledger_t *self, int v, char *why, size_t whylen)
+{
+    if (s_exec(self, "BEGIN IMMEDIATE", why, whylen) != 0) {
+        return -1;
+    }
+    int rc = s_exec(self, ledger__migrations[v], why, whylen);
+    if (rc == 0) {
+        rc = s_bump(self, v, why, whylen);
+    }
+    if (rc == 0) {
+        rc = s_exec(self, "COMMIT", why, whylen);
+    }
+    if (rc != 0 && !sqlite3_get_autocommit(self->db)) {
+        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+int
+ledger__migrate(ledger_t *self, int from, char *err, size_t errlen)
+{
+    if (from < 1 || from >= LEDGER_SCHEMA_VERSION) {
+        snprintf(err, errlen, "ledger '%s' has schema version %d; this "
+                 "broker can upgrade versions 1 to %d", self->path, from,
+                 LEDGER_SCHEMA_VERSION - 1);
+        return -1;
+    }
+    char *bak = xasprintf("%s.v%d.bak", self->path, from);
+    int rc = s_backup(self, bak, err, errlen);
+    if (rc == 0) {
+        log_info(S_LOG, "ledger '%s' has schema version %d; upgrading it to "
+                 "%d; a copy of it as it was is in '%s'", self->path, from,
+                 LEDGER_SCHEMA_VERSION, bak);
+    }
+    for (int v = from; rc == 0 && v < LEDGER_SCHEMA_VERSION; v++) {
+        char why[256];
+        rc = s_step(self, v, why, sizeof why);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot upgrade ledger '%s' from schema "
+                     "version %d to %d: %s; it is still at version %d (a "
+                     "copy from before the upgrade is in '%s')", self->path,
+                     v, v + 1, why, v, bak);
+        } else {
+            log_info(S_LOG, "ledger '%s': upgraded from schema version %d "
+                     "to %d", self->path, v, v + 1);
+        }
+    }
+    free(bak);
+    return rc;
+}
