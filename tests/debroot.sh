@@ -6,8 +6,8 @@
 #   tests/debroot.sh SUITE [STEP...]      e.g. tests/debroot.sh trixie unit
 #
 # SUITE: trixie, bookworm (Debian) or noble (Ubuntu 24.04; needs Ubuntu's
-# archive keyring: the ubuntu-keyring package, or WAGGLE_KEYRING=FILE).  STEPs, in the order given (default:
-# unit):
+# archive keyring: the ubuntu-keyring package, or WAGGLE_KEYRING=FILE).
+# STEPs, in the order given (default: unit):
 #   unit        deploy/install-deps.sh, a -Werror build, ctest -L unit
 #   e2e         deploy/install-deps.sh --test, a -Werror build, ctest -L e2e
 #   quickstart  examples/quickstart.sh (its own build, without -Werror)
@@ -114,9 +114,9 @@ echo "==> debootstrap $suite from $mirror into $root"
 # In a mount namespace of its own, so the /proc it mounts in the root goes
 # away with it even when it is interrupted.
 # shellcheck disable=SC2086
-unshare --mount --propagation private debootstrap --variant=minbase --components="$components" \
-    --keyring="$keyring" "$suite" "$root" "$mirror" $script \
-    >"$root.debootstrap.log" 2>&1 || {
+unshare --mount --propagation private debootstrap --variant=minbase \
+    --components="$components" --keyring="$keyring" \
+    "$suite" "$root" "$mirror" $script >"$root.debootstrap.log" 2>&1 || {
     tail -n 20 "$root.debootstrap.log" >&2
     rm -f "$root.debootstrap.log"
     die "debootstrap $suite failed"
