@@ -27,6 +27,8 @@ static char s_ip_host[32], s_ip_ns[32];
 
 // Runs a shell command line; returns its exit code.  Output is dropped
 // unless it fails (then it goes to stderr, for the log).
+static int s_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static int
 s_sh(const char *fmt, ...)
 {
