@@ -246,6 +246,14 @@ test_json_errors(void)
     s_check_json_error(out, "usage", "DIR is missing");
     free(out);
     out = NULL;
+    // WAGGLE_JSON=1 is the same as --json.
+    setenv("WAGGLE_JSON", "1", 1);
+    CHECK_INT(swarm_arch(&s, &out, NULL, "cancel", "999", NULL),
+              EXIT_NOT_FOUND);
+    unsetenv("WAGGLE_JSON");
+    s_check_json_error(out, "not_found", "no plan 999");
+    free(out);
+    out = NULL;
     // An invalid workplan: the validator's findings travel as details.
     char bad[700];
     snprintf(bad, sizeof bad, "%s/bad.json", s.dir);
