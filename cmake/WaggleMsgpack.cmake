@@ -54,6 +54,10 @@ foreach(_part MAJOR MINOR REVISION)
   list(APPEND _ver "${CMAKE_MATCH_1}")
 endforeach()
 list(JOIN _ver "." WAGGLE_MSGPACK_VERSION)
+if(NOT WAGGLE_MSGPACK_VERSION MATCHES "^[0-9]+\\.[0-9]+\\.[0-9]+$")
+  message(FATAL_ERROR "msgpack-c: cannot read the version from '${_ver_h}' "
+    "(got '${WAGGLE_MSGPACK_VERSION}')")
+endif()
 if(WAGGLE_MSGPACK_VERSION VERSION_LESS WAGGLE_MSGPACK_MIN_VERSION)
   message(FATAL_ERROR "msgpack-c ${WAGGLE_MSGPACK_VERSION} found in "
     "'${WAGGLE_MSGPACK_INCLUDE_DIR}'; Waggle needs "
