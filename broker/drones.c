@@ -525,6 +525,10 @@ s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
     pt->n_env = t->n_env;
     pt->cwd = t->cwd ? xstrdup(t->cwd) : NULL;
     pt->timeout_s = (uint32_t) t->timeout_s;
+    const wp_limits_t *lim = &t->limits;  // validated: each fits uint32
+    pt->limits = (proto_task_limits_t) {
+        .as_mb = (uint32_t) lim->as_mb, .nofile = (uint32_t) lim->nofile,
+        .nproc = (uint32_t) lim->nproc, .cpu_s = (uint32_t) lim->cpu_s};
     return m;
 }
 

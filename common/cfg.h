@@ -19,6 +19,8 @@ typedef enum {
     CFG_STR,   // char * (owned by the struct; cfg_release frees)
     CFG_INT,   // int64_t within [min, max]
     CFG_BOOL,  // bool; a flag without value sets true, env takes 1/0/true/false
+    CFG_LIST,  // char *, a comma list: the environment gives one; a flag may
+               // repeat, its first use replaces the list, the others append
     CFG_ENDPOINT, // char * like CFG_STR; endpoint_check() must accept it
 } cfg_type_t;
 
@@ -79,7 +81,7 @@ int cfg_load_defaults(const cfg_option_t *opts, void *conf, char *err,
                       size_t errlen);
 // Prints the option table (flag, metavar, env, default, help).
 void cfg_usage(FILE *out, const cfg_option_t *opts);
-// Frees the CFG_STR and CFG_ENDPOINT fields of conf.
+// Frees the CFG_STR, CFG_LIST and CFG_ENDPOINT fields of conf.
 void cfg_release(const cfg_option_t *opts, void *conf);
 
 #endif

@@ -461,6 +461,31 @@ s_dec_input(const s_rd_t *rd, void *elem)
            s_get_bool(rd, "truncated", S_OPT, &in->truncated) ? -1 : 0;
 }
 
+// The optional "limits" record: each field optional, 0 = not given.
+static int
+s_dec_limits(const s_rd_t *rd, proto_task_limits_t *lim)
+{
+    const msgpack_object *o;
+    if (s_field(rd, "limits", S_OPT, &o) < 0) {
+        return -1;
+    }
+    if (!o) {
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        return s_bad(rd, "limits", "expected a map");
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%slimits.", rd->path);
+    s_rd_t sub = {&o->via.map, path, rd->err};
+    return s_get_u32(&sub, "as_mb", S_OPT, 0, UINT32_MAX, &lim->as_mb) ||
+           s_get_u32(&sub, "nofile", S_OPT, 0, UINT32_MAX, &lim->nofile) ||
+           s_get_u32(&sub, "nproc", S_OPT, 0, UINT32_MAX, &lim->nproc) ||
+           s_get_u32(&sub, "cpu_s", S_OPT, 0, UINT32_MAX, &lim->cpu_s)
+               ? -1
+               : 0;
+}
+
 static int
 s_dec_task(const s_rd_t *rd, proto_msg_t *m)
 {
@@ -474,7 +499,7 @@ s_dec_task(const s_rd_t *rd, proto_msg_t *m)
         s_get_strv(rd, "argv", S_ANY, 0, S_ANY, &t->argv) ||
         s_get_str(rd, "cwd", S_OPT, 1, S_ANY, &t->cwd) ||
         s_get_u32(rd, "timeout_s", S_OPT, 0, UINT32_MAX, &t->timeout_s) ||
-        s_dec_env(rd, t)) {
+        s_dec_env(rd, t) || s_dec_limits(rd, &t->limits)) {
         return -1;
     }
     if (t->argv.count == 0) {

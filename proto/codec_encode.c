@@ -210,11 +210,27 @@ s_enc_env_inputs(msgpack_packer *pk, const proto_task_t *t)
     }
 }
 
+// nil when no limit is given, so a TASK without limits stays as it was.
+static void
+s_enc_limits(msgpack_packer *pk, const proto_task_limits_t *l)
+{
+    s_pk_str(pk, "limits");
+    if (!l->as_mb && !l->nofile && !l->nproc && !l->cpu_s) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_map(pk, 4);
+    s_put_u64(pk, "as_mb", l->as_mb);
+    s_put_u64(pk, "nofile", l->nofile);
+    s_put_u64(pk, "nproc", l->nproc);
+    s_put_u64(pk, "cpu_s", l->cpu_s);
+}
+
 static void
 s_enc_task(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_task_t *t = &m->u.task;
-    s_envelope(pk, m, 10);
+    s_envelope(pk, m, 11);
     s_put_i64(pk, "plan", t->plan);
     s_put_ostr(pk, "plan_name", t->plan_name);
     s_put_str(pk, "task", t->task);
@@ -223,6 +239,7 @@ s_enc_task(msgpack_packer *pk, const proto_msg_t *m)
     s_put_strv(pk, "argv", &t->argv);
     s_put_ostr(pk, "cwd", t->cwd);
     s_put_u64(pk, "timeout_s", t->timeout_s);
+    s_enc_limits(pk, &t->limits);
     s_enc_env_inputs(pk, t); // "env" and "inputs"
 }
 

@@ -137,6 +137,15 @@ typedef struct {
     size_t n_tokens;    // broker -> drone: always 0
 } proto_heartbeat_t;
 
+// A task's resource limits (TASK "limits"); 0: not given (the drone's
+// own cap applies).
+typedef struct {
+    uint32_t as_mb;           // address space, MiB
+    uint32_t nofile;          // open files
+    uint32_t nproc;           // processes of the task's user (per uid)
+    uint32_t cpu_s;           // CPU seconds
+} proto_task_limits_t;
+
 typedef struct {
     int64_t plan;
     char *plan_name;
@@ -150,6 +159,7 @@ typedef struct {
     uint32_t timeout_s;       // 0: none
     proto_input_t *inputs;    // outputs of the tasks it needs
     size_t n_inputs;
+    proto_task_limits_t limits;  // all 0: none given
 } proto_task_t;
 
 typedef struct {
