@@ -148,14 +148,20 @@ s_in_root() {
         set -e
         r=$1 ip=$2
         shift 2
-        # "/" must be a mount point in the root: ip netns exec (the
-        # network fault test) remounts it as a slave.
         mount --bind "$r" "$r"
         mount -t proc proc "$r/proc"
         mount -t sysfs sys "$r/sys"
         mount --rbind /dev "$r/dev"
         [ -z "$ip" ] || "$ip" link set lo up
-        exec chroot "$r" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        # The root becomes the namespace'"'"'s own root (pivot_root, not a
+        # bare chroot): ip netns exec remounts "/", and a task in a PID
+        # namespace of its own (the drone'"'"'s runner) must see paths as
+        # they are, not as seen from outside a chroot.
+        mkdir -p "$r/.oldroot"
+        cd "$r"
+        pivot_root . .oldroot
+        umount -l /.oldroot 2>/dev/null || true
+        exec chroot / /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             HOME=/root LANG=C.UTF-8 WAGGLE_SKIP_TRIXIE=1 sh -c "$1"
     ' sh "$root" "${net:+$ip}" "$1"
 }
