@@ -57,6 +57,11 @@ struct drone {
     bool refusal_logged;       // a refusal (handshake, FORBIDDEN) was reported
     runner_t *runner;
     char instance[33];         // random hex, new per process
+    char *secret;              // session secret from WELCOME (owned; in
+                               // memory only: never in a file or the
+                               // environment a task can see)
+    bool ack_due;              // a TASK arrived: heartbeat now, so the
+                               // broker sees its lease confirmed
     char host[256];
     proto_strv_t tags;
     lease_t *leases;
@@ -215,6 +220,7 @@ drone_destroy(drone_t **self_p)
         s_lease_free(&d->leases[i]);
     }
     free(d->leases);
+    free(d->secret);
     proto_strv_release(&d->tags);
     free(d->pfds);
     free(d->items);
@@ -284,6 +290,7 @@ s_send_hello(drone_t *d, int64_t now)
     h->version = xstrdup(WAGGLE_VERSION);
     h->slots = (uint32_t) d->cfg->slots;
     h->draining = d->draining;
+    h->secret = d->secret ? xstrdup(d->secret) : NULL;
     for (size_t i = 0; i < d->tags.count; i++) {
         proto_strv_push(&h->tags, d->tags.items[i]);
     }
@@ -445,6 +452,7 @@ s_on_task(drone_t *d, const proto_task_t *t, int64_t now)
     }
     lease_t *l = s_lease_add(d, t->token, t->plan, t->task);
     l->started_wall = clock_wall_ms();
+    d->ack_due = true;
     log_info(LOG, "task '%s' of plan %lld (token %llu, attempt %u)", t->task,
              (long long) t->plan, (unsigned long long) t->token, t->attempt);
     if (d->draining) {
@@ -518,6 +526,10 @@ s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
                  d->cfg->broker, d->keys.name, d->instance,
                  (long long) d->cfg->slots);
     }
+    if (w->secret) {
+        free(d->secret);
+        d->secret = xstrdup(w->secret);
+    }
     d->welcomed = d->ever_welcomed = true;
     d->refusal_logged = false;
     d->reconnect_ms = RECONNECT_MIN_MS;
@@ -536,6 +548,19 @@ s_on_error(drone_t *d, const proto_error_body_t *e, int64_t now)
             d->welcomed = false;
             s_send_hello(d, now);
         }
+        return;
+    }
+    if (e->code == PROTO_E_FORBIDDEN && !d->welcomed && e->message &&
+        strstr(e->message, "session secret")) {
+        // Our HELLO was refused: the WELCOME with this instance's secret
+        // was lost (or the broker holds another).  The instance is
+        // unusable; go on as a new one.  Its leases lapse at the broker.
+        log_warn(LOG, "broker refused HELLO: %s; continuing as a new "
+                      "instance", e->message);
+        s_hex_random(d->instance, 16);
+        free(d->secret);
+        d->secret = NULL;
+        s_send_hello(d, now);
         return;
     }
     if (e->code == PROTO_E_FORBIDDEN) {
@@ -660,6 +685,10 @@ s_timers(drone_t *d, int64_t now)
         s_reconnect(d, now);
         return;
     }
+    if (d->welcomed && d->ack_due) {
+        s_send_heartbeat(d);
+    }
+    d->ack_due = false;
     if (d->welcomed && now >= d->next_hb_ms) {
         s_send_heartbeat(d);
         s_resend_outbox(d, now, false);

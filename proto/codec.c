@@ -32,6 +32,7 @@
 #define S_MAX_NAME 255        // host, versions, key and role names, states
 #define S_MAX_IDEM 128        // idempotency keys
 #define S_MAX_LEASES 4096     // leases in HELLO, tokens in HEARTBEAT
+#define S_MAX_SECRET 128      // session secrets (hex)
 #define S_ANY SIZE_MAX        // bounded only by the frame limits
 
 #define S_REQ true
@@ -376,7 +377,8 @@ s_dec_hello(const s_rd_t *rd, proto_msg_t *m)
         s_get_str(rd, "version", S_OPT, 0, S_MAX_NAME, &h->version) ||
         s_get_u32(rd, "slots", S_REQ, 0, S_MAX_SLOTS, &h->slots) ||
         s_get_strv(rd, "tags", S_MAX_TAGS, 1, S_MAX_ID, &h->tags) ||
-        s_get_bool(rd, "draining", S_OPT, &h->draining)) {
+        s_get_bool(rd, "draining", S_OPT, &h->draining) ||
+        s_get_str(rd, "secret", S_OPT, 1, S_MAX_SECRET, &h->secret)) {
         return -1;
     }
     int rc = s_get_records(rd, "leases", S_MAX_LEASES, sizeof *h->leases,
@@ -394,7 +396,8 @@ s_dec_welcome(const s_rd_t *rd, proto_msg_t *m)
            s_get_u32(rd, "lease_ms", S_REQ, 1, UINT32_MAX, &w->lease_ms) ||
            s_get_u64(rd, "max_output_bytes", S_REQ, UINT64_MAX,
                      &w->max_output_bytes) ||
-           s_get_str(rd, "broker_id", S_REQ, 1, S_MAX_NAME, &w->broker_id)
+           s_get_str(rd, "broker_id", S_REQ, 1, S_MAX_NAME, &w->broker_id) ||
+           s_get_str(rd, "secret", S_OPT, 1, S_MAX_SECRET, &w->secret)
                ? -1 : 0;
 }
 
@@ -707,7 +710,8 @@ s_dec_drone_info(const s_rd_t *rd, void *elem)
            s_get_bool(rd, "draining", S_OPT, &d->draining) ||
            s_get_strv(rd, "tags", S_MAX_TAGS, 1, S_MAX_ID, &d->tags) ||
            s_get_i64(rd, "last_seen_ms", S_OPT, INT64_MIN, INT64_MAX,
-                     &d->last_seen_ms) ? -1 : 0;
+                     &d->last_seen_ms) ||
+           s_get_bool(rd, "quarantined", S_OPT, &d->quarantined) ? -1 : 0;
 }
 
 static int

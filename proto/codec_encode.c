@@ -150,8 +150,9 @@ static void
 s_enc_hello(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_hello_t *h = &m->u.hello;
-    s_envelope(pk, m, 7);
+    s_envelope(pk, m, 8);
     s_put_str(pk, "instance", h->instance);
+    s_put_ostr(pk, "secret", h->secret);
     s_put_ostr(pk, "host", h->host);
     s_put_ostr(pk, "version", h->version);
     s_put_u64(pk, "slots", h->slots);
@@ -172,11 +173,12 @@ static void
 s_enc_welcome(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_welcome_t *w = &m->u.welcome;
-    s_envelope(pk, m, 4);
+    s_envelope(pk, m, 5);
     s_put_u64(pk, "heartbeat_ms", w->heartbeat_ms);
     s_put_u64(pk, "lease_ms", w->lease_ms);
     s_put_u64(pk, "max_output_bytes", w->max_output_bytes);
     s_put_str(pk, "broker_id", w->broker_id);
+    s_put_ostr(pk, "secret", w->secret);
 }
 
 static void
@@ -369,7 +371,7 @@ s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 static void
 s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
 {
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 10);
     s_put_str(pk, "instance", d->instance);
     s_put_str(pk, "name", d->name);
     s_put_ostr(pk, "host", d->host);
@@ -378,6 +380,7 @@ s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
     s_put_bool(pk, "draining", d->draining);
     s_put_strv(pk, "tags", &d->tags);
     s_put_i64(pk, "last_seen_ms", d->last_seen_ms);
+    s_put_bool(pk, "quarantined", d->quarantined);
     s_pk_str(pk, "tasks");
     msgpack_pack_array(pk, d->n_tasks);
     for (size_t i = 0; i < d->n_tasks; i++) {

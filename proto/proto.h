@@ -123,6 +123,7 @@ typedef struct {
     bool draining;          // take no new work
     proto_lease_t *leases;  // leases this instance holds
     size_t n_leases;
+    char *secret;           // NULL, or the session secret WELCOME gave it
 } proto_hello_t;
 
 typedef struct {
@@ -130,6 +131,8 @@ typedef struct {
     uint32_t lease_ms;
     uint64_t max_output_bytes;  // cap on RESULT stdout the broker stores
     char *broker_id;            // changes when the ledger is new
+    char *secret;               // NULL, or a new session secret (hex) for
+                                // the instance: present it in later HELLOs
 } proto_welcome_t;
 
 typedef struct {
@@ -258,6 +261,7 @@ typedef struct {
     bool draining;
     proto_strv_t tags;
     int64_t last_seen_ms;    // wall clock
+    bool quarantined;        // no pushes: its leases kept getting lost
     proto_drone_task_t *tasks;  // what its leases run (optional field)
     size_t n_tasks;
 } proto_drone_info_t;

@@ -58,6 +58,7 @@ s_eq_hello(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->slots, b->slots);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->draining, b->draining);
+    CHECK_OSTR(a->secret, b->secret);
     REQUIRE(a->n_leases == b->n_leases);
     for (size_t i = 0; i < a->n_leases; i++) {
         CHECK_INT(a->leases[i].plan, b->leases[i].plan);
@@ -75,6 +76,7 @@ s_eq_welcome(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->lease_ms, b->lease_ms);
     CHECK(a->max_output_bytes == b->max_output_bytes);
     CHECK_OSTR(a->broker_id, b->broker_id);
+    CHECK_OSTR(a->secret, b->secret);
 }
 
 static void
@@ -240,6 +242,7 @@ s_eq_drone_info(const proto_drone_info_t *a, const proto_drone_info_t *b)
     CHECK_INT(a->draining, b->draining);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->last_seen_ms, b->last_seen_ms);
+    CHECK_INT(a->quarantined, b->quarantined);
     CHECK_INT(a->n_tasks, b->n_tasks);
     for (size_t i = 0; i < a->n_tasks && i < b->n_tasks; i++) {
         CHECK_INT(a->tasks[i].plan, b->tasks[i].plan);
@@ -332,6 +335,7 @@ s_hello(bool full)
     proto_strv_push(&h->tags, "linux");
     proto_strv_push(&h->tags, "gpu");
     h->draining = true;
+    h->secret = strdup("5ec7e7");
     h->n_leases = 2;
     h->leases = calloc(2, sizeof *h->leases);
     h->leases[0] = (proto_lease_t) {3, strdup("build"), 41, false};
@@ -349,6 +353,7 @@ s_welcome(bool full)
     m->u.welcome.lease_ms = full ? UINT32_MAX : 1;
     m->u.welcome.max_output_bytes = full ? (uint64_t) 1 << 40 : 0;
     m->u.welcome.broker_id = strdup("b-20260102");
+    m->u.welcome.secret = full ? strdup("00ff") : NULL;
     return m;
 }
 
@@ -579,6 +584,7 @@ s_status_drones(proto_status_ok_t *s)
     d->draining = true;
     proto_strv_push(&d->tags, "linux");
     d->last_seen_ms = 1767323045123;
+    d->quarantined = true;
     d->n_tasks = 2;
     d->tasks = calloc(2, sizeof *d->tasks);
     d->tasks[0].plan = 3;
