@@ -3,6 +3,8 @@
 //   main.c    global options and dispatch to a command
 //   cmd.c     the commands: ping, submit, status, wait, cancel, retry,
 //             output
+//   plan.c    plan: a goal -> a workplan through the model, repaired,
+//             confirmed, submitted
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -14,6 +16,7 @@
 #define WAGGLE_ARCH_H
 
 #include "architect/link.h"
+#include "common/cfg.h"
 #include "common/keys.h"
 #include "proto/proto.h"
 
@@ -38,6 +41,11 @@ typedef struct {
     bool json;                 // --json output
     char *log_format;
     bool verbose;
+    char *model_url;           // model endpoint base (plan)
+    char *model;               // model name
+    char *model_key;           // secret: never printed or logged
+    char *model_key_file;      // wins over model_key when set
+    int64_t model_timeout_s;   // per model request
 } arch_config_t;
 
 typedef struct {
@@ -59,6 +67,26 @@ int cmd_wait(arch_t *a, int argc, char **argv);
 int cmd_cancel(arch_t *a, int argc, char **argv);
 int cmd_retry(arch_t *a, int argc, char **argv);
 int cmd_output(arch_t *a, int argc, char **argv);
+int cmd_plan(arch_t *a, int argc, char **argv);        // plan.c
+
+// A command's positional arguments (at most 8), borrowed from argv.
+typedef struct {
+    char *items[8];
+    int n;
+} arch_pos_t;
+
+// Parses a subcommand's options, which may come before, between or after
+// its positional arguments (wait PLAN --timeout 60), into conf;
+// positionals land in pos.  Returns -1 after reporting an error, 0 to go
+// on, 1 when --help was printed (usage: the text after the program name).
+int arch_opts(const arch_t *a, const cfg_option_t *opts, void *conf,
+              int argc, char **argv, arch_pos_t *pos, const char *usage);
+// Exactly min..max positional arguments; else says so (with the usage
+// line) and returns false.
+bool arch_args(const arch_t *a, const arch_pos_t *pos, int min, int max,
+               const char *usage);
+// A positive plan id from s; -1 after reporting a usage error.
+int arch_parse_plan(const arch_t *a, const char *s, int64_t *plan);
 
 // Loads the role's keys and connects.  Prints why and returns
 // ARCH_EXIT_CONNECT (or _USAGE for bad keys) on failure, else 0.

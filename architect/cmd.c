@@ -137,18 +137,9 @@ arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply)
     return ARCH_EXIT_OK;
 }
 
-// Parses a subcommand's options, which may come before, between or after
-// its positional arguments (wait PLAN --timeout 60).  Positionals land in
-// pos[] (at most 8).  Returns -1 after reporting an error, 0 to go on, 1
-// when --help was printed.
-typedef struct {
-    char *items[8];
-    int n;
-} s_pos_t;
-
-static int
-s_opts(const arch_t *a, const cfg_option_t *opts, void *conf, int argc,
-       char **argv, s_pos_t *pos, const char *usage)
+int
+arch_opts(const arch_t *a, const cfg_option_t *opts, void *conf, int argc,
+       char **argv, arch_pos_t *pos, const char *usage)
 {
     char err[256];
     bool help = false;
@@ -181,8 +172,8 @@ s_opts(const arch_t *a, const cfg_option_t *opts, void *conf, int argc,
     return 0;
 }
 
-static int
-s_parse_plan(const arch_t *a, const char *s, int64_t *plan)
+int
+arch_parse_plan(const arch_t *a, const char *s, int64_t *plan)
 {
     char *end = NULL;
     errno = 0;
@@ -196,10 +187,8 @@ s_parse_plan(const arch_t *a, const char *s, int64_t *plan)
     return 0;
 }
 
-// Positional arguments after options: exactly min..max of them; else says
-// so (with the usage line) and returns false.
-static bool
-s_args(const arch_t *a, const s_pos_t *pos, int min, int max,
+bool
+arch_args(const arch_t *a, const arch_pos_t *pos, int min, int max,
        const char *usage)
 {
     int n = pos->n;
@@ -222,11 +211,11 @@ static const cfg_option_t s_no_opts[] = {CFG_END};
 int
 cmd_ping(arch_t *a, int argc, char **argv)
 {
-    s_pos_t pos;
-    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_no_opts, NULL, argc, argv, &pos,
                     "ping\n\nChecks that the broker answers and accepts "
                     "this key; prints the role it sees.");
-    if (rc || !s_args(a, &pos, 0, 0, "ping")) {
+    if (rc || !arch_args(a, &pos, 0, 0, "ping")) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     if ((rc = arch_connect(a)) != 0) {
@@ -313,12 +302,12 @@ int
 cmd_submit(arch_t *a, int argc, char **argv)
 {
     s_submit_opts_t o = {0};
-    s_pos_t pos;
-    int rc = s_opts(a, s_submit_opts, &o, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_submit_opts, &o, argc, argv, &pos,
                     "submit FILE [--idempotency-key KEY]\n\nValidates the "
                     "workplan FILE (- for stdin), submits it and prints the "
                     "plan id.");
-    if (rc || !s_args(a, &pos, 1, 1, "submit FILE")) {
+    if (rc || !arch_args(a, &pos, 1, 1, "submit FILE")) {
         cfg_release(s_submit_opts, &o);
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
@@ -374,13 +363,13 @@ int
 cmd_status(arch_t *a, int argc, char **argv)
 {
     s_status_opts_t o = {.json = a->cfg->json};
-    s_pos_t pos;
-    int rc = s_opts(a, s_status_opts, &o, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_status_opts, &o, argc, argv, &pos,
                     "status [PLAN] [--json]\n\nWithout PLAN: plans and "
                     "connected drones.  With PLAN: its tasks.");
     int64_t plan = 0;
-    if (rc || !s_args(a, &pos, 0, 1, "status [PLAN] [--json]") ||
-        (pos.n > 0 && s_parse_plan(a, pos.items[0], &plan) < 0)) {
+    if (rc || !arch_args(a, &pos, 0, 1, "status [PLAN] [--json]") ||
+        (pos.n > 0 && arch_parse_plan(a, pos.items[0], &plan) < 0)) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     a->json = a->json || o.json;
@@ -486,15 +475,15 @@ int
 cmd_wait(arch_t *a, int argc, char **argv)
 {
     s_wait_opts_t o = {.json = a->cfg->json};
-    s_pos_t pos;
-    int rc = s_opts(a, s_wait_opts, &o, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_wait_opts, &o, argc, argv, &pos,
                     "wait PLAN [--timeout S] [--json]\n\nWaits until PLAN "
                     "ends, showing progress.  Exit 0: succeeded; 1: failed "
                     "or\ncancelled; 2: timed out; 3: cannot connect or "
                     "authenticate; 4: no such plan.");
     int64_t plan = 0;
-    if (rc || !s_args(a, &pos, 1, 1, "wait PLAN [--timeout S] [--json]") ||
-        s_parse_plan(a, pos.items[0], &plan) < 0) {
+    if (rc || !arch_args(a, &pos, 1, 1, "wait PLAN [--timeout S] [--json]") ||
+        arch_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     a->json = a->json || o.json;
@@ -540,13 +529,13 @@ s_simple(arch_t *a, proto_msg_t **req, const char *done)
 int
 cmd_cancel(arch_t *a, int argc, char **argv)
 {
-    s_pos_t pos;
-    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_no_opts, NULL, argc, argv, &pos,
                     "cancel PLAN [TASK]\n\nCancels a whole plan, or one task "
                     "and what needs it; running work is killed.");
     int64_t plan;
-    if (rc || !s_args(a, &pos, 1, 2, "cancel PLAN [TASK]") ||
-        s_parse_plan(a, pos.items[0], &plan) < 0) {
+    if (rc || !arch_args(a, &pos, 1, 2, "cancel PLAN [TASK]") ||
+        arch_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_CANCEL);
@@ -564,14 +553,14 @@ cmd_cancel(arch_t *a, int argc, char **argv)
 int
 cmd_retry(arch_t *a, int argc, char **argv)
 {
-    s_pos_t pos;
-    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_no_opts, NULL, argc, argv, &pos,
                     "retry PLAN TASK\n\nSends a dead, rejected or cancelled "
                     "task back to work with a fresh attempt budget;\nwhat it "
                     "blocked waits for it again.");
     int64_t plan;
-    if (rc || !s_args(a, &pos, 2, 2, "retry PLAN TASK") ||
-        s_parse_plan(a, pos.items[0], &plan) < 0) {
+    if (rc || !arch_args(a, &pos, 2, 2, "retry PLAN TASK") ||
+        arch_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_RETRY);
@@ -602,13 +591,13 @@ int
 cmd_output(arch_t *a, int argc, char **argv)
 {
     s_output_opts_t o = {0};
-    s_pos_t pos;
-    int rc = s_opts(a, s_output_opts, &o, argc, argv, &pos,
+    arch_pos_t pos;
+    int rc = arch_opts(a, s_output_opts, &o, argc, argv, &pos,
                     "output PLAN TASK [--attempt N] [--stderr]\n\nPrints a "
                     "task's output exactly as stored.");
     int64_t plan;
-    if (rc || !s_args(a, &pos, 2, 2, "output PLAN TASK [--attempt N]") ||
-        s_parse_plan(a, pos.items[0], &plan) < 0) {
+    if (rc || !arch_args(a, &pos, 2, 2, "output PLAN TASK [--attempt N]") ||
+        arch_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_OUTPUT), *reply = NULL;

@@ -29,6 +29,18 @@ static const cfg_option_t s_opts[] = {
      "FMT", "text or json", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
      "log debug detail", 0, 0},
+    {"model-url", "WAGGLE_MODEL_URL", CFG_STR, C(model_url), NULL, "URL",
+     "plan: OpenAI-compatible base URL (http://127.0.0.1:8080/v1)", 0, 0},
+    {"model", "WAGGLE_MODEL", CFG_STR, C(model), NULL, "NAME",
+     "plan: the model to ask", 0, 0},
+    {"model-key", "WAGGLE_MODEL_KEY", CFG_STR, C(model_key), NULL, "KEY",
+     "plan: API key (prefer the env or a key file: flags show in ps)", 0,
+     0},
+    {"model-key-file", "WAGGLE_MODEL_KEY_FILE", CFG_STR, C(model_key_file),
+     NULL, "FILE", "plan: read the API key from FILE (mode 0600)", 0, 0},
+    {"model-timeout-s", "WAGGLE_MODEL_TIMEOUT_S", CFG_INT,
+     C(model_timeout_s), "120", "S", "plan: give up on one model request "
+     "after S seconds", 1, 86400},
     CFG_END,
 };
 
@@ -49,6 +61,8 @@ static const struct {
     {"cancel", cmd_cancel, "cancel PLAN [TASK]    cancel a plan or a task"},
     {"retry", cmd_retry, "retry PLAN TASK       run a dead task again"},
     {"output", cmd_output, "output PLAN TASK      print a task's output"},
+    {"plan", cmd_plan,
+     "plan \"GOAL\"           ask the model for a workplan, then submit it"},
 };
 
 static void

@@ -12,7 +12,8 @@ function(waggle_e2e_test name timeout)
   add_executable(e2e_${name} e2e/test_${name}.c)
   target_link_libraries(e2e_${name} PRIVATE waggle_e2e waggle_broker_core
     waggle_proto)
-  add_dependencies(e2e_${name} waggle-broker waggle-drone waggle-architect)
+  add_dependencies(e2e_${name} waggle-broker waggle-drone waggle-architect
+    fake_llm)
   add_test(NAME e2e_${name} COMMAND e2e_${name})
   set_tests_properties(e2e_${name} PROPERTIES LABELS e2e TIMEOUT ${timeout}
     SKIP_RETURN_CODE ${WAGGLE_SKIP_CODE})

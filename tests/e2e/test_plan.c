@@ -1,0 +1,327 @@
+// e2e plan: `waggle-architect plan "GOAL"` against fake_llm (a real HTTP
+// server answering from a script), a real broker and a real drone: a valid
+// plan on the first reply is submitted and runs; an invalid one (a cycle,
+// a missing need, prose and a code fence around it) is repaired with its
+// errors sent back; never valid fails and submits nothing; --out saves and
+// submits nothing; 429 then success; no terminal and no --yes is refused.
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "tests/harness/llm.h"
+#include "tests/harness/swarm.h"
+#include "tests/harness/t.h"
+
+#include <stdarg.h>
+
+// A valid plan: make three words, count them.
+static const char s_valid[] =
+    "{\"name\": \"wordcount\", \"goal\": \"count the words\", \"tasks\": ["
+    "{\"id\": \"make\", \"run\": [\"sh\", \"-c\", \"echo one two three\"], "
+    "\"requires\": [\"e2e-tag\"]},"
+    "{\"id\": \"count\", \"needs\": [\"make\"], \"run\": [\"sh\", \"-c\", "
+    "\"wc -w < \\\"$WAGGLE_INPUT_DIR/make\\\"\"]}]}";
+
+// A cycle (a <-> b) and a need that names no task, inside prose and a fence.
+static const char s_invalid[] =
+    "Sure! Here is the workplan:\n```json\n"
+    "{\"name\": \"bad\", \"tasks\": ["
+    "{\"id\": \"a\", \"needs\": [\"b\"], \"run\": [\"true\"]},"
+    "{\"id\": \"b\", \"needs\": [\"a\", \"nope\"], \"run\": [\"true\"]}]}\n"
+    "```\nLet me know if you need anything else.";
+
+// Script steps, built with the JSON module so nothing needs hand escaping.
+static void
+s_step(jnode_t *steps, const char *content, const char *expect, ...)
+{
+    jnode_t *step = json_obj_new();
+    json_obj_set_str(step, "content", content);
+    jnode_t *ex = json_arr_new();
+    va_list ap;
+    va_start(ap, expect);
+    for (const char *e = expect; e; e = va_arg(ap, const char *)) {
+        json_arr_push_str(ex, e);
+    }
+    va_end(ap);
+    json_obj_set_node(step, "expect_contains", &ex);
+    json_arr_push_node(steps, &step);
+}
+
+static bool
+s_start_llm(llm_t *llm, jnode_t **steps)
+{
+    char *script = json_dump(*steps, false);
+    json_destroy(steps);
+    *llm = (llm_t){0};
+    bool ok = llm_start(llm, t_tmpdir(), script) == 0;
+    free(script);
+    return ok;
+}
+
+// A swarm with one drone offering "e2e-tag", listed before planning.
+static bool
+s_swarm(swarm_t *s)
+{
+    swarm_init(s, 100, 2000);
+    if (swarm_broker(s, NULL) != 0) {
+        return false;
+    }
+    swarm_drone(s, 2, "e2e-tag", NULL);
+    return swarm_wait_drone(s, "e2e-tag", true, -1, 20000);
+}
+
+// The last line of out as a plan id; -1 when it is not one.
+static int64_t
+s_last_id(const char *out)
+{
+    if (!out || !*out) {
+        return -1;
+    }
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n') {
+        n--;
+    }
+    const char *p = out + n;
+    while (p > out && p[-1] != '\n') {
+        p--;
+    }
+    char *end = NULL;
+    long long v = strtoll(p, &end, 10);
+    return end == out + n && v > 0 ? v : -1;
+}
+
+static size_t
+s_plan_count(swarm_t *s)
+{
+    jnode_t *o = swarm_overview(s);
+    size_t n = json_arr_size(json_obj_get(o, "plans"));
+    json_destroy(&o);
+    return n;
+}
+
+static void
+test_valid_first_reply(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_valid, "Goal: count the words", "\"json_object\"",
+           "\\\"e2e-tag\\\"", "\"model\":\"planner-1\"", NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    setenv("WAGGLE_MODEL_KEY", "sk-e2e-SECRET-99", 1);
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch_as(&s, NULL, "submitter", &out, &err, "--verbose",
+                           "--model-url", llm.url, "--model", "planner-1",
+                           "plan", "count the words", "--yes", NULL);
+    unsetenv("WAGGLE_MODEL_KEY");
+    CHECK_INT(rc, 0);
+    CHECK_HAS(err, "asking the model");
+    CHECK_HAS(err, "POST '");                 // --verbose logged the call
+    CHECK(!err || !strstr(err, "sk-e2e-SECRET-99"));
+    CHECK(!out || !strstr(out, "sk-e2e-SECRET-99"));
+    CHECK_HAS(out, "needs: make");
+    CHECK_HAS(out, "requires: e2e-tag");
+    int64_t plan = s_last_id(out);
+    CHECK(plan > 0);
+    char state[32];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char id[32], *words = NULL;
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    swarm_arch(&s, &words, NULL, "output", id, "count", NULL);
+    CHECK_STR(words, "3\n");
+    CHECK_INT(llm_count(&llm), 1);
+    free(words);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+static void
+test_repaired_on_second_reply(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_invalid, NULL);
+    // The second request must carry the validation errors, with paths.
+    s_step(steps, s_valid, "tasks[1].needs[1]: 'nope' is not a task",
+           "cycle: a -> b -> a", "Sure! Here is the workplan", NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch_as(&s, NULL, "submitter", &out, &err, "--model-url",
+                           llm.url, "--model", "m", "plan", "count the words",
+                           "--yes", NULL);
+    CHECK_INT(rc, 0);
+    CHECK_HAS(err, "repair 1/3: 2 errors");
+    CHECK_INT(llm_count(&llm), 2);
+    char *log = llm_requests(&llm);
+    CHECK_HAS(log, "cycle: a -> b -> a");
+    free(log);
+    int64_t plan = s_last_id(out);
+    CHECK(plan > 0);
+    char state[32];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+static void
+test_never_valid(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_invalid, NULL);
+    s_step(steps, "I cannot do that.", NULL);
+    s_step(steps, s_invalid, NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(&s, &out, &err, "--model-url", llm.url, "--model",
+                        "m", "plan", "count the words", "--yes", "--repairs",
+                        "2", NULL);
+    CHECK_INT(rc, 1);
+    CHECK_HAS(err, "repair 1/2: 2 errors");
+    CHECK_HAS(err, "repair 2/2: 1 error");
+    CHECK_HAS(err, "no valid workplan after 2 repairs");
+    CHECK_HAS(err, "cycle: a -> b -> a");
+    CHECK_INT(llm_count(&llm), 3);
+    CHECK_INT(s_plan_count(&s), 0);
+    CHECK_INT(s_last_id(out), -1);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+static void
+test_out_saves_and_submits_nothing(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_valid, NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/planned.json", t_tmpdir());
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(&s, &out, &err, "--model-url", llm.url, "--model",
+                        "m", "plan", "count the words", "--out", path,
+                        "--json", NULL);
+    CHECK_INT(rc, 0);
+    CHECK_HAS(err, "nothing submitted");
+    jnode_t *j = out ? json_parse(out, strlen(out), NULL, 0) : NULL;
+    CHECK(j != NULL);
+    CHECK_STR(json_str(json_obj_get(json_obj_get(j, "workplan"), "name")),
+              "wordcount");
+    CHECK_STR(json_str(json_obj_get(j, "file")), path);
+    CHECK(json_obj_get(j, "plan") == NULL);
+    CHECK_INT(json_int(json_obj_get(j, "prompt_tokens")), 11);
+    json_destroy(&j);
+    char *saved = t_read_file(path, NULL);
+    CHECK_HAS(saved, "\"wordcount\"");
+    free(saved);
+    CHECK_INT(s_plan_count(&s), 0);
+    // The saved file is a workplan `submit` takes as it is.
+    CHECK(swarm_submit(&s, s_valid) > 0);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+static void
+test_429_then_success(void)
+{
+    swarm_t s;
+    llm_t llm;
+    const char *script_head = "[{\"status\": 429, \"headers\": "
+                              "{\"Retry-After\": \"1\"}},";
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_valid, NULL);
+    char *rest = json_dump(steps, false);
+    json_destroy(&steps);
+    char *script = xasprintf("%s%s", script_head, rest + 1);
+    *(&llm) = (llm_t){0};
+    bool started = llm_start(&llm, t_tmpdir(), script) == 0;
+    free(script);
+    free(rest);
+    REQUIRE(started);
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(&s, &out, &err, "--model-url", llm.url, "--model",
+                        "m", "plan", "count the words", "--yes", NULL);
+    CHECK_INT(rc, 0);
+    CHECK(s_last_id(out) > 0);
+    CHECK_INT(llm_count(&llm), 2);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+static void
+test_no_terminal_refused(void)
+{
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_valid, NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    char *out = NULL, *err = NULL;
+    // stdin is /dev/null: nobody to confirm, so nothing is asked at all.
+    int rc = swarm_arch(&s, &out, &err, "--model-url", llm.url, "--model",
+                        "m", "plan", "count the words", NULL);
+    CHECK_INT(rc, 64);
+    CHECK_HAS(err, "no terminal to confirm on");
+    CHECK_INT(llm_count(&llm), 0);
+    free(out);
+    free(err);
+    // No model settings at all: a usage error that names them.
+    rc = swarm_arch(&s, &out, &err, "plan", "x", "--yes", NULL);
+    CHECK_INT(rc, 64);
+    CHECK_HAS(err, "WAGGLE_MODEL_URL");
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_valid_first_reply),
+    T(test_repaired_on_second_reply),
+    T(test_never_valid),
+    T(test_out_saves_and_submits_nothing),
+    T(test_429_then_success),
+    T(test_no_terminal_refused),
+    {0},
+};
+
+T_MAIN(t_cases)
