@@ -27,6 +27,7 @@ typedef struct {
     size_t len;
     bool too_big;               // more than MODEL_MAX_REPLY_BYTES
     long status;                // HTTP status, 0 if none
+    bool connected;             // a connection was made
     int64_t retry_after_ms;     // -1: no (usable) Retry-After header
     CURLcode code;
     char curl_err[CURL_ERROR_SIZE];
@@ -222,6 +223,9 @@ s_exchange(const model_config_t *cfg, const char *url, const char *body,
     struct curl_slist *hdrs = curl_slist_append(NULL,
                                                 "Content-Type: "
                                                 "application/json");
+    // No "Expect: 100-continue" for big bodies: llama.cpp's server never
+    // answers it, and curl would wait a second before every such request.
+    hdrs = curl_slist_append(hdrs, "Expect:");
     char *auth = NULL;
     if (cfg->key && cfg->key[0]) {
         auth = xasprintf("Authorization: Bearer %s", cfg->key);
@@ -245,6 +249,9 @@ s_exchange(const model_config_t *cfg, const char *url, const char *body,
     curl_easy_setopt(c, CURLOPT_USERAGENT, "waggle/" WAGGLE_VERSION);
     ex->code = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &ex->status);
+    curl_off_t connect_us = 0;
+    curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &connect_us);
+    ex->connected = connect_us > 0;
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
     if (auth) {
@@ -287,8 +294,9 @@ s_curl_fail(const s_exchange_t *ex, const char *where, char *err,
         what = "cannot connect to";
         break;
     case CURLE_OPERATION_TIMEDOUT:
-        rc = MODEL_E_TIMEOUT;
-        what = "timed out waiting for";
+        rc = ex->connected ? MODEL_E_TIMEOUT : MODEL_E_CONNECT;
+        what = ex->connected ? "timed out waiting for"
+                             : "no connection in time to";
         break;
     case CURLE_PARTIAL_FILE:
     case CURLE_RECV_ERROR:

@@ -16,7 +16,8 @@
 //    "hang": false,                 never answer (until the client leaves)
 //    "close": false,                close half-way through the body
 //    "expect_contains": ["..."],    the request body must hold each
-//    "expect_headers": ["..."]}     the request head must hold each
+//    "expect_headers": ["..."],     the request head must hold each
+//    "reject_headers": ["..."]}     and none of these (case-insensitive)
 // Every request body is appended to LOG as one line.  Anything unexpected
 // (another method or path, no step left, an expectation not met) gets a 500
 // naming it, and a line on stderr.  One thread, poll(); each connection
@@ -162,6 +163,21 @@ s_missing(const jnode_t *step, const char *key, const char *hay)
     return NULL;
 }
 
+// The first string of the step's list `key` that occurs in hay, ignoring
+// case (borrowed); NULL when none does.
+static const char *
+s_present(const jnode_t *step, const char *key, const char *hay)
+{
+    const jnode_t *list = json_obj_get(step, key);
+    for (size_t i = 0; i < json_arr_size(list); i++) {
+        const char *bad = json_str(json_arr_get(list, i));
+        if (bad && strcasestr(hay, bad)) {
+            return bad;
+        }
+    }
+    return NULL;
+}
+
 static void
 s_answer_step(s_conn_t *c, const jnode_t *step)
 {
@@ -211,6 +227,8 @@ s_on_request(s_conn_t *c, char *head, const char *body, size_t body_len)
         why = s_fmt("request %zu: body lacks '%s'", n, miss);
     } else if ((miss = s_missing(step, "expect_headers", head))) {
         why = s_fmt("request %zu: headers lack '%s'", n, miss);
+    } else if ((miss = s_present(step, "reject_headers", head))) {
+        why = s_fmt("request %zu: headers hold '%s'", n, miss);
     }
     if (why) {
         s_refuse(c, why);

@@ -70,6 +70,34 @@ test_success_and_usage(void)
     llm_stop(&srv);
 }
 
+// A big body must not wait for "100 Continue": curl sends "Expect:
+// 100-continue" for bodies over 1 MiB and waits a second for servers that
+// never answer it (llama.cpp's and ours do not).
+static void
+test_large_request_not_delayed(void)
+{
+    llm_t srv;
+    REQUIRE(s_start(&srv, "[{\"content\": \"ok\", \"reject_headers\": "
+                          "[\"Expect:\"]}]"));
+    size_t n = 2 * 1024 * 1024;
+    char *big = xmalloc(n + 1);
+    memset(big, 'w', n);
+    big[n] = '\0';
+    model_msg_t msgs[] = {{MODEL_ROLE_SYSTEM, big}, {MODEL_ROLE_USER, "go"}};
+    model_request_t req = {.messages = msgs, .n_messages = 2};
+    model_config_t cfg = s_cfg(&srv);
+    model_reply_t reply;
+    char err[512] = "";
+    CHECK_INT(model_chat(&cfg, &req, &reply, err, sizeof err), MODEL_OK);
+    CHECK_STR(reply.content, "ok");
+    model_reply_release(&reply);
+    char *log = llm_requests(&srv);
+    CHECK(strlen(log) > n);
+    free(log);
+    free(big);
+    llm_stop(&srv);
+}
+
 static void
 test_429_retry_after_then_success(void)
 {
@@ -184,6 +212,40 @@ test_refused_connection(void)
     CHECK(strstr(err, "hunter2") == NULL);
     CHECK(strstr(err, "s3cr3t") == NULL);
     CHECK_STR(model_strerror(MODEL_E_CONNECT), "cannot connect");
+}
+
+// A server whose accept queue is full: Linux drops further SYNs, so the
+// connection never completes and the connect timeout must end the call.
+static void
+test_connect_timeout(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    REQUIRE(bind(lfd, (struct sockaddr *) &a, sizeof a) == 0);
+    REQUIRE(listen(lfd, 0) == 0);
+    getsockname(lfd, (struct sockaddr *) &a, &len);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *) &a, sizeof a);
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", ntohs(a.sin_port));
+    model_config_t cfg = {.url = url, .model = "m", .connect_timeout_ms = 500,
+                          .timeout_ms = 20000};
+    model_reply_t reply;
+    char err[512] = "";
+    int64_t t0 = clock_mono_ms();
+    CHECK_INT(model_chat(&cfg, &s_req, &reply, err, sizeof err),
+              MODEL_E_CONNECT);
+    CHECK(clock_mono_ms() - t0 < 5000);
+    CHECK_HAS(err, "no connection in time to");
+    for (int i = 0; i < 4; i++) {
+        close(fill[i]);
+    }
+    close(lfd);
 }
 
 static void
@@ -403,11 +465,13 @@ test_config_and_redact(void)
 
 static const t_case_t t_cases[] = {
     T(test_success_and_usage),
+    T(test_large_request_not_delayed),
     T(test_429_retry_after_then_success),
     T(test_retry_after_capped),
     T(test_500_retries_exhausted),
     T(test_401_bad_key),
     T(test_refused_connection),
+    T(test_connect_timeout),
     T(test_non_json),
     T(test_truncated_body),
     T(test_empty_choices),
