@@ -10,7 +10,12 @@
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <sys/wait.h>
 
 // A valid plan: make three words, count them.
 static const char s_valid[] =
@@ -314,6 +319,96 @@ test_no_terminal_refused(void)
     llm_stop(&llm);
 }
 
+// Reads from fd into buf (NUL-terminated) until want appears, EOF, or
+// timeout_ms; true when want appeared.
+static bool
+s_read_until(int fd, char *buf, size_t len, size_t *n, const char *want,
+             int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        if (want && strstr(buf, want)) {
+            return true;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t r = read(fd, buf + *n, len - *n - 1);
+        if (r <= 0) {
+            return false;  // EIO once the child has gone
+        }
+        *n += (size_t) r;
+        buf[*n] = '\0';
+    }
+    return want && strstr(buf, want);
+}
+
+// Runs plan on a pseudo-terminal (stdin, stdout and stderr), answers its
+// question with answer, and returns the exit code (-1 if it never asked
+// or never ended); what it wrote lands in buf.
+static int
+s_plan_on_tty(swarm_t *s, const llm_t *llm, const char *answer, char *buf,
+              size_t len)
+{
+    const char *bin = swarm_bin("waggle-architect");
+    int master = -1;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    if (pid == 0) {
+        execl(bin, bin, "--broker", s->endpoint, "--keys", s->keys,
+              "--model-url", llm->url, "--model", "m", "plan",
+              "count the words", (char *) NULL);
+        _exit(127);
+    }
+    if (pid < 0) {
+        return -1;
+    }
+    size_t n = 0;
+    buf[0] = '\0';
+    bool asked = s_read_until(master, buf, len, &n, "[y/N]", 30000);
+    if (asked) {
+        CHECK(write(master, answer, strlen(answer)) > 0);
+        s_read_until(master, buf, len, &n, NULL, 30000);
+    }
+    int status = 0;
+    if (!asked) {
+        kill(pid, SIGKILL);
+    }
+    waitpid(pid, &status, 0);
+    close(master);
+    return asked && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void
+test_confirm_on_terminal(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_valid, NULL);
+    s_step(steps, s_valid, NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char buf[16384];
+    // No: nothing is submitted.
+    CHECK_INT(s_plan_on_tty(&s, &llm, "n\n", buf, sizeof buf), 1);
+    CHECK_HAS(buf, "needs: make");
+    CHECK_HAS(buf, "not submitted");
+    CHECK_INT(s_plan_count(&s), 0);
+    // Yes: submitted, and the plan id is the last line.
+    CHECK_INT(s_plan_on_tty(&s, &llm, "y\n", buf, sizeof buf), 0);
+    CHECK_INT(s_plan_count(&s), 1);
+    for (char *cr; (cr = strchr(buf, '\r'));) {
+        memmove(cr, cr + 1, strlen(cr));
+    }
+    CHECK(s_last_id(buf) > 0);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
 static const t_case_t t_cases[] = {
     T(test_valid_first_reply),
     T(test_repaired_on_second_reply),
@@ -321,6 +416,7 @@ static const t_case_t t_cases[] = {
     T(test_out_saves_and_submits_nothing),
     T(test_429_then_success),
     T(test_no_terminal_refused),
+    T(test_confirm_on_terminal),
     {0},
 };
 
