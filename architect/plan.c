@@ -227,26 +227,31 @@ s_object_end(const char *s)
     return NULL;
 }
 
-// The first JSON object in text, even with prose or a ``` fence around it;
-// NULL when there is none.  Caller frees.
+// The workplan in text, even with prose or a ``` fence around it: the first
+// JSON object with a "tasks" member, else the first JSON object at all
+// (for the validator to explain); NULL when there is none.  Caller frees.
 static char *
 s_extract_json(const char *text)
 {
+    char *first = NULL;
     int tries = 0;
     for (const char *p = strchr(text, '{'); p && tries < 64;
          p = strchr(p + 1, '{'), tries++) {
         const char *end = s_object_end(p);
-        if (!end) {
-            continue;
-        }
-        jnode_t *root = json_parse(p, (size_t) (end - p), NULL, 0);
-        bool ok = root && json_type_of(root) == JSON_T_OBJECT;
+        jnode_t *root = end ? json_parse(p, (size_t) (end - p), NULL, 0)
+                            : NULL;
+        bool object = root && json_type_of(root) == JSON_T_OBJECT;
+        bool tasks = object && json_obj_get(root, "tasks");
         json_destroy(&root);
-        if (ok) {
+        if (tasks) {
+            free(first);
             return xstrndup(p, (size_t) (end - p));
         }
+        if (object && !first) {
+            first = xstrndup(p, (size_t) (end - p));
+        }
     }
-    return NULL;
+    return first;
 }
 
 // What the validator and this broker refuse, as "path: message" lines.

@@ -154,8 +154,13 @@ test_repaired_on_second_reply(void)
     jnode_t *steps = json_arr_new();
     s_step(steps, s_invalid, NULL);
     // The second request must carry the validation errors, with paths.
-    s_step(steps, s_valid, "tasks[1].needs[1]: 'nope' is not a task",
+    // The reply holds another JSON object before the workplan: the one
+    // with "tasks" is taken.
+    char *fixed = xasprintf("Fixed (the cycle was {\"a\": \"b\"}):\n```\n"
+                            "%s\n```", s_valid);
+    s_step(steps, fixed, "tasks[1].needs[1]: 'nope' is not a task",
            "cycle: a -> b -> a", "Sure! Here is the workplan", NULL);
+    free(fixed);
     REQUIRE(s_start_llm(&llm, &steps));
     if (!s_swarm(&s)) {
         swarm_stop(&s);
