@@ -2,7 +2,9 @@
 // double-fork daemon are gone after the task ends, after it times out and
 // after it is cancelled, in both isolation modes (a PID namespace per task,
 // which needs root, and the subreaper).  And a drone refuses to start when
-// it cannot run tasks as the user it was told to.
+// it cannot run tasks as the user it was told to.  And when the drone's
+// environment and a task's env name one variable, the task sees one entry,
+// the task's.
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -160,10 +162,59 @@ test_run_as_refusals(void)
     swarm_stop(&s);
 }
 
+// Lines of text that start with prefix.
+static int
+s_lines_with(const char *text, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *p = text; p && *p;) {
+        n += strncmp(p, prefix, len) == 0;
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    return n;
+}
+
+// A variable the drone passes on (--pass-env) or allows (LANG) and the
+// task's env both set: the child's environment holds it once, with the
+// task's value, so getenv() in any program sees that.  `env` runs
+// directly (no shell, which would fold duplicates) and prints the
+// environment exactly as exec gave it.
+static void
+test_task_env_wins(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    setenv("T_SHARED_VAR", "from-drone", 1);
+    setenv("LANG", "C", 1);
+    swarm_drone(&s, 1, "env", "--pass-env", "T_SHARED_VAR", NULL);
+    unsetenv("T_SHARED_VAR");
+    int64_t id = swarm_submit(
+        &s, "{\"name\":\"env\",\"tasks\":[{\"id\":\"t\",\"run\":[\"env\"],"
+            "\"env\":{\"T_SHARED_VAR\":\"from-task\",\"LANG\":\"en_X\"}"
+            "}]}");
+    REQUIRE(id > 0);
+    char state[32], num[32];
+    swarm_wait_plan(&s, id, 30, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    snprintf(num, sizeof num, "%lld", (long long) id);
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "output", num, "t", NULL), 0);
+    CHECK_INT(s_lines_with(out, "T_SHARED_VAR="), 1);
+    CHECK_INT(s_lines_with(out, "T_SHARED_VAR=from-task\n"), 1);
+    CHECK_INT(s_lines_with(out, "LANG="), 1);
+    CHECK_INT(s_lines_with(out, "LANG=en_X\n"), 1);
+    free(out);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_nothing_survives_subreaper),
     T(test_nothing_survives_pidns),
     T(test_run_as_refusals),
+    T(test_task_env_wins),
     {0},
 };
 
