@@ -4,9 +4,9 @@
 #include "common/workplan.h"
 #include "common/xalloc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,19 +339,80 @@ attempt_result(proto_result_t *pr, runner_result_t *r, bool released)
     r->out = r->err = NULL;
 }
 
-static int
-s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+enum {
+    S_RM_DEPTH = 32,            // directories held open at once
+    S_RM_PASSES = 4096,         // each removes S_RM_DEPTH - 1 levels
+};
+
+static size_t s_rm_contents(int fd, int top, int depth);
+
+// Removes one entry of the directory open at dir.  unlinkat() takes files
+// and links (a link is removed, never followed); only a directory fails,
+// with EISDIR, and is opened with O_NOFOLLOW relative to dir.  One deeper
+// than S_RM_DEPTH is moved up into top for a later pass, so a deep tree
+// needs no descriptor per level.  Returns the entries removed or moved.
+static size_t
+s_rm_entry(int dir, const char *name, int top, int depth)
 {
-    (void) sb;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
+    static unsigned long moved;
+    if (unlinkat(dir, name, 0) == 0) {
+        return 1;
+    }
+    if (errno != EISDIR) {
+        return 0;
+    }
+    if (depth >= S_RM_DEPTH) {
+        char up[48];
+        snprintf(up, sizeof up, ".waggle-rm-%lu", moved++);
+        return renameat(dir, name, top, up) == 0;
+    }
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    size_t n = s_rm_contents(fd, top, depth + 1);
+    return n + (unlinkat(dir, name, AT_REMOVEDIR) == 0);
 }
 
+// Removes what the directory open at fd holds (and closes fd).
+static size_t
+s_rm_contents(int fd, int top, int depth)
+{
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            n += s_rm_entry(dirfd(d), e->d_name, top, depth);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+// Never by path below dir: a task's user owns what is inside, and another
+// task of that user may swap a directory for a link to '/' while this runs
+// as root.  Every step is relative to a descriptor opened with O_NOFOLLOW,
+// so a swap can only move what is removed, never point it elsewhere.
 void
 attempt_remove_dir(const char *dir)
 {
-    if (dir) {
-        nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    if (!dir) {
+        return;
+    }
+    for (int pass = 0; pass < S_RM_PASSES; pass++) {
+        int top = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (top < 0) {
+            return;
+        }
+        int fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        size_t n = fd >= 0 ? s_rm_contents(fd, top, 1) : 0;
+        close(top);
+        if (rmdir(dir) == 0 || errno != ENOTEMPTY || n == 0) {
+            return;
+        }
     }
 }

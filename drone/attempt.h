@@ -60,7 +60,10 @@ void attempt_release(attempt_t *a);
 // Fills a RESULT body from a finished child, moving its output buffers out
 // of r.  released: the drone killed it to leave (outcome released).
 void attempt_result(proto_result_t *pr, runner_result_t *r, bool released);
-// Removes a directory tree; a no-op on NULL.
+// Removes a directory tree, any depth; a no-op on NULL.  Never follows a
+// symbolic link, not even one swapped in while it runs (the tree belongs
+// to the task's user; the drone may be root).  What it cannot remove
+// stays.
 void attempt_remove_dir(const char *dir);
 
 #endif
