@@ -206,6 +206,10 @@ test_task_env_wins(void)
     CHECK_INT(s_lines_with(out, "T_SHARED_VAR=from-task\n"), 1);
     CHECK_INT(s_lines_with(out, "LANG="), 1);
     CHECK_INT(s_lines_with(out, "LANG=en_X\n"), 1);
+    // The harness keeps drones' scratch in the test's directory.
+    char *tmp = xasprintf("TMPDIR=%s/tmp/waggle-drone-", s.dir);
+    CHECK_INT(s_lines_with(out, tmp), 1);
+    free(tmp);
     free(out);
     swarm_stop(&s);
 }

@@ -3,7 +3,8 @@
 // A fresh directory (t_tmpdir), a real key set made by `waggle-architect
 // keygen`, a real ledger file, a TCP port picked once so a restarted broker
 // comes back at the same endpoint, and real waggle-broker / waggle-drone
-// processes.  Logs go to DIR/broker.log and DIR/drone-N.log.
+// processes.  Logs go to DIR/broker.log and DIR/drone-N.log; drones get
+// TMPDIR=DIR/tmp, so their scratch directories go when DIR does.
 #ifndef WAGGLE_SWARM_H
 #define WAGGLE_SWARM_H
 
