@@ -11,40 +11,12 @@
 
 #include "common/xalloc.h"
 
-#include <dirent.h>
-
-// Live processes whose command line is exactly "sleep SECONDS" (durations
-// nothing else on a shared machine is likely to use).
-static int
-s_sleepers(int seconds)
-{
-    char want[32];
-    int wlen = snprintf(want, sizeof want, "sleep%c%d", '\0', seconds);
-    int n = 0;
-    DIR *d = opendir("/proc");
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        long pid = strtol(e->d_name, NULL, 10);
-        char path[300];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        size_t len = 0;
-        char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
-        if (cmd && len == (size_t) wlen + 1 && memcmp(cmd, want, len) == 0) {
-            n += !proc_gone((pid_t) pid, 0);
-        }
-        free(cmd);
-    }
-    if (d) {
-        closedir(d);
-    }
-    return n;
-}
-
 // Polls until exactly want sleepers of both kinds run, or timeout_ms.
 static bool
 s_wait_sleepers(int a, int b, int want, int timeout_ms)
 {
     for (int waited = 0;; waited += 50) {
-        if (s_sleepers(a) + s_sleepers(b) == want) {
+        if (t_sleepers(a) + t_sleepers(b) == want) {
             return true;
         }
         if (waited >= timeout_ms) {

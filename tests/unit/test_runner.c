@@ -9,7 +9,6 @@
 #include "common/clock.h"
 #include "tests/harness/t.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -720,30 +719,12 @@ test_init_statuses_pidns(void)
     s_check_statuses(RUNNER_PIDNS);
 }
 
-// Live processes whose command line is "sleep 73000" or "sleep 73001" —
-// durations nothing else on a shared machine is likely to sleep (a
-// task inside a PID namespace cannot tell us its pids as we see them).
+// Live "sleep 73000" and "sleep 73001" processes (a task inside a PID
+// namespace cannot tell us its pids as we see them).
 static int
 s_sleepers(void)
 {
-    int n = 0;
-    DIR *d = opendir("/proc");
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        long pid = strtol(e->d_name, NULL, 10);
-        char path[300];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        size_t len = 0;
-        char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
-        if (cmd && len == 12 && (memcmp(cmd, "sleep\0" "73000", 12) == 0
-                                 || memcmp(cmd, "sleep\0" "73001", 12) == 0)) {
-            n += s_alive((pid_t) pid);
-        }
-        free(cmd);
-    }
-    if (d) {
-        closedir(d);
-    }
-    return n;
+    return t_sleepers(73000) + t_sleepers(73001);
 }
 
 // A task that starts a setsid() child and a double-fork daemon, and exits:
