@@ -16,6 +16,12 @@
 
 // Linux's MAX_ARG_STRLEN: the most one argv or environment string may hold.
 #define ARG_MAX_BYTES 131072
+// WAGGLE_INPUT_<ID> values, each under ARG_MAX_BYTES - 128 (room for the
+// longest name), and all together at most ENV_INPUTS_BYTES: the kernel
+// refuses an exec whose strings pass a quarter of the stack limit (2 MiB
+// with the usual 8 MiB), and a join of many big inputs must still start.
+#define ENV_INPUT_MAX_BYTES (ARG_MAX_BYTES - 128)
+#define ENV_INPUTS_BYTES (1024 * 1024)
 
 typedef struct {
     char **items;
@@ -136,13 +142,20 @@ s_write_inputs(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
     return why;
 }
 
-// Whether the kernel can carry this value in an environment string.
+// Whether this value goes into an environment variable too: no NUL (the
+// kernel could not carry it), short enough, and within what is left of
+// the inputs' budget (*left, which it lowers).
 static bool
-s_env_safe(const proto_input_t *in)
+s_env_fits(const proto_input_t *in, size_t *left)
 {
-    return in->data.len < ARG_MAX_BYTES - 64 &&
-           !memchr(in->data.data ? (const void *) in->data.data : "", 0,
-                   in->data.len);
+    size_t len = in->data.len;
+    if (len >= ENV_INPUT_MAX_BYTES || len > *left
+        || memchr(in->data.data ? (const void *) in->data.data : "", 0,
+                  len)) {
+        return false;
+    }
+    *left -= len;
+    return true;
 }
 
 // Sets NAME=value in env, replacing an earlier NAME: later sources win
@@ -204,9 +217,10 @@ s_env_waggle(s_vec_t *env, const attempt_t *a, const proto_task_t *t)
     snprintf(num, sizeof num, "%u", t->attempt);
     s_env_str(env, "WAGGLE_ATTEMPT", num);
     s_env_str(env, "WAGGLE_INPUT_DIR", a->input_dir);
+    size_t left = ENV_INPUTS_BYTES;
     for (size_t i = 0; i < t->n_inputs; i++) {
         const proto_input_t *in = &t->inputs[i];
-        if (!s_env_safe(in)) {
+        if (!s_env_fits(in, &left)) {
             continue;  // the file in WAGGLE_INPUT_DIR is its channel
         }
         char *name = workplan_input_var(in->id);

@@ -16,7 +16,9 @@
 // directory), then the task's env (which overrides any of those), then the
 // protocol's WAGGLE_PLAN, WAGGLE_PLAN_NAME, WAGGLE_TASK, WAGGLE_TASK_TOKEN,
 // WAGGLE_ATTEMPT, WAGGLE_INPUT_DIR and one WAGGLE_INPUT_<ID> per input the
-// kernel can carry.  It never touches a socket and never forks.
+// kernel can carry (no NUL, under 128 KiB - 128, and within 1 MiB for all
+// of them, in the TASK's order).  It never touches a socket and never
+// forks.
 #ifndef WAGGLE_ATTEMPT_H
 #define WAGGLE_ATTEMPT_H
 

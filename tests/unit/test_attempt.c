@@ -3,10 +3,12 @@
 #include "drone/attempt.h"
 #include "tests/harness/t.h"
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -263,6 +265,110 @@ test_limits_capped(void)
     CHECK(got.nofile == 256);
 }
 
+// The one result of a child started with spec, or false after 10 s.
+static bool
+s_exec(const runner_spec_t *spec, runner_result_t *r)
+{
+    runner_t *rn = runner_new(100);
+    char *err = NULL;
+    fflush(NULL);
+    bool got = false;
+    if (runner_start(rn, 1, spec, clock_mono_ms(), &err) != 0) {
+        fprintf(stderr, "runner_start: %s\n", err);
+        free(err);
+        runner_destroy(&rn);
+        return false;
+    }
+    int64_t give_up = clock_mono_ms() + 10000;
+    while (!got && clock_mono_ms() < give_up) {
+        struct pollfd fds[8];
+        poll(fds, runner_pollfds(rn, fds, 8), 50);
+        runner_result_t *done = NULL;
+        if (runner_step(rn, clock_mono_ms(), &done) == 1) {
+            *r = done[0];
+            got = true;
+        }
+        free(done);
+    }
+    runner_destroy(&rn);
+    return got;
+}
+
+// A join of many big inputs still starts.  The kernel refuses an exec
+// whose strings pass a quarter of the stack limit (2 MiB with the usual
+// 8 MiB): 24 inputs of 120,000 bytes each fit a variable alone, not all
+// together, so the variables stop at a budget and the files carry the
+// rest.
+static void
+test_many_big_inputs_still_exec(void)
+{
+    enum { N = 24, LEN = 120000 };
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    proto_input_t in[N];
+    char ids[N][16];
+    uint8_t *data = xmalloc(LEN);
+    memset(data, 'a', LEN);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "in-%02d", i);
+        in[i] = (proto_input_t) {.id = ids[i], .data = {data, LEN}};
+    }
+    t.inputs = in;
+    t.n_inputs = N;
+    attempt_t a = {0};
+    attempt_opts_t o = s_opts();
+    CHECK(attempt_prepare(&a, &t, &o) == NULL);
+    runner_spec_t spec = {.argv = a.argv, .envp = a.envp, .out_cap = 1024,
+                          .err_cap = 1024};
+    runner_result_t r = {0};
+    REQUIRE(s_exec(&spec, &r));
+    CHECK(r.spawned);
+    CHECK_STR(r.error ? r.error : "", "");
+    CHECK_INT(r.exit_code, 0);
+    runner_result_release(&r);
+    // The first eight (960,000 bytes) still come as variables; the ninth
+    // would pass the 1 MiB budget.
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_IN_00") != NULL);
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_IN_07") != NULL);
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_IN_08") == NULL);
+    s_done(&a);
+    free(data);
+}
+
+// A value just under 128 KiB - 64 with a 64-character id: NAME=value would
+// pass the kernel's 128 KiB per string, so it is left to the file.
+static void
+test_long_id_input_still_execs(void)
+{
+    enum { LEN = 131072 - 70 };
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    char id[65];
+    memset(id, 'x', 64);
+    id[64] = '\0';
+    uint8_t *data = xmalloc(LEN);
+    memset(data, 'a', LEN);
+    proto_input_t in = {.id = id, .data = {data, LEN}};
+    t.inputs = &in;
+    t.n_inputs = 1;
+    attempt_t a = {0};
+    attempt_opts_t o = s_opts();
+    CHECK(attempt_prepare(&a, &t, &o) == NULL);
+    runner_spec_t spec = {.argv = a.argv, .envp = a.envp, .out_cap = 1024,
+                          .err_cap = 1024};
+    runner_result_t r = {0};
+    REQUIRE(s_exec(&spec, &r));
+    CHECK_STR(r.error ? r.error : "", "");
+    CHECK_INT(r.exit_code, 0);
+    runner_result_release(&r);
+    s_done(&a);
+    free(data);
+}
+
 enum { S_FILES = 2000 };
 
 // Makes dir/f0000.. (S_FILES empty files).
@@ -395,6 +501,8 @@ static const t_case_t t_cases[] = {
     T(test_dir_name_is_random),
     T(test_remove_dir_never_follows),
     T(test_remove_dir_deep),
+    T(test_many_big_inputs_still_exec),
+    T(test_long_id_input_still_execs),
     {0},
 };
 
