@@ -385,6 +385,7 @@ s_finish(drone_t *d, lease_t *l, proto_msg_t **res, int64_t now)
     proto_msg_destroy(res);
     l->finished = true;
     attempt_remove_dir(l->dir);
+    xfree(&l->dir);
     s_send_result(d, l, now);
 }
 
