@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -157,6 +158,34 @@ s_socket(drone_t *d, char *err, size_t errlen)
     return 0;
 }
 
+// Each running task holds three descriptors here (its stdout and stderr
+// pipes, its init's report pipe), and a distribution's default soft limit
+// of 1024 would fail tasks past about 300 slots: raise the soft limit
+// towards the hard one, as far as the slots need.
+static void
+s_nofile_for(int64_t slots)
+{
+    struct rlimit r;
+    rlim_t want = (rlim_t) slots * 3 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= want) {
+        return;
+    }
+    r.rlim_cur = r.rlim_max != RLIM_INFINITY && r.rlim_max < want
+                     ? r.rlim_max
+                     : want;
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur < want) {
+        getrlimit(RLIMIT_NOFILE, &r);
+        log_warn(LOG, "only %llu open files allowed (hard limit): about "
+                      "%llu of the %lld slots can run at once; raise the "
+                      "limit (ulimit -n, systemd LimitNOFILE=)",
+                 (unsigned long long) r.rlim_cur,
+                 (unsigned long long) (r.rlim_cur > 256
+                                           ? (r.rlim_cur - 256) / 3
+                                           : 0),
+                 (long long) slots);
+    }
+}
+
 int
 drone_open(drone_t **out, const drone_config_t *cfg, char *err,
            size_t errlen)
@@ -180,6 +209,7 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
         free(d);
         return -1;
     }
+    s_nofile_for(cfg->slots);
     d->runner = runner_new(KILL_GRACE_MS);
     d->ctx = zmq_ctx_new();
     int rc = runner_set_mode(d->runner, d->confine.mode);
