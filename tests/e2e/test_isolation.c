@@ -11,6 +11,10 @@
 
 #include "common/xalloc.h"
 
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+
 // Polls until exactly want sleepers of both kinds run, or timeout_ms.
 static bool
 s_wait_sleepers(int a, int b, int want, int timeout_ms)
@@ -186,11 +190,63 @@ test_task_env_wins(void)
     swarm_stop(&s);
 }
 
+// The scratch bases (waggle-drone-*) in the swarm's TMPDIR.
+static int
+s_bases(const swarm_t *s, char names[][64], int max)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/tmp", s->dir);
+    int n = 0;
+    DIR *d = opendir(tmp);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, "waggle-drone-", 13) == 0 && n < max) {
+            snprintf(names[n++], 64, "%.63s", e->d_name);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+// A drone killed with SIGKILL cannot remove its scratch base; the next
+// drone on the host does, and leaves a live drone's alone.
+static void
+test_killed_drones_scratch_removed(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    char names[8][64], live[8][64];
+    int a = swarm_drone(&s, 1, "a", NULL);
+    REQUIRE(swarm_wait_drone(&s, "a", true, -1, 10000));
+    swarm_drone(&s, 1, "b", NULL);
+    REQUIRE(swarm_wait_drone(&s, "b", true, -1, 10000));
+    REQUIRE(s_bases(&s, names, 8) == 2);
+    kill(s.drones[a], SIGKILL);
+    waitpid(s.drones[a], NULL, 0);
+    s.drones[a] = 0;
+    CHECK_INT(s_bases(&s, names, 8), 2);  // a's stays behind...
+    swarm_drone(&s, 1, "c", NULL);
+    REQUIRE(swarm_wait_drone(&s, "c", true, -1, 10000));
+    // ... until c starts: b's and c's remain.
+    CHECK_INT(s_bases(&s, live, 8), 2);
+    int kept = 0;
+    for (int i = 0; i < 2; i++) {
+        for (int k = 0; k < 2; k++) {
+            kept += strcmp(names[i], live[k]) == 0;
+        }
+    }
+    CHECK_INT(kept, 1);  // b's
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_nothing_survives_subreaper),
     T(test_nothing_survives_pidns),
     T(test_run_as_refusals),
     T(test_task_env_wins),
+    T(test_killed_drones_scratch_removed),
     {0},
 };
 
