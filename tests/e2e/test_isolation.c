@@ -2,9 +2,10 @@
 // double-fork daemon are gone after the task ends, after it times out and
 // after it is cancelled, in both isolation modes (a PID namespace per task,
 // which needs root, and the subreaper).  And a drone refuses to start when
-// it cannot run tasks as the user it was told to.  And when the drone's
+// it cannot run tasks as the user it was told to.  When the drone's
 // environment and a task's env name one variable, the task sees one entry,
-// the task's.
+// the task's.  The scratch directory of a drone killed with SIGKILL is
+// removed by the next drone, and a live drone's is not.
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
