@@ -34,7 +34,8 @@ typedef struct {
 } confine_t;
 
 // Resolves the task user, picks the mode, removes the scratch bases of
-// killed drones, makes its own and logs what applies.  Returns 0, or -1 with a sentence in err (do not start).
+// killed drones, makes its own and logs what applies.  Returns 0, or -1
+// with a sentence in err (do not start).
 int confine_open(confine_t *c, const drone_config_t *cfg, char *err,
                  size_t errlen);
 // Removes the scratch base and frees what c owns.
