@@ -111,6 +111,8 @@ s_lock(confine_t *c)
 
 // mkdtemp makes it 0700 under a random name (not the instance id); 0711
 // lets the task user reach its own directory inside without listing any.
+// Locked before it is 0711: a drone starting meanwhile sweeps only 0711
+// bases, and must never see this one unlocked.
 static int
 s_base(confine_t *c, char *err, size_t errlen)
 {
@@ -119,7 +121,7 @@ s_base(confine_t *c, char *err, size_t errlen)
     s_sweep(tmp);
     snprintf(c->base, sizeof c->base, "%s/" S_BASE_PREFIX "XXXXXX", tmp);
     bool made = mkdtemp(c->base) != NULL;
-    if (made && chmod(c->base, 0711) == 0 && s_lock(c) == 0) {
+    if (made && s_lock(c) == 0 && chmod(c->base, 0711) == 0) {
         return 0;
     }
     snprintf(err, errlen, "cannot create a scratch directory in '%s': %s",
