@@ -414,9 +414,11 @@ s_finish(drone_t *d, lease_t *l, proto_msg_t **res, int64_t now)
              pr->error ? ": " : "", pr->error ? pr->error : "");
     proto_msg_destroy(res);
     l->finished = true;
+    // Result first: removing a big tree (a build's objects) takes about a
+    // second per 100,000 files, and the dependents wait for the result.
+    s_send_result(d, l, now);
     attempt_remove_dir(l->dir);
     xfree(&l->dir);
-    s_send_result(d, l, now);
 }
 
 // An attempt that failed before it could run.
