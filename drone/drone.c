@@ -33,6 +33,11 @@
 #define RECONNECT_MIN_MS 100
 #define BYE_WAIT_MS 2000
 #define KILL_GRACE_MS 2000
+// Until a WELCOME says otherwise (and for a field it leaves 0): the
+// broker's own defaults.
+#define DEFAULT_HEARTBEAT_MS 1000
+#define DEFAULT_LEASE_MS 10000
+#define DEFAULT_MAX_OUTPUT (1024 * 1024)
 
 typedef struct {
     uint64_t token;
@@ -200,9 +205,9 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
     s_hex_random(d->instance, 16);
     gethostname(d->host, sizeof d->host - 1);
     s_parse_tags(d, cfg->tags);
-    d->heartbeat_ms = 1000;
-    d->lease_ms = 10000;
-    d->max_output = 1024 * 1024;
+    d->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    d->lease_ms = DEFAULT_LEASE_MS;
+    d->max_output = DEFAULT_MAX_OUTPUT;
     d->reconnect_ms = RECONNECT_MIN_MS;
     if (confine_open(&d->confine, cfg, err, errlen) < 0) {
         proto_strv_release(&d->tags);
@@ -550,10 +555,11 @@ s_on_ack(drone_t *d, const proto_result_ack_t *a)
 static void
 s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
 {
-    d->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : 1000;
-    d->lease_ms = w->lease_ms ? w->lease_ms : 10000;
+    d->heartbeat_ms =
+        w->heartbeat_ms ? w->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+    d->lease_ms = w->lease_ms ? w->lease_ms : DEFAULT_LEASE_MS;
     d->max_output = w->max_output_bytes ? (size_t) w->max_output_bytes
-                                        : 1024 * 1024;
+                                        : DEFAULT_MAX_OUTPUT;
     if (!d->ever_welcomed || !d->welcomed) {
         log_info(LOG, "connected to %s as '%s' (instance %s, %lld slots)",
                  d->cfg->broker, d->keys.name, d->instance,
