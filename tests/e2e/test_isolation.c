@@ -163,7 +163,7 @@ test_task_env_wins(void)
 {
     swarm_t s;
     swarm_init(&s, 100, 2000);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     setenv("T_SHARED_VAR", "from-drone", 1);
     setenv("LANG", "C", 1);
     swarm_drone(&s, 1, "env", "--pass-env", "T_SHARED_VAR", NULL);
@@ -172,7 +172,7 @@ test_task_env_wins(void)
         &s, "{\"name\":\"env\",\"tasks\":[{\"id\":\"t\",\"run\":[\"env\"],"
             "\"env\":{\"T_SHARED_VAR\":\"from-task\",\"LANG\":\"en_X\"}"
             "}]}");
-    REQUIRE(id > 0);
+    SWARM_REQUIRE(&s, id > 0);
     char state[32], num[32];
     swarm_wait_plan(&s, id, 30, state, sizeof state);
     CHECK_STR(state, "succeeded");
@@ -217,19 +217,19 @@ test_killed_drones_scratch_removed(void)
 {
     swarm_t s;
     swarm_init(&s, 100, 2000);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     char names[8][64], live[8][64];
     int a = swarm_drone(&s, 1, "a", NULL);
-    REQUIRE(swarm_wait_drone(&s, "a", true, -1, 10000));
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "a", true, -1, 10000));
     swarm_drone(&s, 1, "b", NULL);
-    REQUIRE(swarm_wait_drone(&s, "b", true, -1, 10000));
-    REQUIRE(s_bases(&s, names, 8) == 2);
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "b", true, -1, 10000));
+    SWARM_REQUIRE(&s, s_bases(&s, names, 8) == 2);
     kill(s.drones[a], SIGKILL);
     waitpid(s.drones[a], NULL, 0);
     s.drones[a] = 0;
     CHECK_INT(s_bases(&s, names, 8), 2);  // a's stays behind...
     swarm_drone(&s, 1, "c", NULL);
-    REQUIRE(swarm_wait_drone(&s, "c", true, -1, 10000));
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "c", true, -1, 10000));
     // ... until c starts: b's and c's remain.
     CHECK_INT(s_bases(&s, live, 8), 2);
     int kept = 0;

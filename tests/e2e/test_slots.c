@@ -41,20 +41,20 @@ test_three_hundred_slots(void)
 {
     swarm_t s;
     swarm_init(&s, 200, 4000);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     // The production default: a PID namespace per task when root.
     struct rlimit was, low;
-    REQUIRE(getrlimit(RLIMIT_NOFILE, &was) == 0);
+    SWARM_REQUIRE(&s, getrlimit(RLIMIT_NOFILE, &was) == 0);
     low = was;
     low.rlim_cur = was.rlim_max < 512 ? was.rlim_max : 512;
-    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    SWARM_REQUIRE(&s, setrlimit(RLIMIT_NOFILE, &low) == 0);
     int d = swarm_drone(&s, S_TASKS, "wide", "--isolation", "auto", NULL);
-    REQUIRE(setrlimit(RLIMIT_NOFILE, &was) == 0);
-    REQUIRE(swarm_wait_drone(&s, "wide", true, -1, 20000));
+    SWARM_REQUIRE(&s, setrlimit(RLIMIT_NOFILE, &was) == 0);
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "wide", true, -1, 20000));
     char *plan = s_plan();
     int64_t id = swarm_submit(&s, plan);
     free(plan);
-    REQUIRE(id > 0);
+    SWARM_REQUIRE(&s, id > 0);
     // Every slot busy at once: 300 leases on the one drone.
     CHECK(swarm_wait_drone(&s, "wide", true, S_TASKS, 60000));
     CHECK(proc_alive(s.drones[d]));

@@ -16,6 +16,19 @@
 
 #define SWARM_MAX_DRONES 32
 
+// REQUIRE (t.h) for a test whose swarm s runs: stops it first, so a failed
+// test leaves no broker or drone behind.
+#define SWARM_REQUIRE(s, cond)                                                \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: %s: REQUIRE(%s) failed\n", __FILE__,       \
+                    __LINE__, t_current, #cond);                              \
+            t_failures++;                                                     \
+            swarm_stop(s);                                                    \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
+
 typedef struct {
     char dir[512];
     char keys[600];
