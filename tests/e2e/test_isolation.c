@@ -47,14 +47,14 @@ s_nothing_survives(const char *isolation)
 {
     swarm_t s;
     swarm_init(&s, 100, 2000);
-    REQUIRE(swarm_broker(&s, NULL) == 0);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     swarm_drone(&s, 2, "iso", "--isolation", isolation, NULL);
     char state[32];
     // 1. It ends on its own.
     char *plan = s_leaver("ends", 73101, 73102, "sleep 0.5", "");
     int64_t id = swarm_submit(&s, plan);
     free(plan);
-    REQUIRE(id > 0);
+    SWARM_REQUIRE(&s, id > 0);
     swarm_wait_plan(&s, id, 30, state, sizeof state);
     CHECK_STR(state, "succeeded");
     CHECK(s_wait_sleepers(73101, 73102, 0, 5000));
@@ -62,7 +62,7 @@ s_nothing_survives(const char *isolation)
     plan = s_leaver("slow", 73103, 73104, "sleep 60", "\"timeout_s\":1,");
     id = swarm_submit(&s, plan);
     free(plan);
-    REQUIRE(id > 0);
+    SWARM_REQUIRE(&s, id > 0);
     CHECK(s_wait_sleepers(73103, 73104, 2, 10000));
     swarm_wait_plan(&s, id, 30, state, sizeof state);
     CHECK_STR(state, "failed");
@@ -71,8 +71,8 @@ s_nothing_survives(const char *isolation)
     plan = s_leaver("cancelled", 73105, 73106, "sleep 60", "");
     id = swarm_submit(&s, plan);
     free(plan);
-    REQUIRE(id > 0);
-    REQUIRE(s_wait_sleepers(73105, 73106, 2, 10000));
+    SWARM_REQUIRE(&s, id > 0);
+    SWARM_REQUIRE(&s, s_wait_sleepers(73105, 73106, 2, 10000));
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long) id);
     CHECK_INT(swarm_arch(&s, NULL, NULL, "cancel", num, NULL), 0);
