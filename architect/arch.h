@@ -41,7 +41,8 @@ typedef struct {
     bool json;                 // --json output
     char *log_format;
     bool verbose;
-    char *model_url;           // model endpoint base (plan)
+    char *model_api;           // openai | anthropic (plan)
+    char *model_url;           // model endpoint base
     char *model;               // model name
     char *model_key;           // secret: never printed or logged
     char *model_key_file;      // wins over model_key when set

@@ -29,6 +29,8 @@ static const cfg_option_t s_opts[] = {
      "FMT", "text or json", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
      "log debug detail", 0, 0},
+    {"model-api", "WAGGLE_MODEL_API", CFG_STR, C(model_api), "openai", "API",
+     "plan: openai (chat completions) or anthropic (messages)", 0, 0},
     {"model-url", "WAGGLE_MODEL_URL", CFG_STR, C(model_url), NULL, "URL",
      "plan: OpenAI-compatible base URL (http://127.0.0.1:8080/v1)", 0, 0},
     {"model", "WAGGLE_MODEL", CFG_STR, C(model), NULL, "NAME",

@@ -32,6 +32,7 @@ typedef struct {
     char *out;
     bool json;
     int64_t max_tokens;
+    char *model_api;
     char *model_url;
     char *model;
     char *model_key_file;
@@ -51,6 +52,8 @@ static const cfg_option_t s_plan_opts[] = {
      "print the final workplan and plan id as one JSON object", 0, 0},
     {"max-tokens", NULL, CFG_INT, O(max_tokens), "0", "N",
      "cap each reply at N tokens (0: the server's default)", 0, 1000000},
+    {"model-api", NULL, CFG_STR, O(model_api), NULL, "API",
+     "as the global option", 0, 0},
     {"model-url", NULL, CFG_STR, O(model_url), NULL, "URL",
      "as the global option", 0, 0},
     {"model", NULL, CFG_STR, O(model), NULL, "NAME", "as the global option",
@@ -69,10 +72,10 @@ static const char s_usage[] =
     "submits it once you confirm (y/N on a terminal) or with --yes; --out\n"
     "saves it instead.  Prints the plan id last.  Without a terminal, --yes\n"
     "or --out it refuses (exit 64); no valid plan after the repairs: exit 1.\n"
-    "Model settings: --model-url, --model, --model-key-file and\n"
-    "--model-timeout-s (here or as global options; env WAGGLE_MODEL_URL,\n"
-    "WAGGLE_MODEL, WAGGLE_MODEL_KEY, WAGGLE_MODEL_KEY_FILE).  A planner needs\n"
-    "no operator key: run it with --role submitter.";
+    "Model settings: --model-api, --model-url, --model, --model-key-file\n"
+    "and --model-timeout-s (here or as global options; env WAGGLE_MODEL_API,\n"
+    "WAGGLE_MODEL_URL, WAGGLE_MODEL, WAGGLE_MODEL_KEY, WAGGLE_MODEL_KEY_FILE).\n"
+    "A planner needs no operator key: run it with --role submitter.";
 
 // The conversation so far; texts are owned.
 typedef struct {
@@ -604,7 +607,16 @@ s_model_config(const arch_t *a, const s_opts_t *o, model_config_t *mc,
     }
     int64_t timeout_s = o->model_timeout_s ? o->model_timeout_s
                                            : a->cfg->model_timeout_s;
+    const char *api = o->model_api ? o->model_api : a->cfg->model_api;
+    model_api_t api_id = MODEL_API_OPENAI;
+    if (api && model_api_parse(api, &api_id) < 0) {
+        free(*key);
+        *key = NULL;
+        return arch_fail(a, ARCH_EXIT_USAGE, "usage", "--model-api: '%s' is "
+                         "not openai or anthropic", api);
+    }
     *mc = (model_config_t){
+        .api = api_id,
         .url = o->model_url ? o->model_url : a->cfg->model_url,
         .model = o->model ? o->model : a->cfg->model,
         .key = *key,

@@ -2,7 +2,7 @@
 //
 // Never logs or prints the key, the Authorization header, or a URL's
 // userinfo; CURLOPT_VERBOSE stays off because it would print the header.
-#include "common/model.h"
+#include "common/model_int.h"
 
 #include "common/json.h"
 #include "common/log.h"
@@ -125,44 +125,6 @@ model_reply_release(model_reply_t *reply)
     *reply = (model_reply_t){0};
 }
 
-static const char *
-s_role_name(model_role_t role)
-{
-    return role == MODEL_ROLE_SYSTEM ? "system"
-           : role == MODEL_ROLE_ASSISTANT ? "assistant"
-                                          : "user";
-}
-
-static char *
-s_request_body(const model_config_t *cfg, const model_request_t *req,
-               bool json_mode)
-{
-    jnode_t *root = json_obj_new(), *msgs = json_arr_new();
-    json_obj_set_str(root, "model", cfg->model);
-    for (size_t i = 0; i < req->n_messages; i++) {
-        jnode_t *m = json_obj_new();
-        json_obj_set_str(m, "role", s_role_name(req->messages[i].role));
-        json_obj_set_str(m, "content", req->messages[i].content);
-        json_arr_push_node(msgs, &m);
-    }
-    json_obj_set_node(root, "messages", &msgs);
-    if (req->max_tokens > 0) {
-        json_obj_set_int(root, "max_tokens", req->max_tokens);
-    }
-    if (req->has_temperature) {
-        json_obj_set_num(root, "temperature", req->temperature);
-    }
-    if (json_mode) {
-        jnode_t *rf = json_obj_new();
-        json_obj_set_str(rf, "type", "json_object");
-        json_obj_set_node(root, "response_format", &rf);
-    }
-    json_obj_set_bool(root, "stream", false);
-    char *text = json_dump(root, false);
-    json_destroy(&root);
-    return text;
-}
-
 static size_t
 s_on_body(char *data, size_t size, size_t n, void *user)
 {
@@ -214,6 +176,7 @@ static void
 s_exchange(const model_config_t *cfg, const char *url, const char *body,
            s_exchange_t *ex)
 {
+    const model_api_ops_t *ops = model_api_ops(cfg->api);
     *ex = (s_exchange_t){.retry_after_ms = -1};
     CURL *c = curl_easy_init();
     if (!c) {
@@ -226,9 +189,12 @@ s_exchange(const model_config_t *cfg, const char *url, const char *body,
     // No "Expect: 100-continue" for big bodies: llama.cpp's server never
     // answers it, and curl would wait a second before every such request.
     hdrs = curl_slist_append(hdrs, "Expect:");
+    if (ops->extra_header) {
+        hdrs = curl_slist_append(hdrs, ops->extra_header);
+    }
     char *auth = NULL;
     if (cfg->key && cfg->key[0]) {
-        auth = xasprintf("Authorization: Bearer %s", cfg->key);
+        auth = ops->auth(cfg->key);
         hdrs = curl_slist_append(hdrs, auth);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -337,51 +303,19 @@ s_refuses_json_mode(const s_exchange_t *ex)
            strcasestr(ex->body, "response_format") != NULL;
 }
 
-// Fills reply from a 200 body.
+// Fills reply from a 200 body through the API's parser.
 static model_rc_t
-s_parse_reply(const s_exchange_t *ex, const char *where, model_reply_t *reply,
-              char *err, size_t errlen)
+s_parse_reply(const model_api_ops_t *ops, const s_exchange_t *ex,
+              const char *where, model_reply_t *reply, char *err,
+              size_t errlen)
 {
-    char jerr[160];
-    jnode_t *root = json_parse(ex->body ? ex->body : "", ex->len, jerr,
-                               sizeof jerr);
-    if (!root) {
-        snprintf(err, errlen, "reply from '%s' (HTTP %ld) is not JSON: %s",
-                 where, ex->status, ex->len ? jerr : "empty body");
-        return MODEL_E_REPLY;
+    char why[400] = "";
+    model_rc_t rc = ops->parse(ex->body ? ex->body : "", ex->len, reply, why,
+                               sizeof why);
+    if (rc != MODEL_OK) {
+        snprintf(err, errlen, "reply from '%s' (HTTP %ld) %s", where,
+                 ex->status, why);
     }
-    const jnode_t *usage = json_obj_get(root, "usage");
-    reply->prompt_tokens = json_int(json_obj_get(usage, "prompt_tokens"));
-    reply->completion_tokens =
-        json_int(json_obj_get(usage, "completion_tokens"));
-    const jnode_t *choice = json_arr_get(json_obj_get(root, "choices"), 0);
-    const char *content =
-        json_str(json_obj_get(json_obj_get(choice, "message"), "content"));
-    const char *finish = json_str(json_obj_get(choice, "finish_reason"));
-    reply->finish_reason = finish ? xstrdup(finish) : NULL;
-    model_rc_t rc = MODEL_OK;
-    if (!choice) {
-        snprintf(err, errlen, "reply from '%s' (HTTP %ld) has no choices",
-                 where, ex->status);
-        rc = MODEL_E_REPLY;
-    } else if (!content) {
-        snprintf(err, errlen, "reply from '%s' (HTTP %ld) has no message "
-                 "content", where, ex->status);
-        rc = MODEL_E_REPLY;
-    } else {
-        reply->content = xstrdup(content);
-        if (finish && strcmp(finish, "length") == 0) {
-            snprintf(err, errlen, "reply from '%s' was cut at the token "
-                     "limit (finish_reason 'length', %lld completion "
-                     "tokens)", where, (long long) reply->completion_tokens);
-            rc = MODEL_E_LENGTH;
-        } else if (!content[0]) {
-            snprintf(err, errlen, "reply from '%s' (HTTP %ld) is empty",
-                     where, ex->status);
-            rc = MODEL_E_REPLY;
-        }
-    }
-    json_destroy(&root);
     return rc;
 }
 
@@ -466,7 +400,7 @@ s_exchange_loop(const model_config_t *cfg, const model_request_t *req,
     int retries = cfg->retries < 0 ? MODEL_DEFAULT_RETRIES : cfg->retries;
     bool json_mode = req->json_mode;
     for (int k = 0;; k++) {
-        char *body = s_request_body(cfg, req, json_mode);
+        char *body = model_api_ops(cfg->api)->body(cfg, req, json_mode);
         log_debug("model", "POST '%s' (attempt %d, %zu bytes%s)", where,
                   reply->attempts + 1, strlen(body),
                   json_mode ? ", json mode" : "");
@@ -512,12 +446,13 @@ model_chat(const model_config_t *cfg, const model_request_t *req,
     while (n > 0 && cfg->url[n - 1] == '/') {
         n--;
     }
-    char *url = xasprintf("%.*s/chat/completions", (int) n, cfg->url);
+    const model_api_ops_t *ops = model_api_ops(cfg->api);
+    char *url = xasprintf("%.*s%s", (int) n, cfg->url, ops->path);
     char *where = model_url_redact(url);
     s_exchange_t ex = {0};
     rc = s_exchange_loop(cfg, req, url, where, reply, &ex, err, errlen);
     if (rc == MODEL_OK) {
-        rc = s_parse_reply(&ex, where, reply, err, errlen);
+        rc = s_parse_reply(ops, &ex, where, reply, err, errlen);
     }
     if (rc == MODEL_OK || rc == MODEL_E_LENGTH) {
         log_debug("model", "'%s': %lld prompt + %lld completion tokens", where,

@@ -3,7 +3,8 @@
 //
 // Speaks the OpenAI-compatible protocol (llama.cpp's server, Ollama, vLLM,
 // hosted APIs): POST {url}/chat/completions with a JSON body, one blocking
-// call per model_chat().  Blocking is deliberate: the architect waits for
+// call per model_chat(); and Anthropic's Messages API (POST {url}/messages)
+// behind the same interface (model_api.c holds both formats).  Blocking is deliberate: the architect waits for
 // the model anyway, and a drone runs a model call as a child process
 // through its runner, which owns the timeout and the kill — so the client
 // keeps no state between calls and needs no event loop.
@@ -12,8 +13,8 @@
 // (honouring Retry-After in seconds, capped), one retry without
 // response_format when a server refuses JSON mode, and turning every
 // failure into a model_rc_t plus a sentence that names the URL (without
-// credentials) and the HTTP status.  The key is sent as a bearer token and
-// never printed or logged, at any level.  JSON goes through common/json.c.
+// credentials) and the HTTP status.  The key is sent as a bearer token (or
+// x-api-key) and never printed or logged, at any level.  JSON goes through common/json.c.
 #ifndef WAGGLE_MODEL_H
 #define WAGGLE_MODEL_H
 
@@ -41,7 +42,13 @@ typedef enum {
 #define MODEL_RETRY_AFTER_CAP_MS 60000
 #define MODEL_MAX_REPLY_BYTES (16 * 1024 * 1024)
 
+typedef enum {
+    MODEL_API_OPENAI = 0,       // chat completions (the default)
+    MODEL_API_ANTHROPIC,        // messages; no JSON mode
+} model_api_t;
+
 typedef struct {
+    model_api_t api;
     const char *url;            // base, e.g. "http://127.0.0.1:8080/v1"
     const char *model;          // model name sent in the request
     const char *key;            // NULL: no Authorization header; secret
@@ -66,10 +73,12 @@ typedef struct {
 typedef struct {
     const model_msg_t *messages; // system, then user/assistant turns
     size_t n_messages;
-    int64_t max_tokens;          // 0: not sent
+    int64_t max_tokens;          // 0: not sent (Anthropic, which requires
+                                 // it: 4096)
     bool has_temperature;
     double temperature;
     bool json_mode;              // response_format {"type": "json_object"}
+                                 // (OpenAI only; ignored for Anthropic)
 } model_request_t;
 
 typedef struct {
@@ -98,6 +107,8 @@ const char *model_strerror(model_rc_t rc);
 // a file that group or others may read (like our secret keys) and an empty
 // one.  Returns 0 with *key (caller frees), or -1 with err.
 int model_key_load(const char *path, char **key, char *err, size_t errlen);
+// "openai" or "anthropic" -> *api; -1 for anything else.
+int model_api_parse(const char *name, model_api_t *api);
 // url with any "user:password@" and query removed, for messages; caller
 // frees.
 char *model_url_redact(const char *url);

@@ -15,6 +15,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 // A valid plan: make three words, count them.
@@ -262,6 +263,50 @@ test_out_saves_and_submits_nothing(void)
     llm_stop(&llm);
 }
 
+// The same planner over Anthropic's Messages API: the system prompt goes
+// top-level, the key as x-api-key, and the reply's text block is the plan.
+static void
+test_anthropic_api(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_valid, "\"system\":\"You are the Architect", NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char key[600];
+    snprintf(key, sizeof key, "%s/anthropic.key", t_tmpdir());
+    t_write_file(key, "sk-ant-e2e\n");
+    chmod(key, 0600);
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(&s, &out, &err, "--model-api", "anthropic",
+                        "--model-url", llm.url, "--model", "claude-x",
+                        "--model-key-file", key, "plan", "count the words",
+                        "--yes", NULL);
+    CHECK_INT(rc, 0);
+    CHECK(s_last_id(out) > 0);
+    CHECK_INT(llm_count(&llm), 1);
+    free(out);
+    free(err);
+    // A key file others may read is refused before anything is asked.
+    chmod(key, 0644);
+    rc = swarm_arch(&s, &out, &err, "--model-api", "anthropic",
+                    "--model-url", llm.url, "--model", "claude-x",
+                    "--model-key-file", key, "plan", "x", "--yes", NULL);
+    CHECK_INT(rc, 64);
+    CHECK_HAS(err, "may be read by others");
+    CHECK(!strstr(err, "sk-ant-e2e"));
+    CHECK_INT(llm_count(&llm), 1);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
 static void
 test_429_then_success(void)
 {
@@ -420,6 +465,7 @@ static const t_case_t t_cases[] = {
     T(test_never_valid),
     T(test_out_saves_and_submits_nothing),
     T(test_429_then_success),
+    T(test_anthropic_api),
     T(test_no_terminal_refused),
     T(test_confirm_on_terminal),
     {0},

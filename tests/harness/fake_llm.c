@@ -5,7 +5,9 @@
 //
 // Listens on 127.0.0.1:0 and prints "READY <port>" on stdout.  SCRIPT is a
 // JSON array of steps, answered in order, one per request to
-// POST /v1/chat/completions (or /chat/completions):
+// POST /v1/chat/completions (or /chat/completions), or to /v1/messages
+// (Anthropic's format: "content" then makes a message, and
+// "finish_reason" is its stop_reason):
 //   {"status": 200,                 HTTP status (default 200)
 //    "headers": {"Retry-After": "1"},
 //    "body": "...",                 the raw reply body, or
@@ -121,6 +123,38 @@ s_refuse(s_conn_t *c, const char *why)
     free(q);
 }
 
+static void
+s_usage(jnode_t *root, const jnode_t *step, const char *in, const char *out)
+{
+    jnode_t *usage = json_obj_new();
+    const jnode_t *pt = json_obj_get(step, "prompt_tokens");
+    const jnode_t *ct = json_obj_get(step, "completion_tokens");
+    json_obj_set_int(usage, in, pt ? json_int(pt) : 11);
+    json_obj_set_int(usage, out, ct ? json_int(ct) : 7);
+    json_obj_set_node(root, "usage", &usage);
+}
+
+// An Anthropic message carrying the step's content.
+static char *
+s_message(const jnode_t *step)
+{
+    const char *stop = json_str(json_obj_get(step, "finish_reason"));
+    jnode_t *root = json_obj_new(), *content = json_arr_new();
+    jnode_t *block = json_obj_new();
+    json_obj_set_str(root, "id", "msg_fake");
+    json_obj_set_str(root, "type", "message");
+    json_obj_set_str(root, "role", "assistant");
+    json_obj_set_str(block, "type", "text");
+    json_obj_set_str(block, "text", json_str(json_obj_get(step, "content")));
+    json_arr_push_node(content, &block);
+    json_obj_set_node(root, "content", &content);
+    json_obj_set_str(root, "stop_reason", stop ? stop : "end_turn");
+    s_usage(root, step, "input_tokens", "output_tokens");
+    char *text = json_dump(root, false);
+    json_destroy(&root);
+    return text;
+}
+
 static char *
 s_completion(const jnode_t *step)
 {
@@ -137,12 +171,7 @@ s_completion(const jnode_t *step)
     json_obj_set_str(choice, "finish_reason", finish ? finish : "stop");
     json_arr_push_node(choices, &choice);
     json_obj_set_node(root, "choices", &choices);
-    jnode_t *usage = json_obj_new();
-    const jnode_t *pt = json_obj_get(step, "prompt_tokens");
-    const jnode_t *ct = json_obj_get(step, "completion_tokens");
-    json_obj_set_int(usage, "prompt_tokens", pt ? json_int(pt) : 11);
-    json_obj_set_int(usage, "completion_tokens", ct ? json_int(ct) : 7);
-    json_obj_set_node(root, "usage", &usage);
+    s_usage(root, step, "prompt_tokens", "completion_tokens");
     char *text = json_dump(root, false);
     json_destroy(&root);
     return text;
@@ -179,7 +208,7 @@ s_present(const jnode_t *step, const char *key, const char *hay)
 }
 
 static void
-s_answer_step(s_conn_t *c, const jnode_t *step)
+s_answer_step(s_conn_t *c, const jnode_t *step, bool anthropic)
 {
     const jnode_t *st = json_obj_get(step, "status");
     int status = st ? (int) json_int(st) : 200;
@@ -193,7 +222,7 @@ s_answer_step(s_conn_t *c, const jnode_t *step)
         extra = more;
     }
     char *body = json_obj_get(step, "content")
-                     ? s_completion(step)
+                     ? (anthropic ? s_message(step) : s_completion(step))
                      : s_fmt("%s", json_str(json_obj_get(step, "body"))
                                        ? json_str(json_obj_get(step, "body"))
                                        : "");
@@ -217,9 +246,10 @@ s_on_request(s_conn_t *c, char *head, const char *body, size_t body_len)
     const jnode_t *step = json_arr_get(s_steps, n - 1);
     char *why = NULL;
     const char *miss;
+    bool anthropic = strcmp(path, "/v1/messages") == 0;
     if (strcmp(method, "POST") != 0 ||
         (strcmp(path, "/v1/chat/completions") != 0 &&
-         strcmp(path, "/chat/completions") != 0)) {
+         strcmp(path, "/chat/completions") != 0 && !anthropic)) {
         why = s_fmt("request %zu: unexpected %s %s", n, method, path);
     } else if (!step) {
         why = s_fmt("request %zu: no step left in the script", n);
@@ -235,7 +265,7 @@ s_on_request(s_conn_t *c, char *head, const char *body, size_t body_len)
         free(why);
         return;
     }
-    s_answer_step(c, step);
+    s_answer_step(c, step, anthropic);
 }
 
 // Parses what came so far; answers once the whole body is in.

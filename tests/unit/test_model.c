@@ -428,6 +428,49 @@ test_key_never_logged(void)
 }
 
 static void
+test_anthropic_messages(void)
+{
+    llm_t srv;
+    REQUIRE(s_start(&srv, "[{\"content\": \"bonjour\", \"prompt_tokens\": 9, "
+                          "\"completion_tokens\": 2, \"expect_headers\": "
+                          "[\"x-api-key: sk-ant-1\", \"anthropic-version: "
+                          "2023-06-01\"], \"reject_headers\": "
+                          "[\"Authorization\"], \"expect_contains\": "
+                          "[\"\\\"system\\\":\\\"you plan work\\\"\", "
+                          "\"\\\"max_tokens\\\":4096\"]},"
+                          "{\"content\": \"cut\", \"finish_reason\": "
+                          "\"max_tokens\"}]"));
+    model_config_t cfg = s_cfg(&srv);
+    cfg.api = MODEL_API_ANTHROPIC;
+    cfg.key = "sk-ant-1";
+    model_request_t req = s_req;
+    req.json_mode = true;
+    model_reply_t reply;
+    char err[512] = "";
+    CHECK_INT(model_chat(&cfg, &req, &reply, err, sizeof err), MODEL_OK);
+    CHECK_STR(reply.content, "bonjour");
+    CHECK_STR(reply.finish_reason, "end_turn");
+    CHECK_INT(reply.prompt_tokens, 9);
+    CHECK_INT(reply.completion_tokens, 2);
+    model_reply_release(&reply);
+    char *log = llm_requests(&srv);
+    // The system prompt is top-level, not a message; no JSON mode field.
+    CHECK(strstr(log, "\"role\":\"system\"") == NULL);
+    CHECK(strstr(log, "response_format") == NULL);
+    free(log);
+    CHECK_INT(model_chat(&cfg, &req, &reply, err, sizeof err),
+              MODEL_E_LENGTH);
+    CHECK_HAS(err, "stop_reason 'max_tokens'");
+    CHECK_HAS(err, "/v1/messages");
+    model_reply_release(&reply);
+    model_api_t api;
+    CHECK_INT(model_api_parse("anthropic", &api), 0);
+    CHECK_INT(api, MODEL_API_ANTHROPIC);
+    CHECK_INT(model_api_parse("claude", &api), -1);
+    llm_stop(&srv);
+}
+
+static void
 test_key_file(void)
 {
     char path[600], *key = NULL, err[512] = "";
@@ -480,6 +523,7 @@ static const t_case_t t_cases[] = {
     T(test_json_mode_fallback),
     T(test_json_mode_fallback_only_once),
     T(test_key_never_logged),
+    T(test_anthropic_messages),
     T(test_key_file),
     T(test_config_and_redact),
     {0},
