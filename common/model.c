@@ -241,7 +241,28 @@ s_server_says(const s_exchange_t *ex)
     char *out = msg ? xasprintf("%.300s", msg)
                     : xasprintf("%.300s", ex->body);
     json_destroy(&root);
+    // The server's text reaches a terminal: no control bytes.
+    for (char *p = out; *p; p++) {
+        if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+            *p = ' ';
+        }
+    }
     return out;
+}
+
+// A server may quote the key it refused: every copy of it in err becomes
+// "***".
+static void
+s_redact_key(char *err, const char *key)
+{
+    size_t klen = key ? strlen(key) : 0;
+    if (klen == 0) {
+        return;
+    }
+    for (char *p; (p = strstr(err, key));) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + klen, strlen(p + klen) + 1);
+    }
 }
 
 static model_rc_t
@@ -458,6 +479,9 @@ model_chat(const model_config_t *cfg, const model_request_t *req,
         log_debug("model", "'%s': %lld prompt + %lld completion tokens", where,
                   (long long) reply->prompt_tokens,
                   (long long) reply->completion_tokens);
+    }
+    if (rc != MODEL_OK) {
+        s_redact_key(err, cfg->key);
     }
     if (rc != MODEL_OK && rc != MODEL_E_LENGTH) {
         // Keep what the caller may report: how many requests, which status.

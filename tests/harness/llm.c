@@ -36,6 +36,10 @@ llm_start(llm_t *s, const char *dir, const char *script)
         return -1;
     }
     close(out);
+    // A proxy set in the environment must not carry loopback requests (the
+    // client honours http_proxy, as curl does); the architects inherit it.
+    setenv("no_proxy", "127.0.0.1,localhost", 1);
+    setenv("NO_PROXY", "127.0.0.1,localhost", 1);
     s->port = atoi(line + 6);
     snprintf(s->url, sizeof s->url, "http://127.0.0.1:%d/v1", s->port);
     return 0;

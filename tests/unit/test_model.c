@@ -167,8 +167,11 @@ static void
 test_401_bad_key(void)
 {
     llm_t srv;
+    // The server quotes the key back, with a terminal escape: neither
+    // reaches the message.
     REQUIRE(s_start(&srv, "[{\"status\": 401, \"body\": \"{\\\"error\\\": "
-                          "{\\\"message\\\": \\\"invalid api key\\\"}}\"}]"));
+                          "{\\\"message\\\": \\\"invalid api key "
+                          "sk-wrong-key-123\\\\u001b[2J\\\"}}\"}]"));
     model_config_t cfg = s_cfg(&srv);
     cfg.key = "sk-wrong-key-123";
     model_reply_t reply;
@@ -178,6 +181,8 @@ test_401_bad_key(void)
     CHECK_HAS(err, "refused the key (HTTP 401)");
     CHECK_HAS(err, "invalid api key");
     CHECK(strstr(err, "sk-wrong-key-123") == NULL);
+    CHECK_HAS(err, "invalid api key ***");
+    CHECK(strchr(err, '\x1b') == NULL);
     CHECK_INT(reply.attempts, 1);  // no retry on 401
     llm_stop(&srv);
 }
