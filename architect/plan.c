@@ -369,7 +369,10 @@ s_converse(const arch_t *a, const model_config_t *mc, const s_opts_t *o,
     proto_strv_t errs = {0};
     for (int64_t round = 0; round <= o->repairs; round++) {
         if (round == 0) {
-            fprintf(stderr, "asking the model…\n");
+            char *where = model_url_redact(mc->url);
+            fprintf(stderr, "asking the model '%s' at '%s'…\n", mc->model,
+                    where);
+            free(where);
         } else {
             fprintf(stderr, "repair %lld/%lld: %zu error%s\n",
                     (long long) round, (long long) o->repairs, errs.count,

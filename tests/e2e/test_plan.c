@@ -341,6 +341,33 @@ test_429_then_success(void)
     llm_stop(&llm);
 }
 
+// The model's server is gone: a clear error naming it, exit 1, nothing
+// submitted.
+static void
+test_model_unreachable(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    REQUIRE(s_start_llm(&llm, &steps));
+    llm_stop(&llm);
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        REQUIRE(false);
+    }
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(&s, &out, &err, "--json", "--model-url", llm.url,
+                        "--model", "m", "plan", "count the words", "--yes",
+                        NULL);
+    CHECK_INT(rc, 1);
+    CHECK_HAS(err, "model: cannot connect to 'http://127.0.0.1:");
+    CHECK_HAS(out, "\"code\": \"model\"");
+    CHECK_INT(s_plan_count(&s), 0);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+}
+
 static void
 test_no_terminal_refused(void)
 {
@@ -466,6 +493,7 @@ static const t_case_t t_cases[] = {
     T(test_out_saves_and_submits_nothing),
     T(test_429_then_success),
     T(test_anthropic_api),
+    T(test_model_unreachable),
     T(test_no_terminal_refused),
     T(test_confirm_on_terminal),
     {0},
