@@ -73,8 +73,9 @@ static const char s_usage[] =
     "saves it instead.  Prints the plan id last.  Without a terminal, --yes\n"
     "or --out it refuses (exit 64); no valid plan after the repairs: exit 1.\n"
     "Model settings: --model-api, --model-url, --model, --model-key-file\n"
-    "and --model-timeout-s (here or as global options; env WAGGLE_MODEL_API,\n"
-    "WAGGLE_MODEL_URL, WAGGLE_MODEL, WAGGLE_MODEL_KEY, WAGGLE_MODEL_KEY_FILE).\n"
+    "and --model-timeout-s (here or as global options; env\n"
+    "WAGGLE_MODEL_API, WAGGLE_MODEL_URL, WAGGLE_MODEL, WAGGLE_MODEL_KEY,\n"
+    "WAGGLE_MODEL_KEY_FILE).\n"
     "A planner needs no operator key: run it with --role submitter.";
 
 // The conversation so far; texts are owned.

@@ -172,31 +172,34 @@ s_or(int64_t v, int64_t def)
     return v > 0 ? v : def;
 }
 
-static void
-s_exchange(const model_config_t *cfg, const char *url, const char *body,
-           s_exchange_t *ex)
+// The request headers; *auth (the header carrying the key, or NULL) is
+// the caller's to wipe and free.
+static struct curl_slist *
+s_headers(const model_config_t *cfg, char **auth)
 {
     const model_api_ops_t *ops = model_api_ops(cfg->api);
-    *ex = (s_exchange_t){.retry_after_ms = -1};
-    CURL *c = curl_easy_init();
-    if (!c) {
-        ex->code = CURLE_FAILED_INIT;
-        return;
-    }
-    struct curl_slist *hdrs = curl_slist_append(NULL,
-                                                "Content-Type: "
-                                                "application/json");
+    struct curl_slist *hdrs =
+        curl_slist_append(NULL, "Content-Type: application/json");
     // No "Expect: 100-continue" for big bodies: llama.cpp's server never
     // answers it, and curl would wait a second before every such request.
     hdrs = curl_slist_append(hdrs, "Expect:");
     if (ops->extra_header) {
         hdrs = curl_slist_append(hdrs, ops->extra_header);
     }
-    char *auth = NULL;
+    *auth = NULL;
     if (cfg->key && cfg->key[0]) {
-        auth = ops->auth(cfg->key);
-        hdrs = curl_slist_append(hdrs, auth);
+        *auth = ops->auth(cfg->key);
+        hdrs = curl_slist_append(hdrs, *auth);
     }
+    return hdrs;
+}
+
+// Never CURLOPT_VERBOSE (it prints the headers, the key among them) and
+// never following redirects (the key would go to wherever they point).
+static void
+s_options(CURL *c, const model_config_t *cfg, const char *url,
+          const char *body, struct curl_slist *hdrs, s_exchange_t *ex)
+{
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -213,6 +216,21 @@ s_exchange(const model_config_t *cfg, const char *url, const char *body,
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ex->curl_err);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_USERAGENT, "waggle/" WAGGLE_VERSION);
+}
+
+static void
+s_exchange(const model_config_t *cfg, const char *url, const char *body,
+           s_exchange_t *ex)
+{
+    *ex = (s_exchange_t){.retry_after_ms = -1};
+    CURL *c = curl_easy_init();
+    if (!c) {
+        ex->code = CURLE_FAILED_INIT;
+        return;
+    }
+    char *auth = NULL;
+    struct curl_slist *hdrs = s_headers(cfg, &auth);
+    s_options(c, cfg, url, body, hdrs, ex);
     ex->code = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &ex->status);
     curl_off_t connect_us = 0;

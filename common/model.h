@@ -2,19 +2,21 @@
 // that touches libcurl.
 //
 // Speaks the OpenAI-compatible protocol (llama.cpp's server, Ollama, vLLM,
-// hosted APIs): POST {url}/chat/completions with a JSON body, one blocking
-// call per model_chat(); and Anthropic's Messages API (POST {url}/messages)
-// behind the same interface (model_api.c holds both formats).  Blocking is deliberate: the architect waits for
-// the model anyway, and a drone runs a model call as a child process
-// through its runner, which owns the timeout and the kill — so the client
-// keeps no state between calls and needs no event loop.
+// hosted APIs): POST {url}/chat/completions with a JSON body; and
+// Anthropic's Messages API (POST {url}/messages) behind the same interface
+// (model_api.c holds both formats).  One blocking call per model_chat().
+// Blocking is deliberate: the architect waits for the model anyway, and a
+// drone runs a model call as a child process through its runner, which
+// owns the timeout and the kill — so the client keeps no state between
+// calls and needs no event loop.
 //
 // It owns: connect and total timeouts, retries with backoff on 429 and 5xx
 // (honouring Retry-After in seconds, capped), one retry without
 // response_format when a server refuses JSON mode, and turning every
 // failure into a model_rc_t plus a sentence that names the URL (without
 // credentials) and the HTTP status.  The key is sent as a bearer token (or
-// x-api-key) and never printed or logged, at any level.  JSON goes through common/json.c.
+// x-api-key) and never printed or logged, at any level; a server quoting it
+// back is redacted.  JSON goes through common/json.c.
 #ifndef WAGGLE_MODEL_H
 #define WAGGLE_MODEL_H
 

@@ -17,6 +17,7 @@
 //    "delay_ms": 0,                 wait before answering
 //    "hang": false,                 never answer (until the client leaves)
 //    "close": false,                close half-way through the body
+//    "drop": false,                 close without answering at all
 //    "expect_contains": ["..."],    the request body must hold each
 //    "expect_headers": ["..."],     the request head must hold each
 //    "reject_headers": ["..."]}     and none of these (case-insensitive)
@@ -227,6 +228,9 @@ s_answer_step(s_conn_t *c, const jnode_t *step, bool anthropic)
                                        ? json_str(json_obj_get(step, "body"))
                                        : "");
     s_respond(c, status, extra, body, json_bool(json_obj_get(step, "close")));
+    if (json_bool(json_obj_get(step, "drop"))) {
+        c->out_len = 0;  // s_on_writable then closes at once
+    }
     free(body);
     free(extra);
     c->state = json_bool(json_obj_get(step, "hang")) ? S_HANGING : S_WAITING;

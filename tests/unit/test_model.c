@@ -285,6 +285,21 @@ test_truncated_body(void)
 }
 
 static void
+test_no_reply_at_all(void)
+{
+    llm_t srv;
+    REQUIRE(s_start(&srv, "[{\"content\": \"x\", \"drop\": true}]"));
+    model_config_t cfg = s_cfg(&srv);
+    model_reply_t reply;
+    char err[512] = "";
+    CHECK_INT(model_chat(&cfg, &s_req, &reply, err, sizeof err),
+              MODEL_E_REPLY);
+    CHECK_HAS(err, "empty reply from");
+    CHECK_INT(reply.attempts, 1);
+    llm_stop(&srv);
+}
+
+static void
 test_empty_choices(void)
 {
     llm_t srv;
@@ -522,6 +537,7 @@ static const t_case_t t_cases[] = {
     T(test_connect_timeout),
     T(test_non_json),
     T(test_truncated_body),
+    T(test_no_reply_at_all),
     T(test_empty_choices),
     T(test_finish_reason_length),
     T(test_hang_total_timeout),
