@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -460,6 +461,11 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, s_on_term);
     signal(SIGINT, s_on_term);
+    // A test that crashes leaves no server behind on a shared machine.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) {
+        s_stop = 1;
+    }
     static s_conn_t conns[S_MAX_CONNS];
     for (int i = 0; i < S_MAX_CONNS; i++) {
         conns[i].fd = -1;
