@@ -5,6 +5,7 @@
 //             output
 //   plan.c    plan: a goal -> a workplan through the model, repaired,
 //             confirmed, submitted
+//   plan_show.c  the workplan as a tree, for a person to check
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -18,6 +19,7 @@
 #include "architect/link.h"
 #include "common/cfg.h"
 #include "common/keys.h"
+#include "common/workplan.h"
 #include "proto/proto.h"
 
 #include <stdbool.h>
@@ -108,6 +110,9 @@ int arch_fail(const arch_t *a, int status, const char *code, const char *fmt,
 // wrote the text for people already).
 void arch_json_error(const arch_t *a, const char *code, const char *message,
                      const proto_strv_t *details);
+
+// plan_show.c: the workplan as a tree in dependency order (plan).
+void plan_show_tree(FILE *out, const workplan_t *wp);
 
 // render.c
 void render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms);

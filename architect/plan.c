@@ -399,103 +399,6 @@ s_converse(const arch_t *a, const model_config_t *mc, const s_opts_t *o,
     return ARCH_EXIT_FAILED;
 }
 
-// argv as one line a shell would accept, escaped for the terminal, cut at
-// about 100 characters.  Caller frees.
-static char *
-s_argv_line(const wp_task_t *t)
-{
-    char *line = xstrdup("");
-    for (size_t i = 0; i < t->n_argv && strlen(line) < 100; i++) {
-        const char *arg = t->argv[i];
-        bool quote = !arg[0] || strpbrk(arg, " \t\n'\"$\\|&;<>(){}*?") != NULL;
-        char *more = xasprintf("%s%s%s%s%s", line, i ? " " : "",
-                               quote ? "'" : "", arg, quote ? "'" : "");
-        free(line);
-        line = more;
-    }
-    if (strlen(line) > 100) {
-        strcpy(line + 97, "...");
-    }
-    char *safe = log_escape(line);
-    free(line);
-    return safe;
-}
-
-static char *
-s_join(char **items, size_t n)
-{
-    char *out = xstrdup("");
-    for (size_t i = 0; i < n; i++) {
-        char *more = xasprintf("%s%s%s", out, i ? ", " : "", items[i]);
-        free(out);
-        out = more;
-    }
-    return out;
-}
-
-// Tasks in dependency order (each after what it needs, otherwise as
-// written), with their depth in the DAG.
-static void
-s_order(const workplan_t *wp, size_t *order, int *depth)
-{
-    size_t n = wp->n_tasks, done = 0;
-    bool *placed = xcalloc(n ? n : 1, sizeof *placed);
-    while (done < n) {
-        for (size_t i = 0; i < n; i++) {
-            const wp_task_t *t = &wp->tasks[i];
-            bool ready = !placed[i];
-            int d = 0;
-            for (size_t k = 0; k < t->n_needs && ready; k++) {
-                ready = placed[t->need_idx[k]];
-                d = depth[t->need_idx[k]] + 1 > d ? depth[t->need_idx[k]] + 1
-                                                  : d;
-            }
-            if (ready) {
-                placed[i] = true;
-                depth[i] = d;
-                order[done++] = i;
-            }
-        }
-    }
-    free(placed);
-}
-
-static void
-s_show_tree(FILE *out, const workplan_t *wp)
-{
-    char *name = log_escape(wp->name);
-    char *goal = log_escape(wp->goal ? wp->goal : "");
-    fprintf(out, "workplan '%s'%s%s — %zu task%s, in dependency order:\n",
-            name, goal[0] ? ": " : "", goal, wp->n_tasks,
-            wp->n_tasks == 1 ? "" : "s");
-    size_t *order = xcalloc(wp->n_tasks, sizeof *order);
-    int *depth = xcalloc(wp->n_tasks, sizeof *depth);
-    s_order(wp, order, depth);
-    for (size_t i = 0; i < wp->n_tasks; i++) {
-        const wp_task_t *t = &wp->tasks[order[i]];
-        int indent = 2 + 2 * (depth[order[i]] < 10 ? depth[order[i]] : 10);
-        char *argv = s_argv_line(t);
-        fprintf(out, "%*s%s %s  [%s] %s\n", indent, "",
-                depth[order[i]] ? "└" : "•", t->id,
-                workplan_kind_name(t->kind), argv);
-        char *needs = s_join(t->needs, t->n_needs);
-        char *req = s_join(t->requires, t->n_requires);
-        if (t->n_needs || t->n_requires) {
-            fprintf(out, "%*s    %s%s%s%s%s\n", indent, "",
-                    t->n_needs ? "needs: " : "", needs,
-                    t->n_needs && t->n_requires ? "; " : "",
-                    t->n_requires ? "requires: " : "", req);
-        }
-        free(req);
-        free(needs);
-        free(argv);
-    }
-    free(depth);
-    free(order);
-    free(goal);
-    free(name);
-}
-
 // y/N on the terminal.
 static bool
 s_confirm(void)
@@ -570,7 +473,7 @@ static int
 s_deliver(arch_t *a, const s_opts_t *o, const char *json,
           const workplan_t *wp, const s_chat_t *c)
 {
-    s_show_tree(o->json ? stderr : stdout, wp);
+    plan_show_tree(o->json ? stderr : stdout, wp);
     fflush(stdout);
     fprintf(stderr, "the model used %lld prompt + %lld completion tokens in "
             "%d call%s\n", (long long) c->prompt_tokens,
