@@ -286,9 +286,14 @@ test_anthropic_api(void)
     int rc = swarm_arch(&s, &out, &err, "--model-api", "anthropic",
                         "--model-url", llm.url, "--model", "claude-x",
                         "--model-key-file", key, "plan", "count the words",
-                        "--yes", NULL);
+                        "--yes", "--json", NULL);
     CHECK_INT(rc, 0);
-    CHECK(s_last_id(out) > 0);
+    jnode_t *j = out ? json_parse(out, strlen(out), NULL, 0) : NULL;
+    CHECK(json_int(json_obj_get(j, "plan")) > 0);
+    CHECK_INT(json_int(json_obj_get(j, "model_calls")), 1);
+    CHECK_STR(json_str(json_obj_get(json_obj_get(j, "workplan"), "name")),
+              "wordcount");
+    json_destroy(&j);
     CHECK_INT(llm_count(&llm), 1);
     free(out);
     free(err);
@@ -366,6 +371,32 @@ test_model_unreachable(void)
     free(out);
     free(err);
     swarm_stop(&s);
+}
+
+// A model server that never answers: --model-timeout-s ends the wait.
+static void
+test_model_hangs(void)
+{
+    swarm_t s;
+    llm_t llm;
+    REQUIRE(llm_start(&llm, t_tmpdir(), "[{\"content\": \"x\", \"hang\": "
+                                        "true}]") == 0);
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch(&s, &out, &err, "--model-url", llm.url, "--model",
+                        "m", "plan", "count the words", "--yes",
+                        "--model-timeout-s", "1", NULL);
+    CHECK_INT(rc, 1);
+    CHECK_HAS(err, "model: timed out waiting for");
+    CHECK_INT(s_plan_count(&s), 0);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
 }
 
 static void
@@ -494,6 +525,7 @@ static const t_case_t t_cases[] = {
     T(test_429_then_success),
     T(test_anthropic_api),
     T(test_model_unreachable),
+    T(test_model_hangs),
     T(test_no_terminal_refused),
     T(test_confirm_on_terminal),
     {0},
