@@ -236,9 +236,12 @@ ledger_rc_t ledger_task_output(ledger_t *self, int64_t plan, const char *task,
 // plan 0: all plans (at most limit); else that plan only (MISS if none).
 ledger_rc_t ledger_plans(ledger_t *self, int64_t plan, size_t limit,
                          proto_status_ok_t *out);
-// The tasks of a plan in workplan order (fills out->tasks; waiting_reason
-// left NULL for the broker to fill).
-ledger_rc_t ledger_tasks(ledger_t *self, int64_t plan, proto_status_ok_t *out);
+// A page of a plan's tasks in workplan order, from index first: as many as
+// fit in max_objects (PROTO_TASK_INFO_OBJECTS plus one per need each), at least
+// one.  Fills out->tasks (waiting_reason left NULL for the broker to fill)
+// and sets out->more when tasks follow.  A first past the end gives none.
+ledger_rc_t ledger_tasks(ledger_t *self, int64_t plan, uint32_t first,
+                         size_t max_objects, proto_status_ok_t *out);
 // Every attempt of a plan (task NULL) or of one task, in order.
 ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                             void (*cb)(void *arg,

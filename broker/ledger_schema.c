@@ -250,11 +250,13 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_TASKS] =
         "SELECT tid, state, kind, attempts_used,"
         " coalesce(lease_holder, last_drone), last_exit_code,"
-        " last_error FROM tasks WHERE plan_id = ?1 ORDER BY seq",
+        " last_error FROM tasks WHERE plan_id = ?1 AND seq >= ?2"
+        " ORDER BY seq LIMIT ?3",
     [LEDGER__Q_NEEDS] =
         "SELECT t.seq, e.need FROM edges e JOIN tasks t"
         " ON t.plan_id = e.plan_id AND t.tid = e.tid"
-        " WHERE e.plan_id = ?1 ORDER BY t.seq, e.ord",
+        " WHERE e.plan_id = ?1 AND t.seq >= ?2 AND t.seq < ?3"
+        " ORDER BY t.seq, e.ord",
     [LEDGER__Q_ATTEMPTS] =
         "SELECT plan_id, tid, n, token, instance, holder, outcome,"
         " started_ms, ended_ms, exit_code, error FROM attempts"

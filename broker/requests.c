@@ -276,8 +276,11 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// Why each ready or waiting task of the page waits; the page starts at
+// workplan index first.
 static void
-s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
+s_fill_reasons(broker_t *b, int64_t plan, size_t first,
+               proto_status_ok_t *st)
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
     if (!wp) {
@@ -293,9 +296,11 @@ s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
     drones_tag_table(b, &tags, &n_tags, &n);
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
-        // Status lists tasks in workplan order: i is almost always it.
-        long idx = i < wp->n_tasks && strcmp(wp->tasks[i].id, t->id) == 0
-                       ? (long) i
+        // Status lists tasks in workplan order: first + i is almost always
+        // it.
+        size_t k = first + i;
+        long idx = k < wp->n_tasks && strcmp(wp->tasks[k].id, t->id) == 0
+                       ? (long) k
                        : workplan_find(wp, t->id);
         if (idx >= 0 && (t->state == PROTO_TASK_READY ||
                          t->state == PROTO_TASK_WAITING)) {
@@ -349,14 +354,20 @@ s_fill_drones(broker_t *b, proto_status_ok_t *st)
 static void
 s_status(broker_t *b, router_in_t *in)
 {
-    int64_t plan = in->msg->u.status.plan;
+    const proto_status_t_req *q = &in->msg->u.status;
+    int64_t plan = q->plan;
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &m->u.status_ok;
     ledger_rc_t rc = ledger_plans(b->ledger, plan, 200, st);
-    if (rc == LEDGER_OK && plan) {
-        rc = ledger_tasks(b->ledger, plan, st);
-        s_fill_reasons(b, plan, st);
-    } else if (rc == LEDGER_OK) {
+    if (rc == LEDGER_OK && plan && !q->summary) {
+        // A page, not the whole plan: a reply must stay decodable (the
+        // object limit of PROTOCOL.md 10) however big the plan is.
+        rc = ledger_tasks(b->ledger, plan, q->offset,
+                          PROTO_STATUS_TASK_OBJECTS, st);
+        if (rc == LEDGER_OK) {
+            s_fill_reasons(b, plan, q->offset, st);
+        }
+    } else if (rc == LEDGER_OK && !plan) {
         s_fill_drones(b, st);
     }
     if (rc != LEDGER_OK) {

@@ -202,8 +202,17 @@ typedef struct {
     proto_strv_t warnings;
 } proto_submit_ok_t;
 
+// A STATUS_OK lists a plan's tasks up to about this many msgpack objects
+// (each task_info takes 19 plus one per need), so that a reply stays well
+// under the decoder's 1,000,000 objects; the rest comes in further pages.
+#define PROTO_STATUS_TASK_OBJECTS 500000
+// msgpack objects one task_info takes, besides one per need.
+#define PROTO_TASK_INFO_OBJECTS 19
+
 typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
+    uint32_t offset;         // first task listed, in workplan order
+    bool summary;            // the plan alone, no tasks
 } proto_status_t_req;
 
 typedef struct {
@@ -254,6 +263,7 @@ typedef struct {
     size_t n_tasks;
     proto_drone_info_t *drones; // only for the overview
     size_t n_drones;
+    bool more;                  // tasks after these: ask from offset + n_tasks
 } proto_status_ok_t;
 
 typedef struct {

