@@ -340,6 +340,7 @@ PY
     expect "idempotency race gave one plan" "grep -q 'idempotency one plan' '$dir/hostile.out'"
     expect "the over-limit workplan made no plan" "! grep -q 'over-limit.*plan' '$dir/hostile.out'"
     expect "the broker serves the next submit" "grep -q 'after-it.*plan' '$dir/hostile.out'"
+    expect "argv of 1M items refused at submit" "grep -q 'argv-1M-items.*refused' '$dir/hostile.out'"
     expect "the broker is alive" "kill -0 $bpid"
     broker_stats
     fresh
