@@ -233,7 +233,8 @@ ledger_rc_t ledger_task_output(ledger_t *self, int64_t plan, const char *task,
 
 // --- reads for status -------------------------------------------------
 // Plans, newest first, with task counts per state (fills out->plans).
-// plan 0: all plans (at most limit); else that plan only (MISS if none).
+// plan 0: the newest limit plans (0: all) and every running plan, however
+// old (at most 10,000); else that plan only (MISS if none).
 ledger_rc_t ledger_plans(ledger_t *self, int64_t plan, size_t limit,
                          proto_status_ok_t *out);
 // A page of a plan's tasks in workplan order, from index first: as many as

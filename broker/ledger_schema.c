@@ -237,9 +237,13 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " finished_ms = iif(?3 = 'running', NULL, ?4)"
         " WHERE id = ?1 AND state = ?2",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
+    // The newest ?1 plans and every running one (at most 10,000).
     [LEDGER__Q_PLANS] =
         "SELECT id, name, state, submitted_by, created_ms,"
-        " finished_ms FROM plans ORDER BY id DESC LIMIT ?1",
+        " finished_ms FROM plans"
+        " WHERE id IN (SELECT id FROM plans ORDER BY id DESC LIMIT ?1)"
+        " OR id IN (SELECT id FROM plans WHERE state = 'running'"
+        " ORDER BY id DESC LIMIT 10000) ORDER BY id DESC",
     [LEDGER__Q_PLAN_ONE] =
         "SELECT id, name, state, submitted_by, created_ms,"
         " finished_ms FROM plans WHERE id = ?1",

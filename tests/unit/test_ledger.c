@@ -859,14 +859,45 @@ test_plans_newest_first_with_counts(void)
     CHECK_INT(st->plans[1].counts[PROTO_TASK_WAITING], 3);
     proto_msg_destroy(&m);
     m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    // The newest one, and p1 too: it is still running.
     CHECK_INT(ledger_plans(l, 0, 1, &m->u.status_ok), LEDGER_OK);
-    CHECK_INT(m->u.status_ok.n_plans, 1);
+    CHECK_INT(m->u.status_ok.n_plans, 2);
     CHECK_INT(m->u.status_ok.plans[0].id, p2);
     proto_msg_destroy(&m);
     m = proto_msg_new(PROTO_MSG_STATUS_OK);
     CHECK_INT(ledger_plans(l, 9999, 0, &m->u.status_ok), LEDGER_MISS);
     CHECK_INT(ledger_tasks(l, 9999, 0, PROTO_STATUS_TASK_OBJECTS, &m->u.status_ok), LEDGER_OK);
     CHECK_INT(m->u.status_ok.n_tasks, 0);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
+// The overview lists the newest plans and, however old, every running
+// one: a plan still at work never drops out of `status` because newer
+// plans finished after it.
+static void
+test_overview_keeps_running_plans(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t old = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = s_submit(l, s_plan_json, "alice", NULL);
+        REQUIRE(ledger_begin(l) == 0);
+        CHECK_INT(ledger_plan_move(l, p[i], LEDGER_PLAN_RUNNING,
+                                   LEDGER_PLAN_CANCELLED, "bob", NOW),
+                  LEDGER_OK);
+        CHECK_INT(ledger_commit(l), 0);
+    }
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    CHECK_INT(ledger_plans(l, 0, 2, st), LEDGER_OK);
+    REQUIRE(st->n_plans == 3);
+    CHECK_INT(st->plans[0].id, p[2]);
+    CHECK_INT(st->plans[1].id, p[1]);
+    CHECK_INT(st->plans[2].id, old);
+    CHECK_STR(st->plans[2].state, "running");
     proto_msg_destroy(&m);
     ledger_destroy(&l);
 }
@@ -1327,6 +1358,7 @@ test_tasks_in_pages(void)
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
     T(test_tasks_in_pages),
+    T(test_overview_keeps_running_plans),
     T(test_status_reads_survive_reopen),
     T(test_lease_finish_succeeded),
     T(test_stale_results_change_nothing),
