@@ -10,6 +10,8 @@
 // - Many drones at once: all get work, the overview lists them, and after
 //   half of them are SIGKILLed every task still ends with exactly one
 //   accepted attempt.
+// - A broker SIGKILLed under many drones holding leases: they all come
+//   back and keep their leases (no attempt expires).
 #include "broker/ledger.h"
 #include "common/clock.h"
 #include "common/xalloc.h"
@@ -113,9 +115,166 @@ test_small_plan_not_starved(void)
     swarm_stop(&s);
 }
 
+// Drones listed by the overview (-1 when status fails).
+static int
+s_n_drones(swarm_t *s)
+{
+    jnode_t *ov = swarm_overview(s);
+    int n = ov ? (int) json_arr_size(json_obj_get(ov, "drones")) : -1;
+    json_destroy(&ov);
+    return n;
+}
+
+static bool
+s_wait_drones(swarm_t *s, int want, int timeout_ms)
+{
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    while (clock_mono_ms() < deadline) {
+        if (s_n_drones(s) == want) {
+            return true;
+        }
+        usleep(100000);
+    }
+    return false;
+}
+
+// Tasks of plan in state want (-1 when status fails).
+static int
+s_n_in_state(swarm_t *s, int64_t plan, const char *want)
+{
+    jnode_t *st = swarm_status(s, plan);
+    const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
+    int n = tasks ? 0 : -1;
+    for (size_t i = 0; tasks && i < json_arr_size(tasks); i++) {
+        const char *state = json_str(json_obj_get(json_arr_get(tasks, i),
+                                                  "state"));
+        n += state && strcmp(state, want) == 0;
+    }
+    json_destroy(&st);
+    return n;
+}
+
+static bool
+s_wait_in_state(swarm_t *s, int64_t plan, const char *want, int n,
+                int timeout_ms)
+{
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    while (clock_mono_ms() < deadline) {
+        if (s_n_in_state(s, plan, want) >= n) {
+            return true;
+        }
+        usleep(100000);
+    }
+    return false;
+}
+
+// Every task of plan has exactly one accepted attempt; returns how many
+// attempts ended with outcome o.
+static int
+s_check_once(swarm_t *s, int64_t plan, int n_tasks,
+             ledger_attempt_outcome_t o)
+{
+    static attempts_t v;
+    if (attempts_read(s->db, plan, NULL, &v) < 0) {
+        t_failures++;
+        return -1;
+    }
+    CHECK(v.n < ATTEMPTS_MAX);
+    CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), n_tasks);
+    for (int i = 0; i < v.n; i++) {
+        for (int k = i + 1; k < v.n; k++) {
+            if (v.a[i].outcome == LEDGER_ATTEMPT_SUCCEEDED &&
+                v.a[k].outcome == LEDGER_ATTEMPT_SUCCEEDED &&
+                strcmp(v.a[i].task, v.a[k].task) == 0) {
+                fprintf(stderr, "task %s accepted twice\n", v.a[i].task);
+                t_failures++;
+            }
+        }
+    }
+    return attempts_count(&v, o);
+}
+
+enum { S_DRONES = 40 };
+
+static const char *s_token_run =
+    "[\"sh\",\"-c\",\"sleep 1; echo $WAGGLE_TASK_TOKEN\"]";
+
+// A connect storm of 40 one-slot drones: all listed, all busy; then half
+// SIGKILLed at once: their tasks run again elsewhere, none lost, none
+// recorded twice.
+static void
+test_many_drones_half_killed(void)
+{
+    swarm_t s;
+    swarm_init(&s, 200, 1500);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    int64_t t0 = clock_mono_ms();
+    for (int i = 0; i < S_DRONES; i++) {
+        swarm_drone(&s, 1, NULL, NULL);
+    }
+    CHECK(s_wait_drones(&s, S_DRONES, 30000));
+    fprintf(stderr, "%d drones listed after %lld ms\n", S_DRONES,
+            (long long) (clock_mono_ms() - t0));
+    char *json = s_flat_plan("many", 3 * S_DRONES, s_token_run);
+    int64_t plan = swarm_submit(&s, json);
+    free(json);
+    REQUIRE(plan > 0);
+    CHECK(s_wait_in_state(&s, plan, "leased", S_DRONES, 20000));
+    for (int i = 0; i < S_DRONES / 2; i++) {
+        kill(s.drones[i], SIGKILL);
+    }
+    for (int i = 0; i < S_DRONES / 2; i++) {
+        waitpid(s.drones[i], NULL, 0);
+        s.drones[i] = 0;
+    }
+    char state[32];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    CHECK(s_wait_drones(&s, S_DRONES / 2, 10000));
+    swarm_stop(&s);
+    int expired = s_check_once(&s, plan, 3 * S_DRONES,
+                               LEDGER_ATTEMPT_EXPIRED);
+    CHECK(expired >= 1 && expired <= S_DRONES / 2);
+}
+
+// 40 drones hold leases when the broker is SIGKILLed; the restarted broker
+// takes them all back (reconnect storm) and no lease is lost: every task
+// succeeds on its first attempt.
+static void
+test_broker_restart_under_many_drones(void)
+{
+    swarm_t s;
+    swarm_init(&s, 200, 3000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    for (int i = 0; i < S_DRONES; i++) {
+        swarm_drone(&s, 1, NULL, NULL);
+    }
+    CHECK(s_wait_drones(&s, S_DRONES, 30000));
+    char *json = s_flat_plan("held", S_DRONES,
+                             "[\"sh\",\"-c\",\"sleep 4; echo "
+                             "$WAGGLE_TASK_TOKEN\"]");
+    int64_t plan = swarm_submit(&s, json);
+    free(json);
+    REQUIRE(plan > 0);
+    REQUIRE(s_wait_in_state(&s, plan, "leased", S_DRONES, 20000));
+    swarm_broker_kill(&s);
+    int64_t t0 = clock_mono_ms();
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    CHECK(s_wait_drones(&s, S_DRONES, 20000));
+    fprintf(stderr, "%d drones back %lld ms after the restart\n", S_DRONES,
+            (long long) (clock_mono_ms() - t0));
+    char state[32];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_stop(&s);
+    CHECK_INT(s_check_once(&s, plan, S_DRONES, LEDGER_ATTEMPT_EXPIRED), 0);
+}
+
 static const t_case_t t_cases[] = {
     T(test_status_of_a_plan_over_one_frame),
     T(test_small_plan_not_starved),
+    T(test_many_drones_half_killed),
+    T(test_broker_restart_under_many_drones),
     {0},
 };
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SWARM_MAX_DRONES 32
+#define SWARM_MAX_DRONES 64
 
 typedef struct {
     char dir[512];
