@@ -97,10 +97,11 @@ s_drone_line(FILE *out, const proto_drone_info_t *d)
            d->tags.count, ",");
     s_drone_tasks(tasks, sizeof tasks, d);
     snprintf(slots, sizeof slots, "%u/%u", d->leases, d->slots);
-    fprintf(out, "%-8.8s  %-16s %-16s %-7s %-16s %s%s\n", d->instance,
+    fprintf(out, "%-8.8s  %-16s %-16s %-7s %-16s %s%s%s\n", d->instance,
             d->name ? d->name : "", d->host && d->host[0] ? d->host : "-",
             slots, tags[0] ? tags : "-", tasks,
-            d->draining ? " (draining)" : "");
+            d->draining ? " (draining)" : "",
+            d->quarantined ? " (quarantined)" : "");
 }
 
 void
@@ -224,6 +225,7 @@ s_drone_json(const proto_drone_info_t *d)
     json_obj_set_int(o, "slots", d->slots);
     json_obj_set_int(o, "leases", d->leases);
     json_obj_set_bool(o, "draining", d->draining);
+    json_obj_set_bool(o, "quarantined", d->quarantined);
     jnode_t *tags = json_arr_new();
     for (size_t k = 0; k < d->tags.count; k++) {
         json_arr_push_str(tags, d->tags.items[k]);

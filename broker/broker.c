@@ -14,6 +14,7 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,19 @@ broker_desync(broker_t *b, const char *why)
 {
     log_warn(LOG, "memory disagrees with the ledger (%s); rebuilding", why);
     b->rebuild = true;
+}
+
+void
+broker_refused(broker_t *b, const router_in_t *in, const char *fmt, ...)
+{
+    if (!log_enabled(LOG_LEVEL_WARN) ||
+        !router_log_quota(b->router, &in->rid, in->name, clock_mono_ms())) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(LOG_LEVEL_WARN, LOG, fmt, ap);
+    va_end(ap);
 }
 
 static broker_t *
@@ -165,6 +179,8 @@ s_dispatch(broker_t *b, router_in_t *in)
             in->msg->req, PROTO_E_FORBIDDEN,
             "key '%s' may not send %s", in->name, proto_cmd_name(cmd));
         broker_queue(b, &in->rid, &e, false);
+        broker_refused(b, in, "refused %s from key '%s': not allowed for "
+                              "its role", proto_cmd_name(cmd), in->name);
         return;
     }
     switch (cmd) {
@@ -200,8 +216,8 @@ s_read_input(broker_t *b, int64_t start)
         if (!keyring_admits(b, &in)) {
             keyring_refuse(b, &in);
         } else if (rc == WIRE_BAD) {
-            log_warn(LOG, "malformed message from '%s': %s", in.name,
-                     in.err.message);
+            broker_refused(b, &in, "malformed message from '%s': %s",
+                           in.name, in.err.message);
             s_reply_bad(b, &in);
         } else {
             s_dispatch(b, &in);
@@ -353,6 +369,7 @@ s_turn(broker_t *b)
     }
     drones_dispatch(b);
     broker_end_turn(b);
+    router_log_flush(b->router, clock_mono_ms());
     // A turn that overran (a slow disk, a stopped process) must not expire
     // leases whose renewals are waiting in the socket: push deadlines back.
     int64_t overrun = clock_mono_ms() - start - b->cfg->turn_ms;

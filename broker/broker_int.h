@@ -5,6 +5,7 @@
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
+//   trust.c    session secrets, credit windows, quarantine
 //   keyring.c  the allow lists at run time: SIGHUP reload, per-message
 //              check, cutting off revoked sessions
 #ifndef WAGGLE_BROKER_INT_H
@@ -34,6 +35,10 @@ typedef struct {
     wire_rid_t rid;             // its current session
     bool connected;             // false after a send found it gone
     int64_t last_seen_ms;       // monotonic, last message from it
+    uint32_t window;            // unconfirmed leases it may hold (trust.c)
+    uint32_t lost_streak;       // leases lost in a row since a RESULT
+    bool quarantined;           // no pushes until quarantine_end_ms
+    int64_t quarantine_end_ms;  // monotonic
 } drone_t;
 
 typedef struct {
@@ -83,6 +88,11 @@ bool broker_begin(broker_t *b);
 void broker_fail_turn(broker_t *b);
 // Marks memory as out of sync with the ledger: rebuilt after this turn.
 void broker_desync(broker_t *b, const char *why);
+// Logs (WARN) why a peer's message was refused or dropped, within that
+// session's log quota (router_log_quota): a flood becomes one "suppressed"
+// line per second.
+void broker_refused(broker_t *b, const router_in_t *in, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 // Ends a turn: commits its transaction (or rolls it back when it failed,
 // turning dependent replies into errors), sends the outbox, and rebuilds
 // memory from the ledger when it disagrees.
@@ -115,6 +125,31 @@ void drones_release_undelivered(broker_t *b, uint64_t token);
 // Every connected drone's tags, for waiting reasons and submit warnings.
 void drones_tag_table(broker_t *b, const char *const *const **tags,
                       const size_t **n_tags, size_t *n);
+
+// --- trust.c ----------------------------------------------------------
+// Checks a HELLO's session secret against the ledger.  known is the
+// registered drone with the HELLO's instance (or NULL).  Returns 0 to go
+// on — *issued is then NULL, or a new secret (caller frees) for the WELCOME
+// with its hash in hash, to be stored with ledger_drone_seen ("" when none)
+// — or -1 after queueing ERROR FORBIDDEN (or INTERNAL when the ledger
+// cannot be read): the HELLO must change nothing.
+int trust_hello(broker_t *b, const drone_t *known, router_in_t *in,
+                char **issued, char hash[65]);
+// A newly registered drone's window.
+void trust_init(drone_t *d);
+// One of d's leases was confirmed: its window grows.
+void trust_confirmed(drone_t *d);
+// d's RESULT was accepted: its lost streak ends and a quarantine is
+// lifted.
+void trust_result(drone_t *d);
+// One of d's leases was lost (expired unconfirmed): its window halves and
+// the third in a row quarantines it (logged once).
+void trust_lost(broker_t *b, drone_t *d);
+// Whether d is quarantined now (a cool-off that ended puts it on probation).
+bool trust_is_quarantined(broker_t *b, drone_t *d);
+// How many more TASKs may be pushed to d now: free slots, bounded by its
+// window of unconfirmed leases; 0 while quarantined.
+size_t trust_credit(broker_t *b, drone_t *d);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.

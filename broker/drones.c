@@ -1,11 +1,15 @@
 // drones: the drone registry and the drone side of the protocol.
 //
 // A drone is known by the instance id of its HELLO, bound to the session
-// (routing id) it last said HELLO on.  Any other drone message on a session
-// without a HELLO gets HELLO_REQUIRED — that is how a drone learns the
-// broker restarted.  Leases are renewed only by HELLOs and HEARTBEATs that
-// list their token, so a TASK that never arrived expires instead of living
-// forever on a drone that keeps heartbeating.
+// (routing id) it last said HELLO on; one session binds at most one
+// instance.  Any other drone message on a session without a HELLO gets
+// HELLO_REQUIRED — that is how a drone learns the broker restarted.  A
+// HELLO for an instance known from another session must carry its session
+// secret (trust.c).  Leases are renewed (and confirmed) only by HELLOs and
+// HEARTBEATs that list their token, so a TASK that never arrived expires
+// instead of living forever on a drone that keeps heartbeating; such a lost
+// lease costs the task no attempt the first time, and a drone that keeps
+// losing them is quarantined (trust.c).
 #include "broker/broker_int.h"
 
 #include "common/log.h"
@@ -63,6 +67,7 @@ s_register(broker_t *b, const char *instance)
 {
     drone_t *d = xcalloc(1, sizeof *d);
     snprintf(d->instance, sizeof d->instance, "%s", instance);
+    trust_init(d);
     b->drones = xrealloc(b->drones, (b->n_drones + 1) * sizeof *b->drones);
     b->drones[b->n_drones++] = d;
     return d;
@@ -104,8 +109,10 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
 {
     const sched_lease_t *l = sched_lease_get(b->sched, token);
     if (l && strcmp(l->instance, d->instance) == 0) {
-        sched_lease_renew(b->sched, l->token,
-                          b->now_mono + b->cfg->lease_ms);
+        sched_lease_renew(b->sched, token, b->now_mono + b->cfg->lease_ms);
+        if (sched_lease_confirm(b->sched, token)) {
+            trust_confirmed(d);
+        }
         return;
     }
     char *known_task = NULL;
@@ -187,21 +194,64 @@ s_join(const proto_strv_t *v)
 }
 
 static void
-s_hello(broker_t *b, router_in_t *in)
+s_forget_drone(broker_t *b, const drone_t *d)
+{
+    for (size_t i = 0; i < b->n_drones; i++) {
+        if (b->drones[i] == d) {
+            s_forget(b, i);
+            return;
+        }
+    }
+}
+
+// The session said HELLO as another instance: the one it was bound to is
+// gone from it.  Its leases are released as for a drone that no longer
+// lists them, and it is forgotten (unless quarantined: that must outlive
+// the session).
+static void
+s_unbind(broker_t *b, drone_t *old, const char *instance)
+{
+    sched_lease_t *mine = NULL;
+    size_t n = sched_leases_of(b->sched, old->instance, &mine);
+    for (size_t i = 0; i < n; i++) {
+        s_release(b, &mine[i], "its session said HELLO as another "
+                               "instance");
+    }
+    free(mine);
+    log_info(LOG, "drone '%s' instance %s: its session is now instance %s; "
+                  "%zu leases released", old->name, old->instance, instance,
+             n);
+    if (old->quarantined) {
+        memset(&old->rid, 0, sizeof old->rid);
+        old->connected = false;
+    } else {
+        s_forget_drone(b, old);
+    }
+}
+
+static bool
+s_key_mismatch(broker_t *b, const drone_t *known, router_in_t *in)
+{
+    if (!known || strcmp(known->name, in->name) == 0) {
+        return false;
+    }
+    // An instance id is not a credential: another key may not take over a
+    // drone's leases by repeating its id.
+    const char *id = in->msg->u.hello.instance;
+    proto_msg_t *e = proto_error_new(
+        in->msg->req, PROTO_E_FORBIDDEN,
+        "instance %s belongs to key '%s', not '%s'", id, known->name,
+        in->name);
+    broker_queue(b, &in->rid, &e, false);
+    broker_refused(b, in, "refused HELLO as instance %s from key '%s': it "
+                          "belongs to key '%s'", id, in->name, known->name);
+    return true;
+}
+
+static void
+s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
 {
     const proto_hello_t *h = &in->msg->u.hello;
-    drone_t *known = drones_find(b, h->instance);
-    if (known && strcmp(known->name, in->name) != 0) {
-        // An instance id is not a credential: another key may not take
-        // over a drone's leases by repeating its id.
-        proto_msg_t *e = proto_error_new(
-            in->msg->req, PROTO_E_FORBIDDEN,
-            "instance %s belongs to key '%s', not '%s'", h->instance,
-            known->name, in->name);
-        broker_queue(b, &in->rid, &e, false);
-        return;
-    }
-    drone_t *d = known ? known : s_register(b, h->instance);
     snprintf(d->name, sizeof d->name, "%s", in->name);
     d->role = in->role;
     memcpy(d->key, in->key, sizeof d->key);
@@ -215,19 +265,40 @@ s_hello(broker_t *b, router_in_t *in)
     char *tags = s_join(&h->tags);
     if (!broker_begin(b) ||
         ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
-                          tags, NULL, b->now_wall) == LEDGER_ERROR) {
+                          tags, hash[0] ? hash : NULL,
+                          b->now_wall) == LEDGER_ERROR) {
         broker_fail_turn(b);
     }
     log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
-                  "%zu leases", d->name, d->instance, d->host, d->slots, tags,
-             h->n_leases);
+                  "%zu leases%s", d->name, d->instance, d->host, d->slots,
+             tags, h->n_leases, d->quarantined ? " (quarantined)" : "");
     free(tags);
+}
+
+static void
+s_hello(broker_t *b, router_in_t *in)
+{
+    const proto_hello_t *h = &in->msg->u.hello;
+    drone_t *known = drones_find(b, h->instance);
+    char *secret = NULL;
+    char hash[65];
+    if (s_key_mismatch(b, known, in) ||
+        trust_hello(b, known, in, &secret, hash) < 0) {
+        return;  // refused: nothing changes, the live drone keeps it all
+    }
+    drone_t *prev = drones_by_rid(b, &in->rid);
+    if (prev && prev != known) {
+        s_unbind(b, prev, h->instance);
+    }
+    drone_t *d = known ? known : s_register(b, h->instance);
+    s_bind(b, d, in, hash);
     proto_msg_t *w = proto_msg_new(PROTO_MSG_WELCOME);
     w->req = in->msg->req;
     w->u.welcome.heartbeat_ms = (uint32_t) b->cfg->heartbeat_ms;
     w->u.welcome.lease_ms = (uint32_t) b->cfg->lease_ms;
     w->u.welcome.max_output_bytes = (uint64_t) b->cfg->max_output;
     w->u.welcome.broker_id = xstrdup(ledger_id(b->ledger));
+    w->u.welcome.secret = secret;
     broker_queue(b, &in->rid, &w, true);
     // After WELCOME is queued: the STOPs of the reconciliation follow it on
     // the wire (PROTOCOL.md 7.1), so the drone is ACTIVE when they arrive.
@@ -336,6 +407,9 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
     } else if (!broker_begin(b)) {
         ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
     } else {
+        if (!l->confirmed) {
+            trust_confirmed(d);  // its RESULT shows the TASK arrived
+        }
         ledger_attempt_end_t end = {0};
         s_fill_end(b, r, &end);
         sched_lease_t copy = *l;
@@ -350,11 +424,18 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
             ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
         }
     }
-    if (ack->u.result_ack.status != PROTO_ACK_ACCEPTED) {
+    proto_ack_t status = ack->u.result_ack.status;
+    // Only work recorded now counts: a "duplicate" can be had for any
+    // token whose attempt ended, a lost lease's included.
+    if (status == PROTO_ACK_ACCEPTED) {
+        trust_result(d);
+    }
+    if (status != PROTO_ACK_ACCEPTED && log_enabled(LOG_LEVEL_INFO) &&
+        router_log_quota(b->router, &in->rid, in->name, b->now_mono)) {
         log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
                       "%s (%s)", (long long) r->plan, r->task,
                  (unsigned long long) r->token, d->instance,
-                 proto_ack_name(ack->u.result_ack.status),
+                 proto_ack_name(status),
                  ack->u.result_ack.message ? ack->u.result_ack.message : "");
     }
     // Every ack waits for the commit: a "duplicate" for a result accepted
@@ -381,12 +462,7 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
     free(mine);
     log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
-    for (size_t i = 0; i < b->n_drones; i++) {
-        if (b->drones[i] == d) {
-            s_forget(b, i);
-            break;
-        }
-    }
+    s_forget_drone(b, d);
 }
 
 void
@@ -457,8 +533,10 @@ drones_heartbeat(broker_t *b)
     for (size_t i = 0; i < b->n_drones;) {
         drone_t *d = b->drones[i];
         // Silent past a lease: its leases expire on their own; forget the
-        // session so status stops listing it.  A HELLO brings it back.
-        if (b->now_mono - d->last_seen_ms > b->cfg->lease_ms) {
+        // session so status stops listing it.  A HELLO brings it back.  A
+        // quarantine outlives silence: going quiet must not lift it.
+        if (b->now_mono - d->last_seen_ms > b->cfg->lease_ms &&
+            !trust_is_quarantined(b, d)) {
             log_info(LOG, "drone '%s' instance %s silent for %lld ms; "
                           "forgotten", d->name, d->instance,
                      (long long) (b->now_mono - d->last_seen_ms));
@@ -525,6 +603,10 @@ s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
     pt->n_env = t->n_env;
     pt->cwd = t->cwd ? xstrdup(t->cwd) : NULL;
     pt->timeout_s = (uint32_t) t->timeout_s;
+    const wp_limits_t *lim = &t->limits;  // validated: each fits uint32
+    pt->limits = (proto_task_limits_t) {
+        .as_mb = (uint32_t) lim->as_mb, .nofile = (uint32_t) lim->nofile,
+        .nproc = (uint32_t) lim->nproc, .cpu_s = (uint32_t) lim->cpu_s};
     return m;
 }
 
@@ -587,9 +669,9 @@ drones_dispatch(broker_t *b)
         if (!d->connected || d->draining || quiet) {
             continue;
         }
-        size_t held = sched_lease_count_of(b->sched, d->instance);
+        size_t room = trust_credit(b, d);
         const char *const *tags = (const char *const *) d->tags.items;
-        for (; held < d->slots && !b->turn_failed && !b->rebuild; held++) {
+        for (; room > 0 && !b->turn_failed && !b->rebuild; room--) {
             int64_t plan;
             size_t idx;
             if (sched_pick(b->sched, tags, d->tags.count, b->now_wall, &plan,
@@ -601,6 +683,54 @@ drones_dispatch(broker_t *b)
     }
 }
 
+// The task's lost leases so far; on a ledger error, as if it had lost one
+// (the expiry then uses an attempt, as it did before leases were lost).
+static uint32_t
+s_lost_before(broker_t *b, const sched_lease_t *l)
+{
+    const workplan_t *wp = sched_workplan(b->sched, l->plan);
+    uint32_t n = 1;
+    if (wp && ledger_task_lost_leases(b->ledger, l->plan,
+                                      wp->tasks[l->idx].id, &n) != LEDGER_OK) {
+        n = 1;
+    }
+    return n;
+}
+
+// How an expired lease ends (PROTOCOL.md section 7.5).  Past the task's
+// timeout it failed.  Never confirmed by its holder, it was lost: the TASK
+// may never have arrived, so the first loss of a task uses no attempt (a
+// drone that swallows its pushes must not burn everyone's retries), a later
+// one does (a task that kills every drone it lands on still dies).  Else
+// the holder stopped renewing it: expired.
+static bool
+s_expiry(broker_t *b, const sched_lease_t *l, char *why, size_t len,
+         ledger_attempt_end_t *end)
+{
+    bool backstop = l->hard_deadline_ms &&
+                    b->now_mono >= l->hard_deadline_ms;
+    bool lost = !backstop && !l->confirmed;
+    bool first = lost && s_lost_before(b, l) == 0;
+    if (backstop) {
+        snprintf(why, len, "ran past its timeout (broker backstop)");
+    } else if (lost) {
+        snprintf(why, len, "lease lost: drone instance %s never confirmed "
+                           "the task%s", l->instance,
+                 first ? "; no attempt used the first time" : " (again)");
+    } else {
+        snprintf(why, len, "lease expired: no heartbeat from drone '%s' "
+                           "listing it", l->instance);
+    }
+    *end = (ledger_attempt_end_t){
+        .outcome = backstop ? LEDGER_ATTEMPT_FAILED
+                   : first  ? LEDGER_ATTEMPT_RELEASED
+                            : LEDGER_ATTEMPT_EXPIRED,
+        .timed_out = backstop,
+        .error = why,
+        .lost = lost};
+    return lost;
+}
+
 void
 drones_expire(broker_t *b)
 {
@@ -608,30 +738,24 @@ drones_expire(broker_t *b)
     size_t n = sched_leases_expired(b->sched, b->now_mono, &gone);
     for (size_t i = 0; i < n && !b->turn_failed; i++) {
         sched_lease_t *l = &gone[i];
-        bool backstop = l->hard_deadline_ms &&
-                        b->now_mono >= l->hard_deadline_ms;
-        char why[160];
-        snprintf(why, sizeof why,
-                 backstop ? "ran past its timeout (broker backstop)"
-                          : "lease expired: no heartbeat from drone '%s' "
-                            "listing it",
-                 l->instance);
-        ledger_attempt_end_t end = {
-            .outcome = backstop ? LEDGER_ATTEMPT_FAILED
-                                : LEDGER_ATTEMPT_EXPIRED,
-            .timed_out = backstop,
-            .error = why};
+        char why[200];
+        ledger_attempt_end_t end;
+        bool lost = s_expiry(b, l, why, sizeof why, &end);
         drone_t *d = drones_find(b, l->instance);
         const workplan_t *wp = sched_workplan(b->sched, l->plan);
         log_info(LOG, "task '%s' of plan %lld: %s",
                  wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
         if (d && wp) {
             s_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
-                   backstop ? "timeout" : "expired", true);
+                   end.timed_out ? "timeout" : "expired", true);
         }
         if (!broker_begin(b) ||
             plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
             broker_fail_turn(b);
+            break;
+        }
+        if (lost && d) {
+            trust_lost(b, d);
         }
     }
     free(gone);

@@ -306,8 +306,10 @@ s_add_lease(s_loader_t *ld, s_loaded_t *p, const ledger_task_row_t *row,
     l->idx = idx;
     snprintf(l->instance, sizeof l->instance, "%s", row->instance);
     // A restart is a grace: every lease gets a full lease time to be
-    // renewed by its drone's next HELLO.
+    // renewed by its drone's next HELLO.  It counts as confirmed (the drone
+    // had it before), so if it lapses it uses an attempt as it always did.
     l->deadline_ms = ld->now_mono + ld->lease_ms;
+    l->confirmed = true;
     int64_t timeout_s = p->wp->tasks[idx].timeout_s;
     l->hard_deadline_ms = timeout_s > 0 ? ld->now_mono + timeout_s * 1000 +
                                               ld->lease_ms

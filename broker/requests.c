@@ -336,7 +336,7 @@ s_fill_drones(broker_t *b, proto_status_ok_t *st)
 {
     st->drones = xcalloc(b->n_drones + 1, sizeof *st->drones);
     for (size_t i = 0; i < b->n_drones; i++) {
-        const drone_t *d = b->drones[i];
+        drone_t *d = b->drones[i];
         proto_drone_info_t *o = &st->drones[st->n_drones++];
         o->instance = xstrdup(d->instance);
         o->name = xstrdup(d->name);
@@ -348,6 +348,7 @@ s_fill_drones(broker_t *b, proto_status_ok_t *st)
             proto_strv_push(&o->tags, d->tags.items[k]);
         }
         o->last_seen_ms = b->now_wall - (b->now_mono - d->last_seen_ms);
+        o->quarantined = trust_is_quarantined(b, d);
     }
 }
 

@@ -2,6 +2,7 @@
 #include "broker/router.h"
 
 #include "broker/auth.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -11,6 +12,17 @@
 #include <string.h>
 #include <zmq.h>
 
+// One session's log quota for the current second.
+typedef struct {
+    wire_rid_t rid;
+    char name[KEYS_NAME_MAX + 1];  // its key name, for the summary line
+    int64_t start_ms;          // monotonic start of its second; 0 = free
+    uint32_t lines;            // logged in this second
+    uint32_t suppressed;       // not logged in this second
+} s_quota_t;
+
+#define S_QUOTAS 256           // sessions tracked at once (oldest evicted)
+
 #define LOG "broker.router"
 #define S_DROP_MAX 64
 
@@ -19,6 +31,7 @@ struct router {
     void *sock;                // ROUTER (owned)
     auth_t *auth;              // ZAP handler in ctx (owned)
     char endpoint[256];        // the bound endpoint
+    s_quota_t quotas[S_QUOTAS];
     int wake_fd;               // also polled (e.g. a signal pipe), or -1
 };
 
@@ -170,6 +183,85 @@ s_recv_one(router_t *self, router_in_t *in, const proto_limits_t *lim)
     return rc;
 }
 
+static void
+s_quota_summary(s_quota_t *q)
+{
+    if (q->suppressed > 0) {
+        // libzmq's routing ids are 5 bytes; 8 tell sessions apart.
+        char rid[2 * 8 + 1] = "";
+        for (size_t i = 0; i < q->rid.len && i < 8; i++) {
+            snprintf(rid + 2 * i, 3, "%02x", q->rid.bytes[i]);
+        }
+        log_warn(LOG, "suppressed %u similar messages from key '%s' "
+                      "(session %s)", q->suppressed, q->name, rid);
+    }
+    q->suppressed = 0;
+}
+
+// The quota of rid, or a free (or the oldest) entry for it.
+static s_quota_t *
+s_quota_find(router_t *self, const wire_rid_t *rid)
+{
+    s_quota_t *spare = NULL;
+    for (size_t i = 0; i < S_QUOTAS; i++) {
+        s_quota_t *q = &self->quotas[i];
+        if (q->start_ms && wire_rid_equal(&q->rid, rid)) {
+            return q;
+        }
+        if (!spare || (spare->start_ms && q->start_ms < spare->start_ms)) {
+            spare = q;
+        }
+    }
+    s_quota_summary(spare);
+    memset(spare, 0, sizeof *spare);
+    spare->rid = *rid;
+    return spare;
+}
+
+bool
+router_log_quota(router_t *self, const wire_rid_t *rid, const char *name,
+                 int64_t now_ms)
+{
+    if (!self) {
+        return true;  // an offline broker (tests): no sessions to flood it
+    }
+    s_quota_t *q = s_quota_find(self, rid);
+    if (!q->start_ms || now_ms - q->start_ms >= 1000) {
+        s_quota_summary(q);
+        q->start_ms = now_ms > 0 ? now_ms : 1;
+        q->lines = 0;
+    }
+    snprintf(q->name, sizeof q->name, "%s", name);
+    if (q->lines < ROUTER_LOG_PER_S) {
+        q->lines++;
+        return true;
+    }
+    q->suppressed++;
+    return false;
+}
+
+void
+router_log_flush(router_t *self, int64_t now_ms)
+{
+    if (!self) {
+        return;
+    }
+    for (size_t i = 0; i < S_QUOTAS; i++) {
+        s_quota_t *q = &self->quotas[i];
+        if (!q->start_ms || now_ms - q->start_ms < 1000) {
+            continue;
+        }
+        if (q->suppressed > 0) {
+            // Its second is over: say what was dropped, start a new one.
+            s_quota_summary(q);
+            q->start_ms = now_ms;
+            q->lines = 0;
+        } else {
+            q->start_ms = 0;
+        }
+    }
+}
+
 // A message of more than one frame, and a malformed HEARTBEAT, are dropped
 // with a log line and no reply (PROTOCOL.md 2 and 6).  At most
 // S_DROP_MAX in a row per call, so a flood of them cannot hold a turn.
@@ -181,8 +273,10 @@ router_recv(router_t *self, router_in_t *in, const proto_limits_t *lim)
         if (rc != WIRE_BAD || !in->err.unanswered) {
             return rc;
         }
-        log_warn(LOG, "dropped a message from '%s' unanswered: %s",
-                 in->name, in->err.message);
+        if (router_log_quota(self, &in->rid, in->name, clock_mono_ms())) {
+            log_warn(LOG, "dropped a message from '%s' unanswered: %s",
+                     in->name, in->err.message);
+        }
         proto_msg_destroy(&in->msg);
     }
     return WIRE_AGAIN;

@@ -19,6 +19,8 @@
 
 typedef struct router router_t;
 
+#define ROUTER_LOG_PER_S 5       // log lines per session per second
+
 typedef struct {
     wire_rid_t rid;             // the peer's routing id (reply address)
     unsigned role;              // PROTO_R_* of the sender
@@ -45,6 +47,16 @@ void router_watch_fd(router_t *self, int fd);
 // HEARTBEAT) are logged and skipped here, never returned.
 wire_rc_t router_recv(router_t *self, router_in_t *in,
                       const proto_limits_t *lim);
+// Log quota per session: at most ROUTER_LOG_PER_S lines a second about one
+// session's refused or malformed messages.  Returns true when one more line
+// fits now; otherwise counts it as suppressed.  name is the peer's key name.
+// A NULL router (a broker opened without a socket, in tests) logs all.
+bool router_log_quota(router_t *self, const wire_rid_t *rid,
+                      const char *name, int64_t now_ms);
+// Logs "suppressed K similar messages from <peer>" for each session whose
+// second is over with lines suppressed, and forgets idle sessions.  Call
+// once per turn.
+void router_log_flush(router_t *self, int64_t now_ms);
 // Sends *msg (consumed) to rid.  Returns 0 or -1 with errno (EHOSTUNREACH:
 // the peer is gone, EAGAIN: its queue is full).
 int router_send(router_t *self, const wire_rid_t *rid, proto_msg_t **msg,

@@ -46,6 +46,8 @@ typedef struct {
     int64_t deadline_ms;         // monotonic; renewals move it
     int64_t hard_deadline_ms;    // monotonic; timeout_s backstop, 0 = none;
                                  // sched_lease_renew never moves past it
+    bool confirmed;              // its holder listed the token or sent its
+                                 // RESULT: the TASK arrived
 } sched_lease_t;
 
 sched_t *sched_new(void);
@@ -127,6 +129,12 @@ void sched_lease_remove(sched_t *self, uint64_t token);
 size_t sched_leases_of(const sched_t *self, const char *instance,
                        sched_lease_t **out);
 size_t sched_lease_count_of(const sched_t *self, const char *instance);
+// Marks a lease confirmed (its holder showed it has the TASK).  Returns
+// true when it was not confirmed before; false also for an unknown token.
+bool sched_lease_confirm(sched_t *self, uint64_t token);
+// The leases of an instance not confirmed yet (the credit window, PROTOCOL.md
+// section 7.3).  O(1).
+size_t sched_unconfirmed_of(const sched_t *self, const char *instance);
 // Leases whose deadline is <= now_ms; caller frees *out (copies).
 size_t sched_leases_expired(const sched_t *self, int64_t now_ms,
                             sched_lease_t **out);

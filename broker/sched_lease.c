@@ -21,6 +21,7 @@
 typedef struct {
     char id[65];                 // drone instance id
     size_t n_leases;             // > 0
+    size_t n_unconfirmed;        // of those, not confirmed yet
 } s_inst_t;
 
 // Open addressing with linear probing over a dense array.
@@ -153,11 +154,12 @@ s_inst_slot(const sched__leases_t *lt, const char *id)
 }
 
 static void
-s_inst_hold(sched__leases_t *lt, const char *id)
+s_inst_hold(sched__leases_t *lt, const char *id, bool confirmed)
 {
     size_t s = s_inst_slot(lt, id);
     if (lt->by_inst.slots[s]) {
         lt->insts[lt->by_inst.slots[s] - 1].n_leases++;
+        lt->insts[lt->by_inst.slots[s] - 1].n_unconfirmed += !confirmed;
         return;
     }
     s_index_grow(lt, &lt->by_inst, lt->n_insts, s_inst_hash_at);
@@ -167,15 +169,24 @@ s_inst_hold(sched__leases_t *lt, const char *id)
     s_inst_t *in = &lt->insts[lt->n_insts++];
     memcpy(in->id, id, sizeof in->id);
     in->n_leases = 1;
+    in->n_unconfirmed = !confirmed;
     lt->by_inst.slots[s] = lt->n_insts;
 }
 
+static s_inst_t *
+s_inst_get(const sched__leases_t *lt, const char *id)
+{
+    size_t s = lt->by_inst.slots[s_inst_slot(lt, id)];
+    return s ? &lt->insts[s - 1] : NULL;
+}
+
 static void
-s_inst_release(sched__leases_t *lt, const char *id)
+s_inst_release(sched__leases_t *lt, const char *id, bool confirmed)
 {
     size_t s = s_inst_slot(lt, id);
     assert(lt->by_inst.slots[s]);
     size_t i = lt->by_inst.slots[s] - 1;
+    lt->insts[i].n_unconfirmed -= !confirmed;
     if (--lt->insts[i].n_leases > 0) {
         return;
     }
@@ -232,7 +243,7 @@ sched_lease_add(sched_t *self, const sched_lease_t *lease)
     *l = *lease;
     l->instance[sizeof l->instance - 1] = '\0';
     lt->by_token.slots[s] = lt->n_leases;
-    s_inst_hold(lt, l->instance);
+    s_inst_hold(lt, l->instance, l->confirmed);
 }
 
 const sched_lease_t *
@@ -270,7 +281,7 @@ sched_lease_remove(sched_t *self, uint64_t token)
         return;
     }
     size_t i = lt->by_token.slots[s] - 1;
-    s_inst_release(lt, lt->leases[i].instance);
+    s_inst_release(lt, lt->leases[i].instance, lt->leases[i].confirmed);
     s_index_erase(lt, &lt->by_token, s, s_token_hash_at);
     size_t last = --lt->n_leases;
     if (i != last) {
@@ -325,9 +336,31 @@ size_t
 sched_lease_count_of(const sched_t *self, const char *instance)
 {
     assert(self && instance);
-    const sched__leases_t *lt = self->leases;
-    size_t s = lt->by_inst.slots[s_inst_slot(lt, instance)];
-    return s ? lt->insts[s - 1].n_leases : 0;
+    const s_inst_t *in = s_inst_get(self->leases, instance);
+    return in ? in->n_leases : 0;
+}
+
+bool
+sched_lease_confirm(sched_t *self, uint64_t token)
+{
+    assert(self);
+    sched__leases_t *lt = self->leases;
+    size_t s = lt->by_token.slots[s_token_slot(lt, token)];
+    if (!s || lt->leases[s - 1].confirmed) {
+        return false;
+    }
+    sched_lease_t *l = &lt->leases[s - 1];
+    l->confirmed = true;
+    s_inst_get(lt, l->instance)->n_unconfirmed--;
+    return true;
+}
+
+size_t
+sched_unconfirmed_of(const sched_t *self, const char *instance)
+{
+    assert(self && instance);
+    const s_inst_t *in = s_inst_get(self->leases, instance);
+    return in ? in->n_unconfirmed : 0;
 }
 
 size_t

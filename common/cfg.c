@@ -22,13 +22,22 @@ s_parse_bool(const char *s, bool *out)
     return 0;
 }
 
+// Adds text to a CFG_LIST field: "a,b" + "c" -> "a,b,c".
+static void
+s_append(char **p, const char *text)
+{
+    char *joined = *p && **p ? xasprintf("%s,%s", *p, text) : xstrdup(text);
+    free(*p);
+    *p = joined;
+}
+
 // Stores text into the option's field.  'where' names the source for errors.
 static int
 s_set(const cfg_option_t *o, void *conf, const char *text, const char *where,
       char *err, size_t errlen)
 {
     char *field = (char *) conf + o->offset;
-    if (o->type == CFG_STR) {
+    if (o->type == CFG_STR || o->type == CFG_LIST) {
         char **p = (char **) field;
         free(*p);
         *p = xstrdup(text);
@@ -92,6 +101,7 @@ cfg_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
               int first, int *next, bool *help, char *err, size_t errlen)
 {
     int i = first;
+    uint64_t listed = 0;  // CFG_LIST options already given as a flag
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -127,9 +137,13 @@ cfg_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
             }
             val = argv[++i];
         }
-        if (s_set(o, conf, val, where, err, errlen) < 0) {
+        uint64_t bit = 1ull << ((size_t) (o - opts) % 64);
+        if (o->type == CFG_LIST && (listed & bit)) {
+            s_append((char **) ((char *) conf + o->offset), val);
+        } else if (s_set(o, conf, val, where, err, errlen) < 0) {
             return -1;
         }
+        listed |= o->type == CFG_LIST ? bit : 0;
     }
     *next = i;
     return 0;
@@ -175,7 +189,7 @@ void
 cfg_release(const cfg_option_t *opts, void *conf)
 {
     for (const cfg_option_t *o = opts; o->flag; o++) {
-        if (o->type == CFG_STR) {
+        if (o->type == CFG_STR || o->type == CFG_LIST) {
             char **p = (char **) ((char *) conf + o->offset);
             free(*p);
             *p = NULL;

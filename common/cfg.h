@@ -17,6 +17,8 @@ typedef enum {
     CFG_STR,   // char * (owned by the struct; cfg_release frees)
     CFG_INT,   // int64_t within [min, max]
     CFG_BOOL,  // bool; a flag without value sets true, env takes 1/0/true/false
+    CFG_LIST,  // char *, a comma list: the environment gives one; a flag may
+               // repeat, its first use replaces the list, the others append
 } cfg_type_t;
 
 typedef struct {

@@ -2,6 +2,10 @@
 //
 // Each entry is written with a single write(2) so lines from the several
 // processes of a swarm sharing one terminal or file do not interleave.
+// Messages carry strings from peers (instance ids, host names, task ids,
+// decode errors), so a text entry escapes every control byte and DEL as
+// \xNN: a peer can neither start a forged line nor send terminal escapes.
+// JSON entries get the same protection from the JSON encoder (\uNNNN).
 #include "common/log.h"
 
 #include "common/clock.h"
@@ -59,18 +63,52 @@ s_emit(const char *line)
     }
 }
 
+static bool
+s_needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+char *
+log_escape(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++) {
+        n += s_needs_escape((unsigned char) *p) ? 4 : 1;
+    }
+    char *out = xmalloc(n + 1);
+    char *o = out;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (s_needs_escape(c)) {
+            o += sprintf(o, "\\x%02x", c);
+        } else {
+            *o++ = (char) c;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 void
 log_write(log_level_t level, const char *component, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, component, fmt, ap);
+    va_end(ap);
+}
+
+void
+log_vwrite(log_level_t level, const char *component, const char *fmt,
+           va_list ap)
 {
     if (!log_enabled(level)) {
         return;
     }
     char ts[32];
     clock_format_utc(clock_wall_ms(), ts, sizeof ts);
-    va_list ap;
-    va_start(ap, fmt);
     char *msg = xvasprintf(fmt, ap);
-    va_end(ap);
     char *line;
     if (s_json) {
         char *qc = json_quote(component);
@@ -81,7 +119,10 @@ log_write(log_level_t level, const char *component, const char *fmt, ...)
         free(qc);
         free(qm);
     } else {
-        line = xasprintf("%s %s %s: %s\n", ts, s_names[level], component, msg);
+        char *safe = log_escape(msg);
+        line = xasprintf("%s %s %s: %s\n", ts, s_names[level], component,
+                         safe);
+        free(safe);
     }
     s_emit(line);
     free(line);

@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,9 +327,11 @@ enum {
     S_F_PRIORITY = 1 << 9,
     S_F_REQUIRES = 1 << 10,
     S_F_MODEL = 1 << 11,
+    S_F_LIMITS = 1 << 12,
 };
 #define S_F_KINDS (S_F_RUN | S_F_PROMPT | S_F_GATE)
-#define S_F_DEFAULTS (S_F_TIMEOUT | S_F_RETRIES | S_F_PRIORITY | S_F_REQUIRES)
+#define S_F_DEFAULTS                                                          \
+    (S_F_TIMEOUT | S_F_RETRIES | S_F_PRIORITY | S_F_REQUIRES | S_F_LIMITS)
 
 static void
 s_f_id(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
@@ -462,6 +465,48 @@ s_f_model(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
     task->model = s_nonempty_str(ctx, val);
 }
 
+static const struct {
+    const char *name;
+    size_t offset;
+    int64_t max;
+} s_limit_keys[] = {
+    {"as_mb", offsetof(wp_limits_t, as_mb), WORKPLAN_MAX_AS_MB},
+    {"nofile", offsetof(wp_limits_t, nofile), WORKPLAN_MAX_NOFILE},
+    {"nproc", offsetof(wp_limits_t, nproc), WORKPLAN_MAX_NPROC},
+    {"cpu_s", offsetof(wp_limits_t, cpu_s), WORKPLAN_MAX_CPU_S},
+};
+#define S_N_LIMIT_KEYS (sizeof s_limit_keys / sizeof s_limit_keys[0])
+
+// "limits": {"as_mb": N, "nofile": N, "nproc": N, "cpu_s": N}, each
+// optional and at least 1 (leave a key out for the drone's own limit).
+static void
+s_f_limits(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+{
+    if (!s_want(ctx, val, JSON_T_OBJECT)) {
+        return;
+    }
+    json_iter_t it = json_obj_iter(val);
+    const char *key;
+    const jnode_t *v;
+    char shown[WP_SHOW_MAX + 4];
+    while (json_obj_next(&it, &key, &v)) {
+        size_t k = 0;
+        while (k < S_N_LIMIT_KEYS && strcmp(s_limit_keys[k].name, key) != 0) {
+            k++;
+        }
+        size_t old = wp_push_key(ctx, key);
+        if (k == S_N_LIMIT_KEYS) {
+            wp_err(ctx, "unknown field '%s' (known: as_mb, nofile, nproc, "
+                        "cpu_s)", wp_show(shown, key, strlen(key)));
+        } else {
+            s_int_in(ctx, v, 1, s_limit_keys[k].max,
+                     (int64_t *) ((char *) &task->limits
+                                  + s_limit_keys[k].offset));
+        }
+        wp_pop(ctx, old);
+    }
+}
+
 typedef void (*s_field_fn)(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task);
 
 static const struct {
@@ -481,6 +526,7 @@ static const struct {
     {"priority", S_F_PRIORITY, s_f_priority},
     {"requires", S_F_REQUIRES, s_f_requires},
     {"model", S_F_MODEL, s_f_model},
+    {"limits", S_F_LIMITS, s_f_limits},
 };
 
 // Parses the members of obj that `allowed` names into task, reporting the
@@ -606,6 +652,13 @@ s_apply_defaults(wp_ctx_t *ctx, wp_task_t *task)
     }
     if (!(ctx->seen & S_F_PRIORITY)) {
         task->priority = d->priority;
+    }
+    for (size_t k = 0; k < S_N_LIMIT_KEYS; k++) {
+        size_t off = s_limit_keys[k].offset;
+        int64_t *mine = (int64_t *) ((char *) &task->limits + off);
+        if (*mine == 0) {
+            *mine = *(const int64_t *) ((const char *) &d->limits + off);
+        }
     }
     if (!(ctx->seen & S_F_REQUIRES) && d->n_requires > 0) {
         task->requires = xcalloc(d->n_requires, sizeof *task->requires);

@@ -39,6 +39,21 @@ typedef struct {
     char *value;
 } wp_env_t;
 
+// Resource limits a task asks for ("limits"); 0: not given.  The drone
+// caps each with its own limit: a workplan may lower a drone's limit,
+// never raise it.
+typedef struct {
+    int64_t as_mb;          // address space, MiB: 1..WORKPLAN_MAX_AS_MB
+    int64_t nofile;         // open files: 1..WORKPLAN_MAX_NOFILE
+    int64_t nproc;          // processes of the task user: 1..WORKPLAN_MAX_NPROC
+    int64_t cpu_s;          // CPU seconds: 1..WORKPLAN_MAX_CPU_S
+} wp_limits_t;
+
+#define WORKPLAN_MAX_AS_MB 4194304      // 4 TiB
+#define WORKPLAN_MAX_NOFILE 1048576
+#define WORKPLAN_MAX_NPROC 4194304
+#define WORKPLAN_MAX_CPU_S 604800       // one week
+
 typedef struct {
     char *id;               // [A-Za-z0-9_][A-Za-z0-9_-]{0,63}
     wp_kind_t kind;
@@ -58,6 +73,7 @@ typedef struct {
     int64_t priority;       // resolved with defaults; higher runs first
     char **requires;        // tags a drone must offer
     size_t n_requires;
+    wp_limits_t limits;     // resolved with defaults, key by key
 } wp_task_t;
 
 typedef struct {

@@ -89,7 +89,8 @@ typedef struct {
     size_t n_added;         // errors this parse added (capped)
     wp_buf_t path;          // JSON path of the node being checked
     workplan_t *wp;
-    wp_task_t defaults;     // only timeout_s, retries, priority, requires
+    wp_task_t defaults;     // only timeout_s, retries, priority, requires,
+                            // limits
     unsigned seen;          // field bits of the object being parsed (pass 1)
     wp_map_t ids;           // id -> index of its first task
     wp_stamp_t *stamps;     // per task: which task needs it (pass 2)

@@ -42,8 +42,30 @@ s_kind_json(jnode_t *obj, const wp_task_t *t)
     }
 }
 
+// "limits" with the keys given, in a fixed order; nothing when none is.
+static void
+s_limits_json(jnode_t *obj, const wp_limits_t *l)
+{
+    if (!l->as_mb && !l->nofile && !l->nproc && !l->cpu_s) {
+        return;
+    }
+    jnode_t *lim = json_obj_new();
+    const struct {
+        const char *name;
+        int64_t v;
+    } keys[] = {{"as_mb", l->as_mb}, {"nofile", l->nofile},
+                {"nproc", l->nproc}, {"cpu_s", l->cpu_s}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (keys[i].v) {
+            json_obj_set_int(lim, keys[i].name, keys[i].v);
+        }
+    }
+    json_obj_set_node(obj, "limits", &lim);
+}
+
 // Key order: id, needs, run|prompt|gate, model, env, cwd, timeout_s,
-// retries, priority, requires.  Optional fields appear only when set.
+// retries, priority, requires, limits.  Optional fields appear only when
+// set.
 static jnode_t *
 s_task_json(const wp_task_t *t)
 {
@@ -72,6 +94,7 @@ s_task_json(const wp_task_t *t)
     json_obj_set_int(obj, "priority", t->priority);
     jnode_t *req = s_strings_json(t->requires, t->n_requires);
     json_obj_set_node(obj, "requires", &req);
+    s_limits_json(obj, &t->limits);
     return obj;
 }
 

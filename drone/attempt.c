@@ -5,11 +5,14 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 // Linux's MAX_ARG_STRLEN: the most one argv or environment string may hold.
 #define ARG_MAX_BYTES 131072
@@ -39,42 +42,99 @@ s_free_strv(char **v)
     free(v);
 }
 
+// Creates path afresh (never follows or reuses what is there) and gives it
+// to the task's user.
 static int
-s_write_file(const char *path, const uint8_t *data, size_t len)
+s_write_file(const char *path, const uint8_t *data, size_t len,
+             const attempt_opts_t *o)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                  0600);
+    if (fd < 0) {
         return -1;
     }
-    size_t n = len ? fwrite(data, 1, len, f) : 0;
-    return (fclose(f) == 0 && n == len) ? 0 : -1;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        done += (size_t) n;
+    }
+    int rc = done == len ? 0 : -1;
+    if (rc == 0 && o->uid != (uid_t) -1 && fchown(fd, o->uid, o->gid) != 0) {
+        rc = -1;
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+static int
+s_mkdir_owned(const char *path, const attempt_opts_t *o)
+{
+    if (mkdir(path, 0700) != 0) {
+        return -1;
+    }
+    return o->uid != (uid_t) -1 ? lchown(path, o->uid, o->gid) : 0;
+}
+
+// 32 hex digits from the kernel's generator: nothing a task sees (token,
+// instance id, its own name) leads to another attempt's directory.
+static char *
+s_random_dir(const char *base)
+{
+    uint8_t raw[16];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t) sizeof raw) {
+        // Like OOM: without randomness the names would be guessable.
+        fprintf(stderr, "waggle: getrandom failed: %s\n", strerror(errno));
+        abort();
+    }
+    char hex[2 * sizeof raw + 1];
+    for (size_t i = 0; i < sizeof raw; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    }
+    return xasprintf("%s/%s", base, hex);
 }
 
 static char *
-s_write_inputs(attempt_t *a, const proto_task_t *t)
+s_make_dirs(attempt_t *a, const attempt_opts_t *o)
 {
-    if (mkdir(a->input_dir, 0700) < 0 && errno != EEXIST) {
-        return xasprintf("cannot create '%s': %s", a->input_dir,
-                         strerror(errno));
+    a->dir = s_random_dir(o->base);
+    a->input_dir = xasprintf("%s/inputs", a->dir);
+    const char *failed = s_mkdir_owned(a->dir, o) != 0         ? a->dir
+                         : s_mkdir_owned(a->input_dir, o) != 0 ? a->input_dir
+                                                               : NULL;
+    if (failed) {
+        return xasprintf("cannot create '%s': %s", failed, strerror(errno));
     }
-    for (size_t i = 0; i < t->n_inputs; i++) {
+    return NULL;
+}
+
+static char *
+s_write_inputs(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
+{
+    char *why = s_make_dirs(a, o);
+    for (size_t i = 0; i < t->n_inputs && !why; i++) {
         const proto_input_t *in = &t->inputs[i];
         if (in->truncated) {
             return xasprintf("input '%s' was truncated at the output cap",
                              in->id);
         }
         char *path = xasprintf("%s/%s", a->input_dir, in->id);
-        int rc = s_write_file(path, in->data.data, in->data.len);
+        int rc = s_write_file(path, in->data.data, in->data.len, o);
         free(path);
         if (rc < 0) {
-            return xasprintf("cannot write input '%s': %s", in->id,
-                             strerror(errno));
+            why = xasprintf("cannot write input '%s': %s", in->id,
+                            strerror(errno));
         }
     }
-    return NULL;
+    return why;
 }
-
-extern char **environ;
 
 // Whether the kernel can carry this value in an environment string.
 static bool
@@ -85,37 +145,87 @@ s_env_safe(const proto_input_t *in)
                    in->data.len);
 }
 
+// Sets NAME=value in env, replacing an earlier NAME: later sources win
+// (the task's env over the drone's allow list), and getenv() sees one.
 static void
-s_build_env(const attempt_t *a, const proto_task_t *t, s_vec_t *env)
+s_env_set(s_vec_t *env, const char *name, const char *value, size_t len)
 {
-    // The drone's own WAGGLE_* settings are not the task's business.
-    for (char **e = environ; *e; e++) {
-        if (strncmp(*e, "WAGGLE_", 7) != 0) {
-            s_vec_push(env, xstrdup(*e));
+    size_t n = strlen(name);
+    char *item = xasprintf("%s=%.*s", name, (int) len, value ? value : "");
+    for (size_t i = 0; i < env->n; i++) {
+        if (strncmp(env->items[i], name, n) == 0 && env->items[i][n] == '=') {
+            free(env->items[i]);
+            env->items[i] = item;
+            return;
         }
     }
-    for (size_t i = 0; i < t->n_env; i++) {
-        s_vec_push(env, xasprintf("%s=%s", t->env[i].key, t->env[i].value));
+    s_vec_push(env, item);
+}
+
+static void
+s_env_str(s_vec_t *env, const char *name, const char *value)
+{
+    s_env_set(env, name, value, strlen(value));
+}
+
+// The drone's variables a task may see: the allow list, then --pass-env.
+static void
+s_env_from_drone(s_vec_t *env, const attempt_opts_t *o)
+{
+    static const char *const allowed[] = {"PATH", "LANG", "LC_ALL", "TZ",
+                                          "TERM"};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
+        const char *v = getenv(allowed[i]);
+        if (v) {
+            s_env_str(env, allowed[i], v);
+        }
     }
-    s_vec_push(env, xasprintf("WAGGLE_PLAN=%lld", (long long) t->plan));
-    s_vec_push(env, xasprintf("WAGGLE_PLAN_NAME=%s",
-                              t->plan_name ? t->plan_name : ""));
-    s_vec_push(env, xasprintf("WAGGLE_TASK=%s", t->task));
-    s_vec_push(env, xasprintf("WAGGLE_TASK_TOKEN=%llu",
-                              (unsigned long long) t->token));
-    s_vec_push(env, xasprintf("WAGGLE_ATTEMPT=%u", t->attempt));
-    s_vec_push(env, xasprintf("WAGGLE_INPUT_DIR=%s", a->input_dir));
+    if (!getenv("PATH")) {
+        s_env_str(env, "PATH", ATTEMPT_DEFAULT_PATH);
+    }
+    for (size_t i = 0; o->pass_env && o->pass_env[i]; i++) {
+        const char *v = getenv(o->pass_env[i]);
+        if (v) {
+            s_env_str(env, o->pass_env[i], v);
+        }
+    }
+}
+
+static void
+s_env_waggle(s_vec_t *env, const attempt_t *a, const proto_task_t *t)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long) t->plan);
+    s_env_str(env, "WAGGLE_PLAN", num);
+    s_env_str(env, "WAGGLE_PLAN_NAME", t->plan_name ? t->plan_name : "");
+    s_env_str(env, "WAGGLE_TASK", t->task);
+    snprintf(num, sizeof num, "%llu", (unsigned long long) t->token);
+    s_env_str(env, "WAGGLE_TASK_TOKEN", num);
+    snprintf(num, sizeof num, "%u", t->attempt);
+    s_env_str(env, "WAGGLE_ATTEMPT", num);
+    s_env_str(env, "WAGGLE_INPUT_DIR", a->input_dir);
     for (size_t i = 0; i < t->n_inputs; i++) {
         const proto_input_t *in = &t->inputs[i];
         if (!s_env_safe(in)) {
             continue;  // the file in WAGGLE_INPUT_DIR is its channel
         }
         char *name = workplan_input_var(in->id);
-        s_vec_push(env, xasprintf("%s=%.*s", name, (int) in->data.len,
-                                  in->data.data ? (char *) in->data.data
-                                                : ""));
+        s_env_set(env, name, (const char *) in->data.data, in->data.len);
         free(name);
     }
+}
+
+static void
+s_build_env(const attempt_t *a, const proto_task_t *t,
+            const attempt_opts_t *o, s_vec_t *env)
+{
+    s_env_from_drone(env, o);
+    s_env_str(env, "HOME", a->dir);
+    s_env_str(env, "TMPDIR", a->dir);
+    for (size_t i = 0; i < t->n_env; i++) {
+        s_env_str(env, t->env[i].key, t->env[i].value);
+    }
+    s_env_waggle(env, a, t);
 }
 
 static char *
@@ -144,21 +254,39 @@ s_build_argv(const proto_task_t *t, s_vec_t *argv)
 }
 
 char *
-attempt_prepare(attempt_t *a, const proto_task_t *t, const char *scratch)
+attempt_prepare(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
 {
-    a->input_dir = xasprintf("%s/%llu", scratch,
-                             (unsigned long long) t->token);
     s_vec_t argv = {0}, env = {0};
-    char *why = s_write_inputs(a, t);
+    char *why = s_write_inputs(a, t, o);
     if (!why) {
         why = s_build_argv(t, &argv);
     }
     if (!why) {
-        s_build_env(a, t, &env);
+        s_build_env(a, t, o, &env);
     }
     a->argv = argv.items;
     a->envp = env.items;
     return why;
+}
+
+// The smaller of two limits where 0 means none.
+static uint64_t
+s_cap(uint64_t asked, uint64_t cap)
+{
+    if (asked == 0 || (cap != 0 && cap < asked)) {
+        return cap;
+    }
+    return asked;
+}
+
+runner_limits_t
+attempt_limits(const proto_task_limits_t *asked, const runner_limits_t *caps)
+{
+    return (runner_limits_t) {
+        .as_bytes = s_cap((uint64_t) asked->as_mb << 20, caps->as_bytes),
+        .nofile = s_cap(asked->nofile, caps->nofile),
+        .nproc = s_cap(asked->nproc, caps->nproc),
+        .cpu_s = s_cap(asked->cpu_s, caps->cpu_s)};
 }
 
 void
@@ -167,6 +295,7 @@ attempt_release(attempt_t *a)
     s_free_strv(a->argv);
     s_free_strv(a->envp);
     a->argv = a->envp = NULL;
+    xfree(&a->input_dir);
 }
 
 static char *

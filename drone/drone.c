@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "drone/attempt.h"
+#include "drone/confine.h"
 #include "drone/runner.h"
 #include "proto/proto.h"
 #include "proto/wire.h"
@@ -43,7 +44,8 @@ typedef struct {
     size_t result_len;
     int64_t sent_ms;           // last send of the RESULT (monotonic)
     int64_t started_wall;      // when it started (wall ms)
-    char *input_dir;           // removed when the attempt ends (owned)
+    char *dir;                 // the attempt's directory, removed when the
+                               // attempt ends (owned)
 } lease_t;
 
 struct drone {
@@ -55,6 +57,11 @@ struct drone {
     bool refusal_logged;       // a refusal (handshake, FORBIDDEN) was reported
     runner_t *runner;
     char instance[33];         // random hex, new per process
+    char *secret;              // session secret from WELCOME (owned; in
+                               // memory only: never in a file or the
+                               // environment a task can see)
+    bool ack_due;              // a TASK arrived: heartbeat now, so the
+                               // broker sees its lease confirmed
     char host[256];
     proto_strv_t tags;
     lease_t *leases;
@@ -74,7 +81,10 @@ struct drone {
     bool bye_sent;
     bool bye_acked;
     int64_t bye_sent_ms;
-    char scratch[PATH_MAX];    // per-attempt input directories live here
+    confine_t confine;         // task user, isolation mode, scratch base
+    struct pollfd *pfds;       // the runner's descriptors, grown on demand
+    zmq_pollitem_t *items;     // [0] the socket, then one per pfds entry
+    size_t poll_cap;           // entries allocated in pfds (items: + 1)
 };
 
 static void
@@ -147,20 +157,6 @@ s_socket(drone_t *d, char *err, size_t errlen)
     return 0;
 }
 
-static int
-s_scratch(drone_t *d, char *err, size_t errlen)
-{
-    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(d->scratch, sizeof d->scratch, "%s/waggle-drone-%s", tmp,
-             d->instance);
-    if (mkdir(d->scratch, 0700) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create '%s': %s", d->scratch,
-                 strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 int
 drone_open(drone_t **out, const drone_config_t *cfg, char *err,
            size_t errlen)
@@ -179,13 +175,26 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
     d->lease_ms = 10000;
     d->max_output = 1024 * 1024;
     d->reconnect_ms = RECONNECT_MIN_MS;
-    d->ctx = zmq_ctx_new();
-    if (s_scratch(d, err, errlen) < 0 || s_socket(d, err, errlen) < 0) {
-        zmq_ctx_term(d->ctx);
+    if (confine_open(&d->confine, cfg, err, errlen) < 0) {
+        proto_strv_release(&d->tags);
         free(d);
         return -1;
     }
     d->runner = runner_new(KILL_GRACE_MS);
+    d->ctx = zmq_ctx_new();
+    int rc = runner_set_mode(d->runner, d->confine.mode);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot set up task isolation: %s",
+                 strerror(errno));
+    }
+    if (rc < 0 || s_socket(d, err, errlen) < 0) {
+        runner_destroy(&d->runner);
+        zmq_ctx_term(d->ctx);
+        confine_close(&d->confine);
+        proto_strv_release(&d->tags);
+        free(d);
+        return -1;
+    }
     *out = d;
     return 0;
 }
@@ -195,8 +204,8 @@ s_lease_free(lease_t *l)
 {
     free(l->task);
     free(l->result);
-    attempt_remove_dir(l->input_dir);
-    free(l->input_dir);
+    attempt_remove_dir(l->dir);
+    free(l->dir);
 }
 
 void
@@ -211,13 +220,16 @@ drone_destroy(drone_t **self_p)
         s_lease_free(&d->leases[i]);
     }
     free(d->leases);
+    free(d->secret);
     proto_strv_release(&d->tags);
+    free(d->pfds);
+    free(d->items);
     if (d->sock) {
         wire_monitor_stop(d->sock, &d->mon);
         zmq_close(d->sock);
     }
     zmq_ctx_term(d->ctx);
-    attempt_remove_dir(d->scratch);
+    confine_close(&d->confine);
     free(d);
     *self_p = NULL;
 }
@@ -278,6 +290,7 @@ s_send_hello(drone_t *d, int64_t now)
     h->version = xstrdup(WAGGLE_VERSION);
     h->slots = (uint32_t) d->cfg->slots;
     h->draining = d->draining;
+    h->secret = d->secret ? xstrdup(d->secret) : NULL;
     for (size_t i = 0; i < d->tags.count; i++) {
         proto_strv_push(&h->tags, d->tags.items[i]);
     }
@@ -371,7 +384,7 @@ s_finish(drone_t *d, lease_t *l, proto_msg_t **res, int64_t now)
              pr->error ? ": " : "", pr->error ? pr->error : "");
     proto_msg_destroy(res);
     l->finished = true;
-    attempt_remove_dir(l->input_dir);
+    attempt_remove_dir(l->dir);
     s_send_result(d, l, now);
 }
 
@@ -407,8 +420,10 @@ static void
 s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
 {
     attempt_t a = {0};
-    char *why = attempt_prepare(&a, t, d->scratch);
-    l->input_dir = a.input_dir;
+    attempt_opts_t opts = confine_attempt_opts(&d->confine);
+    char *why = attempt_prepare(&a, t, &opts);
+    l->dir = a.dir;
+    a.dir = NULL;
     if (!why) {
         const char *cwd = t->cwd ? t->cwd
                           : d->cfg->workdir && *d->cfg->workdir
@@ -418,6 +433,7 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
             .argv = a.argv, .envp = a.envp, .cwd = cwd,
             .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
             .out_cap = d->max_output, .err_cap = (size_t) d->cfg->err_cap};
+        confine_spec(&d->confine, t, &spec);
         runner_start(d->runner, t->token, &spec, now, &why);
     }
     if (why) {
@@ -436,6 +452,7 @@ s_on_task(drone_t *d, const proto_task_t *t, int64_t now)
     }
     lease_t *l = s_lease_add(d, t->token, t->plan, t->task);
     l->started_wall = clock_wall_ms();
+    d->ack_due = true;
     log_info(LOG, "task '%s' of plan %lld (token %llu, attempt %u)", t->task,
              (long long) t->plan, (unsigned long long) t->token, t->attempt);
     if (d->draining) {
@@ -509,6 +526,10 @@ s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
                  d->cfg->broker, d->keys.name, d->instance,
                  (long long) d->cfg->slots);
     }
+    if (w->secret) {
+        free(d->secret);
+        d->secret = xstrdup(w->secret);
+    }
     d->welcomed = d->ever_welcomed = true;
     d->refusal_logged = false;
     d->reconnect_ms = RECONNECT_MIN_MS;
@@ -527,6 +548,19 @@ s_on_error(drone_t *d, const proto_error_body_t *e, int64_t now)
             d->welcomed = false;
             s_send_hello(d, now);
         }
+        return;
+    }
+    if (e->code == PROTO_E_FORBIDDEN && !d->welcomed && e->message &&
+        strstr(e->message, "session secret")) {
+        // Our HELLO was refused: the WELCOME with this instance's secret
+        // was lost (or the broker holds another).  The instance is
+        // unusable; go on as a new one.  Its leases lapse at the broker.
+        log_warn(LOG, "broker refused HELLO: %s; continuing as a new "
+                      "instance", e->message);
+        s_hex_random(d->instance, 16);
+        free(d->secret);
+        d->secret = NULL;
+        s_send_hello(d, now);
         return;
     }
     if (e->code == PROTO_E_FORBIDDEN) {
@@ -651,6 +685,10 @@ s_timers(drone_t *d, int64_t now)
         s_reconnect(d, now);
         return;
     }
+    if (d->welcomed && d->ack_due) {
+        s_send_heartbeat(d);
+    }
+    d->ack_due = false;
     if (d->welcomed && now >= d->next_hb_ms) {
         s_send_heartbeat(d);
         s_resend_outbox(d, now, false);
@@ -730,17 +768,27 @@ s_poll_timeout(drone_t *d, int64_t now)
     return next > now ? next - now : 0;
 }
 
+// Two pipes per running task plus the runner's own: the arrays grow with
+// the slots in use (--slots allows 1024), never a fixed size.
 static void
 s_poll(drone_t *d, int64_t timeout)
 {
-    struct pollfd fds[256];
-    size_t n = runner_pollfds(d->runner, fds, 255);
-    zmq_pollitem_t items[256];
-    items[0] = (zmq_pollitem_t){d->sock, 0, ZMQ_POLLIN, 0};
-    for (size_t i = 0; i < n; i++) {
-        items[i + 1] = (zmq_pollitem_t){NULL, fds[i].fd, ZMQ_POLLIN, 0};
+    size_t n = runner_pollfds(d->runner, d->pfds, d->poll_cap);
+    if (n > d->poll_cap) {
+        d->poll_cap = n * 2;
+        d->pfds = xrealloc(d->pfds, d->poll_cap * sizeof *d->pfds);
+        d->items = xrealloc(d->items, (d->poll_cap + 1) * sizeof *d->items);
+        n = runner_pollfds(d->runner, d->pfds, d->poll_cap);
     }
-    zmq_poll(items, (int) n + 1, (long) timeout);
+    if (!d->items) {
+        d->items = xcalloc(1, sizeof *d->items);
+    }
+    d->items[0] = (zmq_pollitem_t){d->sock, 0, ZMQ_POLLIN, 0};
+    for (size_t i = 0; i < n; i++) {
+        d->items[i + 1] = (zmq_pollitem_t){NULL, d->pfds[i].fd, ZMQ_POLLIN,
+                                           0};
+    }
+    zmq_poll(d->items, (int) n + 1, (long) timeout);
 }
 
 int

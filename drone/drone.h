@@ -22,6 +22,13 @@ typedef struct {
     char *workdir;            // where tasks run by default; "" = cwd
     int64_t drain_s;          // on SIGTERM, wait this long for tasks
     int64_t err_cap;          // stderr bytes kept (tail)
+    char *run_as;             // task user; "" = the default (taskuser.h)
+    char *pass_env;           // comma list of variables passed to tasks
+    char *isolation;          // auto | pidns | subreaper (confine.h)
+    int64_t limit_as_mb;      // per-task rlimits, 0 = none; a workplan's
+    int64_t limit_nofile;     // "limits" may lower them, never raise them
+    int64_t limit_nproc;
+    int64_t limit_cpu_s;
     char *log_format;         // text | json
     bool verbose;
 } drone_config_t;

@@ -1,5 +1,6 @@
 // waggle-drone: entry point — configuration and signals.
 #include "drone/drone.h"
+#include "drone/taskuser.h"
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #define C(f) offsetof(drone_config_t, f)
 
@@ -28,6 +30,23 @@ static const cfg_option_t s_opts[] = {
      "them back", 0, 86400},
     {"stderr-cap", "WAGGLE_STDERR_CAP", CFG_INT, C(err_cap), "65536",
      "BYTES", "bytes of a task's stderr kept (the tail)", 0, 16777216},
+    {"run-as", "WAGGLE_RUN_AS", CFG_STR, C(run_as), "", "USER",
+     "user tasks run as (a root drone's default: " TASKUSER_DEFAULT ")", 0,
+     0},
+    {"pass-env", "WAGGLE_PASS_ENV", CFG_LIST, C(pass_env), "", "NAME",
+     "a variable of the drone's environment that tasks get too "
+     "(repeatable; the variable takes a comma list)", 0, 0},
+    {"isolation", "WAGGLE_ISOLATION", CFG_STR, C(isolation), "auto", "MODE",
+     "auto, pidns (a PID namespace per task) or subreaper", 0, 0},
+    {"limit-as-mb", "WAGGLE_LIMIT_AS_MB", CFG_INT, C(limit_as_mb), "0", "MIB",
+     "address space per task, 0 = none", 0, 4194304},
+    {"limit-nofile", "WAGGLE_LIMIT_NOFILE", CFG_INT, C(limit_nofile), "4096",
+     "N", "open files per task process, 0 = none", 0, 1048576},
+    {"limit-nproc", "WAGGLE_LIMIT_NPROC", CFG_INT, C(limit_nproc), "4096", "N",
+     "processes of the task user (counted per uid, across all its tasks), "
+     "0 = none", 0, 4194304},
+    {"limit-cpu-s", "WAGGLE_LIMIT_CPU_S", CFG_INT, C(limit_cpu_s), "0", "N",
+     "CPU seconds per task process, 0 = none", 0, 604800},
     {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
      "FMT", "text or json (one object per line)", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
@@ -43,6 +62,18 @@ s_on_signal(int sig)
     (void) sig;
     if (s_stop < 3) {
         s_stop++;
+    }
+}
+
+// Blanks our arguments in place once cfg has copied them: each task's init
+// is a copy of this process, so /proc/1/cmdline in a task's namespace (and
+// /proc/PID/cmdline of the drone, which any user may read) would show the
+// drone's flags.  argv[0] stays.
+static void
+s_hide_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        memset(argv[i], 0, strlen(argv[i]));
     }
 }
 
@@ -66,6 +97,9 @@ s_usage(FILE *out)
 int
 main(int argc, char **argv)
 {
+    // Before anything secret is in memory: a task running as our uid must
+    // not read our /proc/PID/environ, mem or fds (or ptrace us).
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     drone_config_t cfg = {0};
     char err[512];
     int next = 0;
@@ -86,6 +120,7 @@ main(int argc, char **argv)
         cfg_release(s_opts, &cfg);
         return 2;
     }
+    s_hide_args(argc, argv);
     log_init(cfg.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

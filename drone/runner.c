@@ -11,11 +11,17 @@
 // holds them.  Whatever is left in the group is then SIGKILLed: a finished
 // task leaves nothing running.
 //
+// In the confined modes the leader is the task's init (runner_child.c),
+// not the task: the pipe that reports an exec failure stays open as the
+// init's report pipe, and the task's own wait status arrives on it just
+// before the init exits.  An init SIGKILLed with its group reports nothing;
+// its own status (SIGKILL) then stands for the task's.
+//
 // argv[0] is searched in the drone's own PATH: glibc's execvpe reads the
 // caller's environ, not envp.  The task sees only envp.
 //
 // Never logs, never reads a clock.
-#include "drone/runner.h"
+#include "drone/runner_int.h"
 
 #include "common/xalloc.h"
 
@@ -23,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,14 +44,6 @@ enum {
     S_READ_BYTES = 65536,       // one read() of a pipe
     S_READS_PER_STEP = 16,      // per pipe and step, so one child can't hog
 };
-
-// Why a child gave up before exec; sent through the exec-error pipe.
-enum { S_STAGE_SETUP, S_STAGE_CWD, S_STAGE_EXEC };
-
-typedef struct {
-    int stage;                  // S_STAGE_*
-    int err;                    // errno
-} s_failure_t;
 
 // The last cap bytes of one output stream.
 typedef struct {
@@ -63,6 +62,7 @@ typedef struct {
     s_tail_t out;               // stdout
     s_tail_t err;               // stderr
     char *error;                // why it never ran, or NULL
+    int report_fd;              // the init's report pipe, or -1
     int64_t start_ms;           // now_ms of runner_start
     int64_t deadline_ms;        // 0: none
     int64_t kill_ms;            // SIGKILL due, if kill_pending
@@ -77,25 +77,13 @@ typedef struct {
 
 struct runner {
     int64_t grace_ms;           // SIGTERM to SIGKILL
+    runner_mode_t mode;
+    bool userns;                // RUNNER_PIDNS needs a user namespace too
     long open_max;              // close() loop bound without close_range
     s_child_t **children;       // not yet finished
     size_t count;
     size_t alloc;
 };
-
-// Everything the child needs, prepared before fork: after it, only
-// async-signal-safe calls.
-typedef struct {
-    char *const *argv;
-    char *const *envp;
-    const char *cwd;            // NULL: inherit
-    pid_t parent;               // for the PDEATHSIG race check
-    long open_max;
-    int null_fd;                // becomes 0
-    int out_w;                  // becomes 1
-    int err_w;                  // becomes 2
-    int exec_w;                 // exec-error pipe, close-on-exec
-} s_launch_t;
 
 // Descriptors of one start: [0] read end, [1] write end.
 typedef struct {
@@ -158,12 +146,16 @@ s_wake_init(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-static void
+// Returns whether a SIGCHLD arrived since the last drain.
+static bool
 s_wake_drain(void)
 {
     char buf[256];
+    bool woke = false;
     while (read(s_wake_rfd, buf, sizeof buf) > 0) {
+        woke = true;
     }
+    return woke;
 }
 
 // --- Output tails --------------------------------------------------------
@@ -262,81 +254,6 @@ s_tail_release(s_tail_t *t)
     xfree(&t->buf);
 }
 
-// --- The child, between fork and exec -------------------------------------
-
-static _Noreturn void
-s_child_fail(int fd, int stage)
-{
-    s_failure_t f = {.stage = stage, .err = errno};
-    while (write(fd, &f, sizeof f) < 0 && errno == EINTR) {
-    }
-    _exit(127);
-}
-
-// Every signal back to default (an ignored SIGPIPE would survive exec),
-// then unblocked: the parent blocked them all around fork so none of its
-// handlers could run in here.
-static void
-s_child_signals(void)
-{
-    struct sigaction dfl = {0};
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) {
-            sigaction(sig, &dfl, NULL);
-        }
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-// Moves the exec-error pipe to 3 and closes everything above it, libzmq's
-// eventfds and sockets included.  Returns the pipe's descriptor.
-static int
-s_child_close_fds(int exec_w, long open_max)
-{
-    if (exec_w != 3 && dup3(exec_w, 3, O_CLOEXEC) < 0) {
-        s_child_fail(exec_w, S_STAGE_SETUP);
-    }
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 4u, ~0u, 0u) == 0) {
-        return 3;
-    }
-#endif
-    for (long fd = 4; fd < open_max; fd++) {
-        close((int) fd);
-    }
-    return 3;
-}
-
-static _Noreturn void
-s_child(const s_launch_t *l)
-{
-    setpgid(0, 0);
-    // PDEATHSIG fires when the forking *thread* ends: runner_start runs on
-    // the drone's loop thread, which lives as long as the process.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-        s_child_fail(l->exec_w, S_STAGE_SETUP);
-    }
-    if (getppid() != l->parent) {
-        _exit(127);             // the drone died before prctl took effect
-    }
-    s_child_signals();
-    // Every source is >= 3 (see s_fds_lift), so no dup2 clobbers another.
-    if (dup2(l->null_fd, 0) < 0 || dup2(l->out_w, 1) < 0
-        || dup2(l->err_w, 2) < 0) {
-        s_child_fail(l->exec_w, S_STAGE_SETUP);
-    }
-    if (l->cwd && chdir(l->cwd) != 0) {
-        s_child_fail(l->exec_w, S_STAGE_CWD);
-    }
-    int exec_w = s_child_close_fds(l->exec_w, l->open_max);
-    execvpe(l->argv[0], l->argv, l->envp);
-    s_child_fail(exec_w, S_STAGE_EXEC);
-}
-
 // --- The parent's side of a start -----------------------------------------
 
 static void
@@ -396,15 +313,30 @@ s_fds_open(s_fds_t *f)
     return 0;
 }
 
+// A PID and mount namespace of its own is made by clone(), not unshare():
+// unshare(CLONE_NEWPID) would put the init's children, not the init, in
+// the new namespace, and the drone's threads forbid unshare(CLONE_NEWNS).
+// A raw clone with no stack behaves like fork() in the child.
 static pid_t
-s_fork(const s_launch_t *l)
+s_clone(runner_mode_t mode, bool userns)
+{
+    if (mode != RUNNER_PIDNS) {
+        return fork();
+    }
+    unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD
+                          | (userns ? CLONE_NEWUSER : 0);
+    return (pid_t) syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+}
+
+static pid_t
+s_fork(const runner_launch_t *l)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
+    pid_t pid = s_clone(l->mode, l->userns);
     if (pid == 0) {
-        s_child(l);
+        runner_child_main(l);
     }
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -412,27 +344,42 @@ s_fork(const s_launch_t *l)
     return pid;
 }
 
-// Blocks until the child has exec'd (EOF) or said why it could not.
 static char *
-s_read_failure(int fd, const runner_spec_t *spec)
+s_describe_failure(const runner_report_t *r, const runner_spec_t *spec)
 {
-    s_failure_t f;
+    const char *why = strerror(r->err);
+    switch (r->stage) {
+    case RUNNER_STAGE_CWD:
+        return xasprintf("cannot enter '%s': %s", spec->cwd, why);
+    case RUNNER_STAGE_EXEC:
+        return xasprintf("cannot run '%s': %s", spec->argv[0], why);
+    case RUNNER_STAGE_USER:
+        return xasprintf("cannot switch to the task user for '%s': %s",
+                         spec->argv[0], why);
+    case RUNNER_STAGE_LIMITS:
+        return xasprintf("cannot set the resource limits of '%s': %s",
+                         spec->argv[0], why);
+    default:
+        return xasprintf("cannot start '%s': %s", spec->argv[0], why);
+    }
+}
+
+// Blocks until the task has exec'd or said why it could not.  A plain
+// child just closes the pipe (EOF) at exec; an init says RUNNING and keeps
+// the pipe for the task's wait status, so c keeps it as report_fd.
+static void
+s_read_start(s_child_t *c, int *fd, const runner_spec_t *spec)
+{
+    runner_report_t r;
     ssize_t n;
     do {
-        n = read(fd, &f, sizeof f);
+        n = read(*fd, &r, sizeof r);
     } while (n < 0 && errno == EINTR);
-    if (n != (ssize_t) sizeof f) {
-        return NULL;
-    }
-    switch (f.stage) {
-    case S_STAGE_CWD:
-        return xasprintf("cannot enter '%s': %s", spec->cwd, strerror(f.err));
-    case S_STAGE_EXEC:
-        return xasprintf("cannot run '%s': %s", spec->argv[0],
-                         strerror(f.err));
-    default:
-        return xasprintf("cannot start '%s': %s", spec->argv[0],
-                         strerror(f.err));
+    if (n == (ssize_t) sizeof r && r.stage == RUNNER_STAGE_RUNNING) {
+        c->report_fd = *fd;
+        *fd = -1;
+    } else if (n == (ssize_t) sizeof r) {
+        c->error = s_describe_failure(&r, spec);
     }
 }
 
@@ -465,6 +412,9 @@ s_child_free(s_child_t *c)
 {
     s_tail_release(&c->out);
     s_tail_release(&c->err);
+    if (c->report_fd >= 0) {
+        close(c->report_fd);
+    }
     free(c->error);
     free(c);
 }
@@ -533,6 +483,22 @@ s_is_done(const s_child_t *c, int64_t now_ms)
            || now_ms - c->exit_ms >= S_DRAIN_MS;
 }
 
+// The task's wait status as its init reported it before exiting; false
+// when the init died first (SIGKILLed with its group): then its own
+// status is the task's.
+static bool
+s_reported_status(const s_child_t *c, int *status)
+{
+    runner_report_t r;
+    if (c->report_fd < 0
+        || read(c->report_fd, &r, sizeof r) != (ssize_t) sizeof r
+        || r.stage != RUNNER_STAGE_STATUS) {
+        return false;
+    }
+    *status = r.err;
+    return true;
+}
+
 static void
 s_fill_status(runner_result_t *r, const s_child_t *c)
 {
@@ -549,6 +515,7 @@ s_fill_status(runner_result_t *r, const s_child_t *c)
     if (rc != c->pid || !r->spawned) {
         return;
     }
+    s_reported_status(c, &status);
     if (WIFEXITED(status)) {
         r->exit_code = WEXITSTATUS(status);
     } else if (WIFSIGNALED(status)) {
@@ -574,6 +541,56 @@ s_finish(s_child_t *c, int64_t now_ms, runner_result_t *r)
     s_child_free(c);
 }
 
+// --- Orphans (RUNNER_SUBREAPER) -----------------------------------------
+
+static bool
+s_is_leader(const runner_t *self, pid_t pid)
+{
+    for (size_t i = 0; i < self->count; i++) {
+        if (self->children[i]->pid == pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// As a subreaper the drone inherits the orphans of an init that was
+// SIGKILLed (a kill's grace ran out): they belong to a task that is over,
+// so they are killed and reaped.  Orphans land on the main thread.
+static void
+s_kill_orphans(const runner_t *self)
+{
+    pid_t pid = getpid(), kids[256];
+    long n = runner_children(pid, pid, kids, 256);
+    for (long i = 0; i < n; i++) {
+        if (!s_is_leader(self, kids[i])) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, WNOHANG);
+        }
+    }
+}
+
+// On the way out every init is gone, so whatever they left came here:
+// kill and reap it all, waiting, so nothing outlives the drone's exit.
+static void
+s_kill_all_orphans(const runner_t *self)
+{
+    pid_t pid = getpid(), kids[256];
+    for (int round = 0; round < 64; round++) {
+        long n = runner_children(pid, pid, kids, 256);
+        if (n <= 0) {
+            return;
+        }
+        for (long i = 0; i < n; i++) {
+            if (!s_is_leader(self, kids[i])) {
+                kill(kids[i], SIGKILL);
+                while (waitpid(kids[i], NULL, 0) < 0 && errno == EINTR) {
+                }
+            }
+        }
+    }
+}
+
 // --- The API --------------------------------------------------------------
 
 runner_t *
@@ -588,6 +605,56 @@ runner_new(int64_t grace_ms)
         self->open_max = 1024;
     }
     return self;
+}
+
+// Whether a child can be PID 1 of a new PID and mount namespace with its
+// own /proc (inside a new user namespace if userns): the same clone and
+// set-up a task's init does.
+static bool
+s_pidns_probe(bool userns)
+{
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    pid_t pid = s_clone(RUNNER_PIDNS, userns);
+    if (pid == 0) {
+        _exit(runner_child_namespace(userns, uid, gid) == 0 && getpid() == 1
+                  ? 0
+                  : 1);
+    }
+    int status = 0;
+    if (pid < 0) {
+        return false;
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool
+runner_pidns_works(void)
+{
+    return s_pidns_probe(false) || s_pidns_probe(true);
+}
+
+int
+runner_set_mode(runner_t *self, runner_mode_t mode)
+{
+    assert(self && self->count == 0);
+    if (mode == RUNNER_SUBREAPER
+        && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
+        return -1;
+    }
+    if (mode == RUNNER_PIDNS) {
+        // Root makes the namespaces directly; others need a user
+        // namespace of their own, where the kernel allows one.
+        self->userns = !s_pidns_probe(false);
+        if (self->userns && !s_pidns_probe(true)) {
+            errno = EPERM;
+            return -1;
+        }
+    }
+    self->mode = mode;
+    return 0;
 }
 
 void
@@ -605,6 +672,10 @@ runner_destroy(runner_t **self_p)
         }
         s_child_free(c);
     }
+    self->count = 0;
+    if (self->mode == RUNNER_SUBREAPER) {
+        s_kill_all_orphans(self);
+    }
     free(self->children);
     free(self);
     *self_p = NULL;
@@ -619,6 +690,7 @@ s_child_new(uint64_t id, pid_t pid, const runner_spec_t *spec,
     c->pid = pid;
     c->start_ms = now_ms;
     c->deadline_ms = spec->deadline_ms;
+    c->report_fd = -1;
     s_tail_init(&c->out, f->out[0], spec->out_cap);
     s_tail_init(&c->err, f->err[0], spec->err_cap);
     return c;
@@ -638,8 +710,12 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
         *err = xasprintf("cannot make pipes: %s", strerror(errno));
         return -1;
     }
-    s_launch_t l = {spec->argv, spec->envp, spec->cwd, getpid(),
-                    self->open_max, f.null_fd, f.out[1], f.err[1], f.exec[1]};
+    runner_launch_t l = {
+        .argv = spec->argv, .envp = spec->envp, .cwd = spec->cwd,
+        .user = spec->user, .limits = spec->limits, .mode = self->mode,
+        .userns = self->userns, .uid = getuid(), .gid = getgid(),
+        .open_max = self->open_max, .null_fd = f.null_fd, .out_w = f.out[1],
+        .err_w = f.err[1], .exec_w = f.exec[1]};
     pid_t pid = s_fork(&l);
     if (pid < 0) {
         *err = xasprintf("cannot fork: %s", strerror(errno));
@@ -653,7 +729,7 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
     s_close(&f.err[1]);
     s_close(&f.exec[1]);
     s_child_t *c = s_child_new(id, pid, spec, &f, now_ms);
-    c->error = s_read_failure(f.exec[0], spec);
+    s_read_start(c, &f.exec[0], spec);
     s_close(&f.exec[0]);
     s_add(self, c);
     return 0;
@@ -723,7 +799,9 @@ size_t
 runner_step(runner_t *self, int64_t now_ms, runner_result_t **done)
 {
     assert(self && done);
-    s_wake_drain();
+    if (s_wake_drain() && self->mode == RUNNER_SUBREAPER) {
+        s_kill_orphans(self);
+    }
     *done = NULL;
     size_t n = 0;
     for (size_t i = 0; i < self->count;) {

@@ -4,13 +4,32 @@
 // Each child runs in its own process group with PR_SET_PDEATHSIG(SIGKILL)
 // so a crashed drone leaves nothing running; descriptors other than its
 // stdin (/dev/null), stdout and stderr pipes are closed; argv, envp and
-// every path are built before fork() because libzmq threads make the drone
-// multithreaded (only async-signal-safe calls between fork and exec).  An
-// exec failure comes back through a close-on-exec pipe as "cannot run
-// 'x': No such file or directory".  Output is always drained; past the cap
-// only the tail is kept and the result says it was cut.  A deadline kills
-// the whole group (SIGTERM, then SIGKILL after a grace).  SIGCHLD is turned
-// into a readable descriptor (self-pipe) so the drone's poll loop wakes.
+// every path (and the task user) are resolved before fork() because libzmq
+// threads make the drone multithreaded (only async-signal-safe calls
+// between fork and exec).  An exec failure comes back through a
+// close-on-exec pipe as "cannot run 'x': No such file or directory".
+// Output is always drained; past the cap only the tail is kept and the
+// result says it was cut.  A deadline kills the whole group (SIGTERM, then
+// SIGKILL after a grace).  SIGCHLD is turned into a readable descriptor
+// (self-pipe) so the drone's poll loop wakes.
+//
+// Confinement (runner_set_mode): in RUNNER_PLAIN the child execs the task.
+// Otherwise the child is the task's init — a forked copy of the drone that
+// never execs, blocks every signal but SIGKILL, forks the task, reaps
+// everything, and reports the task's wait status on the pipe — and nothing
+// the task starts outlives it:
+//   RUNNER_PIDNS: the init is PID 1 of a new PID and mount namespace with
+//     its own /proc; when it exits the kernel kills every process left in
+//     the namespace, setsid() and double forks included, and a task sees
+//     no process outside its namespace (no sibling's /proc/PID/environ).
+//     A drone that is not root gets them inside a new user namespace that
+//     maps only its own uid and gid, where the kernel allows that.
+//   RUNNER_SUBREAPER: the init is a child subreaper, so orphans of the task
+//     are re-parented to it; when the task ends it SIGKILLs its remaining
+//     descendants until none is left.  The drone is a subreaper too and
+//     kills whatever orphan reaches it (from an init that was SIGKILLed).
+// In both, the task child drops to spec->user (setgroups, setgid, setuid)
+// and lowers its rlimits (spec->limits) just before exec.
 //
 // The runner never reads a clock: callers pass monotonic now_ms.
 #ifndef WAGGLE_RUNNER_H
@@ -21,7 +40,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 typedef struct runner runner_t;
+
+typedef enum {
+    RUNNER_PLAIN = 0,           // the child execs the task (tests, default)
+    RUNNER_SUBREAPER,           // an init that is a child subreaper
+    RUNNER_PIDNS,               // an init that is PID 1 of a new namespace
+} runner_mode_t;
+
+// A user to run tasks as, resolved before fork (getpwnam is not
+// async-signal-safe).
+typedef struct {
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;              // supplementary groups (owned by the caller)
+    size_t n_groups;
+} runner_user_t;
+
+// Per-task rlimits (soft and hard); 0 leaves the drone's own.
+typedef struct {
+    uint64_t as_bytes;          // RLIMIT_AS
+    uint64_t nofile;            // RLIMIT_NOFILE
+    uint64_t nproc;             // RLIMIT_NPROC: per real uid, not per task
+    uint64_t cpu_s;             // RLIMIT_CPU (SIGXCPU, SIGKILL 5 s later)
+} runner_limits_t;
 
 typedef struct {
     char *const *argv;          // argv[0] searched in PATH; NULL-terminated
@@ -30,6 +74,8 @@ typedef struct {
     int64_t deadline_ms;        // monotonic; 0: none
     size_t out_cap;             // bytes of stdout kept (tail)
     size_t err_cap;             // bytes of stderr kept (tail)
+    const runner_user_t *user;  // NULL: the drone's own user
+    runner_limits_t limits;     // all 0: none
 } runner_spec_t;
 
 typedef struct {
@@ -50,8 +96,16 @@ typedef struct {
 } runner_result_t;
 
 // Installs the SIGCHLD handler (once per process).  grace_ms: between the
-// SIGTERM and the SIGKILL of a deadline or a kill.
+// SIGTERM and the SIGKILL of a deadline or a kill.  Starts in RUNNER_PLAIN.
 runner_t *runner_new(int64_t grace_ms);
+// Chooses how children are confined; call before the first start.
+// RUNNER_SUBREAPER makes this process a child subreaper (process-wide) and
+// runner_step then kills and reaps children it did not start.  Returns 0,
+// or -1 when the mode is not available here (errno says why).
+int runner_set_mode(runner_t *self, runner_mode_t mode);
+// Whether this process can make a PID and mount namespace, directly or
+// inside a user namespace (tries it).
+bool runner_pidns_works(void);
 // Kills every child (SIGKILL to each group), reaps them, frees all.
 void runner_destroy(runner_t **self_p);
 

@@ -46,9 +46,26 @@ READY*) ;;
 *) echo "the broker did not start:" >&2; cat "$run/broker.log" >&2; exit 1 ;;
 esac
 
+# A root drone runs its tasks as the user waggle-task (README "Isolation"):
+# make it if it is missing.  If that user cannot read this checkout (under
+# /root, say), the demo runs its tasks as root instead, and says so.
+run_as=""
+if [ "$(id -u)" = 0 ]; then
+    if ! id waggle-task >/dev/null 2>&1; then
+        echo "==> creating the task user waggle-task"
+        useradd --system --no-create-home --shell /usr/sbin/nologin waggle-task
+    fi
+    if ! runuser -u waggle-task -- test -r "$top/README.md" 2>/dev/null; then
+        echo "==> note: waggle-task cannot read $top; this demo runs its" \
+             "tasks as root (--run-as root)"
+        run_as="--run-as root"
+    fi
+fi
+
 for i in 1 2 3; do
+    # shellcheck disable=SC2086 # $run_as is empty or two words
     "$bin/drone/waggle-drone" --broker "$endpoint" --keys "$run/keys" \
-        --slots 2 --workdir "$top" 2>"$run/drone-$i.log" &
+        --slots 2 --workdir "$top" $run_as 2>"$run/drone-$i.log" &
     pids="$pids $!"
 done
 pids="$pids $broker"

@@ -32,6 +32,7 @@
 #define S_MAX_NAME 255        // host, versions, key and role names, states
 #define S_MAX_IDEM 128        // idempotency keys
 #define S_MAX_LEASES 4096     // leases in HELLO, tokens in HEARTBEAT
+#define S_MAX_SECRET 128      // session secrets (hex)
 #define S_ANY SIZE_MAX        // bounded only by the frame limits
 
 #define S_REQ true
@@ -376,7 +377,8 @@ s_dec_hello(const s_rd_t *rd, proto_msg_t *m)
         s_get_str(rd, "version", S_OPT, 0, S_MAX_NAME, &h->version) ||
         s_get_u32(rd, "slots", S_REQ, 0, S_MAX_SLOTS, &h->slots) ||
         s_get_strv(rd, "tags", S_MAX_TAGS, 1, S_MAX_ID, &h->tags) ||
-        s_get_bool(rd, "draining", S_OPT, &h->draining)) {
+        s_get_bool(rd, "draining", S_OPT, &h->draining) ||
+        s_get_str(rd, "secret", S_OPT, 1, S_MAX_SECRET, &h->secret)) {
         return -1;
     }
     int rc = s_get_records(rd, "leases", S_MAX_LEASES, sizeof *h->leases,
@@ -394,7 +396,8 @@ s_dec_welcome(const s_rd_t *rd, proto_msg_t *m)
            s_get_u32(rd, "lease_ms", S_REQ, 1, UINT32_MAX, &w->lease_ms) ||
            s_get_u64(rd, "max_output_bytes", S_REQ, UINT64_MAX,
                      &w->max_output_bytes) ||
-           s_get_str(rd, "broker_id", S_REQ, 1, S_MAX_NAME, &w->broker_id)
+           s_get_str(rd, "broker_id", S_REQ, 1, S_MAX_NAME, &w->broker_id) ||
+           s_get_str(rd, "secret", S_OPT, 1, S_MAX_SECRET, &w->secret)
                ? -1 : 0;
 }
 
@@ -461,6 +464,31 @@ s_dec_input(const s_rd_t *rd, void *elem)
            s_get_bool(rd, "truncated", S_OPT, &in->truncated) ? -1 : 0;
 }
 
+// The optional "limits" record: each field optional, 0 = not given.
+static int
+s_dec_limits(const s_rd_t *rd, proto_task_limits_t *lim)
+{
+    const msgpack_object *o;
+    if (s_field(rd, "limits", S_OPT, &o) < 0) {
+        return -1;
+    }
+    if (!o) {
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_MAP) {
+        return s_bad(rd, "limits", "expected a map");
+    }
+    char path[128];
+    snprintf(path, sizeof path, "%slimits.", rd->path);
+    s_rd_t sub = {&o->via.map, path, rd->err};
+    return s_get_u32(&sub, "as_mb", S_OPT, 0, UINT32_MAX, &lim->as_mb) ||
+           s_get_u32(&sub, "nofile", S_OPT, 0, UINT32_MAX, &lim->nofile) ||
+           s_get_u32(&sub, "nproc", S_OPT, 0, UINT32_MAX, &lim->nproc) ||
+           s_get_u32(&sub, "cpu_s", S_OPT, 0, UINT32_MAX, &lim->cpu_s)
+               ? -1
+               : 0;
+}
+
 static int
 s_dec_task(const s_rd_t *rd, proto_msg_t *m)
 {
@@ -474,7 +502,7 @@ s_dec_task(const s_rd_t *rd, proto_msg_t *m)
         s_get_strv(rd, "argv", S_ANY, 0, S_ANY, &t->argv) ||
         s_get_str(rd, "cwd", S_OPT, 1, S_ANY, &t->cwd) ||
         s_get_u32(rd, "timeout_s", S_OPT, 0, UINT32_MAX, &t->timeout_s) ||
-        s_dec_env(rd, t)) {
+        s_dec_env(rd, t) || s_dec_limits(rd, &t->limits)) {
         return -1;
     }
     if (t->argv.count == 0) {
@@ -685,7 +713,8 @@ s_dec_drone_info(const s_rd_t *rd, void *elem)
            s_get_bool(rd, "draining", S_OPT, &d->draining) ||
            s_get_strv(rd, "tags", S_MAX_TAGS, 1, S_MAX_ID, &d->tags) ||
            s_get_i64(rd, "last_seen_ms", S_OPT, INT64_MIN, INT64_MAX,
-                     &d->last_seen_ms) ? -1 : 0;
+                     &d->last_seen_ms) ||
+           s_get_bool(rd, "quarantined", S_OPT, &d->quarantined) ? -1 : 0;
 }
 
 static int

@@ -150,8 +150,9 @@ static void
 s_enc_hello(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_hello_t *h = &m->u.hello;
-    s_envelope(pk, m, 7);
+    s_envelope(pk, m, 8);
     s_put_str(pk, "instance", h->instance);
+    s_put_ostr(pk, "secret", h->secret);
     s_put_ostr(pk, "host", h->host);
     s_put_ostr(pk, "version", h->version);
     s_put_u64(pk, "slots", h->slots);
@@ -172,11 +173,12 @@ static void
 s_enc_welcome(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_welcome_t *w = &m->u.welcome;
-    s_envelope(pk, m, 4);
+    s_envelope(pk, m, 5);
     s_put_u64(pk, "heartbeat_ms", w->heartbeat_ms);
     s_put_u64(pk, "lease_ms", w->lease_ms);
     s_put_u64(pk, "max_output_bytes", w->max_output_bytes);
     s_put_str(pk, "broker_id", w->broker_id);
+    s_put_ostr(pk, "secret", w->secret);
 }
 
 static void
@@ -210,11 +212,27 @@ s_enc_env_inputs(msgpack_packer *pk, const proto_task_t *t)
     }
 }
 
+// nil when no limit is given, so a TASK without limits stays as it was.
+static void
+s_enc_limits(msgpack_packer *pk, const proto_task_limits_t *l)
+{
+    s_pk_str(pk, "limits");
+    if (!l->as_mb && !l->nofile && !l->nproc && !l->cpu_s) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_map(pk, 4);
+    s_put_u64(pk, "as_mb", l->as_mb);
+    s_put_u64(pk, "nofile", l->nofile);
+    s_put_u64(pk, "nproc", l->nproc);
+    s_put_u64(pk, "cpu_s", l->cpu_s);
+}
+
 static void
 s_enc_task(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_task_t *t = &m->u.task;
-    s_envelope(pk, m, 10);
+    s_envelope(pk, m, 11);
     s_put_i64(pk, "plan", t->plan);
     s_put_ostr(pk, "plan_name", t->plan_name);
     s_put_str(pk, "task", t->task);
@@ -223,6 +241,7 @@ s_enc_task(msgpack_packer *pk, const proto_msg_t *m)
     s_put_strv(pk, "argv", &t->argv);
     s_put_ostr(pk, "cwd", t->cwd);
     s_put_u64(pk, "timeout_s", t->timeout_s);
+    s_enc_limits(pk, &t->limits);
     s_enc_env_inputs(pk, t); // "env" and "inputs"
 }
 
@@ -354,7 +373,7 @@ s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 static void
 s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
 {
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 10);
     s_put_str(pk, "instance", d->instance);
     s_put_str(pk, "name", d->name);
     s_put_ostr(pk, "host", d->host);
@@ -363,6 +382,7 @@ s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
     s_put_bool(pk, "draining", d->draining);
     s_put_strv(pk, "tags", &d->tags);
     s_put_i64(pk, "last_seen_ms", d->last_seen_ms);
+    s_put_bool(pk, "quarantined", d->quarantined);
     s_pk_str(pk, "tasks");
     msgpack_pack_array(pk, d->n_tasks);
     for (size_t i = 0; i < d->n_tasks; i++) {

@@ -54,6 +54,7 @@ s_free_hello(proto_msg_t *m)
     free(h->instance);
     free(h->host);
     free(h->version);
+    free(h->secret);
     proto_strv_release(&h->tags);
     for (size_t i = 0; i < h->n_leases; i++) {
         free(h->leases[i].task);
@@ -120,7 +121,10 @@ static void
 s_free_flat(proto_msg_t *m)
 {
     switch (m->cmd) {
-    case PROTO_MSG_WELCOME: free(m->u.welcome.broker_id); break;
+    case PROTO_MSG_WELCOME:
+        free(m->u.welcome.broker_id);
+        free(m->u.welcome.secret);
+        break;
     case PROTO_MSG_HEARTBEAT: free(m->u.heartbeat.tokens); break;
     case PROTO_MSG_STOP:
         free(m->u.stop.task);

@@ -118,6 +118,7 @@ typedef struct {
     bool draining;          // take no new work
     proto_lease_t *leases;  // leases this instance holds
     size_t n_leases;
+    char *secret;           // NULL, or the session secret WELCOME gave it
 } proto_hello_t;
 
 typedef struct {
@@ -125,12 +126,23 @@ typedef struct {
     uint32_t lease_ms;
     uint64_t max_output_bytes;  // cap on RESULT stdout the broker stores
     char *broker_id;            // changes when the ledger is new
+    char *secret;               // NULL, or a new session secret (hex) for
+                                // the instance: present it in later HELLOs
 } proto_welcome_t;
 
 typedef struct {
     uint64_t *tokens;   // drone -> broker: leases held (running or finished)
     size_t n_tokens;    // broker -> drone: always 0
 } proto_heartbeat_t;
+
+// A task's resource limits (TASK "limits"); 0: not given (the drone's
+// own cap applies).
+typedef struct {
+    uint32_t as_mb;           // address space, MiB
+    uint32_t nofile;          // open files
+    uint32_t nproc;           // processes of the task's user (per uid)
+    uint32_t cpu_s;           // CPU seconds
+} proto_task_limits_t;
 
 typedef struct {
     int64_t plan;
@@ -145,6 +157,7 @@ typedef struct {
     uint32_t timeout_s;       // 0: none
     proto_input_t *inputs;    // outputs of the tasks it needs
     size_t n_inputs;
+    proto_task_limits_t limits;  // all 0: none given
 } proto_task_t;
 
 typedef struct {
@@ -252,6 +265,7 @@ typedef struct {
     bool draining;
     proto_strv_t tags;
     int64_t last_seen_ms;    // wall clock
+    bool quarantined;        // no pushes: its leases kept getting lost
     proto_drone_task_t *tasks;  // what its leases run (optional field)
     size_t n_tasks;
 } proto_drone_info_t;

@@ -54,9 +54,13 @@ start_broker() {
     tail -5 "$dir/broker.log" >&2
     return 1
 }
+# A root drone runs tasks as waggle-task, which may not exist here and
+# cannot enter $dir (0700): the chaos run is about faults, not isolation.
+run_as=()
+[ "$(id -u)" = 0 ] && run_as=(--run-as root)
 start_drone() {
     "$build/drone/waggle-drone" --broker "$ep" --keys "$dir/keys" \
-        --slots "$slots" --drain-s 1 2>>"$dir/drone-$1.log" &
+        --slots "$slots" --drain-s 1 "${run_as[@]}" 2>>"$dir/drone-$1.log" &
     dpid[$1]=$!
 }
 cleanup() {

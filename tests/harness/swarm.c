@@ -56,6 +56,12 @@ swarm_init(swarm_t *s, int hb_ms, int lease_ms)
     s->hb_ms = hb_ms;
     s->lease_ms = lease_ms;
     s->broker_out = -1;
+    // Drones inherit these unless a test passes the flags (flag > env).
+    // Most tests' tasks write into this 0700 directory and report their
+    // pids as the host sees them, so by default they run as the drone's
+    // user under a subreaper; the isolation tests ask for the real thing.
+    setenv("WAGGLE_RUN_AS", geteuid() == 0 ? "root" : "", 0);
+    setenv("WAGGLE_ISOLATION", "subreaper", 0);
     char *argv[] = {(char *) swarm_bin("waggle-architect"), "keygen", s->keys,
                     NULL};
     if (proc_run(argv, 30000, NULL, NULL) != 0) {

@@ -30,7 +30,9 @@ typedef struct {
 
 // Path of a built program: "waggle-broker" -> ".../broker/waggle-broker".
 const char *swarm_bin(const char *program);
-// Makes the directory and keys; picks the port.
+// Makes the directory and keys; picks the port.  Sets WAGGLE_RUN_AS
+// (root when root) and WAGGLE_ISOLATION=subreaper for the drones unless
+// already set: a test wanting tasks isolated passes --run-as/--isolation.
 void swarm_init(swarm_t *s, int hb_ms, int lease_ms);
 // Starts the broker (extra args NULL-terminated) and waits for READY.
 // Returns 0, or -1 (the log says why).

@@ -85,6 +85,12 @@ class Swarm:
         # A WAGGLE_* setting of the drone that tasks must not see (7.6).
         env = dict(os.environ)
         env['WAGGLE_SECRET_SETTING'] = 'leaked'
+        # As the C harness does (swarm_init): tasks write into this test's
+        # 0700 directory, so a root drone runs them as root, under a
+        # subreaper, unless a test asks for more (README "Isolation").
+        if os.geteuid() == 0:
+            env.setdefault('WAGGLE_RUN_AS', 'root')
+        env.setdefault('WAGGLE_ISOLATION', 'subreaper')
         return env
 
     def start_broker(self, *extra):

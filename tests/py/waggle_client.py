@@ -259,6 +259,7 @@ DRONE_INFO = {'instance': _f('str', True, 1, 64),
               'leases': _f('uint', False, 0, U32), 'draining': _f('bool'),
               'tags': _f(('array', ('str', 1, 64)), False, 0, 64),
               'last_seen_ms': _f('int'),
+              'quarantined': _f('bool'),
               'tasks': _f(('array', DRONE_TASK))}
 ERROR_CODES = ('MALFORMED', 'BAD_VERSION', 'UNKNOWN_COMMAND', 'TOO_LARGE',
                'FORBIDDEN', 'HELLO_REQUIRED', 'NOT_FOUND', 'CONFLICT',
@@ -271,11 +272,13 @@ SCHEMA = {
               'slots': _f('uint', True, 0, 1024),
               'tags': _f(('array', ('str', 1, 64)), False, 0, 64),
               'draining': _f('bool'),
-              'leases': _f(('array', LEASE), False, 0, 4096)},
+              'leases': _f(('array', LEASE), False, 0, 4096),
+              'secret': _f('str', False, 1, 128)},
     'WELCOME': {'heartbeat_ms': _f('uint', True, 1, U32),
                 'lease_ms': _f('uint', True, 1, U32),
                 'max_output_bytes': _f('uint', True, 0, U64),
-                'broker_id': _f('str', True, 1, 255)},
+                'broker_id': _f('str', True, 1, 255),
+                'secret': _f('str', False, 1, 128)},
     'HEARTBEAT': {'tokens': _f(('array', ('uint', 0, U64)), False, 0, 4096)},
     'TASK': {'plan': _f('plan', True), 'plan_name': _f('str'),
              'task': _f('str', True, 1, 64),
@@ -752,6 +755,7 @@ class Drone:
         self.state = 'CONNECTED'
         self.hb_ms, self.lease_ms, self.max_output = 1000, 10000, 1024 * 1024
         self.broker_id = None
+        self.secret = None   # the session secret from WELCOME (7.1)
         self.last_heard = time.monotonic()
         self.next_hb = 0.0
         self.hello_at = 0.0
@@ -768,10 +772,11 @@ class Drone:
                    'finished': l['finished']}
                   for tok, l in self.leases.items() if not l['stopped']]
         self.pending[req] = ('HELLO', None)
+        extra = {'secret': self.secret} if self.secret else {}
         self.link.send('HELLO', req, instance=self.instance,
                        host=os.uname().nodename, version='pyclient',
                        slots=self.slots, tags=self.tags,
-                       draining=self.stopping, leases=leases)
+                       draining=self.stopping, leases=leases, **extra)
         self.state = 'HELLO_SENT'
         self.hello_at = time.monotonic()
 
@@ -816,6 +821,8 @@ class Drone:
         if self.broker_id is not None and m['broker_id'] != self.broker_id:
             log("drone: new ledger (broker_id changed)")
         self.broker_id = m['broker_id']
+        if m.get('secret'):
+            self.secret = m['secret']  # memory only, never a file or env
         self.hb_ms, self.lease_ms = m['heartbeat_ms'], m['lease_ms']
         self.max_output = m['max_output_bytes']
         self.state = 'ACTIVE'
@@ -893,6 +900,12 @@ class Drone:
         kind, token = self.pending.pop(m['req'], (None, None))
         log("drone: ERROR %s for %s: %s" % (m['code'], kind, m['message']))
         if m['code'] == 'HELLO_REQUIRED':
+            self.say_hello()
+        elif (kind == 'HELLO' and m['code'] == 'FORBIDDEN' and
+              'session secret' in m['message']):
+            # 7.1: the instance cannot be proved (its WELCOME was lost):
+            # go on as a new one; the old one's leases lapse.
+            self.instance, self.secret = os.urandom(8).hex(), None
             self.say_hello()
         elif kind == 'HELLO':
             self.state = 'CONNECTED'  # retried after a backoff

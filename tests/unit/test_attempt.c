@@ -19,6 +19,23 @@ s_task(void)
     return t;
 }
 
+static attempt_opts_t
+s_opts(void)
+{
+    return (attempt_opts_t) {.base = t_tmpdir(), .uid = (uid_t) -1,
+                             .gid = (gid_t) -1};
+}
+
+// Removes and frees what attempt_prepare left for the caller.
+static void
+s_done(attempt_t *a)
+{
+    attempt_release(a);
+    attempt_remove_dir(a->dir);
+    free(a->dir);
+    a->dir = NULL;
+}
+
 static const char *
 s_env(char **envp, const char *name)
 {
@@ -46,7 +63,8 @@ test_prepare(void)
     t.inputs = in;
     t.n_inputs = 1;
     attempt_t a = {0};
-    char *why = attempt_prepare(&a, &t, t_tmpdir());
+    attempt_opts_t o = s_opts();
+    char *why = attempt_prepare(&a, &t, &o);
     REQUIRE(why == NULL);
     CHECK_STR(a.argv[0], "echo");
     CHECK_STR(a.argv[1], "got hello!");
@@ -62,11 +80,12 @@ test_prepare(void)
     char *file = t_read_file(path, NULL);
     CHECK_STR(file, "hello\n");
     free(file);
-    attempt_remove_dir(a.input_dir);
     struct stat st;
-    CHECK(stat(a.input_dir, &st) < 0);
-    attempt_release(&a);
-    free(a.input_dir);
+    CHECK(stat(a.dir, &st) == 0 && (st.st_mode & 0777) == 0700);
+    char *dir = xstrdup(a.dir);
+    s_done(&a);
+    CHECK(stat(dir, &st) < 0);
+    free(dir);
     unsetenv("WAGGLE_KEYS");
 }
 
@@ -81,22 +100,19 @@ test_refusals(void)
     t.inputs = in;
     t.n_inputs = 1;
     attempt_t a = {0};
-    char *why = attempt_prepare(&a, &t, t_tmpdir());
+    attempt_opts_t o = s_opts();
+    char *why = attempt_prepare(&a, &t, &o);
     CHECK_HAS(why, "NUL");
     free(why);
-    attempt_release(&a);
-    attempt_remove_dir(a.input_dir);
-    free(a.input_dir);
+    s_done(&a);
 
     in[0].truncated = true;
     t.argv.count = 1;
     a = (attempt_t){0};
-    why = attempt_prepare(&a, &t, t_tmpdir());
+    why = attempt_prepare(&a, &t, &o);
     CHECK_HAS(why, "input 'x' was truncated at the output cap");
     free(why);
-    attempt_release(&a);
-    attempt_remove_dir(a.input_dir);
-    free(a.input_dir);
+    s_done(&a);
 }
 
 static void
@@ -113,13 +129,83 @@ test_big_input_not_in_env(void)
     t.inputs = in;
     t.n_inputs = 1;
     attempt_t a = {0};
-    char *why = attempt_prepare(&a, &t, t_tmpdir());
+    attempt_opts_t o = s_opts();
+    char *why = attempt_prepare(&a, &t, &o);
     CHECK(why == NULL);
     CHECK(s_env(a.envp, "WAGGLE_INPUT_BIG") == NULL);
-    attempt_release(&a);
-    attempt_remove_dir(a.input_dir);
-    free(a.input_dir);
+    s_done(&a);
     free(big);
+}
+
+// The drone's environment stays out of the task: only the allow list.
+static void
+test_env_scrubbed(void)
+{
+    setenv("AWS_SECRET_ACCESS_KEY", "drone-only", 1);
+    setenv("LANG", "C.UTF-8", 1);
+    setenv("PASSED_ON", "yes", 1);
+    setenv("HOME", "/root", 1);
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    proto_kv_t env[] = {{"LANG", "de_DE.UTF-8"}};
+    t.env = env;
+    t.n_env = 1;
+    attempt_t a = {0};
+    attempt_opts_t o = s_opts();
+    char *pass[] = {"PASSED_ON", "NOT_SET_ANYWHERE", NULL};
+    o.pass_env = pass;
+    char *why = attempt_prepare(&a, &t, &o);
+    CHECK(why == NULL);
+    CHECK(s_env(a.envp, "AWS_SECRET_ACCESS_KEY") == NULL);
+    CHECK(s_env(a.envp, "PATH") != NULL);
+    CHECK_STR(s_env(a.envp, "PASSED_ON"), "yes");
+    CHECK(s_env(a.envp, "NOT_SET_ANYWHERE") == NULL);
+    CHECK_STR(s_env(a.envp, "HOME"), a.dir);
+    CHECK_STR(s_env(a.envp, "TMPDIR"), a.dir);
+    // The task's own value wins, and there is only one LANG.
+    CHECK_STR(s_env(a.envp, "LANG"), "de_DE.UTF-8");
+    size_t langs = 0;
+    for (size_t i = 0; a.envp && a.envp[i]; i++) {
+        langs += strncmp(a.envp[i], "LANG=", 5) == 0;
+    }
+    CHECK_INT(langs, 1);
+    s_done(&a);
+    // No PATH in the drone: a fixed safe one.
+    char *path = xstrdup(getenv("PATH"));
+    unsetenv("PATH");
+    CHECK(attempt_prepare(&a, &t, &o) == NULL);
+    CHECK_STR(s_env(a.envp, "PATH"), ATTEMPT_DEFAULT_PATH);
+    s_done(&a);
+    setenv("PATH", path, 1);
+    free(path);
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("PASSED_ON");
+}
+
+// The directory a task sees says nothing a task could use as a session:
+// not the token, not the drone's instance id.
+static void
+test_dir_name_is_random(void)
+{
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    attempt_t a = {0}, b = {0};
+    attempt_opts_t o = s_opts();
+    CHECK(attempt_prepare(&a, &t, &o) == NULL);
+    CHECK(attempt_prepare(&b, &t, &o) == NULL);
+    CHECK(strcmp(a.input_dir, b.input_dir) != 0);
+    // BASE/<32 random hex digits>/inputs, not BASE/<token>: the token is
+    // 42 here (a random name may of course hold "42" somewhere).
+    const char *name = a.dir + strlen(t_tmpdir()) + 1;
+    CHECK(strcmp(name, "42") != 0);
+    CHECK_INT(strlen(name), 32);
+    CHECK_INT(strspn(name, "0123456789abcdef"), 32);
+    s_done(&a);
+    s_done(&b);
 }
 
 static void
@@ -152,11 +238,33 @@ test_result(void)
     free(p3.error);
 }
 
+// A workplan's limit lowers the drone's, never raises it; 0 is "none".
+static void
+test_limits_capped(void)
+{
+    runner_limits_t caps = {.as_bytes = 1024ull << 20, .nofile = 256,
+                            .nproc = 0, .cpu_s = 0};
+    proto_task_limits_t asked = {.as_mb = 4096, .nofile = 64, .nproc = 10,
+                                 .cpu_s = 0};
+    runner_limits_t got = attempt_limits(&asked, &caps);
+    CHECK(got.as_bytes == 1024ull << 20);  // the cap wins
+    CHECK(got.nofile == 64);               // lowered
+    CHECK(got.nproc == 10);                // no cap: as asked
+    CHECK(got.cpu_s == 0);                 // neither: none
+    proto_task_limits_t none = {0};
+    got = attempt_limits(&none, &caps);
+    CHECK(got.as_bytes == 1024ull << 20);
+    CHECK(got.nofile == 256);
+}
+
 static const t_case_t t_cases[] = {
+    T(test_limits_capped),
     T(test_prepare),
     T(test_refusals),
     T(test_big_input_not_in_env),
     T(test_result),
+    T(test_env_scrubbed),
+    T(test_dir_name_is_random),
     {0},
 };
 

@@ -119,11 +119,42 @@ test_help_and_usage(void)
     cfg_release(s_opts, &c);
 }
 
+typedef struct {
+    char *names;
+} list_conf_t;
+
+static const cfg_option_t s_list_opts[] = {
+    {"pass", "T_CFG_PASS", CFG_LIST, offsetof(list_conf_t, names), "", "NAME",
+     "repeatable", 0, 0},
+    CFG_END,
+};
+
+// A list option: the environment gives a comma list, the first flag
+// replaces it (flag > environment), further flags append.
+static void
+test_list(void)
+{
+    setenv("T_CFG_PASS", "A,B", 1);
+    list_conf_t c = {0};
+    int next;
+    bool help = false;
+    char err[256];
+    char *none[] = {"prog", NULL};
+    REQUIRE(cfg_load(s_list_opts, &c, 1, none, &next, &help, err, 256) == 0);
+    CHECK_STR(c.names, "A,B");
+    char *argv[] = {"prog", "--pass", "C", "--pass=D", "--pass", "E", NULL};
+    REQUIRE(cfg_load(s_list_opts, &c, 6, argv, &next, &help, err, 256) == 0);
+    CHECK_STR(c.names, "C,D,E");
+    cfg_release(s_list_opts, &c);
+    unsetenv("T_CFG_PASS");
+}
+
 static const t_case_t t_cases[] = {
     T(test_defaults),
     T(test_precedence),
     T(test_errors),
     T(test_help_and_usage),
+    T(test_list),
     {0},
 };
 

@@ -58,6 +58,7 @@ s_eq_hello(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->slots, b->slots);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->draining, b->draining);
+    CHECK_OSTR(a->secret, b->secret);
     REQUIRE(a->n_leases == b->n_leases);
     for (size_t i = 0; i < a->n_leases; i++) {
         CHECK_INT(a->leases[i].plan, b->leases[i].plan);
@@ -75,6 +76,7 @@ s_eq_welcome(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->lease_ms, b->lease_ms);
     CHECK(a->max_output_bytes == b->max_output_bytes);
     CHECK_OSTR(a->broker_id, b->broker_id);
+    CHECK_OSTR(a->secret, b->secret);
 }
 
 static void
@@ -99,6 +101,10 @@ s_eq_task(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_STRV(a->argv, b->argv);
     CHECK_OSTR(a->cwd, b->cwd);
     CHECK_INT(a->timeout_s, b->timeout_s);
+    CHECK_INT(a->limits.as_mb, b->limits.as_mb);
+    CHECK_INT(a->limits.nofile, b->limits.nofile);
+    CHECK_INT(a->limits.nproc, b->limits.nproc);
+    CHECK_INT(a->limits.cpu_s, b->limits.cpu_s);
     REQUIRE(a->n_env == b->n_env);
     for (size_t i = 0; i < a->n_env; i++) {
         CHECK_OSTR(a->env[i].key, b->env[i].key);
@@ -238,6 +244,7 @@ s_eq_drone_info(const proto_drone_info_t *a, const proto_drone_info_t *b)
     CHECK_INT(a->draining, b->draining);
     CHECK_STRV(a->tags, b->tags);
     CHECK_INT(a->last_seen_ms, b->last_seen_ms);
+    CHECK_INT(a->quarantined, b->quarantined);
     CHECK_INT(a->n_tasks, b->n_tasks);
     for (size_t i = 0; i < a->n_tasks && i < b->n_tasks; i++) {
         CHECK_INT(a->tasks[i].plan, b->tasks[i].plan);
@@ -331,6 +338,7 @@ s_hello(bool full)
     proto_strv_push(&h->tags, "linux");
     proto_strv_push(&h->tags, "gpu");
     h->draining = true;
+    h->secret = strdup("5ec7e7");
     h->n_leases = 2;
     h->leases = calloc(2, sizeof *h->leases);
     h->leases[0] = (proto_lease_t) {3, strdup("build"), 41, false};
@@ -348,6 +356,7 @@ s_welcome(bool full)
     m->u.welcome.lease_ms = full ? UINT32_MAX : 1;
     m->u.welcome.max_output_bytes = full ? (uint64_t) 1 << 40 : 0;
     m->u.welcome.broker_id = strdup("b-20260102");
+    m->u.welcome.secret = full ? strdup("00ff") : NULL;
     return m;
 }
 
@@ -372,6 +381,8 @@ s_task_extras(proto_task_t *t)
     t->plan_name = strdup("release-notes");
     t->cwd = strdup("/srv/work");
     t->timeout_s = 600;
+    t->limits = (proto_task_limits_t) {.as_mb = 2048, .nofile = 1024,
+                                       .nproc = 0, .cpu_s = UINT32_MAX};
     t->n_env = 2;
     t->env = calloc(2, sizeof *t->env);
     t->env[0] = (proto_kv_t) {strdup("LANG"), strdup("C.UTF-8")};
@@ -578,6 +589,7 @@ s_status_drones(proto_status_ok_t *s)
     d->draining = true;
     proto_strv_push(&d->tags, "linux");
     d->last_seen_ms = 1767323045123;
+    d->quarantined = true;
     d->n_tasks = 2;
     d->tasks = calloc(2, sizeof *d->tasks);
     d->tasks[0].plan = 3;
@@ -1067,6 +1079,48 @@ s_hello_lease(s_fr_t *f, uint8_t map_head, const void *fields, size_t n)
     s_fr_raw(f, fields, n);
 }
 
+// A TASK whose "limits" field is the raw bytes given.
+static void
+s_task_limits(s_fr_t *f, const void *limits, size_t n)
+{
+    s_fr_env(f, 6, 1, "TASK", 0);
+    s_fr_str(f, "plan");
+    s_fr_uint(f, 1);
+    s_fr_str(f, "task");
+    s_fr_str(f, "t");
+    s_fr_str(f, "token");
+    s_fr_uint(f, 5);
+    s_fr_str(f, "attempt");
+    s_fr_uint(f, 1);
+    s_fr_str(f, "argv");
+    s_fr_raw(f, "\x91\xa4true", 6);
+    s_fr_str(f, "limits");
+    s_fr_raw(f, limits, n);
+}
+
+static void
+test_task_limits_are_checked(void)
+{
+    s_fr_t f = {.n = 0};
+    s_task_limits(&f, "\x91\x01", 2);
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "field 'limits': expected a map");
+    f.n = 0;
+    s_task_limits(&f, "\x81\xa5nproc\xff", 8);  // -1
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "field 'limits.nproc'");
+    f.n = 0;
+    s_task_limits(&f, "\x81\xa5" "cpu_s\xcf\x00\x00\x00\x01\x00\x00\x00\x00",
+                  16);  // 2^32
+    s_expect_fail(&f, PROTO_E_MALFORMED, 0, "field 'limits.cpu_s'");
+    f.n = 0;
+    s_task_limits(&f, "\x82\xa5" "as_mb\x10\xa7unknown\x01", 17);
+    proto_msg_t *m = NULL;
+    proto_error_t err;
+    REQUIRE(s_decode(f.b, f.n, &m, &err) == 0);
+    CHECK_INT(m->u.task.limits.as_mb, 16);
+    CHECK_INT(m->u.task.limits.nproc, 0);
+    proto_msg_destroy(&m);
+}
+
 static void
 test_nested_field_errors_name_the_path(void)
 {
@@ -1451,6 +1505,7 @@ test_fuzz_corpus_holds_every_message(void)
 }
 
 static const t_case_t t_cases[] = {
+    T(test_task_limits_are_checked),
     T(test_roundtrip_every_message_full),
     T(test_roundtrip_every_message_bare),
     T(test_absent_optionals_take_defaults),

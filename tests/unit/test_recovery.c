@@ -39,6 +39,7 @@ typedef struct {
     const char *tags;             // comma-separated, or ""
     uint32_t slots;
     uint8_t rid;                  // its session's routing id byte
+    char secret[129];             // its session secret, from WELCOME
     s_held_t held[64];
     int n_held;
 } s_drone_t;
@@ -70,12 +71,26 @@ s_in(uint8_t rid, unsigned role, const char *name, proto_msg_t *msg)
     return in;
 }
 
+// Keeps the session secret a WELCOME to d carries, as a real drone does.
 static void
-s_drone_msg(s_world_t *w, const s_drone_t *d, proto_msg_t *msg)
+s_keep_secret(s_world_t *w, s_drone_t *d, const wire_rid_t *rid)
+{
+    for (size_t i = 0; i < w->b->n_out; i++) {
+        const proto_msg_t *o = w->b->out[i].msg;
+        if (o && o->cmd == PROTO_MSG_WELCOME && o->u.welcome.secret &&
+            wire_rid_equal(&w->b->out[i].rid, rid)) {
+            snprintf(d->secret, sizeof d->secret, "%s", o->u.welcome.secret);
+        }
+    }
+}
+
+static void
+s_drone_msg(s_world_t *w, s_drone_t *d, proto_msg_t *msg)
 {
     router_in_t in = s_in(d->rid, PROTO_R_DRONE, "drone", msg);
     s_clock(w);
     drones_on_message(w->b, &in);
+    s_keep_secret(w, d, &in.rid);
     proto_msg_destroy(&msg);
 }
 
@@ -98,6 +113,7 @@ s_hello(s_world_t *w, s_drone_t *d)
     h->host = xstrdup("test");
     h->version = xstrdup("test");
     h->slots = d->slots;
+    h->secret = d->secret[0] ? xstrdup(d->secret) : NULL;
     if (d->tags[0]) {
         proto_strv_push(&h->tags, d->tags);
     }

@@ -9,6 +9,7 @@
 #include "common/clock.h"
 #include "tests/harness/t.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -639,6 +640,348 @@ test_pdeathsig(void)
     CHECK(s_gone_within(child, 2000));
 }
 
+// --- confinement: an init between the runner and the task -----------------
+
+// A runner in mode, or NULL (and a SKIP line) when this host cannot.
+static runner_t *
+s_confined(runner_mode_t mode, int64_t grace_ms)
+{
+    runner_t *rn = runner_new(grace_ms);
+    fflush(NULL);  // the probe's child must not flush our buffers again
+    if (runner_set_mode(rn, mode) != 0) {
+        printf("SKIP %s: mode %d is not available here (%s)\n", t_current,
+               (int) mode, strerror(errno));
+        runner_destroy(&rn);
+    }
+    return rn;
+}
+
+// Exit codes, signals and exec failures come through the init unchanged.
+static void
+s_check_statuses(runner_mode_t mode)
+{
+    runner_t *rn = s_confined(mode, 300);
+    if (!rn) {
+        return;
+    }
+    char *code[] = {"sh", "-c", "echo hi; exit 3", NULL};
+    runner_spec_t spec = s_spec(code);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 3);
+    CHECK_STR((char *) r.out, "hi\n");
+    runner_result_release(&r);
+    char *sig[] = {"sh", "-c", "kill -USR1 $$", NULL};
+    spec = s_spec(sig);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_INT(r.signal, SIGUSR1);
+    CHECK_INT(r.exit_code, -1);
+    runner_result_release(&r);
+    char *missing[] = {"/nonexistent/prog", NULL};
+    spec = s_spec(missing);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(!r.spawned);
+    CHECK_HAS(r.error, "cannot run '/nonexistent/prog'");
+    runner_result_release(&r);
+    // Only 0, 1 and 2 reach the task (3 is ls's own directory), not the
+    // init's report pipe; stdin is /dev/null.
+    int leak = open("/dev/null", O_RDONLY);
+    char *fds[] = {"ls", "/proc/self/fd", NULL};
+    spec = s_spec(fds);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_STR((char *) r.out, "0\n1\n2\n3\n");
+    runner_result_release(&r);
+    close(leak);
+    char *in[] = {"readlink", "/proc/self/fd/0", NULL};
+    spec = s_spec(in);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_STR((char *) r.out, "/dev/null\n");
+    runner_result_release(&r);
+    // A deadline's SIGTERM reaches the task, not only its init.
+    char *slow[] = {"sleep", "60", NULL};
+    spec = s_spec(slow);
+    spec.deadline_ms = clock_mono_ms() + 200;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.timed_out);
+    CHECK_INT(r.signal, SIGTERM);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+static void
+test_init_statuses_subreaper(void)
+{
+    s_check_statuses(RUNNER_SUBREAPER);
+}
+
+static void
+test_init_statuses_pidns(void)
+{
+    s_check_statuses(RUNNER_PIDNS);
+}
+
+// Live processes whose command line is "sleep 73000" or "sleep 73001" —
+// durations nothing else on a shared machine is likely to sleep (a
+// task inside a PID namespace cannot tell us its pids as we see them).
+static int
+s_sleepers(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        long pid = strtol(e->d_name, NULL, 10);
+        char path[300];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        size_t len = 0;
+        char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
+        if (cmd && len == 12 && (memcmp(cmd, "sleep\0" "73000", 12) == 0
+                                 || memcmp(cmd, "sleep\0" "73001", 12) == 0)) {
+            n += s_alive((pid_t) pid);
+        }
+        free(cmd);
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+// A task that starts a setsid() child and a double-fork daemon, and exits:
+// neither outlives it.  (RUNNER_PLAIN fails this: setsid escapes the
+// process group.)
+static void
+s_check_nothing_survives(runner_mode_t mode)
+{
+    runner_t *rn = s_confined(mode, 300);
+    if (!rn) {
+        return;
+    }
+    char *argv[] = {"sh", "-c",
+                    "setsid sleep 73000 & (sh -c 'sleep 73001 & exit 0' &); "
+                    "sleep 0.3; echo started", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "started\n");
+    runner_result_release(&r);
+    int left = s_sleepers();
+    for (int i = 0; i < 100 && left > 0; i++) {
+        s_sleep_ms(20);
+        left = s_sleepers();
+    }
+    CHECK_INT(left, 0);
+    runner_destroy(&rn);
+}
+
+static void
+test_nothing_survives_subreaper(void)
+{
+    s_check_nothing_survives(RUNNER_SUBREAPER);
+}
+
+static void
+test_nothing_survives_pidns(void)
+{
+    s_check_nothing_survives(RUNNER_PIDNS);
+}
+
+// Killed with its group (the init too, by SIGKILL after the grace): the
+// setsid() orphan reaches this process, the subreaper, which kills it.
+static void
+test_orphans_of_a_killed_init(void)
+{
+    runner_t *rn = s_confined(RUNNER_SUBREAPER, 200);
+    if (!rn) {
+        return;
+    }
+    char cmd[700];
+    snprintf(cmd, sizeof cmd,
+             "trap '' TERM; setsid sleep 73002 & echo $! > %s; sleep 60",
+             s_path("orphan.pid"));
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 9, &spec, clock_mono_ms(), &err) == 0);
+    pid_t orphan = s_read_pid(s_path("orphan.pid"));
+    REQUIRE(orphan > 0);
+    runner_kill(rn, 9, clock_mono_ms());
+    runner_result_t r;
+    REQUIRE(s_collect(rn, &r, 1) == 1);
+    CHECK(r.killed);
+    runner_result_release(&r);
+    // The orphan's SIGCHLD wakes the runner, which reaps it.
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; i++) {
+        runner_result_t *done = NULL;
+        free(done);
+        runner_step(rn, clock_mono_ms(), &done);
+        free(done);
+        gone = !s_alive(orphan);
+        s_sleep_ms(20);
+    }
+    CHECK(gone);
+    runner_destroy(&rn);
+}
+
+// A drone that stops kills what its tasks left: the inits die with their
+// groups, and the subreaper kills the orphans that reach it.
+static void
+test_destroy_kills_orphans(void)
+{
+    runner_t *rn = s_confined(RUNNER_SUBREAPER, 200);
+    if (!rn) {
+        return;
+    }
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "setsid sleep 73003 & echo $! > %s; sleep 60",
+             s_path("orphan2.pid"));
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    runner_spec_t spec = s_spec(argv);
+    char *err = NULL;
+    REQUIRE(runner_start(rn, 11, &spec, clock_mono_ms(), &err) == 0);
+    pid_t orphan = s_read_pid(s_path("orphan2.pid"));
+    REQUIRE(orphan > 0);
+    runner_destroy(&rn);
+    CHECK(!s_alive(orphan));
+}
+
+// In a PID namespace the task is PID 2 (its init is 1) and sees no
+// process of the host.
+static void
+test_pidns_hides_the_host(void)
+{
+    runner_t *rn = s_confined(RUNNER_PIDNS, 300);
+    if (!rn) {
+        return;
+    }
+    char *argv[] = {"sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    // sh is 2; sh, ls and grep, plus the init: at most 4 processes.
+    CHECK((char *) r.out && strncmp((char *) r.out, "2\n", 2) == 0);
+    CHECK((char *) r.out && atoi((char *) r.out + 2) <= 4);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
+// What the unprivileged child of s_userns_pidns does: 0 when a task it
+// runs in RUNNER_PIDNS is PID 2 and keeps the child's uid.
+static int
+s_as_nobody(void)
+{
+    if (setresgid(65534, 65534, 65534) != 0
+        || setresuid(65534, 65534, 65534) != 0) {
+        return 2;
+    }
+    runner_t *rn = runner_new(300);
+    if (runner_set_mode(rn, RUNNER_PIDNS) != 0) {
+        runner_destroy(&rn);
+        return 77;  // no unprivileged user namespaces here
+    }
+    char *argv[] = {"sh", "-c", "echo $$; id -u", NULL};
+    runner_spec_t spec = s_spec(argv);
+    runner_result_t r;
+    int rc = s_run(rn, &spec, &r) && r.out
+                     && strcmp((char *) r.out, "2\n65534\n") == 0
+                 ? 0
+                 : 1;
+    if (rc != 0) {
+        fprintf(stderr, "as nobody: '%s' %s\n", r.out ? (char *) r.out : "",
+                r.error ? r.error : "");
+    }
+    runner_result_release(&r);
+    runner_destroy(&rn);
+    return rc;
+}
+
+// A drone that is not root gets its PID namespaces inside a user namespace
+// (where the kernel allows unprivileged ones); the task keeps its uid.
+static void
+test_userns_pidns(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP test_userns_pidns: needs root to become nobody\n");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        _exit(s_as_nobody());
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        printf("SKIP test_userns_pidns: no unprivileged user namespaces\n");
+        return;
+    }
+    CHECK_INT(WEXITSTATUS(status), 0);
+}
+
+// As root: the task runs as another user, with lowered limits, and cannot
+// enter a directory that user may not.
+static void
+test_user_and_limits(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP test_user_and_limits: not root\n");
+        return;
+    }
+    runner_t *rn = s_confined(RUNNER_SUBREAPER, 300);
+    if (!rn) {
+        return;
+    }
+    gid_t groups[] = {65534};
+    runner_user_t nobody = {65534, 65534, groups, 1};
+    char *id[] = {"sh", "-c", "id -u; id -G", NULL};
+    runner_spec_t spec = s_spec(id);
+    spec.user = &nobody;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "65534\n65534\n");
+    runner_result_release(&r);
+    // valgrind refuses a child's setrlimit(RLIMIT_NOFILE).
+    const char *preload = getenv("LD_PRELOAD");
+    if (!preload || !strstr(preload, "vgpreload")) {
+        char *lim[] = {"sh", "-c", "ulimit -n; awk '/Max processes/ "
+                       "{print $3}' /proc/self/limits; ulimit -t; ulimit -v",
+                       NULL};
+        spec = s_spec(lim);
+        spec.user = &nobody;
+        spec.limits = (runner_limits_t) {.as_bytes = 512ull << 20,
+                                         .nofile = 64, .nproc = 500,
+                                         .cpu_s = 30};
+        REQUIRE(s_run(rn, &spec, &r));
+        s_check_clean(&r, 0);
+        CHECK_STR((char *) r.out, "64\n500\n30\n524288\n");
+        runner_result_release(&r);
+        // A busy loop past its CPU seconds gets SIGXCPU.
+        char *spin[] = {"sh", "-c", "while :; do :; done", NULL};
+        spec = s_spec(spin);
+        spec.limits = (runner_limits_t) {.cpu_s = 1};
+        spec.deadline_ms = clock_mono_ms() + 8000;
+        REQUIRE(s_run(rn, &spec, &r));
+        CHECK(!r.timed_out);
+        CHECK_INT(r.signal, SIGXCPU);
+        runner_result_release(&r);
+    }
+    // t_tmpdir() is 0700 root: nobody cannot enter it.
+    char *pwd[] = {"pwd", NULL};
+    spec = s_spec(pwd);
+    spec.user = &nobody;
+    spec.cwd = t_tmpdir();
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(!r.spawned);
+    CHECK_HAS(r.error, "cannot enter");
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
 static const t_case_t t_cases[] = {
     T(test_echo),
     T(test_exit_code),
@@ -660,6 +1003,15 @@ static const t_case_t t_cases[] = {
     T(test_signals_reset),
     T(test_destroy_kills_everything),
     T(test_pdeathsig),
+    T(test_init_statuses_subreaper),
+    T(test_init_statuses_pidns),
+    T(test_nothing_survives_subreaper),
+    T(test_nothing_survives_pidns),
+    T(test_orphans_of_a_killed_init),
+    T(test_destroy_kills_orphans),
+    T(test_pidns_hides_the_host),
+    T(test_user_and_limits),
+    T(test_userns_pidns),
     {0},
 };
 

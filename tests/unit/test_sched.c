@@ -686,6 +686,37 @@ test_leases_table(void)
 }
 
 static void
+test_leases_confirmed(void)
+{
+    sched_t *s = s_three_leases();
+    sched_lease_t c = s_lease(4, 6, 1, "d1", 400);
+    c.confirmed = true;
+    sched_lease_add(s, &c);
+    CHECK_INT(sched_lease_count_of(s, "d1"), 3);
+    CHECK_INT(sched_unconfirmed_of(s, "d1"), 2);
+    CHECK_INT(sched_unconfirmed_of(s, "d2"), 1);
+    CHECK_INT(sched_unconfirmed_of(s, "d3"), 0);
+    CHECK(sched_lease_confirm(s, 1));
+    CHECK(!sched_lease_confirm(s, 1));   // once
+    CHECK(!sched_lease_confirm(s, 4));   // confirmed when added
+    CHECK(!sched_lease_confirm(s, 99));  // unknown
+    CHECK(sched_lease_get(s, 1)->confirmed);
+    CHECK_INT(sched_unconfirmed_of(s, "d1"), 1);
+    sched_lease_remove(s, 2);            // the unconfirmed one
+    CHECK_INT(sched_unconfirmed_of(s, "d1"), 0);
+    sched_lease_remove(s, 1);
+    sched_lease_remove(s, 4);
+    CHECK_INT(sched_unconfirmed_of(s, "d1"), 0);
+    CHECK_INT(sched_lease_count_of(s, "d1"), 0);
+    // Renewing and shifting keep the flag.
+    sched_lease_renew(s, 3, 900);
+    sched_leases_shift(s, 10);
+    CHECK(!sched_lease_get(s, 3)->confirmed);
+    CHECK_INT(sched_unconfirmed_of(s, "d2"), 1);
+    sched_destroy(&s);
+}
+
+static void
 test_leases_deadlines(void)
 {
     sched_t *s = s_three_leases();
@@ -1110,6 +1141,7 @@ static const t_case_t t_cases[] = {
     T(test_backoff),
     T(test_backoff_plan_removed),
     T(test_leases_table),
+    T(test_leases_confirmed),
     T(test_leases_deadlines),
     T(test_leases_many),
     T(test_reason_waiting),

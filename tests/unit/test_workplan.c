@@ -643,7 +643,8 @@ s_equal_tasks(const wp_task_t *a, const wp_task_t *b)
               && a->timeout_s == b->timeout_s && a->retries == b->retries
               && a->priority == b->priority && !a->prompt == !b->prompt
               && !a->gate == !b->gate && !a->model == !b->model
-              && !a->cwd == !b->cwd;
+              && !a->cwd == !b->cwd
+              && memcmp(&a->limits, &b->limits, sizeof a->limits) == 0;
     for (size_t i = 0; eq && i < a->n_needs; i++) {
         eq = strcmp(a->needs[i], b->needs[i]) == 0
              && a->need_idx[i] == b->need_idx[i];
@@ -674,6 +675,53 @@ s_equal(const workplan_t *a, const workplan_t *b)
         eq = s_equal_tasks(&a->tasks[i], &b->tasks[i]);
     }
     return eq;
+}
+
+// "limits": strict like every field; defaults merge per key; the
+// canonical text carries exactly the keys given.
+static void
+test_limits(void)
+{
+    char *text = xasprintf(
+        "{\"name\": \"t\", \"defaults\": {\"limits\": {\"as_mb\": 2048, "
+        "\"nproc\": 64}}, \"tasks\": [{\"id\": \"a\", \"run\": [\"x\"], "
+        "\"limits\": {\"nproc\": 8, \"cpu_s\": 60}}, {\"id\": \"b\", "
+        "\"run\": [\"x\"]}]}");
+    workplan_t *wp = s_parse_ok(text);
+    free(text);
+    REQUIRE(wp);
+    const wp_limits_t *a = &wp->tasks[0].limits, *b = &wp->tasks[1].limits;
+    CHECK_INT(a->as_mb, 2048);
+    CHECK_INT(a->nproc, 8);
+    CHECK_INT(a->cpu_s, 60);
+    CHECK_INT(a->nofile, 0);
+    CHECK_INT(b->as_mb, 2048);
+    CHECK_INT(b->nproc, 64);
+    char *json = workplan_to_json(wp);
+    CHECK_HAS(json, "\"limits\":{\"as_mb\":2048,\"nproc\":8,\"cpu_s\":60}");
+    workplan_t *again = s_parse_ok(json);
+    REQUIRE(again);
+    CHECK(s_equal(wp, again));
+    free(json);
+    workplan_destroy(&again);
+    workplan_destroy(&wp);
+    EXPECT_TASKS("{\"id\": \"a\", \"run\": [\"x\"], \"limits\": []}",
+                 "tasks[0].limits", "expected an object, found an array");
+    EXPECT_TASKS("{\"id\": \"a\", \"run\": [\"x\"], \"limits\": "
+                 "{\"files\": 3}}",
+                 "tasks[0].limits.files", "unknown field 'files' (known: as_mb, "
+                 "nofile, nproc, cpu_s)");
+    EXPECT_TASKS("{\"id\": \"a\", \"run\": [\"x\"], \"limits\": "
+                 "{\"nproc\": 0}}",
+                 "tasks[0].limits.nproc", "must be from 1 to 4194304, found 0");
+    EXPECT_TASKS("{\"id\": \"a\", \"run\": [\"x\"], \"limits\": "
+                 "{\"cpu_s\": 1.5}}",
+                 "tasks[0].limits.cpu_s",
+                 "expected an integer, found a real number");
+    EXPECT_TASKS("{\"id\": \"a\", \"run\": [\"x\"], \"limits\": "
+                 "{\"as_mb\": 4194305}}",
+                 "tasks[0].limits.as_mb",
+                 "must be from 1 to 4194304, found 4194305");
 }
 
 static void
@@ -936,6 +984,7 @@ static const t_case_t t_cases[] = {
     T(test_invalid_json),
     T(test_many_errors_at_once),
     T(test_errors_capped),
+    T(test_limits),
     T(test_canonical_json),
     T(test_canonical_key_order),
     T(test_expand),

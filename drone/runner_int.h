@@ -1,0 +1,63 @@
+// runner_int.h: what runner.c (the drone's side) and runner_child.c (the
+// child's side, between fork and exec) share.  Nothing outside drone/runner*
+// includes it; the contract for everyone else is drone/runner.h.
+#ifndef WAGGLE_RUNNER_INT_H
+#define WAGGLE_RUNNER_INT_H
+
+#include "drone/runner.h"
+
+#include <sys/types.h>
+
+// What travels on the report pipe, child -> drone: why a child gave up
+// before exec (one of the failure stages), that the task is running, or
+// (from the init) how the task ended.
+enum {
+    RUNNER_STAGE_SETUP,         // pipes, descriptors, signals, namespaces
+    RUNNER_STAGE_CWD,           // chdir
+    RUNNER_STAGE_USER,          // setgroups/setgid/setuid
+    RUNNER_STAGE_LIMITS,        // setrlimit
+    RUNNER_STAGE_EXEC,          // execvpe
+    RUNNER_STAGE_RUNNING,       // init: the task exec'd (err unused)
+    RUNNER_STAGE_STATUS,        // init: the task ended; err = wait status
+};
+
+typedef struct {
+    int stage;                  // RUNNER_STAGE_*
+    int err;                    // errno, or the wait status
+} runner_report_t;
+
+// Everything a child needs, prepared before fork: after it, only
+// async-signal-safe calls.
+typedef struct {
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;            // NULL: inherit
+    const runner_user_t *user;  // NULL: stay the drone's user
+    runner_limits_t limits;
+    runner_mode_t mode;
+    bool userns;                // RUNNER_PIDNS inside a new user namespace
+    uid_t uid;                  // the drone's uid and gid, mapped to
+    gid_t gid;                  // themselves in that user namespace
+    long open_max;
+    int null_fd;                // becomes 0
+    int out_w;                  // becomes 1
+    int err_w;                  // becomes 2
+    int exec_w;                 // report pipe, close-on-exec
+} runner_launch_t;
+
+// The child's whole life after fork (or clone): never returns.  In
+// RUNNER_PLAIN it becomes the task; otherwise it is the task's init.
+_Noreturn void runner_child_main(const runner_launch_t *l);
+
+// Makes what a task's init needs in its new namespaces: with userns, maps
+// uid and gid to themselves (the child of an unprivileged drone has no ids
+// until then), then a private mount tree and a /proc of its own.  Returns
+// 0 or -1 (errno).  Async-signal-safe.
+int runner_child_namespace(bool userns, uid_t uid, gid_t gid);
+
+// Fills pids with up to max children of thread tid of this process (from
+// /proc/<pid>/task/<tid>/children); returns how many it read, or -1.
+// Async-signal-safe: the init uses it too.
+long runner_children(pid_t pid, pid_t tid, pid_t *pids, size_t max);
+
+#endif

@@ -1,0 +1,117 @@
+// Unit tests for log: escaping of peer strings in text entries, JSON
+// entries, one line per entry, the level filter.
+#include "common/log.h"
+#include "tests/harness/t.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// What one log_write call printed on stderr (caller frees).
+static char *
+s_capture(bool json, log_level_t level, const char *msg)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/stderr", t_tmpdir());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    log_init(LOG_LEVEL_INFO, json);
+    log_write(level, "test.peer", "hello from '%s'", msg);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    log_init(LOG_LEVEL_INFO, false);
+    char *buf = calloc(1, 4096);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, buf, 4095);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static int
+s_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) {
+        n += *s == '\n';
+    }
+    return n;
+}
+
+static void
+test_escape_control_bytes(void)
+{
+    char *e = log_escape("a\nb\rc\td\x1b[31me\x7f" "f");
+    CHECK_STR(e, "a\\x0ab\\x0dc\\x09d\\x1b[31me\\x7ff");
+    free(e);
+    e = log_escape("\x01");
+    CHECK_STR(e, "\\x01");
+    free(e);
+    e = log_escape("");
+    CHECK_STR(e, "");
+    free(e);
+}
+
+static void
+test_escape_keeps_text_and_utf8(void)
+{
+    const char *s = "plain 'text' \\x0a, caf\xc3\xa9 \xe2\x9c\x93 ~";
+    char *e = log_escape(s);
+    CHECK_STR(e, s);
+    free(e);
+}
+
+static void
+test_text_entry_cannot_forge_a_line(void)
+{
+    char *out = s_capture(false, LOG_LEVEL_WARN,
+                          "x\n2026-01-01T00:00:00Z ERROR broker: forged");
+    CHECK_INT(s_lines(out), 1);
+    CHECK_HAS(out, " WARN test.peer: hello from 'x\\x0a2026-01-01");
+    CHECK(strstr(out, "\nERROR") == NULL);
+    free(out);
+}
+
+static void
+test_text_entry_has_no_terminal_escape(void)
+{
+    char *out = s_capture(false, LOG_LEVEL_INFO, "\x1b]0;pwned\x07\x1b[2J");
+    CHECK(strchr(out, 0x1b) == NULL);
+    CHECK(strchr(out, 0x07) == NULL);
+    CHECK_HAS(out, "'\\x1b]0;pwned\\x07\\x1b[2J'");
+    free(out);
+}
+
+static void
+test_json_entry_escapes(void)
+{
+    char *out = s_capture(true, LOG_LEVEL_INFO, "a\nb\x1b[1m");
+    CHECK_INT(s_lines(out), 1);
+    CHECK(strchr(out, 0x1b) == NULL);
+    CHECK_HAS(out, "\"level\":\"info\"");
+    CHECK_HAS(out, "a\\nb\\u001B[1m");
+    free(out);
+}
+
+static void
+test_level_filter(void)
+{
+    char *out = s_capture(false, LOG_LEVEL_DEBUG, "quiet");
+    CHECK_STR(out, "");
+    free(out);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_escape_control_bytes),
+    T(test_escape_keeps_text_and_utf8),
+    T(test_text_entry_cannot_forge_a_line),
+    T(test_text_entry_has_no_terminal_escape),
+    T(test_json_entry_escapes),
+    T(test_level_filter),
+    {0},
+};
+
+T_MAIN(t_cases)

@@ -1,0 +1,344 @@
+// test_trust: session secrets, the credit window and quarantine, driven
+// in-process (broker_open_offline) through drones.c against a real ledger
+// file, with a clock the test moves.
+#include "broker/broker_int.h"
+
+#include "common/clock.h"
+#include "common/xalloc.h"
+#include "tests/harness/t.h"
+
+#include <string.h>
+
+#define LEASE_MS 10000
+
+typedef struct {
+    char path[600];
+    broker_config_t cfg;
+    broker_t *b;
+    int64_t mono, wall;          // the test's clock
+} s_world_t;
+
+static void
+s_open(s_world_t *w)
+{
+    char err[512] = "";
+    if (broker_open_offline(&w->b, &w->cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", t_current, err);
+    }
+    REQUIRE(w->b != NULL);
+}
+
+static void
+s_init(s_world_t *w)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->path, sizeof w->path, "%s/ledger.db", t_tmpdir());
+    w->cfg = (broker_config_t){
+        .db = w->path, .heartbeat_ms = 1000, .lease_ms = LEASE_MS,
+        .max_output = 1 << 20, .max_inputs = 8 << 20, .max_frame = 64 << 20,
+        .backoff_base_ms = 1000, .backoff_cap_ms = 60000, .turn_msgs = 1000,
+        .turn_ms = 50};
+    w->mono = clock_mono_ms();
+    w->wall = clock_wall_ms();
+    s_open(w);
+}
+
+static void
+s_clock(s_world_t *w)
+{
+    w->b->now_mono = w->mono;
+    w->b->now_wall = w->wall;
+}
+
+// Delivers msg (consumed) from session rid with role and key name.
+static void
+s_from(s_world_t *w, uint8_t rid, unsigned role, proto_msg_t *msg)
+{
+    router_in_t in = {.role = role, .msg = msg};
+    in.rid.bytes[0] = rid;
+    in.rid.len = 1;
+    snprintf(in.name, sizeof in.name, "%s",
+             role == PROTO_R_DRONE ? "drone" : "operator");
+    s_clock(w);
+    if (role == PROTO_R_DRONE) {
+        drones_on_message(w->b, &in);
+    } else {
+        requests_on_message(w->b, &in);
+    }
+    proto_msg_destroy(&msg);
+}
+
+// The first message of command cmd queued for rid this turn (borrowed).
+static const proto_msg_t *
+s_queued(s_world_t *w, uint8_t rid, proto_cmd_t cmd)
+{
+    for (size_t i = 0; i < w->b->n_out; i++) {
+        const out_t *o = &w->b->out[i];
+        if (o->msg && o->msg->cmd == cmd && o->rid.len == 1 &&
+            o->rid.bytes[0] == rid) {
+            return o->msg;
+        }
+    }
+    return NULL;
+}
+
+// The tokens of the TASKs queued for rid this turn, into tokens[].
+static size_t
+s_tasks(s_world_t *w, uint8_t rid, uint64_t *tokens, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->b->n_out; i++) {
+        const out_t *o = &w->b->out[i];
+        if (o->msg && o->msg->cmd == PROTO_MSG_TASK && o->rid.bytes[0] == rid &&
+            n < max) {
+            tokens[n++] = o->msg->u.task.token;
+        }
+    }
+    return n;
+}
+
+static void
+s_end_turn(s_world_t *w)
+{
+    s_clock(w);
+    broker_end_turn(w->b);
+}
+
+static void
+s_hello(s_world_t *w, uint8_t rid, const char *instance, uint32_t slots,
+        const char *secret)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HELLO);
+    m->req = 1;
+    m->u.hello.instance = xstrdup(instance);
+    m->u.hello.slots = slots;
+    m->u.hello.secret = secret ? xstrdup(secret) : NULL;
+    s_from(w, rid, PROTO_R_DRONE, m);
+}
+
+static void
+s_heartbeat(s_world_t *w, uint8_t rid, const uint64_t *tokens, size_t n)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+    m->u.heartbeat.tokens = xcalloc(n + 1, sizeof *tokens);
+    if (n > 0) {
+        memcpy(m->u.heartbeat.tokens, tokens, n * sizeof *tokens);
+    }
+    m->u.heartbeat.n_tokens = n;
+    s_from(w, rid, PROTO_R_DRONE, m);
+}
+
+static void
+s_submit(s_world_t *w, int n_tasks)
+{
+    char *json = xstrdup("{\"name\":\"t\",\"defaults\":{\"retries\":0},"
+                         "\"tasks\":[");
+    for (int i = 0; i < n_tasks; i++) {
+        char *more = xasprintf("%s%s{\"id\":\"t%d\",\"run\":[\"true\"]}",
+                               json, i ? "," : "", i);
+        free(json);
+        json = more;
+    }
+    char *all = xasprintf("%s]}", json);
+    free(json);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_SUBMIT);
+    m->u.submit.workplan = all;
+    s_from(w, 200, PROTO_R_OPERATOR, m);
+    CHECK(s_queued(w, 200, PROTO_MSG_SUBMIT_OK) != NULL);
+    s_end_turn(w);
+}
+
+static size_t
+s_dispatch(s_world_t *w, uint8_t rid, uint64_t *tokens, size_t max)
+{
+    s_clock(w);
+    drones_dispatch(w->b);
+    size_t n = s_tasks(w, rid, tokens, max);
+    s_end_turn(w);
+    return n;
+}
+
+static void
+s_lapse(s_world_t *w)
+{
+    w->mono += LEASE_MS + 1;
+    w->wall += LEASE_MS + 1;
+    s_clock(w);
+    drones_expire(w->b);
+    s_end_turn(w);
+}
+
+// The registered drone (a blank one, after a failed CHECK, if none).
+static drone_t *
+s_drone(s_world_t *w, const char *instance)
+{
+    static drone_t blank;
+    drone_t *d = drones_find(w->b, instance);
+    CHECK(d != NULL);
+    return d ? d : &blank;
+}
+
+// --- session secrets ---------------------------------------------------------
+
+static void
+test_secret_issued_once_and_required(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "inst-a", 1, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl && wl->u.welcome.secret);
+    CHECK_INT(strlen(wl->u.welcome.secret), 64);
+    char secret[129];
+    snprintf(secret, sizeof secret, "%s", wl->u.welcome.secret);
+    s_end_turn(&w);
+    // The same session needs no secret and gets no new one.
+    s_hello(&w, 1, "inst-a", 1, NULL);
+    wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    CHECK(wl && !wl->u.welcome.secret);
+    s_end_turn(&w);
+    // Another session: without it, or with a wrong one, FORBIDDEN, and the
+    // instance stays bound to session 1.
+    s_hello(&w, 2, "inst-a", 1, NULL);
+    const proto_msg_t *e = s_queued(&w, 2, PROTO_MSG_ERROR);
+    REQUIRE(e != NULL);
+    CHECK_INT(e->u.error.code, PROTO_E_FORBIDDEN);
+    CHECK_HAS(e->u.error.message, "missing or wrong session secret");
+    s_end_turn(&w);
+    s_hello(&w, 2, "inst-a", 1, "00");
+    CHECK(s_queued(&w, 2, PROTO_MSG_ERROR) != NULL);
+    s_end_turn(&w);
+    CHECK_INT(s_drone(&w, "inst-a")->rid.bytes[0], 1);
+    // With it: moved to session 2.
+    s_hello(&w, 2, "inst-a", 1, secret);
+    wl = s_queued(&w, 2, PROTO_MSG_WELCOME);
+    CHECK(wl && !wl->u.welcome.secret);
+    s_end_turn(&w);
+    CHECK_INT(s_drone(&w, "inst-a")->rid.bytes[0], 2);
+    // The hash is in the ledger: a reopened broker still wants it.
+    broker_destroy(&w.b);
+    s_open(&w);
+    s_hello(&w, 3, "inst-a", 1, NULL);
+    CHECK(s_queued(&w, 3, PROTO_MSG_ERROR) != NULL);
+    s_end_turn(&w);
+    s_hello(&w, 3, "inst-a", 1, secret);
+    CHECK(s_queued(&w, 3, PROTO_MSG_WELCOME) != NULL);
+    s_end_turn(&w);
+    broker_destroy(&w.b);
+}
+
+// A HELLO whose turn did not commit stored no secret: the next HELLO, even
+// on the same session, gets one, so the instance never stays unprotected.
+static void
+test_secret_reissued_after_failed_commit(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "inst-b", 1, NULL);
+    CHECK(s_queued(&w, 1, PROTO_MSG_WELCOME) != NULL);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);
+    s_hello(&w, 1, "inst-b", 1, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl != NULL);
+    CHECK(wl->u.welcome.secret != NULL);
+    s_end_turn(&w);
+    s_hello(&w, 2, "inst-b", 1, NULL);
+    CHECK(s_queued(&w, 2, PROTO_MSG_ERROR) != NULL);
+    CHECK(s_queued(&w, 2, PROTO_MSG_WELCOME) == NULL);
+    s_end_turn(&w);
+    broker_destroy(&w.b);
+}
+
+// --- the credit window -------------------------------------------------------
+
+static void
+test_window_bounds_unconfirmed_pushes(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "big", 32, NULL);
+    s_end_turn(&w);
+    s_submit(&w, 60);
+    uint64_t tok[64];
+    CHECK_INT(s_dispatch(&w, 1, tok, 64), 8);
+    CHECK_INT(s_dispatch(&w, 1, tok + 8, 56), 0);
+    // Confirming all eight opens the window to 16 (and frees all of it).
+    s_heartbeat(&w, 1, tok, 8);
+    s_end_turn(&w);
+    CHECK_INT(s_drone(&w, "big")->window, 16);
+    CHECK_INT(s_dispatch(&w, 1, tok + 8, 56), 16);
+    // Slots still bound it: 24 held, 8 more fit.
+    s_heartbeat(&w, 1, tok, 24);
+    s_end_turn(&w);
+    CHECK_INT(s_dispatch(&w, 1, tok + 24, 40), 8);
+    broker_destroy(&w.b);
+}
+
+// --- lost leases and quarantine ---------------------------------------------
+
+static void
+test_lost_leases_quarantine_then_probation(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "mute", 4, NULL);
+    s_end_turn(&w);
+    s_submit(&w, 10);
+    uint64_t tok[16];
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 4);
+    s_heartbeat(&w, 1, NULL, 0);
+    s_end_turn(&w);
+    s_lapse(&w);
+    drone_t *d = s_drone(&w, "mute");
+    CHECK(trust_is_quarantined(w.b, d));
+    CHECK_INT(d->lost_streak, 4);
+    CHECK_INT(d->window, 1);         // 8 halved four times, at least 1
+    // The lost leases cost nothing: every task is ready again.
+    CHECK_INT(sched_lease_count_of(w.b->sched, "mute"), 0);
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 0);
+    // A HELLO does not lift it.
+    s_hello(&w, 1, "mute", 4, NULL);
+    s_end_turn(&w);
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 0);
+    // After the cool-off: one task on probation; losing it quarantines
+    // again at once.
+    w.mono += 5 * LEASE_MS;
+    w.wall += 5 * LEASE_MS;
+    s_heartbeat(&w, 1, NULL, 0);
+    s_end_turn(&w);
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 1);
+    s_lapse(&w);
+    CHECK(trust_is_quarantined(w.b, s_drone(&w, "mute")));
+    broker_destroy(&w.b);
+}
+
+static void
+test_confirmed_lease_expiry_is_not_lost(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "slow", 4, NULL);
+    s_end_turn(&w);
+    s_submit(&w, 4);
+    uint64_t tok[8];
+    CHECK_INT(s_dispatch(&w, 1, tok, 8), 4);
+    s_heartbeat(&w, 1, tok, 4);      // confirmed, then never renewed
+    s_end_turn(&w);
+    s_lapse(&w);
+    drone_t *d = s_drone(&w, "slow");
+    CHECK(!trust_is_quarantined(w.b, d));
+    CHECK_INT(d->lost_streak, 0);
+    broker_destroy(&w.b);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_secret_issued_once_and_required),
+    T(test_secret_reissued_after_failed_commit),
+    T(test_window_bounds_unconfirmed_pushes),
+    T(test_lost_leases_quarantine_then_probation),
+    T(test_confirmed_lease_expiry_is_not_lost),
+    {0},
+};
+
+T_MAIN(t_cases)
