@@ -67,6 +67,27 @@ ledger__bind_text(sqlite3_stmt *st, int i, const char *s)
     (void) rc;
 }
 
+void
+ledger__bind_sentence(sqlite3_stmt *st, int i, const char *s)
+{
+    if (!s) {
+        ledger__bind_text(st, i, NULL);
+        return;
+    }
+    size_t n = strlen(s);
+    if (n > LEDGER_ERROR_MAX) {
+        // Back up over the continuation bytes of a character the cut would
+        // split: status sends this text, and the spec wants valid UTF-8.
+        n = LEDGER_ERROR_MAX;
+        while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80) {
+            n--;
+        }
+    }
+    int rc = sqlite3_bind_text(st, i, s, (int) n, SQLITE_STATIC);
+    assert(rc == SQLITE_OK);
+    (void) rc;
+}
+
 const char *
 ledger__col_text(sqlite3_stmt *st, int i)
 {

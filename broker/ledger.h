@@ -83,6 +83,10 @@ enum ledger_flags {
     LEDGER_RDONLY = 1 << 0,      // read-only, takes no lock (tests, tools)
 };
 
+// Bytes of an attempt's error text kept (the rest is cut, on a UTF-8
+// character boundary): it is a sentence, shown with every status page.
+#define LEDGER_ERROR_MAX 1024
+
 // How a leased attempt ended (ledger_task_finish).
 typedef struct {
     ledger_attempt_outcome_t outcome;

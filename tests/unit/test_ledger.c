@@ -872,6 +872,56 @@ test_plans_newest_first_with_counts(void)
     ledger_destroy(&l);
 }
 
+static void
+s_error_len(void *arg, const ledger_attempt_row_t *row)
+{
+    size_t *len = arg;
+    *len = row->error ? strlen(row->error) : 0;
+}
+
+// A drone's error text is "one sentence": a drone that sends megabytes of
+// it must not make every STATUS page of the plan (and the ledger) that
+// big.  It is cut to LEDGER_ERROR_MAX bytes on a character boundary, so
+// what status sends stays valid UTF-8.
+static void
+test_error_text_capped(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &t, NULL) == LEDGER_OK);
+    // "é" (2 bytes) over and over from an odd offset: the cap falls in the
+    // middle of one.
+    size_t n = 1 << 20;
+    char *big = xmalloc(n + 1);
+    big[0] = 'x';
+    for (size_t i = 1; i + 1 < n; i += 2) {
+        big[i] = (char) 0xc3;
+        big[i + 1] = (char) 0xa9;
+    }
+    big[n - 1] = 'x';
+    big[n] = '\0';
+    ledger_attempt_end_t end = s_fail_end;
+    end.error = big;
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &end, PROTO_TASK_READY, NOW),
+              LEDGER_OK);
+    free(big);
+    proto_msg_t *m;
+    proto_task_info_t ti = s_task(l, plan, "a", &m);
+    REQUIRE(ti.last_error);
+    size_t len = strlen(ti.last_error);
+    CHECK(len <= LEDGER_ERROR_MAX && len >= LEDGER_ERROR_MAX - 3);
+    // Ends on a whole character: the last byte is no lead byte, and the
+    // text ends "é" or "x".
+    CHECK((unsigned char) ti.last_error[len - 1] == 0xa9);
+    proto_msg_destroy(&m);
+    size_t alen = 0;
+    CHECK_INT(ledger_attempts(l, plan, "a", s_error_len, &alen), LEDGER_OK);
+    CHECK_INT(alen, len);
+    ledger_destroy(&l);
+}
+
 // The overview lists the newest plans and, however old, every running
 // one: a plan still at work never drops out of `status` because newer
 // plans finished after it.
@@ -1358,6 +1408,7 @@ test_tasks_in_pages(void)
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
     T(test_tasks_in_pages),
+    T(test_error_text_capped),
     T(test_overview_keeps_running_plans),
     T(test_status_reads_survive_reopen),
     T(test_lease_finish_succeeded),
