@@ -50,6 +50,11 @@ done
 [ ${#scenarios[@]} -gt 0 ] || { echo "scale: name a scenario (see --help)" >&2; exit 64; }
 
 dir=$(mktemp -d /tmp/waggle-scale.XXXXXX)
+# Tasks run isolated (as waggle-task when the drone is root): they need a
+# directory they may enter; nothing else of $dir is theirs to read.
+mkdir "$dir/work"
+chmod 711 "$dir"
+chmod 1777 "$dir/work"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ep=tcp://127.0.0.1:$port
 pypath=/usr/bin/python3
@@ -92,7 +97,7 @@ start_drones() { # count slots [extra args]
     local n=$1 slots=$2; shift 2
     for i in $(seq "$n"); do
         nice "$build/drone/waggle-drone" --broker "$ep" --keys "$dir/keys" \
-            --slots "$slots" --workdir "$dir" --drain-s 1 "$@" \
+            --slots "$slots" --workdir "$dir/work" --drain-s 1 "$@" \
             2>>"$dir/drones.log" &
         dpids+=($!)
     done
