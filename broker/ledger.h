@@ -241,6 +241,11 @@ ledger_rc_t ledger_task_output(ledger_t *self, int64_t plan, const char *task,
 // old (at most 10,000); else that plan only (MISS if none).
 ledger_rc_t ledger_plans(ledger_t *self, int64_t plan, size_t limit,
                          proto_status_ok_t *out);
+// ledger_plans without the counts (left 0), and the counts of one plan:
+// for a caller that knows a loaded plan's counts without counting rows.
+ledger_rc_t ledger_plan_rows(ledger_t *self, int64_t plan, size_t limit,
+                             proto_status_ok_t *out);
+ledger_rc_t ledger_plan_counts(ledger_t *self, proto_plan_info_t *p);
 // A page of a plan's tasks in workplan order, from index first: as many as
 // fit in max_objects (PROTO_TASK_INFO_OBJECTS plus one per need each), at least
 // one.  Fills out->tasks (waiting_reason left NULL for the broker to fill)

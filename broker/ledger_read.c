@@ -151,9 +151,10 @@ s_plan_row(proto_status_ok_t *out, sqlite3_stmt *st)
     p->finished_ms = sqlite3_column_int64(st, 5);  // NULL reads as 0
 }
 
-static ledger_rc_t
-s_plan_counts(ledger_t *self, proto_plan_info_t *p)
+ledger_rc_t
+ledger_plan_counts(ledger_t *self, proto_plan_info_t *p)
 {
+    assert(self && p);
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_COUNTS);
     ledger__bind_int(st, 1, p->id);
     int rc;
@@ -167,8 +168,8 @@ s_plan_counts(ledger_t *self, proto_plan_info_t *p)
 }
 
 ledger_rc_t
-ledger_plans(ledger_t *self, int64_t plan, size_t limit,
-             proto_status_ok_t *out)
+ledger_plan_rows(ledger_t *self, int64_t plan, size_t limit,
+                 proto_status_ok_t *out)
 {
     assert(self && out && out->n_plans == 0);
     sqlite3_stmt *st =
@@ -182,12 +183,18 @@ ledger_plans(ledger_t *self, int64_t plan, size_t limit,
     if (ledger__read_end(self, st, rc, "plans") != LEDGER_OK) {
         return LEDGER_ERROR;
     }
-    for (size_t i = 0; i < out->n_plans; i++) {
-        if (s_plan_counts(self, &out->plans[i]) != LEDGER_OK) {
-            return LEDGER_ERROR;
-        }
-    }
     return plan && out->n_plans == 0 ? LEDGER_MISS : LEDGER_OK;
+}
+
+ledger_rc_t
+ledger_plans(ledger_t *self, int64_t plan, size_t limit,
+             proto_status_ok_t *out)
+{
+    ledger_rc_t rc = ledger_plan_rows(self, plan, limit, out);
+    for (size_t i = 0; rc == LEDGER_OK && i < out->n_plans; i++) {
+        rc = ledger_plan_counts(self, &out->plans[i]);
+    }
+    return rc;
 }
 
 static void

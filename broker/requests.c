@@ -352,6 +352,22 @@ s_fill_drones(broker_t *b, proto_status_ok_t *st)
     }
 }
 
+// The plans status lists, with their counts: a loaded plan's from memory
+// (a wait polls a 100k-task plan several times a second), the rest from
+// the ledger.
+static ledger_rc_t
+s_plans(broker_t *b, int64_t plan, proto_status_ok_t *st)
+{
+    ledger_rc_t rc = ledger_plan_rows(b->ledger, plan, 200, st);
+    for (size_t i = 0; rc == LEDGER_OK && i < st->n_plans; i++) {
+        proto_plan_info_t *p = &st->plans[i];
+        if (!sched_plan_counts(b->sched, p->id, p->counts)) {
+            rc = ledger_plan_counts(b->ledger, p);
+        }
+    }
+    return rc;
+}
+
 static void
 s_status(broker_t *b, router_in_t *in)
 {
@@ -359,7 +375,7 @@ s_status(broker_t *b, router_in_t *in)
     int64_t plan = q->plan;
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &m->u.status_ok;
-    ledger_rc_t rc = ledger_plans(b->ledger, plan, 200, st);
+    ledger_rc_t rc = s_plans(b, plan, st);
     if (rc == LEDGER_OK && plan && !q->summary) {
         // A page, not the whole plan: a reply must stay decodable (the
         // object limit of PROTOCOL.md 10) however big the plan is.

@@ -144,6 +144,7 @@ sched__plan_find(const sched_t *self, int64_t plan)
 static void
 s_tally(sched__plan_t *p, proto_task_state_t s, bool add)
 {
+    p->counts[s] = add ? p->counts[s] + 1 : p->counts[s] - 1;
     if (s_is_terminal(s)) {
         p->n_terminal = add ? p->n_terminal + 1 : p->n_terminal - 1;
     }
@@ -321,6 +322,19 @@ sched_plan_done(const sched_t *self, int64_t plan, bool *all_succeeded)
     if (all_succeeded) {
         *all_succeeded = p->n_succeeded == p->wp->n_tasks;
     }
+    return true;
+}
+
+bool
+sched_plan_counts(const sched_t *self, int64_t plan,
+                  uint32_t counts[PROTO_TASK__COUNT])
+{
+    assert(self && counts);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    if (!p) {
+        return false;
+    }
+    memcpy(counts, p->counts, sizeof p->counts);
     return true;
 }
 
