@@ -113,7 +113,7 @@ static void
 test_nothing_survives_pidns(void)
 {
     if (geteuid() != 0) {
-        printf("SKIP test_nothing_survives_pidns: needs root\n");
+        t_skip("needs root");
         return;
     }
     s_nothing_survives("pidns");

@@ -5,7 +5,10 @@
 //   T_MAIN(t_cases)
 // CHECK failures print file:line and the values, and mark the test failed
 // without stopping it.  t_tmpdir() gives each test its own fresh directory.
-// `./test_x NAME` runs one test.
+// `./test_x NAME` runs one test.  A test that cannot run here (it needs
+// root, say) calls t_skip() and returns; when every test that ran was
+// skipped, the executable exits T_EXIT_SKIP, which ctest counts as skipped
+// (SKIP_RETURN_CODE), not passed.
 #ifndef WAGGLE_T_H
 #define WAGGLE_T_H
 
@@ -79,6 +82,12 @@ extern const char *t_current;
             return;                                                           \
         }                                                                     \
     } while (0)
+
+// The exit status of a test executable whose tests were all skipped.
+#define T_EXIT_SKIP 77
+// Marks the current test skipped and prints "SKIP NAME: why" (the caller
+// then returns).  A skipped test that also failed a CHECK counts as failed.
+void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // A fresh directory for the current test, removed at exit when it passed.
 const char *t_tmpdir(void);

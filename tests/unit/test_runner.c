@@ -649,8 +649,8 @@ s_confined(runner_mode_t mode, int64_t grace_ms)
     runner_t *rn = runner_new(grace_ms);
     fflush(NULL);  // the probe's child must not flush our buffers again
     if (runner_set_mode(rn, mode) != 0) {
-        printf("SKIP %s: mode %d is not available here (%s)\n", t_current,
-               (int) mode, strerror(errno));
+        t_skip("mode %d is not available here (%s)", (int) mode,
+               strerror(errno));
         runner_destroy(&rn);
     }
     return rn;
@@ -903,7 +903,7 @@ static void
 test_userns_pidns(void)
 {
     if (geteuid() != 0) {
-        printf("SKIP test_userns_pidns: needs root to become nobody\n");
+        t_skip("needs root to become nobody");
         return;
     }
     fflush(NULL);
@@ -916,7 +916,7 @@ test_userns_pidns(void)
     waitpid(pid, &status, 0);
     REQUIRE(WIFEXITED(status));
     if (WEXITSTATUS(status) == 77) {
-        printf("SKIP test_userns_pidns: no unprivileged user namespaces\n");
+        t_skip("no unprivileged user namespaces");
         return;
     }
     CHECK_INT(WEXITSTATUS(status), 0);
@@ -928,7 +928,7 @@ static void
 test_user_and_limits(void)
 {
     if (geteuid() != 0) {
-        printf("SKIP test_user_and_limits: not root\n");
+        t_skip("not root");
         return;
     }
     runner_t *rn = s_confined(RUNNER_SUBREAPER, 300);
