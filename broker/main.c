@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#define S_NOFILE_MAX 1048576  // raised to at most this many open files
 
 #define C(f) offsetof(broker_config_t, f)
 #define MiB "1048576"
@@ -151,6 +154,32 @@ s_open_status(broker_open_rc_t rc)
     return rc == BROKER_OPEN_LEDGER ? 3 : 2;
 }
 
+// Every drone and console connection is a descriptor, and past the soft
+// limit on open files the broker simply stops accepting, with nothing in
+// its log (systemd's default soft limit is 1024).  Raise it to the hard
+// limit, as Redis does for maxclients, and say what it is.
+static void
+s_raise_nofile(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) < 0) {
+        return;
+    }
+    rlim_t want = r.rlim_max == RLIM_INFINITY || r.rlim_max > S_NOFILE_MAX
+                      ? S_NOFILE_MAX
+                      : r.rlim_max;
+    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < want) {
+        rlim_t had = r.rlim_cur;
+        r.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &r) < 0) {
+            r.rlim_cur = had;
+        }
+    }
+    log_info("broker", "open files: up to %llu (each drone and console "
+                       "connection takes one)",
+             (unsigned long long) r.rlim_cur);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -171,6 +200,7 @@ main(int argc, char **argv)
         return rc;
     }
     s_signals();
+    s_raise_nofile();
     broker_t *broker = NULL;
     broker_open_rc_t orc = broker_open(&broker, &cfg, err, sizeof err);
     if (orc != BROKER_OPEN_OK) {
