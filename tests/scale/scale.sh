@@ -163,9 +163,10 @@ s_plans() {
     start_broker
     start_drones "$drones" 1
     flat p "$tasks" 2 '["sh","-c","sleep 0.1"]' >"$dir/small.json"
-    local t0 per=$(( (plans + archs - 1) / archs )) worst=0 t subs=()
+    local t0 per worst=0 t subs=()
     t0=$(now_ms)
-    for _ in $(seq "$archs"); do
+    for a in $(seq "$archs"); do
+        per=$(( plans / archs + (a <= plans % archs ? 1 : 0) ))
         ( for _ in $(seq "$per"); do arch submit "$dir/small.json" >/dev/null || echo "submit failed" >&2; done ) &
         subs+=($!)
     done
