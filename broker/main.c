@@ -2,6 +2,7 @@
 #include "broker/broker.h"
 
 #include "common/cfg.h"
+#include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
 
@@ -12,10 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
-
-#define S_NOFILE_MAX 1048576  // raised to at most this many open files
 
 #define C(f) offsetof(broker_config_t, f)
 #define MiB "1048576"
@@ -154,30 +152,14 @@ s_open_status(broker_open_rc_t rc)
     return rc == BROKER_OPEN_LEDGER ? 3 : 2;
 }
 
-// Every drone and console connection is a descriptor, and past the soft
-// limit on open files the broker simply stops accepting, with nothing in
-// its log (systemd's default soft limit is 1024).  Raise it to the hard
-// limit, as Redis does for maxclients, and say what it is.
+// Every drone and console connection is a descriptor: past the soft limit
+// on open files the broker would stop accepting, with nothing in its log.
 static void
 s_raise_nofile(void)
 {
-    struct rlimit r;
-    if (getrlimit(RLIMIT_NOFILE, &r) < 0) {
-        return;
-    }
-    rlim_t want = r.rlim_max == RLIM_INFINITY || r.rlim_max > S_NOFILE_MAX
-                      ? S_NOFILE_MAX
-                      : r.rlim_max;
-    if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < want) {
-        rlim_t had = r.rlim_cur;
-        r.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &r) < 0) {
-            r.rlim_cur = had;
-        }
-    }
     log_info("broker", "open files: up to %llu (each drone and console "
                        "connection takes one)",
-             (unsigned long long) r.rlim_cur);
+             (unsigned long long) fdlimit_raise());
 }
 
 int

@@ -334,12 +334,51 @@ test_broker_raises_its_fd_limit(void)
     swarm_stop(&s);
 }
 
+// A drone with 16 slots started under a soft limit of 40 open files (each
+// running task takes a few pipes) runs 16 tasks at once: it raises its
+// soft limit too.  Before, some failed with "cannot make pipes: Too many
+// open files", each using an attempt.
+static void
+test_drone_raises_its_fd_limit(void)
+{
+    enum { N = 16 };
+    struct rlimit old;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < 256) {
+        fprintf(stderr, "SKIP: hard limit on open files is %llu\n",
+                (unsigned long long) old.rlim_max);
+        return;
+    }
+    swarm_t s;
+    swarm_init(&s, 200, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    struct rlimit low = {.rlim_cur = 40, .rlim_max = old.rlim_max};
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    swarm_drone(&s, N, NULL, NULL);
+    setrlimit(RLIMIT_NOFILE, &old);
+    char *json = s_flat_plan("pipes", N, "[\"sleep\",\"2\"]");
+    // No retries: a task that could not start shows as dead.
+    char *zero = strstr(json, "\"tasks\"");
+    REQUIRE(zero);
+    char *plan_json = xasprintf("{\"name\":\"pipes\",\"defaults\":"
+                                "{\"retries\":0},%s", zero);
+    free(json);
+    int64_t plan = swarm_submit(&s, plan_json);
+    free(plan_json);
+    REQUIRE(plan > 0);
+    char state[32];
+    swarm_wait_plan(&s, plan, 30, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_status_of_a_plan_over_one_frame),
     T(test_small_plan_not_starved),
     T(test_many_drones_half_killed),
     T(test_broker_restart_under_many_drones),
     T(test_broker_raises_its_fd_limit),
+    T(test_drone_raises_its_fd_limit),
     {0},
 };
 
