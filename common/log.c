@@ -3,8 +3,9 @@
 // Each entry is written with a single write(2) so lines from the several
 // processes of a swarm sharing one terminal or file do not interleave.
 // Messages carry strings from peers (instance ids, host names, task ids,
-// decode errors), so a text entry escapes every control byte and DEL as
-// \xNN: a peer can neither start a forged line nor send terminal escapes.
+// decode errors), so a text entry escapes every control byte, DEL and
+// UTF-8 C1 control as \xNN: a peer can neither start a forged line nor send
+// terminal escapes.
 // JSON entries get the same protection from the JSON encoder (\uNNNN).
 #include "common/log.h"
 
@@ -63,27 +64,37 @@ s_emit(const char *line)
     }
 }
 
-static bool
-s_needs_escape(unsigned char c)
+// How many bytes at p make one control to escape: a C0 byte or DEL, or
+// a C1 control in UTF-8 (U+0080..U+009F: 0xc2 0x80..0x9f), which xterm and
+// VTE obey as they do ESC (U+009B is CSI).  0 for text.
+static size_t
+s_control_len(const unsigned char *p)
 {
-    return c < 0x20 || c == 0x7f;
+    if (*p < 0x20 || *p == 0x7f) {
+        return 1;
+    }
+    return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
 }
 
 char *
 log_escape(const char *s)
 {
+    const unsigned char *p = (const unsigned char *) s;
     size_t n = 0;
-    for (const char *p = s; *p; p++) {
-        n += s_needs_escape((unsigned char) *p) ? 4 : 1;
+    for (size_t i = 0; p[i];) {
+        size_t k = s_control_len(p + i);
+        n += k ? 4 * k : 1;
+        i += k ? k : 1;
     }
     char *out = xmalloc(n + 1);
     char *o = out;
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (s_needs_escape(c)) {
-            o += sprintf(o, "\\x%02x", c);
-        } else {
-            *o++ = (char) c;
+    for (size_t i = 0; p[i];) {
+        size_t k = s_control_len(p + i);
+        if (k == 0) {
+            *o++ = (char) p[i++];
+        }
+        for (; k > 0; k--) {
+            o += sprintf(o, "\\x%02x", p[i++]);
         }
     }
     *o = '\0';
