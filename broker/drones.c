@@ -125,9 +125,13 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
     if (!task) {
         // A HEARTBEAT listing a token the ledger does not know: no STOP can
         // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
-        // HELLO that lists it (with its task) gets the STOP.
-        log_warn(LOG, "drone '%s' lists token %llu, which the ledger does "
-                 "not know; no STOP", d->instance, (unsigned long long) token);
+        // HELLO that lists it (with its task) gets the STOP.  A HEARTBEAT
+        // lists up to 4,096 tokens: the session's log quota bounds this.
+        if (router_log_quota(b->router, &d->rid, d->name, b->now_mono)) {
+            log_warn(LOG, "drone '%s' instance %s lists token %llu, which "
+                     "the ledger does not know; no STOP", d->name,
+                     d->instance, (unsigned long long) token);
+        }
         return;
     }
     // Sent only if the turn commits: what made the lease look stale (a
