@@ -120,6 +120,12 @@ void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no
 // attempt used) and forgets it.  d is freed.
 void drones_cut(broker_t *b, drone_t *d, const char *why);
+// Queues a STOP of (plan, task, token) for rid, with reason; depends as for
+// broker_queue (a STOP that follows a transition waits for its commit).
+// The one place a STOP is built.
+void drones_stop(broker_t *b, const wire_rid_t *rid, int64_t plan,
+                 const char *task, uint64_t token, const char *reason,
+                 bool depends);
 // Releases a lease whose TASK could not be delivered (no attempt used).
 void drones_release_undelivered(broker_t *b, uint64_t token);
 // Every connected drone's tags, for waiting reasons and submit warnings.

@@ -73,9 +73,10 @@ s_register(broker_t *b, const char *instance)
     return d;
 }
 
-static void
-s_stop(broker_t *b, const wire_rid_t *rid, int64_t plan, const char *task,
-       uint64_t token, const char *reason, bool depends)
+void
+drones_stop(broker_t *b, const wire_rid_t *rid, int64_t plan,
+            const char *task, uint64_t token, const char *reason,
+            bool depends)
 {
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STOP);
     m->u.stop.plan = plan;
@@ -136,7 +137,7 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
     }
     // Sent only if the turn commits: what made the lease look stale (a
     // result, an expiry earlier in this turn) may yet be rolled back.
-    s_stop(b, &d->rid, known_plan, task, token, "stale", true);
+    drones_stop(b, &d->rid, known_plan, task, token, "stale", true);
     free(known_task);
 }
 
@@ -477,8 +478,9 @@ drones_cut(broker_t *b, drone_t *d, const char *why)
     for (size_t i = 0; i < n; i++) {
         const workplan_t *wp = sched_workplan(b->sched, mine[i].plan);
         if (wp) {
-            s_stop(b, &d->rid, mine[i].plan, wp->tasks[mine[i].idx].id,
-                   mine[i].token, "revoked", true);
+            drones_stop(b, &d->rid, mine[i].plan,
+                        wp->tasks[mine[i].idx].id, mine[i].token, "revoked",
+                        true);
         }
         s_release(b, &mine[i], why);
     }
@@ -750,8 +752,9 @@ drones_expire(broker_t *b)
         log_info(LOG, "task '%s' of plan %lld: %s",
                  wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
         if (d && wp) {
-            s_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
-                   end.timed_out ? "timeout" : "expired", true);
+            drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id,
+                        l->token, end.timed_out ? "timeout" : "expired",
+                        true);
         }
         if (!broker_begin(b) ||
             plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {

@@ -270,7 +270,7 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
 {
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
-        if (t->state < PROTO_TASK_SUCCEEDED) {
+        if (!proto_task_state_is_terminal(t->state)) {
             t->waiting_reason = xasprintf("plan not loaded: %s", why);
         }
     }
@@ -431,7 +431,7 @@ s_cancel(broker_t *b, router_in_t *in)
     proto_task_state_t ts = idx >= 0 ? sched_get(b->sched, c->plan,
                                                  (size_t) idx)
                                      : PROTO_TASK_WAITING;
-    if (ts >= PROTO_TASK_SUCCEEDED) {
+    if (proto_task_state_is_terminal(ts)) {
         char *text = xasprintf("task '%s' already %s", c->task,
                                proto_task_state_name(ts));
         s_error(b, in, PROTO_E_CONFLICT, text);
