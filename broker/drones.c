@@ -43,6 +43,16 @@ drones_by_rid(broker_t *b, const wire_rid_t *rid)
     return NULL;
 }
 
+// Whether a line at level about what d's session sent fits its log
+// quota: a drone may repeat HELLO, UPDATE and bogus tokens at will, and
+// the log must not grow with them (router_log_quota).
+static bool
+s_log_quota(broker_t *b, const drone_t *d, log_level_t level)
+{
+    return log_enabled(level) &&
+           router_log_quota(b->router, &d->rid, d->name, b->now_mono);
+}
+
 static void
 s_forget(broker_t *b, size_t i)
 {
@@ -128,7 +138,7 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
         // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
         // HELLO that lists it (with its task) gets the STOP.  A HEARTBEAT
         // lists up to 4,096 tokens: the session's log quota bounds this.
-        if (router_log_quota(b->router, &d->rid, d->name, b->now_mono)) {
+        if (s_log_quota(b, d, LOG_LEVEL_WARN)) {
             log_warn(LOG, "drone '%s' instance %s lists token %llu, which "
                      "the ledger does not know; no STOP", d->name,
                      d->instance, (unsigned long long) token);
@@ -274,9 +284,12 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
                           b->now_wall) == LEDGER_ERROR) {
         broker_fail_turn(b);
     }
-    log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
-                  "%zu leases%s", d->name, d->instance, d->host, d->slots,
-             tags, h->n_leases, d->quarantined ? " (quarantined)" : "");
+    if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
+        log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
+                      "%zu leases%s", d->name, d->instance, d->host,
+                 d->slots, tags, h->n_leases,
+                 d->quarantined ? " (quarantined)" : "");
+    }
     free(tags);
 }
 
@@ -435,8 +448,7 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
     if (status == PROTO_ACK_ACCEPTED) {
         trust_result(d);
     }
-    if (status != PROTO_ACK_ACCEPTED && log_enabled(LOG_LEVEL_INFO) &&
-        router_log_quota(b->router, &in->rid, in->name, b->now_mono)) {
+    if (status != PROTO_ACK_ACCEPTED && s_log_quota(b, d, LOG_LEVEL_INFO)) {
         log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
                       "%s (%s)", (long long) r->plan, r->task,
                  (unsigned long long) r->token, d->instance,
@@ -521,8 +533,11 @@ drones_on_message(broker_t *b, router_in_t *in)
     case PROTO_MSG_UPDATE:
         d->slots = in->msg->u.update.slots;
         d->draining = in->msg->u.update.draining;
-        log_info(LOG, "drone '%s': %u slots%s", d->instance, d->slots,
-                 d->draining ? ", draining" : "");
+        if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
+            log_info(LOG, "drone '%s' instance %s: %u slots%s", d->name,
+                     d->instance, d->slots,
+                     d->draining ? ", draining" : "");
+        }
         s_ok(b, in, false);
         break;
     case PROTO_MSG_BYE:

@@ -600,6 +600,45 @@ test_unknown_tokens_rate_limited(void)
     swarm_stop(&s);
 }
 
+// Legal messages a drone can repeat at will (UPDATE, a HELLO on its own
+// session) are answered every time but logged within the session's quota.
+static void
+test_repeated_updates_rate_limited(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 3000);
+    s_where(&s);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    S_REQUIRE(&s, p);
+    for (int i = 0; i < 200; i++) {
+        proto_msg_t *m = peer_hello("repeat-0001", 0, NULL);
+        S_REQUIRE(&s, peer_send(p, &m) == 0);
+        m = proto_msg_new(PROTO_MSG_UPDATE);
+        m->u.update.slots = (uint32_t) i % 3;
+        S_REQUIRE(&s, peer_send(p, &m) == 0);
+    }
+    // The last UPDATE's OK: every message before it was handled.
+    int oks = 0;
+    proto_msg_t *r;
+    while (oks < 200 && (r = peer_recv_cmd(p, PROTO_MSG_OK, 10000))) {
+        oks++;
+        proto_msg_destroy(&r);
+    }
+    CHECK_INT(oks, 200);
+    char log[700];
+    snprintf(log, sizeof log, "%s/broker.log", s.dir);
+    CHECK(swarm_wait_log(log, "suppressed", "similar messages", 10000));
+    int hellos = s_count_lines(log, "instance repeat-0001 on");
+    int updates = s_count_lines(log, "slots");
+    CHECK(hellos > 0 && hellos <= 20);
+    CHECK(updates > 0 && updates <= 40);
+    zmq_close(p);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_forged_result_refused),
     T(test_secret_survives_restart),
@@ -609,6 +648,7 @@ static const t_case_t t_cases[] = {
     T(test_second_lost_lease_uses_an_attempt),
     T(test_bad_frames_rate_limited),
     T(test_unknown_tokens_rate_limited),
+    T(test_repeated_updates_rate_limited),
     {0},
 };
 
