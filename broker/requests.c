@@ -582,7 +582,9 @@ s_output(broker_t *b, router_in_t *in)
     }
     out->plan = o->plan;
     out->task = xstrdup(o->task);
-    s_reply(b, in, &m, false);
+    // What this turn recorded (a RESULT before this request) is not durable
+    // yet: the reply waits for the commit, as STATUS's does.
+    s_reply(b, in, &m, ledger_in_turn(b->ledger));
 }
 
 void
