@@ -22,11 +22,14 @@ s_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
     broker_queue(b, &in->rid, m, depends);
 }
 
+// A refusal may rest on what this turn changed but has not committed (a
+// cancel before it in the turn): then it waits for the commit too, and a
+// failed commit makes it ERROR INTERNAL like every reply of the turn.
 static void
 s_error(broker_t *b, router_in_t *in, proto_status_t code, const char *text)
 {
     proto_msg_t *e = proto_error_new(in->msg->req, code, "%s", text);
-    broker_queue(b, &in->rid, &e, false);
+    broker_queue(b, &in->rid, &e, ledger_in_turn(b->ledger));
 }
 
 static void

@@ -391,6 +391,39 @@ test_output_waits_for_commit(void)
     broker_destroy(&w.b);
 }
 
+static void
+s_cancel_plan(s_world_t *w)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_CANCEL);
+    m->u.cancel.plan = 1;
+    s_from(w, 200, PROTO_R_OPERATOR, m);
+}
+
+// A refusal decided on this turn's unrecorded changes ("already
+// cancelled", by a cancel the commit then undid) waits for the commit too:
+// a failed commit turns every reply of the turn into an error (7.9).
+static void
+test_refusal_waits_for_commit(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_submit(&w, 1);
+    s_cancel_plan(&w);
+    s_cancel_plan(&w);
+    const out_t *o = s_out(&w, 200, PROTO_MSG_ERROR);
+    REQUIRE(o != NULL);
+    CHECK_INT(o->msg->u.error.code, PROTO_E_CONFLICT);
+    CHECK(o->depends);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);
+    // The plan was never cancelled: cancelling it now works.
+    s_cancel_plan(&w);
+    CHECK(s_queued(&w, 200, PROTO_MSG_OK) != NULL);
+    CHECK(s_queued(&w, 200, PROTO_MSG_ERROR) == NULL);
+    s_end_turn(&w);
+    broker_destroy(&w.b);
+}
+
 static const t_case_t t_cases[] = {
     T(test_secret_issued_once_and_required),
     T(test_secret_reissued_after_failed_commit),
@@ -398,6 +431,7 @@ static const t_case_t t_cases[] = {
     T(test_lost_leases_quarantine_then_probation),
     T(test_confirmed_lease_expiry_is_not_lost),
     T(test_output_waits_for_commit),
+    T(test_refusal_waits_for_commit),
     {0},
 };
 
