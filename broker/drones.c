@@ -219,10 +219,24 @@ s_forget_drone(broker_t *b, const drone_t *d)
     }
 }
 
+// d has left its session (BYE, or the session became another instance):
+// it is forgotten, unless quarantined, which must outlive the session (a
+// client could otherwise leave and HELLO its way out): then it is only
+// unbound.
+static void
+s_leave(broker_t *b, drone_t *d)
+{
+    if (d->quarantined) {
+        memset(&d->rid, 0, sizeof d->rid);
+        d->connected = false;
+    } else {
+        s_forget_drone(b, d);
+    }
+}
+
 // The session said HELLO as another instance: the one it was bound to is
 // gone from it.  Its leases are released as for a drone that no longer
-// lists them, and it is forgotten (unless quarantined: that must outlive
-// the session).
+// lists them, and it leaves (s_leave).
 static void
 s_unbind(broker_t *b, drone_t *old, const char *instance)
 {
@@ -236,12 +250,7 @@ s_unbind(broker_t *b, drone_t *old, const char *instance)
     log_info(LOG, "drone '%s' instance %s: its session is now instance %s; "
                   "%zu leases released", old->name, old->instance, instance,
              n);
-    if (old->quarantined) {
-        memset(&old->rid, 0, sizeof old->rid);
-        old->connected = false;
-    } else {
-        s_forget_drone(b, old);
-    }
+    s_leave(b, old);
 }
 
 static bool
@@ -479,7 +488,7 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
     free(mine);
     log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
-    s_forget_drone(b, d);
+    s_leave(b, d);
 }
 
 void

@@ -314,6 +314,37 @@ test_lost_leases_quarantine_then_probation(void)
     broker_destroy(&w.b);
 }
 
+// Saying BYE and HELLO again (with the instance's secret) is a re-HELLO
+// too: the quarantine holds (PROTOCOL.md 7.5).
+static void
+test_bye_keeps_quarantine(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "mute", 4, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl && wl->u.welcome.secret);
+    char secret[129];
+    snprintf(secret, sizeof secret, "%s", wl->u.welcome.secret);
+    s_end_turn(&w);
+    s_submit(&w, 10);
+    uint64_t tok[16];
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 4);
+    s_heartbeat(&w, 1, NULL, 0);
+    s_end_turn(&w);
+    s_lapse(&w);
+    CHECK(trust_is_quarantined(w.b, s_drone(&w, "mute")));
+    s_from(&w, 1, PROTO_R_DRONE, proto_msg_new(PROTO_MSG_BYE));
+    CHECK(s_queued(&w, 1, PROTO_MSG_OK) != NULL);
+    s_end_turn(&w);
+    s_hello(&w, 1, "mute", 4, secret);
+    CHECK(s_queued(&w, 1, PROTO_MSG_WELCOME) != NULL);
+    s_end_turn(&w);
+    CHECK(trust_is_quarantined(w.b, s_drone(&w, "mute")));
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 0);
+    broker_destroy(&w.b);
+}
+
 static void
 test_confirmed_lease_expiry_is_not_lost(void)
 {
@@ -429,6 +460,7 @@ static const t_case_t t_cases[] = {
     T(test_secret_reissued_after_failed_commit),
     T(test_window_bounds_unconfirmed_pushes),
     T(test_lost_leases_quarantine_then_probation),
+    T(test_bye_keeps_quarantine),
     T(test_confirmed_lease_expiry_is_not_lost),
     T(test_output_waits_for_commit),
     T(test_refusal_waits_for_commit),
