@@ -423,34 +423,40 @@ s_lease_matches(const sched_t *sched, const sched_lease_t *l,
     return wp && strcmp(wp->tasks[l->idx].id, r->task) == 0;
 }
 
+// Records the RESULT req for d's current lease l; returns its ack.
+static proto_msg_t *
+s_record(broker_t *b, drone_t *d, const proto_msg_t *req,
+         const sched_lease_t *l)
+{
+    if (!broker_begin(b)) {
+        return s_ack(req, PROTO_ACK_ERROR, "ledger error");
+    }
+    if (!l->confirmed) {
+        trust_confirmed(d);  // its RESULT shows the TASK arrived
+    }
+    ledger_attempt_end_t end = {0};
+    s_fill_end(b, &req->u.result, &end);
+    sched_lease_t copy = *l;
+    ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
+    if (rc == LEDGER_OK) {
+        return s_ack(req, PROTO_ACK_ACCEPTED, NULL);
+    }
+    if (rc == LEDGER_MISS) {
+        broker_desync(b, "a current lease was refused by the ledger");
+        return s_late_result(b, req);
+    }
+    broker_fail_turn(b);
+    return s_ack(req, PROTO_ACK_ERROR, "ledger error");
+}
+
 static void
 s_result(broker_t *b, drone_t *d, router_in_t *in)
 {
     const proto_result_t *r = &in->msg->u.result;
     const sched_lease_t *l = sched_lease_get(b->sched, r->token);
-    proto_msg_t *ack;
-    if (!s_lease_matches(b->sched, l, d, r)) {
-        ack = s_late_result(b, in->msg);
-    } else if (!broker_begin(b)) {
-        ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
-    } else {
-        if (!l->confirmed) {
-            trust_confirmed(d);  // its RESULT shows the TASK arrived
-        }
-        ledger_attempt_end_t end = {0};
-        s_fill_end(b, r, &end);
-        sched_lease_t copy = *l;
-        ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
-        if (rc == LEDGER_OK) {
-            ack = s_ack(in->msg, PROTO_ACK_ACCEPTED, NULL);
-        } else if (rc == LEDGER_MISS) {
-            broker_desync(b, "a current lease was refused by the ledger");
-            ack = s_late_result(b, in->msg);
-        } else {
-            broker_fail_turn(b);
-            ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
-        }
-    }
+    proto_msg_t *ack = s_lease_matches(b->sched, l, d, r)
+                           ? s_record(b, d, in->msg, l)
+                           : s_late_result(b, in->msg);
     proto_ack_t status = ack->u.result_ack.status;
     // Only work recorded now counts: a "duplicate" can be had for any
     // token whose attempt ended, a lost lease's included.
