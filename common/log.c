@@ -6,7 +6,8 @@
 // decode errors), so a text entry escapes every control byte, DEL and
 // UTF-8 C1 control as \xNN: a peer can neither start a forged line nor send
 // terminal escapes.
-// JSON entries get the same protection from the JSON encoder (\uNNNN).
+// JSON entries get the same protection as \uNNNN escapes (the encoder's,
+// and ours for C1).
 #include "common/log.h"
 
 #include "common/clock.h"
@@ -101,6 +102,35 @@ log_escape(const char *s)
     return out;
 }
 
+// A JSON string's text (json_quote's output) with each UTF-8 C1 control
+// written as \u00NN: JSON lets them through raw, and JSON lines are read
+// in terminals too.  Takes q.
+static char *
+s_json_c1(char *q)
+{
+    const unsigned char *p = (const unsigned char *) q;
+    size_t n = 0;
+    for (size_t i = 0; p[i]; i++) {
+        n += s_control_len(p + i) == 2 ? 4 : 0;  // 2 bytes become 6
+    }
+    if (n == 0) {
+        return q;
+    }
+    char *out = xmalloc(strlen(q) + n + 1);
+    char *o = out;
+    for (size_t i = 0; p[i];) {
+        if (s_control_len(p + i) == 2) {
+            o += sprintf(o, "\\u%04x", p[i + 1]);
+            i += 2;
+        } else {
+            *o++ = (char) p[i++];
+        }
+    }
+    *o = '\0';
+    free(q);
+    return out;
+}
+
 void
 log_write(log_level_t level, const char *component, const char *fmt, ...)
 {
@@ -123,7 +153,7 @@ log_vwrite(log_level_t level, const char *component, const char *fmt,
     char *line;
     if (s_json) {
         char *qc = json_quote(component);
-        char *qm = json_quote(msg);
+        char *qm = s_json_c1(json_quote(msg));
         line = xasprintf("{\"ts\":\"%s\",\"level\":\"%s\",\"component\":%s,"
                          "\"msg\":%s}\n",
                          ts, s_json_names[level], qc, qm);

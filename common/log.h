@@ -27,8 +27,8 @@ int log_format_parse(const char *s, bool *json);
 
 // Writes one entry.  In text format every control byte, DEL and C1 control
 // of the formatted message is written as \xNN (log_escape), so strings from
-// peers cannot forge lines or drive the terminal; JSON escapes the control
-// bytes as \uNNNN.
+// peers cannot forge lines or drive the terminal; JSON escapes the same
+// controls as \uNNNN.
 void log_write(log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vwrite(log_level_t level, const char *component, const char *fmt,

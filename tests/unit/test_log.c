@@ -113,6 +113,17 @@ test_json_entry_escapes(void)
     free(out);
 }
 
+// JSON lines are read in terminals too (tail -f): C1 controls travel as
+// \u escapes, which every JSON reader turns back into the same text.
+static void
+test_json_entry_escapes_c1(void)
+{
+    char *out = s_capture(true, LOG_LEVEL_INFO, "a\xc2\x9b" "31mb \xc3\xa9");
+    CHECK(strstr(out, "\xc2\x9b") == NULL);
+    CHECK_HAS(out, "a\\u009b31mb \xc3\xa9");
+    free(out);
+}
+
 static void
 test_level_filter(void)
 {
@@ -128,6 +139,7 @@ static const t_case_t t_cases[] = {
     T(test_text_entry_cannot_forge_a_line),
     T(test_text_entry_has_no_terminal_escape),
     T(test_json_entry_escapes),
+    T(test_json_entry_escapes_c1),
     T(test_level_filter),
     {0},
 };
