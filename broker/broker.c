@@ -279,6 +279,10 @@ s_flush(broker_t *b)
     b->n_out = 0;
 }
 
+// Runs after the turn has ended: what the load writes (settling finished
+// plans, clamping backoffs) is a transaction of its own, and a failure in
+// it must leave neither that transaction open nor the turn failed for the
+// next turn.
 static void
 s_rebuild(broker_t *b)
 {
@@ -287,12 +291,17 @@ s_rebuild(broker_t *b)
     b->sched = sched_new();
     b->now_mono = clock_mono_ms();
     b->now_wall = clock_wall_ms();
-    if (plans_load(b) < 0 ||
-        (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0)) {
+    bool ok = plans_load(b) == 0 && !b->turn_failed;
+    if (ok && ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0) {
+        ok = false;
+    }
+    if (!ok) {
+        ledger_rollback(b->ledger);
         log_error(LOG, "cannot reload plans from the ledger; retrying next "
                        "turn");
         b->rebuild = true;
     }
+    b->turn_failed = false;
 }
 
 static void
