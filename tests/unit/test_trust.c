@@ -345,6 +345,30 @@ test_bye_keeps_quarantine(void)
     broker_destroy(&w.b);
 }
 
+// A failed commit rebuilds memory from the ledger; a lease its drone never
+// confirmed is still unconfirmed afterwards, so its lapse is still a lost
+// lease (no attempt used), not an expiry that kills the task.
+static void
+test_rebuild_keeps_leases_unconfirmed(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "mute", 2, NULL);
+    s_end_turn(&w);
+    s_submit(&w, 2);                 // retries 0: one expiry kills a task
+    uint64_t tok[4];
+    CHECK_INT(s_dispatch(&w, 1, tok, 4), 2);
+    s_hello(&w, 2, "other", 0, NULL);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);                  // failed: memory is rebuilt
+    CHECK_INT(sched_unconfirmed_of(w.b->sched, "mute"), 2);
+    s_lapse(&w);
+    CHECK_INT(s_drone(&w, "mute")->lost_streak, 2);
+    CHECK_INT(sched_get(w.b->sched, 1, 0), PROTO_TASK_READY);
+    CHECK_INT(sched_get(w.b->sched, 1, 1), PROTO_TASK_READY);
+    broker_destroy(&w.b);
+}
+
 static void
 test_confirmed_lease_expiry_is_not_lost(void)
 {
@@ -461,6 +485,7 @@ static const t_case_t t_cases[] = {
     T(test_window_bounds_unconfirmed_pushes),
     T(test_lost_leases_quarantine_then_probation),
     T(test_bye_keeps_quarantine),
+    T(test_rebuild_keeps_leases_unconfirmed),
     T(test_confirmed_lease_expiry_is_not_lost),
     T(test_output_waits_for_commit),
     T(test_refusal_waits_for_commit),
