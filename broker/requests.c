@@ -407,24 +407,33 @@ s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
     return idx;
 }
 
+// Refuses a cancel of a plan that is not running here (finished, or
+// running in the ledger but not loaded).  Returns true when it refused.
+static bool
+s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
+                 ledger_plan_state_t state)
+{
+    if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
+        return false;
+    }
+    const char *why = plans_unloaded(b, plan);
+    char *text = state == LEDGER_PLAN_RUNNING && why
+                     ? xasprintf("plan %lld is not loaded: %s",
+                                 (long long) plan, why)
+                     : xasprintf("plan %lld already %s", (long long) plan,
+                                 ledger_plan_state_name(state));
+    s_error(b, in, PROTO_E_CONFLICT, text);
+    free(text);
+    return true;
+}
+
 static void
 s_cancel(broker_t *b, router_in_t *in)
 {
     const proto_cancel_t *c = &in->msg->u.cancel;
     ledger_plan_state_t state;
-    if (!s_plan_state(b, in, c->plan, &state)) {
-        return;
-    }
-    if (state != LEDGER_PLAN_RUNNING || !sched_has_plan(b->sched, c->plan)) {
-        const char *why = plans_unloaded(b, c->plan);
-        char *text = state == LEDGER_PLAN_RUNNING && why
-                         ? xasprintf("plan %lld is not loaded: %s",
-                                     (long long) c->plan, why)
-                         : xasprintf("plan %lld already %s",
-                                     (long long) c->plan,
-                                     ledger_plan_state_name(state));
-        s_error(b, in, PROTO_E_CONFLICT, text);
-        free(text);
+    if (!s_plan_state(b, in, c->plan, &state) ||
+        s_cancel_refused(b, in, c->plan, state)) {
         return;
     }
     long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
