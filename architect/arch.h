@@ -7,7 +7,9 @@
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
 //
-// Exit codes scripts can trust (ARCH_EXIT_*).
+// Exit codes scripts can trust (ARCH_EXIT_*), and with --json every failure
+// is also one JSON object on stdout: {"error": {"code", "message"[,
+// "details"]}} (README "Exit status and errors").
 #ifndef WAGGLE_ARCH_H
 #define WAGGLE_ARCH_H
 
@@ -24,7 +26,8 @@ enum {
     ARCH_EXIT_FAILED = 1,      // refused or failed; wait: plan failed/cancelled
     ARCH_EXIT_TIMEOUT = 2,     // wait --timeout ran out
     ARCH_EXIT_CONNECT = 3,     // cannot connect or authenticate
-    ARCH_EXIT_USAGE = 64,      // bad command line
+    ARCH_EXIT_NOT_FOUND = 4,   // no such plan (or task, or attempt)
+    ARCH_EXIT_USAGE = 64,      // bad command line (CFG_EXIT_USAGE)
 };
 
 typedef struct {
@@ -41,6 +44,7 @@ typedef struct {
     const arch_config_t *cfg;
     keys_client_t keys;
     link_t *link;              // NULL until arch_connect
+    bool json;                 // failures also as JSON on stdout
 } arch_t;
 
 typedef int (*arch_cmd_fn)(arch_t *a, int argc, char **argv);
@@ -62,6 +66,19 @@ int arch_connect(arch_t *a);
 // One request/reply.  Prints errors (ERROR replies included) and returns
 // an exit code; on success *reply holds the reply (caller destroys).
 int arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply);
+// Reports a failure: "waggle-architect: MESSAGE" and the details, one a
+// line, on stderr; with a->json also the JSON error object on stdout, with
+// code (e.g. "usage", "not_found").  Returns status, for the caller to
+// return.
+int arch_report(const arch_t *a, int status, const char *code,
+                const char *message, const proto_strv_t *details);
+// arch_report with a formatted message and no details.
+int arch_fail(const arch_t *a, int status, const char *code, const char *fmt,
+              ...) __attribute__((format(printf, 4, 5)));
+// Prints the JSON error object alone on stdout when a->json (the caller
+// wrote the text for people already).
+void arch_json_error(const arch_t *a, const char *code, const char *message,
+                     const proto_strv_t *details);
 
 // render.c
 void render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms);
@@ -69,5 +86,9 @@ void render_plan(FILE *out, const proto_status_ok_t *st);
 char *render_json(const proto_status_ok_t *st, bool plan);  // caller frees
 // One line of progress: "plan 3 'x': running — 4/7 succeeded, 2 leased".
 char *render_progress(const proto_plan_info_t *p);
+// {"error": {"code", "message", "details"}} (details only when there are
+// some), pretty-printed.  Caller frees.
+char *render_error_json(const char *code, const char *message,
+                        const proto_strv_t *details);
 
 #endif

@@ -7,6 +7,7 @@
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,29 +20,104 @@ arch_connect(arch_t *a)
     keys_role_t role;
     char err[512];
     if (keys_role_parse(a->cfg->role, &role) < 0 || role == KEYS_ROLE_DRONE) {
-        fprintf(stderr, "waggle-architect: --role '%s' must be operator or "
-                        "submitter\n", a->cfg->role);
-        return ARCH_EXIT_USAGE;
+        return arch_fail(a, ARCH_EXIT_USAGE, "usage", "--role '%s' must be "
+                         "operator or submitter", a->cfg->role);
     }
     if (keys_load_client(a->cfg->keys, role, &a->keys, err, sizeof err) < 0) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_CONNECT;
+        return arch_report(a, ARCH_EXIT_CONNECT, "keys", err, NULL);
     }
     a->link = link_new(a->cfg->broker, &a->keys);
     return ARCH_EXIT_OK;
 }
 
+void
+arch_json_error(const arch_t *a, const char *code, const char *message,
+                const proto_strv_t *details)
+{
+    if (!a->json) {
+        return;
+    }
+    char *text = render_error_json(code, message, details);
+    printf("%s\n", text);
+    fflush(stdout);
+    free(text);
+}
+
+int
+arch_report(const arch_t *a, int status, const char *code,
+            const char *message, const proto_strv_t *details)
+{
+    fprintf(stderr, "waggle-architect: %s\n", message);
+    for (size_t i = 0; details && i < details->count; i++) {
+        fprintf(stderr, "  %s\n", details->items[i]);
+    }
+    arch_json_error(a, code, message, details);
+    return status;
+}
+
+int
+arch_fail(const arch_t *a, int status, const char *code, const char *fmt,
+          ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    return arch_report(a, status, code, message, NULL);
+}
+
+// A link failure: all of them mean "cannot talk to the broker" (exit 3).
 static int
-s_report_error(const proto_msg_t *reply)
+s_link_fail(const arch_t *a, link_rc_t rc, const char *err)
+{
+    const char *code = rc == LINK_AUTH          ? "refused"
+                       : rc == LINK_UNREACHABLE ? "unreachable"
+                                                : "no_reply";
+    return arch_report(a, ARCH_EXIT_CONNECT, code, err, NULL);
+}
+
+// The exit status for an ERROR reply: a refused key or role is like not
+// getting in at all; a missing plan, task or attempt has its own status.
+static int
+s_error_status(proto_status_t code)
+{
+    switch (code) {
+    case PROTO_E_FORBIDDEN:
+        return ARCH_EXIT_CONNECT;
+    case PROTO_E_NOT_FOUND:
+        return ARCH_EXIT_NOT_FOUND;
+    default:
+        return ARCH_EXIT_FAILED;
+    }
+}
+
+// The wire status as a JSON error code: "NOT_FOUND" -> "not_found".
+static void
+s_lower(const char *in, char *out, size_t len)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < len; i++) {
+        out[i] = (char) (in[i] >= 'A' && in[i] <= 'Z' ? in[i] - 'A' + 'a'
+                                                      : in[i]);
+    }
+    out[i] = '\0';
+}
+
+static int
+s_report_error(const arch_t *a, const proto_msg_t *reply)
 {
     const proto_error_body_t *e = &reply->u.error;
+    const char *message = e->message ? e->message : "";
     fprintf(stderr, "waggle-architect: %s: %s\n",
-            proto_status_name(e->code), e->message ? e->message : "");
+            proto_status_name(e->code), message);
     for (size_t i = 0; i < e->details.count; i++) {
         fprintf(stderr, "  %s\n", e->details.items[i]);
     }
-    return e->code == PROTO_E_FORBIDDEN ? ARCH_EXIT_CONNECT
-                                        : ARCH_EXIT_FAILED;
+    char code[32];
+    s_lower(proto_status_name(e->code), code, sizeof code);
+    arch_json_error(a, code, message, &e->details);
+    return s_error_status(e->code);
 }
 
 int
@@ -51,11 +127,10 @@ arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply)
     link_rc_t rc = link_request(a->link, req, a->cfg->connect_timeout_ms,
                                 reply, err, sizeof err);
     if (rc != LINK_OK) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_CONNECT;
+        return s_link_fail(a, rc, err);
     }
     if ((*reply)->cmd == PROTO_MSG_ERROR) {
-        int code = s_report_error(*reply);
+        int code = s_report_error(a, *reply);
         proto_msg_destroy(reply);
         return code;
     }
@@ -64,16 +139,16 @@ arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply)
 
 // Parses a subcommand's options, which may come before, between or after
 // its positional arguments (wait PLAN --timeout 60).  Positionals land in
-// pos[] (at most 8).  Returns -1 after printing an error, 0 to go on, 1 when
-// --help was printed.
+// pos[] (at most 8).  Returns -1 after reporting an error, 0 to go on, 1
+// when --help was printed.
 typedef struct {
     char *items[8];
     int n;
 } s_pos_t;
 
 static int
-s_opts(const cfg_option_t *opts, void *conf, int argc, char **argv,
-       s_pos_t *pos, const char *usage)
+s_opts(const arch_t *a, const cfg_option_t *opts, void *conf, int argc,
+       char **argv, s_pos_t *pos, const char *usage)
 {
     char err[256];
     bool help = false;
@@ -82,13 +157,13 @@ s_opts(const cfg_option_t *opts, void *conf, int argc, char **argv,
         int next = i;
         if (cfg_load_args(opts, conf, argc, argv, i, &next, &help, err,
                           sizeof err) < 0) {
-            fprintf(stderr, "waggle-architect %s: %s\n", argv[0], err);
+            arch_fail(a, ARCH_EXIT_USAGE, "usage", "%s: %s", argv[0], err);
             return -1;
         }
         if (next < argc) {
             if (pos->n == 8) {
-                fprintf(stderr, "waggle-architect %s: too many arguments\n",
-                        argv[0]);
+                arch_fail(a, ARCH_EXIT_USAGE, "usage", "%s: too many "
+                          "arguments", argv[0]);
                 return -1;
             }
             pos->items[pos->n++] = argv[next];
@@ -107,30 +182,39 @@ s_opts(const cfg_option_t *opts, void *conf, int argc, char **argv,
 }
 
 static int
-s_parse_plan(const char *s, int64_t *plan)
+s_parse_plan(const arch_t *a, const char *s, int64_t *plan)
 {
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v <= 0) {
-        fprintf(stderr, "waggle-architect: '%s' is not a plan id (a "
-                        "positive number)\n", s);
+        arch_fail(a, ARCH_EXIT_USAGE, "usage", "'%s' is not a plan id (a "
+                  "positive number)", s);
         return -1;
     }
     *plan = v;
     return 0;
 }
 
-// Positional arguments after options: exactly min..max of them.
+// Positional arguments after options: exactly min..max of them; else says
+// so (with the usage line) and returns false.
 static bool
-s_args(const s_pos_t *pos, int min, int max, const char *usage)
+s_args(const arch_t *a, const s_pos_t *pos, int min, int max,
+       const char *usage)
 {
     int n = pos->n;
-    if (n < min || n > max) {
-        fprintf(stderr, "usage: waggle-architect %s\n", usage);
-        return false;
+    if (n >= min && n <= max) {
+        return true;
     }
-    return true;
+    char *line = xasprintf("usage: waggle-architect %s", usage);
+    if (n > max) {
+        fprintf(stderr, "waggle-architect: unexpected argument '%s'\n",
+                pos->items[max]);
+    }
+    fprintf(stderr, "%s\n", line);
+    arch_json_error(a, "usage", line, NULL);
+    free(line);
+    return false;
 }
 
 static const cfg_option_t s_no_opts[] = {CFG_END};
@@ -139,11 +223,11 @@ int
 cmd_ping(arch_t *a, int argc, char **argv)
 {
     s_pos_t pos;
-    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos,
+    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos,
                     "ping\n\nChecks that the broker answers and accepts "
                     "this key; prints the role it sees.");
-    if (rc) {
-        return rc < 0 ? ARCH_EXIT_USAGE : ARCH_EXIT_OK;
+    if (rc || !s_args(a, &pos, 0, 0, "ping")) {
+        return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     if ((rc = arch_connect(a)) != 0) {
         return rc;
@@ -160,12 +244,12 @@ cmd_ping(arch_t *a, int argc, char **argv)
 }
 
 static char *
-s_read_all(const char *path, size_t *len)
+s_read_all(const arch_t *a, const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "waggle-architect: cannot read '%s': %s\n", path,
-                strerror(errno));
+        arch_fail(a, ARCH_EXIT_FAILED, "io", "cannot read '%s': %s", path,
+                  strerror(errno));
         return NULL;
     }
     size_t cap = 65536, n = 0, r;
@@ -188,7 +272,7 @@ s_read_all(const char *path, size_t *len)
 // Validates locally so a person sees every error with its path before
 // anything is sent.
 static bool
-s_validate(const char *path, const char *text, size_t len)
+s_validate(const arch_t *a, const char *path, const char *text, size_t len)
 {
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
@@ -196,14 +280,20 @@ s_validate(const char *path, const char *text, size_t len)
         workplan_destroy(&wp);
         return true;
     }
-    fprintf(stderr, "waggle-architect: workplan '%s' is invalid (%zu "
-                    "error%s):\n", path, errs.count,
-            errs.count == 1 ? "" : "s");
+    proto_strv_t details = {0};
     for (size_t i = 0; i < errs.count; i++) {
-        fprintf(stderr, "  %s: %s\n",
-                errs.items[i].path[0] ? errs.items[i].path : "(top level)",
-                errs.items[i].message);
+        char *line = xasprintf("%s: %s", errs.items[i].path[0]
+                                             ? errs.items[i].path
+                                             : "(top level)",
+                               errs.items[i].message);
+        proto_strv_push(&details, line);
+        free(line);
     }
+    char *message = xasprintf("workplan '%s' is invalid (%zu error%s):",
+                              path, errs.count, errs.count == 1 ? "" : "s");
+    arch_report(a, ARCH_EXIT_FAILED, "invalid", message, &details);
+    free(message);
+    proto_strv_release(&details);
     wp_errors_release(&errs);
     return false;
 }
@@ -224,19 +314,19 @@ cmd_submit(arch_t *a, int argc, char **argv)
 {
     s_submit_opts_t o = {0};
     s_pos_t pos;
-    int rc = s_opts(s_submit_opts, &o, argc, argv, &pos,
+    int rc = s_opts(a, s_submit_opts, &o, argc, argv, &pos,
                     "submit FILE [--idempotency-key KEY]\n\nValidates the "
                     "workplan FILE (- for stdin), submits it and prints the "
                     "plan id.");
-    if (rc || !s_args(&pos, 1, 1, "submit FILE")) {
+    if (rc || !s_args(a, &pos, 1, 1, "submit FILE")) {
         cfg_release(s_submit_opts, &o);
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     size_t len = 0;
-    char *text = s_read_all(pos.items[0], &len);
+    char *text = s_read_all(a, pos.items[0], &len);
     rc = !text ? ARCH_EXIT_FAILED
-         : !s_validate(pos.items[0], text, len) ? ARCH_EXIT_FAILED
-                                              : arch_connect(a);
+         : !s_validate(a, pos.items[0], text, len) ? ARCH_EXIT_FAILED
+                                                 : arch_connect(a);
     proto_msg_t *reply = NULL;
     if (rc == 0) {
         proto_msg_t *req = proto_msg_new(PROTO_MSG_SUBMIT);
@@ -285,14 +375,15 @@ cmd_status(arch_t *a, int argc, char **argv)
 {
     s_status_opts_t o = {.json = a->cfg->json};
     s_pos_t pos;
-    int rc = s_opts(s_status_opts, &o, argc, argv, &pos,
+    int rc = s_opts(a, s_status_opts, &o, argc, argv, &pos,
                     "status [PLAN] [--json]\n\nWithout PLAN: plans and "
                     "connected drones.  With PLAN: its tasks.");
     int64_t plan = 0;
-    if (rc || !s_args(&pos, 0, 1, "status [PLAN] [--json]") ||
-        (pos.n > 0 && s_parse_plan(pos.items[0], &plan) < 0)) {
+    if (rc || !s_args(a, &pos, 0, 1, "status [PLAN] [--json]") ||
+        (pos.n > 0 && s_parse_plan(a, pos.items[0], &plan) < 0)) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
+    a->json = a->json || o.json;
     proto_msg_t *reply = NULL;
     if ((rc = arch_connect(a)) != 0 ||
         (rc = s_status_call(a, plan, &reply)) != 0) {
@@ -347,6 +438,7 @@ s_show(s_progress_t *p, const char *line, bool final)
 static int
 s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
 {
+    const char *nl = p->tty && p->last ? "\n" : "";
     proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS), *reply = NULL;
     req->u.status.plan = plan;
     char err[512];
@@ -354,9 +446,8 @@ s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
                                 &reply, err, sizeof err);
     if (rc != LINK_OK) {
         if (rc == LINK_AUTH || !p->ever) {
-            fprintf(stderr, "%swaggle-architect: %s\n", p->tty ? "\n" : "",
-                    err);
-            return ARCH_EXIT_CONNECT;
+            fputs(nl, stderr);
+            return s_link_fail(a, rc, err);
         }
         s_show(p, "broker unreachable; still waiting (it may be "
                   "restarting)", false);
@@ -364,7 +455,8 @@ s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
     }
     p->ever = true;
     if (reply->cmd == PROTO_MSG_ERROR) {
-        int code = s_report_error(reply);
+        fputs(nl, stderr);
+        int code = s_report_error(a, reply);
         proto_msg_destroy(&reply);
         return code;
     }
@@ -395,16 +487,17 @@ cmd_wait(arch_t *a, int argc, char **argv)
 {
     s_wait_opts_t o = {.json = a->cfg->json};
     s_pos_t pos;
-    int rc = s_opts(s_wait_opts, &o, argc, argv, &pos,
+    int rc = s_opts(a, s_wait_opts, &o, argc, argv, &pos,
                     "wait PLAN [--timeout S] [--json]\n\nWaits until PLAN "
                     "ends, showing progress.  Exit 0: succeeded; 1: failed "
                     "or\ncancelled; 2: timed out; 3: cannot connect or "
-                    "authenticate.");
+                    "authenticate; 4: no such plan.");
     int64_t plan = 0;
-    if (rc || !s_args(&pos, 1, 1, "wait PLAN [--timeout S]") ||
-        s_parse_plan(pos.items[0], &plan) < 0) {
+    if (rc || !s_args(a, &pos, 1, 1, "wait PLAN [--timeout S] [--json]") ||
+        s_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
+    a->json = a->json || o.json;
     if ((rc = arch_connect(a)) != 0) {
         return rc;
     }
@@ -418,10 +511,10 @@ cmd_wait(arch_t *a, int argc, char **argv)
             break;
         }
         if (clock_mono_ms() >= deadline) {
-            fprintf(stderr, "%stimed out after %lld s; plan %lld is still "
-                            "running\n", p.tty ? "\n" : "",
-                    (long long) o.timeout_s, (long long) plan);
-            rc = ARCH_EXIT_TIMEOUT;
+            fputs(p.tty && p.last ? "\n" : "", stderr);
+            rc = arch_fail(a, ARCH_EXIT_TIMEOUT, "timeout", "timed out after "
+                           "%lld s; plan %lld is still running",
+                           (long long) o.timeout_s, (long long) plan);
             break;
         }
         struct timespec ts = {0, 250 * 1000 * 1000};
@@ -448,12 +541,12 @@ int
 cmd_cancel(arch_t *a, int argc, char **argv)
 {
     s_pos_t pos;
-    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos,
+    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos,
                     "cancel PLAN [TASK]\n\nCancels a whole plan, or one task "
                     "and what needs it; running work is killed.");
     int64_t plan;
-    if (rc || !s_args(&pos, 1, 2, "cancel PLAN [TASK]") ||
-        s_parse_plan(pos.items[0], &plan) < 0) {
+    if (rc || !s_args(a, &pos, 1, 2, "cancel PLAN [TASK]") ||
+        s_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_CANCEL);
@@ -472,13 +565,13 @@ int
 cmd_retry(arch_t *a, int argc, char **argv)
 {
     s_pos_t pos;
-    int rc = s_opts(s_no_opts, NULL, argc, argv, &pos,
+    int rc = s_opts(a, s_no_opts, NULL, argc, argv, &pos,
                     "retry PLAN TASK\n\nSends a dead, rejected or cancelled "
                     "task back to work with a fresh attempt budget;\nwhat it "
                     "blocked waits for it again.");
     int64_t plan;
-    if (rc || !s_args(&pos, 2, 2, "retry PLAN TASK") ||
-        s_parse_plan(pos.items[0], &plan) < 0) {
+    if (rc || !s_args(a, &pos, 2, 2, "retry PLAN TASK") ||
+        s_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_RETRY);
@@ -510,12 +603,12 @@ cmd_output(arch_t *a, int argc, char **argv)
 {
     s_output_opts_t o = {0};
     s_pos_t pos;
-    int rc = s_opts(s_output_opts, &o, argc, argv, &pos,
+    int rc = s_opts(a, s_output_opts, &o, argc, argv, &pos,
                     "output PLAN TASK [--attempt N] [--stderr]\n\nPrints a "
                     "task's output exactly as stored.");
     int64_t plan;
-    if (rc || !s_args(&pos, 2, 2, "output PLAN TASK [--attempt N]") ||
-        s_parse_plan(pos.items[0], &plan) < 0) {
+    if (rc || !s_args(a, &pos, 2, 2, "output PLAN TASK [--attempt N]") ||
+        s_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_OUTPUT), *reply = NULL;

@@ -16,6 +16,7 @@
 typedef enum { S_MAKE = 0, S_ADD, S_LIST, S_REVOKE } s_action_t;
 
 typedef struct {
+    const arch_t *arch;         // for reporting failures (--json)
     s_action_t action;
     const char *dir;            // DIR
     const char *role;           // --add ROLE
@@ -57,10 +58,12 @@ s_help(void)
 
 // Says what is wrong with the command line (what, then the argument).
 static int
-s_bad(const char *what, const char *arg)
+s_bad(const s_args_t *o, const char *what, const char *arg)
 {
-    fprintf(stderr, "waggle-architect keygen: %s%s\n%s", what, arg,
-            s_usage);
+    char *message = xasprintf("keygen: %s%s", what, arg);
+    fprintf(stderr, "waggle-architect %s\n%s", message, s_usage);
+    arch_json_error(o->arch, "usage", message, NULL);
+    free(message);
     return -1;
 }
 
@@ -68,7 +71,7 @@ static int
 s_set_action(s_args_t *o, s_action_t action, const char *flag)
 {
     if (o->action != S_MAKE) {
-        return s_bad("only one of --add, --list and --revoke: ", flag);
+        return s_bad(o, "only one of --add, --list and --revoke: ", flag);
     }
     o->action = action;
     return 0;
@@ -87,19 +90,19 @@ s_flag(s_args_t *o, int argc, char **argv, int i)
         return s_set_action(o, S_LIST, f) < 0 ? -1 : i + 1;
     } else if (strcmp(f, "--add") == 0) {
         if (i + 2 >= argc) {
-            return s_bad("--add needs ROLE and NAME", "");
+            return s_bad(o, "--add needs ROLE and NAME", "");
         }
         o->role = argv[i + 1];
         o->name = argv[i + 2];
         return s_set_action(o, S_ADD, f) < 0 ? -1 : i + 3;
     } else if (strcmp(f, "--revoke") == 0) {
         if (i + 1 >= argc) {
-            return s_bad("--revoke needs NAME", "");
+            return s_bad(o, "--revoke needs NAME", "");
         }
         o->name = argv[i + 1];
         return s_set_action(o, S_REVOKE, f) < 0 ? -1 : i + 2;
     } else {
-        return s_bad("unknown option ", f);
+        return s_bad(o, "unknown option ", f);
     }
     return i + 1;
 }
@@ -115,7 +118,7 @@ s_parse(s_args_t *o, int argc, char **argv)
             continue;
         }
         if (o->dir) {
-            return s_bad("unexpected argument ", argv[i]);
+            return s_bad(o, "unexpected argument ", argv[i]);
         }
         // "keys/" prints as "keys/bundles/x", not "keys//bundles/x".
         size_t len = strlen(argv[i]);
@@ -125,7 +128,7 @@ s_parse(s_args_t *o, int argc, char **argv)
         o->dir = argv[i++];
     }
     if (!o->dir && !o->help) {
-        return s_bad("DIR is missing", "");
+        return s_bad(o, "DIR is missing", "");
     }
     return 0;
 }
@@ -136,8 +139,7 @@ s_make(const s_args_t *o)
     char err[1024];
     const char *d = o->dir;
     if (keys_generate(d, err, sizeof err) < 0) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_FAILED;
+        return arch_report(o->arch, ARCH_EXIT_FAILED, "keys", err, NULL);
     }
     printf("keys written to %s:\n"
            "  %s/broker/     the broker's secret key and allow lists "
@@ -174,13 +176,12 @@ s_add(const s_args_t *o)
     keys_role_t role;
     char err[1024], bundle[PATH_MAX];
     if (keys_role_parse(o->role, &role) < 0) {
-        fprintf(stderr, "waggle-architect keygen: unknown role '%s' (use "
-                        "drone, submitter or operator)\n", o->role);
-        return ARCH_EXIT_USAGE;
+        return arch_fail(o->arch, ARCH_EXIT_USAGE, "usage", "keygen: unknown "
+                         "role '%s' (use drone, submitter or operator)",
+                         o->role);
     }
     if (keys_add(o->dir, role, o->name, bundle, err, sizeof err) < 0) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_FAILED;
+        return arch_report(o->arch, ARCH_EXIT_FAILED, "keys", err, NULL);
     }
     const char *r = keys_role_name(role);
     printf("added %s key '%s', admitted by '%s/broker/allow/%s/%s.key'\n", r,
@@ -201,8 +202,7 @@ s_revoke(const s_args_t *o)
     keys_role_t role;
     char err[1024];
     if (keys_revoke(o->dir, o->name, &role, err, sizeof err) < 0) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_FAILED;
+        return arch_report(o->arch, ARCH_EXIT_FAILED, "keys", err, NULL);
     }
     printf("revoked %s key '%s' (moved to '%s/broker/revoked/%s/'); its "
            "name stays taken\n", keys_role_name(role), o->name, o->dir,
@@ -277,8 +277,7 @@ s_list(const s_args_t *o)
     size_t n = 0;
     char err[1024];
     if (keys_list(o->dir, &keys, &n, err, sizeof err) < 0) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_FAILED;
+        return arch_report(o->arch, ARCH_EXIT_FAILED, "keys", err, NULL);
     }
     if (o->json) {
         s_list_json(o->dir, keys, n);
@@ -292,7 +291,7 @@ s_list(const s_args_t *o)
 int
 cmd_keygen(arch_t *a, int argc, char **argv)
 {
-    s_args_t o = {.json = a->cfg->json};
+    s_args_t o = {.arch = a, .json = a->cfg->json};
     if (s_parse(&o, argc, argv) < 0) {
         return ARCH_EXIT_USAGE;
     }

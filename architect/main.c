@@ -12,8 +12,8 @@
 #define C(f) offsetof(arch_config_t, f)
 
 static const cfg_option_t s_opts[] = {
-    {"broker", "WAGGLE_BROKER", CFG_STR, C(broker), "tcp://127.0.0.1:7600",
-     "ENDPOINT", "the broker to talk to", 0, 0},
+    {"broker", "WAGGLE_BROKER", CFG_ENDPOINT, C(broker),
+     "tcp://127.0.0.1:7600", "ENDPOINT", "the broker to talk to", 0, 0},
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; reads DIR/operator (or DIR/submitter)", 0, 0},
     {"role", "WAGGLE_ROLE", CFG_STR, C(role), "operator", "ROLE",
@@ -23,7 +23,8 @@ static const cfg_option_t s_opts[] = {
      "how long to wait for the broker before saying why not", 100,
      3600000},
     {"json", "WAGGLE_JSON", CFG_BOOL, C(json), "0", NULL,
-     "JSON output where a command has it", 0, 0},
+     "JSON output where a command has it; failures as JSON on stdout", 0,
+     0},
     {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
      "FMT", "text or json", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
@@ -62,42 +63,74 @@ s_usage(FILE *out)
     fprintf(out, "\nglobal options (before the command; flag > environment "
                  "> default):\n");
     cfg_usage(out, s_opts);
-    fprintf(out, "\nexit status: 0 ok; 1 refused or failed (wait: the plan "
-                 "failed or was\ncancelled); 2 wait timed out; 3 cannot "
-                 "connect or authenticate; 64 bad usage.\n");
+    fprintf(out, "  --version                    print the version and "
+                 "exit\n\nexit status: 0 ok; 1 refused or failed (wait: the "
+                 "plan failed or was\ncancelled); 2 wait timed out; 3 cannot "
+                 "connect or authenticate; 4 no such\nplan (or task, or "
+                 "attempt); 64 bad usage.  With --json a failure is also\n"
+                 "{\"error\": {\"code\": ..., \"message\": ...}} on "
+                 "stdout.\n");
+}
+
+// Usage errors of the global options, as JSON too when --json came first
+// (or WAGGLE_JSON is set).
+static void
+s_usage_error(void *conf, const char *message)
+{
+    arch_t a = {.cfg = conf, .json = ((const arch_config_t *) conf)->json};
+    arch_report(&a, ARCH_EXIT_USAGE, "usage", message, NULL);
+}
+
+static const cfg_program_t s_prog = {
+    .name = "waggle-architect", .opts = s_opts, .usage = s_usage,
+    .usage_error = s_usage_error};
+
+// A command's own --json asks for JSON errors even before the command has
+// parsed its options (a usage error among them, say).
+static bool
+s_wants_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 int
 main(int argc, char **argv)
 {
     arch_config_t cfg = {0};
-    char err[512];
     int next = 0;
-    bool help = false, json_logs = false;
+    bool json_logs = false;
     signal(SIGPIPE, SIG_IGN);
-    if (cfg_load(s_opts, &cfg, argc, argv, &next, &help, err, sizeof err) <
-        0) {
-        fprintf(stderr, "waggle-architect: %s\n", err);
-        return ARCH_EXIT_USAGE;
+    int rc = cfg_main(&s_prog, &cfg, argc, argv, &next);
+    if (rc != CFG_RUN) {
+        return rc;
     }
-    if (help || next >= argc) {
-        s_usage(help ? stdout : stderr);
+    arch_t a = {.cfg = &cfg, .json = cfg.json};
+    if (next >= argc) {
+        s_usage(stderr);
+        rc = arch_fail(&a, ARCH_EXIT_USAGE, "usage", "no command given");
+    } else if (log_format_parse(cfg.log_format, &json_logs) < 0) {
+        rc = arch_fail(&a, ARCH_EXIT_USAGE, "usage", "--log-format: '%s' is "
+                       "not text or json", cfg.log_format);
+    }
+    if (rc != CFG_RUN) {
         cfg_release(s_opts, &cfg);
-        return help ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+        return rc;
     }
-    log_format_parse(cfg.log_format, &json_logs);
     log_init(cfg.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN, json_logs);
-    int rc = -1;
-    arch_t a = {.cfg = &cfg};
+    a.json = a.json || s_wants_json(argc - next, argv + next);
     for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++) {
         if (strcmp(argv[next], s_cmds[i].name) == 0) {
             rc = s_cmds[i].fn(&a, argc - next, argv + next);
         }
     }
-    if (rc < 0) {
-        fprintf(stderr, "waggle-architect: unknown command '%s' (see "
-                        "--help)\n", argv[next]);
-        rc = ARCH_EXIT_USAGE;
+    if (rc == CFG_RUN) {
+        rc = arch_fail(&a, ARCH_EXIT_USAGE, "usage", "unknown command '%s' "
+                       "(see --help)", argv[next]);
     }
     link_destroy(&a.link);
     cfg_release(s_opts, &cfg);

@@ -273,3 +273,23 @@ render_json(const proto_status_ok_t *st, bool plan)
     json_destroy(&root);
     return text;
 }
+
+char *
+render_error_json(const char *code, const char *message,
+                  const proto_strv_t *details)
+{
+    jnode_t *root = json_obj_new(), *e = json_obj_new();
+    json_obj_set_str(e, "code", code);
+    json_obj_set_str(e, "message", message);
+    if (details && details->count > 0) {
+        jnode_t *list = json_arr_new();
+        for (size_t i = 0; i < details->count; i++) {
+            json_arr_push_str(list, details->items[i]);
+        }
+        json_obj_set_node(e, "details", &list);
+    }
+    json_obj_set_node(root, "error", &e);
+    char *text = json_dump(root, true);
+    json_destroy(&root);
+    return text;
+}

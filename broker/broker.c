@@ -105,20 +105,26 @@ s_open_state(broker_t *b, char *err, size_t errlen)
     return 0;
 }
 
-int
+broker_open_rc_t
 broker_open(broker_t **out, const broker_config_t *cfg, char *err,
             size_t errlen)
 {
     broker_t *b = s_new(cfg);
-    if (keys_load_broker(cfg->keys, &b->keys, err, errlen) < 0
-        || s_open_state(b, err, errlen) < 0
-        || router_open(&b->router, cfg->bind, (size_t) cfg->max_frame,
-                       b->keys, err, errlen) < 0) {
+    broker_open_rc_t rc = BROKER_OPEN_OK;
+    if (keys_load_broker(cfg->keys, &b->keys, err, errlen) < 0) {
+        rc = BROKER_OPEN_KEYS;
+    } else if (s_open_state(b, err, errlen) < 0) {
+        rc = BROKER_OPEN_LEDGER;
+    } else if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame,
+                           b->keys, err, errlen) < 0) {
+        rc = BROKER_OPEN_BIND;
+    }
+    if (rc != BROKER_OPEN_OK) {
         broker_destroy(&b);
-        return -1;
+        return rc;
     }
     *out = b;
-    return 0;
+    return BROKER_OPEN_OK;
 }
 
 int

@@ -33,10 +33,19 @@ typedef struct {
 
 typedef struct broker broker_t;
 
+// Why broker_open() failed: main() gives each its own exit status.
+typedef enum {
+    BROKER_OPEN_OK = 0,
+    BROKER_OPEN_KEYS,         // the broker's keys are missing or unusable
+    BROKER_OPEN_LEDGER,       // the ledger is locked, unreadable or unloadable
+    BROKER_OPEN_BIND,         // ZAP or the bind failed (address in use...)
+} broker_open_rc_t;
+
 // Opens the ledger (taking its lock), loads keys, starts ZAP and binds.
-// cfg is borrowed and must outlive the broker.  Returns 0 or -1 with err.
-int broker_open(broker_t **out, const broker_config_t *cfg, char *err,
-                size_t errlen);
+// cfg is borrowed and must outlive the broker.  Returns BROKER_OPEN_OK, or
+// what failed with why in err.
+broker_open_rc_t broker_open(broker_t **out, const broker_config_t *cfg,
+                             char *err, size_t errlen);
 void broker_destroy(broker_t **self_p);
 // The bound endpoint (with the real port when the bind asked for port 0).
 const char *broker_endpoint(const broker_t *self);

@@ -18,7 +18,7 @@
 #define MiB "1048576"
 
 static const cfg_option_t s_opts[] = {
-    {"bind", "WAGGLE_BIND", CFG_STR, C(bind), "tcp://127.0.0.1:7600",
+    {"bind", "WAGGLE_BIND", CFG_ENDPOINT, C(bind), "tcp://127.0.0.1:7600",
      "ENDPOINT", "where drones and consoles connect (tcp://, ipc://)", 0, 0},
     {"db", "WAGGLE_DB", CFG_STR, C(db), "waggle.db", "FILE",
      "the ledger (SQLite); a lock file FILE.lock sits beside it", 0, 0},
@@ -89,10 +89,16 @@ s_usage(FILE *out)
             "revoked keys.\n\noptions (flag > environment > "
             "default):\n");
     cfg_usage(out, s_opts);
-    fprintf(out, "\nexit status: 0 after SIGTERM/SIGINT, 1 on a runtime "
-                 "error, 2 on bad usage\nor configuration, 3 when the "
-                 "ledger is locked or cannot be opened.\n");
+    fprintf(out, "  --version                    print the version and "
+                 "exit\n\nexit status: 0 after SIGTERM/SIGINT; 1 a runtime "
+                 "error; 2 cannot start (keys,\nbind); 3 the ledger is "
+                 "locked or cannot be opened or loaded; 64 bad usage\n(an "
+                 "option, value or argument, from the command line or the "
+                 "environment).\n");
 }
+
+static const cfg_program_t s_prog = {
+    .name = "waggle-broker", .opts = s_opts, .usage = s_usage};
 
 static void
 s_signals(void)
@@ -114,28 +120,35 @@ s_signals(void)
     }
 }
 
+// Checks what one option alone cannot.  Returns 0, or CFG_EXIT_USAGE after
+// saying why.
 static int
-s_check(const broker_config_t *cfg, char *err, size_t errlen)
+s_check(const broker_config_t *cfg)
 {
     bool json;
     if (log_format_parse(cfg->log_format, &json) < 0) {
-        snprintf(err, errlen, "--log-format: '%s' is not text or json",
-                 cfg->log_format);
-        return -1;
+        return cfg_usage_error(&s_prog, "--log-format: '%s' is not text or "
+                                        "json", cfg->log_format);
     }
     log_init(cfg->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
     if (cfg->lease_ms < 3 * cfg->heartbeat_ms) {
-        snprintf(err, errlen,
-                 "--lease-ms %lld must be at least 3 x --heartbeat-ms %lld, "
-                 "or one lost heartbeat would cost a lease",
-                 (long long) cfg->lease_ms, (long long) cfg->heartbeat_ms);
-        return -1;
+        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least 3 "
+                               "x --heartbeat-ms %lld, or one lost heartbeat "
+                               "would cost a lease", (long long) cfg->lease_ms,
+                               (long long) cfg->heartbeat_ms);
     }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
-        snprintf(err, errlen, "--backoff-cap-ms must be >= --backoff-base-ms");
-        return -1;
+        return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "
+                                        "--backoff-base-ms");
     }
     return 0;
+}
+
+// The exit status for each way broker_open() fails (see s_usage).
+static int
+s_open_status(broker_open_rc_t rc)
+{
+    return rc == BROKER_OPEN_LEDGER ? 3 : 2;
 }
 
 int
@@ -144,32 +157,26 @@ main(int argc, char **argv)
     broker_config_t cfg = {0};
     char err[512];
     int next = 0;
-    bool help = false;
-    if (cfg_load(s_opts, &cfg, argc, argv, &next, &help, err, sizeof err) <
-        0) {
-        fprintf(stderr, "waggle-broker: %s\n", err);
-        return 2;
-    }
-    if (help) {
-        s_usage(stdout);
-        cfg_release(s_opts, &cfg);
-        return 0;
+    int rc = cfg_main(&s_prog, &cfg, argc, argv, &next);
+    if (rc != CFG_RUN) {
+        return rc;
     }
     if (next < argc) {
-        fprintf(stderr, "waggle-broker: unexpected argument '%s' (see "
-                        "--help)\n", argv[next]);
-        return 2;
+        rc = cfg_usage_error(&s_prog, "unexpected argument '%s'", argv[next]);
+    } else {
+        rc = s_check(&cfg);
     }
-    if (s_check(&cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "waggle-broker: %s\n", err);
-        return 2;
+    if (rc != 0) {
+        cfg_release(s_opts, &cfg);
+        return rc;
     }
     s_signals();
     broker_t *broker = NULL;
-    if (broker_open(&broker, &cfg, err, sizeof err) < 0) {
+    broker_open_rc_t orc = broker_open(&broker, &cfg, err, sizeof err);
+    if (orc != BROKER_OPEN_OK) {
         fprintf(stderr, "waggle-broker: %s\n", err);
         cfg_release(s_opts, &cfg);
-        return strstr(err, "ledger") ? 3 : 2;
+        return s_open_status(orc);
     }
     log_info("broker", "listening on %s, ledger '%s', heartbeat %lld ms, "
                        "lease %lld ms", broker_endpoint(broker), cfg.db,
@@ -183,7 +190,7 @@ main(int argc, char **argv)
     }
     printf("READY %s\n", broker_endpoint(broker));
     fflush(stdout);
-    int rc = broker_run(broker, &s_stop, s_hup_pipe[0]);
+    rc = broker_run(broker, &s_stop, s_hup_pipe[0]);
     keys_broker_unclaim(cfg.keys, &pid_fd);
     broker_destroy(&broker);
     cfg_release(s_opts, &cfg);

@@ -27,6 +27,10 @@ typedef struct {
     size_t len, cap;
 } s_text_t;
 
+// Appends printf-style text (the attribute lets clang check the callers).
+static void s_add(s_text_t *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static void
 s_add(s_text_t *t, const char *fmt, ...)
 {

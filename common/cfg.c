@@ -1,11 +1,17 @@
 // cfg: option tables, environment and flags into one config struct.
 #include "common/cfg.h"
 
+#include "common/endpoint.h"
 #include "common/xalloc.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifndef WAGGLE_VERSION
+#define WAGGLE_VERSION "unknown"
+#endif
 
 static int
 s_parse_bool(const char *s, bool *out)
@@ -37,7 +43,15 @@ s_set(const cfg_option_t *o, void *conf, const char *text, const char *where,
       char *err, size_t errlen)
 {
     char *field = (char *) conf + o->offset;
-    if (o->type == CFG_STR || o->type == CFG_LIST) {
+    if (o->type == CFG_ENDPOINT) {
+        char why[400];
+        if (endpoint_check(text, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: %s", where, why);
+            return -1;
+        }
+    }
+    if (o->type == CFG_STR || o->type == CFG_LIST ||
+        o->type == CFG_ENDPOINT) {
         char **p = (char **) field;
         free(*p);
         *p = xstrdup(text);
@@ -96,9 +110,11 @@ s_find(const cfg_option_t *opts, const char *name, size_t len)
     return NULL;
 }
 
-int
-cfg_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
-              int first, int *next, bool *help, char *err, size_t errlen)
+// cfg_load_args, and with version not NULL it also takes --version.
+static int
+s_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
+            int first, int *next, bool *help, bool *version, char *err,
+            size_t errlen)
 {
     int i = first;
     uint64_t listed = 0;  // CFG_LIST options already given as a flag
@@ -106,6 +122,10 @@ cfg_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             *help = true;
+            continue;
+        }
+        if (version && !strcmp(a, "--version")) {
+            *version = true;
             continue;
         }
         if (!strcmp(a, "--")) {
@@ -150,6 +170,14 @@ cfg_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
 }
 
 int
+cfg_load_args(const cfg_option_t *opts, void *conf, int argc, char **argv,
+              int first, int *next, bool *help, char *err, size_t errlen)
+{
+    return s_load_args(opts, conf, argc, argv, first, next, help, NULL, err,
+                       errlen);
+}
+
+int
 cfg_load(const cfg_option_t *opts, void *conf, int argc, char **argv,
          int *next, bool *help, char *err, size_t errlen)
 {
@@ -157,6 +185,47 @@ cfg_load(const cfg_option_t *opts, void *conf, int argc, char **argv,
         return -1;
     }
     return cfg_load_args(opts, conf, argc, argv, 1, next, help, err, errlen);
+}
+
+int
+cfg_main(const cfg_program_t *prog, void *conf, int argc, char **argv,
+         int *next)
+{
+    char err[512];
+    bool help = false, version = false;
+    if (cfg_load_defaults(prog->opts, conf, err, sizeof err) < 0 ||
+        s_load_args(prog->opts, conf, argc, argv, 1, next, &help, &version,
+                    err, sizeof err) < 0) {
+        if (prog->usage_error) {
+            prog->usage_error(conf, err);
+        } else {
+            fprintf(stderr, "%s: %s\n", prog->name, err);
+        }
+        cfg_release(prog->opts, conf);
+        return CFG_EXIT_USAGE;
+    }
+    if (!help && !version) {
+        return CFG_RUN;
+    }
+    if (help) {
+        prog->usage(stdout);
+    } else {
+        printf("%s %s\n", prog->name, WAGGLE_VERSION);
+    }
+    cfg_release(prog->opts, conf);
+    return 0;
+}
+
+int
+cfg_usage_error(const cfg_program_t *prog, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog->name);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see --help)\n");
+    va_end(ap);
+    return CFG_EXIT_USAGE;
 }
 
 void
@@ -189,7 +258,8 @@ void
 cfg_release(const cfg_option_t *opts, void *conf)
 {
     for (const cfg_option_t *o = opts; o->flag; o++) {
-        if (o->type == CFG_STR || o->type == CFG_LIST) {
+        if (o->type == CFG_STR || o->type == CFG_LIST ||
+            o->type == CFG_ENDPOINT) {
             char **p = (char **) ((char *) conf + o->offset);
             free(*p);
             *p = NULL;

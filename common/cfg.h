@@ -5,6 +5,8 @@
 // (flag > environment > default) into the caller's struct, and cfg_usage()
 // prints --help from the same table, so the three never disagree.
 // Parsing stops at the first argument that is not an option (a subcommand).
+// cfg_main() is the whole command-line prologue of a program's main():
+// --help, --version and usage errors, which exit 64 (EX_USAGE) everywhere.
 #ifndef WAGGLE_CFG_H
 #define WAGGLE_CFG_H
 
@@ -19,7 +21,14 @@ typedef enum {
     CFG_BOOL,  // bool; a flag without value sets true, env takes 1/0/true/false
     CFG_LIST,  // char *, a comma list: the environment gives one; a flag may
                // repeat, its first use replaces the list, the others append
+    CFG_ENDPOINT, // char * like CFG_STR; endpoint_check() must accept it
 } cfg_type_t;
+
+// Exit status for a usage error in every program: a bad option, value or
+// argument, from the command line or the environment (sysexits' EX_USAGE).
+#define CFG_EXIT_USAGE 64
+// cfg_main() returns it when main() should go on and run.
+#define CFG_RUN (-1)
 
 typedef struct {
     const char *flag;     // long name without dashes: "bind" -> --bind
@@ -33,6 +42,29 @@ typedef struct {
 } cfg_option_t;
 
 #define CFG_END {NULL, NULL, CFG_STR, 0, NULL, NULL, NULL, 0, 0}
+
+typedef struct {
+    const char *name;          // "waggle-broker": for messages and --version
+    const cfg_option_t *opts;  // the program's option table
+    void (*usage)(FILE *out);  // prints the whole --help text
+    // Reports a usage error given the conf read so far (the architect's
+    // --json), or NULL: "NAME: message" on stderr.
+    void (*usage_error)(void *conf, const char *message);
+} cfg_program_t;
+
+// A program's command line: fills conf from defaults, then the environment,
+// then flags.  --help prints prog->usage to stdout; --version prints
+// "NAME VERSION".  Returns CFG_RUN with *next at the first argument that is
+// not an option, or the status main() should exit with: 0 after --help or
+// --version, CFG_EXIT_USAGE after an error (given to prog->usage_error, by
+// default printed to stderr as "NAME: error").  conf's strings are released
+// unless it returns CFG_RUN.
+int cfg_main(const cfg_program_t *prog, void *conf, int argc, char **argv,
+             int *next);
+// Prints "NAME: message (see --help)" to stderr and returns CFG_EXIT_USAGE,
+// for the checks main() makes after cfg_main().
+int cfg_usage_error(const cfg_program_t *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 // Fills conf from defaults, then the environment, then argv[1..].  On return
 // *next is the index of the first non-option argument.  Recognises --help
@@ -49,7 +81,7 @@ int cfg_load_defaults(const cfg_option_t *opts, void *conf, char *err,
                       size_t errlen);
 // Prints the option table (flag, metavar, env, default, help).
 void cfg_usage(FILE *out, const cfg_option_t *opts);
-// Frees the CFG_STR fields of conf.
+// Frees the CFG_STR, CFG_LIST and CFG_ENDPOINT fields of conf.
 void cfg_release(const cfg_option_t *opts, void *conf);
 
 #endif

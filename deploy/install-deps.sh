@@ -17,6 +17,7 @@ have_build() {
 have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
     command -v iptables >/dev/null 2>&1 &&
+    command -v debootstrap >/dev/null 2>&1 &&
     /usr/bin/python3 -c 'import zmq, msgpack' >/dev/null 2>&1
 }
 
@@ -38,17 +39,32 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# msgpack-c's C library is libmsgpack-c-dev on newer releases (Ubuntu 24.04)
-# and part of libmsgpack-dev on Debian 12.
-msgpack=libmsgpack-dev
-if apt-cache show libmsgpack-c-dev >/dev/null 2>&1; then
-    msgpack=libmsgpack-c-dev
-fi
-pkgs="build-essential cmake pkg-config libzmq3-dev libczmq-dev $msgpack
+# The first of NAMES this release has.  Package names differ between the
+# releases the README promises:
+#   msgpack-c  Debian 12: libmsgpack-dev (4.0)   Debian 13, Ubuntu 24.04:
+#              libmsgpack-c-dev (6.0; libmsgpack-dev is then a transitional
+#              package for it)
+#   libzmq     libzmq3-dev everywhere so far (libzmq-dev in case it is renamed)
+pick() {
+    for p in "$@"; do
+        if apt-cache show "$p" 2>/dev/null | grep -q '^Version:'; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "install-deps: none of '$*' is known to apt here" >&2
+    exit 1
+}
+msgpack=$(pick libmsgpack-c-dev libmsgpack-dev)
+zmq=$(pick libzmq3-dev libzmq-dev)
+pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
       libsqlite3-dev libcurl4-openssl-dev libsodium-dev libjansson-dev
       libncurses-dev"
 if [ $want_test = 1 ]; then
-    pkgs="$pkgs valgrind iproute2 iptables procps python3-zmq python3-msgpack"
+    # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
+    # python3-zmq and python3-msgpack: the Python client (tests/py).
+    pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
+          python3-msgpack"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

@@ -4,6 +4,7 @@
 
 #include "common/cfg.h"
 #include "common/log.h"
+#include "proto/proto.h"
 
 #include <signal.h>
 #include <stddef.h>
@@ -15,8 +16,8 @@
 #define C(f) offsetof(drone_config_t, f)
 
 static const cfg_option_t s_opts[] = {
-    {"broker", "WAGGLE_BROKER", CFG_STR, C(broker), "tcp://127.0.0.1:7600",
-     "ENDPOINT", "the broker to work for", 0, 0},
+    {"broker", "WAGGLE_BROKER", CFG_ENDPOINT, C(broker),
+     "tcp://127.0.0.1:7600", "ENDPOINT", "the broker to work for", 0, 0},
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; the drone reads DIR/drone", 0, 0},
     {"slots", "WAGGLE_SLOTS", CFG_INT, C(slots), "1", "N",
@@ -87,11 +88,40 @@ s_usage(FILE *out)
             "you like.\n\noptions (flag > environment > default):\n");
     cfg_usage(out, s_opts);
     fprintf(out,
+            "  --version                    print the version and exit\n"
             "\nSIGTERM/SIGINT: take no new work, let running tasks finish "
             "(up to --drain-s),\nhand the rest back, then leave; a second "
-            "signal hands everything back now.\nexit status: 0 after a "
-            "clean stop, 1 on a runtime error, 2 on bad usage or\n"
-            "configuration (keys included).\n");
+            "signal hands everything back now.\n\nexit status: 0 after a "
+            "clean stop; 1 a runtime error; 2 cannot start (keys,\nits "
+            "scratch directory); 64 bad usage (an option, value or argument, "
+            "from the\ncommand line or the environment).\n");
+}
+
+static const cfg_program_t s_prog = {
+    .name = "waggle-drone", .opts = s_opts, .usage = s_usage};
+
+// --tags as HELLO will carry them: the broker refuses a HELLO over the
+// limits, and the drone would only reconnect and be refused again.
+static int
+s_check_tags(const char *csv)
+{
+    int n = 0;
+    for (const char *t = csv; *t;) {
+        t += strspn(t, " ,");
+        size_t len = strcspn(t, ",");
+        if (len > PROTO_MAX_TAG_LEN) {
+            return cfg_usage_error(&s_prog, "--tags: '%.*s' is longer than "
+                                   "%d bytes", (int) len, t,
+                                   PROTO_MAX_TAG_LEN);
+        }
+        n += len > 0;
+        t += len;
+    }
+    if (n > PROTO_MAX_TAGS) {
+        return cfg_usage_error(&s_prog, "--tags: %d tags, more than the %d a "
+                               "drone may offer", n, PROTO_MAX_TAGS);
+    }
+    return CFG_RUN;
 }
 
 int
@@ -103,22 +133,22 @@ main(int argc, char **argv)
     drone_config_t cfg = {0};
     char err[512];
     int next = 0;
-    bool help = false, json = false;
-    if (cfg_load(s_opts, &cfg, argc, argv, &next, &help, err, sizeof err) <
-        0) {
-        fprintf(stderr, "waggle-drone: %s\n", err);
-        return 2;
+    bool json = false;
+    int rc = cfg_main(&s_prog, &cfg, argc, argv, &next);
+    if (rc != CFG_RUN) {
+        return rc;
     }
-    if (help) {
-        s_usage(stdout);
-        cfg_release(s_opts, &cfg);
-        return 0;
+    if (next < argc) {
+        rc = cfg_usage_error(&s_prog, "unexpected argument '%s'", argv[next]);
+    } else if (log_format_parse(cfg.log_format, &json) < 0) {
+        rc = cfg_usage_error(&s_prog, "--log-format: '%s' is not text or "
+                                      "json", cfg.log_format);
+    } else {
+        rc = s_check_tags(cfg.tags);
     }
-    if (next < argc || log_format_parse(cfg.log_format, &json) < 0) {
-        fprintf(stderr, "waggle-drone: %s (see --help)\n",
-                next < argc ? "unexpected argument" : "bad --log-format");
+    if (rc != CFG_RUN) {
         cfg_release(s_opts, &cfg);
-        return 2;
+        return rc;
     }
     s_hide_args(argc, argv);
     log_init(cfg.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
@@ -134,7 +164,7 @@ main(int argc, char **argv)
         cfg_release(s_opts, &cfg);
         return 2;
     }
-    int rc = drone_run(drone, &s_stop);
+    rc = drone_run(drone, &s_stop);
     drone_destroy(&drone);
     cfg_release(s_opts, &cfg);
     return rc == 0 ? 0 : 1;

@@ -27,7 +27,7 @@
 
 // Schema limits that are part of the protocol, not configuration.
 #define S_MAX_SLOTS 1024
-#define S_MAX_TAGS 64
+#define S_MAX_TAGS PROTO_MAX_TAGS
 #define S_MAX_ID 64           // instance, task ids, tags, input ids
 #define S_MAX_NAME 255        // host, versions, key and role names, states
 #define S_MAX_IDEM 128        // idempotency keys
@@ -795,9 +795,12 @@ s_dec_error(const s_rd_t *rd, proto_msg_t *m)
     return 0;
 }
 
+// A table entry for messages without a body; the signature is the table's.
 static int
 s_dec_empty(const s_rd_t *rd, proto_msg_t *m)
 {
+    (void) rd;
+    (void) m;
     return 0;
 }
 

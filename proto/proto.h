@@ -19,6 +19,11 @@
 
 #define PROTO_VERSION 1
 
+// Schema limits a peer must respect before it sends (PROTOCOL.md HELLO):
+// a drone checks its --tags against them at start.
+#define PROTO_MAX_TAGS 64     // capability tags one drone offers
+#define PROTO_MAX_TAG_LEN 64  // bytes of one tag (at least 1)
+
 enum {
     PROTO_R_DRONE = 1 << 0,
     PROTO_R_SUBMITTER = 1 << 1,

@@ -7,15 +7,14 @@ target_compile_definitions(waggle_e2e PUBLIC
 
 # waggle_e2e_test(NAME [TIMEOUT s]): tests/e2e/test_NAME.c, labelled "e2e".
 function(waggle_e2e_test name timeout)
-  if(NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_${name}.c)
-    return()
-  endif()
+  waggle_test_source(e2e/test_${name}.c)
   add_executable(e2e_${name} e2e/test_${name}.c)
   target_link_libraries(e2e_${name} PRIVATE waggle_e2e waggle_broker_core
     waggle_proto)
   add_dependencies(e2e_${name} waggle-broker waggle-drone waggle-architect)
   add_test(NAME e2e_${name} COMMAND e2e_${name})
-  set_tests_properties(e2e_${name} PROPERTIES LABELS e2e TIMEOUT ${timeout})
+  set_tests_properties(e2e_${name} PROPERTIES LABELS e2e TIMEOUT ${timeout}
+    SKIP_RETURN_CODE ${WAGGLE_SKIP_CODE})
 endfunction()
 
 include(e2e/list.cmake)

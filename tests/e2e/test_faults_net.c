@@ -2,8 +2,8 @@
 // joined to the host by a veth pair; iptables DROP inside the namespace cuts
 // it off while it holds a lease.  The broker re-runs the task elsewhere
 // after the lease lapses; once the link heals, the cut-off drone's result is
-// fenced.  Needs root, `ip netns` and iptables; otherwise prints SKIP and
-// passes.  (No tc netem on this machine: PITFALLS.md "This machine".)
+// fenced.  Needs root, `ip netns` and iptables; otherwise it is skipped
+// (exit 77).  (No tc netem on this machine: PITFALLS.md "This machine".)
 #include "broker/ledger.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/attempts.h"
@@ -27,6 +27,8 @@ static char s_ip_host[32], s_ip_ns[32];
 
 // Runs a shell command line; returns its exit code.  Output is dropped
 // unless it fails (then it goes to stderr, for the log).
+static int s_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static int
 s_sh(const char *fmt, ...)
 {
@@ -274,7 +276,7 @@ test_net_cut(void)
 {
     const char *why = s_net_up();
     if (why) {
-        printf("SKIP test_net_cut: %s\n", why);
+        t_skip("%s", why);
         return;
     }
     atexit(s_net_down);

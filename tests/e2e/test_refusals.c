@@ -399,7 +399,7 @@ test_not_found(void)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char *err = NULL;
         CHECK_INT(swarm_arch(&s, NULL, &err, cmds[i][0], cmds[i][1],
-                             cmds[i][2], cmds[i][3], NULL), 1);
+                             cmds[i][2], cmds[i][3], NULL), 4);
         CHECK_HAS(err, "NOT_FOUND");
         free(err);
     }
@@ -408,7 +408,7 @@ test_not_found(void)
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long) plan);
     char *err = NULL;
-    CHECK_INT(swarm_arch(&s, NULL, &err, "output", id, "nosuch", NULL), 1);
+    CHECK_INT(swarm_arch(&s, NULL, &err, "output", id, "nosuch", NULL), 4);
     CHECK_HAS(err, "NOT_FOUND");
     free(err);
     CHECK_INT(swarm_arch(&s, NULL, NULL, "status", "abc", NULL), 64);

@@ -5,7 +5,10 @@
 //   T_MAIN(t_cases)
 // CHECK failures print file:line and the values, and mark the test failed
 // without stopping it.  t_tmpdir() gives each test its own fresh directory.
-// `./test_x NAME` runs one test.
+// `./test_x NAME` runs one test.  A test that cannot run here (it needs
+// root, say) calls t_skip() and returns; when every test that ran was
+// skipped, the executable exits T_EXIT_SKIP, which ctest counts as skipped
+// (SKIP_RETURN_CODE), not passed.
 #ifndef WAGGLE_T_H
 #define WAGGLE_T_H
 
@@ -80,11 +83,21 @@ extern const char *t_current;
         }                                                                     \
     } while (0)
 
+// The exit status of a test executable whose tests were all skipped.
+#define T_EXIT_SKIP 77
+// Marks the current test skipped and prints "SKIP NAME: why" (the caller
+// then returns).  A skipped test that also failed a CHECK counts as failed.
+void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 // A fresh directory for the current test, removed at exit when it passed.
 const char *t_tmpdir(void);
 // Reads a whole file into a NUL-terminated buffer; NULL if it cannot.
 char *t_read_file(const char *path, size_t *len);
 int t_write_file(const char *path, const char *data);
+// Running processes (zombies not counted) whose command line is exactly
+// "sleep SECONDS": tests start sleeps of durations nothing else on a
+// shared machine is likely to use, and count what outlived a task.
+int t_sleepers(int seconds);
 int t_run(const t_case_t *cases, int argc, char **argv);
 
 #define T_MAIN(cases)                                                         \
