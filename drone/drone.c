@@ -438,6 +438,15 @@ s_fail_early(drone_t *d, lease_t *l, char **why, int64_t now)
     s_finish(d, l, &m, now);
 }
 
+// The stderr tail kept: --stderr-cap, but never more than the broker's
+// output cap, so that a RESULT always fits in the broker's frame limit.
+static size_t
+s_err_cap(const drone_t *d)
+{
+    size_t cap = (size_t) d->cfg->err_cap;
+    return cap < d->max_output ? cap : d->max_output;
+}
+
 static void
 s_on_done(drone_t *d, runner_result_t *r, int64_t now)
 {
@@ -470,7 +479,7 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
         runner_spec_t spec = {
             .argv = a.argv, .envp = a.envp, .cwd = cwd,
             .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
-            .out_cap = d->max_output, .err_cap = (size_t) d->cfg->err_cap};
+            .out_cap = d->max_output, .err_cap = s_err_cap(d)};
         confine_spec(&d->confine, t, &spec);
         runner_start(d->runner, t->token, &spec, now, &why);
     }
