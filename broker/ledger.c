@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_LOG "broker.ledger"
@@ -228,6 +229,22 @@ s_lock(const char *path, char *err, size_t errlen)
     return fd;
 }
 
+// Creates path empty and private when it does not exist yet: the ledger
+// holds every task's output and the env its workplan gave it, and SQLite
+// would create it 0644 less the umask (its WAL and shared-memory files
+// then take this file's mode).  An existing file keeps the mode its owner
+// gave it.
+static void
+s_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    if (fd >= 0) {
+        (void) fchmod(fd, 0600);  // a umask may have taken the owner's bits
+        close(fd);
+    }
+}
+
 // Runs sql on the raw connection (open time, before statements exist).
 static int
 s_exec(ledger_t *self, const char *sql, char *err, size_t errlen)
@@ -415,6 +432,9 @@ ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
     if (!rdonly && (self->lock_fd = s_lock(path, err, errlen)) < 0) {
         ledger_destroy(&self);
         return -1;
+    }
+    if (!rdonly) {
+        s_create_private(path);
     }
     // One thread uses the connection, so SQLite's own mutexes are waste.
     int oflags = SQLITE_OPEN_NOMUTEX

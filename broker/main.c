@@ -138,6 +138,16 @@ s_check(const broker_config_t *cfg)
                                "would cost a lease", (long long) cfg->lease_ms,
                                (long long) cfg->heartbeat_ms);
     }
+    // A RESULT carries at most max_output bytes of stdout and as many of
+    // stderr (the drone trims both to WELCOME's max_output_bytes); it must
+    // fit in one frame, or the drone could never deliver it.
+    if (cfg->max_frame < 2 * cfg->max_output + 65536) {
+        return cfg_usage_error(&s_prog, "--max-frame %lld must be at least "
+                               "2 x --max-output + 65536 = %lld, so that a "
+                               "result with a full stdout and stderr fits "
+                               "in one frame", (long long) cfg->max_frame,
+                               (long long) (2 * cfg->max_output + 65536));
+    }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
         return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "
                                         "--backoff-base-ms");

@@ -22,11 +22,14 @@ s_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
     broker_queue(b, &in->rid, m, depends);
 }
 
+// A refusal may rest on what this turn changed but has not committed (a
+// cancel before it in the turn): then it waits for the commit too, and a
+// failed commit makes it ERROR INTERNAL like every reply of the turn.
 static void
 s_error(broker_t *b, router_in_t *in, proto_status_t code, const char *text)
 {
     proto_msg_t *e = proto_error_new(in->msg->req, code, "%s", text);
-    broker_queue(b, &in->rid, &e, false);
+    broker_queue(b, &in->rid, &e, ledger_in_turn(b->ledger));
 }
 
 static void
@@ -270,7 +273,7 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
 {
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
-        if (t->state < PROTO_TASK_SUCCEEDED) {
+        if (!proto_task_state_is_terminal(t->state)) {
             t->waiting_reason = xasprintf("plan not loaded: %s", why);
         }
     }
@@ -431,24 +434,33 @@ s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
     return idx;
 }
 
+// Refuses a cancel of a plan that is not running here (finished, or
+// running in the ledger but not loaded).  Returns true when it refused.
+static bool
+s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
+                 ledger_plan_state_t state)
+{
+    if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
+        return false;
+    }
+    const char *why = plans_unloaded(b, plan);
+    char *text = state == LEDGER_PLAN_RUNNING && why
+                     ? xasprintf("plan %lld is not loaded: %s",
+                                 (long long) plan, why)
+                     : xasprintf("plan %lld already %s", (long long) plan,
+                                 ledger_plan_state_name(state));
+    s_error(b, in, PROTO_E_CONFLICT, text);
+    free(text);
+    return true;
+}
+
 static void
 s_cancel(broker_t *b, router_in_t *in)
 {
     const proto_cancel_t *c = &in->msg->u.cancel;
     ledger_plan_state_t state;
-    if (!s_plan_state(b, in, c->plan, &state)) {
-        return;
-    }
-    if (state != LEDGER_PLAN_RUNNING || !sched_has_plan(b->sched, c->plan)) {
-        const char *why = plans_unloaded(b, c->plan);
-        char *text = state == LEDGER_PLAN_RUNNING && why
-                         ? xasprintf("plan %lld is not loaded: %s",
-                                     (long long) c->plan, why)
-                         : xasprintf("plan %lld already %s",
-                                     (long long) c->plan,
-                                     ledger_plan_state_name(state));
-        s_error(b, in, PROTO_E_CONFLICT, text);
-        free(text);
+    if (!s_plan_state(b, in, c->plan, &state) ||
+        s_cancel_refused(b, in, c->plan, state)) {
         return;
     }
     long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
@@ -458,7 +470,7 @@ s_cancel(broker_t *b, router_in_t *in)
     proto_task_state_t ts = idx >= 0 ? sched_get(b->sched, c->plan,
                                                  (size_t) idx)
                                      : PROTO_TASK_WAITING;
-    if (ts >= PROTO_TASK_SUCCEEDED) {
+    if (proto_task_state_is_terminal(ts)) {
         char *text = xasprintf("task '%s' already %s", c->task,
                                proto_task_state_name(ts));
         s_error(b, in, PROTO_E_CONFLICT, text);
@@ -609,7 +621,9 @@ s_output(broker_t *b, router_in_t *in)
     }
     out->plan = o->plan;
     out->task = xstrdup(o->task);
-    s_reply(b, in, &m, false);
+    // What this turn recorded (a RESULT before this request) is not durable
+    // yet: the reply waits for the commit, as STATUS's does.
+    s_reply(b, in, &m, ledger_in_turn(b->ledger));
 }
 
 void

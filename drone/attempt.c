@@ -4,9 +4,9 @@
 #include "common/workplan.h"
 #include "common/xalloc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,12 @@
 
 // Linux's MAX_ARG_STRLEN: the most one argv or environment string may hold.
 #define ARG_MAX_BYTES 131072
+// WAGGLE_INPUT_<ID> values, each under ARG_MAX_BYTES - 128 (room for the
+// longest name), and all together at most ENV_INPUTS_BYTES: the kernel
+// refuses an exec whose strings pass a quarter of the stack limit (2 MiB
+// with the usual 8 MiB), and a join of many big inputs must still start.
+#define ENV_INPUT_MAX_BYTES (ARG_MAX_BYTES - 128)
+#define ENV_INPUTS_BYTES (1024 * 1024)
 
 typedef struct {
     char **items;
@@ -136,13 +142,20 @@ s_write_inputs(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
     return why;
 }
 
-// Whether the kernel can carry this value in an environment string.
+// Whether this value goes into an environment variable too: no NUL (the
+// kernel could not carry it), short enough, and within what is left of
+// the inputs' budget (*left, which it lowers).
 static bool
-s_env_safe(const proto_input_t *in)
+s_env_fits(const proto_input_t *in, size_t *left)
 {
-    return in->data.len < ARG_MAX_BYTES - 64 &&
-           !memchr(in->data.data ? (const void *) in->data.data : "", 0,
-                   in->data.len);
+    size_t len = in->data.len;
+    if (len >= ENV_INPUT_MAX_BYTES || len > *left
+        || memchr(in->data.data ? (const void *) in->data.data : "", 0,
+                  len)) {
+        return false;
+    }
+    *left -= len;
+    return true;
 }
 
 // Sets NAME=value in env, replacing an earlier NAME: later sources win
@@ -204,9 +217,10 @@ s_env_waggle(s_vec_t *env, const attempt_t *a, const proto_task_t *t)
     snprintf(num, sizeof num, "%u", t->attempt);
     s_env_str(env, "WAGGLE_ATTEMPT", num);
     s_env_str(env, "WAGGLE_INPUT_DIR", a->input_dir);
+    size_t left = ENV_INPUTS_BYTES;
     for (size_t i = 0; i < t->n_inputs; i++) {
         const proto_input_t *in = &t->inputs[i];
-        if (!s_env_safe(in)) {
+        if (!s_env_fits(in, &left)) {
             continue;  // the file in WAGGLE_INPUT_DIR is its channel
         }
         char *name = workplan_input_var(in->id);
@@ -339,19 +353,80 @@ attempt_result(proto_result_t *pr, runner_result_t *r, bool released)
     r->out = r->err = NULL;
 }
 
-static int
-s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+enum {
+    S_RM_DEPTH = 32,            // directories held open at once
+    S_RM_PASSES = 4096,         // each removes S_RM_DEPTH - 1 levels
+};
+
+static size_t s_rm_contents(int fd, int top, int depth);
+
+// Removes one entry of the directory open at dir.  unlinkat() takes files
+// and links (a link is removed, never followed); only a directory fails,
+// with EISDIR, and is opened with O_NOFOLLOW relative to dir.  One deeper
+// than S_RM_DEPTH is moved up into top for a later pass, so a deep tree
+// needs no descriptor per level.  Returns the entries removed or moved.
+static size_t
+s_rm_entry(int dir, const char *name, int top, int depth)
 {
-    (void) sb;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
+    static unsigned long moved;
+    if (unlinkat(dir, name, 0) == 0) {
+        return 1;
+    }
+    if (errno != EISDIR) {
+        return 0;
+    }
+    if (depth >= S_RM_DEPTH) {
+        char up[48];
+        snprintf(up, sizeof up, ".waggle-rm-%lu", moved++);
+        return renameat(dir, name, top, up) == 0;
+    }
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    size_t n = s_rm_contents(fd, top, depth + 1);
+    return n + (unlinkat(dir, name, AT_REMOVEDIR) == 0);
 }
 
+// Removes what the directory open at fd holds (and closes fd).
+static size_t
+s_rm_contents(int fd, int top, int depth)
+{
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            n += s_rm_entry(dirfd(d), e->d_name, top, depth);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+// Never by path below dir: a task's user owns what is inside, and another
+// task of that user may swap a directory for a link to '/' while this runs
+// as root.  Every step is relative to a descriptor opened with O_NOFOLLOW,
+// so a swap can only move what is removed, never point it elsewhere.
 void
 attempt_remove_dir(const char *dir)
 {
-    if (dir) {
-        nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    if (!dir) {
+        return;
+    }
+    for (int pass = 0; pass < S_RM_PASSES; pass++) {
+        int top = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (top < 0) {
+            return;
+        }
+        int fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        size_t n = fd >= 0 ? s_rm_contents(fd, top, 1) : 0;
+        close(top);
+        if (rmdir(dir) == 0 || errno != ENOTEMPTY || n == 0) {
+            return;
+        }
     }
 }

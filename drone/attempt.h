@@ -16,7 +16,9 @@
 // directory), then the task's env (which overrides any of those), then the
 // protocol's WAGGLE_PLAN, WAGGLE_PLAN_NAME, WAGGLE_TASK, WAGGLE_TASK_TOKEN,
 // WAGGLE_ATTEMPT, WAGGLE_INPUT_DIR and one WAGGLE_INPUT_<ID> per input the
-// kernel can carry.  It never touches a socket and never forks.
+// kernel can carry (no NUL, under 128 KiB - 128, and within 1 MiB for all
+// of them, in the TASK's order).  It never touches a socket and never
+// forks.
 #ifndef WAGGLE_ATTEMPT_H
 #define WAGGLE_ATTEMPT_H
 
@@ -60,7 +62,10 @@ void attempt_release(attempt_t *a);
 // Fills a RESULT body from a finished child, moving its output buffers out
 // of r.  released: the drone killed it to leave (outcome released).
 void attempt_result(proto_result_t *pr, runner_result_t *r, bool released);
-// Removes a directory tree; a no-op on NULL.
+// Removes a directory tree, any depth; a no-op on NULL.  Never follows a
+// symbolic link, not even one swapped in while it runs (the tree belongs
+// to the task's user; the drone may be root).  What it cannot remove
+// stays.
 void attempt_remove_dir(const char *dir);
 
 #endif

@@ -4,10 +4,13 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,21 +40,97 @@ s_mode(confine_t *c, const char *want, char *err, size_t errlen)
     return 0;
 }
 
+#define S_BASE_PREFIX "waggle-drone-"
+#define S_LOCK ".lock"
+
+// Whether tmp/name is the base of a drone that died: ours to remove (a
+// directory, not a link, this user's, 0711) and its lock free.  A live
+// drone holds its lock; a base still being made has none yet.
+static bool
+s_is_stale(int tmp, const char *name)
+{
+    struct stat st;
+    if (strncmp(name, S_BASE_PREFIX, strlen(S_BASE_PREFIX)) != 0
+        || fstatat(tmp, name, &st, AT_SYMLINK_NOFOLLOW) != 0
+        || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()
+        || (st.st_mode & 07777) != 0711) {
+        return false;
+    }
+    int base = openat(tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+                                     | O_CLOEXEC);
+    int lock = base >= 0 ? openat(base, S_LOCK, O_RDONLY | O_NOFOLLOW
+                                                    | O_CLOEXEC)
+                         : -1;
+    bool stale = lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) == 0;
+    if (lock >= 0) {
+        close(lock);
+    }
+    if (base >= 0) {
+        close(base);
+    }
+    return stale;
+}
+
+// A drone killed with SIGKILL leaves its base, with its attempts' inputs,
+// behind: the next one on the host removes it.
+static void
+s_sweep(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (s_is_stale(dirfd(d), e->d_name)) {
+            char *path = xasprintf("%s/%s", tmp, e->d_name);
+            attempt_remove_dir(path);
+            free(path);
+            n++;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    if (n > 0) {
+        log_info(LOG, "removed %d scratch directories of drones that were "
+                      "killed in '%s'", n, tmp);
+    }
+}
+
+// Holds BASE/.lock for the drone's life (flock: the kernel lets go when
+// the process dies, whatever killed it).
+static int
+s_lock(confine_t *c)
+{
+    char *path = xasprintf("%s/" S_LOCK, c->base);
+    c->lock_fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW
+                                | O_CLOEXEC, 0600);
+    free(path);
+    return c->lock_fd >= 0 && flock(c->lock_fd, LOCK_EX | LOCK_NB) == 0
+               ? 0
+               : -1;
+}
+
 // mkdtemp makes it 0700 under a random name (not the instance id); 0711
 // lets the task user reach its own directory inside without listing any.
+// Locked before it is 0711: a drone starting meanwhile sweeps only 0711
+// bases, and must never see this one unlocked.
 static int
 s_base(confine_t *c, char *err, size_t errlen)
 {
     const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR")
                                                            : "/tmp";
-    snprintf(c->base, sizeof c->base, "%s/waggle-drone-XXXXXX", tmp);
-    if (!mkdtemp(c->base) || chmod(c->base, 0711) != 0) {
-        snprintf(err, errlen, "cannot create a scratch directory in '%s': %s",
-                 tmp, strerror(errno));
-        c->base[0] = '\0';
-        return -1;
+    s_sweep(tmp);
+    snprintf(c->base, sizeof c->base, "%s/" S_BASE_PREFIX "XXXXXX", tmp);
+    bool made = mkdtemp(c->base) != NULL;
+    if (made && s_lock(c) == 0 && chmod(c->base, 0711) == 0) {
+        return 0;
     }
-    return 0;
+    snprintf(err, errlen, "cannot create a scratch directory in '%s': %s",
+             tmp, strerror(errno));
+    if (made) {
+        attempt_remove_dir(c->base);
+    }
+    c->base[0] = '\0';
+    return -1;
 }
 
 static char **
@@ -96,7 +175,7 @@ int
 confine_open(confine_t *c, const drone_config_t *cfg, char *err,
              size_t errlen)
 {
-    *c = (confine_t) {0};
+    *c = (confine_t) {.lock_fd = -1};
     if (taskuser_resolve(cfg->run_as, geteuid(), &c->user, err, errlen) < 0
         || s_mode(c, cfg->isolation, err, errlen) < 0
         || s_base(c, err, errlen) < 0) {
@@ -119,6 +198,10 @@ confine_close(confine_t *c)
     if (c->base[0]) {
         attempt_remove_dir(c->base);
         c->base[0] = '\0';
+    }
+    if (c->lock_fd >= 0) {
+        close(c->lock_fd);
+        c->lock_fd = -1;
     }
     for (size_t i = 0; c->pass_env && c->pass_env[i]; i++) {
         free(c->pass_env[i]);

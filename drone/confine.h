@@ -4,7 +4,9 @@
 //   who      the task user (taskuser.h, --run-as)
 //   where    a scratch base made by mkdtemp and set to 0711: only the drone
 //            can list it; each attempt gets a random-named 0700 directory
-//            in it, owned by the task user (attempt.h)
+//            in it, owned by the task user (attempt.h).  The drone holds
+//            an flock on BASE/.lock for its life, so the next drone can
+//            tell and remove the base of one that was killed
 //   what     the environment allow list plus --pass-env (attempt.h)
 //   how      the runner's mode (--isolation): a PID namespace per task
 //            where the drone can make one (root), else a subreaper
@@ -26,12 +28,14 @@ typedef struct {
     taskuser_t user;            // who tasks run as
     runner_mode_t mode;         // RUNNER_PIDNS or RUNNER_SUBREAPER
     char base[PATH_MAX];        // the scratch base (0711), "" if none
+    int lock_fd;                // BASE/.lock, flock'ed; -1 if none
     char **pass_env;            // --pass-env names, NULL-terminated (owned)
     runner_limits_t caps;       // the drone's limits (0: none)
 } confine_t;
 
-// Resolves the task user, picks the mode, makes the scratch base and logs
-// what applies.  Returns 0, or -1 with a sentence in err (do not start).
+// Resolves the task user, picks the mode, removes the scratch bases of
+// killed drones, makes its own and logs what applies.  Returns 0, or -1
+// with a sentence in err (do not start).
 int confine_open(confine_t *c, const drone_config_t *cfg, char *err,
                  size_t errlen);
 // Removes the scratch base and frees what c owns.

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -32,6 +33,11 @@
 #define RECONNECT_MIN_MS 100
 #define BYE_WAIT_MS 2000
 #define KILL_GRACE_MS 2000
+// Until a WELCOME says otherwise (and for a field it leaves 0): the
+// broker's own defaults.
+#define DEFAULT_HEARTBEAT_MS 1000
+#define DEFAULT_LEASE_MS 10000
+#define DEFAULT_MAX_OUTPUT (1024 * 1024)
 
 typedef struct {
     uint64_t token;
@@ -157,6 +163,34 @@ s_socket(drone_t *d, char *err, size_t errlen)
     return 0;
 }
 
+// Each running task holds three descriptors here (its stdout and stderr
+// pipes, its init's report pipe), and a distribution's default soft limit
+// of 1024 would fail tasks past about 300 slots: raise the soft limit
+// towards the hard one, as far as the slots need.
+static void
+s_nofile_for(int64_t slots)
+{
+    struct rlimit r;
+    rlim_t want = (rlim_t) slots * 3 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= want) {
+        return;
+    }
+    r.rlim_cur = r.rlim_max != RLIM_INFINITY && r.rlim_max < want
+                     ? r.rlim_max
+                     : want;
+    if (setrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur < want) {
+        getrlimit(RLIMIT_NOFILE, &r);
+        log_warn(LOG, "only %llu open files allowed (hard limit): about "
+                      "%llu of the %lld slots can run at once; raise the "
+                      "limit (ulimit -n, systemd LimitNOFILE=)",
+                 (unsigned long long) r.rlim_cur,
+                 (unsigned long long) (r.rlim_cur > 256
+                                           ? (r.rlim_cur - 256) / 3
+                                           : 0),
+                 (long long) slots);
+    }
+}
+
 int
 drone_open(drone_t **out, const drone_config_t *cfg, char *err,
            size_t errlen)
@@ -171,15 +205,16 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
     s_hex_random(d->instance, 16);
     gethostname(d->host, sizeof d->host - 1);
     s_parse_tags(d, cfg->tags);
-    d->heartbeat_ms = 1000;
-    d->lease_ms = 10000;
-    d->max_output = 1024 * 1024;
+    d->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    d->lease_ms = DEFAULT_LEASE_MS;
+    d->max_output = DEFAULT_MAX_OUTPUT;
     d->reconnect_ms = RECONNECT_MIN_MS;
     if (confine_open(&d->confine, cfg, err, errlen) < 0) {
         proto_strv_release(&d->tags);
         free(d);
         return -1;
     }
+    s_nofile_for(cfg->slots);
     d->runner = runner_new(KILL_GRACE_MS);
     d->ctx = zmq_ctx_new();
     int rc = runner_set_mode(d->runner, d->confine.mode);
@@ -384,8 +419,11 @@ s_finish(drone_t *d, lease_t *l, proto_msg_t **res, int64_t now)
              pr->error ? ": " : "", pr->error ? pr->error : "");
     proto_msg_destroy(res);
     l->finished = true;
-    attempt_remove_dir(l->dir);
+    // Result first: removing a big tree (a build's objects) takes about a
+    // second per 100,000 files, and the dependents wait for the result.
     s_send_result(d, l, now);
+    attempt_remove_dir(l->dir);
+    xfree(&l->dir);
 }
 
 // An attempt that failed before it could run.
@@ -398,6 +436,15 @@ s_fail_early(drone_t *d, lease_t *l, char **why, int64_t now)
     m->u.result.error = *why;
     *why = NULL;
     s_finish(d, l, &m, now);
+}
+
+// The stderr tail kept: --stderr-cap, but never more than the broker's
+// output cap, so that a RESULT always fits in the broker's frame limit.
+static size_t
+s_err_cap(const drone_t *d)
+{
+    size_t cap = (size_t) d->cfg->err_cap;
+    return cap < d->max_output ? cap : d->max_output;
 }
 
 static void
@@ -432,7 +479,7 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
         runner_spec_t spec = {
             .argv = a.argv, .envp = a.envp, .cwd = cwd,
             .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
-            .out_cap = d->max_output, .err_cap = (size_t) d->cfg->err_cap};
+            .out_cap = d->max_output, .err_cap = s_err_cap(d)};
         confine_spec(&d->confine, t, &spec);
         runner_start(d->runner, t->token, &spec, now, &why);
     }
@@ -517,10 +564,11 @@ s_on_ack(drone_t *d, const proto_result_ack_t *a)
 static void
 s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
 {
-    d->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : 1000;
-    d->lease_ms = w->lease_ms ? w->lease_ms : 10000;
+    d->heartbeat_ms =
+        w->heartbeat_ms ? w->heartbeat_ms : DEFAULT_HEARTBEAT_MS;
+    d->lease_ms = w->lease_ms ? w->lease_ms : DEFAULT_LEASE_MS;
     d->max_output = w->max_output_bytes ? (size_t) w->max_output_bytes
-                                        : 1024 * 1024;
+                                        : DEFAULT_MAX_OUTPUT;
     if (!d->ever_welcomed || !d->welcomed) {
         log_info(LOG, "connected to %s as '%s' (instance %s, %lld slots)",
                  d->cfg->broker, d->keys.name, d->instance,

@@ -35,15 +35,18 @@ typedef struct {
 
 typedef struct drone drone_t;
 
-// Loads keys, makes the socket and connects (asynchronously).  cfg is
-// borrowed.  Returns 0 or -1 with err.
+// Loads keys, sets up task isolation (confine.h: the task user, the mode,
+// the scratch base), raises the open-files limit for the slots, makes the
+// socket and connects (asynchronously).  cfg is borrowed and must outlive
+// the drone.  Returns 0, or -1 with a sentence in err (do not start).
 int drone_open(drone_t **out, const drone_config_t *cfg, char *err,
                size_t errlen);
 void drone_destroy(drone_t **self_p);
 // Runs until *stop: the first stop drains (no new work, finish or hand back
 // running tasks within drain_s, flush results, BYE); a second *stop value
-// of 2 or more hands everything back at once.  Returns 0, or -1 on a fatal
-// error.
+// of 2 or more hands everything back at once.  Returns 0: whatever it
+// meets while running (a lost broker, a failed send, a task that cannot
+// start) it rides out or reports to the broker.
 int drone_run(drone_t *self, volatile sig_atomic_t *stop);
 
 #endif

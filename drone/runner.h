@@ -28,8 +28,9 @@
 //     are re-parented to it; when the task ends it SIGKILLs its remaining
 //     descendants until none is left.  The drone is a subreaper too and
 //     kills whatever orphan reaches it (from an init that was SIGKILLed).
-// In both, the task child drops to spec->user (setgroups, setgid, setuid)
-// and lowers its rlimits (spec->limits) just before exec.
+// In both, the task child drops to spec->user (setgroups, setgid, setuid;
+// then PR_SET_PDEATHSIG again, which the switch clears) and lowers its
+// rlimits (spec->limits) just before exec.
 //
 // The runner never reads a clock: callers pass monotonic now_ms.
 #ifndef WAGGLE_RUNNER_H

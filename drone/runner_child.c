@@ -93,14 +93,20 @@ s_reader_alive(int fd)
 
 // Drops to the task's user: groups first, while still allowed to.  Raw
 // syscalls: glibc's wrappers would try to signal threads that exist only
-// in the drone.
+// in the drone.  The switch clears PR_SET_PDEATHSIG, so it is set again;
+// a parent that died in between would never send it, hence the check.
 static int
 s_become(const runner_user_t *u)
 {
+    pid_t parent = getppid();
     if (syscall(SYS_setgroups, u->n_groups, u->groups) != 0
         || syscall(SYS_setresgid, u->gid, u->gid, u->gid) != 0
-        || syscall(SYS_setresuid, u->uid, u->uid, u->uid) != 0) {
+        || syscall(SYS_setresuid, u->uid, u->uid, u->uid) != 0
+        || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
         return -1;
+    }
+    if (getppid() != parent) {
+        _exit(127);
     }
     return 0;
 }

@@ -384,6 +384,9 @@ const char *proto_status_name(proto_status_t code);  // "HELLO_REQUIRED"
 int proto_status_parse(const char *name, proto_status_t *out);
 const char *proto_task_state_name(proto_task_state_t s);  // "leased"
 int proto_task_state_parse(const char *name, proto_task_state_t *out);
+// True for the states a task never leaves without a retry (DESIGN.md:
+// succeeded, dead, rejected, blocked, cancelled).
+bool proto_task_state_is_terminal(proto_task_state_t s);
 const char *proto_outcome_name(proto_outcome_t o);   // "succeeded"
 const char *proto_ack_name(proto_ack_t a);           // "accepted"
 

@@ -5,36 +5,11 @@
 #include "common/clock.h"
 #include "common/keys.h"
 #include "proto/proto.h"
+#include "tests/harness/peer.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
 
 #include <zmq.h>
-
-// A DEALER connected to the swarm's broker with the client keys of role.
-static void *
-s_dealer(void *ctx, const swarm_t *s, keys_role_t role)
-{
-    keys_client_t k;
-    char err[512];
-    if (keys_load_client(s->keys, role, &k, err, sizeof err) < 0) {
-        fprintf(stderr, "keys: %s\n", err);
-        return NULL;
-    }
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k.broker_z85,
-                   strlen(k.broker_z85));
-    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k.public_z85,
-                   strlen(k.public_z85));
-    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k.secret_z85,
-                   strlen(k.secret_z85));
-    if (zmq_connect(sock, s->endpoint) != 0) {
-        zmq_close(sock);
-        return NULL;
-    }
-    return sock;
-}
 
 // Sends one frame and waits up to 5 s for one reply, decoded.  NULL when
 // nothing (decodable) came back.
@@ -130,7 +105,7 @@ s_check_ping(void *sock)
 static void
 s_console_frames(void *ctx, const swarm_t *s)
 {
-    void *op = s_dealer(ctx, s, KEYS_ROLE_OPERATOR);
+    void *op = peer_dealer(ctx, s, KEYS_ROLE_OPERATOR);
     REQUIRE(op);
     s_expect_error(op, s_garbage, sizeof s_garbage, PROTO_E_MALFORMED, 0);
     s_expect_error(op, s_not_map, sizeof s_not_map, PROTO_E_MALFORMED, 0);
@@ -144,7 +119,7 @@ s_console_frames(void *ctx, const swarm_t *s)
 static void
 s_drone_frames(void *ctx, const swarm_t *s)
 {
-    void *dr = s_dealer(ctx, s, KEYS_ROLE_DRONE);
+    void *dr = peer_dealer(ctx, s, KEYS_ROLE_DRONE);
     REQUIRE(dr);
     proto_msg_t *hb = proto_msg_new(PROTO_MSG_HEARTBEAT);
     hb->req = 9;
@@ -211,8 +186,8 @@ test_instance_of_another_key(void)
     swarm_init(&s, 100, 2000);
     REQUIRE(swarm_broker(&s, NULL) == 0);
     void *ctx = zmq_ctx_new();
-    void *drone = s_dealer(ctx, &s, KEYS_ROLE_DRONE);
-    void *other = s_dealer(ctx, &s, KEYS_ROLE_OPERATOR);
+    void *drone = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    void *other = peer_dealer(ctx, &s, KEYS_ROLE_OPERATOR);
     REQUIRE(drone && other);
     const char *id = "0123456789abcdef0123456789abcdef";
     proto_msg_t *r = s_hello(drone, id);

@@ -171,11 +171,58 @@ s_pump(int fd, s_buf_t *b)
     return true;
 }
 
+// Reads both pipes to EOF.  Past the deadline it SIGKILLs pid and gives
+// the pipes 2 s more: a grandchild may still hold them.  Returns whether
+// it killed pid.
+static bool
+s_drain(pid_t pid, int fo, int fe, int64_t deadline, s_buf_t *bo, s_buf_t *be)
+{
+    bool open_o = true, open_e = true, killed = false;
+    while (open_o || open_e) {
+        int64_t now = clock_mono_ms();
+        if (now > deadline && !killed) {
+            kill(pid, SIGKILL);
+            killed = true;
+        }
+        if (now > deadline + 2000) {
+            break;
+        }
+        struct pollfd pfd[2] = {{open_o ? fo : -1, POLLIN, 0},
+                                {open_e ? fe : -1, POLLIN, 0}};
+        if (poll(pfd, 2, 50) <= 0) {
+            continue;
+        }
+        if (pfd[0].revents && !s_pump(fo, bo)) {
+            open_o = false;
+        }
+        if (pfd[1].revents && !s_pump(fe, be)) {
+            open_e = false;
+        }
+    }
+    return killed;
+}
+
+// Hands b's text to *out, or frees it.
+static void
+s_give(s_buf_t *b, char **out)
+{
+    if (out) {
+        *out = b->buf;
+    } else {
+        free(b->buf);
+    }
+}
+
 int
 proc_run(char *const argv[], int timeout_ms, char **out, char **err)
 {
     int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+    if (pipe2(po, O_CLOEXEC) < 0) {
+        return -1;
+    }
+    if (pipe2(pe, O_CLOEXEC) < 0) {
+        close(po[0]);
+        close(po[1]);
         return -1;
     }
     fflush(NULL);
@@ -191,38 +238,15 @@ proc_run(char *const argv[], int timeout_ms, char **out, char **err)
     close(po[1]);
     close(pe[1]);
     s_buf_t bo = {calloc(1, 1), 0, 1}, be = {calloc(1, 1), 0, 1};
-    int64_t deadline = clock_mono_ms() + timeout_ms;
-    bool open_o = true, open_e = true, killed = false;
-    while (open_o || open_e) {
-        if (clock_mono_ms() > deadline && !killed) {
-            kill(pid, SIGKILL);
-            killed = true;
-        }
-        struct pollfd pfd[2] = {{open_o ? po[0] : -1, POLLIN, 0},
-                                {open_e ? pe[0] : -1, POLLIN, 0}};
-        if (poll(pfd, 2, 50) <= 0) {
-            continue;
-        }
-        if (pfd[0].revents && !s_pump(po[0], &bo)) {
-            open_o = false;
-        }
-        if (pfd[1].revents && !s_pump(pe[0], &be)) {
-            open_e = false;
-        }
-    }
+    bool killed = pid < 0 || s_drain(pid, po[0], pe[0],
+                                     clock_mono_ms() + timeout_ms, &bo, &be);
     close(po[0]);
     close(pe[0]);
     int status = 0;
-    waitpid(pid, &status, 0);
-    if (out) {
-        *out = bo.buf;
-    } else {
-        free(bo.buf);
+    if (pid > 0) {
+        waitpid(pid, &status, 0);
     }
-    if (err) {
-        *err = be.buf;
-    } else {
-        free(be.buf);
-    }
+    s_give(&bo, out);
+    s_give(&be, err);
     return !killed && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -11,8 +11,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #ifndef WAGGLE_BUILD_DIR
 #error "WAGGLE_BUILD_DIR must be defined"
@@ -56,6 +56,16 @@ swarm_init(swarm_t *s, int hb_ms, int lease_ms)
     s->hb_ms = hb_ms;
     s->lease_ms = lease_ms;
     s->broker_out = -1;
+    // The drones' TMPDIR, where each makes its scratch base: inside the
+    // test's directory, so a drone SIGKILLed by a test (which cannot
+    // remove its base) leaves nothing in /tmp.  Sticky and world-writable
+    // like /tmp, for drones that run as another user.
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/tmp", s->dir);
+    if (mkdir(tmp, 0700) != 0 || chmod(tmp, 01777) != 0) {
+        fprintf(stderr, "swarm: cannot make '%s'\n", tmp);
+        abort();
+    }
     // Drones inherit these unless a test passes the flags (flag > env).
     // Most tests' tasks write into this 0700 directory and report their
     // pids as the host sees them, so by default they run as the drone's
@@ -120,6 +130,28 @@ swarm_broker_kill(swarm_t *s)
     }
 }
 
+// Starts a drone with TMPDIR in the swarm's directory; returns its index.
+static int
+s_spawn_drone(swarm_t *s, char *const *argv, const char *log)
+{
+    if (s->n_drones >= SWARM_MAX_DRONES) {
+        abort();
+    }
+    const char *was = getenv("TMPDIR");
+    char *old = was ? xstrdup(was) : NULL;
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/tmp", s->dir);
+    setenv("TMPDIR", tmp, 1);
+    s->drones[s->n_drones] = proc_spawn(argv, log, NULL);
+    if (old) {
+        setenv("TMPDIR", old, 1);
+    } else {
+        unsetenv("TMPDIR");
+    }
+    free(old);
+    return s->n_drones++;
+}
+
 int
 swarm_drone(swarm_t *s, int slots, const char *tags, ...)
 {
@@ -134,11 +166,7 @@ swarm_drone(swarm_t *s, int slots, const char *tags, ...)
     va_start(ap, tags);
     s_collect(argv, 11, 40, ap);
     va_end(ap);
-    if (s->n_drones >= SWARM_MAX_DRONES) {
-        abort();
-    }
-    s->drones[s->n_drones] = proc_spawn(argv, log, NULL);
-    return s->n_drones++;
+    return s_spawn_drone(s, argv, log);
 }
 
 int
@@ -207,9 +235,9 @@ void
 swarm_wait_plan(swarm_t *s, int64_t plan, int timeout_s, char *buf,
                 size_t len)
 {
-    time_t end = time(NULL) + timeout_s;
+    int64_t end = clock_mono_ms() + timeout_s * 1000LL;
     buf[0] = '\0';
-    while (time(NULL) < end) {
+    while (clock_mono_ms() < end) {
         jnode_t *st = swarm_status(s, plan);
         const char *state = st ? json_str(json_obj_get(st, "state")) : NULL;
         if (state && strcmp(state, "running") != 0) {
@@ -271,9 +299,9 @@ bool
 swarm_wait_task(swarm_t *s, int64_t plan, const char *task, const char *want,
                 int timeout_s)
 {
-    time_t end = time(NULL) + timeout_s;
+    int64_t end = clock_mono_ms() + timeout_s * 1000LL;
     char state[32];
-    while (time(NULL) < end) {
+    while (clock_mono_ms() < end) {
         swarm_task_state(s, plan, task, state, sizeof state);
         if (strcmp(state, want) == 0) {
             return true;
@@ -319,11 +347,7 @@ swarm_drone_wrapped(swarm_t *s, const char *const *wrap, int slots,
     va_start(ap, tags);
     s_collect(argv, n, 48, ap);
     va_end(ap);
-    if (s->n_drones >= SWARM_MAX_DRONES) {
-        abort();
-    }
-    s->drones[s->n_drones] = proc_spawn(argv, log, NULL);
-    return s->n_drones++;
+    return s_spawn_drone(s, argv, log);
 }
 
 int

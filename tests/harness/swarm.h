@@ -3,7 +3,8 @@
 // A fresh directory (t_tmpdir), a real key set made by `waggle-architect
 // keygen`, a real ledger file, a TCP port picked once so a restarted broker
 // comes back at the same endpoint, and real waggle-broker / waggle-drone
-// processes.  Logs go to DIR/broker.log and DIR/drone-N.log.
+// processes.  Logs go to DIR/broker.log and DIR/drone-N.log; drones get
+// TMPDIR=DIR/tmp, so their scratch directories go when DIR does.
 #ifndef WAGGLE_SWARM_H
 #define WAGGLE_SWARM_H
 
@@ -14,6 +15,19 @@
 #include <sys/types.h>
 
 #define SWARM_MAX_DRONES 64
+
+// REQUIRE (t.h) for a test whose swarm s runs: stops it first, so a failed
+// test leaves no broker or drone behind.
+#define SWARM_REQUIRE(s, cond)                                                \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: %s: REQUIRE(%s) failed\n", __FILE__,       \
+                    __LINE__, t_current, #cond);                              \
+            t_failures++;                                                     \
+            swarm_stop(s);                                                    \
+            return;                                                           \
+        }                                                                     \
+    } while (0)
 
 typedef struct {
     char dir[512];

@@ -1,8 +1,10 @@
 // t.c: runner for t.h tests.
 #include "tests/harness/t.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 int t_failures = 0;
@@ -80,6 +82,45 @@ t_write_file(const char *path, const char *data)
     }
     fputs(data, f);
     return fclose(f);
+}
+
+// Whether /proc/PID/stat says the process runs (not a zombie).
+static bool
+s_running(const char *pid)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    char *stat = t_read_file(path, NULL);
+    char *end = stat ? strrchr(stat, ')') : NULL;
+    bool running = end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+    free(stat);
+    return running;
+}
+
+int
+t_sleepers(int seconds)
+{
+    char want[32];
+    int wlen = snprintf(want, sizeof want, "sleep%c%d", '\0', seconds) + 1;
+    int n = 0;
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (strtol(e->d_name, NULL, 10) <= 0) {
+            continue;
+        }
+        char path[300];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        size_t len = 0;
+        char *cmd = t_read_file(path, &len);
+        if (cmd && len == (size_t) wlen && memcmp(cmd, want, len) == 0) {
+            n += s_running(e->d_name);
+        }
+        free(cmd);
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
 }
 
 int

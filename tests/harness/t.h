@@ -94,6 +94,10 @@ const char *t_tmpdir(void);
 // Reads a whole file into a NUL-terminated buffer; NULL if it cannot.
 char *t_read_file(const char *path, size_t *len);
 int t_write_file(const char *path, const char *data);
+// Running processes (zombies not counted) whose command line is exactly
+// "sleep SECONDS": tests start sleeps of durations nothing else on a
+// shared machine is likely to use, and count what outlived a task.
+int t_sleepers(int seconds);
 int t_run(const t_case_t *cases, int argc, char **argv);
 
 #define T_MAIN(cases)                                                         \

@@ -33,7 +33,8 @@ import zmq
 VERSION = 1
 FRAME_LIMIT = 64 * 1024 * 1024
 ARGV_VALUE_LIMIT = 128 * 1024
-ENV_VALUE_LIMIT = 128 * 1024 - 64   # WAGGLE_INPUT_<ID> is unset from here
+ENV_VALUE_LIMIT = 128 * 1024 - 128  # WAGGLE_INPUT_<ID> is unset from here
+ENV_INPUTS_LIMIT = 1024 * 1024      # ... and past this many bytes in all
 KILL_GRACE_S = 2.0                  # SIGTERM to SIGKILL (section 7.6)
 DRAIN_S = 1.0                       # pipes kept after the leader exits
 U32 = 2 ** 32 - 1
@@ -633,6 +634,7 @@ class Attempt(threading.Thread):
         env = {k: v for k, v in os.environ.items()
                if not k.startswith('WAGGLE_')}
         env.update(t.get('env') or {})
+        env_left = ENV_INPUTS_LIMIT
         for inp in t.get('inputs') or []:
             if inp.get('truncated'):
                 raise ValueError("input '%s' was truncated" % inp['id'])
@@ -641,8 +643,10 @@ class Attempt(threading.Thread):
                 f.write(inp['data'])
             var = 'WAGGLE_INPUT_' + inp['id'].upper().replace('-', '_')
             data = inp['data']
-            if len(data) < ENV_VALUE_LIMIT and b'\0' not in data:
+            if (len(data) < ENV_VALUE_LIMIT and len(data) <= env_left
+                    and b'\0' not in data):
                 env[var] = data.decode(errors='surrogateescape')
+                env_left -= len(data)
         argv = []
         for item in t['argv']:
             v = expand_template(item, values)

@@ -3,9 +3,17 @@
 #include "drone/attempt.h"
 #include "tests/harness/t.h"
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static proto_task_t
 s_task(void)
@@ -257,6 +265,232 @@ test_limits_capped(void)
     CHECK(got.nofile == 256);
 }
 
+// The one result of a child started with spec, or false after 10 s.
+static bool
+s_exec(const runner_spec_t *spec, runner_result_t *r)
+{
+    runner_t *rn = runner_new(100);
+    char *err = NULL;
+    fflush(NULL);
+    bool got = false;
+    if (runner_start(rn, 1, spec, clock_mono_ms(), &err) != 0) {
+        fprintf(stderr, "runner_start: %s\n", err);
+        free(err);
+        runner_destroy(&rn);
+        return false;
+    }
+    int64_t give_up = clock_mono_ms() + 10000;
+    while (!got && clock_mono_ms() < give_up) {
+        struct pollfd fds[8];
+        poll(fds, runner_pollfds(rn, fds, 8), 50);
+        runner_result_t *done = NULL;
+        if (runner_step(rn, clock_mono_ms(), &done) == 1) {
+            *r = done[0];
+            got = true;
+        }
+        free(done);
+    }
+    runner_destroy(&rn);
+    return got;
+}
+
+// A join of many big inputs still starts.  The kernel refuses an exec
+// whose strings pass a quarter of the stack limit (2 MiB with the usual
+// 8 MiB): 24 inputs of 120,000 bytes each fit a variable alone, not all
+// together, so the variables stop at a budget and the files carry the
+// rest.
+static void
+test_many_big_inputs_still_exec(void)
+{
+    enum { N = 24, LEN = 120000 };
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    proto_input_t in[N];
+    char ids[N][16];
+    uint8_t *data = xmalloc(LEN);
+    memset(data, 'a', LEN);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "in-%02d", i);
+        in[i] = (proto_input_t) {.id = ids[i], .data = {data, LEN}};
+    }
+    t.inputs = in;
+    t.n_inputs = N;
+    attempt_t a = {0};
+    attempt_opts_t o = s_opts();
+    CHECK(attempt_prepare(&a, &t, &o) == NULL);
+    runner_spec_t spec = {.argv = a.argv, .envp = a.envp, .out_cap = 1024,
+                          .err_cap = 1024};
+    runner_result_t r = {0};
+    REQUIRE(s_exec(&spec, &r));
+    CHECK(r.spawned);
+    CHECK_STR(r.error ? r.error : "", "");
+    CHECK_INT(r.exit_code, 0);
+    runner_result_release(&r);
+    // The first eight (960,000 bytes) still come as variables; the ninth
+    // would pass the 1 MiB budget.
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_IN_00") != NULL);
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_IN_07") != NULL);
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_IN_08") == NULL);
+    s_done(&a);
+    free(data);
+}
+
+// A value just under 128 KiB - 64 with a 64-character id: NAME=value would
+// pass the kernel's 128 KiB per string, so it is left to the file.
+static void
+test_long_id_input_still_execs(void)
+{
+    enum { LEN = 131072 - 70 };
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    char id[65];
+    memset(id, 'x', 64);
+    id[64] = '\0';
+    uint8_t *data = xmalloc(LEN);
+    memset(data, 'a', LEN);
+    proto_input_t in = {.id = id, .data = {data, LEN}};
+    t.inputs = &in;
+    t.n_inputs = 1;
+    attempt_t a = {0};
+    attempt_opts_t o = s_opts();
+    CHECK(attempt_prepare(&a, &t, &o) == NULL);
+    runner_spec_t spec = {.argv = a.argv, .envp = a.envp, .out_cap = 1024,
+                          .err_cap = 1024};
+    runner_result_t r = {0};
+    REQUIRE(s_exec(&spec, &r));
+    CHECK_STR(r.error ? r.error : "", "");
+    CHECK_INT(r.exit_code, 0);
+    runner_result_release(&r);
+    s_done(&a);
+    free(data);
+}
+
+enum { S_FILES = 2000 };
+
+// Makes dir/f0000.. (S_FILES empty files).
+static void
+s_fill(const char *dir)
+{
+    REQUIRE(mkdir(dir, 0700) == 0);
+    for (int i = 0; i < S_FILES; i++) {
+        char *f = xasprintf("%s/f%04d", dir, i);
+        int fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        REQUIRE(fd >= 0);
+        close(fd);
+        free(f);
+    }
+}
+
+static int
+s_count(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        n += e->d_name[0] != '.';
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+// Plays a sibling task that knows an attempt's directory (in subreaper
+// mode tasks of one user see each other's cwd in /proc): as soon as the
+// drone starts deleting in dir/sub, it swaps dir/sub for a link to victim
+// in one step (RENAME_EXCHANGE).  Writes a byte on ready once it watches.
+static _Noreturn void
+s_swapper(const char *dir, const char *victim, int ready)
+{
+    // The link waits outside dir, where the removal cannot take it first.
+    char *sub = xasprintf("%s/sub", dir);
+    char *moved = xasprintf("%s/swap-link", t_tmpdir());
+    alarm(20);  // never outlive the test, whatever the removal does
+    int in = inotify_init1(IN_CLOEXEC);
+    int ok = symlink(victim, moved) == 0 && in >= 0
+             && inotify_add_watch(in, sub, IN_DELETE) >= 0;
+    if (write(ready, "x", 1) != 1 || !ok) {
+        _exit(1);
+    }
+    char buf[4096];
+    if (read(in, buf, sizeof buf) > 0
+        && renameat2(AT_FDCWD, sub, AT_FDCWD, moved, RENAME_EXCHANGE) == 0) {
+        _exit(0);
+    }
+    _exit(1);
+}
+
+// Removing an attempt's directory never follows a link, not even one a
+// task swaps in while the removal runs: the drone runs as root, and
+// victim stands for any directory of the host.
+static void
+test_remove_dir_never_follows(void)
+{
+    char *dir = xasprintf("%s/attempt", t_tmpdir());
+    char *victim = xasprintf("%s/victim", t_tmpdir());
+    char *sub = xasprintf("%s/sub", dir);
+    REQUIRE(mkdir(dir, 0700) == 0);
+    s_fill(sub);
+    s_fill(victim);
+    // A link already there is removed, not followed.
+    char *link = xasprintf("%s/link", dir);
+    REQUIRE(symlink(victim, link) == 0);
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        s_swapper(dir, victim, p[1]);
+    }
+    close(p[1]);
+    char c;
+    REQUIRE(read(p[0], &c, 1) == 1);
+    close(p[0]);
+    attempt_remove_dir(dir);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    printf("swapper %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0
+                                ? "swapped dir/sub for a link"
+                                : "came too late");
+    CHECK_INT(s_count(victim), S_FILES);
+    CHECK(access(dir, F_OK) != 0);  // and all of it is gone
+    attempt_remove_dir(victim);
+    CHECK(access(victim, F_OK) != 0);
+    free(link);
+    free(sub);
+    free(victim);
+    free(dir);
+}
+
+// A tree deeper than the descriptors the removal holds at once goes too.
+static void
+test_remove_dir_deep(void)
+{
+    char *dir = xasprintf("%s/deep", t_tmpdir());
+    REQUIRE(mkdir(dir, 0700) == 0);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    for (int i = 0; i < 300 && fd >= 0; i++) {
+        int next = mkdirat(fd, "d", 0700) == 0
+                       ? openat(fd, "d", O_RDONLY | O_DIRECTORY)
+                       : -1;
+        if (next >= 0 && i % 7 == 0) {
+            close(openat(next, "f", O_WRONLY | O_CREAT, 0600));
+        }
+        close(fd);
+        fd = next;
+    }
+    REQUIRE(fd >= 0);
+    close(fd);
+    attempt_remove_dir(dir);
+    CHECK(access(dir, F_OK) != 0);
+    free(dir);
+}
+
 static const t_case_t t_cases[] = {
     T(test_limits_capped),
     T(test_prepare),
@@ -265,6 +499,10 @@ static const t_case_t t_cases[] = {
     T(test_result),
     T(test_env_scrubbed),
     T(test_dir_name_is_random),
+    T(test_remove_dir_never_follows),
+    T(test_remove_dir_deep),
+    T(test_many_big_inputs_still_exec),
+    T(test_long_id_input_still_execs),
     {0},
 };
 

@@ -7,6 +7,7 @@
 #include "common/xalloc.h"
 #include "tests/harness/t.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define NOW 1700000000000LL
@@ -305,6 +306,37 @@ test_create_and_reopen(void)
     CHECK_INT(s_lease(l, plan, "c", "i2", NOW, &token, &n), LEDGER_OK);
     CHECK_INT(token, 3);
     ledger_destroy(&l);
+}
+
+// Mode bits of path plus suffix, or -1.
+static int
+s_mode(const char *suffix)
+{
+    char path[700];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s%s", s_path(), suffix);
+    return stat(path, &sb) == 0 ? (int) (sb.st_mode & 0777) : -1;
+}
+
+// A new ledger holds every task's output (and what its env carried): it is
+// created readable by its owner only, whatever the umask, and SQLite's WAL
+// and shared-memory files follow it.  An existing file keeps its mode.
+static void
+test_new_ledger_is_private(void)
+{
+    mode_t old = umask(022);
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    CHECK(s_submit(l, s_plan_json, "alice", NULL) > 0);
+    CHECK_INT(s_mode(""), 0600);
+    CHECK_INT(s_mode("-wal"), 0600);
+    ledger_destroy(&l);
+    REQUIRE(chmod(s_path(), 0640) == 0);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(s_mode(""), 0640);
+    ledger_destroy(&l);
+    umask(old);
 }
 
 static void
@@ -1420,6 +1452,7 @@ test_tasks_in_pages(void)
 
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
+    T(test_new_ledger_is_private),
     T(test_tasks_in_pages),
     T(test_error_text_capped),
     T(test_overview_keeps_running_plans),

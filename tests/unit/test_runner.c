@@ -640,6 +640,99 @@ test_pdeathsig(void)
     CHECK(s_gone_within(child, 2000));
 }
 
+// The helper starts "sleep SECONDS" as nobody in mode, says so on ready
+// and waits to be killed.
+static _Noreturn void
+s_pdeath_user_helper(runner_mode_t mode, const char *seconds, int ready)
+{
+    runner_t *rn = runner_new(500);
+    gid_t groups[] = {65534};
+    runner_user_t nobody = {65534, 65534, groups, 1};
+    char *argv[] = {"sleep", (char *) seconds, NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.user = &nobody;
+    char *err = NULL;
+    if (runner_set_mode(rn, mode) != 0
+        || runner_start(rn, 1, &spec, clock_mono_ms(), &err) != 0
+        || write(ready, "x", 1) != 1) {
+        _exit(1);
+    }
+    for (;;) {
+        pause();
+    }
+}
+
+// SIGKILLs the processes whose command line is "sleep SECONDS" (what a
+// failed check left running).
+static void
+s_kill_sleepers(int seconds)
+{
+    char want[32];
+    int wlen = snprintf(want, sizeof want, "sleep%c%d", '\0', seconds) + 1;
+    DIR *d = opendir("/proc");
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        long pid = strtol(e->d_name, NULL, 10);
+        char path[300];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        size_t len = 0;
+        char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
+        if (cmd && len == (size_t) wlen && memcmp(cmd, want, len) == 0) {
+            kill((pid_t) pid, SIGKILL);
+        }
+        free(cmd);
+    }
+    if (d) {
+        closedir(d);
+    }
+}
+
+// A task that runs as another user dies with the drone too: setuid()
+// clears PR_SET_PDEATHSIG, so the child sets it again after the switch.
+static void
+s_check_pdeathsig_user(runner_mode_t mode, int seconds)
+{
+    char arg[16];
+    snprintf(arg, sizeof arg, "%d", seconds);
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    fflush(NULL);
+    pid_t helper = fork();
+    REQUIRE(helper >= 0);
+    if (helper == 0) {
+        close(p[0]);
+        s_pdeath_user_helper(mode, arg, p[1]);
+    }
+    close(p[1]);
+    char c;
+    bool started = read(p[0], &c, 1) == 1;
+    close(p[0]);
+    for (int i = 0; started && i < 250 && t_sleepers(seconds) == 0; i++) {
+        s_sleep_ms(20);
+    }
+    CHECK(started && t_sleepers(seconds) == 1);
+    kill(helper, SIGKILL);
+    waitpid(helper, NULL, 0);
+    for (int i = 0; i < 150 && t_sleepers(seconds) > 0; i++) {
+        s_sleep_ms(20);
+    }
+    CHECK_INT(t_sleepers(seconds), 0);
+    s_kill_sleepers(seconds);
+}
+
+static void
+test_pdeathsig_user(void)
+{
+    if (geteuid() != 0) {
+        t_skip("needs root to become nobody");
+        return;
+    }
+    s_check_pdeathsig_user(RUNNER_PLAIN, 73010);
+    s_check_pdeathsig_user(RUNNER_SUBREAPER, 73011);
+    if (runner_pidns_works()) {
+        s_check_pdeathsig_user(RUNNER_PIDNS, 73012);
+    }
+}
+
 // --- confinement: an init between the runner and the task -----------------
 
 // A runner in mode, or NULL (and a SKIP line) when this host cannot.
@@ -720,30 +813,12 @@ test_init_statuses_pidns(void)
     s_check_statuses(RUNNER_PIDNS);
 }
 
-// Live processes whose command line is "sleep 73000" or "sleep 73001" —
-// durations nothing else on a shared machine is likely to sleep (a
-// task inside a PID namespace cannot tell us its pids as we see them).
+// Live "sleep 73000" and "sleep 73001" processes (a task inside a PID
+// namespace cannot tell us its pids as we see them).
 static int
 s_sleepers(void)
 {
-    int n = 0;
-    DIR *d = opendir("/proc");
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        long pid = strtol(e->d_name, NULL, 10);
-        char path[300];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        size_t len = 0;
-        char *cmd = pid > 0 ? t_read_file(path, &len) : NULL;
-        if (cmd && len == 12 && (memcmp(cmd, "sleep\0" "73000", 12) == 0
-                                 || memcmp(cmd, "sleep\0" "73001", 12) == 0)) {
-            n += s_alive((pid_t) pid);
-        }
-        free(cmd);
-    }
-    if (d) {
-        closedir(d);
-    }
-    return n;
+    return t_sleepers(73000) + t_sleepers(73001);
 }
 
 // A task that starts a setsid() child and a double-fork daemon, and exits:
@@ -1011,6 +1086,7 @@ static const t_case_t t_cases[] = {
     T(test_destroy_kills_orphans),
     T(test_pidns_hides_the_host),
     T(test_user_and_limits),
+    T(test_pdeathsig_user),
     T(test_userns_pidns),
     {0},
 };
