@@ -3,7 +3,6 @@
 #include "drone/taskuser.h"
 
 #include "common/cfg.h"
-#include "common/fdlimit.h"
 #include "common/log.h"
 #include "proto/proto.h"
 
@@ -159,11 +158,6 @@ main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    // Each running task takes a few pipes: under systemd's default soft
-    // limit of 1024 open files a drone with a few hundred slots would fail
-    // tasks with EMFILE (using their attempts).
-    log_info("drone", "open files: up to %llu",
-             (unsigned long long) fdlimit_raise());
     drone_t *drone = NULL;
     if (drone_open(&drone, &cfg, err, sizeof err) < 0) {
         fprintf(stderr, "waggle-drone: %s\n", err);
