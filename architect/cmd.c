@@ -352,11 +352,48 @@ static const cfg_option_t s_status_opts[] = {
 };
 
 static int
-s_status_call(arch_t *a, int64_t plan, proto_msg_t **reply)
+s_status_page(arch_t *a, int64_t plan, uint32_t offset, proto_msg_t **reply)
 {
     proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS);
     req->u.status.plan = plan;
+    req->u.status.offset = offset;
     return arch_call(a, &req, reply);
+}
+
+// Moves page's tasks to the end of all's (page keeps none).
+static void
+s_status_append(proto_status_ok_t *all, proto_status_ok_t *page)
+{
+    size_t n = all->n_tasks + page->n_tasks;
+    all->tasks = xrealloc(all->tasks, (n ? n : 1) * sizeof *all->tasks);
+    memcpy(all->tasks + all->n_tasks, page->tasks,
+           page->n_tasks * sizeof *page->tasks);
+    all->n_tasks = n;
+    page->n_tasks = 0;
+    all->more = page->more;
+}
+
+// STATUS, with every page of a big plan's tasks gathered into one reply.
+static int
+s_status_call(arch_t *a, int64_t plan, proto_msg_t **reply)
+{
+    int rc = s_status_page(a, plan, 0, reply);
+    while (rc == 0 && (*reply)->u.status_ok.more) {
+        proto_status_ok_t *all = &(*reply)->u.status_ok;
+        proto_msg_t *next = NULL;
+        // The broker lists at least one task per page, so this ends.
+        if ((rc = s_status_page(a, plan, (uint32_t) all->n_tasks, &next))
+            != 0) {
+            proto_msg_destroy(reply);
+            break;
+        }
+        if (next->u.status_ok.n_tasks == 0) {
+            next->u.status_ok.more = false;
+        }
+        s_status_append(all, &next->u.status_ok);
+        proto_msg_destroy(&next);
+    }
+    return rc;
 }
 
 int
@@ -423,6 +460,23 @@ s_show(s_progress_t *p, const char *line, bool final)
     p->last = xstrdup(line);
 }
 
+// wait --json at the end: the whole plan, its tasks included (the polls
+// asked for its counts only).  Returns code, or the failure's exit code.
+static int
+s_wait_json(arch_t *a, int64_t plan, int code)
+{
+    proto_msg_t *full = NULL;
+    int rc = s_status_call(a, plan, &full);
+    if (rc != 0) {
+        return rc;
+    }
+    char *text = render_json(&full->u.status_ok, true);
+    printf("%s\n", text);
+    free(text);
+    proto_msg_destroy(&full);
+    return code;
+}
+
 // One poll of the plan.  Returns -1 to keep waiting, else an exit code.
 static int
 s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
@@ -430,6 +484,8 @@ s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
     const char *nl = p->tty && p->last ? "\n" : "";
     proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS), *reply = NULL;
     req->u.status.plan = plan;
+    // The plan's counts are all a poll needs; its tasks only at the end.
+    req->u.status.summary = true;
     char err[512];
     link_rc_t rc = link_request(a->link, &req, a->cfg->connect_timeout_ms,
                                 &reply, err, sizeof err);
@@ -461,9 +517,7 @@ s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
             code = strcmp(pi->state, "succeeded") == 0 ? ARCH_EXIT_OK
                                                        : ARCH_EXIT_FAILED;
             if (json) {
-                char *text = render_json(st, true);
-                printf("%s\n", text);
-                free(text);
+                code = s_wait_json(a, plan, code);
             }
         }
     }

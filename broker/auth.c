@@ -14,6 +14,7 @@
 // PITFALLS.md).
 #include "broker/auth.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "proto/proto.h"
@@ -42,6 +43,9 @@
 #define AUTH_BATCH_MAX 256
 // Identical refusals in a row are logged once per this many.
 #define AUTH_LOG_EVERY 100
+// Refusal lines a second at most: a peer that has the broker's public key
+// can make a new client key for every handshake.
+#define AUTH_LOG_PER_S 5
 
 // The frames of a ZAP request after REP has taken the envelope.
 enum {
@@ -61,6 +65,9 @@ struct auth {
     uint64_t refused;           // requests answered 400 or 500
     char last_refused[112];     // what the last refusal logged was about
     uint64_t repeats;           // refusals in a row about last_refused
+    int64_t log_second_ms;      // monotonic start of the quota's second
+    uint32_t log_lines;         // refusal lines logged in that second
+    uint64_t unlogged;          // refusals not logged since the last line
 };
 
 // One request as received, bounded in frames.
@@ -278,28 +285,50 @@ s_send_reply(void *sock, s_request_t *req, const s_reply_t *reply)
     s_send_frame(sock, "", 0, false);
 }
 
+// Whether one more refusal line fits this second's quota.
+static bool
+s_log_quota(auth_t *self)
+{
+    int64_t now = clock_mono_ms();
+    if (now - self->log_second_ms >= 1000) {
+        self->log_second_ms = now;
+        self->log_lines = 0;
+    }
+    return self->log_lines++ < AUTH_LOG_PER_S;
+}
+
 // Logs a refusal, once per run of identical ones and every
-// AUTH_LOG_EVERY after that: a refused drone retries every reconnect.
+// AUTH_LOG_EVERY after that (a refused drone retries every reconnect), and
+// at most AUTH_LOG_PER_S a second; the next line counts what was not
+// logged.
 static void
 s_log_refusal(auth_t *self, s_request_t *req, const s_reply_t *reply)
 {
     char about[112], address[64] = "";
     snprintf(about, sizeof about, "%s %s", reply->key_z85, reply->text);
-    if (strcmp(about, self->last_refused) == 0 &&
-        ++self->repeats % AUTH_LOG_EVERY != 0) {
+    bool repeat = strcmp(about, self->last_refused) == 0;
+    if ((repeat && ++self->repeats % AUTH_LOG_EVERY != 0) ||
+        !s_log_quota(self)) {
+        self->unlogged++;
         return;
     }
-    if (strcmp(about, self->last_refused) != 0) {
+    if (!repeat) {
         snprintf(self->last_refused, sizeof self->last_refused, "%s", about);
         self->repeats = 0;
     }
     if (req->count > F_ADDRESS && s_size(req, F_ADDRESS) <= AUTH_FIELD_MAX) {
         s_frame_text(req, F_ADDRESS, address, sizeof address);
     }
-    log_warn(AUTH_LOG, "refused %s%s%sfrom '%s': %s (%" PRIu64 " refused)",
+    char unlogged[64] = "";
+    if (self->unlogged > 0) {
+        snprintf(unlogged, sizeof unlogged, "; %" PRIu64 " since the last "
+                 "line not logged", self->unlogged);
+    }
+    log_warn(AUTH_LOG, "refused %s%s%sfrom '%s': %s (%" PRIu64 " refused%s)",
              reply->key_z85[0] ? "key '" : "", reply->key_z85,
              reply->key_z85[0] ? "' " : "", address, reply->text,
-             self->refused);
+             self->refused, unlogged);
+    self->unlogged = 0;
 }
 
 static void

@@ -285,20 +285,62 @@ s_flush(broker_t *b)
     b->n_out = 0;
 }
 
+// The leases of sched that no drone has confirmed yet (caller frees).
+static size_t
+s_unconfirmed(const sched_t *sched, sched_lease_t **out)
+{
+    size_t n = sched_leases_expired(sched, INT64_MAX, out), k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(*out)[i].confirmed) {
+            (*out)[k++] = (*out)[i];
+        }
+    }
+    return k;
+}
+
+// A load treats every lease as confirmed (after a restart its drone had
+// it); within one run the ledger does not know, so the leases that were
+// unconfirmed before the rebuild stay so, with their deadlines: a failed
+// commit must not turn a lost lease into an expiry that uses an attempt.
+static void
+s_restore_unconfirmed(broker_t *b, const sched_lease_t *old, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const sched_lease_t *l = sched_lease_get(b->sched, old[i].token);
+        if (l && strcmp(l->instance, old[i].instance) == 0) {
+            sched_lease_remove(b->sched, old[i].token);
+            sched_lease_add(b->sched, &old[i]);
+        }
+    }
+}
+
+// Runs after the turn has ended: what the load writes (settling finished
+// plans, clamping backoffs) is a transaction of its own, and a failure in
+// it must leave neither that transaction open nor the turn failed for the
+// next turn.
 static void
 s_rebuild(broker_t *b)
 {
     b->rebuild = false;
+    sched_lease_t *old = NULL;
+    size_t n_old = s_unconfirmed(b->sched, &old);
     sched_destroy(&b->sched);
     b->sched = sched_new();
     b->now_mono = clock_mono_ms();
     b->now_wall = clock_wall_ms();
-    if (plans_load(b) < 0 ||
-        (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0)) {
+    bool ok = plans_load(b) == 0 && !b->turn_failed;
+    s_restore_unconfirmed(b, old, n_old);
+    free(old);
+    if (ok && ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0) {
+        ok = false;
+    }
+    if (!ok) {
+        ledger_rollback(b->ledger);
         log_error(LOG, "cannot reload plans from the ledger; retrying next "
                        "turn");
         b->rebuild = true;
     }
+    b->turn_failed = false;
 }
 
 static void

@@ -5,7 +5,8 @@
 // transition to the ledger as a compare-and-set, fire timers, push work into
 // free credit, commit the turn in one transaction, and only then send what
 // depends on it.  broker_run() returns when *stop was set (from a signal
-// handler) or on a fatal error; SIGHUP reloads the allow lists.
+// handler); a failing ledger fails turns, it does not end the loop.
+// SIGHUP reloads the allow lists.
 #ifndef WAGGLE_BROKER_H
 #define WAGGLE_BROKER_H
 
@@ -51,7 +52,8 @@ const char *broker_endpoint(const broker_t *self);
 // Runs turns until *stop becomes non-zero.  reload_fd, when >= 0, is the
 // non-blocking read end of a pipe that a SIGHUP handler writes a byte to:
 // the loop polls it, drains it and reloads the allow lists in its next
-// turn (keyring.c).  Returns 0, or -1 on a fatal error (already logged).
+// turn (keyring.c).  Returns 0 once *stop is set: nothing at run time is
+// fatal (a failed commit fails its turn and memory is rebuilt).
 int broker_run(broker_t *self, volatile sig_atomic_t *stop, int reload_fd);
 
 #endif

@@ -107,19 +107,31 @@ int broker_open_offline(broker_t **out, const broker_config_t *cfg,
                         char *err, size_t errlen);
 
 // --- drones.c ---------------------------------------------------------
+// The registered drone with this instance id, or the one bound to this
+// session, or NULL (borrowed: valid until the registry changes).
 drone_t *drones_find(broker_t *b, const char *instance);
 drone_t *drones_by_rid(broker_t *b, const wire_rid_t *rid);
 void drones_destroy_all(broker_t *b);
+// HELLO, HEARTBEAT, RESULT, UPDATE and BYE (the sender's role was
+// checked).
 void drones_on_message(broker_t *b, router_in_t *in);
-// Sends heartbeats, forgets drones silent past their lease, pushes work
-// into free credit.
+// Sends heartbeats and forgets drones silent past their lease (unless
+// quarantined).
 void drones_heartbeat(broker_t *b);
+// Leases ready tasks to drones with free credit (trust_credit) and queues
+// their TASKs; stops at a failed or desynchronised turn.
 void drones_dispatch(broker_t *b);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no
 // attempt used) and forgets it.  d is freed.
 void drones_cut(broker_t *b, drone_t *d, const char *why);
+// Queues a STOP of (plan, task, token) for rid, with reason; depends as for
+// broker_queue (a STOP that follows a transition waits for its commit).
+// The one place a STOP is built.
+void drones_stop(broker_t *b, const wire_rid_t *rid, int64_t plan,
+                 const char *task, uint64_t token, const char *reason,
+                 bool depends);
 // Releases a lease whose TASK could not be delivered (no attempt used).
 void drones_release_undelivered(broker_t *b, uint64_t token);
 // Every connected drone's tags, for waiting reasons and submit warnings.

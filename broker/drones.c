@@ -43,6 +43,16 @@ drones_by_rid(broker_t *b, const wire_rid_t *rid)
     return NULL;
 }
 
+// Whether a line at level about what d's session sent fits its log
+// quota: a drone may repeat HELLO, UPDATE and bogus tokens at will, and
+// the log must not grow with them (router_log_quota).
+static bool
+s_log_quota(broker_t *b, const drone_t *d, log_level_t level)
+{
+    return log_enabled(level) &&
+           router_log_quota(b->router, &d->rid, d->name, b->now_mono);
+}
+
 static void
 s_forget(broker_t *b, size_t i)
 {
@@ -73,9 +83,10 @@ s_register(broker_t *b, const char *instance)
     return d;
 }
 
-static void
-s_stop(broker_t *b, const wire_rid_t *rid, int64_t plan, const char *task,
-       uint64_t token, const char *reason, bool depends)
+void
+drones_stop(broker_t *b, const wire_rid_t *rid, int64_t plan,
+            const char *task, uint64_t token, const char *reason,
+            bool depends)
 {
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STOP);
     m->u.stop.plan = plan;
@@ -125,14 +136,18 @@ s_check_listed(broker_t *b, drone_t *d, uint64_t token, int64_t plan,
     if (!task) {
         // A HEARTBEAT listing a token the ledger does not know: no STOP can
         // name its task (PROTOCOL.md 7.5).  Its RESULT will be stale, and a
-        // HELLO that lists it (with its task) gets the STOP.
-        log_warn(LOG, "drone '%s' lists token %llu, which the ledger does "
-                 "not know; no STOP", d->instance, (unsigned long long) token);
+        // HELLO that lists it (with its task) gets the STOP.  A HEARTBEAT
+        // lists up to 4,096 tokens: the session's log quota bounds this.
+        if (s_log_quota(b, d, LOG_LEVEL_WARN)) {
+            log_warn(LOG, "drone '%s' instance %s lists token %llu, which "
+                     "the ledger does not know; no STOP", d->name,
+                     d->instance, (unsigned long long) token);
+        }
         return;
     }
     // Sent only if the turn commits: what made the lease look stale (a
     // result, an expiry earlier in this turn) may yet be rolled back.
-    s_stop(b, &d->rid, known_plan, task, token, "stale", true);
+    drones_stop(b, &d->rid, known_plan, task, token, "stale", true);
     free(known_task);
 }
 
@@ -204,10 +219,24 @@ s_forget_drone(broker_t *b, const drone_t *d)
     }
 }
 
+// d has left its session (BYE, or the session became another instance):
+// it is forgotten, unless quarantined, which must outlive the session (a
+// client could otherwise leave and HELLO its way out): then it is only
+// unbound.
+static void
+s_leave(broker_t *b, drone_t *d)
+{
+    if (d->quarantined) {
+        memset(&d->rid, 0, sizeof d->rid);
+        d->connected = false;
+    } else {
+        s_forget_drone(b, d);
+    }
+}
+
 // The session said HELLO as another instance: the one it was bound to is
 // gone from it.  Its leases are released as for a drone that no longer
-// lists them, and it is forgotten (unless quarantined: that must outlive
-// the session).
+// lists them, and it leaves (s_leave).
 static void
 s_unbind(broker_t *b, drone_t *old, const char *instance)
 {
@@ -221,12 +250,7 @@ s_unbind(broker_t *b, drone_t *old, const char *instance)
     log_info(LOG, "drone '%s' instance %s: its session is now instance %s; "
                   "%zu leases released", old->name, old->instance, instance,
              n);
-    if (old->quarantined) {
-        memset(&old->rid, 0, sizeof old->rid);
-        old->connected = false;
-    } else {
-        s_forget_drone(b, old);
-    }
+    s_leave(b, old);
 }
 
 static bool
@@ -269,9 +293,12 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
                           b->now_wall) == LEDGER_ERROR) {
         broker_fail_turn(b);
     }
-    log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
-                  "%zu leases%s", d->name, d->instance, d->host, d->slots,
-             tags, h->n_leases, d->quarantined ? " (quarantined)" : "");
+    if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
+        log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
+                      "%zu leases%s", d->name, d->instance, d->host,
+                 d->slots, tags, h->n_leases,
+                 d->quarantined ? " (quarantined)" : "");
+    }
     free(tags);
 }
 
@@ -396,42 +423,47 @@ s_lease_matches(const sched_t *sched, const sched_lease_t *l,
     return wp && strcmp(wp->tasks[l->idx].id, r->task) == 0;
 }
 
+// Records the RESULT req for d's current lease l; returns its ack.
+static proto_msg_t *
+s_record(broker_t *b, drone_t *d, const proto_msg_t *req,
+         const sched_lease_t *l)
+{
+    if (!broker_begin(b)) {
+        return s_ack(req, PROTO_ACK_ERROR, "ledger error");
+    }
+    if (!l->confirmed) {
+        trust_confirmed(d);  // its RESULT shows the TASK arrived
+    }
+    ledger_attempt_end_t end = {0};
+    s_fill_end(b, &req->u.result, &end);
+    sched_lease_t copy = *l;
+    ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
+    if (rc == LEDGER_OK) {
+        return s_ack(req, PROTO_ACK_ACCEPTED, NULL);
+    }
+    if (rc == LEDGER_MISS) {
+        broker_desync(b, "a current lease was refused by the ledger");
+        return s_late_result(b, req);
+    }
+    broker_fail_turn(b);
+    return s_ack(req, PROTO_ACK_ERROR, "ledger error");
+}
+
 static void
 s_result(broker_t *b, drone_t *d, router_in_t *in)
 {
     const proto_result_t *r = &in->msg->u.result;
     const sched_lease_t *l = sched_lease_get(b->sched, r->token);
-    proto_msg_t *ack;
-    if (!s_lease_matches(b->sched, l, d, r)) {
-        ack = s_late_result(b, in->msg);
-    } else if (!broker_begin(b)) {
-        ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
-    } else {
-        if (!l->confirmed) {
-            trust_confirmed(d);  // its RESULT shows the TASK arrived
-        }
-        ledger_attempt_end_t end = {0};
-        s_fill_end(b, r, &end);
-        sched_lease_t copy = *l;
-        ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
-        if (rc == LEDGER_OK) {
-            ack = s_ack(in->msg, PROTO_ACK_ACCEPTED, NULL);
-        } else if (rc == LEDGER_MISS) {
-            broker_desync(b, "a current lease was refused by the ledger");
-            ack = s_late_result(b, in->msg);
-        } else {
-            broker_fail_turn(b);
-            ack = s_ack(in->msg, PROTO_ACK_ERROR, "ledger error");
-        }
-    }
+    proto_msg_t *ack = s_lease_matches(b->sched, l, d, r)
+                           ? s_record(b, d, in->msg, l)
+                           : s_late_result(b, in->msg);
     proto_ack_t status = ack->u.result_ack.status;
     // Only work recorded now counts: a "duplicate" can be had for any
     // token whose attempt ended, a lost lease's included.
     if (status == PROTO_ACK_ACCEPTED) {
         trust_result(d);
     }
-    if (status != PROTO_ACK_ACCEPTED && log_enabled(LOG_LEVEL_INFO) &&
-        router_log_quota(b->router, &in->rid, in->name, b->now_mono)) {
+    if (status != PROTO_ACK_ACCEPTED && s_log_quota(b, d, LOG_LEVEL_INFO)) {
         log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
                       "%s (%s)", (long long) r->plan, r->task,
                  (unsigned long long) r->token, d->instance,
@@ -462,7 +494,7 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
     free(mine);
     log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
-    s_forget_drone(b, d);
+    s_leave(b, d);
 }
 
 void
@@ -473,8 +505,9 @@ drones_cut(broker_t *b, drone_t *d, const char *why)
     for (size_t i = 0; i < n; i++) {
         const workplan_t *wp = sched_workplan(b->sched, mine[i].plan);
         if (wp) {
-            s_stop(b, &d->rid, mine[i].plan, wp->tasks[mine[i].idx].id,
-                   mine[i].token, "revoked", true);
+            drones_stop(b, &d->rid, mine[i].plan,
+                        wp->tasks[mine[i].idx].id, mine[i].token, "revoked",
+                        true);
         }
         s_release(b, &mine[i], why);
     }
@@ -515,8 +548,11 @@ drones_on_message(broker_t *b, router_in_t *in)
     case PROTO_MSG_UPDATE:
         d->slots = in->msg->u.update.slots;
         d->draining = in->msg->u.update.draining;
-        log_info(LOG, "drone '%s': %u slots%s", d->instance, d->slots,
-                 d->draining ? ", draining" : "");
+        if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
+            log_info(LOG, "drone '%s' instance %s: %u slots%s", d->name,
+                     d->instance, d->slots,
+                     d->draining ? ", draining" : "");
+        }
         s_ok(b, in, false);
         break;
     case PROTO_MSG_BYE:
@@ -746,8 +782,9 @@ drones_expire(broker_t *b)
         log_info(LOG, "task '%s' of plan %lld: %s",
                  wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
         if (d && wp) {
-            s_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
-                   end.timed_out ? "timeout" : "expired", true);
+            drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id,
+                        l->token, end.timed_out ? "timeout" : "expired",
+                        true);
         }
         if (!broker_begin(b) ||
             plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_LOG "broker.ledger"
@@ -63,6 +64,27 @@ ledger__bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
                : sqlite3_bind_null(st, i);
+    assert(rc == SQLITE_OK);
+    (void) rc;
+}
+
+void
+ledger__bind_sentence(sqlite3_stmt *st, int i, const char *s)
+{
+    if (!s) {
+        ledger__bind_text(st, i, NULL);
+        return;
+    }
+    size_t n = strlen(s);
+    if (n > LEDGER_ERROR_MAX) {
+        // Back up over the continuation bytes of a character the cut would
+        // split: status sends this text, and the spec wants valid UTF-8.
+        n = LEDGER_ERROR_MAX;
+        while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80) {
+            n--;
+        }
+    }
+    int rc = sqlite3_bind_text(st, i, s, (int) n, SQLITE_STATIC);
     assert(rc == SQLITE_OK);
     (void) rc;
 }
@@ -205,6 +227,22 @@ s_lock(const char *path, char *err, size_t errlen)
     }
     free(lock_path);
     return fd;
+}
+
+// Creates path empty and private when it does not exist yet: the ledger
+// holds every task's output and the env its workplan gave it, and SQLite
+// would create it 0644 less the umask (its WAL and shared-memory files
+// then take this file's mode).  An existing file keeps the mode its owner
+// gave it.
+static void
+s_create_private(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0600);
+    if (fd >= 0) {
+        (void) fchmod(fd, 0600);  // a umask may have taken the owner's bits
+        close(fd);
+    }
 }
 
 // Runs sql on the raw connection (open time, before statements exist).
@@ -394,6 +432,9 @@ ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
     if (!rdonly && (self->lock_fd = s_lock(path, err, errlen)) < 0) {
         ledger_destroy(&self);
         return -1;
+    }
+    if (!rdonly) {
+        s_create_private(path);
     }
     // One thread uses the connection, so SQLite's own mutexes are waste.
     int oflags = SQLITE_OPEN_NOMUTEX

@@ -83,6 +83,10 @@ enum ledger_flags {
     LEDGER_RDONLY = 1 << 0,      // read-only, takes no lock (tests, tools)
 };
 
+// Bytes of an attempt's error text kept (the rest is cut, on a UTF-8
+// character boundary): it is a sentence, shown with every status page.
+#define LEDGER_ERROR_MAX 1024
+
 // How a leased attempt ended (ledger_task_finish).
 typedef struct {
     ledger_attempt_outcome_t outcome;
@@ -233,12 +237,21 @@ ledger_rc_t ledger_task_output(ledger_t *self, int64_t plan, const char *task,
 
 // --- reads for status -------------------------------------------------
 // Plans, newest first, with task counts per state (fills out->plans).
-// plan 0: all plans (at most limit); else that plan only (MISS if none).
+// plan 0: the newest limit plans (0: all) and every running plan, however
+// old (at most 10,000); else that plan only (MISS if none).
 ledger_rc_t ledger_plans(ledger_t *self, int64_t plan, size_t limit,
                          proto_status_ok_t *out);
-// The tasks of a plan in workplan order (fills out->tasks; waiting_reason
-// left NULL for the broker to fill).
-ledger_rc_t ledger_tasks(ledger_t *self, int64_t plan, proto_status_ok_t *out);
+// ledger_plans without the counts (left 0), and the counts of one plan:
+// for a caller that knows a loaded plan's counts without counting rows.
+ledger_rc_t ledger_plan_rows(ledger_t *self, int64_t plan, size_t limit,
+                             proto_status_ok_t *out);
+ledger_rc_t ledger_plan_counts(ledger_t *self, proto_plan_info_t *p);
+// A page of a plan's tasks in workplan order, from index first: as many as
+// fit in max_objects (PROTO_TASK_INFO_OBJECTS plus one per need each), at least
+// one.  Fills out->tasks (waiting_reason left NULL for the broker to fill)
+// and sets out->more when tasks follow.  A first past the end gives none.
+ledger_rc_t ledger_tasks(ledger_t *self, int64_t plan, uint32_t first,
+                         size_t max_objects, proto_status_ok_t *out);
 // Every attempt of a plan (task NULL) or of one task, in order.
 ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                             void (*cb)(void *arg,

@@ -129,6 +129,9 @@ struct sqlite3_stmt *ledger__stmt(ledger_t *self, ledger__query_t q);
 // the statement is reset.
 void ledger__bind_int(struct sqlite3_stmt *st, int i, int64_t v);
 void ledger__bind_text(struct sqlite3_stmt *st, int i, const char *s);
+// Like ledger__bind_text for an error sentence: at most LEDGER_ERROR_MAX
+// bytes, cut on a UTF-8 character boundary.
+void ledger__bind_sentence(struct sqlite3_stmt *st, int i, const char *s);
 // Column i of the current row: borrowed until the next step or reset; or
 // a copy the caller frees.  NULL for SQL NULL.
 const char *ledger__col_text(struct sqlite3_stmt *st, int i);

@@ -41,15 +41,38 @@ s_sync_dir(const char *path)
     free(copy);
 }
 
+// Creates tmp empty with the ledger's mode, so the copy is never readable
+// by anyone the ledger is not (SQLite would create it 0644 less the umask).
+static int
+s_create(ledger_t *self, const char *tmp, char *err, size_t errlen)
+{
+    struct stat sb;
+    mode_t mode = stat(self->path, &sb) == 0 ? sb.st_mode & 0777 : 0600;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  mode);
+    if (fd < 0 || fchmod(fd, mode) < 0) {
+        snprintf(err, errlen, "cannot back up ledger '%s': cannot create "
+                 "'%s': %s", self->path, tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 // Copies the whole database, WAL included, into tmp.  The copy holds what
 // the ledger holds, outputs included, so it gets the ledger's mode.
 static int
 s_copy(ledger_t *self, const char *tmp, char *err, size_t errlen)
 {
+    if (s_create(self, tmp, err, errlen) < 0) {
+        return -1;
+    }
     sqlite3 *dst = NULL;
     int rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE
-                             | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+                             | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_backup *bk = sqlite3_backup_init(dst, "main", self->db,
                                                  "main");
@@ -64,10 +87,6 @@ s_copy(ledger_t *self, const char *tmp, char *err, size_t errlen)
                  self->path, tmp, dst ? sqlite3_errmsg(dst) : "out of memory");
     }
     sqlite3_close(dst);
-    struct stat sb;
-    if (rc == SQLITE_OK && stat(self->path, &sb) == 0) {
-        (void) chmod(tmp, sb.st_mode & 0777);
-    }
     return rc == SQLITE_OK ? 0 : -1;
 }
 

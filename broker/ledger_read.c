@@ -18,6 +18,7 @@
 #include <assert.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // --- plans -------------------------------------------------------------
@@ -150,9 +151,10 @@ s_plan_row(proto_status_ok_t *out, sqlite3_stmt *st)
     p->finished_ms = sqlite3_column_int64(st, 5);  // NULL reads as 0
 }
 
-static ledger_rc_t
-s_plan_counts(ledger_t *self, proto_plan_info_t *p)
+ledger_rc_t
+ledger_plan_counts(ledger_t *self, proto_plan_info_t *p)
 {
+    assert(self && p);
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_COUNTS);
     ledger__bind_int(st, 1, p->id);
     int rc;
@@ -166,8 +168,8 @@ s_plan_counts(ledger_t *self, proto_plan_info_t *p)
 }
 
 ledger_rc_t
-ledger_plans(ledger_t *self, int64_t plan, size_t limit,
-             proto_status_ok_t *out)
+ledger_plan_rows(ledger_t *self, int64_t plan, size_t limit,
+                 proto_status_ok_t *out)
 {
     assert(self && out && out->n_plans == 0);
     sqlite3_stmt *st =
@@ -181,12 +183,18 @@ ledger_plans(ledger_t *self, int64_t plan, size_t limit,
     if (ledger__read_end(self, st, rc, "plans") != LEDGER_OK) {
         return LEDGER_ERROR;
     }
-    for (size_t i = 0; i < out->n_plans; i++) {
-        if (s_plan_counts(self, &out->plans[i]) != LEDGER_OK) {
-            return LEDGER_ERROR;
-        }
-    }
     return plan && out->n_plans == 0 ? LEDGER_MISS : LEDGER_OK;
+}
+
+ledger_rc_t
+ledger_plans(ledger_t *self, int64_t plan, size_t limit,
+             proto_status_ok_t *out)
+{
+    ledger_rc_t rc = ledger_plan_rows(self, plan, limit, out);
+    for (size_t i = 0; rc == LEDGER_OK && i < out->n_plans; i++) {
+        rc = ledger_plan_counts(self, &out->plans[i]);
+    }
+    return rc;
 }
 
 static void
@@ -205,48 +213,89 @@ s_task_row(proto_task_info_t *t, sqlite3_stmt *st)
     t->last_error = ledger__col_dup(st, 6);
 }
 
+// Fills the needs of tasks[0..n), which start at seq first.
 static ledger_rc_t
-s_task_needs(ledger_t *self, int64_t plan, proto_task_info_t *tasks,
-             size_t n)
+s_task_needs(ledger_t *self, int64_t plan, int64_t first,
+             proto_task_info_t *tasks, size_t n)
 {
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_NEEDS);
     ledger__bind_int(st, 1, plan);
+    ledger__bind_int(st, 2, first);
+    ledger__bind_int(st, 3, first + (int64_t) n);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t seq = sqlite3_column_int64(st, 0);
-        // seq is the task's index in the workplan, so in tasks[].
-        if (seq >= 0 && (size_t) seq < n) {
-            proto_strv_push(&tasks[seq].needs, ledger__col_text(st, 1));
+        // seq is the task's index in the workplan: tasks[seq - first].
+        int64_t i = sqlite3_column_int64(st, 0) - first;
+        if (i >= 0 && (size_t) i < n) {
+            proto_strv_push(&tasks[i].needs, ledger__col_text(st, 1));
         }
     }
     return ledger__read_end(self, st, rc, "task needs");
 }
 
-ledger_rc_t
-ledger_tasks(ledger_t *self, int64_t plan, proto_status_ok_t *out)
+static void
+s_task_free(proto_task_info_t *t)
 {
-    assert(self && out && out->n_tasks == 0);
+    free(t->id);
+    free(t->kind);
+    free(t->drone);
+    free(t->last_error);
+    free(t->waiting_reason);
+    proto_strv_release(&t->needs);
+}
+
+// Keeps the tasks that fit in max_objects (at least one, so paging always
+// moves on) and frees the rest.
+static void
+s_task_trim(proto_status_ok_t *out, size_t max_objects)
+{
+    size_t objects = 0, keep = 0;
+    for (; keep < out->n_tasks; keep++) {
+        objects += PROTO_TASK_INFO_OBJECTS + out->tasks[keep].needs.count;
+        if (keep > 0 && objects > max_objects) {
+            break;
+        }
+    }
+    for (size_t i = keep; i < out->n_tasks; i++) {
+        s_task_free(&out->tasks[i]);
+    }
+    out->n_tasks = keep;
+}
+
+ledger_rc_t
+ledger_tasks(ledger_t *self, int64_t plan, uint32_t first,
+             size_t max_objects, proto_status_ok_t *out)
+{
+    assert(self && out && out->n_tasks == 0 && max_objects > 0);
     int64_t count;
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_COUNT);
     ledger__bind_int(st, 1, plan);
     if (ledger__returning(self, st, "tasks", &count) != LEDGER_OK) {
         return LEDGER_ERROR;
     }
-    out->tasks = xcalloc((size_t) count, sizeof *out->tasks);
+    int64_t left = count > (int64_t) first ? count - (int64_t) first : 0;
+    int64_t most = (int64_t) (max_objects / PROTO_TASK_INFO_OBJECTS) + 1;
+    size_t cap = (size_t) (left < most ? left : most);
+    out->tasks = xcalloc(cap ? cap : 1, sizeof *out->tasks);
     st = ledger__stmt(self, LEDGER__Q_TASKS);
     ledger__bind_int(st, 1, plan);
+    ledger__bind_int(st, 2, first);
+    ledger__bind_int(st, 3, (int64_t) cap);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW
-           && out->n_tasks < (size_t) count) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && out->n_tasks < cap) {
         s_task_row(&out->tasks[out->n_tasks++], st);
     }
     if (rc == SQLITE_ROW) {
         rc = SQLITE_DONE;  // cannot happen inside one read transaction
     }
-    if (ledger__read_end(self, st, rc, "tasks") != LEDGER_OK) {
+    if (ledger__read_end(self, st, rc, "tasks") != LEDGER_OK ||
+        s_task_needs(self, plan, first, out->tasks, out->n_tasks) !=
+            LEDGER_OK) {
         return LEDGER_ERROR;
     }
-    return s_task_needs(self, plan, out->tasks, out->n_tasks);
+    s_task_trim(out, max_objects);
+    out->more = (int64_t) first + (int64_t) out->n_tasks < count;
+    return LEDGER_OK;
 }
 
 ledger_rc_t

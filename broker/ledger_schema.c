@@ -237,9 +237,13 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " finished_ms = iif(?3 = 'running', NULL, ?4)"
         " WHERE id = ?1 AND state = ?2",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
+    // The newest ?1 plans and every running one (at most 10,000).
     [LEDGER__Q_PLANS] =
         "SELECT id, name, state, submitted_by, created_ms,"
-        " finished_ms FROM plans ORDER BY id DESC LIMIT ?1",
+        " finished_ms FROM plans"
+        " WHERE id IN (SELECT id FROM plans ORDER BY id DESC LIMIT ?1)"
+        " OR id IN (SELECT id FROM plans WHERE state = 'running'"
+        " ORDER BY id DESC LIMIT 10000) ORDER BY id DESC",
     [LEDGER__Q_PLAN_ONE] =
         "SELECT id, name, state, submitted_by, created_ms,"
         " finished_ms FROM plans WHERE id = ?1",
@@ -250,11 +254,13 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_TASKS] =
         "SELECT tid, state, kind, attempts_used,"
         " coalesce(lease_holder, last_drone), last_exit_code,"
-        " last_error FROM tasks WHERE plan_id = ?1 ORDER BY seq",
+        " last_error FROM tasks WHERE plan_id = ?1 AND seq >= ?2"
+        " ORDER BY seq LIMIT ?3",
     [LEDGER__Q_NEEDS] =
         "SELECT t.seq, e.need FROM edges e JOIN tasks t"
         " ON t.plan_id = e.plan_id AND t.tid = e.tid"
-        " WHERE e.plan_id = ?1 ORDER BY t.seq, e.ord",
+        " WHERE e.plan_id = ?1 AND t.seq >= ?2 AND t.seq < ?3"
+        " ORDER BY t.seq, e.ord",
     [LEDGER__Q_ATTEMPTS] =
         "SELECT plan_id, tid, n, token, instance, holder, outcome,"
         " started_ms, ended_ms, exit_code, error FROM attempts"

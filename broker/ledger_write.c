@@ -335,7 +335,7 @@ s_finish_cas(ledger_t *self, int64_t plan, const char *task, uint64_t token,
     if (end->has_exit_code) {
         ledger__bind_int(st, 8, end->exit_code);
     }
-    ledger__bind_text(st, 9, end->error);
+    ledger__bind_sentence(st, 9, end->error);
     ledger__bind_int(st, 10, end->lost);
     return ledger__write(self, st, "finish");
 }
@@ -356,7 +356,7 @@ s_attempt_end(ledger_t *self, uint64_t token, const ledger_attempt_end_t *e,
     }
     ledger__bind_int(st, 5, e->signal);
     ledger__bind_int(st, 6, e->timed_out);
-    ledger__bind_text(st, 7, e->error);
+    ledger__bind_sentence(st, 7, e->error);
     ledger__bind_int(st, 9, e->out_truncated);
     ledger__bind_int(st, 11, e->err_truncated);
     if (sqlite3_bind_blob64(st, 8, e->out, e->out_len, SQLITE_STATIC)

@@ -2,6 +2,7 @@
 #include "broker/broker.h"
 
 #include "common/cfg.h"
+#include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
 
@@ -137,6 +138,16 @@ s_check(const broker_config_t *cfg)
                                "would cost a lease", (long long) cfg->lease_ms,
                                (long long) cfg->heartbeat_ms);
     }
+    // A RESULT carries at most max_output bytes of stdout and as many of
+    // stderr (the drone trims both to WELCOME's max_output_bytes); it must
+    // fit in one frame, or the drone could never deliver it.
+    if (cfg->max_frame < 2 * cfg->max_output + 65536) {
+        return cfg_usage_error(&s_prog, "--max-frame %lld must be at least "
+                               "2 x --max-output + 65536 = %lld, so that a "
+                               "result with a full stdout and stderr fits "
+                               "in one frame", (long long) cfg->max_frame,
+                               (long long) (2 * cfg->max_output + 65536));
+    }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
         return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "
                                         "--backoff-base-ms");
@@ -149,6 +160,16 @@ static int
 s_open_status(broker_open_rc_t rc)
 {
     return rc == BROKER_OPEN_LEDGER ? 3 : 2;
+}
+
+// Every drone and console connection is a descriptor: past the soft limit
+// on open files the broker would stop accepting, with nothing in its log.
+static void
+s_raise_nofile(void)
+{
+    log_info("broker", "open files: up to %llu (each drone and console "
+                       "connection takes one)",
+             (unsigned long long) fdlimit_raise());
 }
 
 int
@@ -171,6 +192,7 @@ main(int argc, char **argv)
         return rc;
     }
     s_signals();
+    s_raise_nofile();
     broker_t *broker = NULL;
     broker_open_rc_t orc = broker_open(&broker, &cfg, err, sizeof err);
     if (orc != BROKER_OPEN_OK) {

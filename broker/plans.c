@@ -18,12 +18,6 @@
 
 #define LOG "broker.plans"
 
-static bool
-s_terminal(proto_task_state_t s)
-{
-    return s >= PROTO_TASK_SUCCEEDED;
-}
-
 static int64_t
 s_backoff_ms(broker_t *b, uint32_t used)
 {
@@ -107,7 +101,7 @@ plans_finish(broker_t *b, const sched_lease_t *lease,
     sched_set(b->sched, plan, idx, to, nb);
     log_info(LOG, "plan %lld task '%s': %s", (long long) plan, task,
              proto_task_state_name(to));
-    if (s_terminal(to)) {
+    if (proto_task_state_is_terminal(to)) {
         sched_moves_t moves = {0};
         sched_cascade(b->sched, plan, idx, &moves);
         plans_apply(b, &moves, actor);
@@ -135,12 +129,7 @@ s_cancel_leased(broker_t *b, const sched_move_t *m, const char *actor)
     }
     drone_t *d = drones_find(b, l->instance);
     if (d) {
-        proto_msg_t *stop = proto_msg_new(PROTO_MSG_STOP);
-        stop->u.stop.plan = m->plan;
-        stop->u.stop.task = xstrdup(task);
-        stop->u.stop.token = l->token;
-        stop->u.stop.reason = xstrdup("cancelled");
-        broker_queue(b, &d->rid, &stop, true);
+        drones_stop(b, &d->rid, m->plan, task, l->token, "cancelled", true);
     }
     sched_lease_remove(b->sched, l->token);
     return LEDGER_OK;

@@ -22,11 +22,14 @@ s_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
     broker_queue(b, &in->rid, m, depends);
 }
 
+// A refusal may rest on what this turn changed but has not committed (a
+// cancel before it in the turn): then it waits for the commit too, and a
+// failed commit makes it ERROR INTERNAL like every reply of the turn.
 static void
 s_error(broker_t *b, router_in_t *in, proto_status_t code, const char *text)
 {
     proto_msg_t *e = proto_error_new(in->msg->req, code, "%s", text);
-    broker_queue(b, &in->rid, &e, false);
+    broker_queue(b, &in->rid, &e, ledger_in_turn(b->ledger));
 }
 
 static void
@@ -270,14 +273,17 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
 {
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
-        if (t->state < PROTO_TASK_SUCCEEDED) {
+        if (!proto_task_state_is_terminal(t->state)) {
             t->waiting_reason = xasprintf("plan not loaded: %s", why);
         }
     }
 }
 
+// Why each ready or waiting task of the page waits; the page starts at
+// workplan index first.
 static void
-s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
+s_fill_reasons(broker_t *b, int64_t plan, size_t first,
+               proto_status_ok_t *st)
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
     if (!wp) {
@@ -293,9 +299,11 @@ s_fill_reasons(broker_t *b, int64_t plan, proto_status_ok_t *st)
     drones_tag_table(b, &tags, &n_tags, &n);
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
-        // Status lists tasks in workplan order: i is almost always it.
-        long idx = i < wp->n_tasks && strcmp(wp->tasks[i].id, t->id) == 0
-                       ? (long) i
+        // Status lists tasks in workplan order: first + i is almost always
+        // it.
+        size_t k = first + i;
+        long idx = k < wp->n_tasks && strcmp(wp->tasks[k].id, t->id) == 0
+                       ? (long) k
                        : workplan_find(wp, t->id);
         if (idx >= 0 && (t->state == PROTO_TASK_READY ||
                          t->state == PROTO_TASK_WAITING)) {
@@ -347,17 +355,39 @@ s_fill_drones(broker_t *b, proto_status_ok_t *st)
     }
 }
 
+// The plans status lists, with their counts: a loaded plan's from memory
+// (a wait polls a 100k-task plan several times a second), the rest from
+// the ledger.
+static ledger_rc_t
+s_plans(broker_t *b, int64_t plan, proto_status_ok_t *st)
+{
+    ledger_rc_t rc = ledger_plan_rows(b->ledger, plan, 200, st);
+    for (size_t i = 0; rc == LEDGER_OK && i < st->n_plans; i++) {
+        proto_plan_info_t *p = &st->plans[i];
+        if (!sched_plan_counts(b->sched, p->id, p->counts)) {
+            rc = ledger_plan_counts(b->ledger, p);
+        }
+    }
+    return rc;
+}
+
 static void
 s_status(broker_t *b, router_in_t *in)
 {
-    int64_t plan = in->msg->u.status.plan;
+    const proto_status_t_req *q = &in->msg->u.status;
+    int64_t plan = q->plan;
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &m->u.status_ok;
-    ledger_rc_t rc = ledger_plans(b->ledger, plan, 200, st);
-    if (rc == LEDGER_OK && plan) {
-        rc = ledger_tasks(b->ledger, plan, st);
-        s_fill_reasons(b, plan, st);
-    } else if (rc == LEDGER_OK) {
+    ledger_rc_t rc = s_plans(b, plan, st);
+    if (rc == LEDGER_OK && plan && !q->summary) {
+        // A page, not the whole plan: a reply must stay decodable (the
+        // object limit of PROTOCOL.md 10) however big the plan is.
+        rc = ledger_tasks(b->ledger, plan, q->offset,
+                          PROTO_STATUS_TASK_OBJECTS, st);
+        if (rc == LEDGER_OK) {
+            s_fill_reasons(b, plan, q->offset, st);
+        }
+    } else if (rc == LEDGER_OK && !plan) {
         s_fill_drones(b, st);
     }
     if (rc != LEDGER_OK) {
@@ -404,24 +434,33 @@ s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
     return idx;
 }
 
+// Refuses a cancel of a plan that is not running here (finished, or
+// running in the ledger but not loaded).  Returns true when it refused.
+static bool
+s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
+                 ledger_plan_state_t state)
+{
+    if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
+        return false;
+    }
+    const char *why = plans_unloaded(b, plan);
+    char *text = state == LEDGER_PLAN_RUNNING && why
+                     ? xasprintf("plan %lld is not loaded: %s",
+                                 (long long) plan, why)
+                     : xasprintf("plan %lld already %s", (long long) plan,
+                                 ledger_plan_state_name(state));
+    s_error(b, in, PROTO_E_CONFLICT, text);
+    free(text);
+    return true;
+}
+
 static void
 s_cancel(broker_t *b, router_in_t *in)
 {
     const proto_cancel_t *c = &in->msg->u.cancel;
     ledger_plan_state_t state;
-    if (!s_plan_state(b, in, c->plan, &state)) {
-        return;
-    }
-    if (state != LEDGER_PLAN_RUNNING || !sched_has_plan(b->sched, c->plan)) {
-        const char *why = plans_unloaded(b, c->plan);
-        char *text = state == LEDGER_PLAN_RUNNING && why
-                         ? xasprintf("plan %lld is not loaded: %s",
-                                     (long long) c->plan, why)
-                         : xasprintf("plan %lld already %s",
-                                     (long long) c->plan,
-                                     ledger_plan_state_name(state));
-        s_error(b, in, PROTO_E_CONFLICT, text);
-        free(text);
+    if (!s_plan_state(b, in, c->plan, &state) ||
+        s_cancel_refused(b, in, c->plan, state)) {
         return;
     }
     long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
@@ -431,7 +470,7 @@ s_cancel(broker_t *b, router_in_t *in)
     proto_task_state_t ts = idx >= 0 ? sched_get(b->sched, c->plan,
                                                  (size_t) idx)
                                      : PROTO_TASK_WAITING;
-    if (ts >= PROTO_TASK_SUCCEEDED) {
+    if (proto_task_state_is_terminal(ts)) {
         char *text = xasprintf("task '%s' already %s", c->task,
                                proto_task_state_name(ts));
         s_error(b, in, PROTO_E_CONFLICT, text);
@@ -582,7 +621,9 @@ s_output(broker_t *b, router_in_t *in)
     }
     out->plan = o->plan;
     out->task = xstrdup(o->task);
-    s_reply(b, in, &m, false);
+    // What this turn recorded (a RESULT before this request) is not durable
+    // yet: the reply waits for the commit, as STATUS's does.
+    s_reply(b, in, &m, ledger_in_turn(b->ledger));
 }
 
 void

@@ -44,7 +44,9 @@ bool router_wait(router_t *self, int64_t timeout_ms);
 void router_watch_fd(router_t *self, int fd);
 // Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
 // Messages PROTOCOL.md drops unanswered (more than one frame, a malformed
-// HEARTBEAT) are logged and skipped here, never returned.
+// HEARTBEAT) are logged and skipped here, never returned; after 64 of them
+// in a row it returns WIRE_AGAIN although more may wait (the next turn
+// reads on), so a flood of them cannot hold a turn.
 wire_rc_t router_recv(router_t *self, router_in_t *in,
                       const proto_limits_t *lim);
 // Log quota per session: at most ROUTER_LOG_PER_S lines a second about one

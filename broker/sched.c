@@ -46,14 +46,6 @@ s_vec_push(s_vec_t *v, size_t x)
     v->items[v->len++] = x;
 }
 
-static bool
-s_is_terminal(proto_task_state_t s)
-{
-    return s == PROTO_TASK_SUCCEEDED || s == PROTO_TASK_DEAD
-        || s == PROTO_TASK_REJECTED || s == PROTO_TASK_BLOCKED
-        || s == PROTO_TASK_CANCELLED;
-}
-
 // --- plans: edges -------------------------------------------------------
 
 // Counts each task's distinct needs and dependents into the CSR offsets.
@@ -144,7 +136,8 @@ sched__plan_find(const sched_t *self, int64_t plan)
 static void
 s_tally(sched__plan_t *p, proto_task_state_t s, bool add)
 {
-    if (s_is_terminal(s)) {
+    p->counts[s] = add ? p->counts[s] + 1 : p->counts[s] - 1;
+    if (proto_task_state_is_terminal(s)) {
         p->n_terminal = add ? p->n_terminal + 1 : p->n_terminal - 1;
     }
     if (s == PROTO_TASK_SUCCEEDED) {
@@ -324,6 +317,19 @@ sched_plan_done(const sched_t *self, int64_t plan, bool *all_succeeded)
     return true;
 }
 
+bool
+sched_plan_counts(const sched_t *self, int64_t plan,
+                  uint32_t counts[PROTO_TASK__COUNT])
+{
+    assert(self && counts);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    if (!p) {
+        return false;
+    }
+    memcpy(counts, p->counts, sizeof p->counts);
+    return true;
+}
+
 // --- task states --------------------------------------------------------
 
 void
@@ -461,7 +467,7 @@ sched_cascade(const sched_t *self, int64_t plan, size_t idx,
                             s_ready_state(p->wp, d));
             }
         }
-    } else if (s_is_terminal(st)) {
+    } else if (proto_task_state_is_terminal(st)) {
         s_block_from(p, idx, moves);
     }
 }
@@ -478,7 +484,8 @@ s_needs_to_clear(const sched__plan_t *p, size_t d, size_t retried)
         proto_task_state_t st = (proto_task_state_t) p->tasks[x].state;
         if (x == retried || st == PROTO_TASK_BLOCKED) {
             n++;
-        } else if (s_is_terminal(st) && st != PROTO_TASK_SUCCEEDED) {
+        } else if (proto_task_state_is_terminal(st) &&
+                   st != PROTO_TASK_SUCCEEDED) {
             return UINT32_MAX;
         }
     }
@@ -553,7 +560,7 @@ sched_cancel(const sched_t *self, int64_t plan, size_t idx,
         // Nothing is left waiting afterwards, so nothing to block.
         for (size_t i = 0; i < p->wp->n_tasks; i++) {
             proto_task_state_t st = (proto_task_state_t) p->tasks[i].state;
-            if (!s_is_terminal(st)) {
+            if (!proto_task_state_is_terminal(st)) {
                 s_moves_add(moves, plan, i, st, PROTO_TASK_CANCELLED);
             }
         }
@@ -561,7 +568,7 @@ sched_cancel(const sched_t *self, int64_t plan, size_t idx,
     }
     assert(idx < p->wp->n_tasks);
     proto_task_state_t st = (proto_task_state_t) p->tasks[idx].state;
-    if (s_is_terminal(st)) {
+    if (proto_task_state_is_terminal(st)) {
         return;
     }
     s_moves_add(moves, plan, idx, st, PROTO_TASK_CANCELLED);

@@ -70,6 +70,11 @@ void sched_initial_states(const workplan_t *wp, proto_task_state_t *out);
 // True when every task is terminal; *state is then succeeded when all
 // succeeded, else failed (the caller decides cancelled).
 bool sched_plan_done(const sched_t *self, int64_t plan, bool *all_succeeded);
+// Tasks per state of a loaded plan into counts (what the ledger holds, at
+// no cost: status polls of a 100k-task plan need not count its rows).
+// False when the plan is not loaded.
+bool sched_plan_counts(const sched_t *self, int64_t plan,
+                       uint32_t counts[PROTO_TASK__COUNT]);
 
 // --- task states --------------------------------------------------------
 // Records a state the ledger has committed to.  not_before_ms matters only

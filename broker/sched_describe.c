@@ -142,7 +142,7 @@ s_plan(s_text_t *out, const sched_t *self, const sched__plan_t *p)
 {
     size_t terminal = 0, succeeded = 0;
     for (size_t i = 0; i < p->wp->n_tasks; i++) {
-        terminal += p->tasks[i].state >= PROTO_TASK_SUCCEEDED;
+        terminal += proto_task_state_is_terminal(p->tasks[i].state);
         succeeded += p->tasks[i].state == PROTO_TASK_SUCCEEDED;
     }
     s_add(out, "plan %" PRId64 " '%s': %zu tasks, %zu terminal, %zu "

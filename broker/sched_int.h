@@ -80,6 +80,7 @@ struct sched__plan {
     size_t n_groups;
     size_t n_terminal;           // tasks in a terminal state
     size_t n_succeeded;
+    uint32_t counts[PROTO_TASK__COUNT];  // tasks per state
     sched__scratch_t *scratch;
 };
 

@@ -3,9 +3,11 @@
 // Each entry is written with a single write(2) so lines from the several
 // processes of a swarm sharing one terminal or file do not interleave.
 // Messages carry strings from peers (instance ids, host names, task ids,
-// decode errors), so a text entry escapes every control byte and DEL as
-// \xNN: a peer can neither start a forged line nor send terminal escapes.
-// JSON entries get the same protection from the JSON encoder (\uNNNN).
+// decode errors), so a text entry escapes every control byte, DEL and
+// UTF-8 C1 control as \xNN: a peer can neither start a forged line nor send
+// terminal escapes.
+// JSON entries get the same protection as \uNNNN escapes (the encoder's,
+// and ours for C1).
 #include "common/log.h"
 
 #include "common/clock.h"
@@ -63,30 +65,69 @@ s_emit(const char *line)
     }
 }
 
-static bool
-s_needs_escape(unsigned char c)
+// How many bytes at p make one control to escape: a C0 byte or DEL, or
+// a C1 control in UTF-8 (U+0080..U+009F: 0xc2 0x80..0x9f), which xterm and
+// VTE obey as they do ESC (U+009B is CSI).  0 for text.
+static size_t
+s_control_len(const unsigned char *p)
 {
-    return c < 0x20 || c == 0x7f;
+    if (*p < 0x20 || *p == 0x7f) {
+        return 1;
+    }
+    return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
 }
 
 char *
 log_escape(const char *s)
 {
+    const unsigned char *p = (const unsigned char *) s;
     size_t n = 0;
-    for (const char *p = s; *p; p++) {
-        n += s_needs_escape((unsigned char) *p) ? 4 : 1;
+    for (size_t i = 0; p[i];) {
+        size_t k = s_control_len(p + i);
+        n += k ? 4 * k : 1;
+        i += k ? k : 1;
     }
     char *out = xmalloc(n + 1);
     char *o = out;
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (s_needs_escape(c)) {
-            o += sprintf(o, "\\x%02x", c);
-        } else {
-            *o++ = (char) c;
+    for (size_t i = 0; p[i];) {
+        size_t k = s_control_len(p + i);
+        if (k == 0) {
+            *o++ = (char) p[i++];
+        }
+        for (; k > 0; k--) {
+            o += sprintf(o, "\\x%02x", p[i++]);
         }
     }
     *o = '\0';
+    return out;
+}
+
+// A JSON string's text (json_quote's output) with each UTF-8 C1 control
+// written as \u00NN: JSON lets them through raw, and JSON lines are read
+// in terminals too.  Takes q.
+static char *
+s_json_c1(char *q)
+{
+    const unsigned char *p = (const unsigned char *) q;
+    size_t n = 0;
+    for (size_t i = 0; p[i]; i++) {
+        n += s_control_len(p + i) == 2 ? 4 : 0;  // 2 bytes become 6
+    }
+    if (n == 0) {
+        return q;
+    }
+    char *out = xmalloc(strlen(q) + n + 1);
+    char *o = out;
+    for (size_t i = 0; p[i];) {
+        if (s_control_len(p + i) == 2) {
+            o += sprintf(o, "\\u%04x", p[i + 1]);
+            i += 2;
+        } else {
+            *o++ = (char) p[i++];
+        }
+    }
+    *o = '\0';
+    free(q);
     return out;
 }
 
@@ -112,7 +153,7 @@ log_vwrite(log_level_t level, const char *component, const char *fmt,
     char *line;
     if (s_json) {
         char *qc = json_quote(component);
-        char *qm = json_quote(msg);
+        char *qm = s_json_c1(json_quote(msg));
         line = xasprintf("{\"ts\":\"%s\",\"level\":\"%s\",\"component\":%s,"
                          "\"msg\":%s}\n",
                          ts, s_json_names[level], qc, qm);

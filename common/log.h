@@ -25,15 +25,17 @@ bool log_enabled(log_level_t level);
 // Parses "text"/"json"; returns -1 on anything else.
 int log_format_parse(const char *s, bool *json);
 
-// Writes one entry.  In text format every control byte and DEL of the
-// formatted message is written as \xNN (log_escape), so strings from peers
-// cannot forge lines or drive the terminal; JSON escapes them as \uNNNN.
+// Writes one entry.  In text format every control byte, DEL and C1 control
+// of the formatted message is written as \xNN (log_escape), so strings from
+// peers cannot forge lines or drive the terminal; JSON escapes the same
+// controls as \uNNNN.
 void log_write(log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vwrite(log_level_t level, const char *component, const char *fmt,
                 va_list ap) __attribute__((format(printf, 3, 0)));
-// A copy of s with each byte below 0x20 and DEL (0x7f) written as \xNN
-// (lowercase hex); every other byte, UTF-8 included, is kept.  Caller frees.
+// A copy of s with each byte below 0x20, DEL (0x7f) and each C1 control in
+// UTF-8 (0xc2 0x80..0x9f, both bytes) written as \xNN (lowercase hex);
+// every other byte, UTF-8 included, is kept.  Caller frees.
 char *log_escape(const char *s);
 
 #define log_error(c, ...) log_write(LOG_LEVEL_ERROR, (c), __VA_ARGS__)

@@ -581,6 +581,65 @@ s_check_kind(wp_ctx_t *ctx, wp_task_t *task)
     }
 }
 
+// Bytes one argument or variable takes in exec's argument space; 0 when
+// it is missing (a type error already reported).
+static size_t
+s_exec_len(const char *a, const char *b)
+{
+    return !a ? 0 : b ? strlen(a) + 1 + strlen(b) + 1 : strlen(a) + 1;
+}
+
+// Reports each item of a string list (run, or env as NAME=value) over what
+// exec takes for one; returns the bytes of all of them.
+static size_t
+s_check_exec_items(wp_ctx_t *ctx, const wp_task_t *task, bool env)
+{
+    size_t n = env ? task->n_env : task->n_argv, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = env ? task->env[i].key : task->argv[i];
+        size_t len = s_exec_len(a, env ? task->env[i].value : NULL);
+        total += len;
+        if (len <= WORKPLAN_MAX_ARG_BYTES) {
+            continue;
+        }
+        size_t old = env ? wp_push_key(ctx, a) : wp_push_idx(ctx, i);
+        wp_err(ctx, "%zu bytes; %s takes at most %d", len - 1,
+               env ? "a variable" : "an argument", WORKPLAN_MAX_ARG_BYTES - 1);
+        wp_pop(ctx, old);
+    }
+    return total;
+}
+
+// A run task that exec could never start (E2BIG), or whose TASK a drone
+// could not decode (PROTOCOL.md 10: 1,000,000 objects), is refused here
+// rather than pushed to drone after drone until its retries are gone.
+static void
+s_check_exec(wp_ctx_t *ctx, const wp_task_t *task)
+{
+    static const struct {
+        const char *field;
+        size_t max;
+        const char *what;
+    } counts[2] = {{"run", WORKPLAN_MAX_ARGV, "items"},
+                   {"env", WORKPLAN_MAX_ENV, "variables"}};
+    size_t total = 0;
+    for (int k = 0; k < 2; k++) {
+        size_t n = k ? task->n_env : task->n_argv;
+        size_t old = wp_push_key(ctx, counts[k].field);
+        if (n > counts[k].max) {
+            wp_err(ctx, "at most %zu %s, found %zu", counts[k].max,
+                   counts[k].what, n);
+        } else {
+            total += s_check_exec_items(ctx, task, k == 1);
+        }
+        wp_pop(ctx, old);
+    }
+    if (total > WORKPLAN_MAX_EXEC_BYTES) {
+        wp_err(ctx, "run and env take %zu bytes; exec takes at most %d",
+               total, WORKPLAN_MAX_EXEC_BYTES);
+    }
+}
+
 static void
 s_apply_defaults(wp_ctx_t *ctx, wp_task_t *task)
 {
@@ -624,6 +683,7 @@ s_parse_task(wp_ctx_t *ctx, size_t i, const jnode_t *node)
         wp_err(ctx, "missing required field 'id'");
     }
     s_check_kind(ctx, task);
+    s_check_exec(ctx, task);
     s_apply_defaults(ctx, task);
     size_t first = task->id ? wp_map_add(&ctx->ids, task->id, i) : WP_NONE;
     if (first != WP_NONE) {

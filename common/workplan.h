@@ -20,6 +20,13 @@
 #define WORKPLAN_MAX_TASKS 100000
 #define WORKPLAN_MAX_RETRIES 100
 #define WORKPLAN_ID_MAX 64
+// What exec(2) takes on Linux by default: one argument or variable with
+// its NUL (MAX_ARG_STRLEN), and all of them together (ARG_MAX with an 8 MiB
+// stack).  The counts keep a TASK within the decoder's 1,000,000 objects.
+#define WORKPLAN_MAX_ARGV 65536
+#define WORKPLAN_MAX_ENV 4096
+#define WORKPLAN_MAX_ARG_BYTES 131072
+#define WORKPLAN_MAX_EXEC_BYTES 2097152
 
 typedef enum {
     WP_KIND_RUN = 0,

@@ -8,6 +8,7 @@
 #include "drone/drone.h"
 
 #include "common/clock.h"
+#include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -165,28 +165,20 @@ s_socket(drone_t *d, char *err, size_t errlen)
 
 // Each running task holds three descriptors here (its stdout and stderr
 // pipes, its init's report pipe), and a distribution's default soft limit
-// of 1024 would fail tasks past about 300 slots: raise the soft limit
-// towards the hard one, as far as the slots need.
+// of 1024 would fail tasks past about 300 slots: raise the soft limit to
+// the hard one, and say so when even that is short of what the slots need.
 static void
 s_nofile_for(int64_t slots)
 {
-    struct rlimit r;
-    rlim_t want = (rlim_t) slots * 3 + 256;
-    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur >= want) {
-        return;
-    }
-    r.rlim_cur = r.rlim_max != RLIM_INFINITY && r.rlim_max < want
-                     ? r.rlim_max
-                     : want;
-    if (setrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur < want) {
-        getrlimit(RLIMIT_NOFILE, &r);
+    uint64_t have = fdlimit_raise();
+    uint64_t want = (uint64_t) slots * 3 + 256;
+    log_info(LOG, "open files: up to %llu", (unsigned long long) have);
+    if (have < want) {
         log_warn(LOG, "only %llu open files allowed (hard limit): about "
                       "%llu of the %lld slots can run at once; raise the "
                       "limit (ulimit -n, systemd LimitNOFILE=)",
-                 (unsigned long long) r.rlim_cur,
-                 (unsigned long long) (r.rlim_cur > 256
-                                           ? (r.rlim_cur - 256) / 3
-                                           : 0),
+                 (unsigned long long) have,
+                 (unsigned long long) (have > 256 ? (have - 256) / 3 : 0),
                  (long long) slots);
     }
 }
@@ -438,6 +430,15 @@ s_fail_early(drone_t *d, lease_t *l, char **why, int64_t now)
     s_finish(d, l, &m, now);
 }
 
+// The stderr tail kept: --stderr-cap, but never more than the broker's
+// output cap, so that a RESULT always fits in the broker's frame limit.
+static size_t
+s_err_cap(const drone_t *d)
+{
+    size_t cap = (size_t) d->cfg->err_cap;
+    return cap < d->max_output ? cap : d->max_output;
+}
+
 static void
 s_on_done(drone_t *d, runner_result_t *r, int64_t now)
 {
@@ -470,7 +471,7 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
         runner_spec_t spec = {
             .argv = a.argv, .envp = a.envp, .cwd = cwd,
             .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
-            .out_cap = d->max_output, .err_cap = (size_t) d->cfg->err_cap};
+            .out_cap = d->max_output, .err_cap = s_err_cap(d)};
         confine_spec(&d->confine, t, &spec);
         runner_start(d->runner, t->token, &spec, now, &why);
     }

@@ -326,8 +326,10 @@ s_enc_submit_ok(msgpack_packer *pk, const proto_msg_t *m)
 static void
 s_enc_status(msgpack_packer *pk, const proto_msg_t *m)
 {
-    s_envelope(pk, m, 1);
+    s_envelope(pk, m, 3);
     s_put_i64(pk, "plan", m->u.status.plan);
+    s_put_u64(pk, "offset", m->u.status.offset);
+    s_put_bool(pk, "summary", m->u.status.summary);
 }
 
 static void
@@ -394,7 +396,8 @@ static void
 s_enc_status_ok(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_status_ok_t *s = &m->u.status_ok;
-    s_envelope(pk, m, 3);
+    s_envelope(pk, m, 4);
+    s_put_bool(pk, "more", s->more);
     s_pk_str(pk, "plans");
     msgpack_pack_array(pk, s->n_plans);
     for (size_t i = 0; i < s->n_plans; i++) {

@@ -150,6 +150,26 @@ proto_task_state_parse(const char *name, proto_task_state_t *out)
     return 0;
 }
 
+bool
+proto_task_state_is_terminal(proto_task_state_t s)
+{
+    switch (s) {
+    case PROTO_TASK_SUCCEEDED:
+    case PROTO_TASK_DEAD:
+    case PROTO_TASK_REJECTED:
+    case PROTO_TASK_BLOCKED:
+    case PROTO_TASK_CANCELLED:
+        return true;
+    case PROTO_TASK_WAITING:
+    case PROTO_TASK_READY:
+    case PROTO_TASK_LEASED:
+    case PROTO_TASK_AWAITING_APPROVAL:
+    case PROTO_TASK__COUNT:
+        break;
+    }
+    return false;
+}
+
 const char *
 proto_outcome_name(proto_outcome_t o)
 {

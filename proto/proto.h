@@ -220,8 +220,17 @@ typedef struct {
     proto_strv_t warnings;
 } proto_submit_ok_t;
 
+// A STATUS_OK lists a plan's tasks up to about this many msgpack objects
+// (each task_info takes 19 plus one per need), so that a reply stays well
+// under the decoder's 1,000,000 objects; the rest comes in further pages.
+#define PROTO_STATUS_TASK_OBJECTS 500000
+// msgpack objects one task_info takes, besides one per need.
+#define PROTO_TASK_INFO_OBJECTS 19
+
 typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
+    uint32_t offset;         // first task listed, in workplan order
+    bool summary;            // the plan alone, no tasks
 } proto_status_t_req;
 
 typedef struct {
@@ -273,6 +282,7 @@ typedef struct {
     size_t n_tasks;
     proto_drone_info_t *drones; // only for the overview
     size_t n_drones;
+    bool more;                  // tasks after these: ask from offset + n_tasks
 } proto_status_ok_t;
 
 typedef struct {
@@ -374,6 +384,9 @@ const char *proto_status_name(proto_status_t code);  // "HELLO_REQUIRED"
 int proto_status_parse(const char *name, proto_status_t *out);
 const char *proto_task_state_name(proto_task_state_t s);  // "leased"
 int proto_task_state_parse(const char *name, proto_task_state_t *out);
+// True for the states a task never leaves without a retry (DESIGN.md:
+// succeeded, dead, rejected, blocked, cancelled).
+bool proto_task_state_is_terminal(proto_task_state_t s);
 const char *proto_outcome_name(proto_outcome_t o);   // "succeeded"
 const char *proto_ack_name(proto_ack_t a);           // "accepted"
 

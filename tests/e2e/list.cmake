@@ -20,3 +20,4 @@ target_compile_definitions(e2e_recovery PRIVATE
   WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_e2e_test(multihost 120)
 waggle_e2e_test(plan 180)
+waggle_e2e_test(scale 180)

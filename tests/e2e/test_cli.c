@@ -77,6 +77,8 @@ test_usage_broker(void)
     s_usage(b, "--lease-ms 100 must be at least 3 x", "--lease-ms", "100",
             NULL);
     s_usage(b, "not text or json", "--log-format", "xml", NULL);
+    s_usage(b, "--max-frame 65536 must be at least", "--max-frame", "65536",
+            NULL);
     s_usage(b, "e.g. tcp://", "--bind", "127.0.0.1:7600", NULL);
     s_usage(b, "port", "--bind", "tcp://127.0.0.1", NULL);
     s_usage(b, "port", "--bind", "tcp://127.0.0.1:99999", NULL);

@@ -357,9 +357,41 @@ test_status_json(void)
     swarm_stop(&s);
 }
 
+// A result with stdout and stderr over the broker's output cap still fits
+// in one frame: the drone keeps at most max_output bytes of each (WELCOME),
+// and the broker starts only with --max-frame >= 2 x --max-output + 64 KiB.
+// Before, a stderr tail larger than the frame limit made the RESULT
+// unsendable and the lease hung in 'leased' while the drone reconnected.
+static void
+test_big_result_fits_frame(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, "--max-output", "4096", "--max-frame", "73728",
+                         NULL) == 0);
+    swarm_drone(&s, 1, NULL, "--stderr-cap", "1000000", NULL);
+    int64_t plan = swarm_submit(
+        &s, "{\"name\": \"big\", \"tasks\": [{\"id\": \"a\", \"run\": "
+            "[\"sh\", \"-c\", \"head -c 300000 /dev/zero | tr '\\\\0' o; "
+            "head -c 300000 /dev/zero | tr '\\\\0' e >&2\"]}]}");
+    REQUIRE(plan > 0);
+    char state[32];
+    swarm_wait_plan(&s, plan, 30, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "a", "--stderr", NULL),
+              0);
+    CHECK(out != NULL && strlen(out) == 4096);
+    free(out);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_random_dag),
     T(test_status_json),
+    T(test_big_result_fits_frame),
     {0},
 };
 

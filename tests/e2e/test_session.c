@@ -549,6 +549,99 @@ test_bad_frames_rate_limited(void)
     swarm_stop(&s);
 }
 
+// Lines of path that hold text.
+static int
+s_count_lines(const char *path, const char *text)
+{
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    while (f && fgets(line, sizeof line, f)) {
+        n += strstr(line, text) != NULL;
+    }
+    if (f) {
+        fclose(f);
+    }
+    return n;
+}
+
+// A drone whose HEARTBEATs list tokens the ledger never issued (up to 4,096
+// a message) gets no STOP for them, and the log says so within the
+// session's quota, not once per token.
+static void
+test_unknown_tokens_rate_limited(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 3000);
+    s_where(&s);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    S_REQUIRE(&s, p);
+    proto_msg_t *m = peer_hello("tokens-0001", 0, NULL);
+    S_REQUIRE(&s, peer_send(p, &m) == 0);
+    proto_msg_t *r = peer_recv_cmd(p, PROTO_MSG_WELCOME, 10000);
+    S_REQUIRE(&s, r != NULL);
+    proto_msg_destroy(&r);
+    m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+    m->u.heartbeat.n_tokens = 300;
+    m->u.heartbeat.tokens = xcalloc(300, sizeof(uint64_t));
+    for (size_t i = 0; i < 300; i++) {
+        m->u.heartbeat.tokens[i] = 900000000000ull + i;
+    }
+    S_REQUIRE(&s, peer_send(p, &m) == 0);
+    char log[700];
+    snprintf(log, sizeof log, "%s/broker.log", s.dir);
+    CHECK(swarm_wait_log(log, "suppressed", "similar messages", 10000));
+    int lines = s_count_lines(log, "which the ledger does not know");
+    CHECK(lines > 0 && lines <= 20);
+    zmq_close(p);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
+// Legal messages a drone can repeat at will (UPDATE, a HELLO on its own
+// session) are answered every time but logged within the session's quota.
+static void
+test_repeated_updates_rate_limited(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 3000);
+    s_where(&s);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    S_REQUIRE(&s, p);
+    int64_t start = clock_mono_ms();
+    for (int i = 0; i < 200; i++) {
+        proto_msg_t *m = peer_hello("repeat-0001", 0, NULL);
+        S_REQUIRE(&s, peer_send(p, &m) == 0);
+        m = proto_msg_new(PROTO_MSG_UPDATE);
+        m->u.update.slots = (uint32_t) i % 3;
+        S_REQUIRE(&s, peer_send(p, &m) == 0);
+    }
+    // The last UPDATE's OK: every message before it was handled.
+    int oks = 0;
+    proto_msg_t *r;
+    while (oks < 200 && (r = peer_recv_cmd(p, PROTO_MSG_OK, 10000))) {
+        oks++;
+        proto_msg_destroy(&r);
+    }
+    CHECK_INT(oks, 200);
+    // 5 lines a second for the session, however many seconds it took.
+    int64_t max_lines = 5 * ((clock_mono_ms() - start) / 1000 + 2);
+    char log[700];
+    snprintf(log, sizeof log, "%s/broker.log", s.dir);
+    CHECK(swarm_wait_log(log, "suppressed", "similar messages", 10000));
+    int hellos = s_count_lines(log, "instance repeat-0001 on");
+    int lines = s_count_lines(log, "slots");  // HELLO and UPDATE lines
+    CHECK(hellos > 0 && hellos < 200);
+    CHECK(lines > hellos && lines <= max_lines && lines < 400);
+    zmq_close(p);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_forged_result_refused),
     T(test_secret_survives_restart),
@@ -557,6 +650,8 @@ static const t_case_t t_cases[] = {
     T(test_quarantine_lifted_by_work),
     T(test_second_lost_lease_uses_an_attempt),
     T(test_bad_frames_rate_limited),
+    T(test_unknown_tokens_rate_limited),
+    T(test_repeated_updates_rate_limited),
     {0},
 };
 

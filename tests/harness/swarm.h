@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define SWARM_MAX_DRONES 32
+#define SWARM_MAX_DRONES 64
 
 // REQUIRE (t.h) for a test whose swarm s runs: stops it first, so a failed
 // test leaves no broker or drone behind.

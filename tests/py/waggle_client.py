@@ -313,7 +313,8 @@ SCHEMA = {
     'STATUS': {},
     'STATUS_OK': {'plans': _f(('array', PLAN_INFO)),
                   'tasks': _f(('array', TASK_INFO)),
-                  'drones': _f(('array', DRONE_INFO))},
+                  'drones': _f(('array', DRONE_INFO)),
+                  'more': _f('bool')},
     'CANCEL': {}, 'RETRY': {}, 'OUTPUT': {},
     'OUTPUT_OK': {'plan': _f('plan', True), 'task': _f('str', True, 1, 64),
                   'attempt': _f('uint', True, 0, U32),
@@ -517,8 +518,18 @@ class Console:
         return self.call('SUBMIT', 'SUBMIT_OK', workplan=workplan_text,
                          idempotency_key=key)
 
-    def status(self, plan=0):
-        return self.call('STATUS', 'STATUS_OK', plan=plan)
+    def status(self, plan=0, summary=False):
+        """STATUS; a big plan's tasks come in pages (section 7.10): they
+        are gathered here into one reply."""
+        st = self.call('STATUS', 'STATUS_OK', plan=plan, summary=summary)
+        while plan and st.get('more'):
+            page = self.call('STATUS', 'STATUS_OK', plan=plan,
+                             offset=len(st.get('tasks', [])))
+            if not page.get('tasks'):
+                break
+            st.setdefault('tasks', []).extend(page['tasks'])
+            st['more'] = page.get('more', False)
+        return st
 
     def output(self, plan, task, attempt=0, stderr=False):
         return self.call('OUTPUT', 'OUTPUT_OK', plan=plan, task=task,
@@ -534,10 +545,10 @@ class Console:
         """Polls STATUS until the plan is no longer running."""
         deadline = time.monotonic() + timeout_s
         while True:
-            st = self.status(plan)
+            st = self.status(plan, summary=True)
             state = st['plans'][0]['state']
             if state != 'running' or time.monotonic() > deadline:
-                return state, st
+                return state, self.status(plan)
             time.sleep(poll_s)
 
     def close(self):

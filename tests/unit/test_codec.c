@@ -200,6 +200,8 @@ static void
 s_eq_status(const proto_msg_t *x, const proto_msg_t *y)
 {
     CHECK_INT(x->u.status.plan, y->u.status.plan);
+    CHECK_INT(x->u.status.offset, y->u.status.offset);
+    CHECK_INT(x->u.status.summary, y->u.status.summary);
 }
 
 static void
@@ -257,6 +259,7 @@ s_eq_status_ok(const proto_msg_t *x, const proto_msg_t *y)
     REQUIRE(a->n_plans == b->n_plans);
     REQUIRE(a->n_tasks == b->n_tasks);
     REQUIRE(a->n_drones == b->n_drones);
+    CHECK_INT(a->more, b->more);
     for (size_t i = 0; i < a->n_plans; i++) {
         s_eq_plan_info(&a->plans[i], &b->plans[i]);
     }
@@ -527,6 +530,8 @@ s_status(bool full)
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS);
     m->req = 6;
     m->u.status.plan = full ? 12 : 0;
+    m->u.status.offset = full ? 40000 : 0;
+    m->u.status.summary = full;
     return m;
 }
 
@@ -602,6 +607,7 @@ s_status_ok(bool full)
         s_status_plan(&m->u.status_ok);
         s_status_tasks(&m->u.status_ok);
         s_status_drones(&m->u.status_ok);
+        m->u.status_ok.more = true;
     }
     return m;
 }

@@ -7,6 +7,7 @@
 #include "common/xalloc.h"
 #include "tests/harness/t.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #define NOW 1700000000000LL
@@ -158,7 +159,7 @@ s_task(ledger_t *l, int64_t plan, const char *task, proto_msg_t **keep)
     proto_task_info_t none = {.state = (proto_task_state_t) -1};
     *keep = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &(*keep)->u.status_ok;
-    if (ledger_tasks(l, plan, st) != LEDGER_OK) {
+    if (ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st) != LEDGER_OK) {
         return none;
     }
     for (size_t i = 0; i < st->n_tasks; i++) {
@@ -307,6 +308,37 @@ test_create_and_reopen(void)
     ledger_destroy(&l);
 }
 
+// Mode bits of path plus suffix, or -1.
+static int
+s_mode(const char *suffix)
+{
+    char path[700];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s%s", s_path(), suffix);
+    return stat(path, &sb) == 0 ? (int) (sb.st_mode & 0777) : -1;
+}
+
+// A new ledger holds every task's output (and what its env carried): it is
+// created readable by its owner only, whatever the umask, and SQLite's WAL
+// and shared-memory files follow it.  An existing file keeps its mode.
+static void
+test_new_ledger_is_private(void)
+{
+    mode_t old = umask(022);
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    CHECK(s_submit(l, s_plan_json, "alice", NULL) > 0);
+    CHECK_INT(s_mode(""), 0600);
+    CHECK_INT(s_mode("-wal"), 0600);
+    ledger_destroy(&l);
+    REQUIRE(chmod(s_path(), 0640) == 0);
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(s_mode(""), 0640);
+    ledger_destroy(&l);
+    umask(old);
+}
+
 static void
 test_status_reads_survive_reopen(void)
 {
@@ -321,7 +353,7 @@ test_status_reads_survive_reopen(void)
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
     proto_status_ok_t *st = &m->u.status_ok;
     CHECK_INT(ledger_plans(l, plan, 10, st), LEDGER_OK);
-    CHECK_INT(ledger_tasks(l, plan, st), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st), LEDGER_OK);
     REQUIRE(st->n_plans == 1 && st->n_tasks == 4);
     CHECK_STR(st->plans[0].name, "demo");
     CHECK_STR(st->plans[0].state, "running");
@@ -872,14 +904,95 @@ test_plans_newest_first_with_counts(void)
     CHECK_INT(st->plans[1].counts[PROTO_TASK_WAITING], 3);
     proto_msg_destroy(&m);
     m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    // The newest one, and p1 too: it is still running.
     CHECK_INT(ledger_plans(l, 0, 1, &m->u.status_ok), LEDGER_OK);
-    CHECK_INT(m->u.status_ok.n_plans, 1);
+    CHECK_INT(m->u.status_ok.n_plans, 2);
     CHECK_INT(m->u.status_ok.plans[0].id, p2);
     proto_msg_destroy(&m);
     m = proto_msg_new(PROTO_MSG_STATUS_OK);
     CHECK_INT(ledger_plans(l, 9999, 0, &m->u.status_ok), LEDGER_MISS);
-    CHECK_INT(ledger_tasks(l, 9999, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, 9999, 0, PROTO_STATUS_TASK_OBJECTS, &m->u.status_ok), LEDGER_OK);
     CHECK_INT(m->u.status_ok.n_tasks, 0);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
+static void
+s_error_len(void *arg, const ledger_attempt_row_t *row)
+{
+    size_t *len = arg;
+    *len = row->error ? strlen(row->error) : 0;
+}
+
+// A drone's error text is "one sentence": a drone that sends megabytes of
+// it must not make every STATUS page of the plan (and the ledger) that
+// big.  It is cut to LEDGER_ERROR_MAX bytes on a character boundary, so
+// what status sends stays valid UTF-8.
+static void
+test_error_text_capped(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    uint64_t t;
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW, &t, NULL) == LEDGER_OK);
+    // "é" (2 bytes) over and over from an odd offset: the cap falls in the
+    // middle of one.
+    size_t n = 1 << 20;
+    char *big = xmalloc(n + 1);
+    big[0] = 'x';
+    for (size_t i = 1; i + 1 < n; i += 2) {
+        big[i] = (char) 0xc3;
+        big[i + 1] = (char) 0xa9;
+    }
+    big[n - 1] = 'x';
+    big[n] = '\0';
+    ledger_attempt_end_t end = s_fail_end;
+    end.error = big;
+    CHECK_INT(s_finish(l, plan, "a", t, "i1", &end, PROTO_TASK_READY, NOW),
+              LEDGER_OK);
+    free(big);
+    proto_msg_t *m;
+    proto_task_info_t ti = s_task(l, plan, "a", &m);
+    REQUIRE(ti.last_error);
+    size_t len = strlen(ti.last_error);
+    CHECK(len <= LEDGER_ERROR_MAX && len >= LEDGER_ERROR_MAX - 3);
+    // Ends on a whole character: the last byte is no lead byte, and the
+    // text ends "é" or "x".
+    CHECK((unsigned char) ti.last_error[len - 1] == 0xa9);
+    proto_msg_destroy(&m);
+    size_t alen = 0;
+    CHECK_INT(ledger_attempts(l, plan, "a", s_error_len, &alen), LEDGER_OK);
+    CHECK_INT(alen, len);
+    ledger_destroy(&l);
+}
+
+// The overview lists the newest plans and, however old, every running
+// one: a plan still at work never drops out of `status` because newer
+// plans finished after it.
+static void
+test_overview_keeps_running_plans(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t old = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = s_submit(l, s_plan_json, "alice", NULL);
+        REQUIRE(ledger_begin(l) == 0);
+        CHECK_INT(ledger_plan_move(l, p[i], LEDGER_PLAN_RUNNING,
+                                   LEDGER_PLAN_CANCELLED, "bob", NOW),
+                  LEDGER_OK);
+        CHECK_INT(ledger_commit(l), 0);
+    }
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    CHECK_INT(ledger_plans(l, 0, 2, st), LEDGER_OK);
+    REQUIRE(st->n_plans == 3);
+    CHECK_INT(st->plans[0].id, p[2]);
+    CHECK_INT(st->plans[1].id, p[1]);
+    CHECK_INT(st->plans[2].id, old);
+    CHECK_STR(st->plans[2].state, "running");
     proto_msg_destroy(&m);
     ledger_destroy(&l);
 }
@@ -1277,7 +1390,7 @@ test_big_plan(void)
     CHECK_INT(ledger_plans(l, plan, 0, st), LEDGER_OK);
     CHECK_INT(st->plans[0].counts[PROTO_TASK_READY], 1);
     CHECK_INT(st->plans[0].counts[PROTO_TASK_WAITING], N - 1);
-    CHECK_INT(ledger_tasks(l, plan, st), LEDGER_OK);
+    CHECK_INT(ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st), LEDGER_OK);
     REQUIRE(st->n_tasks == N);
     CHECK_STR(st->tasks[N - 1].id, "t19999");
     REQUIRE(st->tasks[N - 1].needs.count == 1);
@@ -1286,8 +1399,63 @@ test_big_plan(void)
     ledger_destroy(&l);
 }
 
+// A page of tasks stays within its object budget (one task at least), the
+// pages together are the whole plan in order with each task's needs, and
+// `more` is false only on the last.
+static void
+test_tasks_in_pages(void)
+{
+    // t0..t5; t3 needs t0, t1, t2 (a page of its own with a budget of 25).
+    const char *json =
+        "{\"name\": \"paged\", \"tasks\": ["
+        "{\"id\": \"t0\", \"run\": [\"true\"]},"
+        "{\"id\": \"t1\", \"run\": [\"true\"]},"
+        "{\"id\": \"t2\", \"run\": [\"true\"]},"
+        "{\"id\": \"t3\", \"needs\": [\"t0\", \"t1\", \"t2\"],"
+        " \"run\": [\"true\"]},"
+        "{\"id\": \"t4\", \"needs\": [\"t3\"], \"run\": [\"true\"]},"
+        "{\"id\": \"t5\", \"run\": [\"true\"]}]}";
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, json, "alice", NULL);
+    REQUIRE(plan > 0);
+    // Budget 2 tasks' worth: pages {t0,t1}, {t2}, {t3}, {t4}, {t5}.
+    size_t budget = 2 * PROTO_TASK_INFO_OBJECTS;
+    const int want_sizes[] = {2, 1, 1, 1, 1};
+    uint32_t first = 0;
+    for (int page = 0; page < 5; page++) {
+        proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+        proto_status_ok_t *st = &m->u.status_ok;
+        CHECK_INT(ledger_tasks(l, plan, first, budget, st), LEDGER_OK);
+        CHECK_INT(st->n_tasks, want_sizes[page]);
+        CHECK_INT(st->more, page < 4);
+        char want[8];
+        snprintf(want, sizeof want, "t%u", first);
+        if (st->n_tasks > 0) {
+            CHECK_STR(st->tasks[0].id, want);
+        }
+        if (first == 3 && st->n_tasks == 1) {
+            CHECK_INT(st->tasks[0].needs.count, 3);
+            CHECK_STR(st->tasks[0].needs.items[2], "t2");
+        }
+        first += (uint32_t) st->n_tasks;
+        proto_msg_destroy(&m);
+    }
+    CHECK_INT(first, 6);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    CHECK_INT(ledger_tasks(l, plan, 99, budget, &m->u.status_ok), LEDGER_OK);
+    CHECK_INT(m->u.status_ok.n_tasks, 0);
+    CHECK(!m->u.status_ok.more);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
+    T(test_new_ledger_is_private),
+    T(test_tasks_in_pages),
+    T(test_error_text_capped),
+    T(test_overview_keeps_running_plans),
     T(test_status_reads_survive_reopen),
     T(test_lease_finish_succeeded),
     T(test_stale_results_change_nothing),

@@ -64,6 +64,23 @@ test_escape_keeps_text_and_utf8(void)
     free(e);
 }
 
+// U+0080..U+009F are the C1 controls: U+009B is CSI, which xterm and VTE
+// obey in UTF-8 as they do ESC [.  A peer's string is valid UTF-8, so it can
+// carry them.
+static void
+test_escape_c1_controls(void)
+{
+    char *e = log_escape("a\xc2\x9b" "31mb\xc2\x9d" "0;t\xc2\x9c" "c\xc2\x80");
+    CHECK_STR(e, "a\\xc2\\x9b31mb\\xc2\\x9d0;t\\xc2\\x9cc\\xc2\\x80");
+    free(e);
+    // Neighbours are text: U+00A0 (no-break space), U+00DB (a 0x9b
+    // continuation byte), and a lone 0xc2 at the end.
+    const char *s = "\xc2\xa0 \xc3\x9b \xc2";
+    e = log_escape(s);
+    CHECK_STR(e, s);
+    free(e);
+}
+
 static void
 test_text_entry_cannot_forge_a_line(void)
 {
@@ -96,6 +113,17 @@ test_json_entry_escapes(void)
     free(out);
 }
 
+// JSON lines are read in terminals too (tail -f): C1 controls travel as
+// \u escapes, which every JSON reader turns back into the same text.
+static void
+test_json_entry_escapes_c1(void)
+{
+    char *out = s_capture(true, LOG_LEVEL_INFO, "a\xc2\x9b" "31mb \xc3\xa9");
+    CHECK(strstr(out, "\xc2\x9b") == NULL);
+    CHECK_HAS(out, "a\\u009b31mb \xc3\xa9");
+    free(out);
+}
+
 static void
 test_level_filter(void)
 {
@@ -107,9 +135,11 @@ test_level_filter(void)
 static const t_case_t t_cases[] = {
     T(test_escape_control_bytes),
     T(test_escape_keeps_text_and_utf8),
+    T(test_escape_c1_controls),
     T(test_text_entry_cannot_forge_a_line),
     T(test_text_entry_has_no_terminal_escape),
     T(test_json_entry_escapes),
+    T(test_json_entry_escapes_c1),
     T(test_level_filter),
     {0},
 };

@@ -668,10 +668,46 @@ test_rebuild_skips_unloadable_plan(void)
     free(w);
 }
 
+// A write that fails during a rebuild (here: settling a plan whose tasks
+// all ended before a crash, refused by a trigger another writer put there)
+// fails the rebuild, which is retried; it must not fail the next turn too,
+// whose own writes (a HELLO) are fine.
+static void
+test_failed_rebuild_spares_next_turn(void)
+{
+    s_world_t *w = xcalloc(1, sizeof *w);
+    s_world_init(w);
+    REQUIRE(s_open(w));
+    CHECK_INT(s_submit(w, "{\"name\":\"one\",\"tasks\":[{\"id\":\"a\","
+                          "\"run\":[\"true\"]}]}"), 1);
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open(w->path, &db) == SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db, "PRAGMA ignore_check_constraints = 1;"
+                           " UPDATE tasks SET state = 'succeeded';"
+                           " CREATE TRIGGER t_fail BEFORE UPDATE ON plans"
+                           " BEGIN SELECT RAISE (ABORT, 'injected'); END;",
+                           NULL, NULL, NULL), SQLITE_OK);
+    broker_desync(w->b, "test");
+    broker_end_turn(w->b);
+    CHECK(w->b->rebuild);  // it failed: retried after the next turn
+    CHECK_INT(sqlite3_exec(db, "DROP TRIGGER t_fail", NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    s_hello(w, &w->drones[0]);
+    s_end_turn(w);
+    char hash[65] = "";
+    CHECK_INT(ledger_drone_secret(w->b->ledger, "inst-one", hash), LEDGER_OK);
+    CHECK(!w->b->rebuild);
+    CHECK(!sched_has_plan(w->b->sched, 1));  // settled this time
+    broker_destroy(&w->b);
+    free(w);
+}
+
 static const t_case_t t_cases[] = {
     T(test_reload_equals_live_every_round),
     T(test_backoff_clamped_on_reload),
     T(test_rebuild_skips_unloadable_plan),
+    T(test_failed_rebuild_spares_next_turn),
     {0},
 };
 

@@ -295,6 +295,37 @@ test_failure_blocks(void)
     sched_destroy(&s);
 }
 
+// Tasks per state, kept as they move: what status reports for a loaded
+// plan without counting the ledger's rows.
+static void
+test_plan_counts(void)
+{
+    workplan_t *wp = s_wp(6);
+    s_need(wp, 1, 0);
+    s_need(wp, 2, 1);
+    s_need(wp, 3, 2);
+    s_need(wp, 5, 4);
+    sched_t *s = sched_new();
+    uint32_t c[PROTO_TASK__COUNT];
+    CHECK(!sched_plan_counts(s, 1, c));
+    s_add(s, 1, wp);
+    REQUIRE(sched_plan_counts(s, 1, c));
+    CHECK_INT(c[PROTO_TASK_READY], 2);
+    CHECK_INT(c[PROTO_TASK_WAITING], 4);
+    sched_set(s, 1, 0, PROTO_TASK_LEASED, 0);
+    s_finish(s, 1, 0, PROTO_TASK_DEAD);
+    s_finish(s, 1, 4, PROTO_TASK_SUCCEEDED);
+    REQUIRE(sched_plan_counts(s, 1, c));
+    CHECK_INT(c[PROTO_TASK_DEAD], 1);
+    CHECK_INT(c[PROTO_TASK_BLOCKED], 3);
+    CHECK_INT(c[PROTO_TASK_SUCCEEDED], 1);
+    CHECK_INT(c[PROTO_TASK_READY], 1);
+    CHECK_INT(c[PROTO_TASK_WAITING] + c[PROTO_TASK_LEASED], 0);
+    sched_plan_remove(s, 1);
+    CHECK(!sched_plan_counts(s, 1, c));
+    sched_destroy(&s);
+}
+
 static void
 test_failure_blocks_diamond_once(void)
 {
@@ -1127,6 +1158,7 @@ static const t_case_t t_cases[] = {
     T(test_diamond_success),
     T(test_gate_after_success),
     T(test_failure_blocks),
+    T(test_plan_counts),
     T(test_failure_blocks_diamond_once),
     T(test_retry),
     T(test_retry_waits_and_gates),

@@ -1,6 +1,7 @@
-// test_trust: session secrets, the credit window and quarantine, driven
-// in-process (broker_open_offline) through drones.c against a real ledger
-// file, with a clock the test moves.
+// test_trust: session secrets, the credit window and quarantine (and a
+// reply that must wait for its turn's commit), driven in-process
+// (broker_open_offline) through drones.c against a real ledger file, with
+// a clock the test moves.
 #include "broker/broker_int.h"
 
 #include "common/clock.h"
@@ -313,6 +314,61 @@ test_lost_leases_quarantine_then_probation(void)
     broker_destroy(&w.b);
 }
 
+// Saying BYE and HELLO again (with the instance's secret) is a re-HELLO
+// too: the quarantine holds (PROTOCOL.md 7.5).
+static void
+test_bye_keeps_quarantine(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "mute", 4, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl && wl->u.welcome.secret);
+    char secret[129];
+    snprintf(secret, sizeof secret, "%s", wl->u.welcome.secret);
+    s_end_turn(&w);
+    s_submit(&w, 10);
+    uint64_t tok[16];
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 4);
+    s_heartbeat(&w, 1, NULL, 0);
+    s_end_turn(&w);
+    s_lapse(&w);
+    CHECK(trust_is_quarantined(w.b, s_drone(&w, "mute")));
+    s_from(&w, 1, PROTO_R_DRONE, proto_msg_new(PROTO_MSG_BYE));
+    CHECK(s_queued(&w, 1, PROTO_MSG_OK) != NULL);
+    s_end_turn(&w);
+    s_hello(&w, 1, "mute", 4, secret);
+    CHECK(s_queued(&w, 1, PROTO_MSG_WELCOME) != NULL);
+    s_end_turn(&w);
+    CHECK(trust_is_quarantined(w.b, s_drone(&w, "mute")));
+    CHECK_INT(s_dispatch(&w, 1, tok, 16), 0);
+    broker_destroy(&w.b);
+}
+
+// A failed commit rebuilds memory from the ledger; a lease its drone never
+// confirmed is still unconfirmed afterwards, so its lapse is still a lost
+// lease (no attempt used), not an expiry that kills the task.
+static void
+test_rebuild_keeps_leases_unconfirmed(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "mute", 2, NULL);
+    s_end_turn(&w);
+    s_submit(&w, 2);                 // retries 0: one expiry kills a task
+    uint64_t tok[4];
+    CHECK_INT(s_dispatch(&w, 1, tok, 4), 2);
+    s_hello(&w, 2, "other", 0, NULL);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);                  // failed: memory is rebuilt
+    CHECK_INT(sched_unconfirmed_of(w.b->sched, "mute"), 2);
+    s_lapse(&w);
+    CHECK_INT(s_drone(&w, "mute")->lost_streak, 2);
+    CHECK_INT(sched_get(w.b->sched, 1, 0), PROTO_TASK_READY);
+    CHECK_INT(sched_get(w.b->sched, 1, 1), PROTO_TASK_READY);
+    broker_destroy(&w.b);
+}
+
 static void
 test_confirmed_lease_expiry_is_not_lost(void)
 {
@@ -332,12 +388,107 @@ test_confirmed_lease_expiry_is_not_lost(void)
     broker_destroy(&w.b);
 }
 
+// --- replies that wait for their turn's commit ------------------------------
+
+// The out_t queued for rid this turn with command cmd (borrowed), or NULL.
+static const out_t *
+s_out(s_world_t *w, uint8_t rid, proto_cmd_t cmd)
+{
+    for (size_t i = 0; i < w->b->n_out; i++) {
+        const out_t *o = &w->b->out[i];
+        if (o->msg && o->msg->cmd == cmd && o->rid.bytes[0] == rid) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+static void
+s_ask_output(s_world_t *w)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT);
+    m->u.output.plan = 1;
+    m->u.output.task = xstrdup("t0");
+    s_from(w, 200, PROTO_R_OPERATOR, m);
+}
+
+// An OUTPUT answered in the turn that accepted that output shows what is
+// not yet durable: it must wait for the commit (and become an error if the
+// commit fails), as STATUS does.
+static void
+test_output_waits_for_commit(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "out-a", 1, NULL);
+    s_end_turn(&w);
+    s_submit(&w, 1);
+    uint64_t tok[1];
+    REQUIRE(s_dispatch(&w, 1, tok, 1) == 1);
+    proto_msg_t *r = proto_msg_new(PROTO_MSG_RESULT);
+    r->u.result.plan = 1;
+    r->u.result.task = xstrdup("t0");
+    r->u.result.token = tok[0];
+    r->u.result.outcome = PROTO_OUTCOME_SUCCEEDED;
+    proto_bytes_set(&r->u.result.out, "not yet durable", 15);
+    s_from(&w, 1, PROTO_R_DRONE, r);
+    s_ask_output(&w);
+    const out_t *o = s_out(&w, 200, PROTO_MSG_OUTPUT_OK);
+    REQUIRE(o != NULL);
+    CHECK(o->depends);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);
+    // Nothing of that turn happened: there is no output to show.
+    s_ask_output(&w);
+    const proto_msg_t *e = s_queued(&w, 200, PROTO_MSG_ERROR);
+    CHECK(e && e->u.error.code == PROTO_E_NOT_FOUND);
+    s_end_turn(&w);
+    broker_destroy(&w.b);
+}
+
+static void
+s_cancel_plan(s_world_t *w)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_CANCEL);
+    m->u.cancel.plan = 1;
+    s_from(w, 200, PROTO_R_OPERATOR, m);
+}
+
+// A refusal decided on this turn's unrecorded changes ("already
+// cancelled", by a cancel the commit then undid) waits for the commit too:
+// a failed commit turns every reply of the turn into an error (7.9).
+static void
+test_refusal_waits_for_commit(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_submit(&w, 1);
+    s_cancel_plan(&w);
+    s_cancel_plan(&w);
+    const out_t *o = s_out(&w, 200, PROTO_MSG_ERROR);
+    REQUIRE(o != NULL);
+    CHECK_INT(o->msg->u.error.code, PROTO_E_CONFLICT);
+    CHECK(o->depends);
+    ledger_fail_next_commit(w.b->ledger);
+    s_end_turn(&w);
+    // The plan was never cancelled: cancelling it now works.
+    s_cancel_plan(&w);
+    CHECK(s_queued(&w, 200, PROTO_MSG_OK) != NULL);
+    CHECK(s_queued(&w, 200, PROTO_MSG_ERROR) == NULL);
+    s_end_turn(&w);
+    broker_destroy(&w.b);
+}
+
 static const t_case_t t_cases[] = {
     T(test_secret_issued_once_and_required),
     T(test_secret_reissued_after_failed_commit),
     T(test_window_bounds_unconfirmed_pushes),
     T(test_lost_leases_quarantine_then_probation),
+    T(test_bye_keeps_quarantine),
+    T(test_rebuild_keeps_leases_unconfirmed),
     T(test_confirmed_lease_expiry_is_not_lost),
+    T(test_output_waits_for_commit),
+    T(test_refusal_waits_for_commit),
     {0},
 };
 

@@ -395,6 +395,74 @@ test_env(void)
                  "'A=B' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)");
 }
 
+// What exec could never run, or a drone could never decode (PROTOCOL.md 10:
+// a TASK over 1,000,000 objects), is refused at submit: not pushed to every
+// drone in turn until the retries are gone.
+static void
+test_exec_limits(void)
+{
+    size_t n = WORKPLAN_MAX_ARGV + 1, cap = n * 5 + 64, len = 0;
+    char *run = xmalloc(cap);
+    len += (size_t) snprintf(run, cap, "{\"id\": \"a\", \"run\": [");
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t) snprintf(run + len, cap - len, "%s\"x\"",
+                                 i ? "," : "");
+    }
+    snprintf(run + len, cap - len, "]}");
+    EXPECT_TASKS(run, "tasks[0].run",
+                 "at most 65536 items, found 65537");
+    free(run);
+    // One argument over what exec takes (128 KiB with its NUL).
+    char *big = xmalloc(WORKPLAN_MAX_ARG_BYTES + 64);
+    memset(big, 'y', WORKPLAN_MAX_ARG_BYTES);
+    big[WORKPLAN_MAX_ARG_BYTES] = '\0';
+    char *task = xasprintf("{\"id\": \"a\", \"run\": [\"echo\", \"%s\"]}",
+                           big);
+    EXPECT_TASKS(task, "tasks[0].run[1]",
+                 "131072 bytes; an argument takes at most 131071");
+    free(task);
+    task = xasprintf("{\"id\": \"a\", \"run\": [\"true\"], \"env\":"
+                     " {\"V\": \"%s\"}}", big);
+    EXPECT_TASKS(task, "tasks[0].env.V",
+                 "131074 bytes; a variable takes at most 131071");
+    free(task);
+    // Many arguments, each allowed, over what exec takes together.
+    big[100000] = '\0';
+    len = 0;
+    cap = 30 * 100010 + 64;
+    run = xmalloc(cap);
+    len += (size_t) snprintf(run, cap, "{\"id\": \"a\", \"run\": [");
+    for (int i = 0; i < 30; i++) {
+        len += (size_t) snprintf(run + len, cap - len, "%s\"%s\"",
+                                 i ? "," : "", big);
+    }
+    snprintf(run + len, cap - len, "]}");
+    EXPECT_TASKS(run, "tasks[0]",
+                 "run and env take 3000030 bytes; exec takes at most 2097152");
+    free(run);
+    free(big);
+    // More variables than a TASK may carry.
+    size_t nv = WORKPLAN_MAX_ENV + 1;
+    cap = nv * 16 + 64;
+    char *env = xmalloc(cap);
+    len = (size_t) snprintf(env, cap,
+                            "{\"id\": \"a\", \"run\": [\"true\"], \"env\": {");
+    for (size_t i = 0; i < nv; i++) {
+        len += (size_t) snprintf(env + len, cap - len, "%s\"V%zu\": \"\"",
+                                 i ? "," : "", i);
+    }
+    snprintf(env + len, cap - len, "}}");
+    EXPECT_TASKS(env, "tasks[0].env", "at most 4096 variables, found 4097");
+    free(env);
+    // Right at the limits is fine.
+    workplan_t *wp = NULL;
+    char *ok = s_plan("{\"id\": \"a\", \"run\": [\"true\"]}");
+    wp = s_parse_ok(ok);
+    CHECK(wp != NULL);
+    workplan_destroy(&wp);
+    free(ok);
+}
+
 static void
 test_ids_and_needs(void)
 {
@@ -908,6 +976,7 @@ static const t_case_t t_cases[] = {
     T(test_bad_ids),
     T(test_kinds),
     T(test_env),
+    T(test_exec_limits),
     T(test_ids_and_needs),
     T(test_cycles),
     T(test_placeholders),
