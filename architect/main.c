@@ -149,6 +149,9 @@ main(int argc, char **argv)
                        "(see --help)", argv[next]);
     }
     link_destroy(&a.link);
+    if (cfg.model_key) {
+        explicit_bzero(cfg.model_key, strlen(cfg.model_key));
+    }
     cfg_release(s_opts, &cfg);
     return rc;
 }
