@@ -185,6 +185,12 @@ test_401_bad_key(void)
     CHECK(strchr(err, '\x1b') == NULL);
     CHECK_INT(reply.attempts, 1);  // no retry on 401
     llm_stop(&srv);
+    REQUIRE(s_start(&srv, "[{\"status\": 403, \"body\": \"forbidden\"}]"));
+    cfg = s_cfg(&srv);
+    CHECK_INT(model_chat(&cfg, &s_req, &reply, err, sizeof err),
+              MODEL_E_AUTH);
+    CHECK_HAS(err, "refused the key (HTTP 403): forbidden");
+    llm_stop(&srv);
 }
 
 // A port nothing listens on: bound, then closed.
