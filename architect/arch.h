@@ -71,6 +71,10 @@ int cmd_cancel(arch_t *a, int argc, char **argv);
 int cmd_retry(arch_t *a, int argc, char **argv);
 int cmd_output(arch_t *a, int argc, char **argv);
 int cmd_plan(arch_t *a, int argc, char **argv);        // plan.c
+int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
+int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
+// Hex sha256 of what a gate showed (len bytes); caller frees.
+char *gate_hash_hex(const uint8_t *data, size_t len);
 
 // A command's positional arguments (at most 8), borrowed from argv.
 typedef struct {

@@ -667,6 +667,14 @@ cmd_output(arch_t *a, int argc, char **argv)
     fwrite(out->data.data ? (const void *) out->data.data : "", 1,
            out->data.len, stdout);
     fflush(stdout);
+    if (out->attempt == 0) {
+        // Only a gate has no attempt: this is what it shows a person.
+        char *hash = gate_hash_hex(out->data.data, out->data.len);
+        fprintf(stderr, "note: this gate's text has sha256 %s; `approve "
+                        "PLAN TASK --hash %s` answers for exactly it\n",
+                hash, hash);
+        free(hash);
+    }
     if (out->truncated) {
         fprintf(stderr, "note: attempt %u's output was cut at the broker's "
                         "cap; this is its tail\n", out->attempt);

@@ -63,6 +63,11 @@ static const struct {
     {"cancel", cmd_cancel, "cancel PLAN [TASK]    cancel a plan or a task"},
     {"retry", cmd_retry, "retry PLAN TASK       run a dead task again"},
     {"output", cmd_output, "output PLAN TASK      print a task's output"},
+    {"approve", cmd_approve,
+     "approve PLAN TASK     approve a gate (operator keys only)"},
+    {"reject", cmd_reject,
+     "reject PLAN TASK --note TEXT\n"
+     "                        reject a gate (operator keys only)"},
     {"plan", cmd_plan,
      "plan \"GOAL\"           ask the model for a workplan, then submit it"},
 };

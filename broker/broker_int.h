@@ -164,8 +164,24 @@ bool trust_is_quarantined(broker_t *b, drone_t *d);
 size_t trust_credit(broker_t *b, drone_t *d);
 
 // --- requests.c -------------------------------------------------------
-// Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.
+// Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
+// REJECT.
 void requests_on_message(broker_t *b, router_in_t *in);
+
+// --- gates.c -----------------------------------------------------------
+// What gate idx of a loaded plan shows a person: its question, then each
+// need's accepted stdout under a header.  0 with *data (caller frees, NUL
+// after len bytes), -1 when the ledger failed.
+int gates_text(broker_t *b, int64_t plan, size_t idx, uint8_t **data,
+               size_t *len);
+// Hex sha256 of gates_text; NULL when the ledger failed.  Caller frees.
+char *gates_hash(broker_t *b, int64_t plan, size_t idx);
+// awaiting_approval -> to (succeeded or rejected) inside the open turn, the
+// event recording actor and {"note", "hash"}, then the cascade and the
+// plan's end.  LEDGER_MISS when the gate was not awaiting approval.
+ledger_rc_t gates_decide(broker_t *b, int64_t plan, size_t idx,
+                         proto_task_state_t to, const char *actor,
+                         const char *note, const char *hash);
 
 // --- keyring.c -------------------------------------------------------
 // Reloads the allow lists from cfg->keys, logs what changed and cuts off

@@ -1,5 +1,6 @@
 // requests: console requests from the architect (submitter and operator
-// keys): PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT.
+// keys): PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, and the operator's
+// APPROVE and REJECT of a gate (gates.c).
 //
 // Replies that report a change wait for the turn's commit (depends); pure
 // reads go out with the turn too, after whatever the turn changed.
@@ -76,7 +77,7 @@ s_supported(const workplan_t *wp, proto_msg_t *err)
 {
     for (size_t i = 0; i < wp->n_tasks; i++) {
         wp_kind_t k = wp->tasks[i].kind;
-        if (k != WP_KIND_RUN) {
+        if (k == WP_KIND_PROMPT) {
             char *line = xasprintf("tasks[%zu].%s: %s tasks are not supported"
                                    " yet", i, workplan_kind_name(k),
                                    workplan_kind_name(k));
@@ -597,12 +598,36 @@ s_retry(broker_t *b, router_in_t *in)
     s_ok(b, in);
 }
 
+// A gate of a loaded plan: its output is what it shows a person (its
+// question and its inputs), the text an approval hashes.  -1: not a gate
+// of a loaded plan.
+static long
+s_gate_idx(broker_t *b, int64_t plan, const char *task)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    long idx = wp ? workplan_find(wp, task) : -1;
+    return idx >= 0 && wp->tasks[idx].kind == WP_KIND_GATE ? idx : -1;
+}
+
 static void
 s_output(broker_t *b, router_in_t *in)
 {
     const proto_output_t *o = &in->msg->u.output;
     proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT_OK);
     proto_output_ok_t *out = &m->u.output_ok;
+    long gate = o->want_stderr ? -1 : s_gate_idx(b, o->plan, o->task);
+    if (gate >= 0) {
+        if (gates_text(b, o->plan, (size_t) gate, &out->data.data,
+                       &out->data.len) < 0) {
+            proto_msg_destroy(&m);
+            s_internal(b, in);
+            return;
+        }
+        out->plan = o->plan;
+        out->task = xstrdup(o->task);
+        s_reply(b, in, &m, ledger_in_turn(b->ledger));
+        return;
+    }
     ledger_rc_t rc = ledger_task_output(b->ledger, o->plan, o->task,
                                         o->attempt, o->want_stderr,
                                         &out->data.data, &out->data.len,
@@ -626,6 +651,72 @@ s_output(broker_t *b, router_in_t *in)
     s_reply(b, in, &m, ledger_in_turn(b->ledger));
 }
 
+// APPROVE/REJECT's preconditions: a running, loaded plan; a gate awaiting
+// approval; a note for a reject; the hash of what the gate shows now.
+// Answers and returns -1 when refused, else the gate's index.
+static long
+s_verdict_allowed(broker_t *b, router_in_t *in)
+{
+    const proto_verdict_t *v = &in->msg->u.verdict;
+    ledger_plan_state_t state;
+    if (!s_plan_state(b, in, v->plan, &state) ||
+        s_cancel_refused(b, in, v->plan, state)) {
+        return -1;
+    }
+    long idx = s_task_idx(b, in, v->plan, v->task);
+    if (idx < 0) {
+        return -1;
+    }
+    char *text = NULL;
+    proto_status_t code = PROTO_E_CONFLICT;
+    proto_task_state_t ts = sched_get(b->sched, v->plan, (size_t) idx);
+    char *now = NULL;
+    if (s_gate_idx(b, v->plan, v->task) < 0) {
+        text = xasprintf("task '%s' is not a gate", v->task);
+    } else if (ts != PROTO_TASK_AWAITING_APPROVAL) {
+        text = xasprintf("gate '%s' is %s, not awaiting approval", v->task,
+                         proto_task_state_name(ts));
+    } else if (in->msg->cmd == PROTO_MSG_REJECT &&
+               (!v->note || !v->note[0])) {
+        code = PROTO_E_INVALID;
+        text = xasprintf("rejecting gate '%s' needs a note", v->task);
+    } else if (!(now = gates_hash(b, v->plan, (size_t) idx))) {
+        s_internal(b, in);
+        return -1;
+    } else if (strcmp(now, v->hash) != 0) {
+        text = xasprintf("gate '%s' changed since it was shown (an input "
+                         "ran again): look at it again and decide again",
+                         v->task);
+    }
+    free(now);
+    if (text) {
+        s_error(b, in, code, text);
+        free(text);
+        return -1;
+    }
+    return idx;
+}
+
+static void
+s_verdict(broker_t *b, router_in_t *in)
+{
+    const proto_verdict_t *v = &in->msg->u.verdict;
+    long idx = s_verdict_allowed(b, in);
+    if (idx < 0) {
+        return;
+    }
+    proto_task_state_t to = in->msg->cmd == PROTO_MSG_APPROVE
+                                ? PROTO_TASK_SUCCEEDED
+                                : PROTO_TASK_REJECTED;
+    if (!broker_begin(b) ||
+        gates_decide(b, v->plan, (size_t) idx, to, in->name, v->note,
+                     v->hash) != LEDGER_OK) {
+        s_internal(b, in);
+        return;
+    }
+    s_ok(b, in);
+}
+
 void
 requests_on_message(broker_t *b, router_in_t *in)
 {
@@ -647,6 +738,10 @@ requests_on_message(broker_t *b, router_in_t *in)
         break;
     case PROTO_MSG_OUTPUT:
         s_output(b, in);
+        break;
+    case PROTO_MSG_APPROVE:
+    case PROTO_MSG_REJECT:
+        s_verdict(b, in);
         break;
     default:
         s_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");

@@ -33,6 +33,7 @@
 #define S_MAX_IDEM 128        // idempotency keys
 #define S_MAX_LEASES 4096     // leases in HELLO, tokens in HEARTBEAT
 #define S_MAX_SECRET 128      // session secrets (hex)
+#define S_MAX_NOTE 4096       // an approver's note
 #define S_ANY SIZE_MAX        // bounded only by the frame limits
 
 #define S_REQ true
@@ -755,6 +756,16 @@ s_dec_retry(const s_rd_t *rd, proto_msg_t *m)
 }
 
 static int
+s_dec_verdict(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_verdict_t *v = &m->u.verdict;
+    return s_get_plan(rd, "plan", S_REQ, &v->plan) ||
+           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &v->task) ||
+           s_get_str(rd, "note", S_OPT, 0, S_MAX_NOTE, &v->note) ||
+           s_get_str(rd, "hash", S_REQ, 64, 64, &v->hash) ? -1 : 0;
+}
+
+static int
 s_dec_output(const s_rd_t *rd, proto_msg_t *m)
 {
     proto_output_t *o = &m->u.output;
@@ -829,6 +840,8 @@ static int (*const s_dec[PROTO_MSG__COUNT])(const s_rd_t *rd,
     [PROTO_MSG_CANCEL] = s_dec_cancel,
     [PROTO_MSG_RETRY] = s_dec_retry,
     [PROTO_MSG_OUTPUT] = s_dec_output,
+    [PROTO_MSG_APPROVE] = s_dec_verdict,
+    [PROTO_MSG_REJECT] = s_dec_verdict,
     [PROTO_MSG_OUTPUT_OK] = s_dec_output_ok,
     [PROTO_MSG_OK] = s_dec_ok,
     [PROTO_MSG_ERROR] = s_dec_error,

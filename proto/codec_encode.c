@@ -432,6 +432,17 @@ s_enc_plan_task(msgpack_packer *pk, const proto_msg_t *m)
 }
 
 static void
+s_enc_verdict(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_verdict_t *v = &m->u.verdict;
+    s_envelope(pk, m, 4);
+    s_put_i64(pk, "plan", v->plan);
+    s_put_str(pk, "task", v->task);
+    s_put_ostr(pk, "note", v->note);
+    s_put_str(pk, "hash", v->hash);
+}
+
+static void
 s_enc_output(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_output_t *o = &m->u.output;
@@ -493,6 +504,8 @@ static void (*const s_enc[PROTO_MSG__COUNT])(msgpack_packer *pk,
     [PROTO_MSG_CANCEL] = s_enc_plan_task,
     [PROTO_MSG_RETRY] = s_enc_plan_task,
     [PROTO_MSG_OUTPUT] = s_enc_output,
+    [PROTO_MSG_APPROVE] = s_enc_verdict,
+    [PROTO_MSG_REJECT] = s_enc_verdict,
     [PROTO_MSG_OUTPUT_OK] = s_enc_output_ok,
     [PROTO_MSG_OK] = s_enc_ok,
     [PROTO_MSG_ERROR] = s_enc_error,

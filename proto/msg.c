@@ -155,6 +155,12 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG_CANCEL: free(m->u.cancel.task); break;
     case PROTO_MSG_RETRY: free(m->u.retry.task); break;
     case PROTO_MSG_OUTPUT: free(m->u.output.task); break;
+    case PROTO_MSG_APPROVE:
+    case PROTO_MSG_REJECT:
+        free(m->u.verdict.task);
+        free(m->u.verdict.note);
+        free(m->u.verdict.hash);
+        break;
     case PROTO_MSG_OUTPUT_OK:
         free(m->u.output_ok.task);
         free(m->u.output_ok.data.data);

@@ -295,6 +295,16 @@ typedef struct {
     char *task;
 } proto_retry_t;
 
+// APPROVE and REJECT: hash is the hex sha256 of the gate's text exactly as
+// the person was shown it (OUTPUT of the gate); the broker refuses it when
+// the gate's text has changed since.
+typedef struct {
+    int64_t plan;
+    char *task;
+    char *note;              // NULL for an approve without a note
+    char *hash;
+} proto_verdict_t;
+
 typedef struct {
     int64_t plan;
     char *task;
@@ -339,6 +349,7 @@ typedef struct {
         proto_status_ok_t status_ok;
         proto_cancel_t cancel;
         proto_retry_t retry;
+        proto_verdict_t verdict;   // APPROVE, REJECT
         proto_output_t output;
         proto_output_ok_t output_ok;
         proto_ok_t ok;

@@ -286,6 +286,15 @@ s_eq_retry(const proto_msg_t *x, const proto_msg_t *y)
 }
 
 static void
+s_eq_verdict(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.verdict.plan, y->u.verdict.plan);
+    CHECK_OSTR(x->u.verdict.task, y->u.verdict.task);
+    CHECK_OSTR(x->u.verdict.note, y->u.verdict.note);
+    CHECK_OSTR(x->u.verdict.hash, y->u.verdict.hash);
+}
+
+static void
 s_eq_output(const proto_msg_t *x, const proto_msg_t *y)
 {
     const proto_output_t *a = &x->u.output, *b = &y->u.output;
@@ -633,6 +642,31 @@ s_retry(bool full)
 }
 
 static proto_msg_t *
+s_verdict(proto_cmd_t cmd, bool full)
+{
+    proto_msg_t *m = proto_msg_new(cmd);
+    m->req = 13;
+    m->u.verdict.plan = 12;
+    m->u.verdict.task = strdup("review");
+    m->u.verdict.note = full ? strdup("looks right") : NULL;
+    m->u.verdict.hash = strdup("0123456789abcdef0123456789abcdef"
+                               "0123456789abcdef0123456789abcdef");
+    return m;
+}
+
+static proto_msg_t *
+s_approve(bool full)
+{
+    return s_verdict(PROTO_MSG_APPROVE, full);
+}
+
+static proto_msg_t *
+s_reject(bool full)
+{
+    return s_verdict(PROTO_MSG_REJECT, full);
+}
+
+static proto_msg_t *
 s_output(bool full)
 {
     proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT);
@@ -704,6 +738,8 @@ static const struct {
     [PROTO_MSG_RETRY] = {s_retry, s_eq_retry},
     [PROTO_MSG_OUTPUT] = {s_output, s_eq_output},
     [PROTO_MSG_OUTPUT_OK] = {s_output_ok, s_eq_output_ok},
+    [PROTO_MSG_APPROVE] = {s_approve, s_eq_verdict},
+    [PROTO_MSG_REJECT] = {s_reject, s_eq_verdict},
     [PROTO_MSG_OK] = {s_ok, s_eq_ok},
     [PROTO_MSG_ERROR] = {s_error, s_eq_error},
 };
