@@ -153,6 +153,7 @@ broker_destroy(broker_t **self_p)
     free(b->out);
     free(b->undelivered);
     plans_unloaded_clear(b);
+    gates_forget(b);
     drones_destroy_all(b);
     router_destroy(&b->router);
     sched_destroy(&b->sched);
@@ -389,6 +390,10 @@ s_timeout(broker_t *b)
     if (ready >= 0 && now + (ready - wall) < next) {
         next = now + (ready - wall);
     }
+    int64_t gate = gates_next_deadline_ms(b);
+    if (gate >= 0 && now + (gate - wall) < next) {
+        next = now + (gate - wall);
+    }
     return next > now ? next - now : 0;
 }
 
@@ -411,6 +416,7 @@ s_turn(broker_t *b)
     if (drained) {
         drones_expire(b);
     }
+    gates_expire(b);
     if (b->now_mono >= b->next_heartbeat_ms) {
         drones_heartbeat(b);
         b->next_heartbeat_ms = b->now_mono + b->cfg->heartbeat_ms;

@@ -53,6 +53,12 @@ typedef struct {
     char *why;                  // owned: why it could not be loaded
 } unloaded_t;
 
+typedef struct {
+    int64_t plan;
+    size_t idx;
+    int64_t deadline_ms;        // wall; as in sched's not_before
+} gate_watch_t;
+
 struct broker {
     const broker_config_t *cfg;
     keys_broker_t *keys;
@@ -68,6 +74,8 @@ struct broker {
     size_t n_undelivered;
     unloaded_t *unloaded;       // running plans the last load skipped
     size_t n_unloaded;
+    gate_watch_t *gate_watch;   // gates awaiting approval with a deadline
+    size_t n_gate_watch, cap_gate_watch;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
     int reload_fd;              // SIGHUP pipe (read end), or -1
@@ -182,6 +190,18 @@ char *gates_hash(broker_t *b, int64_t plan, size_t idx);
 ledger_rc_t gates_decide(broker_t *b, int64_t plan, size_t idx,
                          proto_task_state_t to, const char *actor,
                          const char *note, const char *hash);
+// Gate idx has just entered awaiting_approval in the open turn: with a
+// timeout_s its deadline is set (ledger and sched) and watched.  False when
+// the ledger failed (the turn is failed).  A no-op for other tasks.
+bool gates_started(broker_t *b, int64_t plan, size_t idx);
+// A gate loaded from the ledger awaiting approval, deadline 0 for none.
+void gates_loaded(broker_t *b, int64_t plan, size_t idx, int64_t deadline_ms);
+// Rejects (actor "broker") every watched gate whose deadline has passed.
+void gates_expire(broker_t *b);
+// The earliest watched deadline (wall ms), or -1.
+int64_t gates_next_deadline_ms(const broker_t *b);
+// Drops the watch list (destroy; a rebuild reloads it from the ledger).
+void gates_forget(broker_t *b);
 
 // --- keyring.c -------------------------------------------------------
 // Reloads the allow lists from cfg->keys, logs what changed and cuts off

@@ -150,3 +150,116 @@ gates_decide(broker_t *b, int64_t plan, size_t idx, proto_task_state_t to,
     plans_check_done(b, plan, actor);
     return LEDGER_OK;
 }
+
+// --- timeouts --------------------------------------------------------------
+//
+// A gate with timeout_s is rejected by the broker when it has waited that
+// long.  The deadline is wall-clock from when it started waiting, persisted
+// in the task's not_before_ms (ledger_gate_deadline), so a restart keeps it;
+// the watch list in memory only says which gates to look at and is checked
+// against sched (an entry whose gate was answered, retried or whose plan
+// went is dropped).
+
+static void
+s_watch(broker_t *b, int64_t plan, size_t idx, int64_t deadline_ms)
+{
+    if (b->n_gate_watch == b->cap_gate_watch) {
+        b->cap_gate_watch = b->cap_gate_watch ? 2 * b->cap_gate_watch : 8;
+        b->gate_watch = xrealloc(b->gate_watch, b->cap_gate_watch *
+                                                    sizeof *b->gate_watch);
+    }
+    b->gate_watch[b->n_gate_watch++] = (gate_watch_t){plan, idx, deadline_ms};
+}
+
+bool
+gates_started(broker_t *b, int64_t plan, size_t idx)
+{
+    const wp_task_t *t = &sched_workplan(b->sched, plan)->tasks[idx];
+    if (t->kind != WP_KIND_GATE || t->timeout_s <= 0) {
+        return true;
+    }
+    int64_t deadline = b->now_wall + t->timeout_s * 1000;
+    ledger_rc_t rc = ledger_gate_deadline(b->ledger, plan, t->id, deadline,
+                                          "broker", b->now_wall);
+    if (rc == LEDGER_ERROR) {
+        broker_fail_turn(b);
+        return false;
+    }
+    if (rc == LEDGER_OK) {
+        sched_set(b->sched, plan, idx, PROTO_TASK_AWAITING_APPROVAL,
+                  deadline);
+        s_watch(b, plan, idx, deadline);
+    }
+    return true;
+}
+
+void
+gates_loaded(broker_t *b, int64_t plan, size_t idx, int64_t deadline_ms)
+{
+    sched_set(b->sched, plan, idx, PROTO_TASK_AWAITING_APPROVAL, deadline_ms);
+    if (deadline_ms > 0) {
+        s_watch(b, plan, idx, deadline_ms);
+    }
+}
+
+static bool
+s_live(broker_t *b, const gate_watch_t *w)
+{
+    return sched_has_plan(b->sched, w->plan) &&
+           sched_get(b->sched, w->plan, w->idx) ==
+               PROTO_TASK_AWAITING_APPROVAL &&
+           sched_not_before(b->sched, w->plan, w->idx) == w->deadline_ms;
+}
+
+static void
+s_expire_one(broker_t *b, const gate_watch_t *w)
+{
+    const wp_task_t *t = &sched_workplan(b->sched, w->plan)->tasks[w->idx];
+    char *hash = gates_hash(b, w->plan, w->idx);
+    char *note = xasprintf("timed out: no answer within %lld s",
+                           (long long) t->timeout_s);
+    if (!hash || !broker_begin(b) ||
+        gates_decide(b, w->plan, w->idx, PROTO_TASK_REJECTED, "broker", note,
+                     hash) == LEDGER_ERROR) {
+        broker_fail_turn(b);
+    }
+    free(note);
+    free(hash);
+}
+
+void
+gates_expire(broker_t *b)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < b->n_gate_watch; i++) {
+        gate_watch_t w = b->gate_watch[i];
+        if (!s_live(b, &w)) {
+            continue;
+        }
+        if (w.deadline_ms > b->now_wall) {
+            b->gate_watch[keep++] = w;
+            continue;
+        }
+        s_expire_one(b, &w);
+    }
+    b->n_gate_watch = keep;
+}
+
+int64_t
+gates_next_deadline_ms(const broker_t *b)
+{
+    int64_t next = -1;
+    for (size_t i = 0; i < b->n_gate_watch; i++) {
+        int64_t d = b->gate_watch[i].deadline_ms;
+        next = next < 0 || d < next ? d : next;
+    }
+    return next;
+}
+
+void
+gates_forget(broker_t *b)
+{
+    free(b->gate_watch);
+    b->gate_watch = NULL;
+    b->n_gate_watch = b->cap_gate_watch = 0;
+}

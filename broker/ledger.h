@@ -210,6 +210,13 @@ ledger_rc_t ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
                                const ledger_attempt_end_t *end,
                                proto_task_state_t to, int64_t not_before_ms,
                                const char *actor, int64_t now_ms);
+// A gate awaiting approval gets its deadline (wall ms) in not_before_ms —
+// a gate is never in backoff, so the column is free for it — and an event
+// saying so.  The deadline survives a restart with the row.  MISS unless
+// awaiting_approval.
+ledger_rc_t ledger_gate_deadline(ledger_t *self, int64_t plan,
+                                 const char *task, int64_t deadline_ms,
+                                 const char *actor, int64_t now_ms);
 // Shortens the backoff of a ready task to end at not_before_ms (a restart
 // clamps every backoff to the broker's cap, and a lease is refused before
 // the stored end).  Only ever shortens: LEDGER_MISS when the task is not

@@ -161,6 +161,9 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE tasks SET state = ?4, attempts_used = 0,"
         " not_before_ms = 0, lost_leases = 0"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    [LEDGER__Q_GATE_DEADLINE] =
+        "UPDATE tasks SET not_before_ms = ?3"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = 'awaiting_approval'",
     [LEDGER__Q_TASK_BACKOFF] =
         "UPDATE tasks SET not_before_ms = ?3"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"

@@ -232,6 +232,30 @@ ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
 }
 
 ledger_rc_t
+ledger_gate_deadline(ledger_t *self, int64_t plan, const char *task,
+                     int64_t deadline_ms, const char *actor, int64_t now_ms)
+{
+    assert(self && task && actor);
+    if (!ledger__turn_ok(self, "set a gate deadline")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_GATE_DEADLINE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    ledger__bind_int(st, 3, deadline_ms);
+    ledger_rc_t rc = ledger__write(self, st, "set a gate deadline");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    char detail[96];
+    snprintf(detail, sizeof detail, "rejected at %" PRId64 " unless answered",
+             deadline_ms);
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
+        .kind = "gate_deadline", .detail = detail});
+}
+
+ledger_rc_t
 ledger_task_backoff(ledger_t *self, int64_t plan, const char *task,
                     int64_t not_before_ms, const char *actor, int64_t now_ms)
 {

@@ -157,6 +157,10 @@ plans_apply(broker_t *b, const sched_moves_t *moves, const char *actor)
             continue;
         }
         sched_set(b->sched, m->plan, m->idx, m->to, 0);
+        if (m->to == PROTO_TASK_AWAITING_APPROVAL &&
+            !gates_started(b, m->plan, m->idx)) {
+            return false;
+        }
     }
     return true;
 }
@@ -399,6 +403,8 @@ s_install(broker_t *b, s_loaded_t *p)
         if (p->states[i] == PROTO_TASK_READY && p->not_before[i] > 0) {
             sched_set(b->sched, p->plan, i, PROTO_TASK_READY,
                       p->not_before[i]);
+        } else if (p->states[i] == PROTO_TASK_AWAITING_APPROVAL) {
+            gates_loaded(b, p->plan, i, p->not_before[i]);
         }
     }
     for (size_t i = 0; i < p->n_leases; i++) {
@@ -479,6 +485,7 @@ plans_load(broker_t *b)
     s_loader_t ld;
     s_loader_init(b, &ld);
     plans_unloaded_clear(b);
+    gates_forget(b);
     ledger_rc_t rc = ledger_load(b->ledger, s_on_plan, s_on_task, &ld);
     int failed = s_finish_load(b, &ld, rc);
     int64_t *ids = NULL;

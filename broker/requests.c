@@ -230,6 +230,19 @@ s_replay(broker_t *b, router_in_t *in, const char *hash)
     return true;
 }
 
+// A new plan's gates that need nothing wait from the start.
+static void
+s_gates_started(broker_t *b, int64_t plan)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    for (size_t i = 0; wp && i < wp->n_tasks; i++) {
+        if (sched_get(b->sched, plan, i) == PROTO_TASK_AWAITING_APPROVAL &&
+            !gates_started(b, plan, i)) {
+            return;
+        }
+    }
+}
+
 static void
 s_submit(broker_t *b, router_in_t *in)
 {
@@ -258,6 +271,7 @@ s_submit(broker_t *b, router_in_t *in)
             log_info(LOG, "plan %lld '%s' submitted by '%s': %zu tasks",
                      (long long) plan, wp->name, in->name, wp->n_tasks);
             sched_plan_add(b->sched, plan, &wp, states);
+            s_gates_started(b, plan);
             s_reply(b, in, &ok, true);
         }
     }
@@ -541,6 +555,9 @@ s_apply_retry(broker_t *b, router_in_t *in, int64_t plan, size_t idx,
                                m->from, m->to, in->name,
                                b->now_wall) == LEDGER_OK;
         sched_set(b->sched, plan, idx, m->to, 0);
+        if (ok && m->to == PROTO_TASK_AWAITING_APPROVAL) {
+            ok = gates_started(b, plan, idx);
+        }
         moves.items[i] = moves.items[--moves.count];
     }
     ok = ok && plans_apply(b, &moves, in->name);

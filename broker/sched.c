@@ -348,7 +348,12 @@ sched_set(sched_t *self, int64_t plan, size_t idx, proto_task_state_t state,
     sched__dequeue(self, p, idx);
     s_tally(p, t->state, false);
     t->state = (uint8_t) state;
-    t->not_before_ms = state == PROTO_TASK_READY ? not_before_ms : 0;
+    // A gate awaiting approval keeps its deadline there (0: none): a gate
+    // is never in backoff.
+    t->not_before_ms = state == PROTO_TASK_READY ||
+                               state == PROTO_TASK_AWAITING_APPROVAL
+                           ? not_before_ms
+                           : 0;
     s_tally(p, state, true);
     if (was_ok != is_ok) {
         for (size_t k = p->dep_off[idx]; k < p->dep_off[idx + 1]; k++) {

@@ -78,7 +78,8 @@ bool sched_plan_counts(const sched_t *self, int64_t plan,
 
 // --- task states --------------------------------------------------------
 // Records a state the ledger has committed to.  not_before_ms matters only
-// for ready (0 = now).
+// for ready (backoff end; 0 = now) and awaiting_approval (the gate's
+// deadline, wall ms; 0 = none).
 void sched_set(sched_t *self, int64_t plan, size_t idx,
                proto_task_state_t state, int64_t not_before_ms);
 proto_task_state_t sched_get(const sched_t *self, int64_t plan, size_t idx);

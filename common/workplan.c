@@ -645,7 +645,8 @@ s_apply_defaults(wp_ctx_t *ctx, wp_task_t *task)
 {
     const wp_task_t *d = &ctx->defaults;
     if (!(ctx->seen & S_F_TIMEOUT)) {
-        task->timeout_s = d->timeout_s;
+        // A gate waits for a person: only its own timeout_s rejects it.
+        task->timeout_s = task->kind == WP_KIND_GATE ? 0 : d->timeout_s;
     }
     if (!(ctx->seen & S_F_RETRIES)) {
         task->retries = d->retries;

@@ -68,7 +68,7 @@ typedef struct {
     wp_env_t *env;
     size_t n_env;
     char *cwd;              // NULL or a path
-    int64_t timeout_s;      // resolved with defaults; 0 = none
+    int64_t timeout_s;      // resolved with defaults (a gate: its own only); 0 = none
     int64_t retries;        // resolved with defaults
     int64_t priority;       // resolved with defaults; higher runs first
     char **requires;        // tags a drone must offer

@@ -3,7 +3,8 @@
 // showed before its input ran again is refused (CONFLICT); the gate keeps
 // waiting across a broker SIGKILL; an operator's approval runs the rest;
 // another plan's reject blocks what needs the gate and fails the plan; the
-// events record who answered, the note and the hash of what was shown.
+// events record who answered, the note and the hash of what was shown; a
+// gate's timeout_s rejects it, across a broker restart.
 #include "broker/ledger.h"
 #include "common/xalloc.h"
 #include "tests/harness/swarm.h"
@@ -207,9 +208,43 @@ test_reject(void)
     CHECK(strstr(e.detail, "not today") && strstr(e.detail, "\"hash\""));
 }
 
+// A gate with timeout_s is rejected by the broker when nobody answers in
+// time, also across a broker SIGKILL (the deadline is in the ledger).
+static void
+test_timeout(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 1, NULL, NULL);
+    int64_t plan = swarm_submit(&s,
+        "{\"name\":\"timeout\",\"tasks\":["
+        "{\"id\":\"g\",\"gate\":\"anyone?\",\"timeout_s\":3},"
+        "{\"id\":\"b\",\"needs\":[\"g\"],\"run\":[\"echo\",\"b\"]}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    char state[32];
+    swarm_task_state(&s, plan, "g", state, sizeof state);
+    CHECK_STR(state, "awaiting_approval");
+    swarm_broker_kill(&s);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    swarm_wait_plan(&s, plan, 30, state, sizeof state);
+    CHECK_STR(state, "failed");
+    swarm_task_state(&s, plan, "g", state, sizeof state);
+    CHECK_STR(state, "rejected");
+    swarm_task_state(&s, plan, "b", state, sizeof state);
+    CHECK_STR(state, "blocked");
+    swarm_stop(&s);
+    s_events_t e = {0};
+    s_read_events(s.db, plan, &e);
+    CHECK_INT(e.answers, 1);
+    CHECK_STR(e.actor, "broker");
+    CHECK(strstr(e.detail, "timed out"));
+}
+
 static const t_case_t t_cases[] = {
     T(test_approve),
     T(test_reject),
+    T(test_timeout),
     {0},
 };
 

@@ -104,12 +104,6 @@ static const char *s_prompt_plan =
     "{\"id\":\"a\",\"run\":[\"true\"]},"
     "{\"id\":\"b\",\"needs\":[\"a\"],\"prompt\":\"say {{a.output}}\"}]}";
 
-static const char *s_gate_plan =
-    "{\"name\":\"kinds\",\"tasks\":["
-    "{\"id\":\"a\",\"run\":[\"true\"]},"
-    "{\"id\":\"b\",\"run\":[\"true\"]},"
-    "{\"id\":\"c\",\"needs\":[\"a\"],\"gate\":\"ship it?\"}]}";
-
 static void
 test_unsupported_kinds(void)
 {
@@ -125,15 +119,7 @@ test_unsupported_kinds(void)
     CHECK_HAS(err, "tasks[1].prompt");
     free(out);
     free(err);
-    out = err = NULL;
-    CHECK_INT(swarm_arch(&s, &out, &err, "submit",
-                         s_file(&s, "gate.json", s_gate_plan), NULL),
-              1);
-    CHECK_STR(out, "");
-    CHECK_HAS(err, "UNSUPPORTED");
-    CHECK_HAS(err, "tasks[2].gate");
-    free(out);
-    free(err);
+    // Gate tasks are accepted (test_gates.c).
     CHECK_INT(s_plan_count(&s), 0);
     swarm_stop(&s);
 }

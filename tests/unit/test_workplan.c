@@ -102,7 +102,8 @@ test_example_parses(void)
     CHECK_INT(t[3].n_requires, 1);
     CHECK_STR(t[3].requires[0], "github");
     for (size_t i = 0; i < 4; i++) {
-        CHECK_INT(t[i].timeout_s, 600);
+        // A gate takes only its own timeout_s (none here), not defaults'.
+        CHECK_INT(t[i].timeout_s, t[i].kind == WP_KIND_GATE ? 0 : 600);
         CHECK_INT(t[i].retries, 2);
         CHECK_INT(t[i].priority, 0);
         CHECK(t[i].model == NULL && t[i].cwd == NULL && t[i].n_env == 0);
@@ -144,7 +145,7 @@ test_defaults_resolved(void)
     wp = s_parse_ok("{\"name\": \"n\", \"tasks\": [{\"id\": \"a\","
                     " \"gate\": \"ok?\"}]}");
     REQUIRE(wp);
-    CHECK_INT(wp->tasks[0].timeout_s, WORKPLAN_DEFAULT_TIMEOUT_S);
+    CHECK_INT(wp->tasks[0].timeout_s, 0);  // a gate waits until answered
     CHECK_INT(wp->tasks[0].retries, WORKPLAN_DEFAULT_RETRIES);
     CHECK_INT(wp->tasks[0].priority, 0);
     CHECK(wp->goal == NULL);
@@ -740,7 +741,7 @@ test_canonical_json(void)
               "notes from:\\n{{log.output}}\",\"timeout_s\":600,\"retries\":2,"
               "\"priority\":0,\"requires\":[]},"
               "{\"id\":\"review\",\"needs\":[\"draft\"],\"gate\":\"Publish these "
-              "notes?\",\"timeout_s\":600,\"retries\":2,\"priority\":0,"
+              "notes?\",\"timeout_s\":0,\"retries\":2,\"priority\":0,"
               "\"requires\":[]},"
               "{\"id\":\"publish\",\"needs\":[\"review\"],\"run\":"
               "[\"./publish.sh\"],\"timeout_s\":600,\"retries\":2,\"priority\":0,"
@@ -770,7 +771,7 @@ test_canonical_key_order(void)
     char *text = workplan_to_json(wp);
     CHECK_STR(text,
               "{\"name\":\"n\",\"tasks\":["
-              "{\"id\":\"u\",\"gate\":\"g\",\"timeout_s\":3600,\"retries\":0,"
+              "{\"id\":\"u\",\"gate\":\"g\",\"timeout_s\":0,\"retries\":0,"
               "\"priority\":0,\"requires\":[]},"
               "{\"id\":\"k\",\"needs\":[\"u\"],\"prompt\":\"p\\t\","
               "\"model\":\"m\",\"env\":{\"A\":\"\xc3\xa9\",\"Z\":\"1\"},"
