@@ -329,8 +329,10 @@ s_on_task(void *arg, const ledger_task_row_t *row)
     p->states[idx] = row->state;
     // Backoff survives a restart but never beyond its cap from now (the
     // ledger is told too, or it would refuse the lease until the old end).
+    // A gate's deadline in the same column is kept as it is.
     int64_t nb = row->not_before_ms, cap = ld->now_wall + ld->cap_ms;
-    p->not_before[idx] = nb > cap ? cap : nb;
+    p->not_before[idx] =
+        nb > cap && row->state == PROTO_TASK_READY ? cap : nb;
     if (row->state == PROTO_TASK_READY && nb > cap) {
         p->clamped = xrealloc(p->clamped,
                               (p->n_clamped + 1) * sizeof *p->clamped);

@@ -85,6 +85,9 @@ s_task(s_text_t *out, const sched_t *self, const sched__plan_t *p,
     if (s == PROTO_TASK_READY && t->not_before_ms > 0) {
         s_add(out, " not_before %" PRId64, t->not_before_ms);
     }
+    if (s == PROTO_TASK_AWAITING_APPROVAL && t->not_before_ms > 0) {
+        s_add(out, " deadline %" PRId64, t->not_before_ms);
+    }
     if (s == PROTO_TASK_WAITING || t->n_pending != s_pending(p, idx)) {
         s_add(out, " pending %" PRIu32, t->n_pending);
     }

@@ -263,11 +263,17 @@ s_end_turn(s_world_t *w)
 // --- the plans ---------------------------------------------------------------
 
 static const char *const s_plans[] = {
-    // 1: a chain that stops at a held task.
+    // 1: a chain that stops at a held task, and gates that wait for a
+    // person (one with a deadline far off), with what needs them waiting.
     "{\"name\": \"chain\", \"tasks\": ["
     "{\"id\": \"ok1\", \"run\": [\"true\"]},"
     "{\"id\": \"hold1\", \"needs\": [\"ok1\"], \"run\": [\"true\"]},"
-    "{\"id\": \"ok2\", \"needs\": [\"hold1\"], \"run\": [\"true\"]}]}",
+    "{\"id\": \"ok2\", \"needs\": [\"hold1\"], \"run\": [\"true\"]},"
+    "{\"id\": \"gate1\", \"needs\": [\"ok1\"], \"gate\": \"go on?\","
+    " \"timeout_s\": 86400},"
+    "{\"id\": \"gate2\", \"gate\": \"start?\"},"
+    "{\"id\": \"ok3\", \"needs\": [\"gate1\", \"gate2\"],"
+    " \"run\": [\"true\"]}]}",
     // 2: a fan-out with a flaky and a failing branch, and a fan-in.
     "{\"name\": \"fan\", \"defaults\": {\"retries\": 1}, \"tasks\": ["
     "{\"id\": \"ok1\", \"run\": [\"true\"]},"
@@ -501,6 +507,10 @@ s_check_final(s_world_t *w, const char *text)
     CHECK_HAS(text, " leased");
     CHECK_HAS(text, " waiting pending 1");
     CHECK_HAS(text, "instance inst-two");
+    // Gates still wait for a person, the deadline kept.
+    CHECK_HAS(text, "task 3 'gate1' awaiting_approval deadline ");
+    CHECK_HAS(text, "task 4 'gate2' awaiting_approval\n");
+    CHECK_HAS(text, "task 5 'ok3' waiting pending 2");
 }
 
 // --- tests -------------------------------------------------------------------
