@@ -294,6 +294,22 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// A gate awaiting approval: its question, who may answer, and when it
+// times out.
+static char *
+s_gate_reason(broker_t *b, int64_t plan, const workplan_t *wp, size_t idx)
+{
+    int64_t deadline = sched_not_before(b->sched, plan, idx);
+    char until[64] = "";
+    if (deadline > 0) {
+        int64_t left_s = (deadline - b->now_wall + 999) / 1000;
+        snprintf(until, sizeof until, "; rejected in %lld s unless answered",
+                 (long long) (left_s > 0 ? left_s : 0));
+    }
+    return xasprintf("waits for a person (an operator: approve or reject): "
+                     "%s%s", wp->tasks[idx].gate, until);
+}
+
 // Why each ready or waiting task of the page waits; the page starts at
 // workplan index first.
 static void
@@ -320,8 +336,10 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
         long idx = k < wp->n_tasks && strcmp(wp->tasks[k].id, t->id) == 0
                        ? (long) k
                        : workplan_find(wp, t->id);
-        if (idx >= 0 && (t->state == PROTO_TASK_READY ||
-                         t->state == PROTO_TASK_WAITING)) {
+        if (idx >= 0 && t->state == PROTO_TASK_AWAITING_APPROVAL) {
+            t->waiting_reason = s_gate_reason(b, plan, wp, (size_t) idx);
+        } else if (idx >= 0 && (t->state == PROTO_TASK_READY ||
+                                t->state == PROTO_TASK_WAITING)) {
             t->waiting_reason = sched_waiting_reason(
                 b->sched, plan, (size_t) idx, tags, n_tags, n, b->now_wall);
         }

@@ -56,6 +56,24 @@ s_shown(swarm_t *s, const char *id, char **hash)
     return out;
 }
 
+// status PLAN --json: the gate's note says it waits for a person, and why.
+static void
+s_check_reason(swarm_t *s, int64_t plan, const char *want)
+{
+    jnode_t *st = swarm_status(s, plan);
+    REQUIRE(st);
+    const jnode_t *tasks = json_obj_get(st, "tasks");
+    const char *why = NULL;
+    for (size_t i = 0; i < json_arr_size(tasks); i++) {
+        const jnode_t *t = json_arr_get(tasks, i);
+        if (strcmp(json_str(json_obj_get(t, "id")), "g") == 0) {
+            why = json_str(json_obj_get(t, "waiting_reason"));
+        }
+    }
+    CHECK(why && strstr(why, "waits for a person") && strstr(why, want));
+    json_destroy(&st);
+}
+
 typedef struct {
     int answers;            // events of g leaving awaiting_approval
     char actor[64];
@@ -116,6 +134,7 @@ test_approve(void)
     free(text);
     swarm_task_state(&s, plan, "b", state, sizeof state);
     CHECK_STR(state, "waiting");
+    s_check_reason(&s, plan, "ship it?");
 
     // A submitter key may read the gate, never answer it.
     char *err = NULL;
@@ -225,6 +244,7 @@ test_timeout(void)
     char state[32];
     swarm_task_state(&s, plan, "g", state, sizeof state);
     CHECK_STR(state, "awaiting_approval");
+    s_check_reason(&s, plan, "rejected in ");
     swarm_broker_kill(&s);
     SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     swarm_wait_plan(&s, plan, 30, state, sizeof state);
