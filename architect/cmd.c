@@ -670,9 +670,9 @@ cmd_output(arch_t *a, int argc, char **argv)
     if (out->attempt == 0) {
         // Only a gate has no attempt: this is what it shows a person.
         char *hash = gate_hash_hex(out->data.data, out->data.len);
-        fprintf(stderr, "note: this gate's text has sha256 %s; `approve "
-                        "PLAN TASK --hash %s` answers for exactly it\n",
-                hash, hash);
+        fprintf(stderr, "note: this gate's text has sha256 %s; `approve %lld "
+                        "%s --hash %s` answers for exactly it\n",
+                hash, (long long) plan, pos.items[1], hash);
         free(hash);
     }
     if (out->truncated) {
