@@ -230,8 +230,10 @@ s_expire_one(broker_t *b, const gate_watch_t *w)
 void
 gates_expire(broker_t *b)
 {
-    size_t keep = 0;
-    for (size_t i = 0; i < b->n_gate_watch; i++) {
+    // A rejection only blocks, so nothing is watched anew while this runs;
+    // entries appended all the same (past n) are kept.
+    size_t keep = 0, n = b->n_gate_watch;
+    for (size_t i = 0; i < n; i++) {
         gate_watch_t w = b->gate_watch[i];
         if (!s_live(b, &w)) {
             continue;
@@ -241,6 +243,9 @@ gates_expire(broker_t *b)
             continue;
         }
         s_expire_one(b, &w);
+    }
+    for (size_t i = n; i < b->n_gate_watch; i++) {
+        b->gate_watch[keep++] = b->gate_watch[i];
     }
     b->n_gate_watch = keep;
 }
