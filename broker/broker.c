@@ -154,6 +154,7 @@ broker_destroy(broker_t **self_p)
     free(b->undelivered);
     plans_unloaded_clear(b);
     gates_forget(b);
+    hook_destroy(b);
     drones_destroy_all(b);
     router_destroy(&b->router);
     sched_destroy(&b->sched);
@@ -370,6 +371,7 @@ broker_end_turn(broker_t *b)
         s_fail_outbox(b);
         b->rebuild = true;
     }
+    hook_flush(b, !failed);
     s_flush(b);
     if (b->rebuild) {
         s_rebuild(b);
@@ -389,6 +391,10 @@ s_timeout(broker_t *b)
     int64_t ready = sched_next_ready_ms(b->sched, wall);
     if (ready >= 0 && now + (ready - wall) < next) {
         next = now + (ready - wall);
+    }
+    int64_t hook = hook_next_deadline_ms(b);
+    if (hook >= 0 && hook < next) {
+        next = hook;
     }
     int64_t gate = gates_next_deadline_ms(b);
     if (gate >= 0 && now + (gate - wall) < next) {
@@ -417,6 +423,7 @@ s_turn(broker_t *b)
         drones_expire(b);
     }
     gates_expire(b);
+    hook_reap(b, b->now_mono);
     if (b->now_mono >= b->next_heartbeat_ms) {
         drones_heartbeat(b);
         b->next_heartbeat_ms = b->now_mono + b->cfg->heartbeat_ms;

@@ -59,6 +59,8 @@ typedef struct {
     int64_t deadline_ms;        // wall; as in sched's not_before
 } gate_watch_t;
 
+typedef struct hook hook_t;
+
 struct broker {
     const broker_config_t *cfg;
     keys_broker_t *keys;
@@ -76,6 +78,7 @@ struct broker {
     size_t n_unloaded;
     gate_watch_t *gate_watch;   // gates awaiting approval with a deadline
     size_t n_gate_watch, cap_gate_watch;
+    hook_t *hook;               // --on-gate: pending and running hooks
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
     int reload_fd;              // SIGHUP pipe (read end), or -1
@@ -190,8 +193,9 @@ char *gates_hash(broker_t *b, int64_t plan, size_t idx);
 ledger_rc_t gates_decide(broker_t *b, int64_t plan, size_t idx,
                          proto_task_state_t to, const char *actor,
                          const char *note, const char *hash);
-// Gate idx has just entered awaiting_approval in the open turn: with a
-// timeout_s its deadline is set (ledger and sched) and watched.  False when
+// Gate idx has just entered awaiting_approval in the open turn: the
+// --on-gate hook is queued, and with a timeout_s its deadline is set
+// (ledger and sched) and watched.  False when
 // the ledger failed (the turn is failed).  A no-op for other tasks.
 bool gates_started(broker_t *b, int64_t plan, size_t idx);
 // A gate loaded from the ledger awaiting approval, deadline 0 for none.
@@ -202,6 +206,19 @@ void gates_expire(broker_t *b);
 int64_t gates_next_deadline_ms(const broker_t *b);
 // Drops the watch list (destroy; a rebuild reloads it from the ledger).
 void gates_forget(broker_t *b);
+
+// --- hook.c ------------------------------------------------------------
+// --on-gate: a gate started waiting in this turn (a no-op without a hook).
+void hook_queue(broker_t *b, int64_t plan, const char *task,
+                const char *question);
+// After the turn: starts the queued hooks if it committed, else drops them.
+void hook_flush(broker_t *b, bool committed);
+// Reaps finished hooks; kills (process group) those past their time.
+void hook_reap(broker_t *b, int64_t now_mono);
+// The earliest running hook's kill time (monotonic ms), or -1.
+int64_t hook_next_deadline_ms(const broker_t *b);
+// Kills and reaps every running hook; frees the rest.
+void hook_destroy(broker_t *b);
 
 // --- keyring.c -------------------------------------------------------
 // Reloads the allow lists from cfg->keys, logs what changed and cuts off

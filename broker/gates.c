@@ -175,7 +175,11 @@ bool
 gates_started(broker_t *b, int64_t plan, size_t idx)
 {
     const wp_task_t *t = &sched_workplan(b->sched, plan)->tasks[idx];
-    if (t->kind != WP_KIND_GATE || t->timeout_s <= 0) {
+    if (t->kind != WP_KIND_GATE) {
+        return true;
+    }
+    hook_queue(b, plan, t->id, t->gate);
+    if (t->timeout_s <= 0) {
         return true;
     }
     int64_t deadline = b->now_wall + t->timeout_s * 1000;

@@ -47,6 +47,12 @@ static const cfg_option_t s_opts[] = {
      "messages read per turn (one commit) at most", 1, 1000000},
     {"turn-ms", "WAGGLE_TURN_MS", CFG_INT, C(turn_ms), "50", "N",
      "milliseconds spent reading per turn at most", 1, 10000},
+    {"on-gate", "WAGGLE_ON_GATE", CFG_STR, C(on_gate), NULL, "CMD",
+     "run CMD (sh -c) when a gate starts waiting; WAGGLE_PLAN, WAGGLE_TASK "
+     "and WAGGLE_GATE_QUESTION say which", 0, 0},
+    {"on-gate-timeout-ms", "WAGGLE_ON_GATE_TIMEOUT_MS", CFG_INT,
+     C(on_gate_timeout_ms), "10000", "N",
+     "a gate hook still running after this long is killed", 1, 3600000},
     {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
      "FMT", "text or json (one object per line)", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,

@@ -4,7 +4,8 @@
 // waiting across a broker SIGKILL; an operator's approval runs the rest;
 // another plan's reject blocks what needs the gate and fails the plan; the
 // events record who answered, the note and the hash of what was shown; a
-// gate's timeout_s rejects it, across a broker restart.
+// gate's timeout_s rejects it, across a broker restart; --on-gate runs a
+// bounded hook when a gate starts waiting.
 #include "broker/ledger.h"
 #include "common/xalloc.h"
 #include "tests/harness/swarm.h"
@@ -261,10 +262,47 @@ test_timeout(void)
     CHECK(strstr(e.detail, "timed out"));
 }
 
+// --on-gate runs once per gate that starts waiting, with the plan, task and
+// question in its environment, and is killed when it outlives its time.
+static void
+test_hook(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    char out[700], cmd[1024], log[700];
+    snprintf(out, sizeof out, "%s/hook.out", s.dir);
+    snprintf(log, sizeof log, "%s/broker.log", s.dir);
+    snprintf(cmd, sizeof cmd, "printf '%%s|%%s|%%s\\n' \"$WAGGLE_PLAN\" "
+             "\"$WAGGLE_TASK\" \"$WAGGLE_GATE_QUESTION\" >> '%s'; "
+             "exec sleep 60", out);
+    SWARM_REQUIRE(&s, swarm_broker(&s, "--on-gate", cmd,
+                                   "--on-gate-timeout-ms", "500", NULL) == 0);
+    swarm_drone(&s, 1, NULL, NULL);
+    int64_t plan = swarm_submit(&s,
+        "{\"name\":\"hooked\",\"tasks\":["
+        "{\"id\":\"a\",\"run\":[\"true\"]},"
+        "{\"id\":\"g\",\"needs\":[\"a\"],\"gate\":\"ship it?\"}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    SWARM_REQUIRE(&s, swarm_wait_lines(out, 1, 20000));
+    char *text = t_read_file(out, NULL);
+    char want[64];
+    snprintf(want, sizeof want, "%lld|g|ship it?\n", (long long) plan);
+    CHECK_STR(text, want);
+    free(text);
+    CHECK(swarm_wait_log(log, "gate hook", "killed", 20000));
+    // The broker still answers.
+    char state[32];
+    swarm_task_state(&s, plan, "g", state, sizeof state);
+    CHECK_STR(state, "awaiting_approval");
+    swarm_stop(&s);
+    CHECK_INT(swarm_file_lines(out), 1);
+}
+
 static const t_case_t t_cases[] = {
     T(test_approve),
     T(test_reject),
     T(test_timeout),
+    T(test_hook),
     {0},
 };
 
