@@ -315,7 +315,7 @@ SCHEMA = {
                   'tasks': _f(('array', TASK_INFO)),
                   'drones': _f(('array', DRONE_INFO)),
                   'more': _f('bool')},
-    'CANCEL': {}, 'RETRY': {}, 'OUTPUT': {},
+    'CANCEL': {}, 'RETRY': {}, 'OUTPUT': {}, 'APPROVE': {}, 'REJECT': {},
     'OUTPUT_OK': {'plan': _f('plan', True), 'task': _f('str', True, 1, 64),
                   'attempt': _f('uint', True, 0, U32),
                   'data': _f('bin', True), 'truncated': _f('bool')},
@@ -540,6 +540,14 @@ class Console:
 
     def retry(self, plan, task):
         return self.call('RETRY', 'OK', plan=plan, task=task)
+
+    def approve(self, plan, task, hash_hex, note=None):
+        return self.call('APPROVE', 'OK', plan=plan, task=task, note=note,
+                         hash=hash_hex)
+
+    def reject(self, plan, task, hash_hex, note):
+        return self.call('REJECT', 'OK', plan=plan, task=task, note=note,
+                         hash=hash_hex)
 
     def wait(self, plan, timeout_s=60, poll_s=0.2):
         """Polls STATUS until the plan is no longer running."""
