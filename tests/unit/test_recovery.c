@@ -713,11 +713,98 @@ test_failed_rebuild_spares_next_turn(void)
     free(w);
 }
 
+// The command the outbox answered the last request with (OK or ERROR).
+static proto_cmd_t
+s_outbox_reply(s_world_t *w)
+{
+    proto_cmd_t cmd = PROTO_MSG__COUNT;
+    for (size_t i = 0; i < w->b->n_out; i++) {
+        const proto_msg_t *m = w->b->out[i].msg;
+        if (m && (m->cmd == PROTO_MSG_OK || m->cmd == PROTO_MSG_ERROR)) {
+            cmd = m->cmd;
+        }
+    }
+    return cmd;
+}
+
+static proto_cmd_t
+s_answer(s_world_t *w, proto_cmd_t cmd, const char *task, const char *hash)
+{
+    proto_msg_t *m = proto_msg_new(cmd);
+    m->u.verdict.plan = 1;
+    m->u.verdict.task = xstrdup(task);
+    m->u.verdict.note = xstrdup("a note");
+    m->u.verdict.hash = xstrdup(hash);
+    s_request(w, m);
+    proto_cmd_t reply = s_outbox_reply(w);
+    s_end_turn(w);
+    return reply;
+}
+
+static void
+s_expect(s_world_t *w, const char *a, const char *b)
+{
+    char *text = sched_describe(w->b->sched);
+    CHECK_HAS(text, a);
+    if (b) {
+        CHECK_HAS(text, b);
+    }
+    free(text);
+}
+
+// Gates in the broker's own logic, with the test's clock: an approval
+// bound to the gate's hash, a deadline that survives a reopen and rejects
+// the gate (and blocks what needs it) only once it has passed.
+static void
+test_gates_answer_and_time_out(void)
+{
+    s_world_t *w = xcalloc(1, sizeof *w);
+    s_world_init(w);
+    REQUIRE(s_open(w));
+    CHECK_INT(s_submit(w, "{\"name\": \"g\", \"tasks\": ["
+                          "{\"id\": \"t1\", \"gate\": \"wait?\","
+                          " \"timeout_s\": 5},"
+                          "{\"id\": \"t2\", \"gate\": \"ok?\"},"
+                          "{\"id\": \"ok1\", \"needs\": [\"t1\"],"
+                          " \"run\": [\"true\"]},"
+                          "{\"id\": \"ok2\", \"needs\": [\"t2\"],"
+                          " \"run\": [\"true\"]}]}"), 1);
+    char *hash = gates_hash(w->b, 1, 1);
+    REQUIRE(hash);
+    CHECK_INT(s_answer(w, PROTO_MSG_APPROVE, "t2", "0000000000000000000000"
+                       "000000000000000000000000000000000000000000"),
+              PROTO_MSG_ERROR);
+    CHECK_INT(s_answer(w, PROTO_MSG_APPROVE, "t2", hash), PROTO_MSG_OK);
+    CHECK_INT(s_answer(w, PROTO_MSG_REJECT, "t2", hash), PROTO_MSG_ERROR);
+    free(hash);
+    s_expect(w, "task 1 't2' succeeded", "task 3 'ok2' ready");
+    broker_destroy(&w->b);
+    REQUIRE(s_open(w));
+    s_expect(w, "task 0 't1' awaiting_approval deadline ",
+             "task 2 'ok1' waiting");
+    w->wall += 4000;
+    s_clock(w);
+    gates_expire(w->b);
+    s_end_turn(w);
+    s_expect(w, "task 0 't1' awaiting_approval deadline ", NULL);
+    w->wall += 1001;
+    s_clock(w);
+    gates_expire(w->b);
+    s_end_turn(w);
+    s_expect(w, "task 0 't1' rejected", "task 2 'ok1' blocked");
+    broker_destroy(&w->b);
+    REQUIRE(s_open(w));
+    s_expect(w, "task 0 't1' rejected", "task 2 'ok1' blocked");
+    broker_destroy(&w->b);
+    free(w);
+}
+
 static const t_case_t t_cases[] = {
     T(test_reload_equals_live_every_round),
     T(test_backoff_clamped_on_reload),
     T(test_rebuild_skips_unloadable_plan),
     T(test_failed_rebuild_spares_next_turn),
+    T(test_gates_answer_and_time_out),
     {0},
 };
 
