@@ -53,12 +53,18 @@ s_append_input(broker_t *b, int64_t plan, const char *need, s_buf_t *buf)
     if (rc == LEDGER_ERROR) {
         return rc;
     }
+    // The text must fit one reply: what passes half a frame is cut (the
+    // hash covers what is shown, cut or not).
+    size_t room = (size_t) b->cfg->max_frame / 2;
+    room = buf->len < room ? room - buf->len : 0;
+    bool cut = len > room;
     char *head = rc == LEDGER_OK
                      ? xasprintf("\n--- '%s' (attempt %u%s) ---\n", need,
-                                 attempt, truncated ? ", truncated" : "")
+                                 attempt,
+                                 truncated || cut ? ", truncated" : "")
                      : xasprintf("\n--- '%s' (no output) ---\n", need);
     s_append_str(buf, head);
-    s_append(buf, data ? (const char *) data : "", len);
+    s_append(buf, data ? (const char *) data : "", cut ? room : len);
     free(head);
     free(data);
     return LEDGER_OK;
