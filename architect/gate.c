@@ -4,7 +4,8 @@
 // (its question and inputs, OUTPUT of the gate).  Without --hash the command
 // fetches the text, prints it, and answers for exactly that; with --hash
 // (printed by `output PLAN GATE`) it answers for what was read earlier, and
-// the broker refuses when the gate has changed since.
+// the broker refuses when the gate has changed since.  On a terminal it asks
+// before answering what it just printed.
 #include "architect/arch.h"
 #include "common/cfg.h"
 #include "common/xalloc.h"
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     char *note;
@@ -37,6 +39,22 @@ gate_hash_hex(const uint8_t *data, size_t len)
     char *hex = xmalloc(sizeof h * 2 + 1);
     sodium_bin2hex(hex, sizeof h * 2 + 1, h, sizeof h);
     return hex;
+}
+
+// On a terminal, the person confirms the answer after reading the text.
+static bool
+s_confirm(proto_cmd_t cmd, int64_t plan, const char *task)
+{
+    if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO)) {
+        return true;
+    }
+    fprintf(stderr, "%s gate '%s' of plan %lld as shown above? [y/N] ",
+            cmd == PROTO_MSG_APPROVE ? "approve" : "reject", task,
+            (long long) plan);
+    fflush(stderr);
+    char line[64] = "";
+    return fgets(line, sizeof line, stdin) &&
+           (line[0] == 'y' || line[0] == 'Y');
 }
 
 // Fetches and prints what the gate shows; returns its hash in *hash.
@@ -83,6 +101,9 @@ s_answer(arch_t *a, proto_cmd_t cmd, int argc, char **argv,
     char *hash = o.hash ? xstrdup(o.hash) : NULL;
     if ((rc = arch_connect(a)) == 0 && !hash) {
         rc = s_fetch(a, plan, task, &hash);
+        if (rc == 0 && !s_confirm(cmd, plan, task)) {
+            rc = arch_fail(a, ARCH_EXIT_FAILED, "declined", "nothing sent");
+        }
     }
     if (rc == 0) {
         proto_msg_t *req = proto_msg_new(cmd), *reply = NULL;
