@@ -2,7 +2,7 @@
 # e2e: gates through the Python client (written from PROTOCOL.md alone).
 # The gate's text is rebuilt here from section 7.10's description and must
 # equal what OUTPUT serves; APPROVE carries its sha256; a submitter is
-# FORBIDDEN, a wrong hash is a CONFLICT, a REJECT without a note INVALID;
+# FORBIDDEN (and so is a drone), a wrong hash is a CONFLICT, a REJECT without a note INVALID;
 # the operator's approval lets the plan finish.
 #
 #   test_pygate.py BUILD_DIR
@@ -65,6 +65,12 @@ def run(swarm):
     check(sub.output(plan, 'g')['data'] == want, "submitter reads the gate")
     expect('FORBIDDEN', sub.approve, plan, 'g', digest)
     expect('FORBIDDEN', sub.reject, plan, 'g', digest, 'no')
+    # Nor may a drone's key.
+    drone = wc.Link(swarm.endpoint, wc.load_bundle(swarm.keys, 'drone'))
+    m = drone.request('APPROVE', plan=plan, task='g', hash=digest)
+    check(m['cmd'] == 'ERROR' and m['code'] == 'FORBIDDEN',
+          "drone APPROVE: %r" % m)
+    drone.close()
     expect('CONFLICT', con.approve, plan, 'g', '0' * 64)
     expect('INVALID', con.reject, plan, 'g', digest, '')
     expect('CONFLICT', con.approve, plan, 'a', digest)
