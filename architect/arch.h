@@ -6,6 +6,8 @@
 //   plan.c    plan: a goal -> a workplan through the model, repaired,
 //             confirmed, submitted
 //   plan_show.c  the workplan as a tree, for a person to check
+//   gate.c    approve, reject: a person's answer, bound to the sha256 of
+//             what the gate showed
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
