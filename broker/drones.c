@@ -631,6 +631,16 @@ s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
     for (size_t i = 0; i < t->n_argv; i++) {
         proto_strv_push(&pt->argv, t->argv[i]);
     }
+    if (t->kind == WP_KIND_PROMPT) {
+        pt->kind = PROTO_KIND_PROMPT;
+        pt->prompt = xstrdup(t->prompt);
+        pt->system = t->system ? xstrdup(t->system) : NULL;
+        pt->model = t->model ? xstrdup(t->model) : NULL;
+        pt->max_tokens = (uint32_t) t->max_tokens;  // validated: fits
+        pt->has_temperature = t->has_temperature;
+        // Validated 0..2; thousandths are finer than any endpoint uses.
+        pt->temperature_milli = (uint32_t) (t->temperature * 1000.0 + 0.5);
+    }
     pt->env = xcalloc(t->n_env ? t->n_env : 1, sizeof *pt->env);
     for (size_t i = 0; i < t->n_env; i++) {
         pt->env[i].key = xstrdup(t->env[i].key);

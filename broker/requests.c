@@ -76,7 +76,7 @@ s_supported(const workplan_t *wp, proto_msg_t *err)
 {
     for (size_t i = 0; i < wp->n_tasks; i++) {
         wp_kind_t k = wp->tasks[i].kind;
-        if (k != WP_KIND_RUN) {
+        if (k != WP_KIND_RUN && k != WP_KIND_PROMPT) {
             char *line = xasprintf("tasks[%zu].%s: %s tasks are not supported"
                                    " yet", i, workplan_kind_name(k),
                                    workplan_kind_name(k));
