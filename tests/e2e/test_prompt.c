@@ -1,0 +1,294 @@
+// e2e prompt: prompt tasks on a real drone against fake_llm (a real HTTP
+// server answering from a script): a run task feeding a prompt task — the
+// request the server saw holds the dependency's output, the system
+// message, max_tokens and the key (as a header), and the reply is the
+// task's output; a refused key fails the attempt with a clear error; a
+// hanging model ends within about a second of a cancel; the key never
+// reaches a task's environment, the drone's --verbose log or the model
+// call's argv and environment.
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/xalloc.h"
+#include "tests/harness/llm.h"
+#include "tests/harness/swarm.h"
+#include "tests/harness/t.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_KEY "sk-e2e-SECRET-4711"
+
+static bool
+s_start_llm(llm_t *llm, const char *script)
+{
+    *llm = (llm_t){0};
+    return llm_start(llm, t_tmpdir(), script) == 0;
+}
+
+static char *
+s_key_file(const swarm_t *s)
+{
+    char *path = xasprintf("%s/model.key", s->dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+        (void) !write(fd, S_KEY "\n", strlen(S_KEY) + 1);
+        close(fd);
+    }
+    return path;
+}
+
+// A swarm whose one drone has the fake model "tiny" (and tag e2e-tag).
+static bool
+s_swarm(swarm_t *s, const llm_t *llm, char **key_file)
+{
+    swarm_init(s, 100, 2000);
+    if (swarm_broker(s, NULL) != 0) {
+        return false;
+    }
+    *key_file = s_key_file(s);
+    swarm_drone(s, 2, "e2e-tag", "--model-url", llm->url, "--model", "tiny",
+                "--model-key-file", *key_file, "--model-timeout-s", "60",
+                "--verbose", NULL);
+    return swarm_wait_drone(s, "model:tiny", true, -1, 20000);
+}
+
+static int64_t
+s_submit(swarm_t *s, const char *json)
+{
+    return swarm_submit(s, json);
+}
+
+static char *
+s_output(swarm_t *s, int64_t plan, const char *task)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    if (swarm_arch(s, &out, NULL, "output", id, task, NULL) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static const jnode_t *
+s_task(const jnode_t *st, const char *id)
+{
+    const jnode_t *tasks = json_obj_get(st, "tasks");
+    for (size_t i = 0; i < json_arr_size(tasks); i++) {
+        const jnode_t *t = json_arr_get(tasks, i);
+        if (strcmp(json_str(json_obj_get(t, "id")), id) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static char *
+s_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    char *buf = xcalloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    if (len) {
+        *len = n;
+    }
+    return buf;
+}
+
+static bool
+s_mem_has(const char *buf, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++) {
+        if (memcmp(buf + i, needle, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char s_flow[] =
+    "{\"name\": \"summarize\", \"tasks\": ["
+    "{\"id\": \"make\", \"run\": [\"sh\", \"-c\", \"echo one two three; env\"]},"
+    "{\"id\": \"sum\", \"needs\": [\"make\"], \"model\": \"tiny\","
+    " \"system\": \"be brief\", \"max_tokens\": 50, \"temperature\": 0.2,"
+    " \"prompt\": \"Summarize:\\n{{make.output}}\"}]}";
+
+static void
+test_run_feeds_prompt(void)
+{
+    llm_t llm;
+    REQUIRE(s_start_llm(&llm,
+        "[{\"content\": \"three words\", \"prompt_tokens\": 11,"
+        " \"completion_tokens\": 7,"
+        " \"expect_contains\": [\"one two three\", \"be brief\","
+        " \"\\\"max_tokens\\\":50\", \"\\\"model\\\":\\\"tiny\\\"\"],"
+        " \"expect_headers\": [\"Bearer " S_KEY "\"]}]"));
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm(&s, &llm, &key_file));
+    int64_t plan = s_submit(&s, s_flow);
+    REQUIRE(plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char *out = s_output(&s, plan, "sum");
+    CHECK_STR(out, "three words");
+    free(out);
+    char *reqs = llm_requests(&llm);
+    CHECK_HAS(reqs, "Summarize:\\none two three");
+    CHECK_INT(llm_count(&llm), 1);
+    // The whole environment of the run task: no key there.
+    char *env = s_output(&s, plan, "make");
+    REQUIRE(env);
+    CHECK_HAS(env, "WAGGLE_TASK=make");
+    CHECK(!strstr(env, S_KEY));
+    free(env);
+    free(reqs);
+    char log[700];
+    snprintf(log, sizeof log, "%s/drone-0.log", s.dir);
+    CHECK(swarm_log_has(log, "task 'sum'", NULL));
+    CHECK(!swarm_log_has(log, S_KEY, NULL));
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
+// A refused key (401) fails the attempt, saying so; retries are spent on
+// it like on any failure.
+static void
+test_refused_key(void)
+{
+    llm_t llm;
+    REQUIRE(s_start_llm(&llm,
+        "[{\"status\": 401, \"body\": \"{\\\"error\\\": \\\"bad key\\\"}\"}]"));
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm(&s, &llm, &key_file));
+    int64_t plan = s_submit(&s,
+        "{\"name\": \"p\", \"tasks\": [{\"id\": \"ask\", \"prompt\": \"hi\","
+        " \"retries\": 0}]}");
+    REQUIRE(plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "failed");
+    jnode_t *st = swarm_status(&s, plan);
+    REQUIRE(st);
+    const jnode_t *t = s_task(st, "ask");
+    REQUIRE(t);
+    const char *err = json_str(json_obj_get(t, "last_error"));
+    CHECK_HAS(err, "model call failed");
+    CHECK_HAS(err, "401");
+    json_destroy(&st);
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
+// The pid of a process whose command line holds needle, or -1.
+static pid_t
+s_find_proc(const char *needle)
+{
+    DIR *dir = opendir("/proc");
+    pid_t found = -1;
+    struct dirent *e;
+    while (dir && found < 0 && (e = readdir(dir))) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0) {
+            continue;
+        }
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        size_t len = 0;
+        char *buf = s_slurp(path, &len);
+        if (buf && s_mem_has(buf, len, needle)) {
+            found = (pid_t) pid;
+        }
+        free(buf);
+    }
+    if (dir) {
+        closedir(dir);
+    }
+    return found;
+}
+
+static bool
+s_alive(pid_t pid)
+{
+    char path[64], *buf;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    size_t len = 0;
+    buf = s_slurp(path, &len);
+    // Gone, or a zombie waiting for its reaper.
+    bool alive = buf && !strstr(buf, ") Z ");
+    free(buf);
+    return alive;
+}
+
+// The model never answers; cancel ends the call within about a second.
+// Meanwhile: the key is neither in the call's argv nor in its environment.
+static void
+test_hang_then_cancel(void)
+{
+    llm_t llm;
+    REQUIRE(s_start_llm(&llm, "[{\"hang\": true}]"));
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm(&s, &llm, &key_file));
+    int64_t plan = s_submit(&s,
+        "{\"name\": \"p\", \"tasks\": [{\"id\": \"ask\", \"prompt\": \"hi\"}]}");
+    REQUIRE(plan > 0);
+    int64_t until = clock_mono_ms() + 30000;
+    while (llm_count(&llm) < 1 && clock_mono_ms() < until) {
+        usleep(20000);
+    }
+    REQUIRE(llm_count(&llm) == 1);
+    pid_t pid = s_find_proc("model-call");
+    REQUIRE(pid > 0);
+    char path[64];
+    size_t len = 0;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int) pid);
+    char *buf = s_slurp(path, &len);
+    CHECK(buf && !s_mem_has(buf, len, S_KEY));
+    free(buf);
+    snprintf(path, sizeof path, "/proc/%d/environ", (int) pid);
+    buf = s_slurp(path, &len);
+    CHECK(buf && len > 0 && s_mem_has(buf, len, "WAGGLE_TASK=ask"));
+    CHECK(buf && !s_mem_has(buf, len, S_KEY));
+    free(buf);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    int64_t t0 = clock_mono_ms();
+    CHECK_INT(swarm_arch(&s, NULL, NULL, "cancel", id, NULL), 0);
+    while (s_alive(pid) && clock_mono_ms() - t0 < 10000) {
+        usleep(10000);
+    }
+    int64_t took = clock_mono_ms() - t0;
+    CHECK(!s_alive(pid));
+    fprintf(stderr, "cancel ended the model call in %lld ms\n",
+            (long long) took);
+    CHECK(took < 1500);
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_run_feeds_prompt),
+    T(test_refused_key),
+    T(test_hang_then_cancel),
+    {0},
+};
+
+T_MAIN(t_cases)
