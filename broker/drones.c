@@ -410,6 +410,8 @@ s_fill_end(broker_t *b, const proto_result_t *r, ledger_attempt_end_t *end)
     end->err = r->err.data + skip;
     end->err_len = r->err.len - skip;
     end->err_truncated = r->err_truncated || skip > 0;
+    end->prompt_tokens = r->prompt_tokens;
+    end->completion_tokens = r->completion_tokens;
 }
 
 static bool

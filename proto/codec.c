@@ -713,6 +713,10 @@ s_dec_plan_info(const s_rd_t *rd, void *elem)
                      &p->created_ms) ||
            s_get_i64(rd, "finished_ms", S_OPT, INT64_MIN, INT64_MAX,
                      &p->finished_ms) ||
+           s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+                     &p->prompt_tokens) ||
+           s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+                     &p->completion_tokens) ||
            s_dec_counts(rd, p) ? -1 : 0;
 }
 
@@ -731,7 +735,11 @@ s_dec_task_info(const s_rd_t *rd, void *elem)
         s_get_str(rd, "waiting_reason", S_OPT, 0, S_ANY,
                   &t->waiting_reason) ||
         s_get_strv(rd, "needs", S_ANY, 1, S_MAX_ID, &t->needs) ||
-        s_get_i32(rd, "exit_code", S_OPT, &t->exit_code)) {
+        s_get_i32(rd, "exit_code", S_OPT, &t->exit_code) ||
+        s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+                  &t->prompt_tokens) ||
+        s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+                  &t->completion_tokens)) {
         return -1;
     }
     t->state = (proto_task_state_t) state;

@@ -358,8 +358,10 @@ s_enc_status(msgpack_packer *pk, const proto_msg_t *m)
 static void
 s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 {
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 9);
     s_put_i64(pk, "id", p->id);
+    s_put_i64(pk, "prompt_tokens", p->prompt_tokens);
+    s_put_i64(pk, "completion_tokens", p->completion_tokens);
     s_put_ostr(pk, "name", p->name);
     s_put_str(pk, "state", p->state);
     s_put_ostr(pk, "submitted_by", p->submitted_by);
@@ -376,8 +378,10 @@ s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 static void
 s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 {
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 11);
     s_put_str(pk, "id", t->id);
+    s_put_i64(pk, "prompt_tokens", t->prompt_tokens);
+    s_put_i64(pk, "completion_tokens", t->completion_tokens);
     s_put_str(pk, "state", proto_task_state_name(t->state));
     s_put_str(pk, "kind", t->kind);
     s_put_u64(pk, "attempts", t->attempts);

@@ -240,11 +240,11 @@ typedef struct {
 } proto_submit_ok_t;
 
 // A STATUS_OK lists a plan's tasks up to about this many msgpack objects
-// (each task_info takes 19 plus one per need), so that a reply stays well
+// (each task_info takes 23 plus one per need), so that a reply stays well
 // under the decoder's 1,000,000 objects; the rest comes in further pages.
 #define PROTO_STATUS_TASK_OBJECTS 500000
 // msgpack objects one task_info takes, besides one per need.
-#define PROTO_TASK_INFO_OBJECTS 19
+#define PROTO_TASK_INFO_OBJECTS 23
 
 typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
@@ -260,6 +260,8 @@ typedef struct {
     int64_t created_ms;
     int64_t finished_ms;     // 0 while running
     uint32_t counts[PROTO_TASK__COUNT];  // tasks per state
+    int64_t prompt_tokens;   // summed over every attempt of its tasks
+    int64_t completion_tokens;
 } proto_plan_info_t;
 
 typedef struct {
@@ -273,6 +275,8 @@ typedef struct {
     char *last_error;        // NULL or a sentence
     char *waiting_reason;    // NULL or why a ready/waiting task waits
     proto_strv_t needs;
+    int64_t prompt_tokens;   // summed over its attempts (prompt tasks)
+    int64_t completion_tokens;
 } proto_task_info_t;
 
 typedef struct {

@@ -148,6 +148,25 @@ test_run_feeds_prompt(void)
     char *reqs = llm_requests(&llm);
     CHECK_HAS(reqs, "Summarize:\\none two three");
     CHECK_INT(llm_count(&llm), 1);
+    // Tokens per task and per plan, from the ledger.
+    jnode_t *st = swarm_status(&s, plan);
+    REQUIRE(st);
+    const jnode_t *sum = s_task(st, "sum"), *make = s_task(st, "make");
+    REQUIRE(sum && make);
+    CHECK_INT(json_int(json_obj_get(sum, "prompt_tokens")), 11);
+    CHECK_INT(json_int(json_obj_get(sum, "completion_tokens")), 7);
+    CHECK_INT(json_int(json_obj_get(make, "prompt_tokens")), 0);
+    const jnode_t *pl = st;  // the plan's fields are at the top
+    CHECK_INT(json_int(json_obj_get(pl, "prompt_tokens")), 11);
+    CHECK_INT(json_int(json_obj_get(pl, "completion_tokens")), 7);
+    json_destroy(&st);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *text = NULL;
+    CHECK_INT(swarm_arch(&s, &text, NULL, "status", id, NULL), 0);
+    CHECK_HAS(text, "tokens: 11 prompt + 7 completion");
+    CHECK_HAS(text, "tokens 11+7");
+    free(text);
     // The whole environment of the run task: no key there.
     char *env = s_output(&s, plan, "make");
     REQUIRE(env);

@@ -407,7 +407,7 @@ test_newer_refused_untouched(void)
         CHECK(l == NULL);
         ledger_destroy(&l);
         CHECK_HAS(err, "schema version 7");
-        CHECK_HAS(err, "version 2");
+        CHECK_HAS(err, "version 3");
         CHECK_HAS(err, "newer");
     }
     struct stat sb;
