@@ -42,9 +42,11 @@ s_key_file(const swarm_t *s)
     return path;
 }
 
-// A swarm whose one drone has the fake model "tiny" (and tag e2e-tag).
+// A swarm whose one drone has the fake model "tiny" (and tag e2e-tag),
+// its tasks confined as isolation says (the harness's default: subreaper).
 static bool
-s_swarm(swarm_t *s, const llm_t *llm, char **key_file)
+s_swarm_iso(swarm_t *s, const llm_t *llm, char **key_file,
+            const char *isolation)
 {
     swarm_init(s, 100, 2000);
     if (swarm_broker(s, NULL) != 0) {
@@ -53,8 +55,14 @@ s_swarm(swarm_t *s, const llm_t *llm, char **key_file)
     *key_file = s_key_file(s);
     swarm_drone(s, 2, "e2e-tag", "--model-url", llm->url, "--model", "tiny",
                 "--model-key-file", *key_file, "--model-timeout-s", "60",
-                "--verbose", NULL);
+                "--isolation", isolation, "--verbose", NULL);
     return swarm_wait_drone(s, "model:tiny", true, -1, 20000);
+}
+
+static bool
+s_swarm(swarm_t *s, const llm_t *llm, char **key_file)
+{
+    return s_swarm_iso(s, llm, key_file, "subreaper");
 }
 
 static int64_t
@@ -303,10 +311,41 @@ test_hang_then_cancel(void)
     free(key_file);
 }
 
+// In a PID and mount namespace of its own the model call still reaches
+// the endpoint: the drone does not unshare the network.
+static void
+test_pidns(void)
+{
+    if (geteuid() != 0) {
+        t_skip("needs root");
+        return;
+    }
+    llm_t llm;
+    REQUIRE(s_start_llm(&llm,
+        "[{\"content\": \"from a namespace\", \"prompt_tokens\": 3,"
+        " \"completion_tokens\": 2}]"));
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm_iso(&s, &llm, &key_file, "pidns"));
+    int64_t plan = s_submit(&s,
+        "{\"name\": \"p\", \"tasks\": [{\"id\": \"ask\", \"prompt\": \"hi\"}]}");
+    REQUIRE(plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char *out = s_output(&s, plan, "ask");
+    CHECK_STR(out, "from a namespace");
+    free(out);
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
 static const t_case_t t_cases[] = {
     T(test_run_feeds_prompt),
     T(test_refused_key),
     T(test_hang_then_cancel),
+    T(test_pidns),
     {0},
 };
 
