@@ -222,6 +222,56 @@ test_refused_key(void)
     free(key_file);
 }
 
+// A reply cut at max_tokens fails the attempt and still counts its
+// tokens; a model that never answers is ended at the task's timeout_s.
+static void
+test_length_and_timeout(void)
+{
+    llm_t llm;
+    REQUIRE(s_start_llm(&llm,
+        "[{\"content\": \"half a sent\", \"finish_reason\": \"length\","
+        " \"prompt_tokens\": 4, \"completion_tokens\": 9},"
+        " {\"hang\": true}]"));
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm(&s, &llm, &key_file));
+    int64_t plan = s_submit(&s,
+        "{\"name\": \"p\", \"tasks\": [{\"id\": \"ask\", \"prompt\": \"hi\","
+        " \"max_tokens\": 9, \"retries\": 0}]}");
+    REQUIRE(plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "failed");
+    jnode_t *st = swarm_status(&s, plan);
+    REQUIRE(st);
+    const jnode_t *t = s_task(st, "ask");
+    REQUIRE(t);
+    CHECK_HAS(json_str(json_obj_get(t, "last_error")), "model call failed");
+    CHECK_HAS(json_str(json_obj_get(t, "last_error")), "length");
+    CHECK_INT(json_int(json_obj_get(t, "completion_tokens")), 9);
+    CHECK_INT(json_int(json_obj_get(st, "prompt_tokens")), 4);
+    json_destroy(&st);
+
+    int64_t t0 = clock_mono_ms();
+    plan = s_submit(&s,
+        "{\"name\": \"q\", \"tasks\": [{\"id\": \"ask\", \"prompt\": \"hi\","
+        " \"timeout_s\": 1, \"retries\": 0}]}");
+    REQUIRE(plan > 0);
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "failed");
+    CHECK(clock_mono_ms() - t0 < 15000);
+    st = swarm_status(&s, plan);
+    REQUIRE(st);
+    t = s_task(st, "ask");
+    REQUIRE(t);
+    CHECK_HAS(json_str(json_obj_get(t, "last_error")), "timed out");
+    CHECK_INT(json_int(json_obj_get(t, "prompt_tokens")), 0);
+    json_destroy(&st);
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
 // The pid of a process whose command line holds needle, or -1.
 static pid_t
 s_find_proc(const char *needle)
@@ -344,6 +394,7 @@ test_pidns(void)
 static const t_case_t t_cases[] = {
     T(test_run_feeds_prompt),
     T(test_refused_key),
+    T(test_length_and_timeout),
     T(test_hang_then_cancel),
     T(test_pidns),
     {0},
