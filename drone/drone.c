@@ -154,7 +154,12 @@ s_model_tags(drone_t *d)
             log_warn(LOG, "tag '%s' is longer than %d bytes: not offered; "
                           "prompt tasks naming model '%s' will not come here",
                      tags[i], PROTO_MAX_TAG_LEN, d->model.model);
-        } else if (!s_has_tag(d, tags[i]) && d->tags.count < PROTO_MAX_TAGS) {
+        } else if (s_has_tag(d, tags[i])) {
+            continue;
+        } else if (d->tags.count >= PROTO_MAX_TAGS) {
+            log_warn(LOG, "tag '%s' not offered: --tags already holds the "
+                          "%d a drone may offer", tags[i], PROTO_MAX_TAGS);
+        } else {
             proto_strv_push(&d->tags, tags[i]);
         }
     }

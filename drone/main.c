@@ -162,6 +162,13 @@ main(int argc, char **argv)
     } else if (log_format_parse(cfg.log_format, &json) < 0) {
         rc = cfg_usage_error(&s_prog, "--log-format: '%s' is not text or "
                                       "json", cfg.log_format);
+    } else if (!*cfg.model_url != !*cfg.model) {
+        rc = cfg_usage_error(&s_prog, "a model needs both --model-url and "
+                                      "--model");
+    } else if (*cfg.model_url && strcmp(cfg.model_api, "openai") != 0
+               && strcmp(cfg.model_api, "anthropic") != 0) {
+        rc = cfg_usage_error(&s_prog, "--model-api: '%s' is not openai or "
+                                      "anthropic", cfg.model_api);
     } else {
         rc = s_check_tags(cfg.tags);
     }
