@@ -241,6 +241,9 @@ prompt_call_main(void)
 {
     size_t len = 0;
     char *buf = s_read_stdin(&len);
+    // The request holds the key: its memfd goes away with the last
+    // descriptor, so nothing can read it from /proc/PID/fd/0 any longer.
+    close(0);
     if (!buf) {
         s_report_error("cannot read the request");
         return 2;
