@@ -214,7 +214,10 @@ static void
 s_fill_request(const jnode_t *req, model_config_t *cfg, model_request_t *mr,
                model_msg_t *msgs)
 {
-    model_api_parse(json_str(json_obj_get(req, "api")), &cfg->api);
+    const char *api = json_str(json_obj_get(req, "api"));
+    if (api) {
+        model_api_parse(api, &cfg->api);
+    }
     cfg->url = json_str(json_obj_get(req, "url"));
     cfg->model = json_str(json_obj_get(req, "model"));
     cfg->timeout_ms = json_int(json_obj_get(req, "timeout_ms"));

@@ -45,8 +45,8 @@ s_key_file(const swarm_t *s)
 // A swarm whose one drone has the fake model "tiny" (and tag e2e-tag),
 // its tasks confined as isolation says (the harness's default: subreaper).
 static bool
-s_swarm_iso(swarm_t *s, const llm_t *llm, char **key_file,
-            const char *isolation)
+s_swarm_api(swarm_t *s, const llm_t *llm, char **key_file,
+            const char *isolation, const char *api)
 {
     swarm_init(s, 100, 2000);
     if (swarm_broker(s, NULL) != 0) {
@@ -55,8 +55,16 @@ s_swarm_iso(swarm_t *s, const llm_t *llm, char **key_file,
     *key_file = s_key_file(s);
     swarm_drone(s, 2, "e2e-tag", "--model-url", llm->url, "--model", "tiny",
                 "--model-key-file", *key_file, "--model-timeout-s", "60",
-                "--isolation", isolation, "--verbose", NULL);
+                "--isolation", isolation, "--model-api", api, "--verbose",
+                NULL);
     return swarm_wait_drone(s, "model:tiny", true, -1, 20000);
+}
+
+static bool
+s_swarm_iso(swarm_t *s, const llm_t *llm, char **key_file,
+            const char *isolation)
+{
+    return s_swarm_api(s, llm, key_file, isolation, "openai");
 }
 
 static bool
@@ -391,12 +399,46 @@ test_pidns(void)
     free(key_file);
 }
 
+// --model-api anthropic: the Messages API behind the same drone flags.
+static void
+test_anthropic(void)
+{
+    llm_t llm;
+    REQUIRE(s_start_llm(&llm,
+        "[{\"content\": \"bonjour\", \"prompt_tokens\": 2,"
+        " \"completion_tokens\": 1,"
+        " \"expect_contains\": [\"\\\"system\\\":\\\"be brief\\\"\"],"
+        " \"expect_headers\": [\"x-api-key: " S_KEY "\"]}]"));
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm_api(&s, &llm, &key_file, "subreaper", "anthropic"));
+    int64_t plan = s_submit(&s,
+        "{\"name\": \"p\", \"tasks\": [{\"id\": \"ask\", \"prompt\": \"hi\","
+        " \"system\": \"be brief\"}]}");
+    REQUIRE(plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char *out = s_output(&s, plan, "ask");
+    CHECK_STR(out, "bonjour");
+    free(out);
+    jnode_t *st = swarm_status(&s, plan);
+    REQUIRE(st);
+    CHECK_INT(json_int(json_obj_get(st, "prompt_tokens")), 2);
+    CHECK_INT(json_int(json_obj_get(st, "completion_tokens")), 1);
+    json_destroy(&st);
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
 static const t_case_t t_cases[] = {
     T(test_run_feeds_prompt),
     T(test_refused_key),
     T(test_length_and_timeout),
     T(test_hang_then_cancel),
     T(test_pidns),
+    T(test_anthropic),
     {0},
 };
 
