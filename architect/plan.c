@@ -127,16 +127,25 @@ static const char s_format[] =
     "id must exist, and there must be no cycle\n"
     "- run: the argv as an array of strings, executed without a shell; use "
     "[\"sh\", \"-c\", \"...\"] for pipes, redirections or variables\n"
+    "- or, instead of run, prompt: a string sent to a language model on a "
+    "drone that has one; the model's reply is the task's output. Use it only "
+    "when a drone offers the tag \"model\". Optional for prompt tasks only: "
+    "system (a system message), max_tokens (1-10000000), temperature "
+    "(0-2)\n"
+    "- or, instead of run or prompt, gate: a question for a person; the "
+    "task waits until an operator approves it (then what needs it runs) or "
+    "rejects it. Put one before anything irreversible (publishing, "
+    "deploying, deleting). On a gate, timeout_s is how long it may wait "
+    "before it is rejected\n"
     "- optional: env (object of NAME: value; names may not start with "
     "WAGGLE_), cwd, timeout_s (seconds, 0 = none), retries (0-100), "
     "priority (-1000..1000), requires (array of tags a drone must offer)\n"
     "No other field is allowed.\n"
-    "Task kinds: this broker runs only \"run\" tasks. Do not use \"prompt\" "
-    "or \"gate\": they are not available yet.\n"
+    "Task kinds: run, prompt and gate; each task has exactly one.\n"
     "A task's output is its stdout. A task gets the outputs of the tasks it "
     "needs as files $WAGGLE_INPUT_DIR/<id>, as environment variables "
     "WAGGLE_INPUT_<ID> (upper case, '-' becomes '_'), and as {{id.output}} "
-    "inside run arguments (only for ids in its needs).\n"
+    "inside run arguments and prompts (only for ids in its needs).\n"
     "Prefer small tasks; tasks that do not need each other run in "
     "parallel.\n";
 
@@ -258,7 +267,7 @@ s_extract_json(const char *text)
     return first;
 }
 
-// What the validator and this broker refuse, as "path: message" lines.
+// What the validator refuses, as "path: message" lines.
 static void
 s_check(const char *json, workplan_t **wp, proto_strv_t *errs)
 {
@@ -273,21 +282,6 @@ s_check(const char *json, workplan_t **wp, proto_strv_t *errs)
             free(line);
         }
         wp_errors_release(&we);
-        return;
-    }
-    for (size_t i = 0; i < (*wp)->n_tasks; i++) {
-        wp_kind_t k = (*wp)->tasks[i].kind;
-        if (k != WP_KIND_RUN) {
-            char *line = xasprintf("tasks[%zu].%s: %s tasks are not "
-                                   "available on this broker yet; use run",
-                                   i, workplan_kind_name(k),
-                                   workplan_kind_name(k));
-            proto_strv_push(errs, line);
-            free(line);
-        }
-    }
-    if (errs->count > 0) {
-        workplan_destroy(wp);
     }
 }
 

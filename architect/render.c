@@ -136,9 +136,16 @@ void
 render_plan(FILE *out, const proto_status_ok_t *st)
 {
     if (st->n_plans > 0) {
-        char *line = render_progress(&st->plans[0]);
-        fprintf(out, "%s\n\n", line);
+        const proto_plan_info_t *p = &st->plans[0];
+        char *line = render_progress(p);
+        fprintf(out, "%s\n", line);
         free(line);
+        if (p->prompt_tokens || p->completion_tokens) {
+            fprintf(out, "tokens: %lld prompt + %lld completion\n",
+                    (long long) p->prompt_tokens,
+                    (long long) p->completion_tokens);
+        }
+        fputc('\n', out);
     }
     fprintf(out, "%-20s %-18s %-8s %-12s %-5s %s\n", "TASK", "STATE",
             "ATTEMPTS", "DRONE", "EXIT", "NOTE");
@@ -151,9 +158,16 @@ render_plan(FILE *out, const proto_status_ok_t *st)
         const char *note = t->last_error        ? t->last_error
                            : t->waiting_reason ? t->waiting_reason
                                                : "";
-        fprintf(out, "%-20s %-18s %-8u %-12s %-5s %s\n", t->id,
+        // A prompt task's tokens lead its note: "tokens 11+7".
+        char tokens[64] = "";
+        if (t->prompt_tokens || t->completion_tokens) {
+            snprintf(tokens, sizeof tokens, "tokens %lld+%lld%s",
+                     (long long) t->prompt_tokens,
+                     (long long) t->completion_tokens, *note ? "; " : "");
+        }
+        fprintf(out, "%-20s %-18s %-8u %-12s %-5s %s%s\n", t->id,
                 proto_task_state_name(t->state), t->attempts,
-                t->drone ? t->drone : "-", code, note);
+                t->drone ? t->drone : "-", code, tokens, note);
     }
 }
 
@@ -167,6 +181,8 @@ s_plan_json(const proto_plan_info_t *p)
     json_obj_set_str(o, "submitted_by", p->submitted_by ? p->submitted_by
                                                         : "");
     json_obj_set_int(o, "created_ms", p->created_ms);
+    json_obj_set_int(o, "prompt_tokens", p->prompt_tokens);
+    json_obj_set_int(o, "completion_tokens", p->completion_tokens);
     if (p->finished_ms) {
         json_obj_set_int(o, "finished_ms", p->finished_ms);
     } else {
@@ -207,6 +223,8 @@ s_task_json(const proto_task_info_t *t)
     }
     s_opt_str(o, "last_error", t->last_error);
     s_opt_str(o, "waiting_reason", t->waiting_reason);
+    json_obj_set_int(o, "prompt_tokens", t->prompt_tokens);
+    json_obj_set_int(o, "completion_tokens", t->completion_tokens);
     jnode_t *needs = json_arr_new();
     for (size_t k = 0; k < t->needs.count; k++) {
         json_arr_push_str(needs, t->needs.items[k]);

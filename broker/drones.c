@@ -410,6 +410,8 @@ s_fill_end(broker_t *b, const proto_result_t *r, ledger_attempt_end_t *end)
     end->err = r->err.data + skip;
     end->err_len = r->err.len - skip;
     end->err_truncated = r->err_truncated || skip > 0;
+    end->prompt_tokens = r->prompt_tokens;
+    end->completion_tokens = r->completion_tokens;
 }
 
 static bool
@@ -630,6 +632,16 @@ s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
     pt->attempt = attempt;
     for (size_t i = 0; i < t->n_argv; i++) {
         proto_strv_push(&pt->argv, t->argv[i]);
+    }
+    if (t->kind == WP_KIND_PROMPT) {
+        pt->kind = PROTO_KIND_PROMPT;
+        pt->prompt = xstrdup(t->prompt);
+        pt->system = t->system ? xstrdup(t->system) : NULL;
+        pt->model = t->model ? xstrdup(t->model) : NULL;
+        pt->max_tokens = (uint32_t) t->max_tokens;  // validated: fits
+        pt->has_temperature = t->has_temperature;
+        // Validated 0..2; thousandths are finer than any endpoint uses.
+        pt->temperature_milli = (uint32_t) (t->temperature * 1000.0 + 0.5);
     }
     pt->env = xcalloc(t->n_env ? t->n_env : 1, sizeof *pt->env);
     for (size_t i = 0; i < t->n_env; i++) {

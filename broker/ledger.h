@@ -36,7 +36,9 @@
 // this code wrote.  An older file is upgraded in place at open, one version
 // per transaction, after a copy of it is saved as "<path>.v<N>.bak" through
 // SQLite's backup API; a newer one is refused.  Version 2 added
-// tasks.lost_leases and drones.secret_hash.
+// tasks.lost_leases and drones.secret_hash; version 3
+// attempts.prompt_tokens and attempts.completion_tokens (NULL: none
+// reported, as for run tasks).
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -53,7 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 2
+#define LEDGER_SCHEMA_VERSION 3
 
 typedef struct ledger ledger_t;
 
@@ -101,6 +103,8 @@ typedef struct {
     const uint8_t *err;          // stderr tail (borrowed)
     size_t err_len;
     bool err_truncated;
+    int64_t prompt_tokens;       // a prompt task's usage; -1: none reported
+    int64_t completion_tokens;   // (0 in a zeroed struct: recorded as 0)
     bool lost;                   // the lease expired without its drone ever
                                  // confirming or renewing it: the finish
                                  // also bumps the task's lost_leases

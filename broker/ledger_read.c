@@ -149,6 +149,8 @@ s_plan_row(proto_status_ok_t *out, sqlite3_stmt *st)
     p->submitted_by = ledger__col_dup(st, 3);
     p->created_ms = sqlite3_column_int64(st, 4);
     p->finished_ms = sqlite3_column_int64(st, 5);  // NULL reads as 0
+    p->prompt_tokens = sqlite3_column_int64(st, 6);
+    p->completion_tokens = sqlite3_column_int64(st, 7);
 }
 
 ledger_rc_t
@@ -211,6 +213,8 @@ s_task_row(proto_task_info_t *t, sqlite3_stmt *st)
     t->has_exit_code = sqlite3_column_type(st, 5) != SQLITE_NULL;
     t->exit_code = sqlite3_column_int(st, 5);
     t->last_error = ledger__col_dup(st, 6);
+    t->prompt_tokens = sqlite3_column_int64(st, 7);
+    t->completion_tokens = sqlite3_column_int64(st, 8);
 }
 
 // Fills the needs of tasks[0..n), which start at seq first.

@@ -14,7 +14,7 @@
 // version, and adding the step from the old one to ledger__migrations.
 #include "broker/ledger_int.h"
 
-// Version 2.  Task and plan states are stored as their lowercase names so
+// Version 3.  Task and plan states are stored as their lowercase names so
 // the file reads well in the sqlite3 shell.  meta.value has no declared type
 // (BLOB affinity) so a hex id that looks like a number stays text.  Columns
 // a migration added come last in their table, where ALTER TABLE puts them,
@@ -91,6 +91,8 @@ const char ledger__schema[] =
     "  stdout_truncated INTEGER NOT NULL DEFAULT 0,"
     "  stderr BLOB,"
     "  stderr_truncated INTEGER NOT NULL DEFAULT 0,"
+    "  prompt_tokens INTEGER,"
+    "  completion_tokens INTEGER,"
     "  PRIMARY KEY (plan_id, tid, n),"
     "  FOREIGN KEY (plan_id, tid) REFERENCES tasks (plan_id, tid)"
     ");"
@@ -141,6 +143,8 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
     [1] = "ALTER TABLE tasks ADD COLUMN"
           " lost_leases INTEGER NOT NULL DEFAULT 0;"
           "ALTER TABLE drones ADD COLUMN secret_hash TEXT;",
+    [2] = "ALTER TABLE attempts ADD COLUMN prompt_tokens INTEGER;"
+          "ALTER TABLE attempts ADD COLUMN completion_tokens INTEGER;",
 };
 
 // Every statement the ledger runs after open.  Every compare-and-set is in
@@ -206,7 +210,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE attempts SET outcome = ?2, ended_ms = ?3,"
         " exit_code = ?4, signal = ?5, timed_out = ?6,"
         " error = ?7, stdout = ?8, stdout_truncated = ?9,"
-        " stderr = ?10, stderr_truncated = ?11"
+        " stderr = ?10, stderr_truncated = ?11,"
+        " prompt_tokens = ?12, completion_tokens = ?13"
         " WHERE token = ?1 AND outcome = 'running' RETURNING n",
     [LEDGER__Q_TOKEN_LOOKUP] =
         "SELECT plan_id, tid, outcome FROM attempts"
@@ -241,15 +246,20 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " WHERE id = ?1 AND state = ?2",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
     // The newest ?1 plans and every running one (at most 10,000).
+#define S_PLAN_TOKENS                                                        \
+    " (SELECT coalesce(sum(prompt_tokens), 0) FROM attempts a"               \
+    " WHERE a.plan_id = plans.id),"                                          \
+    " (SELECT coalesce(sum(completion_tokens), 0) FROM attempts a"           \
+    " WHERE a.plan_id = plans.id)"
     [LEDGER__Q_PLANS] =
         "SELECT id, name, state, submitted_by, created_ms,"
-        " finished_ms FROM plans"
+        " finished_ms," S_PLAN_TOKENS " FROM plans"
         " WHERE id IN (SELECT id FROM plans ORDER BY id DESC LIMIT ?1)"
         " OR id IN (SELECT id FROM plans WHERE state = 'running'"
         " ORDER BY id DESC LIMIT 10000) ORDER BY id DESC",
     [LEDGER__Q_PLAN_ONE] =
         "SELECT id, name, state, submitted_by, created_ms,"
-        " finished_ms FROM plans WHERE id = ?1",
+        " finished_ms," S_PLAN_TOKENS " FROM plans WHERE id = ?1",
     [LEDGER__Q_PLAN_COUNTS] =
         "SELECT state, count(*) FROM tasks WHERE plan_id = ?1"
         " GROUP BY state",
@@ -257,7 +267,12 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_TASKS] =
         "SELECT tid, state, kind, attempts_used,"
         " coalesce(lease_holder, last_drone), last_exit_code,"
-        " last_error FROM tasks WHERE plan_id = ?1 AND seq >= ?2"
+        " last_error,"
+        " (SELECT coalesce(sum(prompt_tokens), 0) FROM attempts a"
+        " WHERE a.plan_id = tasks.plan_id AND a.tid = tasks.tid),"
+        " (SELECT coalesce(sum(completion_tokens), 0) FROM attempts a"
+        " WHERE a.plan_id = tasks.plan_id AND a.tid = tasks.tid)"
+        " FROM tasks WHERE plan_id = ?1 AND seq >= ?2"
         " ORDER BY seq LIMIT ?3",
     [LEDGER__Q_NEEDS] =
         "SELECT t.seq, e.need FROM edges e JOIN tasks t"

@@ -383,6 +383,10 @@ s_attempt_end(ledger_t *self, uint64_t token, const ledger_attempt_end_t *e,
     ledger__bind_sentence(st, 7, e->error);
     ledger__bind_int(st, 9, e->out_truncated);
     ledger__bind_int(st, 11, e->err_truncated);
+    if (e->prompt_tokens >= 0 && e->completion_tokens >= 0) {
+        ledger__bind_int(st, 12, e->prompt_tokens);
+        ledger__bind_int(st, 13, e->completion_tokens);
+    }
     if (sqlite3_bind_blob64(st, 8, e->out, e->out_len, SQLITE_STATIC)
             != SQLITE_OK
         || sqlite3_bind_blob64(st, 10, e->err, e->err_len, SQLITE_STATIC)

@@ -71,23 +71,6 @@ s_hash(const char *text)
     return hex;
 }
 
-// Refuses task kinds this broker cannot run yet, naming each JSON path.
-static bool
-s_supported(const workplan_t *wp, proto_msg_t *err)
-{
-    for (size_t i = 0; i < wp->n_tasks; i++) {
-        wp_kind_t k = wp->tasks[i].kind;
-        if (k == WP_KIND_PROMPT) {
-            char *line = xasprintf("tasks[%zu].%s: %s tasks are not supported"
-                                   " yet", i, workplan_kind_name(k),
-                                   workplan_kind_name(k));
-            proto_strv_push(&err->u.error.details, line);
-            free(line);
-        }
-    }
-    return err->u.error.details.count == 0;
-}
-
 static bool
 s_offered(const char *tag, const char *const *const *tags,
           const size_t *n_tags, size_t n)
@@ -184,12 +167,6 @@ s_validate(broker_t *b, router_in_t *in, workplan_t **wp)
         e->u.error.message = xasprintf("workplan refused: %zu error%s",
                                        errs.count, errs.count == 1 ? "" : "s");
         wp_errors_release(&errs);
-    } else if (!s_supported(*wp, e)) {
-        e->u.error.code = PROTO_E_UNSUPPORTED;
-        free(e->u.error.message);
-        e->u.error.message = xstrdup("workplan uses task kinds this broker "
-                                     "cannot run yet");
-        workplan_destroy(wp);
     } else {
         proto_msg_destroy(&e);
         return true;

@@ -328,7 +328,13 @@ enum {
     S_F_REQUIRES = 1 << 10,
     S_F_MODEL = 1 << 11,
     S_F_LIMITS = 1 << 12,
+    S_F_SYSTEM = 1 << 13,
+    S_F_MAX_TOKENS = 1 << 14,
+    S_F_TEMPERATURE = 1 << 15,
 };
+// Fields only a prompt task takes.
+#define S_F_PROMPT_ONLY                                                       \
+    (S_F_MODEL | S_F_SYSTEM | S_F_MAX_TOKENS | S_F_TEMPERATURE)
 #define S_F_KINDS (S_F_RUN | S_F_PROMPT | S_F_GATE)
 #define S_F_DEFAULTS                                                          \
     (S_F_TIMEOUT | S_F_RETRIES | S_F_PRIORITY | S_F_REQUIRES | S_F_LIMITS)
@@ -465,6 +471,36 @@ s_f_model(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
     task->model = s_nonempty_str(ctx, val);
 }
 
+static void
+s_f_system(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+{
+    task->system = s_nonempty_str(ctx, val);
+}
+
+static void
+s_f_max_tokens(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+{
+    s_int_in(ctx, val, 1, WORKPLAN_MAX_TOKENS, &task->max_tokens);
+}
+
+// 0..2, the range both OpenAI and Anthropic accept.
+static void
+s_f_temperature(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+{
+    json_type_t t = json_type_of(val);
+    if (t != JSON_T_INTEGER && t != JSON_T_REAL) {
+        wp_err(ctx, "expected a number from 0 to 2");
+        return;
+    }
+    double v = json_num(val);
+    if (!(v >= 0.0 && v <= 2.0)) {
+        wp_err(ctx, "must be from 0 to 2, found %g", v);
+        return;
+    }
+    task->temperature = v;
+    task->has_temperature = true;
+}
+
 static const struct {
     const char *name;
     size_t offset;
@@ -527,6 +563,9 @@ static const struct {
     {"requires", S_F_REQUIRES, s_f_requires},
     {"model", S_F_MODEL, s_f_model},
     {"limits", S_F_LIMITS, s_f_limits},
+    {"system", S_F_SYSTEM, s_f_system},
+    {"max_tokens", S_F_MAX_TOKENS, s_f_max_tokens},
+    {"temperature", S_F_TEMPERATURE, s_f_temperature},
 };
 
 // Parses the members of obj that `allowed` names into task, reporting the
@@ -573,12 +612,74 @@ s_check_kind(wp_ctx_t *ctx, wp_task_t *task)
         wp_err(ctx, "%s, found '%s' and '%s'", base,
                kinds & S_F_RUN ? "run" : "prompt",
                kinds & S_F_GATE ? "gate" : "prompt");
-    } else if ((ctx->seen & S_F_MODEL) && task->kind != WP_KIND_PROMPT) {
-        size_t old = wp_push_key(ctx, "model");
-        wp_err(ctx, "only prompt tasks take a model, and this is a %s task",
-               workplan_kind_name(task->kind));
-        wp_pop(ctx, old);
+    } else if ((ctx->seen & S_F_PROMPT_ONLY) && task->kind != WP_KIND_PROMPT) {
+        static const char *const names[] = {"model", "system", "max_tokens",
+                                            "temperature"};
+        static const char *const what[] = {"a model", "a system message",
+                                           "max_tokens", "a temperature"};
+        static const unsigned bits[] = {S_F_MODEL, S_F_SYSTEM, S_F_MAX_TOKENS,
+                                        S_F_TEMPERATURE};
+        for (size_t i = 0; i < 4; i++) {
+            if (!(ctx->seen & bits[i])) {
+                continue;
+            }
+            size_t old = wp_push_key(ctx, names[i]);
+            wp_err(ctx, "only prompt tasks take %s, and this is a %s task",
+                   what[i], workplan_kind_name(task->kind));
+            wp_pop(ctx, old);
+        }
     }
+}
+
+static bool
+s_has_tag(const wp_task_t *task, const char *tag)
+{
+    for (size_t i = 0; i < task->n_requires; i++) {
+        if (task->requires[i] && strcmp(task->requires[i], tag) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+s_add_tag(wp_task_t *task, char *tag)
+{
+    if (s_has_tag(task, tag)) {
+        free(tag);
+        return;
+    }
+    task->requires = xrealloc(task->requires,
+                              (task->n_requires + 1) * sizeof *task->requires);
+    task->requires[task->n_requires++] = tag;
+}
+
+// A prompt task requires the tag "model", and "model:NAME" when it names
+// a model, so it goes only to drones that offer one (and submit warns when
+// none does).  Added after defaults, once: the canonical text holds them,
+// and parsing it back adds nothing.
+static void
+s_imply_model_tags(wp_ctx_t *ctx, wp_task_t *task)
+{
+    if (task->kind != WP_KIND_PROMPT) {
+        return;
+    }
+    s_add_tag(task, xstrdup(WORKPLAN_MODEL_TAG));
+    if (!task->model) {
+        return;
+    }
+    char *tag = xasprintf(WORKPLAN_MODEL_TAG ":%s", task->model);
+    if (!s_tag_ok(tag)) {
+        char shown[WP_SHOW_MAX + 4];
+        size_t old = wp_push_key(ctx, "model");
+        wp_err(ctx, "'%s' cannot name a model: 'model:' and the name must "
+                    "be a valid tag (up to 64 letters, digits or '_.:-')",
+               wp_show(shown, task->model, strlen(task->model)));
+        wp_pop(ctx, old);
+        free(tag);
+        return;
+    }
+    s_add_tag(task, tag);
 }
 
 // Bytes one argument or variable takes in exec's argument space; 0 when
@@ -686,6 +787,7 @@ s_parse_task(wp_ctx_t *ctx, size_t i, const jnode_t *node)
     s_check_kind(ctx, task);
     s_check_exec(ctx, task);
     s_apply_defaults(ctx, task);
+    s_imply_model_tags(ctx, task);
     size_t first = task->id ? wp_map_add(&ctx->ids, task->id, i) : WP_NONE;
     if (first != WP_NONE) {
         char shown[WP_SHOW_MAX + 4];
@@ -797,6 +899,7 @@ s_task_release(wp_task_t *t)
     free(t->prompt);
     free(t->gate);
     free(t->model);
+    free(t->system);
     for (size_t i = 0; i < t->n_env; i++) {
         free(t->env[i].key);
         free(t->env[i].value);

@@ -25,6 +25,10 @@
 // stack).  The counts keep a TASK within the decoder's 1,000,000 objects.
 #define WORKPLAN_MAX_ARGV 65536
 #define WORKPLAN_MAX_ENV 4096
+// A prompt task's max_tokens, and the tag its model implies (PROMPT_TAG
+// and PROMPT_TAG ":" model): prompt tasks go only to drones offering them.
+#define WORKPLAN_MAX_TOKENS 10000000
+#define WORKPLAN_MODEL_TAG "model"
 #define WORKPLAN_MAX_ARG_BYTES 131072
 #define WORKPLAN_MAX_EXEC_BYTES 2097152
 
@@ -65,6 +69,10 @@ typedef struct {
     char *prompt;           // prompt: the prompt text
     char *gate;             // gate: the question
     char *model;            // NULL or model name
+    char *system;           // prompt: NULL or the system message
+    int64_t max_tokens;     // prompt: 0 (the endpoint's default) or 1..
+    bool has_temperature;   // prompt: temperature given
+    double temperature;     // prompt: 0..2 when given
     wp_env_t *env;
     size_t n_env;
     char *cwd;              // NULL or a path

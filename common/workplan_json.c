@@ -63,7 +63,8 @@ s_limits_json(jnode_t *obj, const wp_limits_t *l)
     json_obj_set_node(obj, "limits", &lim);
 }
 
-// Key order: id, needs, run|prompt|gate, model, env, cwd, timeout_s,
+// Key order: id, needs, run|prompt|gate, model, system, max_tokens,
+// temperature, env, cwd, timeout_s,
 // retries, priority, requires, limits.  Optional fields appear only when
 // set.
 static jnode_t *
@@ -78,6 +79,15 @@ s_task_json(const wp_task_t *t)
     s_kind_json(obj, t);
     if (t->model) {
         json_obj_set_str(obj, "model", t->model);
+    }
+    if (t->system) {
+        json_obj_set_str(obj, "system", t->system);
+    }
+    if (t->max_tokens) {
+        json_obj_set_int(obj, "max_tokens", t->max_tokens);
+    }
+    if (t->has_temperature) {
+        json_obj_set_num(obj, "temperature", t->temperature);
     }
     if (t->n_env > 0) {
         jnode_t *env = json_obj_new();

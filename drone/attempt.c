@@ -272,7 +272,8 @@ attempt_prepare(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
 {
     s_vec_t argv = {0}, env = {0};
     char *why = s_write_inputs(a, t, o);
-    if (!why) {
+    // A prompt task's argv is the drone's own (prompt.h).
+    if (!why && t->kind == PROTO_KIND_RUN) {
         why = s_build_argv(t, &argv);
     }
     if (!why) {

@@ -11,9 +11,11 @@
 #include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "common/workplan.h"
 #include "common/xalloc.h"
 #include "drone/attempt.h"
 #include "drone/confine.h"
+#include "drone/prompt.h"
 #include "drone/runner.h"
 #include "proto/proto.h"
 #include "proto/wire.h"
@@ -46,6 +48,7 @@ typedef struct {
     bool finished;             // its RESULT is in the outbox
     bool stopping;             // STOP received: discard what it produces
     bool release;              // killed to leave: report it released
+    bool prompt;               // a prompt task: its child is a model call
     uint8_t *result;           // encoded RESULT while finished (owned)
     size_t result_len;
     int64_t sent_ms;           // last send of the RESULT (monotonic)
@@ -88,6 +91,7 @@ struct drone {
     bool bye_acked;
     int64_t bye_sent_ms;
     confine_t confine;         // task user, isolation mode, scratch base
+    prompt_model_t model;      // the model prompt tasks call, if any
     struct pollfd *pfds;       // the runner's descriptors, grown on demand
     zmq_pollitem_t *items;     // [0] the socket, then one per pfds entry
     size_t poll_cap;           // entries allocated in pfds (items: + 1)
@@ -122,6 +126,44 @@ s_parse_tags(drone_t *d, const char *csv)
         }
     }
     free(copy);
+}
+
+static bool
+s_has_tag(const drone_t *d, const char *tag)
+{
+    for (size_t i = 0; i < d->tags.count; i++) {
+        if (strcmp(d->tags.items[i], tag) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// A drone with a model offers "model" and "model:NAME" (when that fits
+// the tag limits), the tags a prompt task implies (common/workplan.h).
+static void
+s_model_tags(drone_t *d)
+{
+    if (!d->model.on) {
+        return;
+    }
+    char *named = xasprintf(WORKPLAN_MODEL_TAG ":%s", d->model.model);
+    const char *tags[] = {WORKPLAN_MODEL_TAG, named};
+    for (size_t i = 0; i < 2; i++) {
+        if (strlen(tags[i]) > PROTO_MAX_TAG_LEN) {
+            log_warn(LOG, "tag '%s' is longer than %d bytes: not offered; "
+                          "prompt tasks naming model '%s' will not come here",
+                     tags[i], PROTO_MAX_TAG_LEN, d->model.model);
+        } else if (s_has_tag(d, tags[i])) {
+            continue;
+        } else if (d->tags.count >= PROTO_MAX_TAGS) {
+            log_warn(LOG, "tag '%s' not offered: --tags already holds the "
+                          "%d a drone may offer", tags[i], PROTO_MAX_TAGS);
+        } else {
+            proto_strv_push(&d->tags, tags[i]);
+        }
+    }
+    free(named);
 }
 
 static int
@@ -196,13 +238,21 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
     }
     s_hex_random(d->instance, 16);
     gethostname(d->host, sizeof d->host - 1);
+    if (prompt_model_open(&d->model, cfg->model_api, cfg->model_url,
+                          cfg->model, cfg->model_key_file,
+                          cfg->model_timeout_s, err, errlen) < 0) {
+        free(d);
+        return -1;
+    }
     s_parse_tags(d, cfg->tags);
+    s_model_tags(d);
     d->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     d->lease_ms = DEFAULT_LEASE_MS;
     d->max_output = DEFAULT_MAX_OUTPUT;
     d->reconnect_ms = RECONNECT_MIN_MS;
     if (confine_open(&d->confine, cfg, err, errlen) < 0) {
         proto_strv_release(&d->tags);
+        prompt_model_close(&d->model);
         free(d);
         return -1;
     }
@@ -219,6 +269,7 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
         zmq_ctx_term(d->ctx);
         confine_close(&d->confine);
         proto_strv_release(&d->tags);
+        prompt_model_close(&d->model);
         free(d);
         return -1;
     }
@@ -257,6 +308,7 @@ drone_destroy(drone_t **self_p)
     }
     zmq_ctx_term(d->ctx);
     confine_close(&d->confine);
+    prompt_model_close(&d->model);
     free(d);
     *self_p = NULL;
 }
@@ -452,7 +504,34 @@ s_on_done(drone_t *d, runner_result_t *r, int64_t now)
     }
     proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
     attempt_result(&m->u.result, r, l->release);
+    if (l->prompt) {
+        prompt_result(&m->u.result);
+    }
     s_finish(d, l, &m, now);
+}
+
+// A prompt task runs this program as "model-call" with its request on
+// stdin (prompt.h); anything else of the attempt is a run task's.
+static char *
+s_prompt_spec(drone_t *d, const proto_task_t *t, runner_spec_t *spec,
+              char *const *argv)
+{
+    char *why = NULL;
+    if (!d->model.on) {
+        return xstrdup("this drone has no model for prompt tasks "
+                       "(--model-url)");
+    }
+    int fd = prompt_request_fd(&d->model, t, &why);
+    if (fd < 0) {
+        return why;
+    }
+    spec->argv = argv;
+    spec->has_stdin = true;
+    spec->stdin_fd = fd;
+    if (spec->err_cap < PROMPT_ERR_CAP) {
+        spec->err_cap = PROMPT_ERR_CAP;
+    }
+    return NULL;
 }
 
 static void
@@ -463,17 +542,24 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
     char *why = attempt_prepare(&a, t, &opts);
     l->dir = a.dir;
     a.dir = NULL;
+    l->prompt = t->kind == PROTO_KIND_PROMPT;
+    char *prompt_argv[] = {(char *) PROMPT_EXE, (char *) PROMPT_MODE, NULL};
+    const char *cwd = t->cwd ? t->cwd
+                      : d->cfg->workdir && *d->cfg->workdir ? d->cfg->workdir
+                                                            : NULL;
+    runner_spec_t spec = {
+        .argv = a.argv, .envp = a.envp, .cwd = cwd,
+        .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
+        .out_cap = d->max_output, .err_cap = s_err_cap(d)};
+    if (!why && l->prompt) {
+        why = s_prompt_spec(d, t, &spec, prompt_argv);
+    }
     if (!why) {
-        const char *cwd = t->cwd ? t->cwd
-                          : d->cfg->workdir && *d->cfg->workdir
-                              ? d->cfg->workdir
-                              : NULL;
-        runner_spec_t spec = {
-            .argv = a.argv, .envp = a.envp, .cwd = cwd,
-            .deadline_ms = t->timeout_s ? now + t->timeout_s * 1000LL : 0,
-            .out_cap = d->max_output, .err_cap = s_err_cap(d)};
         confine_spec(&d->confine, t, &spec);
         runner_start(d->runner, t->token, &spec, now, &why);
+    }
+    if (spec.has_stdin) {
+        close(spec.stdin_fd);  // the child has its own
     }
     if (why) {
         s_fail_early(d, l, &why, now);

@@ -29,6 +29,11 @@ typedef struct {
     int64_t limit_nofile;     // "limits" may lower them, never raise them
     int64_t limit_nproc;
     int64_t limit_cpu_s;
+    char *model_api;          // openai | anthropic
+    char *model_url;          // NULL/"": no model (no prompt tasks)
+    char *model;              // the model's name, offered as model:NAME
+    char *model_key_file;     // NULL/"": no key
+    int64_t model_timeout_s;  // per model request
     char *log_format;         // text | json
     bool verbose;
 } drone_config_t;

@@ -1,5 +1,6 @@
 // waggle-drone: entry point — configuration and signals.
 #include "drone/drone.h"
+#include "drone/prompt.h"
 #include "drone/taskuser.h"
 
 #include "common/cfg.h"
@@ -48,6 +49,20 @@ static const cfg_option_t s_opts[] = {
      "0 = none", 0, 4194304},
     {"limit-cpu-s", "WAGGLE_LIMIT_CPU_S", CFG_INT, C(limit_cpu_s), "0", "N",
      "CPU seconds per task process, 0 = none", 0, 604800},
+    {"model-url", "WAGGLE_MODEL_URL", CFG_STR, C(model_url), "", "URL",
+     "a chat-completions endpoint for prompt tasks, e.g. "
+     "http://127.0.0.1:8080/v1 (offers the tags model and model:NAME)", 0,
+     0},
+    {"model", "WAGGLE_MODEL", CFG_STR, C(model), "", "NAME",
+     "the model prompt tasks use", 0, 0},
+    {"model-key-file", "WAGGLE_MODEL_KEY_FILE", CFG_STR, C(model_key_file),
+     "", "FILE", "the model's API key (first line; the file must not be "
+     "readable by group or others)", 0, 0},
+    {"model-api", "WAGGLE_MODEL_API", CFG_STR, C(model_api), "openai", "API",
+     "openai (chat completions) or anthropic (messages)", 0, 0},
+    {"model-timeout-s", "WAGGLE_MODEL_TIMEOUT_S", CFG_INT,
+     C(model_timeout_s), "120", "S", "give up on one model request after S "
+     "seconds (the task's timeout_s bounds the whole call)", 1, 86400},
     {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
      "FMT", "text or json (one object per line)", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
@@ -130,6 +145,10 @@ main(int argc, char **argv)
     // Before anything secret is in memory: a task running as our uid must
     // not read our /proc/PID/environ, mem or fds (or ptrace us).
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    // A prompt task's child: this program again, its request on stdin.
+    if (argc == 2 && strcmp(argv[1], PROMPT_MODE) == 0) {
+        return prompt_call_main();
+    }
     drone_config_t cfg = {0};
     char err[512];
     int next = 0;
@@ -143,6 +162,13 @@ main(int argc, char **argv)
     } else if (log_format_parse(cfg.log_format, &json) < 0) {
         rc = cfg_usage_error(&s_prog, "--log-format: '%s' is not text or "
                                       "json", cfg.log_format);
+    } else if (!*cfg.model_url != !*cfg.model) {
+        rc = cfg_usage_error(&s_prog, "a model needs both --model-url and "
+                                      "--model");
+    } else if (*cfg.model_url && strcmp(cfg.model_api, "openai") != 0
+               && strcmp(cfg.model_api, "anthropic") != 0) {
+        rc = cfg_usage_error(&s_prog, "--model-api: '%s' is not openai or "
+                                      "anthropic", cfg.model_api);
     } else {
         rc = s_check_tags(cfg.tags);
     }

@@ -297,10 +297,12 @@ s_fds_lift(s_fds_t *f)
 // Everything close-on-exec, so a concurrent start elsewhere leaks nothing;
 // only our read ends are non-blocking: the child's writes must block.
 static int
-s_fds_open(s_fds_t *f)
+s_fds_open(s_fds_t *f, const runner_spec_t *spec)
 {
     *f = (s_fds_t) {-1, {-1, -1}, {-1, -1}, {-1, -1}};
-    f->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    f->null_fd = spec->has_stdin
+                     ? fcntl(spec->stdin_fd, F_DUPFD_CLOEXEC, 3)
+                     : open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (f->null_fd < 0 || pipe2(f->out, O_CLOEXEC) != 0
         || pipe2(f->err, O_CLOEXEC) != 0 || pipe2(f->exec, O_CLOEXEC) != 0
         || fcntl(f->out[0], F_SETFL, O_NONBLOCK) != 0
@@ -706,7 +708,7 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
         return -1;
     }
     s_fds_t f;
-    if (s_fds_open(&f) != 0) {
+    if (s_fds_open(&f, spec) != 0) {
         *err = xasprintf("cannot make pipes: %s", strerror(errno));
         return -1;
     }

@@ -3,7 +3,7 @@
 //
 // Each child runs in its own process group with PR_SET_PDEATHSIG(SIGKILL)
 // so a crashed drone leaves nothing running; descriptors other than its
-// stdin (/dev/null), stdout and stderr pipes are closed; argv, envp and
+// stdin (/dev/null, or spec->stdin_fd), stdout and stderr pipes are closed; argv, envp and
 // every path (and the task user) are resolved before fork() because libzmq
 // threads make the drone multithreaded (only async-signal-safe calls
 // between fork and exec).  An exec failure comes back through a
@@ -77,6 +77,10 @@ typedef struct {
     size_t err_cap;             // bytes of stderr kept (tail)
     const runner_user_t *user;  // NULL: the drone's own user
     runner_limits_t limits;     // all 0: none
+    bool has_stdin;             // false: stdin is /dev/null
+    int stdin_fd;               // has_stdin: a descriptor the child gets
+                                // (a duplicate) as stdin, e.g. a memfd
+                                // holding a request; the caller keeps it
 } runner_spec_t;
 
 typedef struct {

@@ -490,6 +490,44 @@ s_dec_limits(const s_rd_t *rd, proto_task_limits_t *lim)
                : 0;
 }
 
+// "kind": absent or "run" (argv required), or "prompt" (prompt required,
+// argv must be absent or empty).
+static int
+s_dec_kind(const s_rd_t *rd, proto_task_t *t)
+{
+    char *kind = NULL;
+    if (s_get_str(rd, "kind", S_OPT, 1, S_MAX_NAME, &kind) < 0) {
+        return -1;
+    }
+    bool prompt = kind && strcmp(kind, "prompt") == 0;
+    bool run = !kind || strcmp(kind, "run") == 0;
+    free(kind);
+    if (!prompt && !run) {
+        return s_bad(rd, "kind", "expected \"run\" or \"prompt\"");
+    }
+    t->kind = prompt ? PROTO_KIND_PROMPT : PROTO_KIND_RUN;
+    return 0;
+}
+
+// The prompt fields; the temperature comes as thousandths (no floats on
+// the wire, section 3.1).
+static int
+s_dec_prompt(const s_rd_t *rd, proto_task_t *t)
+{
+    const msgpack_object *o;
+    if (s_get_str(rd, "prompt", S_REQ, 1, S_ANY, &t->prompt) ||
+        s_get_str(rd, "system", S_OPT, 1, S_ANY, &t->system) ||
+        s_get_str(rd, "model", S_OPT, 1, S_MAX_NAME, &t->model) ||
+        s_get_u32(rd, "max_tokens", S_OPT, 0, PROTO_MAX_TOKENS,
+                  &t->max_tokens) ||
+        s_field(rd, "temperature_milli", S_OPT, &o) < 0) {
+        return -1;
+    }
+    t->has_temperature = o != NULL;
+    return s_get_u32(rd, "temperature_milli", S_OPT, 0, 2000,
+                     &t->temperature_milli);
+}
+
 static int
 s_dec_task(const s_rd_t *rd, proto_msg_t *m)
 {
@@ -500,13 +538,21 @@ s_dec_task(const s_rd_t *rd, proto_msg_t *m)
         s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &t->task) ||
         s_get_u64(rd, "token", S_REQ, UINT64_MAX, &t->token) ||
         s_get_u32(rd, "attempt", S_REQ, 1, UINT32_MAX, &t->attempt) ||
+        s_dec_kind(rd, t) ||
         s_get_strv(rd, "argv", S_ANY, 0, S_ANY, &t->argv) ||
         s_get_str(rd, "cwd", S_OPT, 1, S_ANY, &t->cwd) ||
         s_get_u32(rd, "timeout_s", S_OPT, 0, UINT32_MAX, &t->timeout_s) ||
         s_dec_env(rd, t) || s_dec_limits(rd, &t->limits)) {
         return -1;
     }
-    if (t->argv.count == 0) {
+    if (t->kind == PROTO_KIND_PROMPT) {
+        if (s_dec_prompt(rd, t) < 0) {
+            return -1;
+        }
+        if (t->argv.count != 0) {
+            return s_bad(rd, "argv", "a prompt task has no argv");
+        }
+    } else if (t->argv.count == 0) {
         return s_bad(rd, "argv", "required: at least one item");
     }
     int rc = s_get_records(rd, "inputs", S_ANY, sizeof *t->inputs, &arr,
@@ -531,6 +577,8 @@ s_dec_result(const s_rd_t *rd, proto_msg_t *m)
     proto_result_t *r = &m->u.result;
     int outcome;
     r->exit_code = -1;
+    r->prompt_tokens = -1;
+    r->completion_tokens = -1;
     if (s_get_plan(rd, "plan", S_REQ, &r->plan) ||
         s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &r->task) ||
         s_get_u64(rd, "token", S_REQ, UINT64_MAX, &r->token) ||
@@ -549,7 +597,11 @@ s_dec_result(const s_rd_t *rd, proto_msg_t *m)
            s_get_i64(rd, "started_ms", S_OPT, INT64_MIN, INT64_MAX,
                      &r->started_ms) ||
            s_get_i64(rd, "duration_ms", S_OPT, INT64_MIN, INT64_MAX,
-                     &r->duration_ms) ? -1 : 0;
+                     &r->duration_ms) ||
+           s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+                     &r->prompt_tokens) ||
+           s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+                     &r->completion_tokens) ? -1 : 0;
 }
 
 static int
@@ -662,6 +714,10 @@ s_dec_plan_info(const s_rd_t *rd, void *elem)
                      &p->created_ms) ||
            s_get_i64(rd, "finished_ms", S_OPT, INT64_MIN, INT64_MAX,
                      &p->finished_ms) ||
+           s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+                     &p->prompt_tokens) ||
+           s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+                     &p->completion_tokens) ||
            s_dec_counts(rd, p) ? -1 : 0;
 }
 
@@ -680,7 +736,11 @@ s_dec_task_info(const s_rd_t *rd, void *elem)
         s_get_str(rd, "waiting_reason", S_OPT, 0, S_ANY,
                   &t->waiting_reason) ||
         s_get_strv(rd, "needs", S_ANY, 1, S_MAX_ID, &t->needs) ||
-        s_get_i32(rd, "exit_code", S_OPT, &t->exit_code)) {
+        s_get_i32(rd, "exit_code", S_OPT, &t->exit_code) ||
+        s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+                  &t->prompt_tokens) ||
+        s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+                  &t->completion_tokens)) {
         return -1;
     }
     t->state = (proto_task_state_t) state;

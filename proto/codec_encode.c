@@ -232,13 +232,30 @@ static void
 s_enc_task(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_task_t *t = &m->u.task;
-    s_envelope(pk, m, 11);
+    bool prompt = t->kind == PROTO_KIND_PROMPT;
+    s_envelope(pk, m, prompt ? 16 : 11);
     s_put_i64(pk, "plan", t->plan);
     s_put_ostr(pk, "plan_name", t->plan_name);
     s_put_str(pk, "task", t->task);
     s_put_u64(pk, "token", t->token);
     s_put_u64(pk, "attempt", t->attempt);
-    s_put_strv(pk, "argv", &t->argv);
+    if (prompt) {
+        // A run TASK has no "kind" (run is the default), so it stays as
+        // drones without prompt support decode it.
+        s_put_str(pk, "kind", "prompt");
+        s_put_str(pk, "prompt", t->prompt);
+        s_put_ostr(pk, "system", t->system);
+        s_put_ostr(pk, "model", t->model);
+        s_put_u64(pk, "max_tokens", t->max_tokens);
+        s_pk_str(pk, "temperature_milli");
+        if (t->has_temperature) {
+            msgpack_pack_uint32(pk, t->temperature_milli);
+        } else {
+            msgpack_pack_nil(pk);
+        }
+    } else {
+        s_put_strv(pk, "argv", &t->argv);
+    }
     s_put_ostr(pk, "cwd", t->cwd);
     s_put_u64(pk, "timeout_s", t->timeout_s);
     s_enc_limits(pk, &t->limits);
@@ -260,7 +277,8 @@ static void
 s_enc_result(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_result_t *r = &m->u.result;
-    s_envelope(pk, m, 14);
+    bool tokens = r->prompt_tokens >= 0 || r->completion_tokens >= 0;
+    s_envelope(pk, m, tokens ? 16 : 14);
     s_put_i64(pk, "plan", r->plan);
     s_put_str(pk, "task", r->task);
     s_put_u64(pk, "token", r->token);
@@ -275,6 +293,11 @@ s_enc_result(msgpack_packer *pk, const proto_msg_t *m)
     s_put_bool(pk, "err_truncated", r->err_truncated);
     s_put_i64(pk, "started_ms", r->started_ms);
     s_put_i64(pk, "duration_ms", r->duration_ms);
+    if (tokens) {
+        s_put_i64(pk, "prompt_tokens", r->prompt_tokens < 0 ? 0 : r->prompt_tokens);
+        s_put_i64(pk, "completion_tokens",
+                  r->completion_tokens < 0 ? 0 : r->completion_tokens);
+    }
 }
 
 static void
@@ -335,8 +358,10 @@ s_enc_status(msgpack_packer *pk, const proto_msg_t *m)
 static void
 s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 {
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 9);
     s_put_i64(pk, "id", p->id);
+    s_put_i64(pk, "prompt_tokens", p->prompt_tokens);
+    s_put_i64(pk, "completion_tokens", p->completion_tokens);
     s_put_ostr(pk, "name", p->name);
     s_put_str(pk, "state", p->state);
     s_put_ostr(pk, "submitted_by", p->submitted_by);
@@ -353,8 +378,10 @@ s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 static void
 s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 {
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_map(pk, 11);
     s_put_str(pk, "id", t->id);
+    s_put_i64(pk, "prompt_tokens", t->prompt_tokens);
+    s_put_i64(pk, "completion_tokens", t->completion_tokens);
     s_put_str(pk, "state", proto_task_state_name(t->state));
     s_put_str(pk, "kind", t->kind);
     s_put_u64(pk, "attempts", t->attempts);

@@ -75,6 +75,9 @@ s_free_task(proto_msg_t *m)
     }
     free(t->env);
     free(t->cwd);
+    free(t->prompt);
+    free(t->system);
+    free(t->model);
     for (size_t i = 0; i < t->n_inputs; i++) {
         free(t->inputs[i].id);
         free(t->inputs[i].data.data);
@@ -191,6 +194,11 @@ proto_msg_new(proto_cmd_t cmd)
     assert((unsigned) cmd < PROTO_MSG__COUNT);
     proto_msg_t *m = xcalloc(1, sizeof *m);
     m->cmd = cmd;
+    if (cmd == PROTO_MSG_RESULT) {
+        // Not reported until a prompt task's drone sets them.
+        m->u.result.prompt_tokens = -1;
+        m->u.result.completion_tokens = -1;
+    }
     return m;
 }
 

@@ -149,13 +149,30 @@ typedef struct {
     uint32_t cpu_s;           // CPU seconds
 } proto_task_limits_t;
 
+// TASK "kind": what the drone does with it.
+typedef enum {
+    PROTO_KIND_RUN = 0,       // run argv
+    PROTO_KIND_PROMPT,        // call the drone's model with prompt
+} proto_task_kind_t;
+
+// TASK "max_tokens" bound: the workplan's (WORKPLAN_MAX_TOKENS).
+#define PROTO_MAX_TOKENS 10000000
+
 typedef struct {
     int64_t plan;
     char *plan_name;
     char *task;
     uint64_t token;
     uint32_t attempt;         // 1-based attempt number
+    proto_task_kind_t kind;
     proto_strv_t argv;        // run: argv, templates not yet expanded
+    char *prompt;             // prompt: the text, templates not expanded
+    char *system;             // prompt: NULL or the system message
+    char *model;              // prompt: NULL (the drone's model) or a name
+    uint32_t max_tokens;      // prompt: 0: the endpoint's default
+    bool has_temperature;     // prompt: temperature given
+    uint32_t temperature_milli;  // prompt: the temperature × 1000, 0..2000
+                                 // (the wire has no floats)
     proto_kv_t *env;          // extra environment
     size_t n_env;
     char *cwd;                // NULL: the drone's work directory
@@ -187,6 +204,8 @@ typedef struct {
     bool err_truncated;
     int64_t started_ms;      // wall clock
     int64_t duration_ms;
+    int64_t prompt_tokens;   // prompt tasks: tokens the model counted;
+    int64_t completion_tokens;  // -1: not reported (run tasks)
 } proto_result_t;
 
 typedef struct {
@@ -221,11 +240,11 @@ typedef struct {
 } proto_submit_ok_t;
 
 // A STATUS_OK lists a plan's tasks up to about this many msgpack objects
-// (each task_info takes 19 plus one per need), so that a reply stays well
+// (each task_info takes 23 plus one per need), so that a reply stays well
 // under the decoder's 1,000,000 objects; the rest comes in further pages.
 #define PROTO_STATUS_TASK_OBJECTS 500000
 // msgpack objects one task_info takes, besides one per need.
-#define PROTO_TASK_INFO_OBJECTS 19
+#define PROTO_TASK_INFO_OBJECTS 23
 
 typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
@@ -241,6 +260,8 @@ typedef struct {
     int64_t created_ms;
     int64_t finished_ms;     // 0 while running
     uint32_t counts[PROTO_TASK__COUNT];  // tasks per state
+    int64_t prompt_tokens;   // summed over every attempt of its tasks
+    int64_t completion_tokens;
 } proto_plan_info_t;
 
 typedef struct {
@@ -254,6 +275,8 @@ typedef struct {
     char *last_error;        // NULL or a sentence
     char *waiting_reason;    // NULL or why a ready/waiting task waits
     proto_strv_t needs;
+    int64_t prompt_tokens;   // summed over its attempts (prompt tasks)
+    int64_t completion_tokens;
 } proto_task_info_t;
 
 typedef struct {

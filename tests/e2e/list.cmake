@@ -22,3 +22,4 @@ target_compile_definitions(e2e_recovery PRIVATE
 waggle_e2e_test(multihost 120)
 waggle_e2e_test(plan 180)
 waggle_e2e_test(scale 180)
+waggle_e2e_test(prompt 180)

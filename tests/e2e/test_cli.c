@@ -92,6 +92,10 @@ test_usage_drone(void)
     s_usage(d, "out of range", "--slots", "5000", NULL);
     s_usage(d, "unexpected argument 'extra'", "extra", NULL, NULL);
     s_usage(d, "not text or json", "--log-format", "xml", NULL);
+    s_usage(d, "both --model-url and --model", "--model", "tiny", NULL);
+    s_usage(d, "both --model-url and --model", "--model-url",
+            "http://127.0.0.1:9/v1", NULL);
+    s_usage(d, "out of range", "--model-timeout-s", "0", NULL);
     s_usage(d, "e.g. tcp://", "--broker", "127.0.0.1:7600", NULL);
     s_usage(d, "'ipc://'", "--broker", "ipc://", NULL);
     s_usage(d, "'udp://", "--broker", "udp://127.0.0.1:7600", NULL);

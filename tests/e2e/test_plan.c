@@ -103,6 +103,48 @@ s_plan_count(swarm_t *s)
     return n;
 }
 
+// The planner may write prompt and gate tasks (the system prompt explains
+// both).  Without a drone that offers a model the prompt task is submitted
+// and waits, with submit's warning; the gate after it waits for its need.
+static const char s_prompted[] =
+    "{\"name\": \"summary\", \"tasks\": ["
+    "{\"id\": \"make\", \"run\": [\"echo\", \"one two\"]},"
+    "{\"id\": \"sum\", \"needs\": [\"make\"], \"max_tokens\": 50,"
+    " \"prompt\": \"Summarize {{make.output}}\"},"
+    "{\"id\": \"ok\", \"needs\": [\"sum\"], \"gate\": \"ship?\"}]}";
+
+static void
+test_prompt_tasks_planned(void)
+{
+    swarm_t s;
+    llm_t llm;
+    jnode_t *steps = json_arr_new();
+    s_step(steps, s_prompted, "a string sent to a language model",
+           "a question for a person", NULL);
+    REQUIRE(s_start_llm(&llm, &steps));
+    if (!s_swarm(&s)) {
+        swarm_stop(&s);
+        llm_stop(&llm);
+        REQUIRE(false);
+    }
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch_as(&s, NULL, "submitter", &out, &err, "--model-url",
+                           llm.url, "--model", "planner-1", "plan",
+                           "summarize", "--yes", NULL);
+    CHECK_INT(rc, 0);
+    CHECK_INT(llm_count(&llm), 1);
+    CHECK_HAS(err, "no connected drone offers 'model'");
+    int64_t plan = s_last_id(out);
+    CHECK(plan > 0);
+    CHECK(swarm_wait_task(&s, plan, "make", "succeeded", 30));
+    CHECK(swarm_wait_task(&s, plan, "sum", "ready", 30));
+    CHECK(swarm_wait_task(&s, plan, "ok", "waiting", 30));
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
 static void
 test_valid_first_reply(void)
 {
@@ -519,6 +561,7 @@ test_confirm_on_terminal(void)
 
 static const t_case_t t_cases[] = {
     T(test_valid_first_reply),
+    T(test_prompt_tasks_planned),
     T(test_repaired_on_second_reply),
     T(test_never_valid),
     T(test_out_saves_and_submits_nothing),

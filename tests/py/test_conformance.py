@@ -176,13 +176,6 @@ def probe_requests(con):
     details = (m or {}).get('details') or []
     check(any(d.startswith('tasks[0].needs[0]: ') for d in details),
           "7.10 INVALID details are 'path: message' lines: %r" % details)
-    prompt = json.dumps({'name': 'p', 'goal': 'g', 'tasks': [
-        {'id': 'a', 'prompt': 'hi'}]})
-    m = expect_error(link, 'SUBMIT', 'UNSUPPORTED', '', '7.10 prompt task',
-                     workplan=prompt)
-    details = (m or {}).get('details') or []
-    check(any(d.startswith('tasks[0].prompt') for d in details),
-          "7.10 UNSUPPORTED names the JSON path: %r" % details)
     plan_text = json.dumps({'name': 'idem', 'goal': 'g', 'tasks': [
         {'id': 'a', 'run': ['true'], 'requires': ['nobody-has-this']}]})
     first = con.submit(plan_text, key='k-1')

@@ -98,6 +98,13 @@ s_eq_task(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_OSTR(a->task, b->task);
     CHECK(a->token == b->token);
     CHECK_INT(a->attempt, b->attempt);
+    CHECK_INT(a->kind, b->kind);
+    CHECK_OSTR(a->prompt, b->prompt);
+    CHECK_OSTR(a->system, b->system);
+    CHECK_OSTR(a->model, b->model);
+    CHECK_INT(a->max_tokens, b->max_tokens);
+    CHECK_INT(a->has_temperature, b->has_temperature);
+    CHECK_INT(a->temperature_milli, b->temperature_milli);
     CHECK_STRV(a->argv, b->argv);
     CHECK_OSTR(a->cwd, b->cwd);
     CHECK_INT(a->timeout_s, b->timeout_s);
@@ -146,6 +153,8 @@ s_eq_result(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->err_truncated, b->err_truncated);
     CHECK_INT(a->started_ms, b->started_ms);
     CHECK_INT(a->duration_ms, b->duration_ms);
+    CHECK_INT(a->prompt_tokens, b->prompt_tokens);
+    CHECK_INT(a->completion_tokens, b->completion_tokens);
 }
 
 static void
@@ -457,6 +466,8 @@ s_result(bool full)
     r->err_truncated = true;
     r->started_ms = 1767323045000;
     r->duration_ms = -5;
+    r->prompt_tokens = 1234;
+    r->completion_tokens = 0;
     return m;
 }
 
@@ -912,6 +923,46 @@ test_roundtrip_every_message_full(void)
         proto_msg_destroy(&m);
         proto_msg_destroy(&d);
         CHECK(d == NULL);
+    }
+}
+
+// A prompt TASK: kind, prompt fields, no argv; a bare one keeps the
+// optional fields unset.
+static void
+test_roundtrip_prompt_task(void)
+{
+    for (int full = 0; full < 2; full++) {
+        proto_msg_t *m = proto_msg_new(PROTO_MSG_TASK);
+        proto_task_t *t = &m->u.task;
+        t->plan = 3;
+        t->task = strdup("draft");
+        t->token = 7;
+        t->attempt = 2;
+        t->kind = PROTO_KIND_PROMPT;
+        t->prompt = strdup("Summarize:\n{{log.output}}");
+        if (full) {
+            t->system = strdup("be brief");
+            t->model = strdup("llama3.1:8b");
+            t->max_tokens = 300;
+            t->has_temperature = true;
+            t->temperature_milli = 250;
+            s_task_extras(t);
+        }
+        proto_msg_t *d = s_roundtrip(m);
+        REQUIRE(d);
+        s_eq_task(m, d);
+        CHECK_INT(d->u.task.argv.count, 0);
+        proto_msg_destroy(&d);
+        proto_strv_push(&t->argv, "sh");
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        proto_encode(m, &buf, &len);
+        proto_error_t err = {0};
+        // The encoder leaves argv out of a prompt TASK, so it decodes.
+        CHECK(s_decode(buf, len, &d, &err) == 0);
+        proto_msg_destroy(&d);
+        free(buf);
+        proto_msg_destroy(&m);
     }
 }
 
@@ -1544,6 +1595,7 @@ static const t_case_t t_cases[] = {
     T(test_task_limits_are_checked),
     T(test_roundtrip_every_message_full),
     T(test_roundtrip_every_message_bare),
+    T(test_roundtrip_prompt_task),
     T(test_absent_optionals_take_defaults),
     T(test_unknown_fields_are_ignored),
     T(test_hostile_huge_counts),

@@ -18,6 +18,8 @@
 #endif
 
 #define S_FIXTURE WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v1.db"
+// Written by main at schema 2 (tests/fixtures/make-ledger-v2.sh).
+#define S_FIXTURE_V2 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v2.db"
 #define NOW 1700000000000LL  // before the fixture was made
 
 // --- helpers -------------------------------------------------------------
@@ -64,12 +66,12 @@ s_same_bytes(const char *a, const char *b)
     return same;
 }
 
-// Copies the fixture to the test's ledger path.
+// Copies a fixture to the test's ledger path.
 static bool
-s_copy_fixture(void)
+s_copy_file(const char *fixture)
 {
     size_t n = 0;
-    char *data = s_slurp(S_FIXTURE, &n);
+    char *data = s_slurp(fixture, &n);
     FILE *f = data ? fopen(s_path(""), "wb") : NULL;
     bool ok = f && fwrite(data, 1, n, f) == n;
     if (f && fclose(f) != 0) {
@@ -77,6 +79,12 @@ s_copy_fixture(void)
     }
     free(data);
     return ok;
+}
+
+static bool
+s_copy_fixture(void)
+{
+    return s_copy_file(S_FIXTURE);
 }
 
 // The first column of a one-row query on the file at path, as an integer
@@ -266,6 +274,55 @@ test_fixture_upgraded_rows_kept(void)
                     " secret_hash IS NULL"), 1);
 }
 
+// A schema-2 file main wrote: upgraded by the v2 -> v3 step alone (backed
+// up as .v2.bak), every row kept, the attempts' token columns added and
+// NULL, and the sums status shows are 0.
+static void
+test_v2_fixture_upgraded(void)
+{
+    REQUIRE(s_copy_file(S_FIXTURE_V2));
+    CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), 2);
+    char err[512];
+    ledger_t *l = s_open(0, err, sizeof err);
+    CHECK_STR(err, "");
+    REQUIRE(l);
+    proto_status_ok_t st = {0};
+    CHECK_INT(ledger_plans(l, 2, 0, &st), LEDGER_OK);
+    REQUIRE(st.n_plans == 1);
+    CHECK_STR(st.plans[0].name, "v2-upgrade");
+    CHECK_INT(st.plans[0].prompt_tokens, 0);
+    CHECK_INT(ledger_tasks(l, 2, 0, 1000, &st), LEDGER_OK);
+    CHECK_INT(st.n_tasks, 5);
+    CHECK_INT(st.tasks[0].completion_tokens, 0);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    m->u.status_ok = st;
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+    char bak[600];
+    snprintf(bak, sizeof bak, "%s", s_path(".v2.bak"));
+    struct stat sb;
+    REQUIRE(stat(bak, &sb) == 0);
+    CHECK(stat(s_path(".v1.bak"), &sb) != 0);
+    CHECK_INT(s_int(bak, "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), 2);
+    CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), 3);
+    for (size_t i = 0; i < sizeof s_v1_tables / sizeof s_v1_tables[0]; i++) {
+        const char *t = s_v1_tables[i][0];
+        long long extra = strcmp(t, "events") == 0 ? 1 : 0;
+        CHECK_INT(s_count(s_path(""), t), s_count(bak, t) + extra);
+        CHECK_INT(s_diff_rows(s_path(""), bak, t, s_v1_tables[i][1]), extra);
+    }
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM events WHERE kind ="
+                    " 'upgrade' AND detail = 'schema version 2 to 3'"), 1);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM attempts"),
+              s_count(bak, "attempts"));
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM attempts WHERE"
+                    " prompt_tokens IS NOT NULL OR completion_tokens IS NOT"
+                    " NULL"), 0);
+}
+
 // What the broker rebuilds from the upgraded file: the running plan, its
 // lease with token and instance, its backoff; the token counter goes on.
 static void
@@ -407,7 +464,7 @@ test_newer_refused_untouched(void)
         CHECK(l == NULL);
         ledger_destroy(&l);
         CHECK_HAS(err, "schema version 7");
-        CHECK_HAS(err, "version 2");
+        CHECK_HAS(err, "version 3");
         CHECK_HAS(err, "newer");
     }
     struct stat sb;
@@ -528,6 +585,7 @@ test_no_backup_no_upgrade(void)
 
 static const t_case_t t_cases[] = {
     T(test_fixture_upgraded_rows_kept),
+    T(test_v2_fixture_upgraded),
     T(test_fixture_upgraded_loads_and_runs_on),
     T(test_fresh_and_upgraded_agree),
     T(test_newer_refused_untouched),

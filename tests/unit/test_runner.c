@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -167,6 +168,34 @@ test_echo(void)
     runner_result_release(&r);
     runner_destroy(&rn);
     CHECK(rn == NULL);
+    runner_destroy(&rn);
+}
+
+// spec->stdin_fd becomes the child's stdin (a duplicate: the caller's
+// descriptor stays open); without it stdin is /dev/null.
+static void
+test_stdin_fd(void)
+{
+    runner_t *rn = runner_new(500);
+    char *argv[] = {"cat", NULL};
+    int fd = memfd_create("t", MFD_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, "request\n", 8) == 8);
+    REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+    runner_spec_t spec = s_spec(argv);
+    spec.has_stdin = true;
+    spec.stdin_fd = fd;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    s_check_clean(&r, 0);
+    CHECK_STR((char *) r.out, "request\n");
+    CHECK(fcntl(fd, F_GETFD) >= 0);
+    runner_result_release(&r);
+    close(fd);
+    spec = s_spec(argv);
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK_INT(r.out_len, 0);
+    runner_result_release(&r);
     runner_destroy(&rn);
 }
 
@@ -1059,6 +1088,7 @@ test_user_and_limits(void)
 
 static const t_case_t t_cases[] = {
     T(test_echo),
+    T(test_stdin_fd),
     T(test_exit_code),
     T(test_stderr_separate),
     T(test_missing_program),

@@ -174,6 +174,65 @@ test_all_fields(void)
     workplan_destroy(&wp);
 }
 
+// system, max_tokens and temperature on a prompt task; the implied tags
+// "model" and "model:NAME" (once, also when written); the canonical text
+// parses back to the same text.
+static void
+test_prompt_fields(void)
+{
+    workplan_t *wp = s_parse_ok(
+        "{\"name\": \"p\", \"defaults\": {\"requires\": [\"eu\"]},"
+        " \"tasks\": [{\"id\": \"a\", \"prompt\": \"hi\","
+        " \"model\": \"llama3.1:8b\", \"system\": \"be brief\","
+        " \"max_tokens\": 200, \"temperature\": 0.5},"
+        " {\"id\": \"b\", \"prompt\": \"x\", \"requires\": [\"model\"],"
+        " \"temperature\": 1}]}");
+    REQUIRE(wp);
+    const wp_task_t *t = wp->tasks;
+    CHECK_STR(t[0].system, "be brief");
+    CHECK_INT(t[0].max_tokens, 200);
+    CHECK(t[0].has_temperature && t[0].temperature == 0.5);
+    REQUIRE(t[0].n_requires == 3);
+    CHECK_STR(t[0].requires[0], "eu");
+    CHECK_STR(t[0].requires[1], "model");
+    CHECK_STR(t[0].requires[2], "model:llama3.1:8b");
+    REQUIRE(t[1].n_requires == 1);
+    CHECK_STR(t[1].requires[0], "model");
+    CHECK(t[1].has_temperature && t[1].temperature == 1.0);
+    CHECK_INT(t[1].max_tokens, 0);
+    CHECK(t[1].system == NULL);
+    char *json = workplan_to_json(wp);
+    workplan_t *again = s_parse_ok(json);
+    REQUIRE(again);
+    char *json2 = workplan_to_json(again);
+    CHECK_STR(json2, json);
+    CHECK_INT(again->tasks[0].n_requires, 3);
+    free(json);
+    free(json2);
+    workplan_destroy(&again);
+    workplan_destroy(&wp);
+
+    EXPECT_TASKS("{\"id\": \"a\", \"prompt\": \"p\", \"max_tokens\": 0}",
+                 "tasks[0].max_tokens", "must be from 1 to 10000000, found 0");
+    EXPECT_TASKS("{\"id\": \"a\", \"prompt\": \"p\", \"temperature\": 2.5}",
+                 "tasks[0].temperature", "must be from 0 to 2, found 2.5");
+    EXPECT_TASKS("{\"id\": \"a\", \"prompt\": \"p\", \"temperature\": \"hot\"}",
+                 "tasks[0].temperature", "expected a number from 0 to 2");
+    EXPECT_TASKS("{\"id\": \"a\", \"prompt\": \"p\", \"system\": \"\"}",
+                 "tasks[0].system", "must not be empty");
+    EXPECT_TASKS("{\"id\": \"a\", \"run\": [\"x\"], \"system\": \"s\"}",
+                 "tasks[0].system",
+                 "only prompt tasks take a system message, and this is a run "
+                 "task");
+    EXPECT_TASKS("{\"id\": \"a\", \"gate\": \"g\", \"max_tokens\": 5}",
+                 "tasks[0].max_tokens",
+                 "only prompt tasks take max_tokens, and this is a gate task");
+    EXPECT_TASKS("{\"id\": \"a\", \"prompt\": \"p\", \"model\": \"org/m\"}",
+                 "tasks[0].model",
+                 "'org/m' cannot name a model: 'model:' and the name must be a "
+                 "valid tag (up to 64 letters, digits or '_.:-')");
+}
+
 static void
 test_unknown_fields(void)
 {
@@ -739,7 +798,7 @@ test_canonical_json(void)
               "\"requires\":[]},"
               "{\"id\":\"draft\",\"needs\":[\"log\"],\"prompt\":\"Write release "
               "notes from:\\n{{log.output}}\",\"timeout_s\":600,\"retries\":2,"
-              "\"priority\":0,\"requires\":[]},"
+              "\"priority\":0,\"requires\":[\"model\"]},"
               "{\"id\":\"review\",\"needs\":[\"draft\"],\"gate\":\"Publish these "
               "notes?\",\"timeout_s\":0,\"retries\":2,\"priority\":0,"
               "\"requires\":[]},"
@@ -776,7 +835,7 @@ test_canonical_key_order(void)
               "{\"id\":\"k\",\"needs\":[\"u\"],\"prompt\":\"p\\t\","
               "\"model\":\"m\",\"env\":{\"A\":\"\xc3\xa9\",\"Z\":\"1\"},"
               "\"cwd\":\"/w\",\"timeout_s\":3600,\"retries\":0,\"priority\":5,"
-              "\"requires\":[\"x\"]}]}");
+              "\"requires\":[\"x\",\"model\",\"model:m\"]}]}");
     workplan_t *again = s_parse_ok(text);
     REQUIRE(again);
     CHECK(s_equal(wp, again));
@@ -968,6 +1027,7 @@ static const t_case_t t_cases[] = {
     T(test_example_parses),
     T(test_defaults_resolved),
     T(test_all_fields),
+    T(test_prompt_fields),
     T(test_unknown_fields),
     T(test_required_fields),
     T(test_name_length_counts_characters),
