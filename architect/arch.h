@@ -8,6 +8,7 @@
 //   plan_show.c  the workplan as a tree, for a person to check
 //   gate.c    approve, reject: a person's answer, bound to the sha256 of
 //             what the gate showed
+//   events.c  events, log: the event log in SUBSCRIBE pages
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -73,6 +74,8 @@ int cmd_cancel(arch_t *a, int argc, char **argv);
 int cmd_retry(arch_t *a, int argc, char **argv);
 int cmd_output(arch_t *a, int argc, char **argv);
 int cmd_plan(arch_t *a, int argc, char **argv);        // plan.c
+int cmd_events(arch_t *a, int argc, char **argv);      // events.c
+int cmd_log(arch_t *a, int argc, char **argv);         // events.c
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.

@@ -63,6 +63,10 @@ static const struct {
     {"cancel", cmd_cancel, "cancel PLAN [TASK]    cancel a plan or a task"},
     {"retry", cmd_retry, "retry PLAN TASK       run a dead task again"},
     {"output", cmd_output, "output PLAN TASK      print a task's output"},
+    {"events", cmd_events,
+     "events [PLAN] [--follow] [--since SEQ] [--json]\n"
+     "                        print the event log; --follow keeps going"},
+    {"log", cmd_log, "log PLAN              a plan's full history"},
     {"approve", cmd_approve,
      "approve PLAN TASK     approve a gate (operator keys only)"},
     {"reject", cmd_reject,

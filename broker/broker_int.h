@@ -179,6 +179,10 @@ size_t trust_credit(broker_t *b, drone_t *d);
 // REJECT.
 void requests_on_message(broker_t *b, router_in_t *in);
 
+// --- events.c ---------------------------------------------------------
+// SUBSCRIBE: answers one EVENTS page read from the ledger.
+void events_subscribe(broker_t *b, router_in_t *in);
+
 // --- gates.c -----------------------------------------------------------
 // What gate idx of a loaded plan shows a person: its question, then each
 // need's accepted stdout under a header.  0 with *data (caller frees, NUL

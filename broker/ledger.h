@@ -326,5 +326,17 @@ ledger_rc_t ledger_events(ledger_t *self, int64_t plan, int64_t after,
                                      const char *to, uint64_t token,
                                      const char *detail),
                           void *arg);
+// A page of the event log for a subscriber: at most limit events of a plan
+// (0: all) after sequence `after`, in order, each with its plan (0: none).
+// Stops early when cb returns false.
+typedef struct {
+    int64_t seq, at_ms, plan;
+    const char *task, *actor, *kind, *from, *to, *detail;  // NULL if none
+} ledger_event_row_t;
+ledger_rc_t ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
+                               uint32_t limit,
+                               bool (*cb)(void *arg,
+                                          const ledger_event_row_t *row),
+                               void *arg);
 
 #endif

@@ -69,6 +69,8 @@ typedef enum {
     LEDGER__Q_LOST_LEASES,
     LEDGER__Q_EVENTS_ALL,
     LEDGER__Q_EVENTS_PLAN,
+    LEDGER__Q_EVENTS_PAGE_ALL,
+    LEDGER__Q_EVENTS_PAGE_PLAN,
     LEDGER__Q_COUNT
 } ledger__query_t;
 

@@ -505,3 +505,43 @@ ledger_events(ledger_t *self, int64_t plan, int64_t after,
     }
     return ledger__read_end(self, st, rc, "events");
 }
+
+static void
+s_event_row(sqlite3_stmt *st, ledger_event_row_t *r)
+{
+    r->seq = sqlite3_column_int64(st, 0);
+    r->at_ms = sqlite3_column_int64(st, 1);
+    r->plan = sqlite3_column_int64(st, 2);
+    r->task = ledger__col_text(st, 3);
+    r->actor = ledger__col_text(st, 4);
+    r->kind = ledger__col_text(st, 5);
+    r->from = ledger__col_text(st, 6);
+    r->to = ledger__col_text(st, 7);
+    r->detail = ledger__col_text(st, 8);
+}
+
+ledger_rc_t
+ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
+                   uint32_t limit,
+                   bool (*cb)(void *arg, const ledger_event_row_t *row),
+                   void *arg)
+{
+    assert(self && cb);
+    sqlite3_stmt *st = ledger__stmt(self, plan ? LEDGER__Q_EVENTS_PAGE_PLAN
+                                               : LEDGER__Q_EVENTS_PAGE_ALL);
+    ledger__bind_int(st, 1, after);
+    if (plan) {
+        ledger__bind_int(st, 2, plan);
+    }
+    ledger__bind_int(st, 3, limit);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ledger_event_row_t row;
+        s_event_row(st, &row);
+        if (!cb(arg, &row)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    return ledger__read_end(self, st, rc, "events");
+}

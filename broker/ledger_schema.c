@@ -321,6 +321,14 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_EVENTS_PLAN] =
         S_EVENT_COLS " WHERE plan_id = ?2 AND seq > ?1"
         " ORDER BY seq",
+#define S_EVENT_PAGE_COLS                                                    \
+    "SELECT seq, at_ms, plan_id, tid, actor, kind, from_state, to_state,"    \
+    " detail FROM events"
+    [LEDGER__Q_EVENTS_PAGE_ALL] =
+        S_EVENT_PAGE_COLS " WHERE seq > ?1 ORDER BY seq LIMIT ?3",
+    [LEDGER__Q_EVENTS_PAGE_PLAN] =
+        S_EVENT_PAGE_COLS " WHERE plan_id = ?2 AND seq > ?1"
+        " ORDER BY seq LIMIT ?3",
 };
 
 // The names stored in state and outcome columns, as the CHECKs list them.

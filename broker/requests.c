@@ -755,6 +755,9 @@ requests_on_message(broker_t *b, router_in_t *in)
     case PROTO_MSG_REJECT:
         s_verdict(b, in);
         break;
+    case PROTO_MSG_SUBSCRIBE:
+        events_subscribe(b, in);
+        break;
     default:
         s_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");
         break;

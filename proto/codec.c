@@ -847,6 +847,43 @@ s_dec_output_ok(const s_rd_t *rd, proto_msg_t *m)
 }
 
 static int
+s_dec_subscribe(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_subscribe_t *s = &m->u.subscribe;
+    return s_get_i64(rd, "since", S_REQ, 0, INT64_MAX, &s->since) ||
+           s_get_i64(rd, "plan", S_OPT, 0, INT64_MAX, &s->plan) ? -1 : 0;
+}
+
+static int
+s_dec_event(const s_rd_t *rd, void *elem)
+{
+    proto_event_t *e = elem;
+    return s_get_i64(rd, "seq", S_REQ, 1, INT64_MAX, &e->seq) ||
+           s_get_i64(rd, "at_ms", S_REQ, INT64_MIN, INT64_MAX, &e->at_ms) ||
+           s_get_i64(rd, "plan", S_OPT, 0, INT64_MAX, &e->plan) ||
+           s_get_str(rd, "task", S_OPT, 1, S_MAX_ID, &e->task) ||
+           s_get_str(rd, "actor", S_REQ, 0, S_ANY, &e->actor) ||
+           s_get_str(rd, "kind", S_REQ, 1, S_MAX_NAME, &e->kind) ||
+           s_get_str(rd, "from", S_OPT, 0, S_MAX_NAME, &e->from) ||
+           s_get_str(rd, "to", S_OPT, 0, S_MAX_NAME, &e->to) ||
+           s_get_str(rd, "detail", S_OPT, 0, S_ANY, &e->detail) ? -1 : 0;
+}
+
+static int
+s_dec_events(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_events_t *e = &m->u.events;
+    void *events;
+    int rc = s_get_records(rd, "events", PROTO_EVENTS_PAGE, sizeof *e->events,
+                           &events, &e->n_events, s_dec_event);
+    e->events = events;
+    return rc ||
+           s_get_i64(rd, "next", S_REQ, 0, INT64_MAX, &e->next) ||
+           s_get_bool(rd, "more", S_OPT, &e->more) ||
+           s_get_bool(rd, "gap", S_OPT, &e->gap) ? -1 : 0;
+}
+
+static int
 s_dec_ok(const s_rd_t *rd, proto_msg_t *m)
 {
     return s_get_str(rd, "message", S_OPT, 0, S_ANY, &m->u.ok.message);
@@ -903,6 +940,8 @@ static int (*const s_dec[PROTO_MSG__COUNT])(const s_rd_t *rd,
     [PROTO_MSG_APPROVE] = s_dec_verdict,
     [PROTO_MSG_REJECT] = s_dec_verdict,
     [PROTO_MSG_OUTPUT_OK] = s_dec_output_ok,
+    [PROTO_MSG_SUBSCRIBE] = s_dec_subscribe,
+    [PROTO_MSG_EVENTS] = s_dec_events,
     [PROTO_MSG_OK] = s_dec_ok,
     [PROTO_MSG_ERROR] = s_dec_error,
 };

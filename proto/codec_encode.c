@@ -493,6 +493,44 @@ s_enc_output_ok(msgpack_packer *pk, const proto_msg_t *m)
 }
 
 static void
+s_enc_subscribe(msgpack_packer *pk, const proto_msg_t *m)
+{
+    s_envelope(pk, m, 2);
+    s_put_i64(pk, "since", m->u.subscribe.since);
+    s_put_i64(pk, "plan", m->u.subscribe.plan);
+}
+
+static void
+s_enc_event(msgpack_packer *pk, const proto_event_t *e)
+{
+    msgpack_pack_map(pk, 9);
+    s_put_i64(pk, "seq", e->seq);
+    s_put_i64(pk, "at_ms", e->at_ms);
+    s_put_i64(pk, "plan", e->plan);
+    s_put_ostr(pk, "task", e->task);
+    s_put_str(pk, "actor", e->actor);
+    s_put_str(pk, "kind", e->kind);
+    s_put_ostr(pk, "from", e->from);
+    s_put_ostr(pk, "to", e->to);
+    s_put_ostr(pk, "detail", e->detail);
+}
+
+static void
+s_enc_events(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_events_t *e = &m->u.events;
+    s_envelope(pk, m, 4);
+    s_put_i64(pk, "next", e->next);
+    s_put_bool(pk, "more", e->more);
+    s_put_bool(pk, "gap", e->gap);
+    s_pk_str(pk, "events");
+    msgpack_pack_array(pk, e->n_events);
+    for (size_t i = 0; i < e->n_events; i++) {
+        s_enc_event(pk, &e->events[i]);
+    }
+}
+
+static void
 s_enc_ok(msgpack_packer *pk, const proto_msg_t *m)
 {
     s_envelope(pk, m, 1);
@@ -534,6 +572,8 @@ static void (*const s_enc[PROTO_MSG__COUNT])(msgpack_packer *pk,
     [PROTO_MSG_APPROVE] = s_enc_verdict,
     [PROTO_MSG_REJECT] = s_enc_verdict,
     [PROTO_MSG_OUTPUT_OK] = s_enc_output_ok,
+    [PROTO_MSG_SUBSCRIBE] = s_enc_subscribe,
+    [PROTO_MSG_EVENTS] = s_enc_events,
     [PROTO_MSG_OK] = s_enc_ok,
     [PROTO_MSG_ERROR] = s_enc_error,
 };

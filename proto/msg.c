@@ -168,6 +168,12 @@ s_free_flat(proto_msg_t *m)
         free(m->u.output_ok.task);
         free(m->u.output_ok.data.data);
         break;
+    case PROTO_MSG_EVENTS:
+        for (size_t i = 0; i < m->u.events.n_events; i++) {
+            proto_event_release(&m->u.events.events[i]);
+        }
+        free(m->u.events.events);
+        break;
     case PROTO_MSG_OK: free(m->u.ok.message); break;
     case PROTO_MSG_ERROR:
         free(m->u.error.message);
@@ -183,9 +189,22 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG_BYE:
     case PROTO_MSG_PING:
     case PROTO_MSG_STATUS:
+    case PROTO_MSG_SUBSCRIBE:
     case PROTO_MSG__COUNT:
         break;  // nothing owned
     }
+}
+
+void
+proto_event_release(proto_event_t *e)
+{
+    free(e->task);
+    free(e->actor);
+    free(e->kind);
+    free(e->from);
+    free(e->to);
+    free(e->detail);
+    memset(e, 0, sizeof *e);
 }
 
 proto_msg_t *

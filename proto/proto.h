@@ -343,6 +343,34 @@ typedef struct {
     bool truncated;
 } proto_output_ok_t;
 
+// An EVENTS page holds at most this many events.
+#define PROTO_EVENTS_PAGE 500
+
+typedef struct {
+    int64_t since;           // events with a greater seq
+    int64_t plan;            // 0: every plan
+} proto_subscribe_t;
+
+typedef struct {
+    int64_t seq;
+    int64_t at_ms;           // wall clock
+    int64_t plan;            // 0: not about a plan
+    char *task;              // NULL or the task id
+    char *actor;
+    char *kind;
+    char *from;              // NULL or the state before
+    char *to;                // NULL or the state after
+    char *detail;            // NULL or free text
+} proto_event_t;
+
+typedef struct {
+    proto_event_t *events;
+    size_t n_events;
+    int64_t next;            // ask again with since = next
+    bool more;               // next page is already there
+    bool gap;                // events were dropped: resume from next
+} proto_events_t;
+
 typedef struct {
     char *message;           // NULL or a sentence
 } proto_ok_t;
@@ -375,6 +403,8 @@ typedef struct {
         proto_verdict_t verdict;   // APPROVE, REJECT
         proto_output_t output;
         proto_output_ok_t output_ok;
+        proto_subscribe_t subscribe;
+        proto_events_t events;
         proto_ok_t ok;
         proto_error_body_t error;
     } u;                     // BYE and PING have no fields
@@ -428,6 +458,8 @@ const char *proto_ack_name(proto_ack_t a);           // "accepted"
 void proto_strv_push(proto_strv_t *v, const char *s);
 // Frees every string and the array; leaves v empty and reusable.
 void proto_strv_release(proto_strv_t *v);
+// Frees an event's strings and zeroes it.
+void proto_event_release(proto_event_t *e);
 void proto_bytes_set(proto_bytes_t *b, const void *data, size_t len);
 // Fills err (code, formatted message; req untouched) and returns -1, so a
 // decoder can `return proto_error_set(err, ...)`.
