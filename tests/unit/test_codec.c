@@ -325,6 +325,35 @@ s_eq_output_ok(const proto_msg_t *x, const proto_msg_t *y)
 }
 
 static void
+s_eq_subscribe(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.subscribe.since, y->u.subscribe.since);
+    CHECK_INT(x->u.subscribe.plan, y->u.subscribe.plan);
+}
+
+static void
+s_eq_events(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_events_t *a = &x->u.events, *b = &y->u.events;
+    CHECK_INT(a->next, b->next);
+    CHECK_INT(a->more, b->more);
+    CHECK_INT(a->gap, b->gap);
+    REQUIRE(a->n_events == b->n_events);
+    for (size_t i = 0; i < a->n_events; i++) {
+        const proto_event_t *e = &a->events[i], *f = &b->events[i];
+        CHECK_INT(e->seq, f->seq);
+        CHECK_INT(e->at_ms, f->at_ms);
+        CHECK_INT(e->plan, f->plan);
+        CHECK_OSTR(e->task, f->task);
+        CHECK_OSTR(e->actor, f->actor);
+        CHECK_OSTR(e->kind, f->kind);
+        CHECK_OSTR(e->from, f->from);
+        CHECK_OSTR(e->to, f->to);
+        CHECK_OSTR(e->detail, f->detail);
+    }
+}
+
+static void
 s_eq_ok(const proto_msg_t *x, const proto_msg_t *y)
 {
     CHECK_OSTR(x->u.ok.message, y->u.ok.message);
@@ -705,6 +734,40 @@ s_output_ok(bool full)
 }
 
 static proto_msg_t *
+s_subscribe(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_SUBSCRIBE);
+    m->req = 13;
+    m->u.subscribe.since = full ? 4711 : 0;
+    m->u.subscribe.plan = full ? 12 : 0;
+    return m;
+}
+
+static proto_msg_t *
+s_events(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_EVENTS);
+    proto_events_t *e = &m->u.events;
+    m->req = 13;
+    e->next = full ? 4713 : 4711;
+    e->more = full;
+    e->gap = full;
+    if (full) {
+        e->n_events = 2;
+        e->events = calloc(2, sizeof *e->events);
+        e->events[0] = (proto_event_t){
+            .seq = 4712, .at_ms = 1764662400123, .plan = 12,
+            .task = strdup("log"), .actor = strdup("broker"),
+            .kind = strdup("task"), .from = strdup("ready"),
+            .to = strdup("leased"), .detail = strdup("attempt 1")};
+        e->events[1] = (proto_event_t){.seq = 4713, .at_ms = -1,
+                                       .actor = strdup(""),
+                                       .kind = strdup("reconcile")};
+    }
+    return m;
+}
+
+static proto_msg_t *
 s_ok(bool full)
 {
     proto_msg_t *m = proto_msg_new(PROTO_MSG_OK);
@@ -751,6 +814,8 @@ static const struct {
     [PROTO_MSG_OUTPUT_OK] = {s_output_ok, s_eq_output_ok},
     [PROTO_MSG_APPROVE] = {s_approve, s_eq_verdict},
     [PROTO_MSG_REJECT] = {s_reject, s_eq_verdict},
+    [PROTO_MSG_SUBSCRIBE] = {s_subscribe, s_eq_subscribe},
+    [PROTO_MSG_EVENTS] = {s_events, s_eq_events},
     [PROTO_MSG_OK] = {s_ok, s_eq_ok},
     [PROTO_MSG_ERROR] = {s_error, s_eq_error},
 };
