@@ -4,7 +4,9 @@
 // The cursor is ours: each page answers "after seq N" and says where the
 // next one starts, so a broker restart or a lost connection costs nothing
 // but a retry from the last seq printed — no event is skipped or printed
-// twice.  --follow asks again after a short pause when it has caught up.
+// twice.  --follow, once caught up, asks with wait_ms: the broker answers
+// right after a commit adds events (or empty after wait_ms), so following
+// costs no polling.
 #include "architect/arch.h"
 #include "common/clock.h"
 #include "common/json.h"
@@ -16,9 +18,10 @@
 #include <string.h>
 #include <time.h>
 
-// How long --follow rests once it has caught up, and between attempts
-// while the broker is unreachable.
+// How long --follow rests between attempts while the broker cannot be
+// reached, and how long one caught-up request waits at the broker.
 #define S_FOLLOW_PAUSE_MS 250
+#define S_FOLLOW_WAIT_MS 5000
 
 typedef struct {
     int64_t since;
@@ -122,9 +125,12 @@ s_page(arch_t *a, int64_t plan, int64_t *since, bool follow, bool json,
     proto_msg_t *req = proto_msg_new(PROTO_MSG_SUBSCRIBE), *reply = NULL;
     req->u.subscribe.since = *since;
     req->u.subscribe.plan = plan;
+    uint32_t wait_ms = follow && !*more ? S_FOLLOW_WAIT_MS : 0;
+    req->u.subscribe.wait_ms = wait_ms;
     char err[512];
     link_rc_t lrc = follow ? link_request(a->link, &req,
-                                          a->cfg->connect_timeout_ms,
+                                          a->cfg->connect_timeout_ms +
+                                              wait_ms,
                                           &reply, err, sizeof err)
                            : LINK_OK;
     if (!follow) {
@@ -139,8 +145,10 @@ s_page(arch_t *a, int64_t plan, int64_t *since, bool follow, bool json,
                     lrc != LINK_OK ? err : "the broker refused the request");
         }
         *down = true;
+        *more = false;
         proto_msg_destroy(&req);
         proto_msg_destroy(&reply);
+        s_pause();
         return 0;
     }
     *down = false;
@@ -159,20 +167,15 @@ s_run(arch_t *a, int64_t plan, int64_t since, bool follow, bool json)
     if (rc) {
         return rc;
     }
-    bool down = false;
+    bool down = false, more = true;
     for (;;) {
-        bool more = false;
         int got = s_page(a, plan, &since, follow, json, &more, &down);
         if (got < 0) {
             return -got;
         }
-        if (more) {
-            continue;
-        }
-        if (!follow) {
+        if (!more && !follow) {
             return ARCH_EXIT_OK;
         }
-        s_pause();
     }
 }
 

@@ -154,6 +154,7 @@ broker_destroy(broker_t **self_p)
     free(b->undelivered);
     plans_unloaded_clear(b);
     gates_forget(b);
+    events_forget(b);
     hook_destroy(b);
     drones_destroy_all(b);
     router_destroy(&b->router);
@@ -359,6 +360,7 @@ void
 broker_end_turn(broker_t *b)
 {
     bool failed = b->turn_failed;
+    bool wrote = ledger_in_turn(b->ledger);
     b->turn_failed = false;
     if (failed) {
         ledger_rollback(b->ledger);
@@ -372,6 +374,11 @@ broker_end_turn(broker_t *b)
         b->rebuild = true;
     }
     hook_flush(b, !failed);
+    if (wrote && !failed) {
+        // Fan-out right after the commit, never before: a parked reader
+        // sees only events that are durable.
+        events_fanout(b);
+    }
     s_flush(b);
     if (b->rebuild) {
         s_rebuild(b);
@@ -395,6 +402,10 @@ s_timeout(broker_t *b)
     int64_t hook = hook_next_deadline_ms(b);
     if (hook >= 0 && hook < next) {
         next = hook;
+    }
+    int64_t ev = events_next_deadline_ms(b);
+    if (ev >= 0 && ev < next) {
+        next = ev;
     }
     int64_t gate = gates_next_deadline_ms(b);
     if (gate >= 0 && now + (gate - wall) < next) {
@@ -423,6 +434,7 @@ s_turn(broker_t *b)
         drones_expire(b);
     }
     gates_expire(b);
+    events_expire(b);
     hook_reap(b, b->now_mono);
     if (b->now_mono >= b->next_heartbeat_ms) {
         drones_heartbeat(b);

@@ -61,6 +61,15 @@ typedef struct {
 
 typedef struct hook hook_t;
 
+// A SUBSCRIBE with wait_ms that found nothing new: answered right after a
+// commit adds events it wants, or with an empty page at its deadline.
+typedef struct {
+    wire_rid_t rid;
+    uint64_t req;
+    int64_t since, plan;
+    int64_t deadline_ms;        // monotonic
+} events_waiter_t;
+
 struct broker {
     const broker_config_t *cfg;
     keys_broker_t *keys;
@@ -79,6 +88,8 @@ struct broker {
     gate_watch_t *gate_watch;   // gates awaiting approval with a deadline
     size_t n_gate_watch, cap_gate_watch;
     hook_t *hook;               // --on-gate: pending and running hooks
+    events_waiter_t *waiters;   // parked SUBSCRIBEs, one per session at most
+    size_t n_waiters;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
     int reload_fd;              // SIGHUP pipe (read end), or -1
@@ -180,8 +191,17 @@ size_t trust_credit(broker_t *b, drone_t *d);
 void requests_on_message(broker_t *b, router_in_t *in);
 
 // --- events.c ---------------------------------------------------------
-// SUBSCRIBE: answers one EVENTS page read from the ledger.
+// SUBSCRIBE: answers one EVENTS page read from the ledger, or parks the
+// request (wait_ms) until there is one.
 void events_subscribe(broker_t *b, router_in_t *in);
+// After a commit that wrote: answers the parked requests that now have
+// events.  Queues the replies (sent with the turn's outbox).
+void events_fanout(broker_t *b);
+// Answers parked requests whose deadline passed with an empty page.
+void events_expire(broker_t *b);
+// The earliest parked deadline (monotonic), or -1 when none.
+int64_t events_next_deadline_ms(const broker_t *b);
+void events_forget(broker_t *b);
 
 // --- gates.c -----------------------------------------------------------
 // What gate idx of a loaded plan shows a person: its question, then each

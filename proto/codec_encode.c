@@ -495,9 +495,10 @@ s_enc_output_ok(msgpack_packer *pk, const proto_msg_t *m)
 static void
 s_enc_subscribe(msgpack_packer *pk, const proto_msg_t *m)
 {
-    s_envelope(pk, m, 2);
+    s_envelope(pk, m, 3);
     s_put_i64(pk, "since", m->u.subscribe.since);
     s_put_i64(pk, "plan", m->u.subscribe.plan);
+    s_put_u64(pk, "wait_ms", m->u.subscribe.wait_ms);
 }
 
 static void

@@ -349,7 +349,11 @@ typedef struct {
 typedef struct {
     int64_t since;           // events with a greater seq
     int64_t plan;            // 0: every plan
+    uint32_t wait_ms;        // nothing yet: wait up to this long for some
 } proto_subscribe_t;
+
+// The longest a SUBSCRIBE may wait for events.
+#define PROTO_EVENTS_MAX_WAIT_MS 60000
 
 typedef struct {
     int64_t seq;

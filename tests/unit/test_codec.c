@@ -329,6 +329,7 @@ s_eq_subscribe(const proto_msg_t *x, const proto_msg_t *y)
 {
     CHECK_INT(x->u.subscribe.since, y->u.subscribe.since);
     CHECK_INT(x->u.subscribe.plan, y->u.subscribe.plan);
+    CHECK_INT(x->u.subscribe.wait_ms, y->u.subscribe.wait_ms);
 }
 
 static void
@@ -740,6 +741,7 @@ s_subscribe(bool full)
     m->req = 13;
     m->u.subscribe.since = full ? 4711 : 0;
     m->u.subscribe.plan = full ? 12 : 0;
+    m->u.subscribe.wait_ms = full ? 30000 : 0;
     return m;
 }
 
