@@ -2,7 +2,9 @@
 // `--since` and `--follow` across a broker SIGKILL and restart — compared
 // seq by seq against the ledger's events table: no gaps, no repeats.
 #include "broker/ledger.h"
+#include "common/clock.h"
 #include "common/json.h"
+#include "tests/harness/peer.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define S_MAX_EVENTS 4096
 
@@ -204,10 +207,137 @@ test_follow_rides_broker_restart(void)
     swarm_stop(&s);
 }
 
+static long
+s_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return kb;
+}
+
+static proto_msg_t *
+s_subscribe(uint64_t req, int64_t since, uint32_t wait_ms)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_SUBSCRIBE);
+    m->req = req;
+    m->u.subscribe.since = since;
+    m->u.subscribe.wait_ms = wait_ms;
+    return m;
+}
+
+// A reader that asks and asks but never reads holds one parked request at
+// the broker, not one per ask: after a commit it finds exactly one answer
+// (to its latest ask) saying where to resume, and the broker's memory did
+// not grow with the asks.
+static void
+test_reader_that_never_reads_is_bounded(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 2, NULL, NULL);
+    s_run_plan(&s);
+    s_seqs_t want;
+    s_ledger_seqs(&s, 0, 0, &want);
+    int64_t last = want.seq[want.n - 1];
+    void *ctx = zmq_ctx_new();
+    void *sock = peer_dealer(ctx, &s, KEYS_ROLE_SUBMITTER);
+    SWARM_REQUIRE(&s, sock != NULL);
+    // The session exists before the baseline is taken.
+    proto_msg_t *m = s_subscribe(1, last, 0), *r = NULL;
+    r = peer_ask(sock, &m, 10000);
+    CHECK(r && r->cmd == PROTO_MSG_EVENTS && r->u.events.n_events == 0);
+    proto_msg_destroy(&r);
+    long before = s_rss_kb(s.broker);
+    const uint64_t asks = 20000;
+    for (uint64_t i = 2; i < 2 + asks; i++) {
+        m = s_subscribe(i, last, 60000);
+        CHECK_INT(peer_send(sock, &m), 0);
+        if (i % 500 == 0) {
+            // Within the DEALER's send queue.  Nothing is there yet: every
+            // ask is parked (each replaces the one before), so no reply.
+            r = peer_recv_reply(sock, 200);
+            CHECK(r == NULL);
+            proto_msg_destroy(&r);
+        }
+    }
+    r = peer_recv_reply(sock, 1000);
+    CHECK(r == NULL);
+    proto_msg_destroy(&r);
+    long after = s_rss_kb(s.broker);
+    fprintf(stderr, "broker rss: %ld kB before, %ld kB after %llu asks\n",
+            before, after, (unsigned long long) asks);
+    CHECK(before > 0 && after - before < 8 * 1024);
+    s_run_plan(&s);
+    r = peer_recv_reply(sock, 10000);
+    SWARM_REQUIRE(&s, r && r->cmd == PROTO_MSG_EVENTS);
+    CHECK_INT(r->req, 1 + asks);
+    CHECK(r->u.events.n_events > 0);
+    CHECK_INT(r->u.events.events[0].seq, last + 1);
+    CHECK_INT(r->u.events.next,
+              r->u.events.events[r->u.events.n_events - 1].seq);
+    proto_msg_destroy(&r);
+    r = peer_recv_reply(sock, 1000);
+    CHECK(r == NULL);
+    proto_msg_destroy(&r);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
+// A caught-up follower is answered by the commit, not by a poll: the
+// submit's event reaches it well before its wait (5 s) would end.
+static void
+test_follow_is_woken_by_the_commit(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 2, NULL, NULL);
+    void *ctx = zmq_ctx_new();
+    void *sock = peer_dealer(ctx, &s, KEYS_ROLE_SUBMITTER);
+    SWARM_REQUIRE(&s, sock != NULL);
+    s_seqs_t want;
+    s_ledger_seqs(&s, 0, 0, &want);
+    int64_t last = want.n ? want.seq[want.n - 1] : 0;
+    proto_msg_t *m = s_subscribe(7, last, 30000), *r = NULL;
+    CHECK_INT(peer_send(sock, &m), 0);
+    r = peer_recv_reply(sock, 500);
+    CHECK(r == NULL);  // parked
+    proto_msg_destroy(&r);
+    int64_t t0 = clock_mono_ms();
+    int64_t plan = swarm_submit(&s, s_chain);
+    r = peer_recv_reply(sock, 20000);
+    int64_t took = clock_mono_ms() - t0;
+    SWARM_REQUIRE(&s, r && r->cmd == PROTO_MSG_EVENTS);
+    CHECK_INT(r->req, 7);
+    CHECK(r->u.events.n_events > 0);
+    CHECK_INT(r->u.events.events[0].plan, plan);
+    fprintf(stderr, "first event %lld ms after the submit began\n",
+            (long long) took);
+    CHECK(took < 5000);
+    proto_msg_destroy(&r);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_events_pages_and_since),
     T(test_log_shows_history),
     T(test_follow_rides_broker_restart),
+    T(test_reader_that_never_reads_is_bounded),
+    T(test_follow_is_woken_by_the_commit),
     {0},
 };
 
