@@ -26,7 +26,9 @@
 
 typedef struct {
     proto_events_t *page;
-    size_t cap;              // events the page may hold
+    size_t max;              // events the page may hold
+    size_t cap;              // allocated (grown as rows come: most pages
+                             // of a follower hold a few events)
     bool more;               // one row past the page was seen
 } s_fill_t;
 
@@ -40,9 +42,14 @@ static bool
 s_on_row(void *arg, const ledger_event_row_t *row)
 {
     s_fill_t *f = arg;
-    if (f->page->n_events == f->cap) {
+    if (f->page->n_events == f->max) {
         f->more = true;
         return false;
+    }
+    if (f->page->n_events == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 16;
+        f->page->events = xrealloc(f->page->events,
+                                   f->cap * sizeof *f->page->events);
     }
     proto_event_t *e = &f->page->events[f->page->n_events++];
     e->seq = row->seq;
@@ -63,11 +70,10 @@ static int
 s_fill(broker_t *b, int64_t plan, int64_t since, proto_msg_t *m)
 {
     proto_events_t *page = &m->u.events;
-    s_fill_t f = {.page = page, .cap = PROTO_EVENTS_PAGE};
-    page->events = xcalloc(f.cap, sizeof *page->events);
+    s_fill_t f = {.page = page, .max = PROTO_EVENTS_PAGE};
     // One row more than a page tells whether another page follows.
     if (ledger_events_page(b->ledger, plan, since,
-                           (uint32_t) f.cap + 1, s_on_row, &f) != LEDGER_OK) {
+                           (uint32_t) f.max + 1, s_on_row, &f) != LEDGER_OK) {
         return -1;
     }
     page->more = f.more;
