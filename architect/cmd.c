@@ -525,6 +525,33 @@ s_wait_once(arch_t *a, int64_t plan, s_progress_t *p, bool json)
     return code;
 }
 
+// Waits until an event of plan after *cursor is committed, or up to
+// wait_ms: wait follows the event stream instead of polling the plan.
+// *cursor -1 learns the last seq (at once).  A broker that cannot be asked
+// (down, or too old for SUBSCRIBE) costs the old 250 ms pause instead.
+static void
+s_wait_event(arch_t *a, int64_t plan, int64_t *cursor, int64_t wait_ms)
+{
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_SUBSCRIBE), *reply = NULL;
+    uint32_t w = *cursor < 0 ? 0 : (uint32_t) (wait_ms < 1 ? 1
+                                               : wait_ms > 5000 ? 5000
+                                                                : wait_ms);
+    req->u.subscribe.since = *cursor;
+    req->u.subscribe.plan = plan;
+    req->u.subscribe.wait_ms = w;
+    char err[512];
+    if (link_request(a->link, &req, a->cfg->connect_timeout_ms + w, &reply,
+                     err, sizeof err) == LINK_OK &&
+        reply->cmd == PROTO_MSG_EVENTS) {
+        *cursor = reply->u.events.next;
+    } else {
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    proto_msg_destroy(&req);
+    proto_msg_destroy(&reply);
+}
+
 int
 cmd_wait(arch_t *a, int argc, char **argv)
 {
@@ -547,6 +574,10 @@ cmd_wait(arch_t *a, int argc, char **argv)
     s_progress_t p = {.tty = isatty(STDERR_FILENO)};
     int64_t deadline = o.timeout_s ? clock_mono_ms() + o.timeout_s * 1000
                                    : INT64_MAX;
+    // The cursor comes before the first look at the plan, so no event
+    // after that look can be missed.
+    int64_t cursor = -1;
+    s_wait_event(a, plan, &cursor, 0);
     for (;;) {
         int code = s_wait_once(a, plan, &p, o.json);
         if (code >= 0) {
@@ -560,8 +591,7 @@ cmd_wait(arch_t *a, int argc, char **argv)
                            (long long) o.timeout_s, (long long) plan);
             break;
         }
-        struct timespec ts = {0, 250 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        s_wait_event(a, plan, &cursor, deadline - clock_mono_ms());
     }
     free(p.last);
     return rc;

@@ -70,6 +70,11 @@ static int
 s_fill(broker_t *b, int64_t plan, int64_t since, proto_msg_t *m)
 {
     proto_events_t *page = &m->u.events;
+    if (since < 0) {
+        // "From now": no events, and the cursor to follow from.
+        return ledger_events_max(b->ledger, plan, &page->next) == LEDGER_OK
+                   ? 0 : -1;
+    }
     s_fill_t f = {.page = page, .max = PROTO_EVENTS_PAGE};
     // One row more than a page tells whether another page follows.
     if (ledger_events_page(b->ledger, plan, since,
@@ -138,7 +143,7 @@ events_subscribe(broker_t *b, router_in_t *in)
     }
     // Parked only when nothing is there even counting this turn's own
     // writes; what this turn adds reaches it in the fan-out after commit.
-    if (m->u.events.n_events == 0 && s->wait_ms > 0) {
+    if (m->u.events.n_events == 0 && s->wait_ms > 0 && s->since >= 0) {
         proto_msg_destroy(&m);
         s_park(b, in);
         return;

@@ -338,5 +338,7 @@ ledger_rc_t ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
                                bool (*cb)(void *arg,
                                           const ledger_event_row_t *row),
                                void *arg);
+// The greatest event seq of a plan (0: of all events); 0 when none.
+ledger_rc_t ledger_events_max(ledger_t *self, int64_t plan, int64_t *seq);
 
 #endif

@@ -71,6 +71,8 @@ typedef enum {
     LEDGER__Q_EVENTS_PLAN,
     LEDGER__Q_EVENTS_PAGE_ALL,
     LEDGER__Q_EVENTS_PAGE_PLAN,
+    LEDGER__Q_EVENTS_MAX_ALL,
+    LEDGER__Q_EVENTS_MAX_PLAN,
     LEDGER__Q_COUNT
 } ledger__query_t;
 

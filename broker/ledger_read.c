@@ -545,3 +545,18 @@ ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
     }
     return ledger__read_end(self, st, rc, "events");
 }
+
+ledger_rc_t
+ledger_events_max(ledger_t *self, int64_t plan, int64_t *seq)
+{
+    assert(self && seq);
+    sqlite3_stmt *st = ledger__stmt(self, plan ? LEDGER__Q_EVENTS_MAX_PLAN
+                                               : LEDGER__Q_EVENTS_MAX_ALL);
+    if (plan) {
+        ledger__bind_int(st, 1, plan);
+    }
+    int rc = sqlite3_step(st);
+    *seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    return ledger__read_end(self, st, rc == SQLITE_ROW ? SQLITE_DONE : rc,
+                            "events max");
+}

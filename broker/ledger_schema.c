@@ -329,6 +329,9 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_EVENTS_PAGE_PLAN] =
         S_EVENT_PAGE_COLS " WHERE plan_id = ?2 AND seq > ?1"
         " ORDER BY seq LIMIT ?3",
+    [LEDGER__Q_EVENTS_MAX_ALL] = "SELECT coalesce(max(seq), 0) FROM events",
+    [LEDGER__Q_EVENTS_MAX_PLAN] =
+        "SELECT coalesce(max(seq), 0) FROM events WHERE plan_id = ?1",
 };
 
 // The names stored in state and outcome columns, as the CHECKs list them.

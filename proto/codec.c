@@ -850,7 +850,7 @@ static int
 s_dec_subscribe(const s_rd_t *rd, proto_msg_t *m)
 {
     proto_subscribe_t *s = &m->u.subscribe;
-    return s_get_i64(rd, "since", S_REQ, 0, INT64_MAX, &s->since) ||
+    return s_get_i64(rd, "since", S_REQ, -1, INT64_MAX, &s->since) ||
            s_get_i64(rd, "plan", S_OPT, 0, INT64_MAX, &s->plan) ||
            s_get_u32(rd, "wait_ms", S_OPT, 0, PROTO_EVENTS_MAX_WAIT_MS,
                      &s->wait_ms) ? -1 : 0;

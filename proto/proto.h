@@ -347,7 +347,8 @@ typedef struct {
 #define PROTO_EVENTS_PAGE 500
 
 typedef struct {
-    int64_t since;           // events with a greater seq
+    int64_t since;           // events with a greater seq; -1: none, just
+                             // the last seq as next (follow from now)
     int64_t plan;            // 0: every plan
     uint32_t wait_ms;        // nothing yet: wait up to this long for some
 } proto_subscribe_t;
