@@ -335,12 +335,37 @@ test_follow_is_woken_by_the_commit(void)
     swarm_stop(&s);
 }
 
+// wait follows the stream: it ends as soon as the plan's last commit is
+// made, not at the end of its 5 s wait at the broker (nor a poll).
+static void
+test_wait_wakes_on_the_plan_end(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    REQUIRE(swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 2, NULL, NULL);
+    int64_t plan = swarm_submit(&s,
+        "{\"name\":\"nap\",\"tasks\":[{\"id\":\"nap\","
+        "\"run\":[\"sleep\",\"1.5\"]}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    int64_t t0 = clock_mono_ms();
+    CHECK_INT(swarm_arch(&s, NULL, NULL, "wait", id, "--timeout", "60",
+                         NULL), 0);
+    int64_t took = clock_mono_ms() - t0;
+    fprintf(stderr, "wait took %lld ms for a 1.5 s task\n", (long long) took);
+    CHECK(took < 4500);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_events_pages_and_since),
     T(test_log_shows_history),
     T(test_follow_rides_broker_restart),
     T(test_reader_that_never_reads_is_bounded),
     T(test_follow_is_woken_by_the_commit),
+    T(test_wait_wakes_on_the_plan_end),
     {0},
 };
 
