@@ -187,7 +187,7 @@ size_t trust_credit(broker_t *b, drone_t *d);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
-// REJECT.
+// REJECT; SUBSCRIBE is handed to events.c.
 void requests_on_message(broker_t *b, router_in_t *in);
 
 // --- events.c ---------------------------------------------------------

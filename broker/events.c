@@ -21,7 +21,7 @@
 #include <string.h>
 
 // Parked requests at most (sessions are bounded too; this bounds a flood
-// of distinct identities): past it the oldest is answered at once.
+// of distinct identities): past it one of them is answered at once, empty.
 #define S_MAX_WAITERS 4096
 
 typedef struct {
