@@ -13,6 +13,7 @@
 
 #include "broker/broker.h"
 #include "broker/ledger.h"
+#include "broker/limits.h"
 #include "broker/router.h"
 #include "broker/sched.h"
 #include "common/keys.h"
@@ -68,6 +69,7 @@ struct broker {
     sched_t *sched;
     router_t *router;
     proto_limits_t limits;
+    limits_t model_limits;      // --model-limit (main.c validated it)
     drone_t **drones;           // registry (owned)
     size_t n_drones;
     out_t *out;                 // this turn's outbox
@@ -132,6 +134,11 @@ void drones_heartbeat(broker_t *b);
 // Leases ready tasks to drones with free credit (trust_credit) and queues
 // their TASKs; stops at a failed or desynchronised turn.
 void drones_dispatch(broker_t *b);
+// The limit of ready task idx's model (--model-limit) when that many of its
+// prompt tasks are in flight, with that count in *in_flight; else -1 (not
+// a prompt task, no limit, or room left).
+int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
+                          size_t *in_flight);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no

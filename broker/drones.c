@@ -706,6 +706,51 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     return true;
 }
 
+typedef struct {
+    broker_t *b;
+    const char *model;           // "" for the drone's default
+} s_model_match_t;
+
+static const wp_task_t *
+s_task_of(broker_t *b, int64_t plan, size_t idx)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    return wp && idx < wp->n_tasks ? &wp->tasks[idx] : NULL;
+}
+
+static bool
+s_same_model(void *arg, const sched_lease_t *l)
+{
+    const s_model_match_t *m = arg;
+    const wp_task_t *t = s_task_of(m->b, l->plan, l->idx);
+    return t && t->kind == WP_KIND_PROMPT &&
+           strcmp(t->model ? t->model : "", m->model) == 0;
+}
+
+int64_t
+drones_model_full(broker_t *b, int64_t plan, size_t idx, size_t *in_flight)
+{
+    const wp_task_t *t = s_task_of(b, plan, idx);
+    if (!t || t->kind != WP_KIND_PROMPT) {
+        return -1;
+    }
+    int64_t max = limits_of(&b->model_limits, t->model);
+    if (max < 0) {
+        return -1;
+    }
+    s_model_match_t m = {b, t->model ? t->model : ""};
+    size_t n = sched_lease_count_if(b->sched, s_same_model, &m);
+    *in_flight = n;
+    return (int64_t) n >= max ? max : -1;
+}
+
+static bool
+s_hold(void *arg, int64_t plan, size_t idx)
+{
+    size_t n;
+    return drones_model_full(arg, plan, idx, &n) >= 0;
+}
+
 void
 drones_dispatch(broker_t *b)
 {
@@ -722,8 +767,8 @@ drones_dispatch(broker_t *b)
         for (; room > 0 && !b->turn_failed && !b->rebuild; room--) {
             int64_t plan;
             size_t idx;
-            if (sched_pick(b->sched, tags, d->tags.count, b->now_wall, &plan,
-                           &idx) < 0 ||
+            if (sched_pick_if(b->sched, tags, d->tags.count, b->now_wall,
+                              s_hold, b, &plan, &idx) < 0 ||
                 !s_lease_and_push(b, d, plan, idx)) {
                 break;
             }

@@ -271,6 +271,20 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// A ready task with nothing else in its way that waits for its model's
+// limit (--model-limit) says so.
+static void
+s_limit_reason(broker_t *b, int64_t plan, size_t idx, proto_task_info_t *t)
+{
+    size_t n = 0;
+    int64_t max;
+    if (t->waiting_reason || t->state != PROTO_TASK_READY ||
+        (max = drones_model_full(b, plan, idx, &n)) < 0) {
+        return;
+    }
+    t->waiting_reason = xasprintf("model limit reached (%zu in flight)", n);
+}
+
 // A gate awaiting approval: its question, who may answer, and when it
 // times out.
 static char *
@@ -319,6 +333,7 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
                                 t->state == PROTO_TASK_WAITING)) {
             t->waiting_reason = sched_waiting_reason(
                 b->sched, plan, (size_t) idx, tags, n_tags, n, b->now_wall);
+            s_limit_reason(b, plan, (size_t) idx, t);
         }
     }
     free((void *) tags);
