@@ -139,6 +139,12 @@ void drones_dispatch(broker_t *b);
 // a prompt task, no limit, or room left).
 int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
                           size_t *in_flight);
+// Whether ready prompt task idx's reservation (its max_tokens, else
+// WORKPLAN_DEFAULT_RESERVE) no longer fits in its plan's token budget: the
+// budget less what the plan's attempts used less what its prompt tasks in
+// flight reserve.  *used and *budget say what the plan has.
+bool drones_budget_spent(broker_t *b, int64_t plan, size_t idx,
+                         int64_t *used, int64_t *budget);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no

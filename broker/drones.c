@@ -744,11 +744,58 @@ drones_model_full(broker_t *b, int64_t plan, size_t idx, size_t *in_flight)
     return (int64_t) n >= max ? max : -1;
 }
 
+static int64_t
+s_reserve(const wp_task_t *t)
+{
+    return t->max_tokens > 0 ? t->max_tokens : WORKPLAN_DEFAULT_RESERVE;
+}
+
+typedef struct {
+    broker_t *b;
+    int64_t plan;
+    int64_t reserved;
+} s_plan_reserve_t;
+
+static bool
+s_reserving(void *arg, const sched_lease_t *l)
+{
+    s_plan_reserve_t *r = arg;
+    const wp_task_t *t = l->plan == r->plan ? s_task_of(r->b, l->plan, l->idx)
+                                            : NULL;
+    if (t && t->kind == WP_KIND_PROMPT) {
+        r->reserved += s_reserve(t);
+    }
+    return false;
+}
+
+bool
+drones_budget_spent(broker_t *b, int64_t plan, size_t idx, int64_t *used,
+                    int64_t *budget)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    const wp_task_t *t = s_task_of(b, plan, idx);
+    if (!t || t->kind != WP_KIND_PROMPT || wp->budget_tokens <= 0) {
+        return false;
+    }
+    *budget = wp->budget_tokens;
+    *used = 0;
+    if (ledger_plan_used(b->ledger, plan, used) != LEDGER_OK) {
+        return true;  // unknown: dispatch nothing against it this turn
+    }
+    // An attempt still running has reported nothing yet: its reservation
+    // stands in for it until its result settles to the real usage.
+    s_plan_reserve_t r = {b, plan, 0};
+    (void) sched_lease_count_if(b->sched, s_reserving, &r);
+    return *used + r.reserved + s_reserve(t) > *budget;
+}
+
 static bool
 s_hold(void *arg, int64_t plan, size_t idx)
 {
     size_t n;
-    return drones_model_full(arg, plan, idx, &n) >= 0;
+    int64_t used, budget;
+    return drones_model_full(arg, plan, idx, &n) >= 0 ||
+           drones_budget_spent(arg, plan, idx, &used, &budget);
 }
 
 void

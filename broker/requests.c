@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,11 +279,17 @@ s_limit_reason(broker_t *b, int64_t plan, size_t idx, proto_task_info_t *t)
 {
     size_t n = 0;
     int64_t max;
-    if (t->waiting_reason || t->state != PROTO_TASK_READY ||
-        (max = drones_model_full(b, plan, idx, &n)) < 0) {
+    int64_t used, budget;
+    if (t->waiting_reason || t->state != PROTO_TASK_READY) {
         return;
     }
-    t->waiting_reason = xasprintf("model limit reached (%zu in flight)", n);
+    if (drones_budget_spent(b, plan, idx, &used, &budget)) {
+        t->waiting_reason = xasprintf("token budget spent: used %" PRId64
+                                      " of %" PRId64, used, budget);
+    } else if ((max = drones_model_full(b, plan, idx, &n)) >= 0) {
+        t->waiting_reason = xasprintf("model limit reached (%zu in flight)",
+                                      n);
+    }
 }
 
 // A gate awaiting approval: its question, who may answer, and when it

@@ -837,6 +837,32 @@ s_parse_name(wp_ctx_t *ctx, const jnode_t *val)
     ctx->wp->name = xstrdup(json_str(val));
 }
 
+// "budget": {"tokens": N}, N from 1 to WORKPLAN_MAX_BUDGET; nothing else.
+static void
+s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
+{
+    if (!s_want(ctx, val, JSON_T_OBJECT)) {
+        return;
+    }
+    json_iter_t it = json_obj_iter(val);
+    const char *key;
+    const jnode_t *v;
+    char shown[WP_SHOW_MAX + 4];
+    while (json_obj_next(&it, &key, &v)) {
+        size_t old = wp_push_key(ctx, key);
+        if (strcmp(key, "tokens") == 0) {
+            s_int_in(ctx, v, 1, WORKPLAN_MAX_BUDGET,
+                     &ctx->wp->budget_tokens);
+        } else {
+            wp_err(ctx, "unknown field '%s'", wp_show(shown, key, strlen(key)));
+        }
+        wp_pop(ctx, old);
+    }
+    if (!json_obj_get(val, "tokens")) {
+        wp_err(ctx, "missing required field 'tokens'");
+    }
+}
+
 // name and goal, and the unknown fields; defaults and tasks come after,
 // whatever their place in the text, because tasks depend on defaults.
 static void
@@ -854,6 +880,8 @@ s_parse_top(wp_ctx_t *ctx, const jnode_t *root)
             if (s_want(ctx, val, JSON_T_STRING)) {
                 ctx->wp->goal = xstrdup(json_str(val));
             }
+        } else if (strcmp(key, "budget") == 0) {
+            s_parse_budget(ctx, val);
         } else if (strcmp(key, "defaults") != 0 && strcmp(key, "tasks") != 0) {
             wp_err(ctx, "unknown field '%s'", wp_show(shown, key, strlen(key)));
         }

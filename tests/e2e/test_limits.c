@@ -66,9 +66,9 @@ s_plan_json(void)
     return done;
 }
 
-// Polls status until some task of plan says it waits for the model limit.
+// Polls status until some task of plan has waiting_reason want.
 static bool
-s_wait_limit_reason(swarm_t *s, int64_t plan, int timeout_ms)
+s_wait_reason(swarm_t *s, int64_t plan, const char *want, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 100) {
         jnode_t *st = swarm_status(s, plan);
@@ -77,7 +77,7 @@ s_wait_limit_reason(swarm_t *s, int64_t plan, int timeout_ms)
         for (size_t i = 0; i < json_arr_size(tasks) && !seen; i++) {
             const char *r = json_str(
                 json_obj_get(json_arr_get(tasks, i), "waiting_reason"));
-            seen = r && strcmp(r, "model limit reached (1 in flight)") == 0;
+            seen = r && strcmp(r, want) == 0;
         }
         json_destroy(&st);
         if (seen) {
@@ -109,11 +109,89 @@ test_limit_of_one(void)
     int64_t plan = swarm_submit(&s, json);
     free(json);
     SWARM_REQUIRE(&s, plan > 0);
-    CHECK(s_wait_limit_reason(&s, plan, 20000));
+    CHECK(s_wait_reason(&s, plan, "model limit reached (1 in flight)",
+                        20000));
     char state[64];
     swarm_wait_plan(&s, plan, 90, state, sizeof state);
     CHECK_STR(state, "succeeded");
     CHECK_INT(llm_count(&llm), S_TASKS);
+    CHECK_INT(s_max_in_flight(&llm), 1);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+// A swarm of one drone (4 slots) with model "tiny" on fake_llm.
+static bool
+s_one_drone(swarm_t *s, const llm_t *llm)
+{
+    swarm_init(s, 100, 2000);
+    if (swarm_broker(s, NULL) != 0) {
+        return false;
+    }
+    swarm_drone(s, 4, "solo", "--model-url", llm->url, "--model", "tiny",
+                "--model-timeout-s", "60", NULL);
+    return swarm_wait_drone(s, "solo", true, -1, 20000);
+}
+
+// A plan's token budget: the first call spends more than the budget (60 +
+// 50 of 100), so the prompt task after it stays ready, saying why, and the
+// model is not called again.
+static void
+test_budget_stop(void)
+{
+    llm_t llm = {0};
+    REQUIRE(llm_start(&llm, t_tmpdir(),
+                      "[{\"content\": \"a\", \"prompt_tokens\": 60,"
+                      " \"completion_tokens\": 50},"
+                      " {\"content\": \"b\"}]") == 0);
+    swarm_t s;
+    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
+    int64_t plan = swarm_submit(
+        &s, "{\"name\": \"b\", \"budget\": {\"tokens\": 100},"
+            " \"tasks\": ["
+            "{\"id\": \"a\", \"prompt\": \"x\", \"max_tokens\": 20},"
+            "{\"id\": \"b\", \"needs\": [\"a\"], \"prompt\": \"y\","
+            " \"max_tokens\": 20},"
+            "{\"id\": \"c\", \"needs\": [\"a\"], \"run\": [\"true\"]}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    CHECK(swarm_wait_task(&s, plan, "a", "succeeded", 30));
+    CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
+                        20000));
+    // Other work of the plan goes on.
+    CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
+    char st[64];
+    swarm_task_state(&s, plan, "b", st, sizeof st);
+    CHECK_STR(st, "ready");
+    CHECK_INT(llm_count(&llm), 1);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
+// The reservation: with 30 tokens left and 20 reserved per call, two
+// prompt tasks never run at once although the drone has room, and both
+// run (the first used 3: 3 + 20 fits in 30).
+static void
+test_budget_reserves(void)
+{
+    llm_t llm = {0};
+    REQUIRE(llm_start(&llm, t_tmpdir(),
+                      "[{\"content\": \"a\", \"delay_ms\": 400,"
+                      " \"prompt_tokens\": 2, \"completion_tokens\": 1},"
+                      " {\"content\": \"b\", \"delay_ms\": 400,"
+                      " \"prompt_tokens\": 2, \"completion_tokens\": 1}]")
+            == 0);
+    swarm_t s;
+    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
+    int64_t plan = swarm_submit(
+        &s, "{\"name\": \"r\", \"budget\": {\"tokens\": 30},"
+            " \"tasks\": ["
+            "{\"id\": \"a\", \"prompt\": \"x\", \"max_tokens\": 20},"
+            "{\"id\": \"b\", \"prompt\": \"y\", \"max_tokens\": 20}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    CHECK_INT(llm_count(&llm), 2);
     CHECK_INT(s_max_in_flight(&llm), 1);
     swarm_stop(&s);
     llm_stop(&llm);
@@ -143,6 +221,8 @@ test_bad_limit(void)
 static const t_case_t t_cases[] = {
     T(test_limit_of_one),
     T(test_bad_limit),
+    T(test_budget_stop),
+    T(test_budget_reserves),
     {0},
 };
 
