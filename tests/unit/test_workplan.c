@@ -264,6 +264,16 @@ test_budget(void)
         EXPECT(t, bad[i][1], bad[i][2]);
         free(t);
     }
+    // A prompt task that could never fit in the budget.
+    EXPECT("{\"name\": \"x\", \"budget\": {\"tokens\": 100}, \"tasks\":"
+           " [{\"id\": \"a\", \"prompt\": \"p\", \"max_tokens\": 101}]}",
+           "tasks[0].max_tokens", "reserves 101 tokens, more than the plan's "
+           "budget of 100: it could never run");
+    EXPECT("{\"name\": \"x\", \"budget\": {\"tokens\": 100}, \"tasks\":"
+           " [{\"id\": \"a\", \"prompt\": \"p\"}]}",
+           "tasks[0].max_tokens", "reserves 4096 tokens (the default, "
+           "max_tokens unset), more than the plan's budget of 100: it could "
+           "never run");
 }
 
 static void
