@@ -139,12 +139,21 @@ void drones_dispatch(broker_t *b);
 // a prompt task, no limit, or room left).
 int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
                           size_t *in_flight);
+// What budgeted plans have used, read from the ledger once per plan while
+// nothing is recorded (one dispatch, one status page): a plan of 100k
+// tasks must not sum its attempts for every task.  Zeroed = empty.
+typedef struct {
+    int64_t *plans, *used;
+    size_t n;
+} drones_used_t;
+void drones_used_release(drones_used_t *u);
 // Whether ready prompt task idx's reservation (its max_tokens, else
 // WORKPLAN_DEFAULT_RESERVE) no longer fits in its plan's token budget: the
 // budget less what the plan's attempts used less what its prompt tasks in
-// flight reserve.  *used and *budget say what the plan has.
-bool drones_budget_spent(broker_t *b, int64_t plan, size_t idx,
-                         int64_t *used, int64_t *budget);
+// flight reserve.  *used and *budget say what the plan has.  cache may be
+// NULL.
+bool drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
+                         size_t idx, int64_t *used, int64_t *budget);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no

@@ -768,9 +768,41 @@ s_reserving(void *arg, const sched_lease_t *l)
     return false;
 }
 
+void
+drones_used_release(drones_used_t *u)
+{
+    free(u->plans);
+    free(u->used);
+    *u = (drones_used_t){0};
+}
+
+// What plan used (cached); -1 on a ledger error (not cached).
+static int64_t
+s_used(broker_t *b, drones_used_t *cache, int64_t plan)
+{
+    for (size_t i = 0; cache && i < cache->n; i++) {
+        if (cache->plans[i] == plan) {
+            return cache->used[i];
+        }
+    }
+    int64_t used = 0;
+    if (ledger_plan_used(b->ledger, plan, &used) != LEDGER_OK) {
+        return -1;
+    }
+    if (cache) {
+        cache->plans = xrealloc(cache->plans,
+                                (cache->n + 1) * sizeof *cache->plans);
+        cache->used = xrealloc(cache->used,
+                               (cache->n + 1) * sizeof *cache->used);
+        cache->plans[cache->n] = plan;
+        cache->used[cache->n++] = used;
+    }
+    return used;
+}
+
 bool
-drones_budget_spent(broker_t *b, int64_t plan, size_t idx, int64_t *used,
-                    int64_t *budget)
+drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
+                    size_t idx, int64_t *used, int64_t *budget)
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
     const wp_task_t *t = s_task_of(b, plan, idx);
@@ -778,8 +810,9 @@ drones_budget_spent(broker_t *b, int64_t plan, size_t idx, int64_t *used,
         return false;
     }
     *budget = wp->budget_tokens;
-    *used = 0;
-    if (ledger_plan_used(b->ledger, plan, used) != LEDGER_OK) {
+    *used = s_used(b, cache, plan);
+    if (*used < 0) {
+        *used = 0;
         return true;  // unknown: dispatch nothing against it this turn
     }
     // An attempt still running has reported nothing yet: its reservation
@@ -789,18 +822,25 @@ drones_budget_spent(broker_t *b, int64_t plan, size_t idx, int64_t *used,
     return *used + r.reserved + s_reserve(t) > *budget;
 }
 
+typedef struct {
+    broker_t *b;
+    drones_used_t used;          // dispatch records nothing: stays true
+} s_hold_t;
+
 static bool
 s_hold(void *arg, int64_t plan, size_t idx)
 {
+    s_hold_t *h = arg;
     size_t n;
     int64_t used, budget;
-    return drones_model_full(arg, plan, idx, &n) >= 0 ||
-           drones_budget_spent(arg, plan, idx, &used, &budget);
+    return drones_model_full(h->b, plan, idx, &n) >= 0 ||
+           drones_budget_spent(h->b, &h->used, plan, idx, &used, &budget);
 }
 
 void
 drones_dispatch(broker_t *b)
 {
+    s_hold_t hold = {.b = b};
     for (size_t i = 0; i < b->n_drones && !b->turn_failed; i++) {
         drone_t *d = b->drones[i];
         // A drone silent for three heartbeats is probably frozen or cut
@@ -815,12 +855,13 @@ drones_dispatch(broker_t *b)
             int64_t plan;
             size_t idx;
             if (sched_pick_if(b->sched, tags, d->tags.count, b->now_wall,
-                              s_hold, b, &plan, &idx) < 0 ||
+                              s_hold, &hold, &plan, &idx) < 0 ||
                 !s_lease_and_push(b, d, plan, idx)) {
                 break;
             }
         }
     }
+    drones_used_release(&hold.used);
 }
 
 // The task's lost leases so far; on a ledger error, as if it had lost one
