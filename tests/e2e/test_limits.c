@@ -135,7 +135,7 @@ s_one_drone(swarm_t *s, const llm_t *llm)
 
 // A plan's token budget: the first call spends more than the budget (60 +
 // 50 of 100), so the prompt task after it stays ready, saying why, and the
-// model is not called again.
+// model is not called again, also after a broker restart.
 static void
 test_budget_stop(void)
 {
@@ -160,6 +160,16 @@ test_budget_stop(void)
     // Other work of the plan goes on.
     CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
     char st[64];
+    swarm_task_state(&s, plan, "b", st, sizeof st);
+    CHECK_STR(st, "ready");
+    CHECK_INT(llm_count(&llm), 1);
+    // A restarted broker keeps the budget (in the stored workplan) and what
+    // was used (the attempts' token columns).
+    swarm_broker_kill(&s);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "solo", true, -1, 20000));
+    CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
+                        20000));
     swarm_task_state(&s, plan, "b", st, sizeof st);
     CHECK_STR(st, "ready");
     CHECK_INT(llm_count(&llm), 1);
