@@ -2,7 +2,9 @@
 // broker (SQLite's *Int.h convention).  Nothing outside broker/ includes it.
 //
 //   broker.c  the loop: turns, the outbox, timers, recovery
-//   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE
+//   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE,
+//             dispatch, and what holds a prompt task back (model limits,
+//             token budgets)
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
 //   trust.c    session secrets, credit windows, quarantine
