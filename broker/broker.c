@@ -83,6 +83,12 @@ s_new(const broker_config_t *cfg)
     proto_limits_default(&b->limits);
     b->limits.max_frame = (size_t) cfg->max_frame;
     b->limits.max_string = (size_t) cfg->max_frame;
+    char why[256];
+    if (limits_parse(cfg->model_limit, &b->model_limits, why,
+                     sizeof why) < 0) {
+        log_warn("broker", "--model-limit ignored: %s", why);
+        limits_release(&b->model_limits);
+    }
     return b;
 }
 
@@ -161,6 +167,7 @@ broker_destroy(broker_t **self_p)
     sched_destroy(&b->sched);
     ledger_destroy(&b->ledger);
     keys_broker_destroy(&b->keys);
+    limits_release(&b->model_limits);
     free(b);
     *self_p = NULL;
 }

@@ -27,6 +27,7 @@ typedef struct {
     int64_t backoff_cap_ms;   // largest retry delay
     int64_t turn_msgs;        // messages read per turn at most
     int64_t turn_ms;          // milliseconds of reading per turn at most
+    char *model_limit;        // comma list of NAME=N (limits.h), or NULL
     char *on_gate;            // sh -c command when a gate waits, or NULL
     int64_t on_gate_timeout_ms;  // the hook is killed after this long
     char *log_format;         // text | json

@@ -2,7 +2,9 @@
 // broker (SQLite's *Int.h convention).  Nothing outside broker/ includes it.
 //
 //   broker.c  the loop: turns, the outbox, timers, recovery
-//   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE
+//   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE,
+//             dispatch, and what holds a prompt task back (model limits,
+//             token budgets)
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
 //   trust.c    session secrets, credit windows, quarantine
@@ -13,6 +15,7 @@
 
 #include "broker/broker.h"
 #include "broker/ledger.h"
+#include "broker/limits.h"
 #include "broker/router.h"
 #include "broker/sched.h"
 #include "common/keys.h"
@@ -77,6 +80,7 @@ struct broker {
     sched_t *sched;
     router_t *router;
     proto_limits_t limits;
+    limits_t model_limits;      // --model-limit (main.c validated it)
     drone_t **drones;           // registry (owned)
     size_t n_drones;
     out_t *out;                 // this turn's outbox
@@ -143,6 +147,26 @@ void drones_heartbeat(broker_t *b);
 // Leases ready tasks to drones with free credit (trust_credit) and queues
 // their TASKs; stops at a failed or desynchronised turn.
 void drones_dispatch(broker_t *b);
+// The limit of ready task idx's model (--model-limit) when that many of its
+// prompt tasks are in flight, with that count in *in_flight; else -1 (not
+// a prompt task, no limit, or room left).
+int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
+                          size_t *in_flight);
+// What budgeted plans have used, read from the ledger once per plan while
+// nothing is recorded (one dispatch, one status page): a plan of 100k
+// tasks must not sum its attempts for every task.  Zeroed = empty.
+typedef struct {
+    int64_t *plans, *used;
+    size_t n;
+} drones_used_t;
+void drones_used_release(drones_used_t *u);
+// Whether ready prompt task idx's reservation (its max_tokens, else
+// WORKPLAN_DEFAULT_RESERVE) no longer fits in its plan's token budget: the
+// budget less what the plan's attempts used less what its prompt tasks in
+// flight reserve.  *used and *budget say what the plan has.  cache may be
+// NULL.
+bool drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
+                         size_t idx, int64_t *used, int64_t *budget);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no

@@ -706,9 +706,141 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     return true;
 }
 
+typedef struct {
+    broker_t *b;
+    const char *model;           // "" for the drone's default
+} s_model_match_t;
+
+static const wp_task_t *
+s_task_of(broker_t *b, int64_t plan, size_t idx)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    return wp && idx < wp->n_tasks ? &wp->tasks[idx] : NULL;
+}
+
+static bool
+s_same_model(void *arg, const sched_lease_t *l)
+{
+    const s_model_match_t *m = arg;
+    const wp_task_t *t = s_task_of(m->b, l->plan, l->idx);
+    return t && t->kind == WP_KIND_PROMPT &&
+           strcmp(t->model ? t->model : "", m->model) == 0;
+}
+
+int64_t
+drones_model_full(broker_t *b, int64_t plan, size_t idx, size_t *in_flight)
+{
+    const wp_task_t *t = s_task_of(b, plan, idx);
+    if (!t || t->kind != WP_KIND_PROMPT) {
+        return -1;
+    }
+    int64_t max = limits_of(&b->model_limits, t->model);
+    if (max < 0) {
+        return -1;
+    }
+    s_model_match_t m = {b, t->model ? t->model : ""};
+    size_t n = sched_lease_count_if(b->sched, s_same_model, &m);
+    *in_flight = n;
+    return (int64_t) n >= max ? max : -1;
+}
+
+static int64_t
+s_reserve(const wp_task_t *t)
+{
+    return t->max_tokens > 0 ? t->max_tokens : WORKPLAN_DEFAULT_RESERVE;
+}
+
+typedef struct {
+    broker_t *b;
+    int64_t plan;
+    int64_t reserved;
+} s_plan_reserve_t;
+
+static bool
+s_reserving(void *arg, const sched_lease_t *l)
+{
+    s_plan_reserve_t *r = arg;
+    const wp_task_t *t = l->plan == r->plan ? s_task_of(r->b, l->plan, l->idx)
+                                            : NULL;
+    if (t && t->kind == WP_KIND_PROMPT) {
+        r->reserved += s_reserve(t);
+    }
+    return false;
+}
+
+void
+drones_used_release(drones_used_t *u)
+{
+    free(u->plans);
+    free(u->used);
+    *u = (drones_used_t){0};
+}
+
+// What plan used (cached); -1 on a ledger error (not cached).
+static int64_t
+s_used(broker_t *b, drones_used_t *cache, int64_t plan)
+{
+    for (size_t i = 0; cache && i < cache->n; i++) {
+        if (cache->plans[i] == plan) {
+            return cache->used[i];
+        }
+    }
+    int64_t used = 0;
+    if (ledger_plan_used(b->ledger, plan, &used) != LEDGER_OK) {
+        return -1;
+    }
+    if (cache) {
+        cache->plans = xrealloc(cache->plans,
+                                (cache->n + 1) * sizeof *cache->plans);
+        cache->used = xrealloc(cache->used,
+                               (cache->n + 1) * sizeof *cache->used);
+        cache->plans[cache->n] = plan;
+        cache->used[cache->n++] = used;
+    }
+    return used;
+}
+
+bool
+drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
+                    size_t idx, int64_t *used, int64_t *budget)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    const wp_task_t *t = s_task_of(b, plan, idx);
+    if (!t || t->kind != WP_KIND_PROMPT || wp->budget_tokens <= 0) {
+        return false;
+    }
+    *budget = wp->budget_tokens;
+    *used = s_used(b, cache, plan);
+    if (*used < 0) {
+        *used = 0;
+        return true;  // unknown: dispatch nothing against it this turn
+    }
+    // An attempt still running has reported nothing yet: its reservation
+    // stands in for it until its result settles to the real usage.
+    s_plan_reserve_t r = {b, plan, 0};
+    (void) sched_lease_count_if(b->sched, s_reserving, &r);
+    return *used + r.reserved + s_reserve(t) > *budget;
+}
+
+typedef struct {
+    broker_t *b;
+    drones_used_t used;          // dispatch records nothing: stays true
+} s_hold_t;
+
+static bool
+s_hold(void *arg, int64_t plan, size_t idx)
+{
+    s_hold_t *h = arg;
+    size_t n;
+    int64_t used, budget;
+    return drones_model_full(h->b, plan, idx, &n) >= 0 ||
+           drones_budget_spent(h->b, &h->used, plan, idx, &used, &budget);
+}
+
 void
 drones_dispatch(broker_t *b)
 {
+    s_hold_t hold = {.b = b};
     for (size_t i = 0; i < b->n_drones && !b->turn_failed; i++) {
         drone_t *d = b->drones[i];
         // A drone silent for three heartbeats is probably frozen or cut
@@ -722,13 +854,14 @@ drones_dispatch(broker_t *b)
         for (; room > 0 && !b->turn_failed && !b->rebuild; room--) {
             int64_t plan;
             size_t idx;
-            if (sched_pick(b->sched, tags, d->tags.count, b->now_wall, &plan,
-                           &idx) < 0 ||
+            if (sched_pick_if(b->sched, tags, d->tags.count, b->now_wall,
+                              s_hold, &hold, &plan, &idx) < 0 ||
                 !s_lease_and_push(b, d, plan, idx)) {
                 break;
             }
         }
     }
+    drones_used_release(&hold.used);
 }
 
 // The task's lost leases so far; on a ledger error, as if it had lost one

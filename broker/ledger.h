@@ -257,6 +257,9 @@ ledger_rc_t ledger_plans(ledger_t *self, int64_t plan, size_t limit,
 ledger_rc_t ledger_plan_rows(ledger_t *self, int64_t plan, size_t limit,
                              proto_status_ok_t *out);
 ledger_rc_t ledger_plan_counts(ledger_t *self, proto_plan_info_t *p);
+// The tokens (prompt + completion) every attempt of plan reported, summed:
+// what its budget has used.
+ledger_rc_t ledger_plan_used(ledger_t *self, int64_t plan, int64_t *used);
 // A page of a plan's tasks in workplan order, from index first: as many as
 // fit in max_objects (PROTO_TASK_INFO_OBJECTS plus one per need each), at least
 // one.  Fills out->tasks (waiting_reason left NULL for the broker to fill)

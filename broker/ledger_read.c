@@ -154,6 +154,15 @@ s_plan_row(proto_status_ok_t *out, sqlite3_stmt *st)
 }
 
 ledger_rc_t
+ledger_plan_used(ledger_t *self, int64_t plan, int64_t *used)
+{
+    assert(self && used);
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_USED);
+    ledger__bind_int(st, 1, plan);
+    return ledger__returning(self, st, "plan tokens", used);
+}
+
+ledger_rc_t
 ledger_plan_counts(ledger_t *self, proto_plan_info_t *p)
 {
     assert(self && p);

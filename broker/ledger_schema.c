@@ -260,6 +260,10 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_PLAN_ONE] =
         "SELECT id, name, state, submitted_by, created_ms,"
         " finished_ms," S_PLAN_TOKENS " FROM plans WHERE id = ?1",
+    [LEDGER__Q_PLAN_USED] =
+        "SELECT coalesce(sum(prompt_tokens), 0)"
+        " + coalesce(sum(completion_tokens), 0) FROM attempts"
+        " WHERE plan_id = ?1",
     [LEDGER__Q_PLAN_COUNTS] =
         "SELECT state, count(*) FROM tasks WHERE plan_id = ?1"
         " GROUP BY state",

@@ -1,5 +1,6 @@
 // waggle-broker: entry point — configuration, signals, READY.
 #include "broker/broker.h"
+#include "broker/limits.h"
 
 #include "common/cfg.h"
 #include "common/fdlimit.h"
@@ -47,6 +48,9 @@ static const cfg_option_t s_opts[] = {
      "messages read per turn (one commit) at most", 1, 1000000},
     {"turn-ms", "WAGGLE_TURN_MS", CFG_INT, C(turn_ms), "50", "N",
      "milliseconds spent reading per turn at most", 1, 10000},
+    {"model-limit", "WAGGLE_MODEL_LIMIT", CFG_LIST, C(model_limit), NULL,
+     "NAME=N", "at most N prompt tasks of model NAME in flight across all "
+     "drones (repeatable; '*=N' for each model without its own)", 0, 0},
     {"on-gate", "WAGGLE_ON_GATE", CFG_STR, C(on_gate), NULL, "CMD",
      "run CMD (sh -c) when a gate starts waiting; WAGGLE_PLAN, WAGGLE_TASK "
      "and WAGGLE_GATE_QUESTION say which", 0, 0},
@@ -153,6 +157,13 @@ s_check(const broker_config_t *cfg)
                                "result with a full stdout and stderr fits "
                                "in one frame", (long long) cfg->max_frame,
                                (long long) (2 * cfg->max_output + 65536));
+    }
+    limits_t limits;
+    char why[256];
+    int bad = limits_parse(cfg->model_limit, &limits, why, sizeof why);
+    limits_release(&limits);
+    if (bad < 0) {
+        return cfg_usage_error(&s_prog, "--model-limit: %s", why);
     }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
         return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,27 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// A ready prompt task with nothing else in its way that waits for its
+// plan's token budget or its model's limit (--model-limit) says so.
+static void
+s_limit_reason(broker_t *b, drones_used_t *used_cache, int64_t plan,
+               size_t idx, proto_task_info_t *t)
+{
+    size_t n = 0;
+    int64_t max;
+    int64_t used, budget;
+    if (t->waiting_reason || t->state != PROTO_TASK_READY) {
+        return;
+    }
+    if (drones_budget_spent(b, used_cache, plan, idx, &used, &budget)) {
+        t->waiting_reason = xasprintf("token budget spent: used %" PRId64
+                                      " of %" PRId64, used, budget);
+    } else if ((max = drones_model_full(b, plan, idx, &n)) >= 0) {
+        t->waiting_reason = xasprintf("model limit reached (%zu in flight)",
+                                      n);
+    }
+}
+
 // A gate awaiting approval: its question, who may answer, and when it
 // times out.
 static char *
@@ -305,6 +327,7 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
     const size_t *n_tags;
     size_t n;
     drones_tag_table(b, &tags, &n_tags, &n);
+    drones_used_t used_cache = {0};
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
         // Status lists tasks in workplan order: first + i is almost always
@@ -319,8 +342,10 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
                                 t->state == PROTO_TASK_WAITING)) {
             t->waiting_reason = sched_waiting_reason(
                 b->sched, plan, (size_t) idx, tags, n_tags, n, b->now_wall);
+            s_limit_reason(b, &used_cache, plan, (size_t) idx, t);
         }
     }
+    drones_used_release(&used_cache);
     free((void *) tags);
     free((void *) n_tags);
 }

@@ -113,6 +113,16 @@ void sched_moves_release(sched_moves_t *moves);
 // the task's state: the caller leases it and then calls sched_set.
 int sched_pick(sched_t *self, const char *const *tags, size_t n_tags,
                int64_t now_ms, int64_t *plan, size_t *idx);
+// Whether the caller holds a ready task back (a model at its limit): state
+// sched does not own, passed in so that picking stays pure.
+typedef bool (*sched_hold_fn)(void *arg, int64_t plan, size_t idx);
+// sched_pick, passing over every task hold(arg, plan, idx) holds back.  A
+// requires group is judged by its best task (a prompt task's model is one
+// of its requires, so a group's prompt tasks share a model); hold NULL
+// holds nothing.
+int sched_pick_if(sched_t *self, const char *const *tags, size_t n_tags,
+                  int64_t now_ms, sched_hold_fn hold, void *arg,
+                  int64_t *plan, size_t *idx);
 // The earliest backoff end (wall ms) after now_ms among ready tasks, or -1.
 int64_t sched_next_ready_ms(const sched_t *self, int64_t now_ms);
 // Why a ready or waiting task has not started yet, for status: "waiting for
@@ -135,6 +145,10 @@ void sched_lease_remove(sched_t *self, uint64_t token);
 size_t sched_leases_of(const sched_t *self, const char *instance,
                        sched_lease_t **out);
 size_t sched_lease_count_of(const sched_t *self, const char *instance);
+// How many live leases match(arg, lease) accepts.  O(leases).
+size_t sched_lease_count_if(const sched_t *self,
+                            bool (*match)(void *arg, const sched_lease_t *l),
+                            void *arg);
 // Marks a lease confirmed (its holder showed it has the TASK).  Returns
 // true when it was not confirmed before; false also for an unknown token.
 bool sched_lease_confirm(sched_t *self, uint64_t token);

@@ -340,6 +340,20 @@ sched_lease_count_of(const sched_t *self, const char *instance)
     return in ? in->n_leases : 0;
 }
 
+size_t
+sched_lease_count_if(const sched_t *self,
+                     bool (*match)(void *arg, const sched_lease_t *l),
+                     void *arg)
+{
+    assert(self && match);
+    const sched__leases_t *lt = self->leases;
+    size_t n = 0;
+    for (size_t i = 0; i < lt->n_leases; i++) {
+        n += match(arg, &lt->leases[i]);
+    }
+    return n;
+}
+
 bool
 sched_lease_confirm(sched_t *self, uint64_t token)
 {

@@ -309,12 +309,16 @@ s_covers(const char *const *tags, size_t n_tags, const sched__group_t *g)
 
 // The best task of p a drone with these tags may take, or NULL.
 static const sched__hent_t *
-s_plan_best(const sched__plan_t *p, const char *const *tags, size_t n_tags)
+s_plan_best(const sched__plan_t *p, const char *const *tags, size_t n_tags,
+            sched_hold_fn hold, void *arg)
 {
     const sched__hent_t *best = NULL;
     for (size_t g = 0; g < p->n_groups; g++) {
         const sched__group_t *gr = &p->groups[g];
         if (gr->heap.len == 0 || !s_covers(tags, n_tags, gr)) {
+            continue;
+        }
+        if (hold && hold(arg, p->id, gr->heap.items[0].idx)) {
             continue;
         }
         if (!best || s_before(&gr->heap, &gr->heap.items[0], best)) {
@@ -328,13 +332,21 @@ int
 sched_pick(sched_t *self, const char *const *tags, size_t n_tags,
            int64_t now_ms, int64_t *plan, size_t *idx)
 {
+    return sched_pick_if(self, tags, n_tags, now_ms, NULL, NULL, plan, idx);
+}
+
+int
+sched_pick_if(sched_t *self, const char *const *tags, size_t n_tags,
+              int64_t now_ms, sched_hold_fn hold, void *arg, int64_t *plan,
+              size_t *idx)
+{
     assert(self && (tags || n_tags == 0) && plan && idx);
     s_backoff_drain(self, now_ms);
     size_t start = sched__plan_bound(self, self->rr_last, true);
     const sched__hent_t *best = NULL;
     for (size_t k = 0; k < self->n_plans; k++) {
         const sched__plan_t *p = self->plans[(start + k) % self->n_plans];
-        const sched__hent_t *top = s_plan_best(p, tags, n_tags);
+        const sched__hent_t *top = s_plan_best(p, tags, n_tags, hold, arg);
         // Strictly higher: at equal priority the plan met first wins.
         if (top && (!best || top->key > best->key)) {
             best = top;

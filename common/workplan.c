@@ -837,6 +837,32 @@ s_parse_name(wp_ctx_t *ctx, const jnode_t *val)
     ctx->wp->name = xstrdup(json_str(val));
 }
 
+// "budget": {"tokens": N}, N from 1 to WORKPLAN_MAX_BUDGET; nothing else.
+static void
+s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
+{
+    if (!s_want(ctx, val, JSON_T_OBJECT)) {
+        return;
+    }
+    json_iter_t it = json_obj_iter(val);
+    const char *key;
+    const jnode_t *v;
+    char shown[WP_SHOW_MAX + 4];
+    while (json_obj_next(&it, &key, &v)) {
+        size_t old = wp_push_key(ctx, key);
+        if (strcmp(key, "tokens") == 0) {
+            s_int_in(ctx, v, 1, WORKPLAN_MAX_BUDGET,
+                     &ctx->wp->budget_tokens);
+        } else {
+            wp_err(ctx, "unknown field '%s'", wp_show(shown, key, strlen(key)));
+        }
+        wp_pop(ctx, old);
+    }
+    if (!json_obj_get(val, "tokens")) {
+        wp_err(ctx, "missing required field 'tokens'");
+    }
+}
+
 // name and goal, and the unknown fields; defaults and tasks come after,
 // whatever their place in the text, because tasks depend on defaults.
 static void
@@ -854,6 +880,8 @@ s_parse_top(wp_ctx_t *ctx, const jnode_t *root)
             if (s_want(ctx, val, JSON_T_STRING)) {
                 ctx->wp->goal = xstrdup(json_str(val));
             }
+        } else if (strcmp(key, "budget") == 0) {
+            s_parse_budget(ctx, val);
         } else if (strcmp(key, "defaults") != 0 && strcmp(key, "tasks") != 0) {
             wp_err(ctx, "unknown field '%s'", wp_show(shown, key, strlen(key)));
         }
@@ -926,6 +954,35 @@ workplan_destroy(workplan_t **self_p)
     *self_p = NULL;
 }
 
+// A prompt task whose reservation (max_tokens, else the default) alone
+// exceeds the plan's budget could never be dispatched: refused at submit.
+static void
+s_check_budget(wp_ctx_t *ctx)
+{
+    const workplan_t *wp = ctx->wp;
+    if (wp->budget_tokens <= 0) {
+        return;
+    }
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        const wp_task_t *t = &wp->tasks[i];
+        int64_t want = t->max_tokens > 0 ? t->max_tokens
+                                         : WORKPLAN_DEFAULT_RESERVE;
+        if (t->kind != WP_KIND_PROMPT || want <= wp->budget_tokens) {
+            continue;
+        }
+        size_t old = wp_push_key(ctx, "tasks");
+        size_t o2 = wp_push_idx(ctx, i);
+        size_t o3 = wp_push_key(ctx, "max_tokens");
+        wp_err(ctx, "reserves %" PRId64 " tokens%s, more than the plan's "
+               "budget of %" PRId64 ": it could never run", want,
+               t->max_tokens > 0 ? "" : " (the default, max_tokens unset)",
+               wp->budget_tokens);
+        wp_pop(ctx, o3);
+        wp_pop(ctx, o2);
+        wp_pop(ctx, old);
+    }
+}
+
 int
 workplan_parse(const char *json, size_t len, workplan_t **out,
                wp_errors_t *errs)
@@ -944,6 +1001,7 @@ workplan_parse(const char *json, size_t len, workplan_t **out,
     ctx.defaults.retries = WORKPLAN_DEFAULT_RETRIES;
     s_parse_root(&ctx, root);
     json_destroy(&root);
+    s_check_budget(&ctx);
     if (ctx.wp->n_tasks > 0) {
         wp_graph_link(&ctx);
         wp_graph_cycles(&ctx);

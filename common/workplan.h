@@ -29,6 +29,10 @@
 // and PROMPT_TAG ":" model): prompt tasks go only to drones offering them.
 #define WORKPLAN_MAX_TOKENS 10000000
 #define WORKPLAN_MODEL_TAG "model"
+// A plan's token budget, and what a prompt task without max_tokens
+// reserves against it (the broker's default, documented in the README).
+#define WORKPLAN_MAX_BUDGET 1000000000000LL
+#define WORKPLAN_DEFAULT_RESERVE 4096
 #define WORKPLAN_MAX_ARG_BYTES 131072
 #define WORKPLAN_MAX_EXEC_BYTES 2097152
 
@@ -87,6 +91,7 @@ typedef struct {
 typedef struct {
     char *name;             // 1..128 chars
     char *goal;             // NULL or text
+    int64_t budget_tokens;  // "budget": {"tokens": N}; 0 = no budget
     wp_task_t *tasks;       // in the order written
     size_t n_tasks;
 } workplan_t;

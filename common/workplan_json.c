@@ -117,6 +117,11 @@ workplan_to_json(const workplan_t *wp)
     if (wp->goal) {
         json_obj_set_str(root, "goal", wp->goal);
     }
+    if (wp->budget_tokens > 0) {
+        jnode_t *budget = json_obj_new();
+        json_obj_set_int(budget, "tokens", wp->budget_tokens);
+        json_obj_set_node(root, "budget", &budget);
+    }
     jnode_t *tasks = json_arr_new();
     for (size_t i = 0; i < wp->n_tasks; i++) {
         jnode_t *t = s_task_json(&wp->tasks[i]);

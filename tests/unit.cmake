@@ -7,6 +7,7 @@ target_compile_definitions(test_codec PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_
 waggle_unit(endpoint waggle_common)
 waggle_unit(json waggle_common)
 waggle_unit(keys waggle_common)
+waggle_unit(limits waggle_broker_core)
 waggle_unit(log waggle_common)
 waggle_unit(ledger waggle_broker_core)
 waggle_unit(migrate waggle_broker_core)

@@ -21,7 +21,9 @@
 //    "expect_contains": ["..."],    the request body must hold each
 //    "expect_headers": ["..."],     the request head must hold each
 //    "reject_headers": ["..."]}     and none of these (case-insensitive)
-// Every request body is appended to LOG as one line.  Anything unexpected
+// Every request body is appended to LOG as one line, and to LOG.flight how
+// many requests were in flight (arrived, connection not closed yet) as it
+// arrived, this one included: a test of a concurrency limit reads the max.  Anything unexpected
 // (another method or path, no step left, an expectation not met) gets a 500
 // naming it, and a line on stderr.  One thread, poll(); each connection
 // serves one request and is closed.
@@ -57,11 +59,14 @@ typedef struct {
     size_t out_len, out_off;
     bool close_early;       // close once out_len bytes went (a cut body)
     int64_t due_ms;         // S_WAITING: when to start writing
+    bool counted;           // a request arrived: counts in s_in_flight
 } s_conn_t;
 
 static const jnode_t *s_steps;
 static size_t s_next_step;
 static FILE *s_log;
+static FILE *s_flight;
+static int s_in_flight;
 static volatile sig_atomic_t s_stop;
 
 static int64_t
@@ -245,6 +250,9 @@ s_on_request(s_conn_t *c, char *head, const char *body, size_t body_len)
     size_t n = ++s_next_step;
     fprintf(s_log, "%.*s\n", (int) body_len, body);
     fflush(s_log);
+    c->counted = true;
+    fprintf(s_flight, "%d\n", ++s_in_flight);
+    fflush(s_flight);
     char method[16] = "", path[256] = "";
     sscanf(head, "%15s %255s", method, path);
     path[strcspn(path, "?")] = '\0';
@@ -307,6 +315,7 @@ static void
 s_conn_close(s_conn_t *c)
 {
     close(c->fd);
+    s_in_flight -= c->counted;
     free(c->in);
     free(c->out);
     *c = (s_conn_t){.fd = -1};
@@ -453,7 +462,10 @@ main(int argc, char **argv)
     }
     jnode_t *script = s_load_script(argv[1]);
     s_log = fopen(argv[2], "a");
-    int port = 0, lfd = script && s_log ? s_listen(&port) : -1;
+    char flight[4096];
+    snprintf(flight, sizeof flight, "%s.flight", argv[2]);
+    s_flight = fopen(flight, "a");
+    int port = 0, lfd = script && s_log && s_flight ? s_listen(&port) : -1;
     if (lfd < 0) {
         return 1;
     }
@@ -482,6 +494,7 @@ main(int argc, char **argv)
     }
     close(lfd);
     fclose(s_log);
+    fclose(s_flight);
     json_destroy(&script);
     return 0;
 }

@@ -1152,7 +1152,60 @@ test_describe(void)
     sched_destroy(&s);
 }
 
+// --- holding tasks back (model limits) --------------------------------
+
+static bool
+s_hold_group_x(void *arg, int64_t plan, size_t idx)
+{
+    const size_t *held = arg;
+    (void) plan;
+    return idx == *held;
+}
+
+static bool
+s_lease_of_plan_7(void *arg, const sched_lease_t *l)
+{
+    (void) arg;
+    return l->plan == 7;
+}
+
+// A held task is passed over with the rest of its requires group; the next
+// best task of another group is picked; nothing held, it is picked again.
+static void
+test_pick_if_holds(void)
+{
+    sched_t *s = sched_new();
+    workplan_t *wp = s_wp(3);
+    s_require(wp, 0, "x");        // best: workplan order, alone in group [x]
+    s_require(wp, 1, "x");        // behind it in the same group
+    s_add(s, 7, wp);
+    const char *tags[] = {"x"};
+    int64_t plan;
+    size_t idx, held = 0;
+    CHECK_INT(sched_pick_if(s, tags, 1, 0, s_hold_group_x, &held, &plan,
+                            &idx), 0);
+    CHECK_INT(idx, 2);
+    held = 2;
+    CHECK_INT(sched_pick_if(s, tags, 1, 0, s_hold_group_x, &held, &plan,
+                            &idx), 0);
+    CHECK_INT(idx, 0);
+    CHECK_INT(sched_pick_if(s, tags, 1, 0, NULL, NULL, &plan, &idx), 0);
+    CHECK_INT(idx, 0);
+    // Holding the only candidate leaves nothing to pick.
+    const char *none[] = {"y"};
+    held = 2;
+    CHECK_INT(sched_pick_if(s, none, 1, 0, s_hold_group_x, &held, &plan,
+                            &idx), -1);
+    sched_lease_t l = {.token = 5, .plan = 7, .idx = 0, .instance = "i1"};
+    sched_lease_add(s, &l);
+    l = (sched_lease_t){.token = 6, .plan = 8, .idx = 0, .instance = "i2"};
+    sched_lease_add(s, &l);
+    CHECK_INT(sched_lease_count_if(s, s_lease_of_plan_7, NULL), 1);
+    sched_destroy(&s);
+}
+
 static const t_case_t t_cases[] = {
+    T(test_pick_if_holds),
     T(test_initial_states),
     T(test_plans_list),
     T(test_diamond_success),

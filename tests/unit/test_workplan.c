@@ -233,6 +233,49 @@ test_prompt_fields(void)
                  "valid tag (up to 64 letters, digits or '_.:-')");
 }
 
+// "budget": {"tokens": N} is checked strictly and survives the canonical
+// text the ledger stores.
+static void
+test_budget(void)
+{
+    const char *tail = ", \"tasks\": [{\"id\": \"a\", \"run\": [\"x\"]}]}";
+    char *text = xasprintf("{\"name\": \"x\", \"budget\": {\"tokens\":"
+                           " 500}%s", tail);
+    workplan_t *wp = s_parse_ok(text);
+    free(text);
+    REQUIRE(wp);
+    CHECK_INT(wp->budget_tokens, 500);
+    char *json = workplan_to_json(wp);
+    CHECK_HAS(json, "\"budget\":{\"tokens\":500}");
+    free(json);
+    workplan_destroy(&wp);
+    const char *bad[][3] = {
+        {"\"budget\": 5", "budget", "expected an object, found a number"},
+        {"\"budget\": {}", "budget", "missing required field 'tokens'"},
+        {"\"budget\": {\"tokens\": 0}", "budget.tokens",
+         "must be from 1 to 1000000000000, found 0"},
+        {"\"budget\": {\"tokens\": \"5\"}", "budget.tokens",
+         "expected an integer, found a string"},
+        {"\"budget\": {\"tokens\": 5, \"usd\": 1}", "budget.usd",
+         "unknown field 'usd'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *t = xasprintf("{\"name\": \"x\", %s%s", bad[i][0], tail);
+        EXPECT(t, bad[i][1], bad[i][2]);
+        free(t);
+    }
+    // A prompt task that could never fit in the budget.
+    EXPECT("{\"name\": \"x\", \"budget\": {\"tokens\": 100}, \"tasks\":"
+           " [{\"id\": \"a\", \"prompt\": \"p\", \"max_tokens\": 101}]}",
+           "tasks[0].max_tokens", "reserves 101 tokens, more than the plan's "
+           "budget of 100: it could never run");
+    EXPECT("{\"name\": \"x\", \"budget\": {\"tokens\": 100}, \"tasks\":"
+           " [{\"id\": \"a\", \"prompt\": \"p\"}]}",
+           "tasks[0].max_tokens", "reserves 4096 tokens (the default, "
+           "max_tokens unset), more than the plan's budget of 100: it could "
+           "never run");
+}
+
 static void
 test_unknown_fields(void)
 {
@@ -1028,6 +1071,7 @@ static const t_case_t t_cases[] = {
     T(test_defaults_resolved),
     T(test_all_fields),
     T(test_prompt_fields),
+    T(test_budget),
     T(test_unknown_fields),
     T(test_required_fields),
     T(test_name_length_counts_characters),
