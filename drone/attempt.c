@@ -242,8 +242,8 @@ s_build_env(const attempt_t *a, const proto_task_t *t,
     s_env_waggle(env, a, t);
 }
 
-static char *
-s_build_argv(const proto_task_t *t, s_vec_t *argv)
+wp_value_t *
+attempt_values(const proto_task_t *t)
 {
     wp_value_t *vals = xcalloc(t->n_inputs + 1, sizeof *vals);
     for (size_t i = 0; i < t->n_inputs; i++) {
@@ -252,6 +252,13 @@ s_build_argv(const proto_task_t *t, s_vec_t *argv)
         vals[i].len = t->inputs[i].data.len;
         vals[i].truncated = t->inputs[i].truncated;
     }
+    return vals;
+}
+
+static char *
+s_build_argv(const proto_task_t *t, s_vec_t *argv)
+{
+    wp_value_t *vals = attempt_values(t);
     char *why = NULL;
     for (size_t i = 0; i < t->argv.count && !why; i++) {
         char *out = NULL;

@@ -22,6 +22,7 @@
 #ifndef WAGGLE_ATTEMPT_H
 #define WAGGLE_ATTEMPT_H
 
+#include "common/workplan.h"
 #include "drone/runner.h"
 #include "proto/proto.h"
 
@@ -57,6 +58,10 @@ char *attempt_prepare(attempt_t *a, const proto_task_t *t,
 // never raise it.
 runner_limits_t attempt_limits(const proto_task_limits_t *asked,
                                const runner_limits_t *caps);
+// The values {{id.output}} placeholders take in t's argv or prompt: one per
+// input, pointing into t (borrowed; valid while t lives).  The caller frees
+// the array.
+wp_value_t *attempt_values(const proto_task_t *t);
 // Frees argv, envp and input_dir (not the directory on disk); keeps dir.
 void attempt_release(attempt_t *a);
 // Fills a RESULT body from a finished child, moving its output buffers out

@@ -4,6 +4,7 @@
 #include "common/json.h"
 #include "common/workplan.h"
 #include "common/xalloc.h"
+#include "drone/attempt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,13 +68,7 @@ prompt_model_close(prompt_model_t *m)
 static char *
 s_expand(const proto_task_t *t, char **why)
 {
-    wp_value_t *vals = xcalloc(t->n_inputs + 1, sizeof *vals);
-    for (size_t i = 0; i < t->n_inputs; i++) {
-        vals[i].id = t->inputs[i].id;
-        vals[i].data = t->inputs[i].data.data;
-        vals[i].len = t->inputs[i].data.len;
-        vals[i].truncated = t->inputs[i].truncated;
-    }
+    wp_value_t *vals = attempt_values(t);
     char *out = NULL;
     if (workplan_expand(t->prompt, vals, t->n_inputs, 0, &out, why) < 0) {
         out = NULL;
