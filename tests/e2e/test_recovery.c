@@ -390,7 +390,7 @@ s_copy(const char *from, const char *to)
     return ok;
 }
 
-// tests/fixtures/ledger-v1.db (see make-ledger-v1.sh): the broker upgrades
+// tests/fixtures/ledger-v1.db (see make-ledger.sh): the broker upgrades
 // it, keeps a copy, and runs its running plan to the end — the lease its
 // dead drone held lapses after the restart grace, the task in an hour's
 // backoff is clamped to this broker's cap, the task waiting for a tag

@@ -1,7 +1,7 @@
 // test_migrate: upgrading ledger files written by older Waggle releases.
 //
 // The file under test is tests/fixtures/ledger-v1.db, written by the
-// schema-1 release itself (tests/fixtures/make-ledger-v1.sh says how), so
+// schema-1 release itself (tests/fixtures/make-ledger.sh 1 says how), so
 // the upgrade meets what old code really wrote.  The test reads the files
 // with SQLite directly — the ledger's own reads know only the new schema —
 // and doctors a copy with it to make an upgrade step fail for real.
@@ -18,7 +18,7 @@
 #endif
 
 #define S_FIXTURE WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v1.db"
-// Written by main at schema 2 (tests/fixtures/make-ledger-v2.sh).
+// Written by main at schema 2 (tests/fixtures/make-ledger.sh 2).
 #define S_FIXTURE_V2 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v2.db"
 #define NOW 1700000000000LL  // before the fixture was made
 
