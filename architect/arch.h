@@ -9,6 +9,8 @@
 //   gate.c    approve, reject: a person's answer, bound to the sha256 of
 //             what the gate showed
 //   events.c  events, log: the event log in SUBSCRIBE pages
+//   watch.c   watch: the live dashboard (dash.c its state and lines,
+//             console.c the ncurses drawing)
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -78,6 +80,7 @@ int cmd_events(arch_t *a, int argc, char **argv);      // events.c
 int cmd_log(arch_t *a, int argc, char **argv);         // events.c
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
+int cmd_watch(arch_t *a, int argc, char **argv);       // watch.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 

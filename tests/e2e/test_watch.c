@@ -1,0 +1,227 @@
+// e2e watch: the dashboard driven in tmux at 80x24, as a person would.  It
+// shows a running plan and its gate waiting; a submitter key's `a` says it
+// needs an operator key; an operator approves from the keyboard with a
+// note, the plan finishes, and the log records who approved and the note;
+// the broker killed and restarted shows as unreachable, then reconnected;
+// a resize redraws; `q` and SIGTERM leave the shell prompt, not curses
+// leftovers.  Skips when tmux is missing.
+#include "common/xalloc.h"
+#include "tests/harness/swarm.h"
+#include "tests/harness/t.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <time.h>
+
+// hold keeps the plan running until the file go exists (the work directory
+// is the test directory).
+static const char *s_plan =
+    "{\"name\":\"watched\",\"tasks\":["
+    "{\"id\":\"a\",\"run\":[\"echo\",\"built 42 files\"]},"
+    "{\"id\":\"g\",\"needs\":[\"a\"],\"gate\":\"ship it?\"},"
+    "{\"id\":\"b\",\"needs\":[\"g\"],\"run\":[\"echo\",\"shipped\"]},"
+    "{\"id\":\"hold\",\"run\":[\"sh\",\"-c\","
+    " \"while [ ! -f go ]; do sleep 0.05; done\"]}]}";
+
+typedef struct {
+    swarm_t *s;
+    char sock[700];          // tmux server socket: ours alone
+} s_tmux_t;
+
+// Runs tmux with the arguments (a printf format); returns its status.
+static int
+s_tmux(const s_tmux_t *t, const char *fmt, ...)
+{
+    char args[2048], cmd[3000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "tmux -S '%s' %s >/dev/null 2>&1", t->sock,
+             args);
+    return system(cmd);
+}
+
+// The pane as text (caller frees).
+static char *
+s_capture(const s_tmux_t *t, const char *session)
+{
+    char cmd[1000];
+    snprintf(cmd, sizeof cmd, "tmux -S '%s' capture-pane -p -t %s 2>/dev/null",
+             t->sock, session);
+    FILE *p = popen(cmd, "r");
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    if (p) {
+        n = fread(buf, 1, cap - 1, p);
+        pclose(p);
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+// Waits (generously: the machine is loaded) until the pane holds want
+// (and want2, when not NULL); prints the last capture when it never does.
+static bool
+s_see(const s_tmux_t *t, const char *session, const char *want,
+      const char *want2)
+{
+    char *last = NULL;
+    for (int i = 0; i < 300; i++) {
+        free(last);
+        last = s_capture(t, session);
+        if (strstr(last, want) && (!want2 || strstr(last, want2))) {
+            free(last);
+            return true;
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "pane %s never showed '%s'%s%s; it shows:\n%s\n",
+            session, want, want2 ? " and " : "", want2 ? want2 : "", last);
+    free(last);
+    return false;
+}
+
+// A shell at 80x24 with a plain prompt, running the dashboard.
+static void
+s_start(const s_tmux_t *t, const char *session, const char *role,
+        const char *plan)
+{
+    s_tmux(t, "-f /dev/null new-session -d -x 80 -y 24 -s %s "
+              "'env -i PATH=/usr/bin:/bin TERM=screen PS1=PROMPT\\$\\  sh'",
+           session);
+    s_tmux(t, "send-keys -t %s \"'%s' --broker %s --keys %s --role %s watch "
+              "%s; echo WATCH-EXIT=\\$?\" Enter", session,
+           swarm_bin("waggle-architect"), t->s->endpoint, t->s->keys, role,
+           plan);
+}
+
+// The architect's pid in the session: the shell's child.
+static long
+s_watch_pid(const s_tmux_t *t, const char *session)
+{
+    char cmd[1000];
+    snprintf(cmd, sizeof cmd, "pgrep -P $(tmux -S '%s' display -p -t %s "
+             "'#{pane_pid}')", t->sock, session);
+    FILE *p = popen(cmd, "r");
+    long pid = 0;
+    if (p) {
+        if (fscanf(p, "%ld", &pid) != 1) {
+            pid = 0;
+        }
+        pclose(p);
+    }
+    return pid;
+}
+
+// After the dashboard ended: the shell's prompt and the exit line, and
+// nothing of the dashboard left on the screen.
+static void
+s_check_clean(const s_tmux_t *t, const char *session, const char *exit_line)
+{
+    CHECK(s_see(t, session, exit_line, NULL));
+    char *pane = s_capture(t, session);
+    CHECK(!strstr(pane, "waggle watch") && !strstr(pane, "Drones"));
+    const char *after = strstr(pane, exit_line);
+    CHECK(after && strstr(after, "PROMPT$"));
+    free(pane);
+}
+
+static void
+s_submitter(s_tmux_t *t, const char *id)
+{
+    s_start(t, "sub", "submitter", id);
+    CHECK(s_see(t, "sub", "AWAITING", "submitter:"));
+    s_tmux(t, "send-keys -t sub Tab j");
+    CHECK(s_see(t, "sub", "Gate shows: g", NULL));
+    s_tmux(t, "send-keys -t sub a");
+    CHECK(s_see(t, "sub", "approve needs an operator key", NULL));
+    // SIGTERM ends it as cleanly as q.
+    long pid = s_watch_pid(t, "sub");
+    CHECK(pid > 0);
+    if (pid > 0) {
+        kill((pid_t) pid, SIGTERM);
+    }
+    s_check_clean(t, "sub", "WATCH-EXIT=0");
+}
+
+static void
+s_approve(s_tmux_t *t, swarm_t *s, const char *id)
+{
+    s_start(t, "op", "operator", id);
+    CHECK(s_see(t, "op", "AWAITING", "1 gate waiting"));
+    CHECK(s_see(t, "op", "running", "watched"));
+    s_tmux(t, "send-keys -t op Tab j");
+    CHECK(s_see(t, "op", "Gate shows: g", "ship it?"));
+    // The capture for the README: 80x24, a gate waiting.
+    char *shot = s_capture(t, "op");
+    fprintf(stderr, "---- dashboard ----\n%s-------------------\n", shot);
+    free(shot);
+    s_tmux(t, "send-keys -t op a");
+    CHECK(s_see(t, "op", "approve: note", NULL));
+    s_tmux(t, "send-keys -t op -l 'looks good'");
+    s_tmux(t, "send-keys -t op Enter");
+    CHECK(s_see(t, "op", "approved gate 'g'", NULL));
+    SWARM_REQUIRE(s, swarm_wait_task(s, atoll(id), "b", "succeeded", 60));
+}
+
+static void
+s_reconnect(s_tmux_t *t, swarm_t *s)
+{
+    swarm_broker_kill(s);
+    CHECK(s_see(t, "op", "BROKER UNREACHABLE", NULL));
+    SWARM_REQUIRE(s, swarm_broker(s, NULL) == 0);
+    CHECK(s_see(t, "op", "connected to the broker again", NULL));
+}
+
+static void
+test_watch(void)
+{
+    if (system("tmux -V >/dev/null 2>&1") != 0) {
+        t_skip("tmux is not installed");
+        return;
+    }
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 2, NULL, NULL);
+    int64_t plan = swarm_submit(&s, s_plan);
+    SWARM_REQUIRE(&s, plan > 0);
+    char id[32], state[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    s_tmux_t t = {.s = &s};
+    snprintf(t.sock, sizeof t.sock, "%s/tmux.sock", s.dir);
+    SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "g", "awaiting_approval",
+                                      60));
+    s_submitter(&t, id);
+    s_approve(&t, &s, id);
+    s_reconnect(&t, &s);
+    char go[700];
+    snprintf(go, sizeof go, "%s/go", s.dir);
+    CHECK(t_write_file(go, "") == 0);
+    swarm_wait_plan(&s, plan, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    CHECK(s_see(&t, "op", "succeeded", "4/4"));
+    // A resize redraws at the new size, and back.
+    s_tmux(&t, "resize-window -t op -x 100 -y 30");
+    CHECK(s_see(&t, "op", "Drones", NULL));
+    s_tmux(&t, "resize-window -t op -x 80 -y 24");
+    s_tmux(&t, "send-keys -t op q");
+    s_check_clean(&t, "op", "WATCH-EXIT=0");
+    // The log says who approved, with the note.
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "log", id, NULL), 0);
+    CHECK(out && strstr(out, "looks good") && strstr(out, "g  "));
+    fprintf(stderr, "---- log ----\n%s", out ? out : "");
+    free(out);
+    s_tmux(&t, "kill-server");
+    swarm_stop(&s);
+}
+
+static const t_case_t t_cases[] = {
+    T(test_watch),
+    {0},
+};
+
+T_MAIN(t_cases)
