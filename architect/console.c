@@ -255,7 +255,7 @@ s_panes(const dash_t *d, const dash_layout_t *l, int64_t now_ms)
     s_title(d, &l->plans, DASH_PANE_PLANS, " Plans");
     s_list(d, &l->plans, DASH_PANE_PLANS, now_ms);
     s_title(d, &l->drones, DASH_PANE_DRONES,
-            " Drones: name host used/slots heartbeat tags");
+            " Drones: name host used/slots hb tags");
     s_list(d, &l->drones, DASH_PANE_DRONES, now_ms);
     snprintf(t, sizeof t, " Tasks of plan %lld: id state att drone",
              (long long) d->open_plan);

@@ -52,10 +52,11 @@ dash_layout(int rows, int cols, dash_layout_t *out)
     int top = body * 3 / 10 < 4 ? 4 : body * 3 / 10;
     int bottom = body / 4 < 3 ? 3 : body / 4;
     int middle = body - top - bottom;
+    // One blank column between left and right.
     int left = cols * 11 / 20;
-    out->plans = s_rect(1, 0, top, left);
+    out->plans = s_rect(1, 0, top, left - 1);
     out->drones = s_rect(1, left, top, cols - left);
-    out->tasks = s_rect(1 + top, 0, middle, left);
+    out->tasks = s_rect(1 + top, 0, middle, left - 1);
     out->output = s_rect(1 + top, left, middle, cols - left);
     out->events = s_rect(1 + top + middle, 0, bottom, cols);
 }
@@ -200,11 +201,9 @@ dash_plan_line(const proto_plan_info_t *p, int width, char *buf)
 void
 dash_task_line(const proto_task_info_t *t, int width, char *buf)
 {
-    // Lease time left and duration are not in STATUS yet: '-' until then.
-    snprintf(buf, DASH_LINE, "%-14.14s %-9s %3u %-10.10s %s",
+    snprintf(buf, DASH_LINE, "%-14.14s %-9s %3u %-10.10s",
              t->id ? t->id : "", dash_state_label(t->state), t->attempts,
-             t->drone ? t->drone : "-",
-             t->state == PROTO_TASK_AWAITING_APPROVAL ? "a/r to answer" : "");
+             t->drone ? t->drone : "-");
     s_cut(buf, width);
 }
 

@@ -10,7 +10,8 @@ want_test=0
 have_build() {
     command -v cc >/dev/null 2>&1 && command -v cmake >/dev/null 2>&1 &&
     command -v pkg-config >/dev/null 2>&1 &&
-    pkg-config --exists libzmq libczmq sqlite3 libcurl libsodium jansson &&
+    pkg-config --exists libzmq libczmq sqlite3 libcurl libsodium jansson \
+        ncursesw &&
     { pkg-config --exists msgpack-c || pkg-config --exists msgpack; }
 }
 
@@ -18,6 +19,7 @@ have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
     command -v iptables >/dev/null 2>&1 &&
     command -v debootstrap >/dev/null 2>&1 &&
+    command -v tmux >/dev/null 2>&1 &&
     /usr/bin/python3 -c 'import zmq, msgpack' >/dev/null 2>&1
 }
 
@@ -62,9 +64,10 @@ pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
       libncurses-dev"
 if [ $want_test = 1 ]; then
     # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
-    # python3-zmq and python3-msgpack: the Python client (tests/py).
+    # python3-zmq and python3-msgpack: the Python client (tests/py); tmux:
+    # e2e_watch drives the dashboard in it.
     pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
-          python3-msgpack"
+          python3-msgpack tmux"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
