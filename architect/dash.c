@@ -183,7 +183,7 @@ dash_plan_line(const proto_plan_info_t *p, int width, char *buf)
         total += p->counts[s];
     }
     char head[64], tail[64], bar[256];
-    snprintf(head, sizeof head, "%3lld %-12.12s ", (long long) p->id,
+    snprintf(head, sizeof head, "%3lld %-14.14s ", (long long) p->id,
              p->name ? p->name : "");
     snprintf(tail, sizeof tail, " %u/%u %s", p->counts[PROTO_TASK_SUCCEEDED],
              total, p->state ? p->state : "");

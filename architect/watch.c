@@ -5,7 +5,8 @@
 // (answered right after the commit that adds events), and the requests the
 // events call for.  Events drive every refresh: an event re-reads the
 // overview (plans' counts and drones), an event of the open plan re-reads
-// that plan's tasks, an event of the task shown re-reads its output.  No
+// that plan's tasks, an event of the task shown re-reads its output (each
+// at most every S_REREAD_MS, so a busy swarm costs a bounded rate).  No
 // plan is polled; only the overview is re-read every S_DRONES_MS while
 // nothing happens, for the drones' heartbeats (they make no events).  At
 // most one request of each kind is in flight; what is wanted meanwhile is
@@ -30,6 +31,8 @@
 #define S_DRONES_MS 10000       // overview re-read for heartbeats
 #define S_RETRY_MS 1000         // after a failed request, before the next
 #define S_TAIL_EVENTS 40        // events shown from before the start
+#define S_REREAD_MS 250         // a busy swarm re-reads a pane at most
+                                // this often
 
 typedef enum { S_PING, S_SUB, S_OVERVIEW, S_PLAN, S_OUTPUT, S_KINDS } s_kind_t;
 
@@ -129,6 +132,7 @@ s_on_overview(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
         return;
     }
     w->overview_at = clock_mono_ms();
+    w->retry_at[S_OVERVIEW] = w->overview_at + S_REREAD_MS;
     dash_set_overview(&w->d, reply);
     const proto_plan_info_t *p = dash_sel_plan(&w->d);
     if (!w->d.open_plan && p) {
@@ -151,6 +155,7 @@ s_on_plan(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
         (*reply)->u.status_ok.plans[0].id != w->d.open_plan) {
         return;  // an answer about a plan no longer open
     }
+    w->retry_at[S_PLAN] = clock_mono_ms() + S_REREAD_MS;
     dash_set_plan(&w->d, reply);
     const char *want = s_want_output(w);
     if (want && (!w->d.out_task || strcmp(want, w->d.out_task) != 0)) {
@@ -164,9 +169,14 @@ s_on_output(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
     s_watch_t *w = ((s_cb_t *) arg)->w;
     const char *want = s_want_output(w);
     if (s_failed(w, S_OUTPUT, rc, *reply, err)) {
+        const proto_task_info_t *t = dash_sel_task(&w->d);
         if (rc == LINK_OK && want) {
-            // Nothing to show yet (no attempt finished): say so.
-            const char *none = "(no output yet)";
+            // Nothing to show (no attempt finished, or an answered gate,
+            // which has no output of its own): say so.
+            const char *none = t && t->kind && strcmp(t->kind, "gate") == 0
+                                   ? "(a gate has no output; its answer is "
+                                     "in the events: log PLAN)"
+                                   : "(no output yet)";
             dash_set_output(&w->d, want, (const uint8_t *) none,
                             strlen(none), false);
         }
@@ -526,6 +536,20 @@ s_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+// How long the loop may wait: a second (the heartbeat ages on screen), or
+// until a wanted re-read may go out.
+static int64_t
+s_wait_ms(const s_watch_t *w)
+{
+    int64_t now = clock_mono_ms(), ms = 1000;
+    for (int k = 0; k < S_KINDS; k++) {
+        if (w->dirty[k] && !w->out[k] && w->retry_at[k] - now < ms) {
+            ms = w->retry_at[k] - now;
+        }
+    }
+    return ms < 0 ? 0 : ms;
+}
+
 static void
 s_loop(s_watch_t *w)
 {
@@ -533,7 +557,7 @@ s_loop(s_watch_t *w)
         s_link_state(w);
         s_issue(w);
         console_draw(&w->d, clock_wall_ms());
-        link_poll(w->a->link, STDIN_FILENO, 1000);
+        link_poll(w->a->link, STDIN_FILENO, s_wait_ms(w));
         int key;
         while ((key = console_key()) != CONSOLE_KEY_NONE) {
             if (key != CONSOLE_KEY_RESIZE) {
