@@ -274,6 +274,12 @@ s_receive(link_t *self)
 static void
 s_send_queued(link_t *self)
 {
+    // Only on a connection the monitor says is up: right after a drop,
+    // libzmq may still accept a send into the dying connection's pipe
+    // (ZMQ_IMMEDIATE or not), and that request would be lost unnoticed.
+    if (!self->up) {
+        return;
+    }
     for (size_t i = 0; i < self->n_pending; i++) {
         s_pending_t *p = &self->pending[i];
         if (p->sent) {
