@@ -152,7 +152,8 @@ s_list(const dash_t *d, const dash_rect_t *r, dash_pane_t pane,
             dash_drone_line(&ov->drones[i], now_ms, r->w, line);
         } else if (i < n && pane == DASH_PANE_TASKS) {
             const proto_task_info_t *t = &d->plan->u.status_ok.tasks[i];
-            dash_task_line(t, r->w, line);
+            dash_task_line(t, dash_lease_left(d, d->open_plan, t->id,
+                                              now_ms), -1, r->w, line);
             a = t->state == PROTO_TASK_AWAITING_APPROVAL
                     ? COLOR_PAIR(S_PAIR_GATE) | A_BOLD : A_NORMAL;
         }
@@ -254,12 +255,11 @@ s_panes(const dash_t *d, const dash_layout_t *l, int64_t now_ms)
     char t[DASH_LINE];
     s_title(d, &l->plans, DASH_PANE_PLANS, " Plans");
     s_list(d, &l->plans, DASH_PANE_PLANS, now_ms);
-    s_title(d, &l->drones, DASH_PANE_DRONES,
-            " Drones: name host used/slots hb tags");
+    dash_drone_title(l->drones.w, t);
+    s_title(d, &l->drones, DASH_PANE_DRONES, t);
     s_list(d, &l->drones, DASH_PANE_DRONES, now_ms);
-    snprintf(t, sizeof t, " Tasks of plan %lld: id state att drone",
-             (long long) d->open_plan);
-    s_title(d, &l->tasks, DASH_PANE_TASKS, d->open_plan ? t : " Tasks");
+    dash_task_title(d->open_plan, l->tasks.w, t);
+    s_title(d, &l->tasks, DASH_PANE_TASKS, t);
     s_list(d, &l->tasks, DASH_PANE_TASKS, now_ms);
     snprintf(t, sizeof t, " %s %s", d->output_is_gate ? "Gate shows:"
              : "Output of", d->out_task ? d->out_task : "-");

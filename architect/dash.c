@@ -52,12 +52,13 @@ dash_layout(int rows, int cols, dash_layout_t *out)
     int top = body * 3 / 10 < 4 ? 4 : body * 3 / 10;
     int bottom = body / 4 < 3 ? 3 : body / 4;
     int middle = body - top - bottom;
-    // One blank column between left and right.
-    int left = cols * 11 / 20;
+    // One blank column between left and right; the tasks pane has more
+    // columns than the plans pane.
+    int left = cols / 2, mid = cols * 3 / 5;
     out->plans = s_rect(1, 0, top, left - 1);
     out->drones = s_rect(1, left, top, cols - left);
-    out->tasks = s_rect(1 + top, 0, middle, left - 1);
-    out->output = s_rect(1 + top, left, middle, cols - left);
+    out->tasks = s_rect(1 + top, 0, middle, mid - 1);
+    out->output = s_rect(1 + top, mid, middle, cols - mid);
     out->events = s_rect(1 + top + middle, 0, bottom, cols);
 }
 
@@ -183,7 +184,7 @@ dash_plan_line(const proto_plan_info_t *p, int width, char *buf)
         total += p->counts[s];
     }
     char head[64], tail[64], bar[256];
-    snprintf(head, sizeof head, "%3lld %-14.14s ", (long long) p->id,
+    snprintf(head, sizeof head, "%3lld %-12.12s ", (long long) p->id,
              p->name ? p->name : "");
     snprintf(tail, sizeof tail, " %u/%u %s", p->counts[PROTO_TASK_SUCCEEDED],
              total, p->state ? p->state : "");
@@ -198,14 +199,36 @@ dash_plan_line(const proto_plan_info_t *p, int width, char *buf)
     s_cut(buf, width);
 }
 
+// Task columns: id, state, attempts, drone, lease left, duration.
+#define S_TASK_FMT "%-11.11s %-9.9s %3.3s %-8.8s %5.5s %6.6s"
+
 void
-dash_task_line(const proto_task_info_t *t, int width, char *buf)
+dash_task_line(const proto_task_info_t *t, int64_t lease_left_ms,
+               int64_t duration_ms, int width, char *buf)
 {
-    snprintf(buf, DASH_LINE, "%-14.14s %-9s %3u %-10.10s",
-             t->id ? t->id : "", dash_state_label(t->state), t->attempts,
-             t->drone ? t->drone : "-");
+    char att[16], lease[16], dur[16];
+    snprintf(att, sizeof att, "%u", t->attempts);
+    dash_duration(lease_left_ms, lease, sizeof lease);
+    dash_duration(duration_ms, dur, sizeof dur);
+    snprintf(buf, DASH_LINE, S_TASK_FMT, t->id ? t->id : "",
+             dash_state_label(t->state), att, t->drone ? t->drone : "-",
+             lease, dur);
     s_cut(buf, width);
 }
+
+void
+dash_task_title(int64_t plan, int width, char *buf)
+{
+    char id[32];
+    snprintf(id, sizeof id, "plan %lld", (long long) plan);
+    snprintf(buf, DASH_LINE, S_TASK_FMT, plan ? id : "tasks", "state", "att",
+             "drone", "lease", "time");
+    s_cut(buf, width);
+}
+
+// Drone columns: name, host, slots used/total, since the last heartbeat,
+// QUAR (quarantined) or DRN (draining), tags.
+#define S_DRONE_FMT "%-9.9s %-7.7s %5.5s %5.5s %-4.4s %s"
 
 void
 dash_drone_line(const proto_drone_info_t *d, int64_t now_ms, int width,
@@ -219,10 +242,19 @@ dash_drone_line(const proto_drone_info_t *d, int64_t now_ms, int width,
         snprintf(tags + at, sizeof tags - at, "%s%s", i ? "," : "",
                  d->tags.items[i]);
     }
-    snprintf(buf, DASH_LINE, "%-10.10s %-8.8s %u/%u %5s%s%s %s",
-             d->name ? d->name : "", d->host ? d->host : "", d->leases,
-             d->slots, hb, d->quarantined ? " QUAR" : "",
-             d->draining ? " drain" : "", tags);
+    char used[24];
+    snprintf(used, sizeof used, "%u/%u", d->leases, d->slots);
+    snprintf(buf, DASH_LINE, S_DRONE_FMT, d->name ? d->name : "",
+             d->host ? d->host : "", used, hb,
+             d->quarantined ? "QUAR" : d->draining ? "DRN" : "", tags);
+    s_cut(buf, width);
+}
+
+void
+dash_drone_title(int width, char *buf)
+{
+    snprintf(buf, DASH_LINE, S_DRONE_FMT, "drones", "host", "used", "hb", "",
+             "tags");
     s_cut(buf, width);
 }
 
@@ -300,6 +332,53 @@ dash_gates_waiting(const dash_t *d)
     return n;
 }
 
+// The lease of (plan, task) in the overview, or NULL.
+static const proto_drone_task_t *
+s_lease(const dash_t *d, int64_t plan, const char *task)
+{
+    for (size_t i = 0; i < dash_rows(d, DASH_PANE_DRONES); i++) {
+        const proto_drone_info_t *o = &d->overview->u.status_ok.drones[i];
+        for (size_t k = 0; k < o->n_tasks; k++) {
+            if (o->tasks[k].plan == plan && o->tasks[k].task &&
+                strcmp(o->tasks[k].task, task) == 0) {
+                return &o->tasks[k];
+            }
+        }
+    }
+    return NULL;
+}
+
+static int64_t
+s_left(const dash_t *d, const proto_drone_task_t *t, int64_t now_ms)
+{
+    if (!t || t->lease_left_ms < 0) {
+        return -1;
+    }
+    int64_t left = t->lease_left_ms - (now_ms - d->overview_ms);
+    return left > 0 ? left : 0;
+}
+
+int64_t
+dash_lease_left(const dash_t *d, int64_t plan, const char *task,
+                int64_t now_ms)
+{
+    return task ? s_left(d, s_lease(d, plan, task), now_ms) : -1;
+}
+
+int64_t
+dash_lease_min(const dash_t *d, int64_t now_ms)
+{
+    int64_t min = -1;
+    for (size_t i = 0; i < dash_rows(d, DASH_PANE_DRONES); i++) {
+        const proto_drone_info_t *o = &d->overview->u.status_ok.drones[i];
+        for (size_t k = 0; k < o->n_tasks; k++) {
+            int64_t left = s_left(d, &o->tasks[k], now_ms);
+            min = left >= 0 && (min < 0 || left < min) ? left : min;
+        }
+    }
+    return min;
+}
+
 int
 dash_scroll(int sel, int rows, int h)
 {
@@ -336,12 +415,13 @@ dash_next_pane(dash_t *d)
 }
 
 void
-dash_set_overview(dash_t *d, proto_msg_t **msg)
+dash_set_overview(dash_t *d, proto_msg_t **msg, int64_t now_ms)
 {
     const proto_plan_info_t *was = dash_sel_plan(d);
     int64_t id = was ? was->id : 0;
     proto_msg_destroy(&d->overview);
     d->overview = *msg;
+    d->overview_ms = now_ms;
     *msg = NULL;
     const proto_status_ok_t *st = &d->overview->u.status_ok;
     for (size_t i = 0; id && i < st->n_plans; i++) {

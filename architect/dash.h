@@ -69,6 +69,7 @@ typedef enum {
 
 typedef struct {
     proto_msg_t *overview;   // owned: STATUS_OK of plan 0 (plans, drones)
+    int64_t overview_ms;     // wall clock when it was read
     proto_msg_t *plan;       // owned: STATUS_OK of the open plan (tasks)
     int64_t open_plan;       // 0: none open yet
     char *out_task;          // owned: the task whose output is shown
@@ -107,9 +108,15 @@ const char *dash_state_label(proto_task_state_t s);
 
 // One pane line each, cut to width columns.
 void dash_plan_line(const proto_plan_info_t *p, int width, char *buf);
-void dash_task_line(const proto_task_info_t *t, int width, char *buf);
+// lease_left_ms and duration_ms: -1 when not known ('-').
+void dash_task_line(const proto_task_info_t *t, int64_t lease_left_ms,
+                    int64_t duration_ms, int width, char *buf);
 void dash_drone_line(const proto_drone_info_t *d, int64_t now_ms, int width,
                      char *buf);
+// The titles of the tasks and drones panes: their column names, aligned
+// with the lines.
+void dash_task_title(int64_t plan, int width, char *buf);
+void dash_drone_title(int width, char *buf);
 void dash_event_line(const proto_event_t *e, char *buf);
 
 // Plans, tasks, drones known now (0 when not read yet).
@@ -119,6 +126,12 @@ const proto_plan_info_t *dash_sel_plan(const dash_t *d);
 const proto_task_info_t *dash_sel_task(const dash_t *d);
 // Gates awaiting approval over all plans.
 uint32_t dash_gates_waiting(const dash_t *d);
+// What is left at now_ms (wall clock) of the lease that runs plan's task,
+// from the overview's drones: -1 when no drone lists it.
+int64_t dash_lease_left(const dash_t *d, int64_t plan, const char *task,
+                        int64_t now_ms);
+// The least left at now_ms of any lease the overview lists; -1: none.
+int64_t dash_lease_min(const dash_t *d, int64_t now_ms);
 // The first row to show so that the selection sel is visible in h rows.
 int dash_scroll(int sel, int rows, int h);
 
@@ -126,9 +139,9 @@ int dash_scroll(int sel, int rows, int h);
 void dash_move(dash_t *d, int delta);
 // Next pane (plans -> tasks -> drones -> events).
 void dash_next_pane(dash_t *d);
-// Takes *msg (STATUS_OK of plan 0): keeps the plans selection on the same
-// plan id when it is still listed.
-void dash_set_overview(dash_t *d, proto_msg_t **msg);
+// Takes *msg (STATUS_OK of plan 0), read at now_ms (wall clock): keeps the
+// plans selection on the same plan id when it is still listed.
+void dash_set_overview(dash_t *d, proto_msg_t **msg, int64_t now_ms);
 // Takes *msg (STATUS_OK of the open plan), keeping the task selection on
 // the same task id.
 void dash_set_plan(dash_t *d, proto_msg_t **msg);

@@ -7,10 +7,13 @@
 // overview (plans' counts and drones), an event of the open plan re-reads
 // that plan's tasks, an event of the task shown re-reads its output (each
 // at most every S_REREAD_MS, so a busy swarm costs a bounded rate).  No
-// plan is polled; only the overview is re-read every S_DRONES_MS while
-// nothing happens, for the drones' heartbeats (they make no events).  At
-// most one request of each kind is in flight; what is wanted meanwhile is
-// remembered (dirty) and asked for when it returns.
+// plan is polled; only the overview (plans' counts and drones, not tasks)
+// is re-read while nothing happens: every S_DRONES_MS for the drones'
+// heartbeat ages, and every S_LEASE_REREAD_MS while a lease it shows is
+// about to lapse — renewals make no events, and a lease counting down on
+// screen must be the broker's, not a guess.  At most one request of each
+// kind is in flight; what is wanted meanwhile is remembered (dirty) and
+// asked for when it returns.
 //
 // The link reconnects by itself; the header says when the broker cannot be
 // reached, and on reconnecting everything is read again (the event cursor
@@ -29,6 +32,8 @@
 
 #define S_EVENTS_WAIT_MS 5000   // how long a caught-up SUBSCRIBE is held
 #define S_DRONES_MS 10000       // overview re-read for heartbeats
+#define S_LEASE_LOW_MS 3000     // a lease shown with less left than this
+#define S_LEASE_REREAD_MS 2000  // re-reads the overview this often
 #define S_RETRY_MS 1000         // after a failed request, before the next
 #define S_TAIL_EVENTS 40        // events shown from before the start
 #define S_REREAD_MS 250         // a busy swarm re-reads a pane at most
@@ -62,13 +67,6 @@ s_on_signal(int sig)
     s_stop = 1;
 }
 
-typedef struct {
-    s_watch_t *w;
-    s_kind_t kind;
-} s_cb_t;
-
-static s_cb_t s_cbs[S_KINDS];
-
 // A failed request: says why (the link's words, or the ERROR reply), and
 // waits a moment before the next of its kind.
 static bool
@@ -93,7 +91,7 @@ s_failed(s_watch_t *w, s_kind_t kind, link_rc_t rc, proto_msg_t *reply,
 static void
 s_on_events(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 {
-    s_watch_t *w = ((s_cb_t *) arg)->w;
+    s_watch_t *w = arg;
     if (s_failed(w, S_SUB, rc, *reply, err)) {
         return;
     }
@@ -127,13 +125,13 @@ s_want_output(const s_watch_t *w)
 static void
 s_on_overview(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 {
-    s_watch_t *w = ((s_cb_t *) arg)->w;
+    s_watch_t *w = arg;
     if (s_failed(w, S_OVERVIEW, rc, *reply, err)) {
         return;
     }
     w->overview_at = clock_mono_ms();
     w->retry_at[S_OVERVIEW] = w->overview_at + S_REREAD_MS;
-    dash_set_overview(&w->d, reply);
+    dash_set_overview(&w->d, reply, clock_wall_ms());
     const proto_plan_info_t *p = dash_sel_plan(&w->d);
     if (!w->d.open_plan && p) {
         // Nothing open yet: the newest plan (the list's last).
@@ -147,7 +145,7 @@ s_on_overview(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 static void
 s_on_plan(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 {
-    s_watch_t *w = ((s_cb_t *) arg)->w;
+    s_watch_t *w = arg;
     if (s_failed(w, S_PLAN, rc, *reply, err)) {
         return;
     }
@@ -166,7 +164,7 @@ s_on_plan(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 static void
 s_on_output(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 {
-    s_watch_t *w = ((s_cb_t *) arg)->w;
+    s_watch_t *w = arg;
     const char *want = s_want_output(w);
     if (s_failed(w, S_OUTPUT, rc, *reply, err)) {
         const proto_task_info_t *t = dash_sel_task(&w->d);
@@ -195,7 +193,7 @@ s_on_output(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 static void
 s_on_pong(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
 {
-    s_watch_t *w = ((s_cb_t *) arg)->w;
+    s_watch_t *w = arg;
     if (s_failed(w, S_PING, rc, *reply, err)) {
         return;
     }
@@ -250,7 +248,10 @@ s_issue(s_watch_t *w)
 {
     int64_t now = clock_mono_ms();
     w->dirty[S_SUB] = true;  // the stream is always followed
-    w->dirty[S_OVERVIEW] |= now - w->overview_at >= S_DRONES_MS;
+    int64_t low = dash_lease_min(&w->d, clock_wall_ms());
+    w->dirty[S_OVERVIEW] |= now - w->overview_at >= S_DRONES_MS ||
+                            (low >= 0 && low < S_LEASE_LOW_MS &&
+                             now - w->overview_at >= S_LEASE_REREAD_MS);
     w->dirty[S_PLAN] &= w->d.open_plan != 0;
     w->dirty[S_OUTPUT] &= w->d.open_plan != 0 && s_want_output(w) != NULL;
     for (int k = 0; k < S_KINDS; k++) {
@@ -261,7 +262,7 @@ s_issue(s_watch_t *w)
         proto_msg_t *m = s_request(w, (s_kind_t) k, &timeout_ms);
         w->dirty[k] = false;
         w->out[k] = true;
-        link_send(w->a->link, &m, timeout_ms, s_on_reply[k], &s_cbs[k]);
+        link_send(w->a->link, &m, timeout_ms, s_on_reply[k], w);
     }
 }
 
@@ -598,9 +599,6 @@ cmd_watch(arch_t *a, int argc, char **argv)
     dash_init(&w->d);
     w->d.open_plan = plan;
     w->dirty[S_PING] = w->dirty[S_OVERVIEW] = w->dirty[S_PLAN] = true;
-    for (int k = 0; k < S_KINDS; k++) {
-        s_cbs[k] = (s_cb_t){.w = w, .kind = (s_kind_t) k};
-    }
     s_signals();
     console_open();
     s_loop(w);

@@ -282,6 +282,8 @@ typedef struct {
 typedef struct {
     int64_t plan;            // plan id
     char *task;              // task id
+    int64_t lease_left_ms;   // until the lease lapses unless renewed, as of
+                             // the reply (0: lapsing now); -1: not given
 } proto_drone_task_t;
 
 typedef struct {

@@ -101,6 +101,38 @@ s_see(const s_tmux_t *t, const char *session, const char *want,
     return false;
 }
 
+// The widest line of the pane now.
+static int
+s_widest(const s_tmux_t *t, const char *session)
+{
+    char *pane = s_capture(t, session);
+    int widest = 0, n = 0;
+    for (const char *c = pane; *c; c++) {
+        // Columns, not bytes: UTF-8 continuation bytes do not count.
+        n = *c == '\n' ? 0 : n + ((*c & 0xc0) != 0x80);
+        widest = n > widest ? n : widest;
+    }
+    free(pane);
+    return widest;
+}
+
+// The lease column of task id's row ("-" when none is shown).
+static void
+s_lease_shown(const s_tmux_t *t, const char *session, const char *id,
+              char *lease, size_t len)
+{
+    char *pane = s_capture(t, session);
+    snprintf(lease, len, "?");
+    for (char *line = strtok(pane, "\n"); line; line = strtok(NULL, "\n")) {
+        char tid[64], state[32], att[16], drone[64], left[16];
+        if (sscanf(line, "%63s %31s %15s %63s %15s", tid, state, att, drone,
+                   left) == 5 && strcmp(tid, id) == 0) {
+            snprintf(lease, len, "%s", left);
+        }
+    }
+    free(pane);
+}
+
 // A shell at 80x24 with a plain prompt, running the dashboard.
 static void
 s_start(const s_tmux_t *t, const char *session, const char *role,
@@ -140,7 +172,7 @@ s_check_clean(const s_tmux_t *t, const char *session, const char *exit_line)
 {
     CHECK(s_see(t, session, exit_line, NULL));
     char *pane = s_capture(t, session);
-    CHECK(!strstr(pane, "waggle watch") && !strstr(pane, "Drones"));
+    CHECK(!strstr(pane, "waggle watch") && !strstr(pane, "Plans"));
     const char *after = strstr(pane, exit_line);
     CHECK(after && strstr(after, "PROMPT$"));
     free(pane);
@@ -175,6 +207,11 @@ s_approve(s_tmux_t *t, swarm_t *s, const char *id)
         return false;
     }
     CHECK(s_see(t, "op", "running", "watched"));
+    // A running task's lease: time left, from the broker.
+    char lease[16];
+    s_lease_shown(t, "op", "hold", lease, sizeof lease);
+    CHECK(strcmp(lease, "-") != 0 && strcmp(lease, "?") != 0 &&
+          (strchr(lease, 's') != NULL));
     s_tmux(t, "send-keys -t op Tab j");
     CHECK(s_see(t, "op", "Gate shows: g", "ship it?"));
     // The capture for the README: 80x24, a gate waiting.
@@ -233,9 +270,21 @@ test_watch(void)
     CHECK_STR(state, "succeeded");
     CHECK(s_see(&t, "op", "succeeded", "4/4"));
     // A resize redraws at the new size, and back.
+    CHECK(s_widest(&t, "op") <= 80);
     s_tmux(&t, "resize-window -t op -x 100 -y 30");
-    CHECK(s_see(&t, "op", "Drones", NULL));
+    int widest = 0;
+    for (int i = 0; i < 100 && widest <= 80; i++) {
+        widest = s_widest(&t, "op");
+        usleep(100 * 1000);
+    }
+    CHECK(widest > 80 && widest <= 100);
+    CHECK(s_see(&t, "op", "drones    host", NULL));
     s_tmux(&t, "resize-window -t op -x 80 -y 24");
+    for (int i = 0; i < 100 && widest > 80; i++) {
+        widest = s_widest(&t, "op");
+        usleep(100 * 1000);
+    }
+    CHECK_INT(widest <= 80, 1);
     s_tmux(&t, "send-keys -t op q");
     s_check_clean(&t, "op", "WATCH-EXIT=0");
     // The log says who approved, with the note.

@@ -57,6 +57,8 @@ test_layout_80x24(void)
     CHECK(l.tasks.h > l.plans.h && l.tasks.h > l.events.h);
     CHECK_INT(l.events.w, 80);
     CHECK_INT(l.plans.w + 1 + l.drones.w, 80);  // one blank column between
+    CHECK_INT(l.tasks.w + 1 + l.output.w, 80);
+    CHECK_INT(l.tasks.w, 47);  // dash_task_line's columns
     dash_layout(DASH_MIN_ROWS - 1, 80, &l);
     CHECK(l.too_small);
     dash_layout(24, DASH_MIN_COLS - 1, &l);
@@ -126,8 +128,8 @@ test_lines(void)
     p.counts[PROTO_TASK_SUCCEEDED] = 2;
     p.counts[PROTO_TASK_AWAITING_APPROVAL] = 1;
     p.counts[PROTO_TASK_WAITING] = 1;
-    dash_plan_line(&p, 43, buf);
-    CHECK_INT(strlen(buf), 43);
+    dash_plan_line(&p, 39, buf);
+    CHECK_INT(strlen(buf), 39);
     CHECK(strstr(buf, "  7 release") == buf && strstr(buf, "2/4 running"));
     CHECK(strchr(buf, '[') && strchr(buf, '?'));
     dash_plan_line(&p, 20, buf);  // no room for a bar: counts only
@@ -135,10 +137,20 @@ test_lines(void)
 
     proto_task_info_t t = {.id = "review", .state =
                            PROTO_TASK_AWAITING_APPROVAL, .attempts = 0};
-    dash_task_line(&t, 43, buf);
+    dash_task_line(&t, -1, -1, 47, buf);
     CHECK(strstr(buf, "review") == buf && strstr(buf, "AWAITING") &&
           strstr(buf, " - "));
-    CHECK(strlen(buf) <= 43);
+    CHECK(strlen(buf) <= 47);
+    proto_task_info_t run = {.id = "build", .state = PROTO_TASK_LEASED,
+                             .attempts = 2, .drone = "d1"};
+    dash_task_line(&run, 7400, 185000, 47, buf);
+    CHECK_STR(buf, "build       running     2 d1          7s  3m05s");
+    // The title's columns line up with the lines'.
+    char title[DASH_LINE];
+    dash_task_title(12, 47, title);
+    CHECK_STR(title, "plan 12     state     att drone    lease   time");
+    CHECK_INT(strlen(title), strlen(buf));
+    dash_drone_title(80, title);
 
     char *tags[] = {"gpu", "model"};
     proto_drone_info_t d = {.name = "d1", .host = "box", .slots = 4,
@@ -149,8 +161,13 @@ test_lines(void)
     CHECK(strstr(buf, "d1") && strstr(buf, "box") && strstr(buf, "3/4") &&
           strstr(buf, "2s") && strstr(buf, "QUAR") &&
           strstr(buf, "gpu,model"));
+    CHECK(strstr(buf, "gpu") - buf == strstr(title, "tags") - title);
     dash_drone_line(&d, 12500, 12, buf);
     CHECK_INT(strlen(buf), 12);
+    d.quarantined = false;
+    d.draining = true;
+    dash_drone_line(&d, 12500, 40, buf);
+    CHECK_STR(buf, "d1        box       3/4    2s DRN  gpu,m");
 
     proto_event_t e = {.seq = 5, .at_ms = 3723000, .plan = 3, .task = "g",
                        .actor = "alice", .kind = "task",
@@ -196,13 +213,13 @@ test_selection(void)
     dash_init(&d);
     CHECK(!dash_sel_plan(&d) && !dash_sel_task(&d));
     proto_msg_t *m = s_status(3, false);
-    dash_set_overview(&d, &m);
+    dash_set_overview(&d, &m, 0);
     CHECK(m == NULL);
     CHECK_INT(dash_gates_waiting(&d), 3);
     dash_move(&d, 10);  // clamped to the last plan
     CHECK_INT(dash_sel_plan(&d)->id, 3);
     m = s_status(2, false);  // plan 3 went away: the selection stays inside
-    dash_set_overview(&d, &m);
+    dash_set_overview(&d, &m, 0);
     CHECK_INT(dash_sel_plan(&d)->id, 2);
 
     dash_next_pane(&d);
@@ -221,6 +238,40 @@ test_selection(void)
         dash_next_pane(&d);
     }
     CHECK_INT(d.pane, DASH_PANE_PLANS);
+    dash_release(&d);
+}
+
+// Lease time left comes from the overview's drones and counts down from
+// when it was read.
+static void
+test_lease_left(void)
+{
+    dash_t d;
+    dash_init(&d);
+    CHECK_INT(dash_lease_left(&d, 1, "a", 0), -1);
+    CHECK_INT(dash_lease_min(&d, 0), -1);
+    proto_msg_t *m = s_status(1, false);
+    proto_status_ok_t *st = &m->u.status_ok;
+    st->n_drones = 2;
+    st->drones = xcalloc(2, sizeof *st->drones);
+    for (int i = 0; i < 2; i++) {
+        st->drones[i].instance = xstrdup("i");
+        st->drones[i].name = xasprintf("d%d", i);
+        st->drones[i].n_tasks = 1;
+        st->drones[i].tasks = xcalloc(1, sizeof *st->drones[i].tasks);
+        st->drones[i].tasks[0].plan = 1;
+        st->drones[i].tasks[0].task = xasprintf("t%d", i);
+    }
+    st->drones[0].tasks[0].lease_left_ms = 9000;
+    st->drones[1].tasks[0].lease_left_ms = -1;  // an older broker
+    dash_set_overview(&d, &m, 100000);
+    CHECK_INT(dash_lease_left(&d, 1, "t0", 100000), 9000);
+    CHECK_INT(dash_lease_left(&d, 1, "t0", 104000), 5000);
+    CHECK_INT(dash_lease_left(&d, 1, "t0", 200000), 0);
+    CHECK_INT(dash_lease_left(&d, 1, "t1", 100000), -1);
+    CHECK_INT(dash_lease_left(&d, 2, "t0", 100000), -1);
+    CHECK_INT(dash_lease_left(&d, 1, "zz", 100000), -1);
+    CHECK_INT(dash_lease_min(&d, 101000), 8000);
     dash_release(&d);
 }
 
@@ -311,6 +362,7 @@ static const t_case_t t_cases[] = {
     T(test_duration),
     T(test_lines),
     T(test_selection),
+    T(test_lease_left),
     T(test_scroll),
     T(test_events_ring),
     T(test_input),
