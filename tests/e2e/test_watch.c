@@ -4,7 +4,8 @@
 // note, the plan finishes, and the log records who approved and the note;
 // the broker killed and restarted shows as unreachable, then reconnected;
 // a resize redraws; `q` and SIGTERM leave the shell prompt, not curses
-// leftovers.  Skips when tmux is missing.
+// leftovers; without a terminal it is a usage error.  Skips when tmux is
+// missing.
 #include "common/xalloc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -297,7 +298,30 @@ test_watch(void)
     swarm_stop(&s);
 }
 
+// Without a terminal it says what to use instead (64); --help is there.
+static void
+test_usage(void)
+{
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    char *out = NULL, *err = NULL;
+    CHECK_INT(swarm_arch(&s, &out, &err, "watch", NULL), 64);
+    CHECK(err && strstr(err, "watch needs a terminal") &&
+          strstr(err, "events --follow"));
+    free(out);
+    free(err);
+    out = err = NULL;
+    CHECK_INT(swarm_arch(&s, &out, &err, "watch", "--help", NULL), 0);
+    CHECK(out && strstr(out, "watch [PLAN]") && strstr(out, "q quit"));
+    free(out);
+    free(err);
+    CHECK_INT(swarm_arch(&s, NULL, NULL, "watch", "1", "2", NULL), 64);
+    CHECK_INT(swarm_arch(&s, NULL, NULL, "watch", "x", NULL), 64);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
+    T(test_usage),
     T(test_watch),
     {0},
 };
