@@ -45,7 +45,6 @@ typedef struct {
     arch_t *a;
     dash_t d;
     int64_t cursor;          // the last event seq seen (-1: ask for it)
-    bool first;              // the cursor's first answer: show a tail
     bool more;               // events wait at the broker: ask at once
     bool out[S_KINDS];       // a request of that kind is in flight
     bool dirty[S_KINDS];     // one is wanted
@@ -568,18 +567,19 @@ s_loop(s_watch_t *w)
     }
 }
 
+static const char s_help[] =
+    "watch [PLAN]\n\nA live dashboard: plans, the open plan's tasks, drones, "
+    "gates waiting,\nthe event log and the selected task's output, fed by "
+    "the event stream.\nKeys: arrows or j/k move, Tab next pane, Enter opens "
+    "a plan, a approve\nand r reject a gate (operator keys), c cancel, R "
+    "retry, e why, ? help, q quit.";
+
 int
 cmd_watch(arch_t *a, int argc, char **argv)
 {
     arch_pos_t pos;
     static const cfg_option_t none[] = {CFG_END};
-    int rc = arch_opts(a, none, NULL, argc, argv, &pos,
-                    "watch [PLAN]\n\nA live dashboard: plans, the open plan's "
-                    "tasks, drones, gates waiting,\nthe event log and the "
-                    "selected task's output, fed by the event stream.\nKeys: "
-                    "arrows or j/k move, Tab next pane, Enter opens a plan, "
-                    "a approve\nand r reject a gate (operator keys), c "
-                    "cancel, R retry, e why, ? help, q quit.");
+    int rc = arch_opts(a, none, NULL, argc, argv, &pos, s_help);
     int64_t plan = 0;
     if (rc || !arch_args(a, &pos, 0, 1, "watch [PLAN]") ||
         (pos.n == 1 && arch_parse_plan(a, pos.items[0], &plan) < 0)) {

@@ -190,13 +190,21 @@ s_submitter(s_tmux_t *t, const char *id)
     CHECK(s_see(t, "sub", "Gate shows: g", NULL));
     s_tmux(t, "send-keys -t sub a");
     CHECK(s_see(t, "sub", "approve needs an operator key", NULL));
-    // SIGTERM ends it as cleanly as q.
+    // Ctrl-C (SIGINT from the terminal) ends it as cleanly as q.
+    s_tmux(t, "send-keys -t sub C-c");
+    s_check_clean(t, "sub", "WATCH-EXIT=0");
+    // And SIGTERM, from elsewhere.
+    s_tmux(t, "send-keys -t sub clear Enter");
+    s_tmux(t, "send-keys -t sub \"'%s' --broker %s --keys %s watch; echo "
+              "TERM-EXIT=\\$?\" Enter", swarm_bin("waggle-architect"),
+           t->s->endpoint, t->s->keys);
+    CHECK(s_see(t, "sub", "waggle watch", NULL));
     long pid = s_watch_pid(t, "sub");
     CHECK(pid > 0);
     if (pid > 0) {
         kill((pid_t) pid, SIGTERM);
     }
-    s_check_clean(t, "sub", "WATCH-EXIT=0");
+    s_check_clean(t, "sub", "TERM-EXIT=0");
     return true;
 }
 
