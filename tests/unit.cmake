@@ -1,4 +1,5 @@
 # One line per module test.
+waggle_unit(amend waggle_common)
 waggle_unit(attempt waggle_drone_core)
 waggle_unit(auth waggle_broker_core)
 waggle_unit(cfg waggle_common)
