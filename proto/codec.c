@@ -816,6 +816,27 @@ s_dec_retry(const s_rd_t *rd, proto_msg_t *m)
 }
 
 static int
+s_dec_amend(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_amend_t *a = &m->u.amend;
+    return s_get_plan(rd, "plan", S_REQ, &a->plan) ||
+           s_get_str(rd, "amendment", S_REQ, 0, S_ANY, &a->amendment)
+               ? -1 : 0;
+}
+
+static int
+s_dec_amend_ok(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_amend_ok_t *a = &m->u.amend_ok;
+    return s_get_plan(rd, "plan", S_REQ, &a->plan) ||
+           s_get_strv(rd, "added", S_ANY, 1, S_MAX_ID, &a->added) ||
+           s_get_strv(rd, "cancelled", S_ANY, 1, S_MAX_ID, &a->cancelled) ||
+           s_get_strv(rd, "replaced", S_ANY, 1, S_MAX_ID, &a->replaced) ||
+           s_get_strv(rd, "warnings", S_ANY, 0, S_ANY, &a->warnings)
+               ? -1 : 0;
+}
+
+static int
 s_dec_verdict(const s_rd_t *rd, proto_msg_t *m)
 {
     proto_verdict_t *v = &m->u.verdict;
@@ -938,6 +959,8 @@ static int (*const s_dec[PROTO_MSG__COUNT])(const s_rd_t *rd,
     [PROTO_MSG_STATUS_OK] = s_dec_status_ok,
     [PROTO_MSG_CANCEL] = s_dec_cancel,
     [PROTO_MSG_RETRY] = s_dec_retry,
+    [PROTO_MSG_AMEND] = s_dec_amend,
+    [PROTO_MSG_AMEND_OK] = s_dec_amend_ok,
     [PROTO_MSG_OUTPUT] = s_dec_output,
     [PROTO_MSG_APPROVE] = s_dec_verdict,
     [PROTO_MSG_REJECT] = s_dec_verdict,

@@ -442,6 +442,26 @@ s_enc_status_ok(msgpack_packer *pk, const proto_msg_t *m)
     }
 }
 
+static void
+s_enc_amend(msgpack_packer *pk, const proto_msg_t *m)
+{
+    s_envelope(pk, m, 2);
+    s_put_i64(pk, "plan", m->u.amend.plan);
+    s_put_str(pk, "amendment", m->u.amend.amendment);
+}
+
+static void
+s_enc_amend_ok(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_amend_ok_t *a = &m->u.amend_ok;
+    s_envelope(pk, m, 5);
+    s_put_i64(pk, "plan", a->plan);
+    s_put_strv(pk, "added", &a->added);
+    s_put_strv(pk, "cancelled", &a->cancelled);
+    s_put_strv(pk, "replaced", &a->replaced);
+    s_put_strv(pk, "warnings", &a->warnings);
+}
+
 // CANCEL and RETRY share a shape.
 static void
 s_enc_plan_task(msgpack_packer *pk, const proto_msg_t *m)
@@ -569,6 +589,8 @@ static void (*const s_enc[PROTO_MSG__COUNT])(msgpack_packer *pk,
     [PROTO_MSG_STATUS_OK] = s_enc_status_ok,
     [PROTO_MSG_CANCEL] = s_enc_plan_task,
     [PROTO_MSG_RETRY] = s_enc_plan_task,
+    [PROTO_MSG_AMEND] = s_enc_amend,
+    [PROTO_MSG_AMEND_OK] = s_enc_amend_ok,
     [PROTO_MSG_OUTPUT] = s_enc_output,
     [PROTO_MSG_APPROVE] = s_enc_verdict,
     [PROTO_MSG_REJECT] = s_enc_verdict,

@@ -318,6 +318,19 @@ typedef struct {
     char *task;
 } proto_retry_t;
 
+typedef struct {
+    int64_t plan;
+    char *amendment;         // JSON text: {"add", "cancel", "replace"}
+} proto_amend_t;
+
+typedef struct {
+    int64_t plan;
+    proto_strv_t added;      // ids, as the amendment listed them
+    proto_strv_t cancelled;
+    proto_strv_t replaced;
+    proto_strv_t warnings;   // e.g. a new task blocked at once by a dead need
+} proto_amend_ok_t;
+
 // APPROVE and REJECT: hash is the hex sha256 of the gate's text exactly as
 // the person was shown it (OUTPUT of the gate); the broker refuses it when
 // the gate's text has changed since.
@@ -405,6 +418,8 @@ typedef struct {
         proto_status_ok_t status_ok;
         proto_cancel_t cancel;
         proto_retry_t retry;
+        proto_amend_t amend;
+        proto_amend_ok_t amend_ok;
         proto_verdict_t verdict;   // APPROVE, REJECT
         proto_output_t output;
         proto_output_ok_t output_ok;
