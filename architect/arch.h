@@ -8,6 +8,8 @@
 //   plan_show.c  the workplan as a tree, for a person to check
 //   gate.c    approve, reject: a person's answer, bound to the sha256 of
 //             what the gate showed
+//   amend.c   amend: an amendment file sent to a running plan, and what
+//             the broker made of it
 //   events.c  events, log: the event log in SUBSCRIBE pages
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
@@ -78,6 +80,7 @@ int cmd_events(arch_t *a, int argc, char **argv);      // events.c
 int cmd_log(arch_t *a, int argc, char **argv);         // events.c
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
+int cmd_amend(arch_t *a, int argc, char **argv);       // amend.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 
@@ -97,6 +100,12 @@ int arch_opts(const arch_t *a, const cfg_option_t *opts, void *conf,
 // line) and returns false.
 bool arch_args(const arch_t *a, const arch_pos_t *pos, int min, int max,
                const char *usage);
+// The whole of file path ("-": stdin), NUL-terminated after *len bytes
+// (caller frees); NULL after reporting why it cannot be read.
+char *arch_read_file(const arch_t *a, const char *path, size_t *len);
+// Sends amendment *text (taken) to plan and prints what the broker did
+// (with json: one JSON object); warnings go to stderr.  An ARCH_EXIT_*.
+int arch_amend_send(arch_t *a, int64_t plan, char **text, bool json);
 // A positive plan id from s; -1 after reporting a usage error.
 int arch_parse_plan(const arch_t *a, const char *s, int64_t *plan);
 

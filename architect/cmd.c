@@ -232,8 +232,8 @@ cmd_ping(arch_t *a, int argc, char **argv)
     return ARCH_EXIT_OK;
 }
 
-static char *
-s_read_all(const arch_t *a, const char *path, size_t *len)
+char *
+arch_read_file(const arch_t *a, const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
@@ -312,7 +312,7 @@ cmd_submit(arch_t *a, int argc, char **argv)
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     size_t len = 0;
-    char *text = s_read_all(a, pos.items[0], &len);
+    char *text = arch_read_file(a, pos.items[0], &len);
     rc = !text ? ARCH_EXIT_FAILED
          : !s_validate(a, pos.items[0], text, len) ? ARCH_EXIT_FAILED
                                                  : arch_connect(a);
