@@ -408,6 +408,35 @@ s_plans(broker_t *b, int64_t plan, proto_status_ok_t *st)
 }
 
 static void
+s_keep_json(void *arg, int64_t plan, const char *json)
+{
+    (void) plan;
+    char **out = arg;
+    if (json && !*out) {
+        *out = xstrdup(json);
+    }
+}
+
+static void
+s_skip_task(void *arg, const ledger_task_row_t *row)
+{
+    (void) arg, (void) row;
+}
+
+// The workplan of a plan as it stands (amended or not): a loaded plan's
+// from memory, any other's as the ledger stores it.
+static ledger_rc_t
+s_workplan(broker_t *b, int64_t plan, char **out)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    if (wp) {
+        *out = workplan_to_json(wp);
+        return LEDGER_OK;
+    }
+    return ledger_load_plan(b->ledger, plan, s_keep_json, s_skip_task, out);
+}
+
+static void
 s_status(broker_t *b, router_in_t *in)
 {
     const proto_status_t_req *q = &in->msg->u.status;
@@ -423,6 +452,9 @@ s_status(broker_t *b, router_in_t *in)
         if (rc == LEDGER_OK) {
             s_fill_reasons(b, plan, q->offset, st);
         }
+    }
+    if (rc == LEDGER_OK && plan && q->workplan) {
+        rc = s_workplan(b, plan, &st->workplan);
     } else if (rc == LEDGER_OK && !plan) {
         s_fill_drones(b, st);
     }

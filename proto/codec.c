@@ -662,7 +662,8 @@ s_dec_status(const s_rd_t *rd, proto_msg_t *m)
     proto_status_t_req *s = &m->u.status;
     return s_get_plan(rd, "plan", S_OPT, &s->plan) ||
            s_get_u32(rd, "offset", S_OPT, 0, UINT32_MAX, &s->offset) ||
-           s_get_bool(rd, "summary", S_OPT, &s->summary) ? -1 : 0;
+           s_get_bool(rd, "summary", S_OPT, &s->summary) ||
+           s_get_bool(rd, "workplan", S_OPT, &s->workplan) ? -1 : 0;
 }
 
 // "counts": {state name: uint32}; names this side does not know are skipped.
@@ -796,7 +797,11 @@ s_dec_status_ok(const s_rd_t *rd, proto_msg_t *m)
                            &s->n_drones, s_dec_drone_info);
         s->drones = drones;
     }
-    return rc ? rc : s_get_bool(rd, "more", S_OPT, &s->more);
+    return rc ? rc
+              : s_get_bool(rd, "more", S_OPT, &s->more) ||
+                        s_get_str(rd, "workplan", S_OPT, 0, S_ANY,
+                                  &s->workplan)
+                    ? -1 : 0;
 }
 
 static int

@@ -349,10 +349,14 @@ s_enc_submit_ok(msgpack_packer *pk, const proto_msg_t *m)
 static void
 s_enc_status(msgpack_packer *pk, const proto_msg_t *m)
 {
-    s_envelope(pk, m, 3);
+    // "workplan" only when asked for: a request as it was before the field.
+    s_envelope(pk, m, m->u.status.workplan ? 4 : 3);
     s_put_i64(pk, "plan", m->u.status.plan);
     s_put_u64(pk, "offset", m->u.status.offset);
     s_put_bool(pk, "summary", m->u.status.summary);
+    if (m->u.status.workplan) {
+        s_put_bool(pk, "workplan", true);
+    }
 }
 
 static void
@@ -423,8 +427,11 @@ static void
 s_enc_status_ok(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_status_ok_t *s = &m->u.status_ok;
-    s_envelope(pk, m, 4);
+    s_envelope(pk, m, s->workplan ? 5 : 4);
     s_put_bool(pk, "more", s->more);
+    if (s->workplan) {
+        s_put_str(pk, "workplan", s->workplan);
+    }
     s_pk_str(pk, "plans");
     msgpack_pack_array(pk, s->n_plans);
     for (size_t i = 0; i < s->n_plans; i++) {

@@ -89,6 +89,7 @@ static void
 s_free_status_ok(proto_msg_t *m)
 {
     proto_status_ok_t *s = &m->u.status_ok;
+    free(s->workplan);
     for (size_t i = 0; i < s->n_plans; i++) {
         free(s->plans[i].name);
         free(s->plans[i].state);

@@ -250,6 +250,7 @@ typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
     uint32_t offset;         // first task listed, in workplan order
     bool summary;            // the plan alone, no tasks
+    bool workplan;           // also the plan's workplan (STATUS_OK.workplan)
 } proto_status_t_req;
 
 typedef struct {
@@ -306,6 +307,8 @@ typedef struct {
     proto_drone_info_t *drones; // only for the overview
     size_t n_drones;
     bool more;                  // tasks after these: ask from offset + n_tasks
+    char *workplan;             // NULL, or the plan's workplan as stored
+                                // (canonical JSON), when asked for
 } proto_status_ok_t;
 
 typedef struct {

@@ -228,6 +228,7 @@ s_eq_status(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(x->u.status.plan, y->u.status.plan);
     CHECK_INT(x->u.status.offset, y->u.status.offset);
     CHECK_INT(x->u.status.summary, y->u.status.summary);
+    CHECK_INT(x->u.status.workplan, y->u.status.workplan);
 }
 
 static void
@@ -286,6 +287,7 @@ s_eq_status_ok(const proto_msg_t *x, const proto_msg_t *y)
     REQUIRE(a->n_tasks == b->n_tasks);
     REQUIRE(a->n_drones == b->n_drones);
     CHECK_INT(a->more, b->more);
+    CHECK_OSTR(a->workplan, b->workplan);
     for (size_t i = 0; i < a->n_plans; i++) {
         s_eq_plan_info(&a->plans[i], &b->plans[i]);
     }
@@ -625,6 +627,7 @@ s_status(bool full)
     m->u.status.plan = full ? 12 : 0;
     m->u.status.offset = full ? 40000 : 0;
     m->u.status.summary = full;
+    m->u.status.workplan = full;
     return m;
 }
 
@@ -701,6 +704,7 @@ s_status_ok(bool full)
         s_status_tasks(&m->u.status_ok);
         s_status_drones(&m->u.status_ok);
         m->u.status_ok.more = true;
+        m->u.status_ok.workplan = strdup("{\"name\":\"p\",\"tasks\":[]}");
     }
     return m;
 }
