@@ -24,6 +24,7 @@
 #include "architect/link.h"
 #include "common/cfg.h"
 #include "common/keys.h"
+#include "common/model.h"
 #include "common/workplan.h"
 #include "proto/proto.h"
 
@@ -131,6 +132,75 @@ void arch_json_error(const arch_t *a, const char *code, const char *message,
 
 // plan_show.c: the workplan as a tree in dependency order (plan).
 void plan_show_tree(FILE *out, const workplan_t *wp);
+
+// --- plan.c: what plan and replan share --------------------------------------
+// Their options (one table; replan reads the same), the model settings,
+// the conversation with its bounded repair loop, and the confirmation.
+
+#define PLAN_MAX_REPAIRS 10
+
+typedef struct {
+    int64_t repairs;
+    bool yes;
+    char *out;
+    bool json;
+    int64_t max_tokens;
+    char *model_api;
+    char *model_url;
+    char *model;
+    char *model_key_file;
+    int64_t model_timeout_s;
+} plan_opts_t;
+
+extern const cfg_option_t plan_opts[];
+// The rules for one task of a workplan, as the model is taught them.
+extern const char plan_task_rules[];
+
+// The conversation so far; texts are owned.
+typedef struct {
+    model_msg_t msgs[2 + 2 * (PLAN_MAX_REPAIRS + 1)];
+    char *texts[2 + 2 * (PLAN_MAX_REPAIRS + 1)];
+    size_t n;
+    int64_t prompt_tokens;      // summed over every call
+    int64_t completion_tokens;
+    int calls;
+    bool json_mode;             // cleared once the server refused it
+    const char *what;           // "workplan", "amendment": for messages
+} plan_chat_t;
+
+void plan_chat_add(plan_chat_t *c, model_role_t role, char *text);  // takes text
+void plan_chat_release(plan_chat_t *c);
+
+// Judges a reply's text: 0 with *json (the valid JSON, caller frees), or
+// -1 with the errors ("path: message" lines) pushed to errs.
+typedef int (*plan_judge_fn)(void *arg, const char *text, char **json,
+                             proto_strv_t *errs);
+// The repair loop: asks, judges, and sends the errors back at most
+// o->repairs times.  Returns 0 with *json, or an exit code after reporting
+// why (the last reply's errors when none was valid).
+int plan_converse(const arch_t *a, const model_config_t *mc,
+                  const plan_opts_t *o, plan_chat_t *c, plan_judge_fn judge,
+                  void *arg, char **json);
+// The first JSON object in text (prose or a code fence may surround it)
+// that has one of keys (NULL-terminated) as a member, else the first JSON
+// object at all; NULL when there is none.  Caller frees.
+char *plan_extract_json(const char *text, const char *const *keys);
+// Model settings from o over the global ones; *key the API key (caller
+// wipes and frees).  0, or an exit code after reporting.
+int plan_model_config(const arch_t *a, const plan_opts_t *o,
+                      model_config_t *mc, char **key);
+// The connected drones' tags, each once, from the broker's overview (a
+// connected a).  0, or -1 with err.
+int plan_drone_tags(arch_t *a, proto_strv_t *tags, size_t *n_drones,
+                    char *err, size_t errlen);
+// One sentence for the model on what the drones offer (tags NULL:
+// unknown).  Caller frees.
+char *plan_drones_text(const proto_strv_t *tags, size_t n_drones);
+// y/N on the terminal after question.
+bool plan_confirm(const char *question);
+// Writes json to path; what ("workplan", "amendment") names it on stderr.
+int plan_save(const arch_t *a, const char *path, const char *json,
+              const char *what);
 
 // render.c
 void render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms);
