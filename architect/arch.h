@@ -10,6 +10,8 @@
 //             what the gate showed
 //   amend.c   amend: an amendment file sent to a running plan, and what
 //             the broker made of it
+//   replan.c  replan: the model writes an amendment from the plan's state
+//             (plan.c's repair loop), shown, confirmed, applied
 //   events.c  events, log: the event log in SUBSCRIBE pages
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
@@ -22,6 +24,7 @@
 #define WAGGLE_ARCH_H
 
 #include "architect/link.h"
+#include "common/amend.h"
 #include "common/cfg.h"
 #include "common/keys.h"
 #include "common/model.h"
@@ -82,6 +85,7 @@ int cmd_log(arch_t *a, int argc, char **argv);         // events.c
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
 int cmd_amend(arch_t *a, int argc, char **argv);       // amend.c
+int cmd_replan(arch_t *a, int argc, char **argv);      // replan.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 
@@ -132,6 +136,9 @@ void arch_json_error(const arch_t *a, const char *code, const char *message,
 
 // plan_show.c: the workplan as a tree in dependency order (plan).
 void plan_show_tree(FILE *out, const workplan_t *wp);
+// What an amendment does (replan): the added and replaced tasks in the
+// amended whole's dependency order, marked + and ~, then the cancelled.
+void plan_show_amendment(FILE *out, const amend_t *a);
 
 // --- plan.c: what plan and replan share --------------------------------------
 // Their options (one table; replan reads the same), the model settings,

@@ -4,9 +4,13 @@
 // the ledger; a task that has not started cancelled, a running one not
 // replaced; an amendment that survives a broker SIGKILL right after it
 // (the restarted broker loads the amended plan and runs it to the end);
-// a drone key refused.
+// a drone key refused; replan against the fake model server after a task
+// went dead: the model is shown the failure, its first amendment is
+// refused and repaired, the second is applied with --yes and the plan that
+// had failed runs again to its end.
 #include "broker/ledger.h"
 #include "common/xalloc.h"
+#include "tests/harness/llm.h"
 #include "tests/harness/peer.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -293,11 +297,120 @@ test_drone_key_refused(void)
     swarm_stop(&s);
 }
 
+// f dies at once (its stderr says why), g is blocked by it, u succeeds.
+static const char *s_failing =
+    "{\"name\":\"replan\",\"tasks\":["
+    "{\"id\":\"u\",\"run\":[\"echo\",\"upstream-data\"]},"
+    "{\"id\":\"f\",\"needs\":[\"u\"],\"retries\":0,\"run\":[\"sh\",\"-c\","
+    " \"echo mirror-is-down-7731 >&2; exit 3\"]},"
+    "{\"id\":\"g\",\"needs\":[\"f\"],\"run\":[\"sh\",\"-c\","
+    " \"cat \\\"$WAGGLE_INPUT_DIR/f\\\"\"]}]}";
+
+// The model first tries to replace the dead task (refused: it finished),
+// then routes around it.
+static const char *s_reply_bad =
+    "{\"replace\":[{\"id\":\"f\",\"run\":[\"true\"]}]}";
+static const char *s_reply_good =
+    "Here you are:\n```json\n"
+    "{\"add\":[{\"id\":\"f2\",\"needs\":[\"u\"],"
+    "\"run\":[\"echo\",\"fixed:{{u.output}}\"]}],"
+    "\"replace\":[{\"id\":\"g\",\"needs\":[\"f2\"],\"run\":[\"sh\","
+    "\"-c\",\"cat \\\"$WAGGLE_INPUT_DIR/f2\\\"\"]}]}\n```";
+
+static void
+s_step(jnode_t *steps, const char *content, const char *e1, const char *e2,
+       const char *e3)
+{
+    jnode_t *step = json_obj_new();
+    json_obj_set_str(step, "content", content);
+    jnode_t *ex = json_arr_new();
+    const char *e[] = {e1, e2, e3};
+    for (size_t i = 0; i < 3; i++) {
+        if (e[i]) {
+            json_arr_push_str(ex, e[i]);
+        }
+    }
+    json_obj_set_node(step, "expect_contains", &ex);
+    json_arr_push_node(steps, &step);
+}
+
+static void
+test_replan_after_dead(void)
+{
+    jnode_t *steps = json_arr_new();
+    // The first request holds the failure (its stderr tail and state), the
+    // output of what succeeded, and the instruction.
+    s_step(steps, s_reply_bad, "mirror-is-down-7731", "g: blocked",
+           "upstream-data");
+    s_step(steps, s_reply_good, "task 'f' is dead: only a task that has not "
+           "started", "route around f", NULL);
+    char *script = json_dump(steps, false);
+    json_destroy(&steps);
+    llm_t llm = {0};
+    int started = llm_start(&llm, t_tmpdir(), script);
+    free(script);
+    REQUIRE(started == 0);
+    swarm_t s;
+    swarm_init(&s, 200, 2000);
+    if (swarm_broker(&s, NULL) != 0) {
+        llm_stop(&llm);
+        SWARM_REQUIRE(&s, false);
+    }
+    swarm_drone(&s, 2, NULL, NULL);
+    int64_t plan = swarm_submit(&s, s_failing);
+    SWARM_REQUIRE(&s, plan > 0);
+    char st[32];
+    swarm_wait_plan(&s, plan, 60, st, sizeof st);
+    CHECK_STR(st, "failed");
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch_as(&s, NULL, "submitter", &out, &err, "--model-url",
+                           llm.url, "--model", "planner-1", "replan", id,
+                           "route around f", "--yes", NULL);
+    CHECK_INT(rc, 0);
+    CHECK_INT(llm_count(&llm), 2);
+    CHECK(err && strstr(err, "repair 1/3: 1 error"));
+    CHECK(out && strstr(out, "+ f2  [run]"));
+    CHECK(out && strstr(out, "~ g  [run]"));
+    CHECK(out && strstr(out, "replaced: g"));
+    if (rc != 0) {
+        fprintf(stderr, "replan: %s\n%s\n", out ? out : "", err ? err : "");
+    }
+    free(out);
+    free(err);
+    // The plan runs again and ends: failed, as f stays dead (an amendment
+    // changes no finished task; its attempts are history), with every
+    // other task succeeded and the new output flowing into g.
+    CHECK(swarm_wait_task(&s, plan, "g", "succeeded", 60));
+    swarm_wait_plan(&s, plan, 60, st, sizeof st);
+    CHECK_STR(st, "failed");
+    if (strcmp(st, "failed") != 0) {
+        char *o1 = NULL, *o2 = NULL;
+        swarm_arch(&s, &o1, NULL, "status", id, NULL);
+        swarm_arch(&s, &o2, NULL, "log", id, NULL);
+        fprintf(stderr, "%s\n%s\n", o1, o2);
+        free(o1);
+        free(o2);
+    }
+    swarm_task_state(&s, plan, "f", st, sizeof st);
+    CHECK_STR(st, "dead");
+    char *g = s_output(&s, plan, "g");
+    CHECK_STR(g, "fixed:upstream-data\n");
+    free(g);
+    s_events_t ev = s_events(&s, plan);
+    CHECK_INT(ev.amended, 1);
+    CHECK_STR(ev.actor, "submitter");
+    llm_stop(&llm);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_fan_out_and_cycle),
     T(test_cancel_and_replace_running),
     T(test_survives_broker_kill),
     T(test_drone_key_refused),
+    T(test_replan_after_dead),
     {0},
 };
 
