@@ -221,6 +221,68 @@ test_exec_limits_in_added(void)
     workplan_destroy(&wp);
 }
 
+static workplan_t *
+s_example(const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/examples/%s", WAGGLE_SOURCE_DIR, name);
+    size_t len = 0;
+    char *text = t_read_file(path, &len);
+    CHECK(text != NULL);
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    if (text && workplan_parse(text, len, &wp, &errs) != 0) {
+        char *all = wp_errors_format(&errs);
+        fprintf(stderr, "%s:\n%s\n", path, all);
+        free(all);
+    }
+    CHECK(wp != NULL);
+    wp_errors_release(&errs);
+    free(text);
+    return wp;
+}
+
+// The workplans in examples/ validate, one of them mixes run and prompt
+// tasks, and the example amendment applies to wordfreq.json before it has
+// started.
+static void
+test_examples(void)
+{
+    const char *plans[] = {"wordfreq.json", "summarize.json", "gated.json"};
+    for (size_t i = 0; i < 3; i++) {
+        workplan_t *wp = s_example(plans[i]);
+        workplan_destroy(&wp);
+    }
+    workplan_t *mixed = s_example("summarize.json");
+    REQUIRE(mixed);
+    bool run = false, prompt = false;
+    for (size_t i = 0; i < mixed->n_tasks; i++) {
+        run = run || mixed->tasks[i].kind == WP_KIND_RUN;
+        prompt = prompt || mixed->tasks[i].kind == WP_KIND_PROMPT;
+    }
+    CHECK(run && prompt);
+    workplan_destroy(&mixed);
+    workplan_t *wp = s_example("wordfreq.json");
+    REQUIRE(wp);
+    const char **st = xcalloc(wp->n_tasks, sizeof *st);
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        st[i] = i == 0 ? "succeeded" : "waiting";
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/examples/wordfreq-amend.json",
+             WAGGLE_SOURCE_DIR);
+    size_t len = 0;
+    char *text = t_read_file(path, &len);
+    REQUIRE(text);
+    amend_t *a = s_ok(wp, st, text);
+    CHECK_INT(a->wp->n_tasks, wp->n_tasks + 3);
+    CHECK_INT(a->n_replaced, 1);
+    amend_destroy(&a);
+    free(text);
+    free(st);
+    workplan_destroy(&wp);
+}
+
 static const t_case_t t_cases[] = {
     T(test_add_fan_out_and_in),
     T(test_cancel_and_replace),
@@ -228,6 +290,7 @@ static const t_case_t t_cases[] = {
     T(test_shape_refused),
     T(test_whole_validated),
     T(test_exec_limits_in_added),
+    T(test_examples),
     {0},
 };
 
