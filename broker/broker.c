@@ -126,11 +126,17 @@ s_next_lease(void *arg)
     return sched_next_deadline_ms(((broker_t *) arg)->sched);
 }
 
-// A wall-clock deadline on the monotonic clock (both read now).
+// A wall-clock deadline on the monotonic clock (both read now).  One long
+// past (a gate that timed out while the broker was down) is due now, not
+// a negative time that the loop would read as none.
 static int64_t
 s_wall_to_mono(int64_t wall_ms, int64_t wall_now)
 {
-    return wall_ms < 0 ? -1 : clock_mono_ms() + (wall_ms - wall_now);
+    if (wall_ms < 0) {
+        return -1;
+    }
+    int64_t mono = clock_mono_ms() + (wall_ms - wall_now);
+    return mono > 0 ? mono : 0;
 }
 
 static int64_t
