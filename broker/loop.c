@@ -319,7 +319,9 @@ s_fire_due(loop_t *self)
             self->due[n++] = (s_due_t){at, i};
         }
     }
-    qsort(self->due, n, sizeof *self->due, s_due_cmp);
+    if (n > 1) {
+        qsort(self->due, n, sizeof *self->due, s_due_cmp);
+    }
     for (size_t k = 0; k < n; k++) {
         s_deadline_t d = self->dl[self->due[k].idx];
         int64_t at = d.live ? d.next(d.arg) : -1;
