@@ -203,6 +203,13 @@ int plan_drone_tags(arch_t *a, proto_strv_t *tags, size_t *n_drones,
 // One sentence for the model on what the drones offer (tags NULL:
 // unknown).  Caller frees.
 char *plan_drones_text(const proto_strv_t *tags, size_t n_drones);
+// Whether the command can confirm: --yes, --out, or a terminal; else says
+// so ("CMD: no terminal to confirm on; pass --yes to VERB ... the WHAT")
+// and returns ARCH_EXIT_USAGE.
+int plan_can_confirm(const arch_t *a, const plan_opts_t *o, const char *cmd,
+                     const char *verb, const char *what);
+// Wipes and frees a model API key; NULLs *key.
+void plan_key_free(char **key);
 // y/N on the terminal after question.
 bool plan_confirm(const char *question);
 // Writes json to path; what ("workplan", "amendment") names it on stderr.

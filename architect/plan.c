@@ -599,11 +599,30 @@ s_plan(arch_t *a, const plan_opts_t *o, const char *goal)
     free(json);
     plan_chat_release(&c);
     proto_strv_release(&tags);
-    if (key) {
-        explicit_bzero(key, strlen(key));
-        free(key);
-    }
+    plan_key_free(&key);
     return rc;
+}
+
+int
+plan_can_confirm(const arch_t *a, const plan_opts_t *o, const char *cmd,
+                 const char *verb, const char *what)
+{
+    if (o->yes || o->out || (isatty(STDIN_FILENO) && isatty(STDERR_FILENO))) {
+        return 0;
+    }
+    return arch_fail(a, ARCH_EXIT_USAGE, "usage", "%s: no terminal to "
+                     "confirm on; pass --yes to %s without asking, or --out "
+                     "FILE to save the %s", cmd, verb, what);
+}
+
+void
+plan_key_free(char **key)
+{
+    if (*key) {
+        explicit_bzero(*key, strlen(*key));
+        free(*key);
+        *key = NULL;
+    }
 }
 
 int
@@ -618,13 +637,10 @@ cmd_plan(arch_t *a, int argc, char **argv)
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     a->json = a->json || o.json;
-    if (!o.yes && !o.out && !(isatty(STDIN_FILENO) && isatty(STDERR_FILENO))) {
-        cfg_release(plan_opts, &o);
-        return arch_fail(a, ARCH_EXIT_USAGE, "usage", "plan: no terminal to "
-                         "confirm on; pass --yes to submit without asking, "
-                         "or --out FILE to save the workplan");
+    rc = plan_can_confirm(a, &o, "plan", "submit", "workplan");
+    if (rc == 0) {
+        rc = s_plan(a, &o, pos.items[0]);
     }
-    rc = s_plan(a, &o, pos.items[0]);
     cfg_release(plan_opts, &o);
     return rc;
 }

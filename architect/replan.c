@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define S_OUT_MAX 1024          // bytes of one output or stderr shown
 #define S_OUTS 40               // outputs shown at most
@@ -363,10 +362,7 @@ s_replan(arch_t *a, const plan_opts_t *o, int64_t plan,
     plan_chat_release(&c);
     proto_strv_release(&tags);
     s_plan_release(&p);
-    if (key) {
-        explicit_bzero(key, strlen(key));
-        free(key);
-    }
+    plan_key_free(&key);
     return rc;
 }
 
@@ -384,13 +380,10 @@ cmd_replan(arch_t *a, int argc, char **argv)
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     a->json = a->json || o.json;
-    if (!o.yes && !o.out && !(isatty(STDIN_FILENO) && isatty(STDERR_FILENO))) {
-        cfg_release(plan_opts, &o);
-        return arch_fail(a, ARCH_EXIT_USAGE, "usage", "replan: no terminal "
-                         "to confirm on; pass --yes to apply without "
-                         "asking, or --out FILE to save the amendment");
+    rc = plan_can_confirm(a, &o, "replan", "apply", "amendment");
+    if (rc == 0) {
+        rc = s_replan(a, &o, plan, pos.items[1]);
     }
-    rc = s_replan(a, &o, plan, pos.items[1]);
     cfg_release(plan_opts, &o);
     return rc;
 }
