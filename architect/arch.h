@@ -114,8 +114,8 @@ int arch_amend_send(arch_t *a, int64_t plan, char **text, bool json);
 // A positive plan id from s; -1 after reporting a usage error.
 int arch_parse_plan(const arch_t *a, const char *s, int64_t *plan);
 
-// Loads the role's keys and connects.  Prints why and returns
-// ARCH_EXIT_CONNECT (or _USAGE for bad keys) on failure, else 0.
+// Loads the role's keys and connects (a no-op when connected).  Prints why
+// and returns ARCH_EXIT_CONNECT (or _USAGE for bad keys) on failure, else 0.
 int arch_connect(arch_t *a);
 // One request/reply.  Prints errors (ERROR replies included) and returns
 // an exit code; on success *reply holds the reply (caller destroys).

@@ -19,6 +19,9 @@ arch_connect(arch_t *a)
 {
     keys_role_t role;
     char err[512];
+    if (a->link) {
+        return ARCH_EXIT_OK;   // replan asks, then amends, on one link
+    }
     if (keys_role_parse(a->cfg->role, &role) < 0 || role == KEYS_ROLE_DRONE) {
         return arch_fail(a, ARCH_EXIT_USAGE, "usage", "--role '%s' must be "
                          "operator or submitter", a->cfg->role);
