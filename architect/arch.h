@@ -175,7 +175,8 @@ typedef struct {
     const char *what;           // "workplan", "amendment": for messages
 } plan_chat_t;
 
-void plan_chat_add(plan_chat_t *c, model_role_t role, char *text);  // takes text
+// Appends a message (takes text).
+void plan_chat_add(plan_chat_t *c, model_role_t role, char *text);
 void plan_chat_release(plan_chat_t *c);
 
 // Judges a reply's text: 0 with *json (the valid JSON, caller frees), or

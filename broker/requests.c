@@ -40,7 +40,7 @@ requests_internal(broker_t *b, router_in_t *in)
 {
     broker_fail_turn(b);
     requests_error(b, in, PROTO_E_INTERNAL,
-            "the ledger failed; nothing was recorded, try again");
+                   "the ledger failed; nothing was recorded, try again");
 }
 
 static void
@@ -462,7 +462,7 @@ s_status(broker_t *b, router_in_t *in)
         proto_msg_destroy(&m);
         char *text = xasprintf("no plan %lld", (long long) plan);
         requests_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
-                                         : PROTO_E_INTERNAL, text);
+                                                : PROTO_E_INTERNAL, text);
         free(text);
         return;
     }
@@ -473,7 +473,7 @@ s_status(broker_t *b, router_in_t *in)
 // with an error and returns false otherwise.
 bool
 requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
-             ledger_plan_state_t *state)
+                    ledger_plan_state_t *state)
 {
     ledger_rc_t rc = ledger_plan_state(b->ledger, plan, state);
     if (rc == LEDGER_OK) {
@@ -710,7 +710,7 @@ s_output(broker_t *b, router_in_t *in)
                          : xasprintf("plan %lld task '%s' has no finished "
                                      "attempt", (long long) o->plan, o->task);
         requests_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
-                                         : PROTO_E_INTERNAL, text);
+                                                : PROTO_E_INTERNAL, text);
         free(text);
         return;
     }
