@@ -270,6 +270,30 @@ test_survives_broker_kill(void)
     swarm_stop(&s);
 }
 
+// An added gate whose need already succeeded waits for a person at once;
+// once approved, what the amendment hung under it runs.
+static void
+test_added_gate(void)
+{
+    swarm_t s;
+    int64_t plan = s_start(&s);
+    SWARM_REQUIRE(&s, plan > 0);
+    char *am = s_write(&s, "gate.json",
+                       "{\"add\":[{\"id\":\"ok\",\"needs\":[\"src\"],"
+                       "\"gate\":\"go on?\"},{\"id\":\"after\",\"needs\":"
+                       "[\"ok\",\"src\"],\"run\":[\"echo\",\"{{src.output}}\"]}]}");
+    SWARM_REQUIRE(&s, s_amend(&s, plan, am, NULL, NULL) == 0);
+    char st[32];
+    swarm_task_state(&s, plan, "ok", st, sizeof st);
+    CHECK_STR(st, "awaiting_approval");
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    CHECK_INT(swarm_arch(&s, NULL, NULL, "approve", id, "ok", NULL), 0);
+    CHECK(swarm_wait_task(&s, plan, "after", "succeeded", 60));
+    free(am);
+    swarm_stop(&s);
+}
+
 static void
 test_drone_key_refused(void)
 {
@@ -409,6 +433,7 @@ static const t_case_t t_cases[] = {
     T(test_fan_out_and_cycle),
     T(test_cancel_and_replace_running),
     T(test_survives_broker_kill),
+    T(test_added_gate),
     T(test_drone_key_refused),
     T(test_replan_after_dead),
     {0},
