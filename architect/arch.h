@@ -189,6 +189,9 @@ typedef int (*plan_judge_fn)(void *arg, const char *text, char **json,
 int plan_converse(const arch_t *a, const model_config_t *mc,
                   const plan_opts_t *o, plan_chat_t *c, plan_judge_fn judge,
                   void *arg, char **json);
+// Validation errors as "path: message" lines ("(top level)" for the root)
+// pushed to errs; releases we.
+void plan_error_lines(wp_errors_t *we, proto_strv_t *errs);
 // The first JSON object in text (prose or a code fence may surround it)
 // that has one of keys (NULL-terminated) as a member, else the first JSON
 // object at all; NULL when there is none.  Caller frees.

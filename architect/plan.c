@@ -259,21 +259,27 @@ plan_extract_json(const char *text, const char *const *keys)
     return first;
 }
 
+void
+plan_error_lines(wp_errors_t *we, proto_strv_t *errs)
+{
+    for (size_t i = 0; i < we->count; i++) {
+        char *line = xasprintf("%s: %s", we->items[i].path[0]
+                                             ? we->items[i].path
+                                             : "(top level)",
+                               we->items[i].message);
+        proto_strv_push(errs, line);
+        free(line);
+    }
+    wp_errors_release(we);
+}
+
 // What the validator refuses, as "path: message" lines.
 static void
 s_check(const char *json, workplan_t **wp, proto_strv_t *errs)
 {
     wp_errors_t we = {0};
     if (workplan_parse(json, strlen(json), wp, &we) < 0) {
-        for (size_t i = 0; i < we.count; i++) {
-            char *line = xasprintf("%s: %s", we.items[i].path[0]
-                                                 ? we.items[i].path
-                                                 : "(top level)",
-                                   we.items[i].message);
-            proto_strv_push(errs, line);
-            free(line);
-        }
-        wp_errors_release(&we);
+        plan_error_lines(&we, errs);
     }
 }
 

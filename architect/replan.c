@@ -287,15 +287,7 @@ s_judge(void *arg, const char *text, char **json, proto_strv_t *errs)
                     &j->amend, &we) == 0) {
         return 0;
     }
-    for (size_t i = 0; i < we.count; i++) {
-        char *line = xasprintf("%s: %s", we.items[i].path[0]
-                                             ? we.items[i].path
-                                             : "(top level)",
-                               we.items[i].message);
-        proto_strv_push(errs, line);
-        free(line);
-    }
-    wp_errors_release(&we);
+    plan_error_lines(&we, errs);
     free(*json);
     *json = NULL;
     return -1;
