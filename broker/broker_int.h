@@ -1,7 +1,8 @@
 // broker_int.h: what broker.c, drones.c and plans.c share inside the
 // broker (SQLite's *Int.h convention).  Nothing outside broker/ includes it.
 //
-//   broker.c  the loop: turns, the outbox, timers, recovery
+//   broker.c  the loop: turns, the outbox, timers, recovery (waiting is
+//             loop.c's: sources register with b->loop)
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE,
 //             dispatch, and what holds a prompt task back (model limits,
 //             token budgets)
@@ -16,6 +17,7 @@
 #include "broker/broker.h"
 #include "broker/ledger.h"
 #include "broker/limits.h"
+#include "broker/loop.h"
 #include "broker/router.h"
 #include "broker/sched.h"
 #include "common/keys.h"
@@ -79,6 +81,7 @@ struct broker {
     ledger_t *ledger;
     sched_t *sched;
     router_t *router;
+    loop_t *loop;               // what wakes a turn (owned); NULL offline
     proto_limits_t limits;
     limits_t model_limits;      // --model-limit (main.c validated it)
     drone_t **drones;           // registry (owned)
@@ -211,8 +214,27 @@ size_t trust_credit(broker_t *b, drone_t *d);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
-// REJECT; SUBSCRIBE is handed to events.c.
+// REJECT; SUBSCRIBE is handed to events.c, AMEND to amends.c.
 void requests_on_message(broker_t *b, router_in_t *in);
+// Queues *m as the reply to in (takes it); depends: it waits for the
+// turn's commit.
+void requests_reply(broker_t *b, router_in_t *in, proto_msg_t **m,
+                    bool depends);
+// ERROR code text as the reply to in (waits for the commit when a turn is
+// open: a refusal may rest on what the turn changed).
+void requests_error(broker_t *b, router_in_t *in, proto_status_t code,
+                    const char *text);
+// Fails the turn and answers ERROR INTERNAL.
+void requests_internal(broker_t *b, router_in_t *in);
+// A plan's state; answers NOT_FOUND or INTERNAL and returns false when
+// there is none or the ledger failed.
+bool requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+                         ledger_plan_state_t *state);
+
+// --- amends.c ---------------------------------------------------------
+// AMEND: merges an amendment into a running (or failed) plan, validates
+// the whole and applies it in the open turn; answers AMEND_OK or ERROR.
+void amends_request(broker_t *b, router_in_t *in);
 
 // --- events.c ---------------------------------------------------------
 // SUBSCRIBE: answers one EVENTS page read from the ledger, or parks the
