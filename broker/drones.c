@@ -806,7 +806,7 @@ drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
     const wp_task_t *t = s_task_of(b, plan, idx);
-    if (!t || t->kind != WP_KIND_PROMPT || wp->budget_tokens <= 0) {
+    if (!t || t->kind != WP_KIND_PROMPT || !wp->has_budget) {
         return false;
     }
     *budget = wp->budget_tokens;
