@@ -244,6 +244,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE plans SET state = ?3,"
         " finished_ms = iif(?3 = 'running', NULL, ?4)"
         " WHERE id = ?1 AND state = ?2",
+    [LEDGER__Q_PLAN_WORKPLAN] =
+        "UPDATE plans SET workplan_json = ?2 WHERE id = ?1",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
     // The newest ?1 plans and every running one (at most 10,000).
 #define S_PLAN_TOKENS                                                        \

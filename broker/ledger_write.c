@@ -184,6 +184,20 @@ ledger_plan_move(ledger_t *self, int64_t plan, ledger_plan_state_t from,
         .from = ledger__plan_names[from], .to = ledger__plan_names[to]});
 }
 
+int
+ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
+                         size_t len)
+{
+    assert(self && json);
+    if (!ledger__turn_ok(self, "set workplan")) {
+        return -1;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_WORKPLAN);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_textn(st, 2, json, len);
+    return ledger__write(self, st, "set workplan") == LEDGER_OK ? 0 : -1;
+}
+
 // --- tasks -------------------------------------------------------------
 
 // A compare-and-set on state alone (move, reset) plus its event.
