@@ -7,6 +7,7 @@
 //             token budgets)
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
+//   budget.c   BUDGET: an operator changes a running plan's token budget
 //   trust.c    session secrets, credit windows, quarantine
 //   keyring.c  the allow lists at run time: SIGHUP reload, per-message
 //              check, cutting off revoked sessions
@@ -167,6 +168,11 @@ void drones_used_release(drones_used_t *u);
 // NULL.
 bool drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
                          size_t idx, int64_t *used, int64_t *budget);
+// What the plan's prompt tasks in flight reserve against its budget.
+int64_t drones_plan_reserved(broker_t *b, int64_t plan);
+// What the plan's attempts used (cache may be NULL); -1 when the ledger
+// failed.
+int64_t drones_plan_used(broker_t *b, drones_used_t *cache, int64_t plan);
 // Expires leases whose deadline passed.
 void drones_expire(broker_t *b);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no
@@ -213,6 +219,24 @@ size_t trust_credit(broker_t *b, drone_t *d);
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
 // REJECT; SUBSCRIBE is handed to events.c.
 void requests_on_message(broker_t *b, router_in_t *in);
+
+// Answers a refusal: ERROR code text (waits for the turn's commit when the
+// turn wrote, as the refusal may rest on it).
+void requests_error(broker_t *b, router_in_t *in, proto_status_t code,
+                    const char *text);
+// The ledger failed: fails the turn and answers ERROR INTERNAL.
+void requests_internal(broker_t *b, router_in_t *in);
+// The plan's state into *state; answers NOT_FOUND (or INTERNAL) and returns
+// false when there is no such plan.
+bool requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+                         ledger_plan_state_t *state);
+
+// --- budget.c ---------------------------------------------------------
+// BUDGET (operator keys; the role was checked): sets a running plan's
+// token budget in its stored workplan, with a 'budget' event naming the
+// key, and answers BUDGET_OK after the commit.  Prompt tasks the old budget
+// held back go out in this turn's dispatch.
+void budget_on_request(broker_t *b, router_in_t *in);
 
 // --- events.c ---------------------------------------------------------
 // SUBSCRIBE: answers one EVENTS page read from the ledger, or parks the

@@ -800,6 +800,20 @@ s_used(broker_t *b, drones_used_t *cache, int64_t plan)
     return used;
 }
 
+int64_t
+drones_plan_reserved(broker_t *b, int64_t plan)
+{
+    s_plan_reserve_t r = {b, plan, 0};
+    (void) sched_lease_count_if(b->sched, s_reserving, &r);
+    return r.reserved;
+}
+
+int64_t
+drones_plan_used(broker_t *b, drones_used_t *cache, int64_t plan)
+{
+    return s_used(b, cache, plan);
+}
+
 bool
 drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
                     size_t idx, int64_t *used, int64_t *budget)
@@ -817,9 +831,7 @@ drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
     }
     // An attempt still running has reported nothing yet: its reservation
     // stands in for it until its result settles to the real usage.
-    s_plan_reserve_t r = {b, plan, 0};
-    (void) sched_lease_count_if(b->sched, s_reserving, &r);
-    return *used + r.reserved + s_reserve(t) > *budget;
+    return *used + drones_plan_reserved(b, plan) + s_reserve(t) > *budget;
 }
 
 typedef struct {
