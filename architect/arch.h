@@ -9,6 +9,7 @@
 //   gate.c    approve, reject: a person's answer, bound to the sha256 of
 //             what the gate showed
 //   events.c  events, log: the event log in SUBSCRIBE pages
+//   budget.c  budget: an operator sets a running plan's token budget
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -78,6 +79,7 @@ int cmd_events(arch_t *a, int argc, char **argv);      // events.c
 int cmd_log(arch_t *a, int argc, char **argv);         // events.c
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
+int cmd_budget(arch_t *a, int argc, char **argv);      // budget.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 

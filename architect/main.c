@@ -72,6 +72,9 @@ static const struct {
     {"reject", cmd_reject,
      "reject PLAN TASK --note TEXT\n"
      "                        reject a gate (operator keys only)"},
+    {"budget", cmd_budget,
+     "budget PLAN N|--none  set a running plan's token budget (operator keys "
+     "only)"},
     {"plan", cmd_plan,
      "plan \"GOAL\"           ask the model for a workplan, then submit it"},
 };

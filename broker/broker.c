@@ -191,9 +191,12 @@ s_dispatch(broker_t *b, router_in_t *in)
 {
     proto_cmd_t cmd = in->msg->cmd;
     if (!(proto_cmd_senders(cmd) & in->role)) {
+        // What only an operator may do says so: the fix is another key.
+        bool op_only = proto_cmd_senders(cmd) == PROTO_R_OPERATOR;
         proto_msg_t *e = proto_error_new(
-            in->msg->req, PROTO_E_FORBIDDEN,
-            "key '%s' may not send %s", in->name, proto_cmd_name(cmd));
+            in->msg->req, PROTO_E_FORBIDDEN, "key '%s' may not send %s%s",
+            in->name, proto_cmd_name(cmd),
+            op_only ? ": an operator key is needed" : "");
         broker_queue(b, &in->rid, &e, false);
         broker_refused(b, in, "refused %s from key '%s': not allowed for "
                               "its role", proto_cmd_name(cmd), in->name);
