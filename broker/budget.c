@@ -66,7 +66,7 @@ s_record(broker_t *b, const char *actor, int64_t plan, const workplan_t *wp,
     char old[32], now[32];
     s_json_tokens(old, sizeof old, old_tokens);
     s_json_tokens(now, sizeof now, wp->has_budget ? wp->budget_tokens : -1);
-    char *detail = xasprintf("{\"old\": %s, \"new\": %s}", old, now);
+    char *detail = xasprintf("{\"old\":%s,\"new\":%s}", old, now);
     char *json = workplan_to_json(wp);
     bool ok = ledger_plan_set_workplan(b->ledger, plan, json,
                                        strlen(json)) == 0 &&

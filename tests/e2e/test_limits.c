@@ -66,28 +66,6 @@ s_plan_json(void)
     return done;
 }
 
-// Polls status until some task of plan has waiting_reason want.
-static bool
-s_wait_reason(swarm_t *s, int64_t plan, const char *want, int timeout_ms)
-{
-    for (int waited = 0; waited < timeout_ms; waited += 100) {
-        jnode_t *st = swarm_status(s, plan);
-        const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
-        bool seen = false;
-        for (size_t i = 0; i < json_arr_size(tasks) && !seen; i++) {
-            const char *r = json_str(
-                json_obj_get(json_arr_get(tasks, i), "waiting_reason"));
-            seen = r && strcmp(r, want) == 0;
-        }
-        json_destroy(&st);
-        if (seen) {
-            return true;
-        }
-        usleep(100000);
-    }
-    return false;
-}
-
 static void
 test_limit_of_one(void)
 {
@@ -109,7 +87,7 @@ test_limit_of_one(void)
     int64_t plan = swarm_submit(&s, json);
     free(json);
     SWARM_REQUIRE(&s, plan > 0);
-    CHECK(s_wait_reason(&s, plan, "model limit reached (1 in flight)",
+    CHECK(swarm_wait_reason(&s, plan, "model limit reached (1 in flight)",
                         20000));
     char state[64];
     swarm_wait_plan(&s, plan, 90, state, sizeof state);
@@ -155,7 +133,7 @@ test_budget_stop(void)
             "{\"id\": \"c\", \"needs\": [\"a\"], \"run\": [\"true\"]}]}");
     SWARM_REQUIRE(&s, plan > 0);
     CHECK(swarm_wait_task(&s, plan, "a", "succeeded", 30));
-    CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
+    CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
                         20000));
     // Other work of the plan goes on.
     CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
@@ -168,7 +146,7 @@ test_budget_stop(void)
     swarm_broker_kill(&s);
     SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
     SWARM_REQUIRE(&s, swarm_wait_drone(&s, "solo", true, -1, 20000));
-    CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
+    CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
                         20000));
     swarm_task_state(&s, plan, "b", st, sizeof st);
     CHECK_STR(st, "ready");
