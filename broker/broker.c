@@ -89,6 +89,13 @@ s_new(const broker_config_t *cfg)
         log_warn("broker", "--model-limit ignored: %s", why);
         limits_release(&b->model_limits);
     }
+    if (limits_parse(cfg->model_rpm, &b->model_rpm, why, sizeof why) < 0) {
+        log_warn("broker", "--model-rpm ignored: %s", why);
+        limits_release(&b->model_rpm);
+    }
+    b->rate = rate_new(&b->model_rpm, cfg->model_rpm_window_ms > 0
+                                          ? cfg->model_rpm_window_ms
+                                          : BROKER_RPM_WINDOW_MS);
     return b;
 }
 
@@ -168,6 +175,8 @@ broker_destroy(broker_t **self_p)
     ledger_destroy(&b->ledger);
     keys_broker_destroy(&b->keys);
     limits_release(&b->model_limits);
+    rate_destroy(&b->rate);
+    limits_release(&b->model_rpm);
     free(b);
     *self_p = NULL;
 }
@@ -416,6 +425,11 @@ s_timeout(broker_t *b)
     int64_t ev = events_next_deadline_ms(b);
     if (ev >= 0 && ev < next) {
         next = ev;
+    }
+    // A model at its --model-rpm limit opens again: what it held goes.
+    int64_t rpm = rate_next_open_ms(b->rate, now);
+    if (rpm >= 0 && rpm < next) {
+        next = rpm;
     }
     int64_t gate = gates_next_deadline_ms(b);
     if (gate >= 0 && now + (gate - wall) < next) {

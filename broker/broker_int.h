@@ -4,7 +4,7 @@
 //   broker.c  the loop: turns, the outbox, timers, recovery
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE,
 //             dispatch, and what holds a prompt task back (model limits,
-//             token budgets)
+//             requests per minute, token budgets)
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
 //   budget.c   BUDGET: an operator changes a running plan's token budget
@@ -17,6 +17,7 @@
 #include "broker/broker.h"
 #include "broker/ledger.h"
 #include "broker/limits.h"
+#include "broker/rate.h"
 #include "broker/router.h"
 #include "broker/sched.h"
 #include "common/keys.h"
@@ -82,6 +83,8 @@ struct broker {
     router_t *router;
     proto_limits_t limits;
     limits_t model_limits;      // --model-limit (main.c validated it)
+    limits_t model_rpm;         // --model-rpm (main.c validated it)
+    rate_t *rate;               // dispatches per model in the rpm window
     drone_t **drones;           // registry (owned)
     size_t n_drones;
     out_t *out;                 // this turn's outbox
@@ -153,6 +156,11 @@ void drones_dispatch(broker_t *b);
 // a prompt task, no limit, or room left).
 int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
                           size_t *in_flight);
+// Whether ready task idx is a prompt task whose model had its --model-rpm
+// dispatches within the window; then *max is that limit and *open_ms
+// (monotonic) when the next may go.
+bool drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
+                      int64_t *open_ms);
 // What budgeted plans have used, read from the ledger once per plan while
 // nothing is recorded (one dispatch, one status page): a plan of 100k
 // tasks must not sum its attempts for every task.  Zeroed = empty.

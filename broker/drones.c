@@ -702,6 +702,9 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     log_debug(LOG, "task '%s' of plan %lld leased to '%s' (token %llu)",
               t->id, (long long) plan, d->instance,
               (unsigned long long) token);
+    if (t->kind == WP_KIND_PROMPT) {
+        rate_note(b->rate, t->model, b->now_mono);  // one model request
+    }
     broker_queue(b, &d->rid, &m, true);
     return true;
 }
@@ -742,6 +745,15 @@ drones_model_full(broker_t *b, int64_t plan, size_t idx, size_t *in_flight)
     size_t n = sched_lease_count_if(b->sched, s_same_model, &m);
     *in_flight = n;
     return (int64_t) n >= max ? max : -1;
+}
+
+bool
+drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
+                 int64_t *open_ms)
+{
+    const wp_task_t *t = s_task_of(b, plan, idx);
+    return t && t->kind == WP_KIND_PROMPT &&
+           rate_full(b->rate, t->model, b->now_mono, max, open_ms);
 }
 
 static int64_t
@@ -844,8 +856,9 @@ s_hold(void *arg, int64_t plan, size_t idx)
 {
     s_hold_t *h = arg;
     size_t n;
-    int64_t used, budget;
+    int64_t used, budget, max, open_ms;
     return drones_model_full(h->b, plan, idx, &n) >= 0 ||
+           drones_rate_full(h->b, plan, idx, &max, &open_ms) ||
            drones_budget_spent(h->b, &h->used, plan, idx, &used, &budget);
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG "broker.requests"
 
@@ -273,6 +274,32 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// "model NAME: N requests per minute reached; next at HH:MM:SS" (UTC)
+// when ready task idx waits for its model's --model-rpm window; else NULL.
+static char *
+s_rpm_reason(broker_t *b, int64_t plan, size_t idx)
+{
+    int64_t max, open_ms;
+    if (!drones_rate_full(b, plan, idx, &max, &open_ms)) {
+        return NULL;
+    }
+    const char *model = sched_workplan(b->sched, plan)->tasks[idx].model;
+    time_t at = (time_t) ((b->now_wall + open_ms - b->now_mono + 999) / 1000);
+    struct tm tm;
+    char when[16] = "?";
+    if (gmtime_r(&at, &tm)) {
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+    }
+    int64_t window = rate_window_ms(b->rate);
+    char per[48] = "minute";
+    if (window != BROKER_RPM_WINDOW_MS) {
+        snprintf(per, sizeof per, "%" PRId64 " ms", window);
+    }
+    return xasprintf("model %s: %" PRId64 " requests per %s reached; next at "
+                     "%s UTC", model ? model : "(the drone's default)", max,
+                     per, when);
+}
+
 // A ready prompt task with nothing else in its way that waits for its
 // plan's token budget or its model's limit (--model-limit) says so.
 static void
@@ -291,6 +318,8 @@ s_limit_reason(broker_t *b, drones_used_t *used_cache, int64_t plan,
     } else if ((max = drones_model_full(b, plan, idx, &n)) >= 0) {
         t->waiting_reason = xasprintf("model limit reached (%zu in flight)",
                                       n);
+    } else {
+        t->waiting_reason = s_rpm_reason(b, plan, idx);
     }
 }
 
