@@ -238,6 +238,11 @@ void requests_internal(broker_t *b, router_in_t *in);
 // false when there is no such plan.
 bool requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
                          ledger_plan_state_t *state);
+// Refuses (CONFLICT) a request about a plan that is not running here:
+// "plan N already succeeded", or running in the ledger but not loaded
+// (with the reason).  Returns true when it refused.
+bool requests_not_running(broker_t *b, router_in_t *in, int64_t plan,
+                          ledger_plan_state_t state);
 
 // --- budget.c ---------------------------------------------------------
 // BUDGET (operator keys; the role was checked): sets a running plan's

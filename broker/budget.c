@@ -23,29 +23,6 @@
 _Static_assert(PROTO_BUDGET_MAX == WORKPLAN_MAX_BUDGET,
                "the wire's budget limit is the workplan's");
 
-// A running, loaded plan; answers and returns false otherwise.
-static bool
-s_allowed(broker_t *b, router_in_t *in, int64_t plan)
-{
-    ledger_plan_state_t state;
-    if (!requests_plan_state(b, in, plan, &state)) {
-        return false;
-    }
-    if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
-        return true;
-    }
-    const char *why = plans_unloaded(b, plan);
-    char *text = state == LEDGER_PLAN_RUNNING && why
-                     ? xasprintf("plan %" PRId64 " is not loaded: %s", plan,
-                                 why)
-                     : xasprintf("plan %" PRId64 " already %s: only a "
-                                 "running plan's budget can change", plan,
-                                 ledger_plan_state_name(state));
-    requests_error(b, in, PROTO_E_CONFLICT, text);
-    free(text);
-    return false;
-}
-
 // "100" or "null": a budget in the event's JSON detail.
 static void
 s_json_tokens(char *buf, size_t len, int64_t tokens)
@@ -81,7 +58,9 @@ void
 budget_on_request(broker_t *b, router_in_t *in)
 {
     const proto_budget_t *q = &in->msg->u.budget;
-    if (!s_allowed(b, in, q->plan)) {
+    ledger_plan_state_t state;
+    if (!requests_plan_state(b, in, q->plan, &state) ||
+        requests_not_running(b, in, q->plan, state)) {
         return;
     }
     int64_t used = drones_plan_used(b, NULL, q->plan);

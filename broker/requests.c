@@ -497,11 +497,9 @@ s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
     return idx;
 }
 
-// Refuses a cancel of a plan that is not running here (finished, or
-// running in the ledger but not loaded).  Returns true when it refused.
-static bool
-s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
-                 ledger_plan_state_t state)
+bool
+requests_not_running(broker_t *b, router_in_t *in, int64_t plan,
+                     ledger_plan_state_t state)
 {
     if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
         return false;
@@ -523,7 +521,7 @@ s_cancel(broker_t *b, router_in_t *in)
     const proto_cancel_t *c = &in->msg->u.cancel;
     ledger_plan_state_t state;
     if (!requests_plan_state(b, in, c->plan, &state) ||
-        s_cancel_refused(b, in, c->plan, state)) {
+        requests_not_running(b, in, c->plan, state)) {
         return;
     }
     long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
@@ -725,7 +723,7 @@ s_verdict_allowed(broker_t *b, router_in_t *in)
     const proto_verdict_t *v = &in->msg->u.verdict;
     ledger_plan_state_t state;
     if (!requests_plan_state(b, in, v->plan, &state) ||
-        s_cancel_refused(b, in, v->plan, state)) {
+        requests_not_running(b, in, v->plan, state)) {
         return -1;
     }
     long idx = s_task_idx(b, in, v->plan, v->task);

@@ -1,9 +1,10 @@
-// e2e budget: `waggle-architect budget PLAN N|--none` on a real swarm with
-// fake_llm.  A plan stopped by its spent budget says why; a submitter key
-// cannot raise it (FORBIDDEN, "an operator key is needed"); an operator's
-// raise lets it finish, and the 'budget' event names the key with old and
-// new value.  Lowering to 0 holds the next prompt task back, also across a
-// broker restart (the stored workplan keeps a budget below the task's
+// e2e budget: a plan's token budget and `waggle-architect budget PLAN
+// N|--none` on a real swarm with fake_llm.  A plan stopped by its spent
+// budget says why, also after a restart; a submitter key cannot raise it
+// (FORBIDDEN, "an operator key is needed"); an operator's raise lets it
+// finish, and the 'budget' event names the key with old and new value.
+// Lowering to 0 holds the next prompt task back, also across a broker
+// restart (the stored workplan keeps a budget below the task's
 // reservation), and --none lets it run.  Unknown plan: exit 4; finished
 // plan: refused; bad N: usage.
 #include "common/json.h"
@@ -15,19 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-// A swarm of one drone (2 slots) with model "tiny" on fake_llm.
-static bool
-s_one_drone(swarm_t *s, const llm_t *llm)
-{
-    swarm_init(s, 100, 2000);
-    if (swarm_broker(s, NULL) != 0) {
-        return false;
-    }
-    swarm_drone(s, 2, "solo", "--model-url", llm->url, "--model", "tiny",
-                "--model-timeout-s", "60", NULL);
-    return swarm_wait_drone(s, "solo", true, -1, 20000);
-}
 
 // `budget PLAN ARG [--json]` as the operator (role NULL) or another role;
 // returns the exit code, stdout and stderr into out/err (caller frees).
@@ -58,8 +46,13 @@ s_logged(swarm_t *s, int64_t plan, const char *actor, const char *detail)
     return found;
 }
 
+// The budget stop: the first call spends more than the budget (60 + 50 of
+// 100), so the prompt task after it stays ready, saying why, while the
+// plan's other work goes on, and the model is not called again, also after
+// a broker restart (the budget is in the stored workplan, what was used in
+// the attempts).  Then the raise.
 static void
-test_raise(void)
+test_stop_and_raise(void)
 {
     llm_t llm = {0};
     REQUIRE(llm_start(&llm, t_tmpdir(),
@@ -67,14 +60,22 @@ test_raise(void)
                       " \"completion_tokens\": 50},"
                       " {\"content\": \"b\"}]") == 0);
     swarm_t s;
-    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
+    SWARM_REQUIRE(&s, swarm_with_model(&s, 4, llm.url));
     int64_t plan = swarm_submit(
         &s, "{\"name\": \"b\", \"budget\": {\"tokens\": 100},"
             " \"tasks\": ["
             "{\"id\": \"a\", \"prompt\": \"x\", \"max_tokens\": 20},"
             "{\"id\": \"b\", \"needs\": [\"a\"], \"prompt\": \"y\","
-            " \"max_tokens\": 20}]}");
+            " \"max_tokens\": 20},"
+            "{\"id\": \"c\", \"needs\": [\"a\"], \"run\": [\"true\"]}]}");
     SWARM_REQUIRE(&s, plan > 0);
+    CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
+                            30000));
+    CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
+    CHECK_INT(llm_count(&llm), 1);
+    swarm_broker_kill(&s);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "solo", true, -1, 20000));
     CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
                             30000));
     // A submitter key (a planner's) may not raise its own spending.
@@ -119,7 +120,7 @@ test_lower(void)
     llm_t llm = {0};
     REQUIRE(llm_start(&llm, t_tmpdir(), "[{\"content\": \"b\"}]") == 0);
     swarm_t s;
-    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
+    SWARM_REQUIRE(&s, swarm_with_model(&s, 2, llm.url));
     int64_t plan = swarm_submit(
         &s, "{\"name\": \"l\", \"tasks\": ["
             "{\"id\": \"g\", \"gate\": \"go?\"},"
@@ -196,7 +197,7 @@ test_refused(void)
 }
 
 static const t_case_t t_cases[] = {
-    T(test_raise),
+    T(test_stop_and_raise),
     T(test_lower),
     T(test_refused),
     {0},

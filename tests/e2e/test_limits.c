@@ -72,23 +72,41 @@ s_plan_json_n(int n)
     return done;
 }
 
+// fake_llm answering n requests "ok" after 400 ms each.
+static int
+s_llm_start(llm_t *llm, int n)
+{
+    char *script = s_script_n(n);
+    int rc = llm_start(llm, t_tmpdir(), script);
+    free(script);
+    return rc;
+}
+
+// Three drones d1..d3 with slots slots each, running model "tiny".
+static bool
+s_three_drones(swarm_t *s, const llm_t *llm, int slots)
+{
+    const char *tags[] = {"d1", "d2", "d3"};
+    for (int i = 0; i < 3; i++) {
+        swarm_drone(s, slots, tags[i], "--model-url", llm->url, "--model",
+                    "tiny", "--model-timeout-s", "60", NULL);
+        if (!swarm_wait_drone(s, tags[i], true, -1, 20000)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 test_limit_of_one(void)
 {
     llm_t llm = {0};
-    char *script = s_script_n(S_TASKS);
-    REQUIRE(llm_start(&llm, t_tmpdir(), script) == 0);
-    free(script);
+    REQUIRE(s_llm_start(&llm, S_TASKS) == 0);
     swarm_t s;
     swarm_init(&s, 100, 2000);
     SWARM_REQUIRE(&s, swarm_broker(&s, "--model-limit", "other=3",
                                    "--model-limit", "tiny=1", NULL) == 0);
-    const char *tags[] = {"d1", "d2", "d3"};
-    for (int i = 0; i < 3; i++) {
-        swarm_drone(&s, 4, tags[i], "--model-url", llm.url, "--model",
-                    "tiny", "--model-timeout-s", "60", NULL);
-        SWARM_REQUIRE(&s, swarm_wait_drone(&s, tags[i], true, -1, 20000));
-    }
+    SWARM_REQUIRE(&s, s_three_drones(&s, &llm, 4));
     char *json = s_plan_json_n(S_TASKS);
     int64_t plan = swarm_submit(&s, json);
     free(json);
@@ -142,15 +160,13 @@ s_min_span(int64_t *t, int n, int limit)
 
 // Six prompt tasks, three drones with two slots each, --model-rpm tiny=3
 // over a 3 s window: at most three leases in any window, the fourth and
-// later wait with a reason naming the limit and when it opens, the loop
-// wakes for them without other traffic, and all six finish.
+// later wait with a reason naming the limit and when it opens, and all six
+// finish.
 static void
 test_rpm(void)
 {
     llm_t llm = {0};
-    char *script = s_script_n(S_RPM_TASKS);
-    REQUIRE(llm_start(&llm, t_tmpdir(), script) == 0);
-    free(script);
+    REQUIRE(s_llm_start(&llm, S_RPM_TASKS) == 0);
     swarm_t s;
     swarm_init(&s, 100, 2000);
     char window[16];
@@ -158,12 +174,7 @@ test_rpm(void)
     SWARM_REQUIRE(&s, swarm_broker(&s, "--model-rpm", "tiny=3",
                                    "--model-rpm-window-ms", window,
                                    NULL) == 0);
-    const char *tags[] = {"d1", "d2", "d3"};
-    for (int i = 0; i < 3; i++) {
-        swarm_drone(&s, 2, tags[i], "--model-url", llm.url, "--model",
-                    "tiny", "--model-timeout-s", "60", NULL);
-        SWARM_REQUIRE(&s, swarm_wait_drone(&s, tags[i], true, -1, 20000));
-    }
+    SWARM_REQUIRE(&s, s_three_drones(&s, &llm, 2));
     char *json = s_plan_json_n(S_RPM_TASKS);
     int64_t plan = swarm_submit(&s, json);
     free(json);
@@ -196,63 +207,6 @@ test_rpm(void)
     llm_stop(&llm);
 }
 
-// A swarm of one drone (4 slots) with model "tiny" on fake_llm.
-static bool
-s_one_drone(swarm_t *s, const llm_t *llm)
-{
-    swarm_init(s, 100, 2000);
-    if (swarm_broker(s, NULL) != 0) {
-        return false;
-    }
-    swarm_drone(s, 4, "solo", "--model-url", llm->url, "--model", "tiny",
-                "--model-timeout-s", "60", NULL);
-    return swarm_wait_drone(s, "solo", true, -1, 20000);
-}
-
-// A plan's token budget: the first call spends more than the budget (60 +
-// 50 of 100), so the prompt task after it stays ready, saying why, and the
-// model is not called again, also after a broker restart.
-static void
-test_budget_stop(void)
-{
-    llm_t llm = {0};
-    REQUIRE(llm_start(&llm, t_tmpdir(),
-                      "[{\"content\": \"a\", \"prompt_tokens\": 60,"
-                      " \"completion_tokens\": 50},"
-                      " {\"content\": \"b\"}]") == 0);
-    swarm_t s;
-    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
-    int64_t plan = swarm_submit(
-        &s, "{\"name\": \"b\", \"budget\": {\"tokens\": 100},"
-            " \"tasks\": ["
-            "{\"id\": \"a\", \"prompt\": \"x\", \"max_tokens\": 20},"
-            "{\"id\": \"b\", \"needs\": [\"a\"], \"prompt\": \"y\","
-            " \"max_tokens\": 20},"
-            "{\"id\": \"c\", \"needs\": [\"a\"], \"run\": [\"true\"]}]}");
-    SWARM_REQUIRE(&s, plan > 0);
-    CHECK(swarm_wait_task(&s, plan, "a", "succeeded", 30));
-    CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
-                        20000));
-    // Other work of the plan goes on.
-    CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
-    char st[64];
-    swarm_task_state(&s, plan, "b", st, sizeof st);
-    CHECK_STR(st, "ready");
-    CHECK_INT(llm_count(&llm), 1);
-    // A restarted broker keeps the budget (in the stored workplan) and what
-    // was used (the attempts' token columns).
-    swarm_broker_kill(&s);
-    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
-    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "solo", true, -1, 20000));
-    CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
-                        20000));
-    swarm_task_state(&s, plan, "b", st, sizeof st);
-    CHECK_STR(st, "ready");
-    CHECK_INT(llm_count(&llm), 1);
-    swarm_stop(&s);
-    llm_stop(&llm);
-}
-
 // The reservation: with 30 tokens left and 20 reserved per call, two
 // prompt tasks never run at once although the drone has room, and both
 // run (the first used 3: 3 + 20 fits in 30).
@@ -267,7 +221,7 @@ test_budget_reserves(void)
                       " \"prompt_tokens\": 2, \"completion_tokens\": 1}]")
             == 0);
     swarm_t s;
-    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
+    SWARM_REQUIRE(&s, swarm_with_model(&s, 4, llm.url));
     int64_t plan = swarm_submit(
         &s, "{\"name\": \"r\", \"budget\": {\"tokens\": 30},"
             " \"tasks\": ["
@@ -318,7 +272,6 @@ static const t_case_t t_cases[] = {
     T(test_limit_of_one),
     T(test_rpm),
     T(test_bad_limit),
-    T(test_budget_stop),
     T(test_budget_reserves),
     {0},
 };

@@ -494,3 +494,15 @@ swarm_wait_reason(swarm_t *s, int64_t plan, const char *want, int timeout_ms)
     }
     return false;
 }
+
+bool
+swarm_with_model(swarm_t *s, int slots, const char *model_url)
+{
+    swarm_init(s, 100, 2000);
+    if (swarm_broker(s, NULL) != 0) {
+        return false;
+    }
+    swarm_drone(s, slots, "solo", "--model-url", model_url, "--model",
+                "tiny", "--model-timeout-s", "60", NULL);
+    return swarm_wait_drone(s, "solo", true, -1, 20000);
+}
