@@ -115,6 +115,7 @@ s_open_state(broker_t *b, char *err, size_t errlen)
                  b->cfg->db);
         return -1;
     }
+    drones_rate_seed(b);
     return 0;
 }
 

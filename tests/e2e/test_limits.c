@@ -161,9 +161,11 @@ s_min_span(int64_t *t, int n, int limit)
 // Six prompt tasks, three drones with two slots each, --model-rpm tiny=3
 // over a 3 s window: at most three leases in any window, the fourth and
 // later wait with a reason naming the limit and when it opens, and all six
-// finish.
+// finish.  With restart, the broker is killed and restarted while they
+// wait: it refills the window from the ledger's lease times, so the limit
+// holds across it.
 static void
-test_rpm(void)
+s_rpm(bool restart)
 {
     llm_t llm = {0};
     REQUIRE(s_llm_start(&llm, S_RPM_TASKS) == 0);
@@ -181,6 +183,12 @@ test_rpm(void)
     SWARM_REQUIRE(&s, plan > 0);
     CHECK(swarm_wait_reason(&s, plan, "model tiny: 3 requests per 3000 ms "
                             "reached; next at ", 20000));
+    if (restart) {
+        swarm_broker_kill(&s);
+        SWARM_REQUIRE(&s, swarm_broker(&s, "--model-rpm", "tiny=3",
+                                       "--model-rpm-window-ms", window,
+                                       NULL) == 0);
+    }
     char state[64];
     swarm_wait_plan(&s, plan, 90, state, sizeof state);
     CHECK_STR(state, "succeeded");
@@ -205,6 +213,18 @@ test_rpm(void)
     CHECK_INT(n, S_RPM_TASKS);
     CHECK(s_min_span(t, n, 3) >= S_WINDOW_MS - 1000);
     llm_stop(&llm);
+}
+
+static void
+test_rpm(void)
+{
+    s_rpm(false);
+}
+
+static void
+test_rpm_restart(void)
+{
+    s_rpm(true);
 }
 
 // The reservation: with 30 tokens left and 20 reserved per call, two
@@ -271,6 +291,7 @@ test_bad_limit(void)
 static const t_case_t t_cases[] = {
     T(test_limit_of_one),
     T(test_rpm),
+    T(test_rpm_restart),
     T(test_bad_limit),
     T(test_budget_reserves),
     {0},
