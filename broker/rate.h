@@ -9,8 +9,9 @@
 // A sliding log: each limited model keeps the times of its last N
 // dispatches in a ring, so "full" is "N dispatches, the oldest less than a
 // window ago", and it opens again when that oldest one leaves the window.
-// Pure: times are monotonic ms passed in; no clock, no I/O.  Kept in
-// memory only: a restarted broker starts with empty windows.
+// Pure: times are monotonic ms passed in; no clock, no I/O.  In memory: a
+// restarted broker refills it from the ledger (drones_rate_seed), noting
+// the recent leases oldest first.
 #ifndef WAGGLE_RATE_H
 #define WAGGLE_RATE_H
 
