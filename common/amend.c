@@ -4,7 +4,8 @@
 // each task it cancels or replaces exists and has not started; those errors
 // point into the amendment directly.  The second builds the amended whole
 // as JSON (the plan's canonical tasks, replacements in place, additions at
-// the end) and runs it through workplan_parse(), the validator submit uses;
+// the end) and runs it through workplan_parse_stored(), the validator submit
+// uses with a stored plan's budget rules;
 // its error paths ("tasks[7].needs[0]") are mapped back to where the
 // amendment wrote that task ("add[2].needs[0]").
 #include "common/amend.h"
@@ -221,14 +222,17 @@ s_map_path(const s_merge_t *m, const char *path)
     return xasprintf("plan.tasks[%zu]%s", n, rest);
 }
 
-// Pass 2: the amended whole through the workplan validator.
+// Pass 2: the amended whole through the workplan validator, with the rules
+// for a stored plan: an operator may have lowered its budget below what a
+// prompt task reserves (`budget PLAN N`), which must not make every
+// amendment of it invalid.
 static workplan_t *
 s_validate(s_merge_t *m)
 {
     char *text = s_whole(m);
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
-    if (workplan_parse(text, strlen(text), &wp, &errs) < 0) {
+    if (workplan_parse_stored(text, strlen(text), &wp, &errs) < 0) {
         for (size_t i = 0; i < errs.count; i++) {
             char *path = s_map_path(m, errs.items[i].path);
             s_err(m, path, "%s", errs.items[i].message);
