@@ -40,6 +40,7 @@ struct link {
     int last_errno;           // last connect failure
     s_pending_t *pending;     // requests queued or in flight
     size_t n_pending, cap_pending;
+    uint64_t n_finished;      // callbacks run, ever
 };
 
 static void
@@ -173,6 +174,7 @@ s_finish(link_t *self, size_t i, link_rc_t rc, proto_msg_t **reply,
 {
     s_pending_t p = self->pending[i];
     self->pending[i] = self->pending[--self->n_pending];
+    self->n_finished++;
     free(p.buf);
     if (p.fn) {
         p.fn(p.arg, rc, reply, err);
@@ -374,12 +376,15 @@ s_wait_ms(const link_t *self, int64_t timeout_ms)
 int
 link_poll(link_t *self, int fd, int64_t timeout_ms)
 {
+    uint64_t before = self->n_finished;
     s_work(self);
+    // A callback that ran already is news for the caller: no waiting then.
+    int64_t ms = self->n_finished != before ? 0
+                                            : s_wait_ms(self, timeout_ms);
     zmq_pollitem_t items[3] = {{self->sock, 0, ZMQ_POLLIN, 0},
                                {self->mon, 0, ZMQ_POLLIN, 0},
                                {NULL, fd, ZMQ_POLLIN, 0}};
-    int n = zmq_poll(items, fd >= 0 ? 3 : 2, (long) s_wait_ms(self,
-                                                             timeout_ms));
+    int n = zmq_poll(items, fd >= 0 ? 3 : 2, (long) ms);
     s_work(self);
     return n > 0 && fd >= 0 && (items[2].revents & ZMQ_POLLIN) ? 1 : 0;
 }

@@ -63,10 +63,11 @@ uint64_t link_send(link_t *self, proto_msg_t **req, int64_t timeout_ms,
                    link_reply_fn fn, void *arg);
 // Forgets request id: its callback never runs (a late reply is dropped).
 void link_forget(link_t *self, uint64_t id);
-// Waits up to timeout_ms (less when a request's deadline comes first) for
-// the broker or for fd (-1: none) to be readable, then does the link's
-// work: monitor events, queued sends, replies and expired requests, with
-// their callbacks.  Returns 1 when fd is readable, 0 otherwise (a signal
+// Does the link's work — monitor events, queued sends, replies and
+// expired requests, with their callbacks — waits up to timeout_ms (less
+// when a request's deadline comes first; not at all when a callback ran
+// already) for the broker or for fd (-1: none) to be readable, and does
+// the work again.  Returns 1 when fd is readable, 0 otherwise (a signal
 // interrupting the wait included).
 int link_poll(link_t *self, int fd, int64_t timeout_ms);
 // Requests queued or in flight.
