@@ -82,6 +82,10 @@ console_key(void)
 static void
 s_put(int y, int x, int w, const char *text, size_t len)
 {
+    if (y < 0 || y >= LINES || x < 0 || x >= COLS) {
+        return;
+    }
+    w = w > COLS - x ? COLS - x : w;  // never wrap onto the next row
     move(y, x);
     int col = 0;
     for (size_t i = 0; i < len && col < w; i++, col++) {
@@ -232,16 +236,21 @@ static void
 s_help(void)
 {
     static const char *const lines[] = {
-        " keys ",
-        " Up/k Down/j  move          PgUp PgDn  move by 10 ",
-        " Tab          next pane     Enter      open plan   ",
-        " a  approve the gate        r  reject (needs note) ",
-        " c  cancel task/plan        R  retry the task      ",
-        " e  why is it not running   ?  this help   q quit  ",
-        " (any key closes this)                              ",
+        " keys",
+        " Up/k Down/j  move",
+        " PgUp PgDn    move by 10",
+        " Tab          next pane",
+        " Enter        open the plan",
+        " a            approve the gate",
+        " r            reject (a note)",
+        " c            cancel (y/n)",
+        " R            retry the task",
+        " e            why (again: back)",
+        " q            quit",
+        " any key closes this",
     };
-    int n = (int) (sizeof lines / sizeof lines[0]);
-    int w = (int) strlen(lines[1]), y = (LINES - n) / 2, x = (COLS - w) / 2;
+    int n = (int) (sizeof lines / sizeof lines[0]), w = 32;
+    int y = (LINES - n) / 2, x = (COLS - w) / 2;
     attron(A_REVERSE);
     for (int i = 0; i < n; i++) {
         s_line(y + i, x < 0 ? 0 : x, w, lines[i]);
