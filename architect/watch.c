@@ -51,6 +51,7 @@ typedef struct {
     int64_t retry_at[S_KINDS];  // not before (monotonic ms)
     int64_t overview_at;     // last overview read (monotonic ms)
     bool was_up;
+    bool placed;             // the plans selection was set at the start
     bool quit;
     bool acting;             // an answer, cancel or retry is in flight
     char done[DASH_LINE];    // what to say when it succeeds
@@ -131,12 +132,22 @@ s_on_overview(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
     w->overview_at = clock_mono_ms();
     w->retry_at[S_OVERVIEW] = w->overview_at + S_REREAD_MS;
     dash_set_overview(&w->d, reply, clock_wall_ms());
+    if (w->d.open_plan && w->placed) {
+        return;
+    }
+    // The first look: the plans pane on the plan asked for, or on the
+    // newest one, which is then opened.
+    w->placed = true;
+    const proto_status_ok_t *st = &w->d.overview->u.status_ok;
+    for (size_t i = 0; i < st->n_plans; i++) {
+        if (w->d.open_plan ? st->plans[i].id == w->d.open_plan
+                           : st->plans[i].id > dash_sel_plan(&w->d)->id) {
+            w->d.sel[DASH_PANE_PLANS] = (int) i;
+        }
+    }
     const proto_plan_info_t *p = dash_sel_plan(&w->d);
     if (!w->d.open_plan && p) {
-        // Nothing open yet: the newest plan (the list's last).
-        w->d.sel[DASH_PANE_PLANS] = (int) dash_rows(&w->d,
-                                                    DASH_PANE_PLANS) - 1;
-        w->d.open_plan = dash_sel_plan(&w->d)->id;
+        w->d.open_plan = p->id;
         w->dirty[S_PLAN] = true;
     }
 }
