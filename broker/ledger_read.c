@@ -224,6 +224,10 @@ s_task_row(proto_task_info_t *t, sqlite3_stmt *st)
     t->last_error = ledger__col_dup(st, 6);
     t->prompt_tokens = sqlite3_column_int64(st, 7);
     t->completion_tokens = sqlite3_column_int64(st, 8);
+    t->ready_ms = sqlite3_column_int64(st, 9);     // NULL reads as 0: none
+    t->attempt = (uint32_t) sqlite3_column_int64(st, 10);
+    t->started_ms = sqlite3_column_int64(st, 11);
+    t->ended_ms = sqlite3_column_int64(st, 12);
 }
 
 // Fills the needs of tasks[0..n), which start at seq first.

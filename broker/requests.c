@@ -309,12 +309,27 @@ s_gate_reason(broker_t *b, int64_t plan, const workplan_t *wp, size_t idx)
                      "%s%s", wp->tasks[idx].gate, until);
 }
 
-// Why each ready or waiting task of the page waits; the page starts at
-// workplan index first.
+// How long the latest attempt ran (so far, while it runs: on the broker's
+// clock, so a console's own clock does not matter).
+static void
+s_fill_duration(broker_t *b, proto_task_info_t *t)
+{
+    if (t->started_ms <= 0) {
+        return;
+    }
+    int64_t end = t->ended_ms > 0 ? t->ended_ms : b->now_wall;
+    t->duration_ms = end > t->started_ms ? end - t->started_ms : 0;
+}
+
+// Why each ready or waiting task of the page waits, and its durations; the
+// page starts at workplan index first.
 static void
 s_fill_reasons(broker_t *b, int64_t plan, size_t first,
                proto_status_ok_t *st)
 {
+    for (size_t i = 0; i < st->n_tasks; i++) {
+        s_fill_duration(b, &st->tasks[i]);
+    }
     const workplan_t *wp = sched_workplan(b->sched, plan);
     if (!wp) {
         const char *unloaded = plans_unloaded(b, plan);
@@ -336,6 +351,9 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
         long idx = k < wp->n_tasks && strcmp(wp->tasks[k].id, t->id) == 0
                        ? (long) k
                        : workplan_find(wp, t->id);
+        if (idx >= 0 && wp->tasks[idx].kind != WP_KIND_GATE) {
+            t->attempt_budget = (uint32_t) wp->tasks[idx].retries + 1;
+        }
         if (idx >= 0 && t->state == PROTO_TASK_AWAITING_APPROVAL) {
             t->waiting_reason = s_gate_reason(b, plan, wp, (size_t) idx);
         } else if (idx >= 0 && (t->state == PROTO_TASK_READY ||

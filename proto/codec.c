@@ -740,7 +740,15 @@ s_dec_task_info(const s_rd_t *rd, void *elem)
         s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
                   &t->prompt_tokens) ||
         s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
-                  &t->completion_tokens)) {
+                  &t->completion_tokens) ||
+        s_get_i64(rd, "ready_ms", S_OPT, 0, INT64_MAX, &t->ready_ms) ||
+        s_get_u32(rd, "attempt", S_OPT, 0, UINT32_MAX, &t->attempt) ||
+        s_get_u32(rd, "attempt_budget", S_OPT, 0, UINT32_MAX,
+                  &t->attempt_budget) ||
+        s_get_i64(rd, "started_ms", S_OPT, 0, INT64_MAX, &t->started_ms) ||
+        s_get_i64(rd, "ended_ms", S_OPT, 0, INT64_MAX, &t->ended_ms) ||
+        s_get_i64(rd, "duration_ms", S_OPT, 0, INT64_MAX,
+                  &t->duration_ms)) {
         return -1;
     }
     t->state = (proto_task_state_t) state;

@@ -378,8 +378,14 @@ s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 static void
 s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 {
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 17);
     s_put_str(pk, "id", t->id);
+    s_put_i64(pk, "ready_ms", t->ready_ms);
+    s_put_u64(pk, "attempt", t->attempt);
+    s_put_u64(pk, "attempt_budget", t->attempt_budget);
+    s_put_i64(pk, "started_ms", t->started_ms);
+    s_put_i64(pk, "ended_ms", t->ended_ms);
+    s_put_i64(pk, "duration_ms", t->duration_ms);
     s_put_i64(pk, "prompt_tokens", t->prompt_tokens);
     s_put_i64(pk, "completion_tokens", t->completion_tokens);
     s_put_str(pk, "state", proto_task_state_name(t->state));

@@ -244,7 +244,7 @@ typedef struct {
 // under the decoder's 1,000,000 objects; the rest comes in further pages.
 #define PROTO_STATUS_TASK_OBJECTS 500000
 // msgpack objects one task_info takes, besides one per need.
-#define PROTO_TASK_INFO_OBJECTS 23
+#define PROTO_TASK_INFO_OBJECTS 35
 
 typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
@@ -277,6 +277,16 @@ typedef struct {
     proto_strv_t needs;
     int64_t prompt_tokens;   // summed over its attempts (prompt tasks)
     int64_t completion_tokens;
+    // Times (wall clock, 0: none) and the attempt they belong to: the
+    // latest attempt's number among all of the task's attempts (what
+    // OUTPUT's attempt takes; retry does not reset it), and the size of the
+    // current attempt budget (retries + 1; 0: not known, a finished plan).
+    int64_t ready_ms;        // when it last became ready / awaited approval
+    uint32_t attempt;        // 0: never leased
+    uint32_t attempt_budget;
+    int64_t started_ms;      // the latest attempt's start
+    int64_t ended_ms;        // its end; 0 while it runs
+    int64_t duration_ms;     // ended - started, or (running) now - started
 } proto_task_info_t;
 
 typedef struct {
