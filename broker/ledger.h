@@ -40,7 +40,8 @@
 // attempts.prompt_tokens and attempts.completion_tokens (NULL: none
 // reported, as for run tasks); version 4 tasks.ready_ms (when the task last
 // became ready or, a gate, began awaiting approval; set by every write
-// that moves it there).
+// that moves it there) and tasks.attempt_budget (retries + 1, stored at
+// submit; NULL for gates and older rows).
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed

@@ -228,6 +228,7 @@ s_task_row(proto_task_info_t *t, sqlite3_stmt *st)
     t->attempt = (uint32_t) sqlite3_column_int64(st, 10);
     t->started_ms = sqlite3_column_int64(st, 11);
     t->ended_ms = sqlite3_column_int64(st, 12);
+    t->attempt_budget = (uint32_t) sqlite3_column_int64(st, 13);
 }
 
 // Fills the needs of tasks[0..n), which start at seq first.

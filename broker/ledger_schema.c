@@ -59,6 +59,9 @@ const char ledger__schema[] =
     // When it last became ready (or, a gate, began awaiting approval);
     // NULL while it never has.
     "  ready_ms INTEGER,"
+    // Attempts a budget allows (retries + 1); NULL for a gate and for a
+    // task stored before version 4.
+    "  attempt_budget INTEGER,"
     "  PRIMARY KEY (plan_id, tid),"
     // Invariant 1, the part a row can check.
     "  CHECK ((state = 'leased') = (lease_token IS NOT NULL"
@@ -152,6 +155,7 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
     // never moved there was ready from the start if it needs nothing (the
     // plan's creation, which wrote no task event).  One pass over events.
     [3] = "ALTER TABLE tasks ADD COLUMN ready_ms INTEGER;"
+          "ALTER TABLE tasks ADD COLUMN attempt_budget INTEGER;"
           "UPDATE tasks SET ready_ms = r.at FROM (SELECT plan_id, tid,"
           " max(at_ms) AS at FROM events WHERE tid IS NOT NULL AND"
           " to_state IN ('ready', 'awaiting_approval')"
@@ -248,9 +252,9 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " created_ms, workplan_json, workplan_hash)"
         " VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
     [LEDGER__Q_TASK_INSERT] =
-        "INSERT INTO tasks (plan_id, tid, seq, kind, state, ready_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, iif(?5 IN ('ready',"
-        " 'awaiting_approval'), ?6, NULL))",
+        "INSERT INTO tasks (plan_id, tid, seq, kind, state, ready_ms,"
+        " attempt_budget) VALUES (?1, ?2, ?3, ?4, ?5, iif(?5 IN ('ready',"
+        " 'awaiting_approval'), ?6, NULL), nullif(?7, 0))",
     [LEDGER__Q_EDGE_INSERT] =
         "INSERT INTO edges (plan_id, tid, ord, need)"
         " VALUES (?1, ?2, ?3, ?4)",
@@ -298,7 +302,7 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " WHERE a.plan_id = tasks.plan_id AND a.tid = tasks.tid),"
         // The latest attempt (every lease is one, by number n): the times
         // status shows, and the number a retry does not reset.
-        " tasks.ready_ms, l.n, l.started_ms, l.ended_ms"
+        " tasks.ready_ms, l.n, l.started_ms, l.ended_ms, tasks.attempt_budget"
         " FROM tasks LEFT JOIN attempts l ON l.plan_id = tasks.plan_id"
         " AND l.tid = tasks.tid AND l.n = (SELECT max(n) FROM attempts m"
         " WHERE m.plan_id = tasks.plan_id AND m.tid = tasks.tid)"

@@ -90,6 +90,8 @@ s_tasks_insert(ledger_t *self, int64_t plan, const workplan_t *wp,
         ledger__bind_int(st, 3, (int64_t) i);
         ledger__bind_text(st, 4, workplan_kind_name(wp->tasks[i].kind));
         ledger__bind_text(st, 5, proto_task_state_name(initial[i]));
+        ledger__bind_int(st, 7, wp->tasks[i].kind == WP_KIND_GATE
+                                    ? 0 : wp->tasks[i].retries + 1);
         if (ledger__write(self, st, "create plan: task") != LEDGER_OK) {
             return LEDGER_ERROR;
         }

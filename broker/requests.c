@@ -351,9 +351,6 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
         long idx = k < wp->n_tasks && strcmp(wp->tasks[k].id, t->id) == 0
                        ? (long) k
                        : workplan_find(wp, t->id);
-        if (idx >= 0 && wp->tasks[idx].kind != WP_KIND_GATE) {
-            t->attempt_budget = (uint32_t) wp->tasks[idx].retries + 1;
-        }
         if (idx >= 0 && t->state == PROTO_TASK_AWAITING_APPROVAL) {
             t->waiting_reason = s_gate_reason(b, plan, wp, (size_t) idx);
         } else if (idx >= 0 && (t->state == PROTO_TASK_READY ||

@@ -280,7 +280,8 @@ typedef struct {
     // Times (wall clock, 0: none) and the attempt they belong to: the
     // latest attempt's number among all of the task's attempts (what
     // OUTPUT's attempt takes; retry does not reset it), and the size of the
-    // current attempt budget (retries + 1; 0: not known, a finished plan).
+    // current attempt budget (retries + 1; 0: a gate, or not known: a task
+    // stored before ledger schema 4).
     int64_t ready_ms;        // when it last became ready / awaited approval
     uint32_t attempt;        // 0: never leased
     uint32_t attempt_budget;

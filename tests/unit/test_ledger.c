@@ -391,6 +391,13 @@ test_task_times_and_attempt_number(void)
     CHECK_INT(t.ready_ms, NOW);
     CHECK_INT(t.attempt, 0);
     CHECK_INT(t.started_ms, 0);
+    CHECK_INT(t.attempt_budget, 3);    // retries 2 by default
+    proto_msg_destroy(&m);
+    t = s_task(l, plan, "c", &m);
+    CHECK_INT(t.attempt_budget, 1);    // retries 0
+    proto_msg_destroy(&m);
+    t = s_task(l, plan, "g", &m);
+    CHECK_INT(t.attempt_budget, 0);    // a gate has none
     proto_msg_destroy(&m);
     t = s_task(l, plan, "b", &m);
     CHECK_INT(t.ready_ms, 0);  // waiting: never ready yet
