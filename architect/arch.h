@@ -9,6 +9,8 @@
 //   gate.c    approve, reject: a person's answer, bound to the sha256 of
 //             what the gate showed
 //   events.c  events, log: the event log in SUBSCRIBE pages
+//   explain.c explain: why a task is not running (EXPLAIN)
+//   follow.c  output --follow: a running task's stdout tail, polled
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -76,6 +78,10 @@ int cmd_output(arch_t *a, int argc, char **argv);
 int cmd_plan(arch_t *a, int argc, char **argv);        // plan.c
 int cmd_events(arch_t *a, int argc, char **argv);      // events.c
 int cmd_log(arch_t *a, int argc, char **argv);         // events.c
+int cmd_explain(arch_t *a, int argc, char **argv);     // explain.c
+// output --follow (follow.c): the running task's output as it comes, then
+// its final output; returns 0 when it succeeded, 1 when it ended otherwise.
+int follow_output(arch_t *a, int64_t plan, const char *task);
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.

@@ -313,6 +313,10 @@ ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
 // The attempts of a task that used its budget (attempts_used).
 ledger_rc_t ledger_task_attempts_used(ledger_t *self, int64_t plan,
                                       const char *task, uint32_t *used);
+// A task's state as the ledger holds it; LEDGER_MISS when there is no such
+// task (or plan).
+ledger_rc_t ledger_task_state(ledger_t *self, int64_t plan, const char *task,
+                              proto_task_state_t *state);
 // How many of a task's leases expired without their drone ever confirming
 // or renewing them (invariant 6).  LEDGER_OK with *n, LEDGER_MISS when
 // there is no such task.

@@ -473,6 +473,25 @@ ledger_task_lost_leases(ledger_t *self, int64_t plan, const char *task,
                         "lost leases");
 }
 
+ledger_rc_t
+ledger_task_state(ledger_t *self, int64_t plan, const char *task,
+                  proto_task_state_t *state)
+{
+    assert(self && task && state);
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_STATE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int ok = proto_task_state_parse(ledger__col_text(st, 0), state);
+        sqlite3_reset(st);
+        return ok == 0 ? LEDGER_OK : LEDGER_ERROR;
+    }
+    return ledger__read_end(self, st, rc, "task state") == LEDGER_OK
+               ? LEDGER_MISS
+               : LEDGER_ERROR;
+}
+
 // --- drones ------------------------------------------------------------
 
 ledger_rc_t

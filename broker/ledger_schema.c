@@ -345,6 +345,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_ATTEMPTS_USED] =
         "SELECT attempts_used FROM tasks"
         " WHERE plan_id = ?1 AND tid = ?2",
+    [LEDGER__Q_TASK_STATE] =
+        "SELECT state FROM tasks WHERE plan_id = ?1 AND tid = ?2",
     [LEDGER__Q_LOST_LEASES] =
         "SELECT lost_leases FROM tasks"
         " WHERE plan_id = ?1 AND tid = ?2",
