@@ -157,6 +157,15 @@ test_budget_stop(void)
     CHECK(swarm_wait_task(&s, plan, "a", "succeeded", 30));
     CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
                         20000));
+    // explain says the same, with the figures.
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "explain", id, "b", "--json", NULL),
+              0);
+    CHECK(out && strstr(out, "\"code\": \"budget_spent\"") &&
+          strstr(out, "\"used\": 110") && strstr(out, "\"budget\": 100"));
+    free(out);
     // Other work of the plan goes on.
     CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
     char st[64];
