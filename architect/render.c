@@ -72,7 +72,9 @@ s_took(const proto_task_info_t *t, char *buf, size_t len)
 static void
 s_attempt(const proto_task_info_t *t, char *buf, size_t len)
 {
-    if (t->attempt_budget) {
+    if (t->kind && strcmp(t->kind, "gate") == 0) {
+        snprintf(buf, len, "-");  // a person answers it: no attempts
+    } else if (t->attempt_budget) {
         snprintf(buf, len, "%u (%u/%u)", t->attempt, t->attempts,
                  t->attempt_budget);
     } else {
