@@ -2,6 +2,7 @@
 // runs (the drone's TAIL, the broker's memory), then the final output, and
 // the exit status is the task's outcome; hostile bytes come out escaped.
 #include "common/json.h"
+#include "tests/harness/llm.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -118,7 +119,39 @@ test_follow_prints_each_line_once(void)
     swarm_stop(&s);
 }
 
+// A prompt task: nothing to show until the model replies (the reply is
+// its output), then the reply, and exit 0.
+static void
+test_follow_prompt_task(void)
+{
+    llm_t llm = {0};
+    REQUIRE(llm_start(&llm, t_tmpdir(),
+                      "[{\"content\": \"the model's reply\","
+                      " \"delay_ms\": 2000}]") == 0);
+    swarm_t s;
+    swarm_init(&s, 100, 4000);
+    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    swarm_drone(&s, 1, "solo", "--model-url", llm.url, "--model", "tiny",
+                "--model-timeout-s", "60", NULL);
+    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "solo", true, -1, 20000));
+    int64_t plan = swarm_submit(
+        &s, "{\"name\": \"p\", \"tasks\": [{\"id\": \"ask\","
+            " \"prompt\": \"hello\"}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "ask", "leased", 30));
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "ask", "--follow",
+                         NULL), 0);
+    CHECK_STR(out, "the model's reply");
+    free(out);
+    swarm_stop(&s);
+    llm_stop(&llm);
+}
+
 static const t_case_t t_cases[] = {
+    T(test_follow_prompt_task),
     T(test_follow_running_task),
     T(test_follow_failing_task_exits_1),
     T(test_follow_prints_each_line_once),
