@@ -138,14 +138,8 @@ test_explain_each_reason(void)
     s_expect(&s, plan, "slow", "running", "running on drone");
     // Status says the same, from the same function.
     jnode_t *st = swarm_status(&s, plan);
-    const jnode_t *tasks = json_obj_get(st, "tasks");
-    for (size_t i = 0; i < json_arr_size(tasks); i++) {
-        const jnode_t *t = json_arr_get(tasks, i);
-        if (strcmp(s_get(t, "id"), "after") == 0) {
-            CHECK_STR(s_get(t, "waiting_reason"),
-                      "waiting for 'slow' (leased)");
-        }
-    }
+    CHECK_STR(s_get(swarm_status_task(st, "after"), "waiting_reason"),
+              "waiting for 'slow' (leased)");
     json_destroy(&st);
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long) plan);

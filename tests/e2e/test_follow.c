@@ -37,6 +37,15 @@ s_follower(swarm_t *s, int64_t plan, const char *task, int *fd)
     return proc_spawn(argv, log, fd);
 }
 
+// `output PLAN TASK --follow` to its end: its exit code, stdout in *out.
+static int
+s_follow_out(swarm_t *s, int64_t plan, const char *task, char **out)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    return swarm_arch(s, out, NULL, "output", id, task, "--follow", NULL);
+}
+
 static void
 s_follow(int exit_code, int want_status)
 {
@@ -99,21 +108,16 @@ test_follow_prints_each_line_once(void)
     int64_t plan = swarm_submit(&s, json);
     SWARM_REQUIRE(&s, plan > 0);
     SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "talk", "leased", 30));
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long) plan);
     char *out = NULL;
-    CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "talk", "--follow",
-                         NULL), 0);
+    CHECK_INT(s_follow_out(&s, plan, "talk", &out), 0);
     CHECK_STR(out, "line1\nline2\nline3\nline4\nline5\nline6\n"
                    "x\\x1b[31mred\ndone\n");
     free(out);
     // A finished task: its output at once, and its outcome.
-    CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "talk", "--follow",
-                         NULL), 0);
+    CHECK_INT(s_follow_out(&s, plan, "talk", &out), 0);
     CHECK(out && strstr(out, "line6\n") != NULL);
     free(out);
-    CHECK_INT(swarm_arch(&s, NULL, NULL, "output", id, "nope", "--follow",
-                         NULL), 4);
+    CHECK_INT(s_follow_out(&s, plan, "nope", NULL), 4);
     CHECK_INT(swarm_arch(&s, NULL, NULL, "output", "999", "talk", "--follow",
                          NULL), 4);
     swarm_stop(&s);
@@ -139,11 +143,8 @@ test_follow_prompt_task(void)
             " \"prompt\": \"hello\"}]}");
     SWARM_REQUIRE(&s, plan > 0);
     SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "ask", "leased", 30));
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long) plan);
     char *out = NULL;
-    CHECK_INT(swarm_arch(&s, &out, NULL, "output", id, "ask", "--follow",
-                         NULL), 0);
+    CHECK_INT(s_follow_out(&s, plan, "ask", &out), 0);
     CHECK_STR(out, "the model's reply");
     free(out);
     swarm_stop(&s);

@@ -16,20 +16,6 @@ static const char *s_timed =
     "{\"id\":\"a\",\"run\":[\"sh\",\"-c\",\"sleep 1.2; echo a\"]},"
     "{\"id\":\"b\",\"needs\":[\"a\"],\"run\":[\"echo\",\"b\"]}]}";
 
-// The task's record in status --json (borrowed from root).
-static const jnode_t *
-s_task(const jnode_t *root, const char *id)
-{
-    const jnode_t *tasks = json_obj_get(root, "tasks");
-    for (size_t i = 0; tasks && json_arr_get(tasks, i); i++) {
-        const jnode_t *t = json_arr_get(tasks, i);
-        if (strcmp(json_str(json_obj_get(t, "id")), id) == 0) {
-            return t;
-        }
-    }
-    return NULL;
-}
-
 static int64_t
 s_int(const jnode_t *t, const char *key)
 {
@@ -50,7 +36,7 @@ test_status_times(void)
     SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "a", "leased", 30));
     jnode_t *st = swarm_status(&s, plan);
     SWARM_REQUIRE(&s, st);
-    const jnode_t *a = s_task(st, "a");
+    const jnode_t *a = swarm_status_task(st, "a");
     CHECK(s_int(a, "started_ms") > 0);
     CHECK(json_obj_get(a, "ended_ms") &&
           json_type_of(json_obj_get(a, "ended_ms")) == JSON_T_NULL);
@@ -62,8 +48,8 @@ test_status_times(void)
     CHECK_STR(state, "succeeded");
     st = swarm_status(&s, plan);
     SWARM_REQUIRE(&s, st);
-    a = s_task(st, "a");
-    const jnode_t *b = s_task(st, "b");
+    a = swarm_status_task(st, "a");
+    const jnode_t *b = swarm_status_task(st, "b");
     // Ordering: a ready <= started <= ended <= b ready <= b started.
     CHECK(s_int(a, "ready_ms") > 0);
     CHECK(s_int(a, "ready_ms") <= s_int(a, "started_ms"));
@@ -121,9 +107,9 @@ test_attempt_number_after_retry(void)
     SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "x", "dead", 30));
     jnode_t *st = swarm_status(&s, plan);
     SWARM_REQUIRE(&s, st);
-    CHECK_INT(s_int(s_task(st, "x"), "attempt"), 1);
-    CHECK_INT(s_int(s_task(st, "x"), "attempts"), 1);
-    CHECK_INT(s_int(s_task(st, "x"), "attempt_budget"), 1);
+    CHECK_INT(s_int(swarm_status_task(st, "x"), "attempt"), 1);
+    CHECK_INT(s_int(swarm_status_task(st, "x"), "attempts"), 1);
+    CHECK_INT(s_int(swarm_status_task(st, "x"), "attempt_budget"), 1);
     json_destroy(&st);
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long) plan);
@@ -134,8 +120,8 @@ test_attempt_number_after_retry(void)
     CHECK_STR(state, "succeeded");
     st = swarm_status(&s, plan);
     SWARM_REQUIRE(&s, st);
-    CHECK_INT(s_int(s_task(st, "x"), "attempt"), 2);
-    CHECK_INT(s_int(s_task(st, "x"), "attempts"), 1);
+    CHECK_INT(s_int(swarm_status_task(st, "x"), "attempt"), 2);
+    CHECK_INT(s_int(swarm_status_task(st, "x"), "attempts"), 1);
     json_destroy(&st);
     char *out = NULL;
     SWARM_REQUIRE(&s, swarm_arch(&s, &out, NULL, "status", id, NULL) == 0);
