@@ -66,6 +66,20 @@ s_plan_json(void)
     return done;
 }
 
+// `explain PLAN TASK --json`'s output (caller frees), NULL on failure.
+static char *
+s_explain(swarm_t *s, int64_t plan, const char *task)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    if (swarm_arch(s, &out, NULL, "explain", id, task, "--json", NULL) != 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
 // Polls status until some task of plan has waiting_reason want.
 static bool
 s_wait_reason(swarm_t *s, int64_t plan, const char *want, int timeout_ms)
@@ -113,11 +127,7 @@ test_limit_of_one(void)
                         20000));
     // The last task waits its turn for at least 3.6 s (nine calls of
     // 0.4 s, one at a time): explain names the model and its limit.
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long) plan);
-    char *out = NULL;
-    CHECK_INT(swarm_arch(&s, &out, NULL, "explain", id, "p9", "--json", NULL),
-              0);
+    char *out = s_explain(&s, plan, "p9");
     CHECK(out && strstr(out, "\"code\": \"model_limit\"") &&
           strstr(out, "\"model\": \"tiny\"") && strstr(out, "\"limit\": 1"));
     free(out);
@@ -168,11 +178,7 @@ test_budget_stop(void)
     CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
                         20000));
     // explain says the same, with the figures.
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long) plan);
-    char *out = NULL;
-    CHECK_INT(swarm_arch(&s, &out, NULL, "explain", id, "b", "--json", NULL),
-              0);
+    char *out = s_explain(&s, plan, "b");
     CHECK(out && strstr(out, "\"code\": \"budget_spent\"") &&
           strstr(out, "\"used\": 110") && strstr(out, "\"budget\": 100"));
     free(out);
