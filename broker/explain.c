@@ -103,6 +103,32 @@ s_needs(broker_t *b, int64_t plan, const sched_why_t *why,
     s_set(x, "waiting_on_needs", s);
 }
 
+// A prompt task whose model had its --model-rpm dispatches in the window:
+// "model NAME: N requests per minute reached; next at HH:MM:SS UTC".
+static bool
+s_rate(broker_t *b, int64_t plan, size_t idx, proto_explain_ok_t *x)
+{
+    int64_t max, open_ms;
+    if (!drones_rate_full(b, plan, idx, &max, &open_ms)) {
+        return false;
+    }
+    const char *model = sched_workplan(b->sched, plan)->tasks[idx].model;
+    char when[32], per[48] = "minute";
+    x->until_ms = b->now_wall + open_ms - b->now_mono;
+    s_clock(x->until_ms + 999, when, sizeof when);
+    int64_t window = rate_window_ms(b->rate);
+    if (window != BROKER_RPM_WINDOW_MS) {
+        snprintf(per, sizeof per, "%" PRId64 " ms", window);
+    }
+    x->model = xstrdup(model ? model : "");
+    x->limit = (uint32_t) max;
+    s_set(x, "model_rate", xasprintf("model %s: %" PRId64 " requests per %s "
+                                     "reached; next at %s",
+                                     model ? model : "(the drone's default)",
+                                     max, per, when));
+    return true;
+}
+
 // Ready: what sched says holds it, then the broker's own limits.  Returns
 // false when nothing holds it (it starts when a drone has a free slot).
 static bool
@@ -150,6 +176,9 @@ s_ready(broker_t *b, explain_ctx_t *c, int64_t plan, size_t idx,
         x->in_flight = (uint32_t) n;
         s_set(x, "model_limit", xasprintf("model limit reached (%zu in "
                                           "flight)", n));
+        return true;
+    }
+    if (s_rate(b, plan, idx, x)) {
         return true;
     }
     s_set(x, "ready", xstrdup("ready: it starts when a drone that offers "

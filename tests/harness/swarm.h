@@ -64,6 +64,8 @@ int swarm_arch(swarm_t *s, char **out, char **err, ...);
 int64_t swarm_submit(swarm_t *s, const char *json);
 // `status PLAN --json`, parsed; NULL on failure.  Caller json_destroy()s.
 jnode_t *swarm_status(swarm_t *s, int64_t plan);
+// `explain PLAN TASK --json`'s output (caller frees); NULL when it failed.
+char *swarm_explain(swarm_t *s, int64_t plan, const char *task);
 // One task's record in a parsed status (borrowed from status), or NULL.
 const jnode_t *swarm_status_task(const jnode_t *status, const char *task);
 // The state of one task from status, into buf; "" on failure.
@@ -120,5 +122,13 @@ bool swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance,
 // (!want), with want_leases leases when want_leases >= 0.
 bool swarm_wait_drone(swarm_t *s, const char *tag, bool want,
                       int want_leases, int timeout_ms);
+// swarm_init(s, 100, 2000), a broker with no extra arguments, and one
+// drone tagged "solo" with slots slots running model "tiny" at model_url;
+// waits until the drone is connected.  False when something did not start.
+bool swarm_with_model(swarm_t *s, int slots, const char *model_url);
+// Polls status until some task of plan has a waiting_reason containing
+// want, or timeout_ms passes.  True when one did.
+bool swarm_wait_reason(swarm_t *s, int64_t plan, const char *want,
+                       int timeout_ms);
 
 #endif
