@@ -156,8 +156,8 @@ s_list(const dash_t *d, const dash_rect_t *r, dash_pane_t pane,
             dash_drone_line(&ov->drones[i], now_ms, r->w, line);
         } else if (i < n && pane == DASH_PANE_TASKS) {
             const proto_task_info_t *t = &d->plan->u.status_ok.tasks[i];
-            dash_task_line(t, dash_lease_left(d, d->open_plan, t->id,
-                                              now_ms), -1, r->w, line);
+            dash_task_line(t, dash_lease_left(d, d->open_plan, t->id, now_ms),
+                           dash_task_duration(t, now_ms), r->w, line);
             a = t->state == PROTO_TASK_AWAITING_APPROVAL
                     ? COLOR_PAIR(S_PAIR_GATE) | A_BOLD : A_NORMAL;
         }
@@ -186,28 +186,25 @@ s_events(const dash_t *d, const dash_rect_t *r)
     }
 }
 
-// The output pane: a gate's text from its top (the question first), a
-// task's output as its tail (the newest lines).
+// The output pane, long lines wrapped: a gate's text and an explanation
+// from the top (the question first), a task's output as its tail (the
+// newest lines).
 static void
 s_output(const dash_t *d, const dash_rect_t *r)
 {
     const char *text = d->output ? d->output : "";
-    int h = r->h - 1, lines = 1, skip;
-    for (size_t i = 0; i < d->output_len; i++) {
-        lines += text[i] == '\n' && i + 1 < d->output_len;
-    }
-    skip = d->output_is_gate || lines <= h ? 0 : lines - h;
-    size_t at = 0;
-    for (; skip > 0 && at < d->output_len; at++) {
-        skip -= text[at] == '\n';
-    }
-    for (int k = 0; k < h; k++) {
-        size_t end = at;
-        while (end < d->output_len && text[end] != '\n') {
-            end++;
-        }
-        s_put(r->y + 1 + k, r->x, r->w, text + at, end - at);
-        at = end < d->output_len ? end + 1 : end;
+    size_t h = r->h > 1 ? (size_t) r->h - 1 : 0;
+    dash_span_t rows[256];
+    h = h > 256 ? 256 : h;
+    size_t n = dash_wrap(text, d->output_len, r->w, 0, rows, 0);
+    bool top = d->out_kind == DASH_OUT_GATE || d->out_kind == DASH_OUT_WHY;
+    size_t skip = top || n <= h ? 0 : n - h;
+    dash_wrap(text, d->output_len, r->w, skip, rows, h);
+    for (size_t k = 0; k < h; k++) {
+        const dash_span_t *row = &rows[k];
+        bool have = skip + k < n;
+        s_put(r->y + 1 + (int) k, r->x, r->w, have ? text + row->at : "",
+              have ? row->len : 0);
     }
 }
 
@@ -270,8 +267,11 @@ s_panes(const dash_t *d, const dash_layout_t *l, int64_t now_ms)
     dash_task_title(d->open_plan, l->tasks.w, t);
     s_title(d, &l->tasks, DASH_PANE_TASKS, t);
     s_list(d, &l->tasks, DASH_PANE_TASKS, now_ms);
-    snprintf(t, sizeof t, " %s %s", d->output_is_gate ? "Gate shows:"
-             : "Output of", d->out_task ? d->out_task : "-");
+    static const char *const what[] = {
+        [DASH_OUT_FINAL] = "Output of", [DASH_OUT_LIVE] = "Live output of",
+        [DASH_OUT_GATE] = "Gate shows:", [DASH_OUT_WHY] = "Why:"};
+    snprintf(t, sizeof t, " %s %s", what[d->out_kind],
+             d->out_task ? d->out_task : "-");
     s_title(d, &l->output, (dash_pane_t) -1, t);
     s_output(d, &l->output);
     s_title(d, &l->events, DASH_PANE_EVENTS, " Events");

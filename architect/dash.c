@@ -207,7 +207,9 @@ dash_task_line(const proto_task_info_t *t, int64_t lease_left_ms,
                int64_t duration_ms, int width, char *buf)
 {
     char att[16], lease[16], dur[16];
-    snprintf(att, sizeof att, "%u", t->attempts);
+    // The attempt's number among all (a retry does not reset it); a broker
+    // without it: the attempts used.
+    snprintf(att, sizeof att, "%u", t->attempt ? t->attempt : t->attempts);
     dash_duration(lease_left_ms, lease, sizeof lease);
     dash_duration(duration_ms, dur, sizeof dur);
     snprintf(buf, DASH_LINE, S_TASK_FMT, t->id ? t->id : "",
@@ -366,6 +368,18 @@ dash_lease_left(const dash_t *d, int64_t plan, const char *task,
 }
 
 int64_t
+dash_task_duration(const proto_task_info_t *t, int64_t now_ms)
+{
+    if (t->started_ms <= 0) {
+        return -1;
+    }
+    if (t->ended_ms == 0 && now_ms >= t->started_ms) {
+        return now_ms - t->started_ms;  // running: ticks on screen
+    }
+    return t->duration_ms >= 0 ? t->duration_ms : -1;
+}
+
+int64_t
 dash_lease_min(const dash_t *d, int64_t now_ms)
 {
     int64_t min = -1;
@@ -460,7 +474,7 @@ dash_add_event(dash_t *d, const proto_event_t *e)
 
 void
 dash_set_output(dash_t *d, const char *task, const uint8_t *text,
-                size_t len, bool gate)
+                size_t len, dash_out_t kind)
 {
     free(d->out_task);
     free(d->output);
@@ -471,7 +485,27 @@ dash_set_output(dash_t *d, const char *task, const uint8_t *text,
     }
     d->output[len] = '\0';
     d->output_len = len;
-    d->output_is_gate = gate;
+    d->out_kind = kind;
+}
+
+size_t
+dash_wrap(const char *text, size_t len, int width, size_t skip,
+          dash_span_t *out, size_t n)
+{
+    size_t rows = 0, at = 0, w = width > 0 ? (size_t) width : 1;
+    while (at < len) {
+        size_t end = at;
+        while (end < len && end - at < w && text[end] != '\n') {
+            end++;
+        }
+        if (rows >= skip && rows - skip < n) {
+            out[rows - skip] = (dash_span_t){.at = at, .len = end - at};
+        }
+        rows++;
+        // A newline ends the row; a full row goes on on the next.
+        at = end < len && text[end] == '\n' ? end + 1 : end;
+    }
+    return rows;
 }
 
 void

@@ -61,6 +61,19 @@ typedef enum {
     DASH_ACT_CANCEL,
 } dash_act_t;
 
+// What the output pane shows.
+typedef enum {
+    DASH_OUT_FINAL = 0,      // a finished attempt's stored output (its tail)
+    DASH_OUT_LIVE,           // a running attempt's latest tail (its tail)
+    DASH_OUT_GATE,           // what a gate shows a person (from the top)
+    DASH_OUT_WHY,            // the broker's explanation (from the top)
+} dash_out_t;
+
+// One screen row of a text: len bytes from text + at.
+typedef struct {
+    size_t at, len;
+} dash_span_t;
+
 typedef enum {
     DASH_INPUT_MORE = 0,     // keep typing
     DASH_INPUT_DONE,         // Enter (or y): act on it
@@ -75,7 +88,7 @@ typedef struct {
     char *out_task;          // owned: the task whose output is shown
     char *output;            // owned: its output text (NUL-ended), or NULL
     size_t output_len;       // its bytes (a NUL inside counts)
-    bool output_is_gate;     // output is what a gate shows (its question)
+    dash_out_t out_kind;     // what it is
     char events[DASH_EVENT_LINES][DASH_LINE];  // ring of event lines
     size_t n_events;         // lines ever added
     dash_pane_t pane;        // the pane keys move in
@@ -130,6 +143,9 @@ uint32_t dash_gates_waiting(const dash_t *d);
 // from the overview's drones: -1 when no drone lists it.
 int64_t dash_lease_left(const dash_t *d, int64_t plan, const char *task,
                         int64_t now_ms);
+// How long the task's latest attempt ran (running: so far, at now_ms, wall
+// clock); -1 when it never started.
+int64_t dash_task_duration(const proto_task_info_t *t, int64_t now_ms);
 // The least left at now_ms of any lease the overview lists; -1: none.
 int64_t dash_lease_min(const dash_t *d, int64_t now_ms);
 // The first row to show so that the selection sel is visible in h rows.
@@ -149,7 +165,12 @@ void dash_set_plan(dash_t *d, proto_msg_t **msg);
 void dash_add_event(dash_t *d, const proto_event_t *e);
 // Sets the output pane (text copied; len bytes, may hold no NUL).
 void dash_set_output(dash_t *d, const char *task, const uint8_t *text,
-                     size_t len, bool gate);
+                     size_t len, dash_out_t kind);
+// The rows text takes in a pane width columns wide (a line longer than
+// width goes on over more rows); fills out with at most n of them from row
+// skip on.  Returns the number of rows in all.
+size_t dash_wrap(const char *text, size_t len, int width, size_t skip,
+                 dash_span_t *out, size_t n);
 // The status line, printf-style.
 void dash_say(dash_t *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

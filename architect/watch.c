@@ -38,6 +38,8 @@
 #define S_TAIL_EVENTS 40        // events shown from before the start
 #define S_REREAD_MS 250         // a busy swarm re-reads a pane at most
                                 // this often
+#define S_LIVE_MS 500           // a running task's tail, re-read (drones
+                                // send one at most every PROTO_TAIL_MS)
 
 typedef enum { S_PING, S_SUB, S_OVERVIEW, S_PLAN, S_OUTPUT, S_KINDS } s_kind_t;
 
@@ -114,6 +116,14 @@ s_on_events(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
     w->more = ev->more;
 }
 
+// True when the selected task is a gate (what it shows has no tail).
+static bool
+s_is_gate(const s_watch_t *w)
+{
+    const proto_task_info_t *t = dash_sel_task(&w->d);
+    return t && t->kind && strcmp(t->kind, "gate") == 0;
+}
+
 // The task whose output the pane should show: the selected one.
 static const char *
 s_want_output(const s_watch_t *w)
@@ -186,17 +196,30 @@ s_on_output(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
                                      "in the events: log PLAN)"
                                    : "(no output yet)";
             dash_set_output(&w->d, want, (const uint8_t *) none,
-                            strlen(none), false);
+                            strlen(none), DASH_OUT_FINAL);
         }
         return;
     }
     const proto_output_ok_t *o = &(*reply)->u.output_ok;
-    if (want && o->task && strcmp(want, o->task) == 0) {
-        // Only a gate has no attempt: this is what it shows a person.
-        dash_set_output(&w->d, o->task, o->data.data, o->data.len,
-                        o->attempt == 0);
-    } else {
+    if (!want || !o->task || strcmp(want, o->task) != 0) {
         w->dirty[S_OUTPUT] = true;  // the selection moved meanwhile
+        return;
+    }
+    static const char waiting[] = "(running; nothing written yet)";
+    if (o->running && o->data.len == 0) {
+        dash_set_output(&w->d, o->task, (const uint8_t *) waiting,
+                        strlen(waiting), DASH_OUT_LIVE);
+    } else {
+        // Only a gate has no attempt: what it shows a person.
+        dash_set_output(&w->d, o->task, o->data.data, o->data.len,
+                        o->running         ? DASH_OUT_LIVE
+                        : s_is_gate(w) && o->attempt == 0 ? DASH_OUT_GATE
+                                                          : DASH_OUT_FINAL);
+    }
+    if (o->running) {
+        // A running tail changes without events: look again shortly.
+        w->dirty[S_OUTPUT] = true;
+        w->retry_at[S_OUTPUT] = clock_mono_ms() + S_LIVE_MS;
     }
 }
 
@@ -240,6 +263,9 @@ s_request(const s_watch_t *w, s_kind_t kind, int64_t *timeout_ms)
         m = proto_msg_new(PROTO_MSG_OUTPUT);
         m->u.output.plan = w->d.open_plan;
         m->u.output.task = xstrdup(s_want_output(w));
+        // A running task's latest tail, else its stored output; a gate's
+        // text is what it shows, never a tail.
+        m->u.output.live = !s_is_gate(w);
         break;
     default:
         break;
@@ -263,7 +289,10 @@ s_issue(s_watch_t *w)
                             (low >= 0 && low < S_LEASE_LOW_MS &&
                              now - w->overview_at >= S_LEASE_REREAD_MS);
     w->dirty[S_PLAN] &= w->d.open_plan != 0;
-    w->dirty[S_OUTPUT] &= w->d.open_plan != 0 && s_want_output(w) != NULL;
+    const char *want = s_want_output(w);
+    w->dirty[S_OUTPUT] &= w->d.open_plan != 0 && want != NULL &&
+                          !(w->d.out_kind == DASH_OUT_WHY && w->d.out_task &&
+                            strcmp(want, w->d.out_task) == 0);
     for (int k = 0; k < S_KINDS; k++) {
         if (!w->dirty[k] || w->out[k] || now < w->retry_at[k]) {
             continue;
@@ -377,7 +406,7 @@ s_key_gate(s_watch_t *w, dash_act_t act)
     } else if (!t || t->state != PROTO_TASK_AWAITING_APPROVAL) {
         dash_say(&w->d, "%s: select a gate awaiting approval in the tasks "
                  "pane (Tab)", verb);
-    } else if (!w->d.output_is_gate || !w->d.out_task ||
+    } else if (w->d.out_kind != DASH_OUT_GATE || !w->d.out_task ||
                strcmp(w->d.out_task, t->id) != 0) {
         dash_say(&w->d, "%s: the gate's text is not shown yet; try again "
                  "in a moment", verb);
@@ -424,8 +453,36 @@ s_key_retry(s_watch_t *w)
     s_act_send(w, &req);
 }
 
-// e: why the task is where it is, from what STATUS says.  (The broker's
-// EXPLAIN, one plain sentence for every reason, is not there yet.)
+static void
+s_on_explain(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
+{
+    s_watch_t *w = arg;
+    w->acting = false;
+    const proto_task_info_t *t = dash_sel_task(&w->d);
+    if (rc != LINK_OK || (*reply)->cmd == PROTO_MSG_ERROR) {
+        // A broker without EXPLAIN: what STATUS says.
+        const char *why = !t ? "" : t->waiting_reason ? t->waiting_reason
+                                  : t->last_error     ? t->last_error
+                                                      : "no reason given";
+        dash_say(&w->d, "explain: %s; status says: %s",
+                 rc != LINK_OK ? err : (*reply)->u.error.message, why);
+        return;
+    }
+    const proto_explain_ok_t *x = &(*reply)->u.explain_ok;
+    if (!t || !x->task || strcmp(t->id, x->task) != 0) {
+        return;  // the selection moved on
+    }
+    char *text = xasprintf("%s\n\n(%s, %s)", x->reason ? x->reason : "",
+                           x->state ? x->state : "?", x->code ? x->code : "?");
+    dash_set_output(&w->d, x->task, (const uint8_t *) text, strlen(text),
+                    DASH_OUT_WHY);
+    free(text);
+    dash_say(&w->d, "why '%s': the right pane; e again shows its output",
+             x->task);
+}
+
+// e: why the task is where it is, as the broker explains it (EXPLAIN), in
+// the output pane; e again goes back to the output.
 static void
 s_key_explain(s_watch_t *w)
 {
@@ -434,11 +491,23 @@ s_key_explain(s_watch_t *w)
         dash_say(&w->d, "explain: select a task in the tasks pane (Tab)");
         return;
     }
-    const char *why = t->waiting_reason ? t->waiting_reason
-                      : t->last_error   ? t->last_error
-                                        : "no reason recorded";
-    dash_say(&w->d, "%s (%s): %s  [full explain: not yet]", t->id,
-             dash_state_label(t->state), why);
+    if (w->d.out_kind == DASH_OUT_WHY && w->d.out_task &&
+        strcmp(w->d.out_task, t->id) == 0) {
+        w->dirty[S_OUTPUT] = true;
+        w->retry_at[S_OUTPUT] = 0;
+        w->d.out_kind = DASH_OUT_FINAL;
+        return;
+    }
+    if (w->acting) {
+        dash_say(&w->d, "busy: the last request has not been answered");
+        return;
+    }
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_EXPLAIN);
+    req->u.explain.plan = w->d.open_plan;
+    req->u.explain.task = xstrdup(t->id);
+    w->acting = true;
+    link_send(w->a->link, &req, w->a->cfg->connect_timeout_ms, s_on_explain,
+              w);
 }
 
 // Enter: the plans pane opens the selected plan.

@@ -1,11 +1,12 @@
 // e2e watch: the dashboard driven in tmux at 80x24, as a person would.  It
-// shows a running plan and its gate waiting; a submitter key's `a` says it
-// needs an operator key; an operator approves from the keyboard with a
-// note, the plan finishes, and the log records who approved and the note;
-// the broker killed and restarted shows as unreachable, then reconnected;
-// a resize redraws; `q` and SIGTERM leave the shell prompt, not curses
-// leftovers; without a terminal it is a usage error.  Skips when tmux is
-// missing.
+// shows a running plan and its gate waiting, and `e` the broker's
+// explanation of it; a submitter key's `a` says it needs an operator key;
+// an operator approves from the keyboard with a note; a running task's
+// output is shown live; the plan finishes, and the log records who
+// approved and the note; the broker killed and restarted shows as
+// unreachable, then reconnected; a resize redraws; `q`, Ctrl-C and SIGTERM
+// leave the shell prompt, not curses leftovers; without a terminal it is a
+// usage error.  Skips when tmux is missing.
 #include "common/xalloc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -22,7 +23,8 @@ static const char *s_plan =
     "{\"id\":\"g\",\"needs\":[\"a\"],\"gate\":\"ship it?\"},"
     "{\"id\":\"b\",\"needs\":[\"g\"],\"run\":[\"echo\",\"shipped\"]},"
     "{\"id\":\"hold\",\"run\":[\"sh\",\"-c\","
-    " \"while [ ! -f go ]; do sleep 0.05; done\"]}]}";
+    " \"n=0; while [ ! -f go ]; do n=$((n+1)); echo tick $n; sleep 0.1;"
+    " done\"]}]}";
 
 typedef struct {
     swarm_t *s;
@@ -223,6 +225,11 @@ s_approve(s_tmux_t *t, swarm_t *s, const char *id)
           (strchr(lease, 's') != NULL));
     s_tmux(t, "send-keys -t op Tab j");
     CHECK(s_see(t, "op", "Gate shows: g", "ship it?"));
+    // e: the broker's explanation in the right pane; e again: back.
+    s_tmux(t, "send-keys -t op e");
+    CHECK(s_see(t, "op", "Why: g", "waits for a person"));
+    s_tmux(t, "send-keys -t op e");
+    CHECK(s_see(t, "op", "Gate shows: g", NULL));
     // The capture for the README: 80x24, a gate waiting.
     char *shot = s_capture(t, "op");
     fprintf(stderr, "---- dashboard ----\n%s-------------------\n", shot);
@@ -232,6 +239,10 @@ s_approve(s_tmux_t *t, swarm_t *s, const char *id)
     s_tmux(t, "send-keys -t op -l 'looks good'");
     s_tmux(t, "send-keys -t op Enter");
     CHECK(s_see(t, "op", "approved gate 'g'", NULL));
+    // A running task's output, live: its ticks go on without events.
+    s_tmux(t, "send-keys -t op j j");
+    CHECK(s_see(t, "op", "Live output of hold", "tick"));
+    CHECK(s_see(t, "op", "tick 30", NULL));
     return swarm_wait_task(s, atoll(id), "b", "succeeded", 60);
 }
 

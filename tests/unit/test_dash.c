@@ -145,6 +145,16 @@ test_lines(void)
                              .attempts = 2, .drone = "d1"};
     dash_task_line(&run, 7400, 185000, 47, buf);
     CHECK_STR(buf, "build       running     2 d1          7s  3m05s");
+    run.attempt = 5;  // the attempt's number wins over the budget used
+    dash_task_line(&run, -1, -1, 47, buf);
+    CHECK_STR(buf, "build       running     5 d1           -      -");
+    // Durations: running ticks from its start; ended is what status said.
+    CHECK_INT(dash_task_duration(&run, 1000), -1);
+    run.started_ms = 10000;
+    CHECK_INT(dash_task_duration(&run, 12500), 2500);
+    run.ended_ms = 11000;
+    run.duration_ms = 1000;
+    CHECK_INT(dash_task_duration(&run, 99999), 1000);
     // The title's columns line up with the lines'.
     char title[DASH_LINE];
     dash_task_title(12, 47, title);
@@ -346,13 +356,40 @@ test_output(void)
     dash_t d;
     dash_init(&d);
     const uint8_t text[] = {'a', 0, 'b'};
-    dash_set_output(&d, "t", text, sizeof text, true);
+    dash_set_output(&d, "t", text, sizeof text, DASH_OUT_GATE);
     CHECK_INT(d.output_len, 3);
-    CHECK(d.output_is_gate && memcmp(d.output, text, 3) == 0);
+    CHECK(d.out_kind == DASH_OUT_GATE && memcmp(d.output, text, 3) == 0);
     CHECK_STR(d.out_task, "t");
-    dash_set_output(&d, "u", NULL, 0, false);
+    dash_set_output(&d, "u", NULL, 0, DASH_OUT_FINAL);
     CHECK_STR(d.output, "");
     dash_release(&d);
+}
+
+// Rows of a text in a pane: lines, long ones wrapped, a window of them.
+static void
+test_wrap(void)
+{
+    const char *t = "abcdefgh\n\nxy\nlast";
+    dash_span_t r[8];
+    // Width 3: "abc" "def" "gh" "" "xy" "las" "t".
+    CHECK_INT(dash_wrap(t, strlen(t), 3, 0, NULL, 0), 7);
+    CHECK_INT(dash_wrap(t, strlen(t), 3, 0, r, 8), 7);
+    CHECK_INT(r[0].at, 0);
+    CHECK_INT(r[0].len, 3);
+    CHECK_INT(r[2].len, 2);   // "gh"
+    CHECK_INT(r[3].len, 0);   // the empty line
+    CHECK_INT(r[4].at, 10);   // "xy"
+    CHECK_INT(r[6].len, 1);   // "t"
+    // A window: rows 4 and 5 only.
+    dash_span_t w[2];
+    CHECK_INT(dash_wrap(t, strlen(t), 3, 4, w, 2), 7);
+    CHECK_INT(w[0].at, 10);
+    CHECK_INT(w[1].at, 13);
+    CHECK_INT(w[1].len, 3);
+    // A trailing newline adds no row; nothing is no rows; width 0 is 1.
+    CHECK_INT(dash_wrap("a\n", 2, 10, 0, NULL, 0), 1);
+    CHECK_INT(dash_wrap("", 0, 10, 0, NULL, 0), 0);
+    CHECK_INT(dash_wrap("abc", 3, 0, 0, NULL, 0), 3);
 }
 
 static const t_case_t t_cases[] = {
@@ -367,6 +404,7 @@ static const t_case_t t_cases[] = {
     T(test_events_ring),
     T(test_input),
     T(test_output),
+    T(test_wrap),
     {0},
 };
 
