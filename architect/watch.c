@@ -315,16 +315,13 @@ s_on_action(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
     if (rc != LINK_OK) {
         dash_say(&w->d, "not done: %s", err ? err : "no reply");
     } else if ((*reply)->cmd == PROTO_MSG_ERROR) {
+        // The broker's own words, e.g. CONFLICT: the gate changed since
+        // it was shown.
         const proto_error_body_t *e = &(*reply)->u.error;
-        dash_say(&w->d, "refused: %s%s%s",
+        dash_say(&w->d, "refused: %s%s: %s",
                  e->code == PROTO_E_FORBIDDEN ? "needs an operator key; "
                                               : "",
-                 proto_status_name(e->code), e->message ? "" : "");
-        if (e->message) {
-            size_t at = strlen(w->d.status);
-            snprintf(w->d.status + at, sizeof w->d.status - at, ": %s",
-                     e->message);
-        }
+                 proto_status_name(e->code), e->message ? e->message : "");
     } else {
         dash_say(&w->d, "%s", w->done);
     }
@@ -464,8 +461,9 @@ s_on_explain(void *arg, link_rc_t rc, proto_msg_t **reply, const char *err)
         const char *why = !t ? "" : t->waiting_reason ? t->waiting_reason
                                   : t->last_error     ? t->last_error
                                                       : "no reason given";
-        dash_say(&w->d, "explain: %s; status says: %s",
-                 rc != LINK_OK ? err : (*reply)->u.error.message, why);
+        const char *what = rc != LINK_OK ? err : (*reply)->u.error.message;
+        dash_say(&w->d, "explain: %s; status says: %s", what ? what : "?",
+                 why);
         return;
     }
     const proto_explain_ok_t *x = &(*reply)->u.explain_ok;
