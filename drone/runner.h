@@ -133,7 +133,8 @@ void runner_kill_all(runner_t *self, int64_t now_ms);
 size_t runner_count(const runner_t *self);       // children not yet done
 bool runner_has(const runner_t *self, uint64_t id);
 
-// Descriptors to poll for reading (output pipes and the SIGCHLD pipe).
+// Descriptors to poll for reading (output pipes, the start pipes of
+// children not yet exec'd, and the SIGCHLD pipe).
 // Fills up to max entries of fds; returns how many there are.
 size_t runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max);
 // Reads what is readable, reaps, and enforces deadlines and kill graces.

@@ -252,7 +252,7 @@ test_missing_program(void)
 static void
 s_script(const char *dir, const char *name, const char *word)
 {
-    char path[600], text[64];
+    char path[700], text[64];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(text, sizeof text, "#!/bin/sh\necho %s\n", word);
     t_write_file(path, text);
@@ -589,8 +589,10 @@ test_pollfds_and_next(void)
     spec.deadline_ms = now + 5000;
     char *err = NULL;
     REQUIRE(runner_start(rn, 1, &spec, now, &err) == 0);
-    CHECK_INT(runner_pollfds(rn, NULL, 0), 3);
-    CHECK_INT(runner_pollfds(rn, fds, 2), 3);
+    // Its two output pipes, and its start pipe until it has exec'd.
+    size_t n = runner_pollfds(rn, NULL, 0);
+    CHECK(n == 3 || n == 4);
+    CHECK_INT(runner_pollfds(rn, fds, 2), n);
     CHECK_INT(runner_next_ms(rn), now + 5000);
     runner_result_t *done = NULL;
     CHECK_INT(runner_step(rn, now, &done), 0);
