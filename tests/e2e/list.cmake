@@ -24,7 +24,9 @@ waggle_e2e_test(plan 180)
 waggle_e2e_test(scale 180)
 waggle_e2e_test(prompt 180)
 waggle_e2e_test(limits 180)
+waggle_e2e_test(budget 180)
 waggle_e2e_test(events 180)
+waggle_e2e_test(amend 180)
 # The benchmark (bench/waggle-bench) at small N in both modes: its report
 # is checked for sanity, never for speed.
 add_test(NAME e2e_bench_smoke COMMAND python3
