@@ -11,6 +11,9 @@
 # starting the program, and again on every SIGHUP before passing the signal
 # on: updating the Secret and sending SIGHUP to the container admits or
 # revokes keys without a restart (deploy/README.md, "Keys and rotation").
+# WAGGLE_KEYS_FROM may also name a tar file holding the key directory (how
+# deploy/k8s puts a tree such as broker/allow/drone/*.key into one Secret
+# key: a Secret cannot hold subdirectories).
 # Without WAGGLE_KEYS_FROM it simply execs the command (compose mounts a
 # host directory whose files already have the right owner and modes).
 set -eu
@@ -24,14 +27,20 @@ fi
 : "${WAGGLE_KEYS:=/run/waggle/keys}"
 export WAGGLE_KEYS
 
-# Copies the tree with cp -L (Kubernetes' ..data symlinks become files),
-# then tightens modes: directories 0700, files 0600.  The new tree replaces
-# the old one in a single rename.
+# Copies the tree with cp -L (Kubernetes' ..data symlinks become files), or
+# unpacks the tar file, then tightens modes: directories 0700, files 0600.
+# The new tree is complete before it takes the old one's place.
 sync_keys() {
     tmp="$WAGGLE_KEYS.new.$$"
     rm -rf "$tmp"
     mkdir -p "$(dirname "$WAGGLE_KEYS")"
-    (umask 077 && mkdir "$tmp" && cp -RL "$WAGGLE_KEYS_FROM/." "$tmp/")
+    (umask 077 && mkdir "$tmp")
+    if [ -f "$WAGGLE_KEYS_FROM" ]; then
+        tar -C "$tmp" --no-same-owner --no-same-permissions \
+            -xf "$WAGGLE_KEYS_FROM"
+    else
+        cp -RL "$WAGGLE_KEYS_FROM/." "$tmp/"
+    fi
     find "$tmp" -name '..*' -prune -exec rm -rf {} +
     find "$tmp" -type d -exec chmod 0700 {} +
     find "$tmp" -type f -exec chmod 0600 {} +

@@ -129,19 +129,17 @@ podman run --rm --no-healthcheck --network none --user 0 -v "$run/keys:/keys" "$
     fail "keygen in a container failed"
 [ -f "$run/keys/broker/broker.key_secret" ] || fail "keygen wrote no keys"
 
-# A Kubernetes-style key mount for the broker: owned by root, group
-# readable (a Secret with fsGroup), which Waggle itself refuses; the
-# entrypoint copies it private (WAGGLE_KEYS_FROM, deploy/docker-entrypoint.sh).
+# A Kubernetes-style key mount for the broker: one Secret key holding a tar
+# of DIR/broker, owned by root and group-readable (fsGroup), which Waggle
+# itself would refuse; the entrypoint unpacks it private
+# (WAGGLE_KEYS_FROM, deploy/docker-entrypoint.sh).
 secret="$run/secret"
+mkdir "$secret"
 s_secret() {
-    rm -rf "$secret.new" && mkdir -p "$secret.new"
-    cp -R "$run/keys/broker" "$secret.new/"
-    chown -R 0:10001 "$secret.new"
-    find "$secret.new" -type d -exec chmod 0750 {} +
-    find "$secret.new" -type f -exec chmod 0440 {} +
-    # Update in place, as the kubelet does: the mount stays the same.
-    mkdir -p "$secret" && rm -rf "${secret:?}"/* &&
-        cp -a "$secret.new"/. "$secret"/ && rm -rf "$secret.new"
+    tar -C "$run/keys" -cf "$secret/keys.tar.new" broker
+    chown 0:10001 "$secret/keys.tar.new"
+    chmod 0440 "$secret/keys.tar.new"
+    mv "$secret/keys.tar.new" "$secret/keys.tar"
 }
 s_secret
 
@@ -152,7 +150,7 @@ podman volume create "$tag-ledger" >/dev/null
 # systemd it complains on stderr and the test runs them itself.)
 podman run -d --name "$tag-broker" --network "$net" \
     -v "$secret:/secret:ro" -v "$tag-ledger:/var/lib/waggle" \
-    -e WAGGLE_KEYS_FROM=/secret "$image" waggle-broker \
+    -e WAGGLE_KEYS_FROM=/secret/keys.tar "$image" waggle-broker \
     >/dev/null 2>>"$run/podman.log"
 ip=""
 for _ in $(seq 1 60); do
@@ -177,14 +175,18 @@ podman run --rm --no-healthcheck --network none --user 0 -v "$run/keys:/keys" "$
            chown -R waggle:waggle /keys' || fail "keygen --add failed"
 s_secret
 podman kill --signal HUP "$tag-broker" >/dev/null
+# drone1 also reads its keys through the entrypoint's copy (a directory).
+# The capabilities are the ones deploy/compose.yaml and deploy/k8s give a
+# drone: switch to the task user, hand it its directory, signal its tasks.
 s_drone() {
     podman run -d --name "$tag-$1" --network "$net" --user 0 \
-        --no-healthcheck -v "$2:/keys:ro" -e WAGGLE_KEYS=/keys \
+        --cap-drop ALL --cap-add SETUID,SETGID,CHOWN,DAC_OVERRIDE,FOWNER,KILL \
+        --no-healthcheck -v "$2:/keys:ro" -e "$3=/keys" \
         -e WAGGLE_BROKER="tcp://$ip:7600" "$image" \
         waggle-drone --slots 2 --tags "$1" >/dev/null
 }
-s_drone drone1 "$run/keys"
-s_drone drone2 "$run/keys/bundles/d2"
+s_drone drone1 "$run/keys" WAGGLE_KEYS_FROM
+s_drone drone2 "$run/keys/bundles/d2" WAGGLE_KEYS
 
 arch() {
     podman run --rm --no-healthcheck --network "$net" -v "$run/keys:/keys:ro" \
