@@ -18,7 +18,10 @@ have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
     command -v iptables >/dev/null 2>&1 &&
     command -v debootstrap >/dev/null 2>&1 &&
-    /usr/bin/python3 -c 'import zmq, msgpack' >/dev/null 2>&1
+    command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 &&
+    command -v docker-compose >/dev/null 2>&1 &&
+    command -v systemd-analyze >/dev/null 2>&1 &&
+    /usr/bin/python3 -c 'import zmq, msgpack, yaml' >/dev/null 2>&1
 }
 
 if have_build && { [ $want_test = 0 ] || have_test; }; then
@@ -63,8 +66,13 @@ pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
 if [ $want_test = 1 ]; then
     # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
     # python3-zmq and python3-msgpack: the Python client (tests/py).
+    # podman, runc, containernetworking-plugins: the container image test
+    # (tests/container/image.sh; runc because crun fails here, PITFALLS.md);
+    # docker-compose, python3-yaml, systemd: the offline checks of
+    # deploy/compose.yaml, deploy/k8s and deploy/systemd.
     pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
-          python3-msgpack"
+          python3-msgpack podman runc containernetworking-plugins
+          docker-compose python3-yaml systemd"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
