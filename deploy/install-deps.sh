@@ -20,6 +20,7 @@ have_test() {
     command -v debootstrap >/dev/null 2>&1 &&
     command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 &&
     command -v docker-compose >/dev/null 2>&1 &&
+    { [ -x /usr/lib/cni/dnsname ] || [ -x /usr/lib/podman/aardvark-dns ]; } &&
     command -v systemd-analyze >/dev/null 2>&1 &&
     /usr/bin/python3 -c 'import zmq, msgpack, yaml' >/dev/null 2>&1
 }
@@ -64,6 +65,9 @@ pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
       libsqlite3-dev libcurl4-openssl-dev libsodium-dev libjansson-dev
       libncurses-dev"
 if [ $want_test = 1 ]; then
+    # Container names resolve on a Podman network: the CNI dnsname plugin
+    # (Podman 4, Debian 12) or aardvark-dns (Podman 5's netavark).
+    dns=$(pick golang-github-containernetworking-plugin-dnsname aardvark-dns)
     # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
     # python3-zmq and python3-msgpack: the Python client (tests/py).
     # podman, runc, containernetworking-plugins: the container image test
@@ -72,7 +76,7 @@ if [ $want_test = 1 ]; then
     # deploy/compose.yaml, deploy/k8s and deploy/systemd.
     pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
           python3-msgpack podman runc containernetworking-plugins
-          docker-compose python3-yaml systemd"
+          $dns docker-compose python3-yaml systemd"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

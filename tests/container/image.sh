@@ -7,7 +7,10 @@
 # 'waggle-broker backup' works inside the broker's container.  The broker
 # reads its keys the Kubernetes way (a root-owned, group-readable mount
 # copied private by the entrypoint) and admits a drone key added while it
-# runs (keygen --add, then SIGHUP to the container).
+# runs (keygen --add, then SIGHUP to the container).  Then the same with
+# deploy/compose.yaml: keygen, up --scale drone=3, a plan from the architect
+# service (needs docker-compose and the CNI dnsname plugin, else SKIP for
+# that part).
 #
 #   tests/container/image.sh            (ctest -L container runs it)
 #
@@ -54,7 +57,7 @@ cleanup() {
             podman logs "$tag-$c" 2>&1 | tail -n 30 >&2 || true
         done
     fi
-    podman rm -f -t 2 "$tag-broker" "$tag-drone1" "$tag-drone2" \
+    podman rm -f -v -t 2 "$tag-broker" "$tag-drone1" "$tag-drone2" \
         >/dev/null 2>&1 || true
     podman network rm -f "$net" >/dev/null 2>&1 || true
     podman volume rm -f "$tag-ledger" >/dev/null 2>&1 || true
@@ -230,5 +233,55 @@ podman exec "$tag-broker" waggle-broker backup --json \
     fail "waggle-broker backup failed in the container"
 grep -q '"integrity":"ok"' "$run/backup.json" || fail "backup not checked"
 say "backup in the container: $(cat "$run/backup.json")"
+
+# --- deploy/compose.yaml, as deploy/README.md says to use it ----------------
+# docker-compose drives Podman through its Docker-compatible API (a
+# 'podman system service' this script starts and stops).  Service names
+# resolve only with the CNI dnsname plugin on Podman 4.3 (aardvark-dns on
+# Podman 5).
+dnsname=""
+for f in /usr/lib/cni/dnsname /usr/libexec/cni/dnsname /opt/cni/bin/dnsname \
+         /usr/lib/podman/aardvark-dns /usr/libexec/podman/aardvark-dns; do
+    [ -x "$f" ] && dnsname=$f
+done
+if ! command -v docker-compose >/dev/null 2>&1 || [ -z "$dnsname" ]; then
+    echo "image: *** SKIP: compose up (needs docker-compose and the CNI" \
+         "dnsname plugin) ***" >&2
+    say "ok without compose ($(elapsed))"
+    exit 0
+fi
+podman system service --time=0 "unix://$run/podman.sock" \
+    > "$run/service.log" 2>&1 &
+service=$!
+compose_down() {
+    (cd "$run/compose" && docker-compose -p "$tag" down -v -t 5) \
+        >/dev/null 2>&1 || true
+    kill "$service" 2>/dev/null || true
+    wait "$service" 2>/dev/null || true
+}
+trap 'compose_down; cleanup' EXIT
+for _ in $(seq 1 50); do [ -S "$run/podman.sock" ] && break; sleep 0.2; done
+mkdir -p "$run/compose/plans"
+cp -R "$top/deploy/compose.yaml" "$top/deploy/prometheus" "$run/compose/"
+cp "$top/examples/fanout.json" "$run/compose/plans/"
+chmod -R a+rX "$run/compose"
+export DOCKER_HOST="unix://$run/podman.sock" WAGGLE_IMAGE="$image" \
+    WAGGLE_PLANS_DIR="$run/compose/plans" WAGGLE_PORT="$(/usr/bin/python3 -c 'import socket
+s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')"
+dc() { (cd "$run/compose" && timeout 180 docker-compose -p "$tag" "$@"); }
+mkdir "$run/compose/keys"
+dc run --rm keygen > "$run/compose.log" 2>&1 || fail "compose: keygen"
+dc up -d --no-build --scale drone=3 >> "$run/compose.log" 2>&1 ||
+    { cat "$run/compose.log" >&2; fail "compose up failed"; }
+# The guide's example, as deploy/README.md runs it.
+plan=$(dc run --rm architect submit /plans/fanout.json 2>>"$run/compose.log" |
+       tr -d '\r' | tail -n 1)
+dc run --rm architect wait "$plan" --timeout 180 >> "$run/compose.log" 2>&1 ||
+    { cat "$run/compose.log" >&2; fail "compose: plan '$plan' failed"; }
+dc run --rm architect output "$plan" report 2>/dev/null | tr -d '\r' |
+    sed 's/^/image:   /'
+n=$(dc ps -q drone 2>/dev/null | wc -l)
+[ "$n" = 3 ] || fail "compose: $n drones running, not 3"
+say "compose: broker + 3 drones up, plan $plan succeeded ($(elapsed))"
 
 say "ok ($(elapsed))"
