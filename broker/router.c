@@ -1,4 +1,5 @@
-// router: ROUTER socket setup, polling and framing for the broker.
+// router: ROUTER socket setup, loop registration and framing for the
+// broker.
 #include "broker/router.h"
 
 #include "broker/auth.h"
@@ -32,7 +33,6 @@ struct router {
     auth_t *auth;              // ZAP handler in ctx (owned)
     char endpoint[256];        // the bound endpoint
     s_quota_t quotas[S_QUOTAS];
-    int wake_fd;               // also polled (e.g. a signal pipe), or -1
 };
 
 static int
@@ -75,7 +75,6 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
             const keys_broker_t *keys, char *err, size_t errlen)
 {
     router_t *self = xcalloc(1, sizeof *self);
-    self->wake_fd = -1;
     self->ctx = zmq_ctx_new();
     // ZAP first: with domain enforcement a missing handler refuses everyone,
     // and the handler must be up before the first peer can arrive.
@@ -125,39 +124,19 @@ router_endpoint(const router_t *self)
     return self->endpoint;
 }
 
-bool
-router_wait(router_t *self, int64_t timeout_ms)
+static void
+s_on_zap(loop_t *loop, void *arg)
 {
-    zmq_pollitem_t items[3] = {
-        {self->sock, 0, ZMQ_POLLIN, 0},
-        {auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
-        {NULL, self->wake_fd, ZMQ_POLLIN, 0},
-    };
-    int n = self->wake_fd >= 0 ? 3 : 2;
-    long timeout = timeout_ms < 0 ? -1 : (long) timeout_ms;
-    for (;;) {
-        int rc = zmq_poll(items, n, timeout);
-        if (rc <= 0) {
-            return false;
-        }
-        if (items[1].revents & ZMQ_POLLIN) {
-            auth_handle(self->auth);
-        }
-        if (items[0].revents & ZMQ_POLLIN) {
-            return true;
-        }
-        if (items[2].revents & ZMQ_POLLIN) {
-            return false;  // the caller reads the watched descriptor
-        }
-        // Only ZAP traffic: keep waiting, but do not stretch the timeout.
-        timeout = 0;
-    }
+    (void) loop;
+    auth_handle(arg);
 }
 
 void
-router_watch_fd(router_t *self, int fd)
+router_register(router_t *self, loop_t *loop)
 {
-    self->wake_fd = fd;
+    loop_add_socket(loop, self->sock, 0, NULL, NULL);
+    loop_add_socket(loop, auth_socket(self->auth), LOOP_QUIET, s_on_zap,
+                    self->auth);
 }
 
 static wire_rc_t

@@ -9,6 +9,7 @@
 #ifndef WAGGLE_ROUTER_H
 #define WAGGLE_ROUTER_H
 
+#include "broker/loop.h"
 #include "common/keys.h"
 #include "proto/proto.h"
 #include "proto/wire.h"
@@ -35,13 +36,11 @@ int router_open(router_t **out, const char *endpoint, size_t max_frame,
                 const keys_broker_t *keys, char *err, size_t errlen);
 void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
-// Waits up to timeout_ms (-1 forever) for input, answering ZAP requests
-// meanwhile.  Returns true when a message is waiting; false on timeout,
-// when interrupted by a signal or when the watched descriptor is readable.
-bool router_wait(router_t *self, int64_t timeout_ms);
-// Makes router_wait also return when fd is readable (-1: none); the
-// caller reads it.  The broker's SIGHUP pipe.
-void router_watch_fd(router_t *self, int fd);
+// Registers the router's sockets with loop: the ROUTER, whose readiness
+// ends the wait (the broker reads it in its turn, router_recv), and the ZAP
+// handler, answered as requests come and never ending the wait
+// (LOOP_QUIET).  loop is borrowed; destroy it before the router.
+void router_register(router_t *self, loop_t *loop);
 // Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
 // Messages PROTOCOL.md drops unanswered (more than one frame, a malformed
 // HEARTBEAT) are logged and skipped here, never returned; after 64 of them
