@@ -1,6 +1,7 @@
 # One line per module test.
 waggle_unit(attempt waggle_drone_core)
 waggle_unit(auth waggle_broker_core)
+waggle_unit(backup waggle_broker_core)
 waggle_unit(cfg waggle_common)
 waggle_unit(codec waggle_proto)
 target_compile_definitions(test_codec PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
