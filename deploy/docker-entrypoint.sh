@@ -18,7 +18,10 @@
 # host directory whose files already have the right owner and modes).
 set -eu
 
-[ $# -gt 0 ] || set -- waggle-broker
+# No command, or only options ('docker run waggle --verbose'): the broker.
+if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then
+    set -- waggle-broker "$@"
+fi
 
 if [ -z "${WAGGLE_KEYS_FROM:-}" ]; then
     exec "$@"
