@@ -175,6 +175,7 @@ podman healthcheck run "$tag-broker" >/dev/null ||
 # keygen --add, the Secret updated, SIGHUP to the broker's container.
 podman run --rm --no-healthcheck --network none --user 0 -v "$run/keys:/keys" "$image" \
     sh -c 'waggle-architect keygen /keys --add drone d2 >/dev/null &&
+           waggle-architect keygen /keys --add submitter health >/dev/null &&
            chown -R waggle:waggle /keys' || fail "keygen --add failed"
 s_secret
 podman kill --signal HUP "$tag-broker" >/dev/null
@@ -226,6 +227,17 @@ echo "$out" | sed 's/^/image:   /'
 hosts=$(echo "$out" | grep -v 'waggle-task$' | wc -l)
 [ "$hosts" = 2 ] || fail "expected tasks on 2 drone containers, saw $hosts"
 say "plan $plan succeeded on both drones ($(elapsed))"
+
+# The health check's deeper form: a submitter bundle (admitted by the
+# SIGHUP above) makes it ping through the broker's loop.
+podman cp "$run/keys/bundles/health" "$tag-broker:/tmp/health"
+podman exec -e WAGGLE_HEALTH_KEYS=/tmp/health "$tag-broker" \
+    waggle-healthcheck > "$run/health.log" 2>&1 ||
+    { cat "$run/health.log" >&2; fail "the health check with a key failed"; }
+podman exec -e WAGGLE_HEALTH_KEYS=/nonexistent "$tag-broker" \
+    waggle-healthcheck >/dev/null 2>&1 &&
+    fail "the health check passed with no key to ping with"
+say "health check: $(tr '\n' ' ' < "$run/health.log")"
 
 # --- a backup inside the running broker's container -------------------------
 podman exec "$tag-broker" waggle-broker backup --json \
