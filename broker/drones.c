@@ -294,7 +294,9 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
         broker_fail_turn(b);
     }
     if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
-        log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
+        log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                      LOG_STR("key", d->name)),
+                      "drone '%s' instance %s on '%s': %u slots, tags [%s], "
                       "%zu leases%s", d->name, d->instance, d->host,
                  d->slots, tags, h->n_leases,
                  d->quarantined ? " (quarantined)" : "");
@@ -489,7 +491,12 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
         trust_result(d);
     }
     if (status != PROTO_ACK_ACCEPTED && s_log_quota(b, d, LOG_LEVEL_INFO)) {
-        log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
+        log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", r->plan),
+                                      LOG_STR("task", r->task),
+                                      LOG_INT("token", r->token),
+                                      LOG_STR("drone", d->instance),
+                                      LOG_STR("key", d->name)),
+                      "result for plan %lld task '%s' token %llu from '%s': "
                       "%s (%s)", (long long) r->plan, r->task,
                  (unsigned long long) r->token, d->instance,
                  proto_ack_name(status),
@@ -517,7 +524,9 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
         s_release(b, &mine[i], "the drone left");
     }
     free(mine);
-    log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
+    log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                  LOG_STR("key", d->name)),
+                  "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
     s_leave(b, d);
 }
@@ -735,7 +744,12 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
         free(why);
         return true;
     }
-    log_debug(LOG, "task '%s' of plan %lld leased to '%s' (token %llu)",
+    log_debug_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
+                                   LOG_STR("task", t->id),
+                                   LOG_INT("token", token),
+                                   LOG_STR("drone", d->instance),
+                                   LOG_STR("key", d->name)),
+                   "task '%s' of plan %lld leased to '%s' (token %llu)",
               t->id, (long long) plan, d->instance,
               (unsigned long long) token);
     broker_queue(b, &d->rid, &m, true);
@@ -960,8 +974,13 @@ drones_expire(broker_t *b)
         bool lost = s_expiry(b, l, why, sizeof why, &end);
         drone_t *d = drones_find(b, l->instance);
         const workplan_t *wp = sched_workplan(b->sched, l->plan);
-        log_info(LOG, "task '%s' of plan %lld: %s",
-                 wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
+        const char *task = wp ? wp->tasks[l->idx].id : "?";
+        log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", l->plan),
+                                      LOG_STR("task", task),
+                                      LOG_INT("token", l->token),
+                                      LOG_STR("drone", l->instance)),
+                      "task '%s' of plan %lld: %s", task,
+                      (long long) l->plan, why);
         if (d && wp) {
             drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id,
                         l->token, end.timed_out ? "timeout" : "expired",

@@ -6,7 +6,8 @@
 // results by outcome (the attempts table), leases, connected drones; a
 // handshake with an unknown key is counted.  The responder answers 404 and
 // 405, refuses a huge request line, closes silent clients after its
-// timeout, and turns away connections past its limit.
+// timeout, and turns away connections past its limit.  JSON log lines
+// carry plan, task and key as fields.
 #include "broker/httpd.h"
 #include "broker/ledger.h"
 #include "common/clock.h"
@@ -267,7 +268,8 @@ test_refusals(void)
     int port = swarm_free_port();
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    REQUIRE(swarm_broker(&s, "--metrics", addr, NULL) == 0);
+    REQUIRE(swarm_broker(&s, "--metrics", addr, "--log-format", "json",
+                         NULL) == 0);
     s_check_status(port, "GET /nope HTTP/1.1\r\n\r\n", 404);
     s_check_status(port, "POST /metrics HTTP/1.1\r\n\r\n", 405);
     s_check_status(port, "garbage\r\n\r\n", 400);
@@ -300,6 +302,14 @@ test_refusals(void)
     char state[32];
     swarm_wait_plan(&s, plan, 60, state, sizeof state);
     CHECK_STR(state, "succeeded");
+    // JSON log lines about the plan carry it as fields.
+    char log[700];
+    snprintf(log, sizeof log, "%s/broker.log", s.dir);
+    char plan_field[64];
+    snprintf(plan_field, sizeof plan_field, "\"plan\":%lld,\"task\":\"a\"",
+             (long long) plan);
+    CHECK(swarm_log_has(log, "\"msg\":\"plan ", plan_field));
+    CHECK(swarm_log_has(log, "\"msg\":\"drone ", "\"key\":\""));
     bool scraped = false;
     for (int64_t end = clock_mono_ms() + 20000;
          !scraped && clock_mono_ms() < end; usleep(200000)) {
