@@ -218,8 +218,27 @@ size_t trust_credit(broker_t *b, drone_t *d);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
-// REJECT; SUBSCRIBE is handed to events.c.
+// REJECT; SUBSCRIBE is handed to events.c, AMEND to amends.c.
 void requests_on_message(broker_t *b, router_in_t *in);
+// Queues *m as the reply to in (takes it); depends: it waits for the
+// turn's commit.
+void requests_reply(broker_t *b, router_in_t *in, proto_msg_t **m,
+                    bool depends);
+// ERROR code text as the reply to in (waits for the commit when a turn is
+// open: a refusal may rest on what the turn changed).
+void requests_error(broker_t *b, router_in_t *in, proto_status_t code,
+                    const char *text);
+// Fails the turn and answers ERROR INTERNAL.
+void requests_internal(broker_t *b, router_in_t *in);
+// A plan's state; answers NOT_FOUND or INTERNAL and returns false when
+// there is none or the ledger failed.
+bool requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+                         ledger_plan_state_t *state);
+
+// --- amends.c ---------------------------------------------------------
+// AMEND: merges an amendment into a running (or failed) plan, validates
+// the whole and applies it in the open turn; answers AMEND_OK or ERROR.
+void amends_request(broker_t *b, router_in_t *in);
 
 // --- events.c ---------------------------------------------------------
 // SUBSCRIBE: answers one EVENTS page read from the ledger, or parks the

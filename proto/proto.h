@@ -250,6 +250,7 @@ typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
     uint32_t offset;         // first task listed, in workplan order
     bool summary;            // the plan alone, no tasks
+    bool workplan;           // also the plan's workplan (STATUS_OK.workplan)
 } proto_status_t_req;
 
 typedef struct {
@@ -306,6 +307,8 @@ typedef struct {
     proto_drone_info_t *drones; // only for the overview
     size_t n_drones;
     bool more;                  // tasks after these: ask from offset + n_tasks
+    char *workplan;             // NULL, or the plan's workplan as stored
+                                // (canonical JSON), when asked for
 } proto_status_ok_t;
 
 typedef struct {
@@ -317,6 +320,19 @@ typedef struct {
     int64_t plan;
     char *task;
 } proto_retry_t;
+
+typedef struct {
+    int64_t plan;
+    char *amendment;         // JSON text: {"add", "cancel", "replace"}
+} proto_amend_t;
+
+typedef struct {
+    int64_t plan;
+    proto_strv_t added;      // ids, as the amendment listed them
+    proto_strv_t cancelled;
+    proto_strv_t replaced;
+    proto_strv_t warnings;   // e.g. a new task blocked at once by a dead need
+} proto_amend_ok_t;
 
 // APPROVE and REJECT: hash is the hex sha256 of the gate's text exactly as
 // the person was shown it (OUTPUT of the gate); the broker refuses it when
@@ -405,6 +421,8 @@ typedef struct {
         proto_status_ok_t status_ok;
         proto_cancel_t cancel;
         proto_retry_t retry;
+        proto_amend_t amend;
+        proto_amend_ok_t amend_ok;
         proto_verdict_t verdict;   // APPROVE, REJECT
         proto_output_t output;
         proto_output_ok_t output_ok;

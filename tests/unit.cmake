@@ -1,4 +1,6 @@
 # One line per module test.
+waggle_unit(amend waggle_common)
+target_compile_definitions(test_amend PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_unit(attempt waggle_drone_core)
 waggle_unit(auth waggle_broker_core)
 waggle_unit(cfg waggle_common)
