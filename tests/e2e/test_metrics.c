@@ -210,15 +210,25 @@ s_stranger(swarm_t *s, int port)
     return seen;
 }
 
+// Starts s's broker with --metrics on a free port (and JSON logs when
+// json); returns the port, or -1.
+static int
+s_start(swarm_t *s, bool json)
+{
+    swarm_init(s, 100, 2000);
+    int port = swarm_free_port();
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    return swarm_broker(s, "--metrics", addr, "--log-format",
+                        json ? "json" : "text", NULL) == 0 ? port : -1;
+}
+
 static void
 test_scrape_matches_ledger(void)
 {
     swarm_t s;
-    swarm_init(&s, 100, 2000);
-    int port = swarm_free_port();
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    REQUIRE(swarm_broker(&s, "--metrics", addr, NULL) == 0);
+    int port = s_start(&s, false);
+    REQUIRE(port > 0);
     // Connected and silent through the whole plan: it must not stall it.
     int silent = s_connect(port);
     SWARM_REQUIRE(&s, silent >= 0);
@@ -264,12 +274,8 @@ static void
 test_refusals(void)
 {
     swarm_t s;
-    swarm_init(&s, 100, 2000);
-    int port = swarm_free_port();
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    REQUIRE(swarm_broker(&s, "--metrics", addr, "--log-format", "json",
-                         NULL) == 0);
+    int port = s_start(&s, true);
+    REQUIRE(port > 0);
     s_check_status(port, "GET /nope HTTP/1.1\r\n\r\n", 404);
     s_check_status(port, "POST /metrics HTTP/1.1\r\n\r\n", 405);
     s_check_status(port, "garbage\r\n\r\n", 400);

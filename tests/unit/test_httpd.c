@@ -111,6 +111,24 @@ s_take(int fd, char *buf, size_t cap, size_t *len)
     }
 }
 
+// Spins the loop and reads fd until EOF or ms pass.  Returns whether EOF
+// came; *worst (if not NULL) gets the longest loop pass.
+static bool
+s_read_eof(s_srv_t *s, int fd, char *buf, size_t cap, size_t *len, int ms,
+           int64_t *worst)
+{
+    for (int64_t end = clock_mono_ms() + ms; clock_mono_ms() < end;) {
+        int64_t w = s_spin(s, 5);
+        if (worst && w > *worst) {
+            *worst = w;
+        }
+        if (s_take(fd, buf, cap, len) < 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 // Sends request, spins the loop until the response ends (EOF).
 static char *
 s_ask(s_srv_t *s, const char *request)
@@ -121,12 +139,7 @@ s_ask(s_srv_t *s, const char *request)
               strlen(request));
     size_t cap = 1 << 16, len = 0;
     char *buf = calloc(1, cap);
-    for (int64_t end = clock_mono_ms() + 5000; clock_mono_ms() < end;) {
-        s_spin(s, 10);
-        if (s_take(fd, buf, cap, &len) < 0) {
-            break;
-        }
-    }
+    CHECK(s_read_eof(s, fd, buf, cap, &len, 5000, NULL));
     close(fd);
     return buf;
 }
@@ -169,14 +182,9 @@ test_split_request(void)
         CHECK_INT(s.calls, 0);
         send(fd, parts[i], strlen(parts[i]), MSG_NOSIGNAL);
     }
-    char buf[4096];
+    char buf[4096] = "";
     size_t len = 0;
-    for (int64_t end = clock_mono_ms() + 5000; clock_mono_ms() < end;) {
-        s_spin(&s, 10);
-        if (s_take(fd, buf, sizeof buf, &len) < 0) {
-            break;
-        }
-    }
+    CHECK(s_read_eof(&s, fd, buf, sizeof buf, &len, 5000, NULL));
     CHECK_HAS(buf, "\r\n\r\nhi\n");
     close(fd);
     s_stop(&s);
@@ -195,14 +203,8 @@ test_big_response_slow_reader(void)
     size_t cap = S_BIG + 4096, len = 0;
     char *buf = malloc(cap);
     int64_t worst = 0;
-    bool eof = false;
-    for (int64_t end = clock_mono_ms() + HTTPD_TIMEOUT_MS - 500;
-         !eof && clock_mono_ms() < end;) {
-        int64_t w = s_spin(&s, 5);
-        worst = w > worst ? w : worst;
-        eof = s_take(fd, buf, cap, &len) < 0;
-    }
-    CHECK(eof);
+    CHECK(s_read_eof(&s, fd, buf, cap, &len, HTTPD_TIMEOUT_MS - 500,
+                     &worst));
     CHECK(worst < 1000);  // a pass is capped at 10 ms; slack for valgrind
     CHECK(len > S_BIG);
     close(fd);
