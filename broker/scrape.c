@@ -51,7 +51,7 @@ s_tally(broker_t *b)
 }
 
 static void
-s_drones(broker_t *b)
+s_drones(broker_t *b, int64_t now_mono)
 {
     int64_t connected = 0, quarantined = 0, slots = 0, used = 0;
     for (size_t i = 0; i < b->n_drones; i++) {
@@ -61,7 +61,7 @@ s_drones(broker_t *b)
         }
         connected++;
         // Read, not trust_is_quarantined: a scrape changes nothing.
-        quarantined += d->quarantined && b->now_mono < d->quarantine_end_ms;
+        quarantined += d->quarantined && now_mono < d->quarantine_end_ms;
         slots += d->slots;
         used += (int64_t) sched_lease_count_of(b->sched, d->instance);
     }
@@ -88,7 +88,7 @@ scrape_refresh(broker_t *b)
 {
     s_ledger_counts(b);
     s_tally(b);
-    s_drones(b);
+    s_drones(b, clock_mono_ms());
     for (size_t r = 0; b->router && r < AUTH_REFUSE__COUNT; r++) {
         metrics_set(b->metrics, METRIC_HANDSHAKES_REFUSED, r,
                     (int64_t) router_refused(b->router, (auth_refuse_t) r));
@@ -111,7 +111,6 @@ s_get(void *arg, const char *path, httpd_reply_t *r)
 {
     broker_t *b = arg;
     if (strcmp(path, "/metrics") == 0) {
-        b->now_mono = clock_mono_ms();
         scrape_refresh(b);
         r->status = 200;
         r->type = "text/plain; version=0.0.4; charset=utf-8";
