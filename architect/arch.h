@@ -13,6 +13,7 @@
 //   replan.c  replan: the model writes an amendment from the plan's state
 //             (plan.c's repair loop), shown, confirmed, applied
 //   events.c  events, log: the event log in SUBSCRIBE pages
+//   budget.c  budget: an operator sets a running plan's token budget
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -86,6 +87,7 @@ int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
 int cmd_amend(arch_t *a, int argc, char **argv);       // amend.c
 int cmd_replan(arch_t *a, int argc, char **argv);      // replan.c
+int cmd_budget(arch_t *a, int argc, char **argv);      // budget.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 

@@ -77,6 +77,9 @@ static const struct {
     {"replan", cmd_replan,
      "replan PLAN \"INSTRUCTION\"\n"
      "                        ask the model to amend a plan, then apply it"},
+    {"budget", cmd_budget,
+     "budget PLAN N|--none  set a running plan's token budget (operator keys "
+     "only)"},
     {"plan", cmd_plan,
      "plan \"GOAL\"           ask the model for a workplan, then submit it"},
 };

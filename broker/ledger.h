@@ -195,10 +195,10 @@ ledger_rc_t ledger_plan_move(ledger_t *self, int64_t plan,
                              ledger_plan_state_t from, ledger_plan_state_t to,
                              const char *actor, int64_t now_ms);
 // Replaces the stored workplan text of a plan (len bytes of canonical JSON
-// the loader reads back) in the open turn; the idempotency hash keeps
-// naming what was submitted.  The caller appends the event that says who
-// changed what, in the same turn.  0, or -1 when there is no open turn, no
-// such plan, or SQLite failed.
+// the loader reads back with workplan_parse_stored) in the open turn; the
+// idempotency hash keeps naming what was submitted.  The caller appends the
+// event that says who changed what, in the same turn.  0, or -1 when there
+// is no open turn, no such plan, or SQLite failed.
 int ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
                              size_t len);
 ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,

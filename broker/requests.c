@@ -1,6 +1,7 @@
 // requests: console requests from the architect (submitter and operator
 // keys): PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, and the operator's
-// APPROVE and REJECT of a gate (gates.c); AMEND is answered in amends.c.
+// APPROVE and REJECT of a gate (gates.c); BUDGET is answered in budget.c,
+// AMEND in amends.c.
 //
 // Replies that report a change wait for the turn's commit (depends); pure
 // reads go out with the turn too, after whatever the turn changed.
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG "broker.requests"
 
@@ -275,6 +277,32 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// "model NAME: N requests per minute reached; next at HH:MM:SS" (UTC)
+// when ready task idx waits for its model's --model-rpm window; else NULL.
+static char *
+s_rpm_reason(broker_t *b, int64_t plan, size_t idx)
+{
+    int64_t max, open_ms;
+    if (!drones_rate_full(b, plan, idx, &max, &open_ms)) {
+        return NULL;
+    }
+    const char *model = sched_workplan(b->sched, plan)->tasks[idx].model;
+    time_t at = (time_t) ((b->now_wall + open_ms - b->now_mono + 999) / 1000);
+    struct tm tm;
+    char when[16] = "?";
+    if (gmtime_r(&at, &tm)) {
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+    }
+    int64_t window = rate_window_ms(b->rate);
+    char per[48] = "minute";
+    if (window != BROKER_RPM_WINDOW_MS) {
+        snprintf(per, sizeof per, "%" PRId64 " ms", window);
+    }
+    return xasprintf("model %s: %" PRId64 " requests per %s reached; next at "
+                     "%s UTC", model ? model : "(the drone's default)", max,
+                     per, when);
+}
+
 // A ready prompt task with nothing else in its way that waits for its
 // plan's token budget or its model's limit (--model-limit) says so.
 static void
@@ -293,6 +321,8 @@ s_limit_reason(broker_t *b, drones_used_t *used_cache, int64_t plan,
     } else if ((max = drones_model_full(b, plan, idx, &n)) >= 0) {
         t->waiting_reason = xasprintf("model limit reached (%zu in flight)",
                                       n);
+    } else {
+        t->waiting_reason = s_rpm_reason(b, plan, idx);
     }
 }
 
@@ -504,11 +534,9 @@ s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
     return idx;
 }
 
-// Refuses a cancel of a plan that is not running here (finished, or
-// running in the ledger but not loaded).  Returns true when it refused.
-static bool
-s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
-                 ledger_plan_state_t state)
+bool
+requests_not_running(broker_t *b, router_in_t *in, int64_t plan,
+                     ledger_plan_state_t state)
 {
     if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
         return false;
@@ -530,7 +558,7 @@ s_cancel(broker_t *b, router_in_t *in)
     const proto_cancel_t *c = &in->msg->u.cancel;
     ledger_plan_state_t state;
     if (!requests_plan_state(b, in, c->plan, &state) ||
-        s_cancel_refused(b, in, c->plan, state)) {
+        requests_not_running(b, in, c->plan, state)) {
         return;
     }
     long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
@@ -738,7 +766,7 @@ s_verdict_allowed(broker_t *b, router_in_t *in)
     const proto_verdict_t *v = &in->msg->u.verdict;
     ledger_plan_state_t state;
     if (!requests_plan_state(b, in, v->plan, &state) ||
-        s_cancel_refused(b, in, v->plan, state)) {
+        requests_not_running(b, in, v->plan, state)) {
         return -1;
     }
     long idx = s_task_idx(b, in, v->plan, v->task);
@@ -826,6 +854,9 @@ requests_on_message(broker_t *b, router_in_t *in)
         break;
     case PROTO_MSG_SUBSCRIBE:
         events_subscribe(b, in);
+        break;
+    case PROTO_MSG_BUDGET:
+        budget_on_request(b, in);
         break;
     default:
         requests_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");

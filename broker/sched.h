@@ -62,6 +62,9 @@ void sched_plan_remove(sched_t *self, int64_t plan);
 bool sched_has_plan(const sched_t *self, int64_t plan);
 // Borrowed; NULL if the plan is not loaded.
 const workplan_t *sched_workplan(const sched_t *self, int64_t plan);
+// The same, to change what the DAG does not depend on (a plan's budget)
+// after the ledger recorded the change.  Never its tasks or edges.
+workplan_t *sched_workplan_edit(sched_t *self, int64_t plan);
 // Plan ids currently loaded, ascending; caller frees *ids.
 size_t sched_plans(const sched_t *self, int64_t **ids);
 // The state a new plan's tasks start in: ready when they need nothing

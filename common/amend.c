@@ -4,7 +4,8 @@
 // each task it cancels or replaces exists and has not started; those errors
 // point into the amendment directly.  The second builds the amended whole
 // as JSON (the plan's canonical tasks, replacements in place, additions at
-// the end) and runs it through workplan_parse(), the validator submit uses;
+// the end) and runs it through workplan_parse_stored(), the validator submit
+// uses with a stored plan's budget rules;
 // its error paths ("tasks[7].needs[0]") are mapped back to where the
 // amendment wrote that task ("add[2].needs[0]").
 #include "common/amend.h"
@@ -60,10 +61,16 @@ amend_may_cancel(const char *state)
                      strcmp(state, "ready") == 0);
 }
 
+// A dead task may be replaced too: a retry with a new definition, which is
+// what a replan after a failure most often needs; its attempts stay in the
+// ledger.  A rejected gate may not: a person's answer is not amended away
+// by a key that may be a model's.
 bool
 amend_may_replace(const char *state)
 {
-    return amend_may_cancel(state) || (state && strcmp(state, "blocked") == 0);
+    return amend_may_cancel(state) ||
+           (state && (strcmp(state, "blocked") == 0 ||
+                      strcmp(state, "dead") == 0));
 }
 
 // The plan task an amendment names at path, or -1 (and an error).
@@ -86,7 +93,9 @@ s_plan_task(s_merge_t *m, const char *path, const char *id, bool cancel)
     if (cancel ? !amend_may_cancel(st) : !amend_may_replace(st)) {
         s_err(m, path, "task '%s' is %s: only a task that has not started "
                        "(%s) can be %s", id, st ? st : "in an unknown state",
-              cancel ? "waiting or ready" : "waiting, ready or blocked",
+              cancel ? "waiting or ready" : "waiting, ready or blocked) or "
+                                            "is dead (a retry with a new "
+                                            "definition",
               cancel ? "cancelled" : "replaced");
         return -1;
     }
@@ -221,14 +230,17 @@ s_map_path(const s_merge_t *m, const char *path)
     return xasprintf("plan.tasks[%zu]%s", n, rest);
 }
 
-// Pass 2: the amended whole through the workplan validator.
+// Pass 2: the amended whole through the workplan validator, with the rules
+// for a stored plan: an operator may have lowered its budget below what a
+// prompt task reserves (`budget PLAN N`), which must not make every
+// amendment of it invalid.
 static workplan_t *
 s_validate(s_merge_t *m)
 {
     char *text = s_whole(m);
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
-    if (workplan_parse(text, strlen(text), &wp, &errs) < 0) {
+    if (workplan_parse_stored(text, strlen(text), &wp, &errs) < 0) {
         for (size_t i = 0; i < errs.count; i++) {
             char *path = s_map_path(m, errs.items[i].path);
             s_err(m, path, "%s", errs.items[i].message);

@@ -852,6 +852,29 @@ s_dec_verdict(const s_rd_t *rd, proto_msg_t *m)
 }
 
 static int
+s_dec_budget(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_budget_t *b = &m->u.budget;
+    return s_get_plan(rd, "plan", S_REQ, &b->plan) ||
+           s_get_i64(rd, "tokens", S_REQ, -1, PROTO_BUDGET_MAX, &b->tokens)
+               ? -1 : 0;
+}
+
+static int
+s_dec_budget_ok(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_budget_ok_t *b = &m->u.budget_ok;
+    return s_get_plan(rd, "plan", S_REQ, &b->plan) ||
+           s_get_i64(rd, "old_tokens", S_REQ, -1, PROTO_BUDGET_MAX,
+                     &b->old_tokens) ||
+           s_get_i64(rd, "new_tokens", S_REQ, -1, PROTO_BUDGET_MAX,
+                     &b->new_tokens) ||
+           s_get_i64(rd, "used", S_REQ, 0, INT64_MAX, &b->used) ||
+           s_get_i64(rd, "reserved", S_REQ, 0, INT64_MAX, &b->reserved)
+               ? -1 : 0;
+}
+
+static int
 s_dec_output(const s_rd_t *rd, proto_msg_t *m)
 {
     proto_output_t *o = &m->u.output;
@@ -972,6 +995,8 @@ static int (*const s_dec[PROTO_MSG__COUNT])(const s_rd_t *rd,
     [PROTO_MSG_OUTPUT_OK] = s_dec_output_ok,
     [PROTO_MSG_SUBSCRIBE] = s_dec_subscribe,
     [PROTO_MSG_EVENTS] = s_dec_events,
+    [PROTO_MSG_BUDGET] = s_dec_budget,
+    [PROTO_MSG_BUDGET_OK] = s_dec_budget_ok,
     [PROTO_MSG_OK] = s_dec_ok,
     [PROTO_MSG_ERROR] = s_dec_error,
 };

@@ -486,6 +486,27 @@ s_enc_plan_task(msgpack_packer *pk, const proto_msg_t *m)
 }
 
 static void
+s_enc_budget(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_budget_t *b = &m->u.budget;
+    s_envelope(pk, m, 2);
+    s_put_i64(pk, "plan", b->plan);
+    s_put_i64(pk, "tokens", b->tokens);
+}
+
+static void
+s_enc_budget_ok(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_budget_ok_t *b = &m->u.budget_ok;
+    s_envelope(pk, m, 5);
+    s_put_i64(pk, "plan", b->plan);
+    s_put_i64(pk, "old_tokens", b->old_tokens);
+    s_put_i64(pk, "new_tokens", b->new_tokens);
+    s_put_i64(pk, "used", b->used);
+    s_put_i64(pk, "reserved", b->reserved);
+}
+
+static void
 s_enc_verdict(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_verdict_t *v = &m->u.verdict;
@@ -601,6 +622,8 @@ static void (*const s_enc[PROTO_MSG__COUNT])(msgpack_packer *pk,
     [PROTO_MSG_OUTPUT] = s_enc_output,
     [PROTO_MSG_APPROVE] = s_enc_verdict,
     [PROTO_MSG_REJECT] = s_enc_verdict,
+    [PROTO_MSG_BUDGET] = s_enc_budget,
+    [PROTO_MSG_BUDGET_OK] = s_enc_budget_ok,
     [PROTO_MSG_OUTPUT_OK] = s_enc_output_ok,
     [PROTO_MSG_SUBSCRIBE] = s_enc_subscribe,
     [PROTO_MSG_EVENTS] = s_enc_events,

@@ -198,6 +198,8 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG_PING:
     case PROTO_MSG_STATUS:
     case PROTO_MSG_SUBSCRIBE:
+    case PROTO_MSG_BUDGET:
+    case PROTO_MSG_BUDGET_OK:
     case PROTO_MSG__COUNT:
         break;  // nothing owned
     }

@@ -344,6 +344,28 @@ typedef struct {
     char *hash;
 } proto_verdict_t;
 
+// The largest token budget (WORKPLAN_MAX_BUDGET, which the broker checks
+// is the same).
+#define PROTO_BUDGET_MAX 1000000000000LL
+
+// BUDGET: sets a running plan's token budget (-1 removes it; 0: nothing
+// more may be spent).
+typedef struct {
+    int64_t plan;
+    int64_t tokens;          // -1..PROTO_BUDGET_MAX
+} proto_budget_t;
+
+// BUDGET_OK: what the budget was and is (-1: none), and what the plan has
+// used and what its prompt tasks in flight reserve, so a caller can say
+// when the new budget is already spent.
+typedef struct {
+    int64_t plan;
+    int64_t old_tokens;
+    int64_t new_tokens;
+    int64_t used;
+    int64_t reserved;
+} proto_budget_ok_t;
+
 typedef struct {
     int64_t plan;
     char *task;
@@ -428,6 +450,8 @@ typedef struct {
         proto_output_ok_t output_ok;
         proto_subscribe_t subscribe;
         proto_events_t events;
+        proto_budget_t budget;
+        proto_budget_ok_t budget_ok;
         proto_ok_t ok;
         proto_error_body_t error;
     } u;                     // BYE and PING have no fields

@@ -118,5 +118,13 @@ bool swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance,
 // (!want), with want_leases leases when want_leases >= 0.
 bool swarm_wait_drone(swarm_t *s, const char *tag, bool want,
                       int want_leases, int timeout_ms);
+// swarm_init(s, 100, 2000), a broker with no extra arguments, and one
+// drone tagged "solo" with slots slots running model "tiny" at model_url;
+// waits until the drone is connected.  False when something did not start.
+bool swarm_with_model(swarm_t *s, int slots, const char *model_url);
+// Polls status until some task of plan has a waiting_reason containing
+// want, or timeout_ms passes.  True when one did.
+bool swarm_wait_reason(swarm_t *s, int64_t plan, const char *want,
+                       int timeout_ms);
 
 #endif

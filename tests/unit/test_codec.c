@@ -816,6 +816,48 @@ s_events(bool full)
     return m;
 }
 
+static void
+s_eq_budget(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.budget.plan, y->u.budget.plan);
+    CHECK_INT(x->u.budget.tokens, y->u.budget.tokens);
+}
+
+static void
+s_eq_budget_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_budget_ok_t *a = &x->u.budget_ok, *b = &y->u.budget_ok;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_INT(a->old_tokens, b->old_tokens);
+    CHECK_INT(a->new_tokens, b->new_tokens);
+    CHECK_INT(a->used, b->used);
+    CHECK_INT(a->reserved, b->reserved);
+}
+
+// full: a raise to the largest budget; bare: removing the budget (-1).
+static proto_msg_t *
+s_budget(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_BUDGET);
+    m->req = 13;
+    m->u.budget.plan = 12;
+    m->u.budget.tokens = full ? PROTO_BUDGET_MAX : -1;
+    return m;
+}
+
+static proto_msg_t *
+s_budget_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_BUDGET_OK);
+    m->req = 13;
+    m->u.budget_ok.plan = 12;
+    m->u.budget_ok.old_tokens = full ? 100 : -1;
+    m->u.budget_ok.new_tokens = full ? 5000 : -1;
+    m->u.budget_ok.used = full ? 110 : 0;
+    m->u.budget_ok.reserved = full ? 20 : 0;
+    return m;
+}
+
 static proto_msg_t *
 s_ok(bool full)
 {
@@ -867,6 +909,8 @@ static const struct {
     [PROTO_MSG_REJECT] = {s_reject, s_eq_verdict},
     [PROTO_MSG_SUBSCRIBE] = {s_subscribe, s_eq_subscribe},
     [PROTO_MSG_EVENTS] = {s_events, s_eq_events},
+    [PROTO_MSG_BUDGET] = {s_budget, s_eq_budget},
+    [PROTO_MSG_BUDGET_OK] = {s_budget_ok, s_eq_budget_ok},
     [PROTO_MSG_OK] = {s_ok, s_eq_ok},
     [PROTO_MSG_ERROR] = {s_error, s_eq_error},
 };

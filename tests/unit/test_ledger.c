@@ -588,6 +588,66 @@ test_release_uses_no_attempt(void)
 }
 
 static void
+s_keep_json(void *arg, int64_t plan, const char *json)
+{
+    (void) plan;
+    char **out = arg;
+    free(*out);
+    *out = json ? xstrdup(json) : NULL;
+}
+
+static void
+s_no_task(void *arg, const ledger_task_row_t *row)
+{
+    (void) arg;
+    (void) row;
+}
+
+// What a plan's stored workplan is now; caller frees.
+static char *
+s_stored(ledger_t *l, int64_t plan)
+{
+    char *json = NULL;
+    CHECK_INT(ledger_load_plan(l, plan, s_keep_json, s_no_task, &json),
+              LEDGER_OK);
+    return json ? json : xstrdup("");
+}
+
+// ledger_plan_set_workplan replaces the text in the open turn only: outside
+// a turn, for no such plan, or rolled back, nothing changes; committed, it
+// is what a reopened ledger loads.
+static void
+test_set_workplan(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    char *before = s_stored(l, plan);
+    const char next[] = "{\"name\":\"demo\",\"tasks\":[]}xyz";
+    size_t len = sizeof next - 4;  // the bytes before "xyz"
+    CHECK_INT(ledger_plan_set_workplan(l, plan, next, len), -1);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_set_workplan(l, plan + 1, next, len), -1);
+    CHECK_INT(ledger_plan_set_workplan(l, plan, next, len), 0);
+    ledger_rollback(l);
+    char *now = s_stored(l, plan);
+    CHECK_STR(now, before);
+    free(now);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_set_workplan(l, plan, next, len), 0);
+    REQUIRE(ledger_commit(l) == 0);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    now = s_stored(l, plan);
+    CHECK_STR(now, "{\"name\":\"demo\",\"tasks\":[]}");
+    free(now);
+    free(before);
+    ledger_destroy(&l);
+}
+
+static void
 test_events_one_per_transition(void)
 {
     ledger_t *l = s_open();
@@ -1555,6 +1615,7 @@ static const t_case_t t_cases[] = {
     T(test_token_lookup_tells_duplicates),
     T(test_racing_results_one_wins),
     T(test_retry_fresh_budget_tokens_grow),
+    T(test_set_workplan),
     T(test_release_uses_no_attempt),
     T(test_events_one_per_transition),
     T(test_lock_names_the_holder),
