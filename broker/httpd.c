@@ -271,7 +271,9 @@ s_drain(s_conn_t *c)
             c->n_in += into_in ? (size_t) n : 0;
             continue;
         }
-        if (n == 0) {
+        // A reset counts as the end: the client is gone either way.
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK &&
+                       errno != EINTR)) {
             c->eof = true;
         }
         return;
