@@ -247,6 +247,15 @@ s_tail_take(s_tail_t *t, size_t *len, bool *truncated)
     return out;
 }
 
+// Copies the last n kept bytes, in order, into buf.
+static void
+s_tail_last(const s_tail_t *t, uint8_t *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = t->buf[(t->start + t->len - n + i) % t->size];
+    }
+}
+
 static void
 s_tail_release(s_tail_t *t)
 {
@@ -763,6 +772,20 @@ runner_count(const runner_t *self)
 {
     assert(self);
     return self->count;
+}
+
+bool
+runner_peek(const runner_t *self, uint64_t id, uint8_t *buf, size_t max,
+            size_t *len, uint64_t *total)
+{
+    const s_child_t *c = s_find(self, id);
+    if (!c) {
+        return false;
+    }
+    *len = c->out.len < max ? c->out.len : max;
+    *total = c->out.total;
+    s_tail_last(&c->out, buf, *len);
+    return true;
 }
 
 bool

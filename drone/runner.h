@@ -126,6 +126,11 @@ void runner_kill(runner_t *self, uint64_t id, int64_t now_ms);
 void runner_kill_all(runner_t *self, int64_t now_ms);
 size_t runner_count(const runner_t *self);       // children not yet done
 bool runner_has(const runner_t *self, uint64_t id);
+// What id wrote to stdout so far: the last (at most max) bytes kept into
+// buf (*len of them) and the count of every byte it wrote (*total).  False
+// for an id not running.
+bool runner_peek(const runner_t *self, uint64_t id, uint8_t *buf,
+                 size_t max, size_t *len, uint64_t *total);
 
 // Descriptors to poll for reading (output pipes and the SIGCHLD pipe).
 // Fills up to max entries of fds; returns how many there are.
