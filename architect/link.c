@@ -149,8 +149,8 @@ s_take_reply(link_t *self, uint64_t req)
     for (;;) {
         proto_msg_t *m = NULL;
         proto_error_t perr;
-        wire_rc_t rc = wire_recv(self->sock, false, &lim, NULL, NULL, &m,
-                                 &perr);
+        wire_rc_t rc = wire_recv(self->sock, false, &lim, NULL, NULL, NULL,
+                                 &m, &perr);
         if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
             return NULL;
         }

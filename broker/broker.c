@@ -289,7 +289,7 @@ s_flush(broker_t *b)
         }
         drone_t *d = drones_by_rid(b, &o->rid);
         if (d && errno == EHOSTUNREACH) {
-            d->connected = false;
+            liveness_closed(b, d);
         }
     }
     b->n_out = 0;
@@ -414,11 +414,24 @@ s_timeout(broker_t *b)
     if (ev >= 0 && ev < next) {
         next = ev;
     }
+    int64_t gone = liveness_next_deadline_ms(b);
+    if (gone >= 0 && gone < next) {
+        next = gone;
+    }
     int64_t gate = gates_next_deadline_ms(b);
     if (gate >= 0 && now + (gate - wall) < next) {
         next = now + (gate - wall);
     }
     return next > now ? next - now : 0;
+}
+
+// The broker could not run for delta_ms: that time counts neither against
+// leases nor as a drone's silence.
+static void
+s_shift(broker_t *b, int64_t delta_ms)
+{
+    sched_leases_shift(b->sched, delta_ms);
+    liveness_shift(b, delta_ms);
 }
 
 static void
@@ -434,11 +447,17 @@ s_turn(broker_t *b)
         b->reload = false;
         keyring_reload(b);
     }
+    // Before the input: a message read this turn on a reused descriptor
+    // then clears the mark it would wrongly get.
+    const int *fds = NULL;
+    size_t n_fds = b->router ? router_closed(b->router, &fds) : 0;
+    liveness_closed_fds(b, fds, n_fds);
     bool drained = s_read_input(b, start);
     b->now_mono = clock_mono_ms();
     b->now_wall = clock_wall_ms();
     if (drained) {
-        drones_expire(b);
+        liveness_check(b);
+        liveness_expire(b);
     }
     gates_expire(b);
     events_expire(b);
@@ -454,7 +473,7 @@ s_turn(broker_t *b)
     // leases whose renewals are waiting in the socket: push deadlines back.
     int64_t overrun = clock_mono_ms() - start - b->cfg->turn_ms;
     if (overrun > 0) {
-        sched_leases_shift(b->sched, overrun);
+        s_shift(b, overrun);
     }
 }
 
@@ -490,7 +509,7 @@ broker_run(broker_t *b, volatile sig_atomic_t *stop, int reload_fd)
         // against their leases.
         int64_t overslept = clock_mono_ms() - before - timeout;
         if (overslept > b->cfg->heartbeat_ms) {
-            sched_leases_shift(b->sched, overslept);
+            s_shift(b, overslept);
         }
         s_turn(b);
     }

@@ -6,6 +6,7 @@
 #include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -142,10 +143,11 @@ s_check(const broker_config_t *cfg)
                                         "json", cfg->log_format);
     }
     log_init(cfg->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
-    if (cfg->lease_ms < 3 * cfg->heartbeat_ms) {
-        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least 3 "
+    if (cfg->lease_ms < PROTO_LIVENESS_BEATS * cfg->heartbeat_ms) {
+        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least %d "
                                "x --heartbeat-ms %lld, or one lost heartbeat "
                                "would cost a lease", (long long) cfg->lease_ms,
+                               PROTO_LIVENESS_BEATS,
                                (long long) cfg->heartbeat_ms);
     }
     // A RESULT carries at most max_output bytes of stdout and as many of

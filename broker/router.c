@@ -33,6 +33,10 @@ struct router {
     char endpoint[256];        // the bound endpoint
     s_quota_t quotas[S_QUOTAS];
     int wake_fd;               // also polled (e.g. a signal pipe), or -1
+    void *mon;                 // the socket's monitor (PAIR), or NULL
+    int *closed;               // descriptors closed, not yet taken
+    size_t n_closed, cap_closed;
+    int *taken;                // what router_closed last handed out
 };
 
 static int
@@ -94,6 +98,12 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
     }
     size_t len = sizeof self->endpoint;
     zmq_getsockopt(self->sock, ZMQ_LAST_ENDPOINT, self->endpoint, &len);
+    // Without it a dead drone is noticed only by its silence.
+    self->mon = wire_monitor_start(self->ctx, self->sock);
+    if (!self->mon) {
+        log_warn(LOG, "no socket monitor (%s): closed connections are "
+                      "noticed by silence only", zmq_strerror(errno));
+    }
     *out = self;
     return 0;
 out_sock:
@@ -112,9 +122,12 @@ router_destroy(router_t **self_p)
     if (!self) {
         return;
     }
+    wire_monitor_stop(self->sock, &self->mon);
     zmq_close(self->sock);
     auth_destroy(&self->auth);
     zmq_ctx_term(self->ctx);
+    free(self->closed);
+    free(self->taken);
     free(self);
     *self_p = NULL;
 }
@@ -125,15 +138,44 @@ router_endpoint(const router_t *self)
     return self->endpoint;
 }
 
+// Drains the monitor; returns true when a connection closed.
+static bool
+s_read_monitor(router_t *self)
+{
+    bool closed = false;
+    int value = 0;
+    wire_event_t ev;
+    while ((ev = wire_monitor_read(self->mon, &value)) != WIRE_EV_NONE) {
+        if (ev != WIRE_EV_DISCONNECTED) {
+            continue;
+        }
+        if (self->n_closed == self->cap_closed) {
+            self->cap_closed = self->cap_closed ? 2 * self->cap_closed : 16;
+            self->closed = xrealloc(self->closed,
+                                    self->cap_closed * sizeof *self->closed);
+        }
+        self->closed[self->n_closed++] = value;
+        closed = true;
+    }
+    return closed;
+}
+
 bool
 router_wait(router_t *self, int64_t timeout_ms)
 {
-    zmq_pollitem_t items[3] = {
+    // The monitor comes last so that it can be left out when absent.
+    zmq_pollitem_t items[4] = {
         {self->sock, 0, ZMQ_POLLIN, 0},
         {auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
         {NULL, self->wake_fd, ZMQ_POLLIN, 0},
+        {self->mon, 0, ZMQ_POLLIN, 0},
     };
-    int n = self->wake_fd >= 0 ? 3 : 2;
+    int wake = self->wake_fd >= 0 ? 2 : -1;
+    if (wake < 0) {
+        items[2] = items[3];
+    }
+    int mon = self->mon ? (wake < 0 ? 2 : 3) : -1;
+    int n = 2 + (wake >= 0) + (mon >= 0);
     long timeout = timeout_ms < 0 ? -1 : (long) timeout_ms;
     for (;;) {
         int rc = zmq_poll(items, n, timeout);
@@ -146,12 +188,31 @@ router_wait(router_t *self, int64_t timeout_ms)
         if (items[0].revents & ZMQ_POLLIN) {
             return true;
         }
-        if (items[2].revents & ZMQ_POLLIN) {
+        if (wake >= 0 && (items[wake].revents & ZMQ_POLLIN)) {
             return false;  // the caller reads the watched descriptor
         }
-        // Only ZAP traffic: keep waiting, but do not stretch the timeout.
+        if (mon >= 0 && (items[mon].revents & ZMQ_POLLIN) &&
+            s_read_monitor(self)) {
+            return false;  // the caller takes them with router_closed
+        }
+        // Only ZAP or monitor traffic: keep waiting, but do not stretch
+        // the timeout.
         timeout = 0;
     }
+}
+
+size_t
+router_closed(router_t *self, const int **fds)
+{
+    // Events that came while the broker was busy, not waiting.
+    s_read_monitor(self);
+    free(self->taken);
+    self->taken = self->closed;
+    size_t n = self->n_closed;
+    self->closed = NULL;
+    self->n_closed = self->cap_closed = 0;
+    *fds = self->taken;
+    return n;
 }
 
 void
@@ -165,8 +226,9 @@ s_recv_one(router_t *self, router_in_t *in, const proto_limits_t *lim)
 {
     char user[WIRE_USER_MAX + 1];
     memset(in, 0, sizeof *in);
-    wire_rc_t rc = wire_recv(self->sock, true, lim, &in->rid, user, &in->msg,
-                             &in->err);
+    in->fd = -1;
+    wire_rc_t rc = wire_recv(self->sock, true, lim, &in->rid, user, &in->fd,
+                             &in->msg, &in->err);
     if (rc != WIRE_OK && rc != WIRE_BAD) {
         return rc;
     }

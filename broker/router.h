@@ -26,6 +26,7 @@ typedef struct {
     unsigned role;              // PROTO_R_* of the sender
     char name[KEYS_NAME_MAX + 1];  // the sender's key name
     uint8_t key[32];            // the sender's public key (from ZAP)
+    int fd;                     // its connection's descriptor, or -1
     proto_msg_t *msg;           // owned by the caller; NULL when WIRE_BAD
     proto_error_t err;          // why, when WIRE_BAD
 } router_in_t;
@@ -37,11 +38,17 @@ void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
 // Waits up to timeout_ms (-1 forever) for input, answering ZAP requests
 // meanwhile.  Returns true when a message is waiting; false on timeout,
-// when interrupted by a signal or when the watched descriptor is readable.
+// when interrupted by a signal, when the watched descriptor is readable or
+// when a connection closed (router_closed).
 bool router_wait(router_t *self, int64_t timeout_ms);
 // Makes router_wait also return when fd is readable (-1: none); the
 // caller reads it.  The broker's SIGHUP pipe.
 void router_watch_fd(router_t *self, int fd);
+// The descriptors of connections that closed since the last call (libzmq's
+// socket monitor: a ROUTER reports no disconnect otherwise), oldest first,
+// into *fds (borrowed until the next call).  A descriptor is reused by a
+// later connection: match it only against messages received before.
+size_t router_closed(router_t *self, const int **fds);
 // Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
 // Messages PROTOCOL.md drops unanswered (more than one frame, a malformed
 // HEARTBEAT) are logged and skipped here, never returned; after 64 of them

@@ -447,7 +447,7 @@ s_play_round(s_world_t *w, int round)
         }
         w->mono += STEP_MS + 1;
         s_clock(w);
-        drones_expire(w->b);
+        liveness_expire(w->b);
     }
     s_clock(w);
     drones_dispatch(w->b);

@@ -165,7 +165,7 @@ s_lapse(s_world_t *w)
     w->mono += LEASE_MS + 1;
     w->wall += LEASE_MS + 1;
     s_clock(w);
-    drones_expire(w->b);
+    liveness_expire(w->b);
     s_end_turn(w);
 }
 
