@@ -92,21 +92,29 @@ s_collect(char **argv, int n, int max, va_list ap)
     return n;
 }
 
-int
-swarm_broker(swarm_t *s, ...)
+// Starts the broker under the argv prefix wrap (NULL: none), with the
+// extra arguments in ap, and waits for READY.
+static int
+s_start_broker(swarm_t *s, const char *const *wrap, va_list ap)
 {
     char hb[32], lease[32], log[700];
     snprintf(hb, sizeof hb, "%d", s->hb_ms);
     snprintf(lease, sizeof lease, "%d", s->lease_ms);
     snprintf(log, sizeof log, "%s/broker.log", s->dir);
-    char *argv[40] = {(char *) swarm_bin("waggle-broker"), "--bind",
-                      s->endpoint, "--db", s->db, "--keys", s->keys,
-                      "--heartbeat-ms", hb, "--lease-ms", lease,
-                      "--backoff-base-ms", "100", "--backoff-cap-ms", "500"};
-    va_list ap;
-    va_start(ap, s);
-    s_collect(argv, 15, 40, ap);
-    va_end(ap);
+    char *argv[56];
+    int n = 0;
+    for (; wrap && wrap[n] && n < 16; n++) {
+        argv[n] = (char *) wrap[n];
+    }
+    const char *fixed[] = {swarm_bin("waggle-broker"), "--bind", s->endpoint,
+                           "--db", s->db, "--keys", s->keys,
+                           "--heartbeat-ms", hb, "--lease-ms", lease,
+                           "--backoff-base-ms", "100", "--backoff-cap-ms",
+                           "500"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        argv[n++] = (char *) fixed[i];
+    }
+    s_collect(argv, n, 56, ap);
     if (s->broker_out >= 0) {
         close(s->broker_out);
     }
@@ -118,6 +126,26 @@ swarm_broker(swarm_t *s, ...)
         return -1;
     }
     return 0;
+}
+
+int
+swarm_broker(swarm_t *s, ...)
+{
+    va_list ap;
+    va_start(ap, s);
+    int rc = s_start_broker(s, NULL, ap);
+    va_end(ap);
+    return rc;
+}
+
+int
+swarm_broker_wrapped(swarm_t *s, const char *const *wrap, ...)
+{
+    va_list ap;
+    va_start(ap, wrap);
+    int rc = s_start_broker(s, wrap, ap);
+    va_end(ap);
+    return rc;
 }
 
 void

@@ -95,6 +95,9 @@ jnode_t *swarm_overview(swarm_t *s);
 // drone (so the pid is the drone's).
 int swarm_drone_wrapped(swarm_t *s, const char *const *wrap, int slots,
                         const char *tags, ...);
+// Like swarm_broker, under a wrapper as for swarm_drone_wrapped (e.g. in a
+// network namespace: s->endpoint must then be an address there).
+int swarm_broker_wrapped(swarm_t *s, const char *const *wrap, ...);
 // Lines in a file (0 when it does not exist).
 int swarm_file_lines(const char *path);
 // Polls until the file at path has at least n lines; true if it got there.
