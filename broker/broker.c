@@ -122,7 +122,7 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
     } else if (s_open_state(b, err, errlen) < 0) {
         rc = BROKER_OPEN_LEDGER;
     } else if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame,
-                           b->keys, err, errlen) < 0) {
+                           cfg->heartbeat_ms, b->keys, err, errlen) < 0) {
         rc = BROKER_OPEN_BIND;
     }
     if (rc != BROKER_OPEN_OK) {

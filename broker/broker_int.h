@@ -11,7 +11,7 @@
 //   keyring.c  the allow lists at run time: SIGHUP reload, per-message
 //              check, cutting off revoked sessions
 //   liveness.c when a lease or a drone is given up: lease deadlines, and
-//              drones gone silent or whose connection closed
+//              drones whose connection closed
 #ifndef WAGGLE_BROKER_INT_H
 #define WAGGLE_BROKER_INT_H
 
@@ -229,8 +229,8 @@ void liveness_closed_fds(broker_t *b, const int *fds, size_t n);
 // Whether d is bound, connected, not seen closed and heard from within
 // PROTO_LIVENESS_BEATS heartbeats: only such a drone is given work.
 bool liveness_alive(const broker_t *b, const drone_t *d);
-// Ends the leases of every bound drone that is gone (silent, or closed and
-// silent for the grace) and lets it leave (drones_leave).
+// Ends the leases of every bound drone that is gone (its connection closed
+// and it silent since) and lets it leave (drones_leave).
 void liveness_check(broker_t *b);
 // Ends leases whose deadline passed.
 void liveness_expire(broker_t *b);

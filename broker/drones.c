@@ -354,6 +354,19 @@ s_ack(const proto_msg_t *req, proto_ack_t status, const char *why)
     return a;
 }
 
+static ledger_attempt_outcome_t
+s_outcome(proto_outcome_t o)
+{
+    switch (o) {
+    case PROTO_OUTCOME_SUCCEEDED:
+        return LEDGER_ATTEMPT_SUCCEEDED;
+    case PROTO_OUTCOME_RELEASED:
+        return LEDGER_ATTEMPT_RELEASED;
+    default:
+        return LEDGER_ATTEMPT_FAILED;
+    }
+}
+
 // A RESULT for a token that is not a current lease of this drone.
 static proto_msg_t *
 s_late_result(broker_t *b, const proto_msg_t *req)
@@ -368,27 +381,15 @@ s_late_result(broker_t *b, const proto_msg_t *req)
         broker_fail_turn(b);
         return s_ack(req, PROTO_ACK_ERROR, "ledger error");
     }
-    if (rc == LEDGER_OK && (outcome == LEDGER_ATTEMPT_SUCCEEDED ||
-                            outcome == LEDGER_ATTEMPT_FAILED ||
-                            outcome == LEDGER_ATTEMPT_RELEASED)) {
+    // A copy of what was recorded is a duplicate; any other outcome is a
+    // late result of an attempt the broker ended itself (a lease lost with
+    // its drone ends `released` too): fenced.
+    if (rc == LEDGER_OK && outcome == s_outcome(req->u.result.outcome)) {
         return s_ack(req, PROTO_ACK_DUPLICATE, "already recorded");
     }
     return s_ack(req, PROTO_ACK_STALE,
                  rc == LEDGER_MISS ? "unknown token"
                                    : "the lease is no longer current");
-}
-
-static ledger_attempt_outcome_t
-s_outcome(proto_outcome_t o)
-{
-    switch (o) {
-    case PROTO_OUTCOME_SUCCEEDED:
-        return LEDGER_ATTEMPT_SUCCEEDED;
-    case PROTO_OUTCOME_RELEASED:
-        return LEDGER_ATTEMPT_RELEASED;
-    default:
-        return LEDGER_ATTEMPT_FAILED;
-    }
 }
 
 static void
@@ -569,9 +570,9 @@ drones_heartbeat(broker_t *b)
 {
     for (size_t i = 0; i < b->n_drones;) {
         drone_t *d = b->drones[i];
-        // Silent past a lease (left bound only when the liveness check
-        // could not run: a broker that never drained its input; or unbound
-        // while quarantined): forget it so status stops listing it.  A
+        // Silent past a lease, its connection open (a drone whose loop is
+        // stuck: its libzmq still answers PINGs) or unbound: its leases
+        // lapse on their own; forget it so status stops listing it.  A
         // HELLO brings it back.  A quarantine outlives silence: going quiet
         // must not lift it.
         if (b->now_mono - d->last_seen_ms > b->cfg->lease_ms &&

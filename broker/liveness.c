@@ -1,25 +1,28 @@
 // liveness: when the broker gives up on a lease, or on a drone.
 //
 // A lease ends at its deadline (the grant or its last renewal + lease_ms),
-// or its timeout backstop.  A drone is *gone* once it has been silent for
-// PROTO_LIVENESS_BEATS heartbeats, or once its connection closed and it
-// said nothing for S_CLOSED_BEATS heartbeats after.  A ROUTER reports no
+// or at its timeout backstop.  A drone is *gone* once its connection has
+// closed and it has said nothing since for S_CLOSED_BEATS heartbeats, or
+// since PROTO_LIVENESS_BEATS heartbeats before.  A ROUTER reports no
 // disconnect, so a close is learnt from the socket monitor (router_closed:
-// the descriptor, matched against the one its messages came on) or from a
-// send that found the session gone.  The grace after a close lets a live
-// drone whose connection was reset reconnect and say HELLO, and tells a
-// descriptor reused by a newer connection apart: any message clears it.
+// the descriptor, matched against the one the drone's messages came on) or
+// from a send that found the session gone.  A dead process's connection is
+// closed by its kernel at once; a dead host's, a cut link's or a frozen
+// process's by libzmq's own heartbeat (router.c), which a drone's libzmq
+// answers even while the drone is busy (so a drone that is slow to send
+// its own HEARTBEATs keeps its leases until they lapse).  The grace after a
+// close lets a live drone whose connection was reset reconnect and say
+// HELLO, and tells a descriptor reused by a newer connection apart: any
+// message clears the close.
 //
 // A gone drone's leases end at once, so its tasks run elsewhere within
-// seconds rather than after lease_ms (PROTOCOL.md 7.5):
-//   - closed: its holder is known dead.  The lease is *lost*, as one never
-//     confirmed: the first loss of a task uses no attempt, a later one does
-//     (a task that kills every drone it lands on still dies);
-//   - silent: it may be alive behind a partition.  The lease expires as at
-//     its deadline (attempt used); the token fences its late RESULT.
-// Either way the drone gets STOP and is forgotten (a quarantined one only
-// unbound, trust.c).  Decisions are taken only once the turn's input was
-// drained, so renewals waiting in the socket are seen first.
+// seconds rather than after lease_ms (PROTOCOL.md 7.5).  Each is *lost*, as
+// a lease never confirmed is: the first loss of a task uses no attempt, a
+// later one does (a task that kills every drone it lands on still dies).
+// A drone cut off by a partition may still be running its copy: the token
+// fences its late RESULT (stale).  The drone is forgotten (a quarantined
+// one only unbound, trust.c).  Decisions are taken only once the turn's
+// input was drained, so messages waiting in the socket are seen first.
 #include "broker/broker_int.h"
 
 #include "common/log.h"
@@ -35,8 +38,7 @@
 
 typedef enum {
     S_LAPSED,      // the lease's own deadline passed
-    S_SILENT,      // its drone went silent
-    S_CLOSED,      // its drone's connection closed
+    S_GONE,        // its drone is gone
 } s_why_t;
 
 static bool
@@ -45,15 +47,17 @@ s_bound(const drone_t *d)
     return d->rid.len > 0;
 }
 
+// When d is gone, or -1 while its connection is not known closed.
 static int64_t
 s_deadline(const broker_t *b, const drone_t *d)
 {
-    int64_t hb = b->cfg->heartbeat_ms;
-    int64_t dl = d->last_seen_ms + PROTO_LIVENESS_BEATS * hb;
-    if (d->closed_ms && d->closed_ms + S_CLOSED_BEATS * hb < dl) {
-        dl = d->closed_ms + S_CLOSED_BEATS * hb;
+    if (!d->closed_ms) {
+        return -1;
     }
-    return dl;
+    int64_t hb = b->cfg->heartbeat_ms;
+    int64_t silent = d->last_seen_ms + PROTO_LIVENESS_BEATS * hb;
+    int64_t grace = d->closed_ms + S_CLOSED_BEATS * hb;
+    return silent < grace ? silent : grace;
 }
 
 void
@@ -110,8 +114,9 @@ liveness_next_deadline_ms(const broker_t *b)
     int64_t next = -1;
     for (size_t i = 0; i < b->n_drones; i++) {
         const drone_t *d = b->drones[i];
-        if (s_bound(d) && (next < 0 || s_deadline(b, d) < next)) {
-            next = s_deadline(b, d);
+        int64_t dl = s_bound(d) ? s_deadline(b, d) : -1;
+        if (dl >= 0 && (next < 0 || dl < next)) {
+            next = dl;
         }
     }
     return next;
@@ -144,31 +149,28 @@ s_lost_before(broker_t *b, const sched_lease_t *l)
 }
 
 // How a lease ends (PROTOCOL.md section 7.5).  Past the task's timeout it
-// failed.  Never confirmed by its holder, or held by a drone whose
-// connection closed, it was lost: the first loss of a task uses no attempt
-// (a drone that swallows its pushes must not burn everyone's retries), a
-// later one does.  Else the holder stopped renewing it: expired.
+// failed.  Never confirmed by its holder, or held by a drone that is gone,
+// it was lost: the first loss of a task uses no attempt (a drone that
+// swallows its pushes, or dies, must not burn everyone's retries), a later
+// one does.  Else the holder stopped renewing it: expired.
 static void
 s_ending(broker_t *b, const sched_lease_t *l, s_why_t cause, char *why,
          size_t len, ledger_attempt_end_t *end)
 {
     bool backstop = l->hard_deadline_ms &&
                     b->now_mono >= l->hard_deadline_ms;
-    bool lost = !backstop && (!l->confirmed || cause == S_CLOSED);
+    bool lost = !backstop && (!l->confirmed || cause == S_GONE);
     bool first = lost && s_lost_before(b, l) == 0;
     const char *again = first ? "; no attempt used the first time"
                               : " (again)";
     if (backstop) {
         snprintf(why, len, "ran past its timeout (broker backstop)");
-    } else if (cause == S_CLOSED) {
+    } else if (cause == S_GONE) {
         snprintf(why, len, "lease lost: the connection of drone instance %s "
                            "closed%s", l->instance, again);
     } else if (lost) {
         snprintf(why, len, "lease lost: drone instance %s never confirmed "
                            "the task%s", l->instance, again);
-    } else if (cause == S_SILENT) {
-        snprintf(why, len, "lease expired: drone instance %s went silent",
-                 l->instance);
     } else {
         snprintf(why, len, "lease expired: no heartbeat from drone '%s' "
                            "listing it", l->instance);
@@ -227,19 +229,13 @@ liveness_expire(broker_t *b)
 static void
 s_gone(broker_t *b, drone_t *d)
 {
-    s_why_t cause = d->closed_ms ? S_CLOSED : S_SILENT;
     sched_lease_t *mine = NULL;
     size_t n = sched_leases_of(b->sched, d->instance, &mine);
-    if (cause == S_CLOSED) {
-        log_info(LOG, "drone '%s' instance %s gone: its connection closed "
-                      "%lld ms ago; %zu leases end now", d->name,
-                 d->instance, (long long) (b->now_mono - d->closed_ms), n);
-    } else {
-        log_info(LOG, "drone '%s' instance %s gone: silent for %lld ms; "
-                      "%zu leases end now", d->name, d->instance,
-                 (long long) (b->now_mono - d->last_seen_ms), n);
-    }
-    for (size_t i = 0; i < n && s_end(b, &mine[i], d, cause); i++) {
+    log_info(LOG, "drone '%s' instance %s gone: its connection closed %lld "
+                  "ms ago, silent for %lld ms; %zu leases end now", d->name,
+             d->instance, (long long) (b->now_mono - d->closed_ms),
+             (long long) (b->now_mono - d->last_seen_ms), n);
+    for (size_t i = 0; i < n && s_end(b, &mine[i], d, S_GONE); i++) {
     }
     free(mine);
     drones_leave(b, d);
@@ -250,7 +246,8 @@ liveness_check(broker_t *b)
 {
     for (size_t i = 0; i < b->n_drones && !b->turn_failed;) {
         drone_t *d = b->drones[i];
-        if (!s_bound(d) || b->now_mono < s_deadline(b, d)) {
+        int64_t dl = s_bound(d) ? s_deadline(b, d) : -1;
+        if (dl < 0 || b->now_mono < dl) {
             i++;
             continue;
         }

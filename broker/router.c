@@ -50,6 +50,23 @@ s_setopt_int(void *sock, int opt, int value, const char *what, char *err,
     return 0;
 }
 
+// ZMTP heartbeats: a PING every heartbeat, and a connection that has sent
+// nothing (a PONG counts) for the rest of the liveness window after one is
+// closed.  Its peer needs no option: a ZMTP 3.1 peer answers PING itself.
+static int
+s_heartbeats(router_t *self, int64_t heartbeat_ms, char *err, size_t errlen)
+{
+    int ivl = (int) heartbeat_ms;
+    int timeout = (int) ((PROTO_LIVENESS_BEATS - 1) * heartbeat_ms);
+    if (s_setopt_int(self->sock, ZMQ_HEARTBEAT_IVL, ivl, "HEARTBEAT_IVL",
+                     err, errlen) < 0 ||
+        s_setopt_int(self->sock, ZMQ_HEARTBEAT_TIMEOUT, timeout,
+                     "HEARTBEAT_TIMEOUT", err, errlen) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_configure(router_t *self, size_t max_frame, char *err, size_t errlen)
 {
@@ -76,7 +93,8 @@ s_configure(router_t *self, size_t max_frame, char *err, size_t errlen)
 
 int
 router_open(router_t **out, const char *endpoint, size_t max_frame,
-            const keys_broker_t *keys, char *err, size_t errlen)
+            int64_t heartbeat_ms, const keys_broker_t *keys, char *err,
+            size_t errlen)
 {
     router_t *self = xcalloc(1, sizeof *self);
     self->wake_fd = -1;
@@ -88,6 +106,7 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
     }
     self->sock = zmq_socket(self->ctx, ZMQ_ROUTER);
     if (s_configure(self, max_frame, err, errlen) < 0 ||
+        s_heartbeats(self, heartbeat_ms, err, errlen) < 0 ||
         auth_configure_server(self->sock, keys, err, errlen) < 0) {
         goto out_sock;
     }

@@ -31,9 +31,13 @@ typedef struct {
     proto_error_t err;          // why, when WIRE_BAD
 } router_in_t;
 
-// keys is borrowed and must outlive the router.
+// keys is borrowed and must outlive the router.  Every heartbeat_ms libzmq
+// PINGs each connection (answered by the peer's libzmq, busy or not) and
+// closes one that sent nothing for PROTO_LIVENESS_BEATS heartbeats: a dead
+// host or a cut link becomes a close (router_closed) like a dead process.
 int router_open(router_t **out, const char *endpoint, size_t max_frame,
-                const keys_broker_t *keys, char *err, size_t errlen);
+                int64_t heartbeat_ms, const keys_broker_t *keys, char *err,
+                size_t errlen);
 void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
 // Waits up to timeout_ms (-1 forever) for input, answering ZAP requests
