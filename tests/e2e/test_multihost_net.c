@@ -169,46 +169,6 @@ s_host_drone(swarm_t *s, int h, const char *keys)
     s->drones[s->n_drones++] = proc_spawn(argv, log, NULL);
 }
 
-// The key name's drone in the overview: its instance (into inst) and its
-// lease count; -1 when it is not listed.
-static int
-s_drone_leases(swarm_t *s, const char *name, char *inst, size_t len)
-{
-    jnode_t *ov = swarm_overview(s);
-    const jnode_t *drones = ov ? json_obj_get(ov, "drones") : NULL;
-    int leases = -1;
-    for (size_t i = 0; drones && i < json_arr_size(drones); i++) {
-        const jnode_t *d = json_arr_get(drones, i);
-        const char *n = json_str(json_obj_get(d, "name"));
-        if (n && strcmp(n, name) == 0) {
-            leases = (int) json_int(json_obj_get(d, "leases"));
-            if (inst) {
-                snprintf(inst, len, "%s",
-                         json_str(json_obj_get(d, "instance")));
-            }
-        }
-    }
-    json_destroy(&ov);
-    return leases;
-}
-
-// Polls until name's drone is listed (want) or not (!want), holding at
-// least min_leases when listed.
-static bool
-s_wait_listed(swarm_t *s, const char *name, bool want, int min_leases,
-              int timeout_ms)
-{
-    int64_t end = clock_mono_ms() + timeout_ms;
-    do {
-        int n = s_drone_leases(s, name, NULL, 0);
-        if (want ? n >= min_leases : n < 0) {
-            return true;
-        }
-        usleep(100000);
-    } while (clock_mono_ms() < end);
-    return false;
-}
-
 // Tasks that print their own lease token, after a little work.
 static int64_t
 s_submit_plan(swarm_t *s, const char *name)
@@ -310,19 +270,26 @@ s_phase_cut(swarm_t *s)
     REQUIRE(plan > 0);
     // Both hosts at work, then B's cable is pulled.
     REQUIRE(s_wait_succeeded(s, plan, N_TASKS / 5, 60000));
-    REQUIRE(s_drone_leases(s, s_host_name[HOST_B], binst, sizeof binst) > 0);
+    int leases = 0;
+    int64_t end = clock_mono_ms() + 10000;
+    while (swarm_drone_by_name(s, s_host_name[HOST_B], binst, sizeof binst,
+                               &leases) && leases == 0 &&
+           clock_mono_ms() < end) {
+        usleep(20000);
+    }
+    REQUIRE(leases > 0);
     int64_t cut_ms = clock_mono_ms();
     REQUIRE(net_sh("ip link set %s down", s_net.veth[HOST_B]) == 0);
     // The broker gives B up after three silent heartbeats and C takes
     // over B's tasks.
-    CHECK(s_wait_listed(s, s_host_name[HOST_B], false, 0, 15000));
+    CHECK(swarm_wait_named(s, s_host_name[HOST_B], false, -1, 15000));
     fprintf(stderr, "%s: host B given up %lld ms after its link went down\n",
             t_current, (long long) (clock_mono_ms() - cut_ms));
     int before = s_succeeded(s, plan);
     CHECK(s_wait_succeeded(s, plan, before + 20, 30000));
     REQUIRE(net_sh("ip link set %s up", s_net.veth[HOST_B]) == 0);
     // B reconnects (same instance, its session secret) and works again.
-    CHECK(s_wait_listed(s, s_host_name[HOST_B], true, 0, 30000));
+    CHECK(swarm_wait_named(s, s_host_name[HOST_B], true, -1, 30000));
     char state[32];
     swarm_wait_plan(s, plan, 90, state, sizeof state);
     CHECK_STR(state, "succeeded");
@@ -347,7 +314,7 @@ s_phase_loss(swarm_t *s)
     char state[32];
     swarm_wait_plan(s, plan, 90, state, sizeof state);
     CHECK_STR(state, "succeeded");
-    s_drone_leases(s, s_host_name[HOST_C], cinst, sizeof cinst);
+    swarm_drone_by_name(s, s_host_name[HOST_C], cinst, sizeof cinst, NULL);
     REQUIRE(net_sh("ip netns exec %s iptables -F INPUT && "
                    "ip netns exec %s iptables -F OUTPUT",
                    s_net.ns[HOST_C], s_net.ns[HOST_C]) == 0);
@@ -383,8 +350,8 @@ s_body(void)
     REQUIRE(swarm_broker_wrapped(s, wrap, NULL) == 0);
     s_host_drone(s, HOST_B, keys[HOST_B]);
     s_host_drone(s, HOST_C, keys[HOST_C]);
-    REQUIRE(s_wait_listed(s, s_host_name[HOST_B], true, 0, 20000));
-    REQUIRE(s_wait_listed(s, s_host_name[HOST_C], true, 0, 20000));
+    REQUIRE(swarm_wait_named(s, s_host_name[HOST_B], true, -1, 20000));
+    REQUIRE(swarm_wait_named(s, s_host_name[HOST_C], true, -1, 20000));
     s_phase_cut(s);
     s_phase_loss(s);
 }

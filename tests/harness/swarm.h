@@ -121,5 +121,10 @@ bool swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance,
 // (!want), with want_leases leases when want_leases >= 0.
 bool swarm_wait_drone(swarm_t *s, const char *tag, bool want,
                       int want_leases, int timeout_ms);
+// The same two for the drone whose key name is name.
+bool swarm_drone_by_name(swarm_t *s, const char *name, char *instance,
+                         size_t len, int *leases);
+bool swarm_wait_named(swarm_t *s, const char *name, bool want,
+                      int want_leases, int timeout_ms);
 
 #endif
