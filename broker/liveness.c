@@ -21,7 +21,8 @@
 // later one does (a task that kills every drone it lands on still dies).
 // A drone cut off by a partition may still be running its copy: the token
 // fences its late RESULT (stale).  The drone is forgotten (a quarantined
-// one only unbound, trust.c).  Decisions are taken only once the turn's
+// one only unbound, trust.c); leases lost this way do not count towards a
+// quarantine, which is for a live drone whose TASKs keep getting lost.  Decisions are taken only once the turn's
 // input was drained, so messages waiting in the socket are seen first.
 #include "broker/broker_int.h"
 
@@ -199,13 +200,15 @@ s_end(broker_t *b, sched_lease_t *l, drone_t *d, s_why_t cause)
         drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
                     end.timed_out ? "timeout" : "expired", true);
     }
-    bool confirmed = l->confirmed;
+    // Only a live drone's lapsed TASKs count against it (trust.c): a drone
+    // that died or was cut off with fresh pushes in flight swallowed none.
+    bool swallowed = !l->confirmed && cause == S_LAPSED;
     if (!broker_begin(b) ||
         plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
         broker_fail_turn(b);
         return false;
     }
-    if (!confirmed && d) {
+    if (swallowed && d) {
         trust_lost(b, d);
     }
     return true;

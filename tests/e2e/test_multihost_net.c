@@ -288,8 +288,11 @@ s_phase_cut(swarm_t *s)
     int before = s_succeeded(s, plan);
     CHECK(s_wait_succeeded(s, plan, before + 20, 30000));
     REQUIRE(net_sh("ip link set %s up", s_net.veth[HOST_B]) == 0);
+    int64_t up_ms = clock_mono_ms();
     // B reconnects (same instance, its session secret) and works again.
-    CHECK(swarm_wait_named(s, s_host_name[HOST_B], true, -1, 30000));
+    CHECK(swarm_wait_named(s, s_host_name[HOST_B], true, -1, 60000));
+    fprintf(stderr, "%s: host B back %lld ms after its link came up\n",
+            t_current, (long long) (clock_mono_ms() - up_ms));
     char state[32];
     swarm_wait_plan(s, plan, 90, state, sizeof state);
     CHECK_STR(state, "succeeded");

@@ -457,6 +457,32 @@ test_closed_connection_gone_after_grace(void)
     broker_destroy(&w.b);
 }
 
+// A drone cut off right after pushes it had not confirmed yet swallowed
+// none of them: it is not quarantined when it comes back.
+static void
+test_gone_unconfirmed_not_quarantined(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "cut", 4, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl && wl->u.welcome.secret);
+    char secret[129];
+    snprintf(secret, sizeof secret, "%s", wl->u.welcome.secret);
+    s_end_turn(&w);
+    s_submit(&w, 8);
+    uint64_t tok[8];
+    CHECK_INT(s_dispatch(&w, 1, tok, 8), 4);
+    s_closed(&w, 1);
+    s_check_at(&w, w.mono + 3 * HB_MS);
+    CHECK(drones_find(w.b, "cut") == NULL);
+    s_hello(&w, 3, "cut", 4, secret);
+    s_end_turn(&w);
+    CHECK(!trust_is_quarantined(w.b, s_drone(&w, "cut")));
+    CHECK_INT(s_dispatch(&w, 3, tok, 8), 4);
+    broker_destroy(&w.b);
+}
+
 // Any message after the close clears it (a reconnect, or a descriptor
 // reused by a newer connection): nothing is given up.
 static void
@@ -621,6 +647,7 @@ static const t_case_t t_cases[] = {
     T(test_rebuild_keeps_leases_unconfirmed),
     T(test_confirmed_lease_expiry_is_not_lost),
     T(test_closed_connection_gone_after_grace),
+    T(test_gone_unconfirmed_not_quarantined),
     T(test_message_after_close_keeps_drone),
     T(test_silent_close_gone_at_once_and_second_loss_counts),
     T(test_shift_moves_the_grace),
