@@ -51,7 +51,8 @@ link_new(const char *endpoint, const keys_client_t *keys)
     self->ctx = zmq_ctx_new();
     self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
     s_setup(self);
-    self->mon = wire_monitor_start(self->ctx, self->sock);
+    self->mon = wire_monitor_start(self->ctx, self->sock,
+                                   WIRE_MONITOR_ALL);
     if (zmq_connect(self->sock, endpoint) < 0) {
         self->last_errno = errno;
     }

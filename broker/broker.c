@@ -111,6 +111,82 @@ s_open_state(broker_t *b, char *err, size_t errlen)
     return 0;
 }
 
+// The turn's deadlines, as loop queries (monotonic ms or -1).  None has a
+// fire callback: every wake runs a whole turn, which acts on them in its
+// fixed order (s_turn), so the loop only has to wake it in time.
+static int64_t
+s_next_heartbeat(void *arg)
+{
+    return ((broker_t *) arg)->next_heartbeat_ms;
+}
+
+static int64_t
+s_next_lease(void *arg)
+{
+    return sched_next_deadline_ms(((broker_t *) arg)->sched);
+}
+
+// A wall-clock deadline on the monotonic clock (both read now).  One long
+// past (a gate that timed out while the broker was down) is due now, not
+// a negative time that the loop would read as none.
+static int64_t
+s_wall_to_mono(int64_t wall_ms, int64_t wall_now)
+{
+    if (wall_ms < 0) {
+        return -1;
+    }
+    int64_t mono = clock_mono_ms() + (wall_ms - wall_now);
+    return mono > 0 ? mono : 0;
+}
+
+static int64_t
+s_next_ready(void *arg)
+{
+    int64_t wall = clock_wall_ms();
+    return s_wall_to_mono(sched_next_ready_ms(((broker_t *) arg)->sched,
+                                              wall), wall);
+}
+
+static int64_t
+s_next_hook(void *arg)
+{
+    return hook_next_deadline_ms(arg);
+}
+
+static int64_t
+s_next_event(void *arg)
+{
+    return events_next_deadline_ms(arg);
+}
+
+static int64_t
+s_next_gone(void *arg)
+{
+    return liveness_next_deadline_ms(arg);
+}
+
+static int64_t
+s_next_gate(void *arg)
+{
+    return s_wall_to_mono(gates_next_deadline_ms(arg), clock_wall_ms());
+}
+
+// The loop and what wakes the turn: the router's sockets and the turn's
+// deadlines.  A new source registers with b->loop; the loop needs no edit.
+static void
+s_register(broker_t *b)
+{
+    static loop_next_fn *const deadlines[] = {
+        s_next_heartbeat, s_next_lease, s_next_ready, s_next_hook,
+        s_next_event,     s_next_gone,  s_next_gate,
+    };
+    b->loop = loop_new();
+    router_register(b->router, b->loop);
+    for (size_t i = 0; i < sizeof deadlines / sizeof *deadlines; i++) {
+        loop_add_deadline(b->loop, deadlines[i], NULL, b);
+    }
+}
+
 broker_open_rc_t
 broker_open(broker_t **out, const broker_config_t *cfg, char *err,
             size_t errlen)
@@ -129,6 +205,7 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
         broker_destroy(&b);
         return rc;
     }
+    s_register(b);
     *out = b;
     return BROKER_OPEN_OK;
 }
@@ -163,6 +240,7 @@ broker_destroy(broker_t **self_p)
     events_forget(b);
     hook_destroy(b);
     drones_destroy_all(b);
+    loop_destroy(&b->loop);
     router_destroy(&b->router);
     sched_destroy(&b->sched);
     ledger_destroy(&b->ledger);
@@ -392,39 +470,6 @@ broker_end_turn(broker_t *b)
     }
 }
 
-static int64_t
-s_timeout(broker_t *b)
-{
-    int64_t now = clock_mono_ms();
-    int64_t next = b->next_heartbeat_ms;
-    int64_t dl = sched_next_deadline_ms(b->sched);
-    if (dl >= 0 && dl < next) {
-        next = dl;
-    }
-    int64_t wall = clock_wall_ms();
-    int64_t ready = sched_next_ready_ms(b->sched, wall);
-    if (ready >= 0 && now + (ready - wall) < next) {
-        next = now + (ready - wall);
-    }
-    int64_t hook = hook_next_deadline_ms(b);
-    if (hook >= 0 && hook < next) {
-        next = hook;
-    }
-    int64_t ev = events_next_deadline_ms(b);
-    if (ev >= 0 && ev < next) {
-        next = ev;
-    }
-    int64_t gone = liveness_next_deadline_ms(b);
-    if (gone >= 0 && gone < next) {
-        next = gone;
-    }
-    int64_t gate = gates_next_deadline_ms(b);
-    if (gate >= 0 && now + (gate - wall) < next) {
-        next = now + (gate - wall);
-    }
-    return next > now ? next - now : 0;
-}
-
 // The broker could not run for delta_ms: that time counts neither against
 // leases nor as a drone's silence.
 static void
@@ -477,17 +522,21 @@ s_turn(broker_t *b)
     }
 }
 
-// True when the SIGHUP pipe had bytes (drained: several signals, one
-// reload).
-static bool
-s_hup_pending(broker_t *b)
+// The SIGHUP pipe is readable: drain it (several signals, one reload).
+static void
+s_on_hup(loop_t *loop, void *arg)
 {
+    (void) loop;
+    broker_t *b = arg;
     char buf[64];
     bool any = false;
-    while (b->reload_fd >= 0 && read(b->reload_fd, buf, sizeof buf) > 0) {
+    while (read(b->reload_fd, buf, sizeof buf) > 0) {
         any = true;
     }
-    return any;
+    if (any) {
+        log_info(LOG, "SIGHUP: reloading the allow lists");
+        b->reload = true;
+    }
 }
 
 int
@@ -495,23 +544,23 @@ broker_run(broker_t *b, volatile sig_atomic_t *stop, int reload_fd)
 {
     b->next_heartbeat_ms = clock_mono_ms();
     b->reload_fd = reload_fd;
-    router_watch_fd(b->router, reload_fd);
+    if (reload_fd >= 0) {
+        loop_add_fd(b->loop, reload_fd, 0, s_on_hup, b);
+    }
     while (!*stop) {
-        int64_t timeout = b->reload ? 0 : s_timeout(b);
         int64_t before = clock_mono_ms();
-        router_wait(b->router, timeout);
-        if (s_hup_pending(b)) {
-            log_info(LOG, "SIGHUP: reloading the allow lists");
-            b->reload = true;
-        }
+        int64_t timeout = loop_run_once(b->loop, b->reload ? 0 : -1);
         // Sleeping far past the timeout means this process was stopped or
         // starved: drones could not reach us, so do not count that time
         // against their leases.
         int64_t overslept = clock_mono_ms() - before - timeout;
-        if (overslept > b->cfg->heartbeat_ms) {
+        if (timeout >= 0 && overslept > b->cfg->heartbeat_ms) {
             s_shift(b, overslept);
         }
         s_turn(b);
+    }
+    if (reload_fd >= 0) {
+        loop_remove_fd(b->loop, reload_fd);
     }
     log_info(LOG, "stopping");
     return 0;

@@ -1,7 +1,8 @@
 // broker_int.h: what broker.c, drones.c and plans.c share inside the
 // broker (SQLite's *Int.h convention).  Nothing outside broker/ includes it.
 //
-//   broker.c  the loop: turns, the outbox, timers, recovery
+//   broker.c  the loop: turns, the outbox, timers, recovery (waiting is
+//             loop.c's: sources register with b->loop)
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE,
 //             dispatch, and what holds a prompt task back (model limits,
 //             token budgets)
@@ -18,6 +19,7 @@
 #include "broker/broker.h"
 #include "broker/ledger.h"
 #include "broker/limits.h"
+#include "broker/loop.h"
 #include "broker/router.h"
 #include "broker/sched.h"
 #include "common/keys.h"
@@ -84,6 +86,7 @@ struct broker {
     ledger_t *ledger;
     sched_t *sched;
     router_t *router;
+    loop_t *loop;               // what wakes a turn (owned); NULL offline
     proto_limits_t limits;
     limits_t model_limits;      // --model-limit (main.c validated it)
     drone_t **drones;           // registry (owned)

@@ -1,4 +1,5 @@
-// router: ROUTER socket setup, polling and framing for the broker.
+// router: ROUTER socket setup, loop registration and framing for the
+// broker.
 #include "broker/router.h"
 
 #include "broker/auth.h"
@@ -32,7 +33,6 @@ struct router {
     auth_t *auth;              // ZAP handler in ctx (owned)
     char endpoint[256];        // the bound endpoint
     s_quota_t quotas[S_QUOTAS];
-    int wake_fd;               // also polled (e.g. a signal pipe), or -1
     void *mon;                 // the socket's monitor (PAIR), or NULL
     int *closed;               // descriptors closed, not yet taken
     size_t n_closed, cap_closed;
@@ -97,7 +97,6 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
             size_t errlen)
 {
     router_t *self = xcalloc(1, sizeof *self);
-    self->wake_fd = -1;
     self->ctx = zmq_ctx_new();
     // ZAP first: with domain enforcement a missing handler refuses everyone,
     // and the handler must be up before the first peer can arrive.
@@ -118,7 +117,8 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
     size_t len = sizeof self->endpoint;
     zmq_getsockopt(self->sock, ZMQ_LAST_ENDPOINT, self->endpoint, &len);
     // Without it a dead drone is noticed only by its silence.
-    self->mon = wire_monitor_start(self->ctx, self->sock);
+    self->mon = wire_monitor_start(self->ctx, self->sock,
+                                   WIRE_MONITOR_CLOSES);
     if (!self->mon) {
         log_warn(LOG, "no socket monitor (%s): closed connections are "
                       "noticed by silence only", zmq_strerror(errno));
@@ -157,11 +157,10 @@ router_endpoint(const router_t *self)
     return self->endpoint;
 }
 
-// Drains the monitor; returns true when a connection closed.
-static bool
+// Drains the monitor into the list of closed descriptors.
+static void
 s_read_monitor(router_t *self)
 {
-    bool closed = false;
     int value = 0;
     wire_event_t ev;
     while ((ev = wire_monitor_read(self->mon, &value)) != WIRE_EV_NONE) {
@@ -174,50 +173,21 @@ s_read_monitor(router_t *self)
                                     self->cap_closed * sizeof *self->closed);
         }
         self->closed[self->n_closed++] = value;
-        closed = true;
     }
-    return closed;
 }
 
-bool
-router_wait(router_t *self, int64_t timeout_ms)
+static void
+s_on_monitor(loop_t *loop, void *arg)
 {
-    // The monitor comes last so that it can be left out when absent.
-    zmq_pollitem_t items[4] = {
-        {self->sock, 0, ZMQ_POLLIN, 0},
-        {auth_socket(self->auth), 0, ZMQ_POLLIN, 0},
-        {NULL, self->wake_fd, ZMQ_POLLIN, 0},
-        {self->mon, 0, ZMQ_POLLIN, 0},
-    };
-    int wake = self->wake_fd >= 0 ? 2 : -1;
-    if (wake < 0) {
-        items[2] = items[3];
-    }
-    int mon = self->mon ? (wake < 0 ? 2 : 3) : -1;
-    int n = 2 + (wake >= 0) + (mon >= 0);
-    long timeout = timeout_ms < 0 ? -1 : (long) timeout_ms;
-    for (;;) {
-        int rc = zmq_poll(items, n, timeout);
-        if (rc <= 0) {
-            return false;
-        }
-        if (items[1].revents & ZMQ_POLLIN) {
-            auth_handle(self->auth);
-        }
-        if (items[0].revents & ZMQ_POLLIN) {
-            return true;
-        }
-        if (wake >= 0 && (items[wake].revents & ZMQ_POLLIN)) {
-            return false;  // the caller reads the watched descriptor
-        }
-        if (mon >= 0 && (items[mon].revents & ZMQ_POLLIN) &&
-            s_read_monitor(self)) {
-            return false;  // the caller takes them with router_closed
-        }
-        // Only ZAP or monitor traffic: keep waiting, but do not stretch
-        // the timeout.
-        timeout = 0;
-    }
+    (void) loop;
+    s_read_monitor(arg);
+}
+
+static void
+s_on_zap(loop_t *loop, void *arg)
+{
+    (void) loop;
+    auth_handle(arg);
 }
 
 size_t
@@ -235,9 +205,16 @@ router_closed(router_t *self, const int **fds)
 }
 
 void
-router_watch_fd(router_t *self, int fd)
+router_register(router_t *self, loop_t *loop)
 {
-    self->wake_fd = fd;
+    loop_add_socket(loop, self->sock, 0, NULL, NULL);
+    loop_add_socket(loop, auth_socket(self->auth), LOOP_QUIET, s_on_zap,
+                    self->auth);
+    // It reports closes only: each one ends the wait, so that the turn
+    // notes it at once (liveness.c).
+    if (self->mon) {
+        loop_add_socket(loop, self->mon, 0, s_on_monitor, self);
+    }
 }
 
 static wire_rc_t

@@ -9,6 +9,7 @@
 #ifndef WAGGLE_ROUTER_H
 #define WAGGLE_ROUTER_H
 
+#include "broker/loop.h"
 #include "common/keys.h"
 #include "proto/proto.h"
 #include "proto/wire.h"
@@ -40,14 +41,13 @@ int router_open(router_t **out, const char *endpoint, size_t max_frame,
                 size_t errlen);
 void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
-// Waits up to timeout_ms (-1 forever) for input, answering ZAP requests
-// meanwhile.  Returns true when a message is waiting; false on timeout,
-// when interrupted by a signal, when the watched descriptor is readable or
-// when a connection closed (router_closed).
-bool router_wait(router_t *self, int64_t timeout_ms);
-// Makes router_wait also return when fd is readable (-1: none); the
-// caller reads it.  The broker's SIGHUP pipe.
-void router_watch_fd(router_t *self, int fd);
+// Registers the router's sockets with loop: the ROUTER, whose readiness
+// ends the wait (the broker reads it in its turn, router_recv), the ZAP
+// handler, answered as requests come and never ending the wait
+// (LOOP_QUIET), and the socket monitor, drained as events come, whose
+// closed connections end the wait (router_closed takes them).  loop is
+// borrowed; destroy it before the router.
+void router_register(router_t *self, loop_t *loop);
 // The descriptors of connections that closed since the last call (libzmq's
 // socket monitor: a ROUTER reports no disconnect otherwise), oldest first,
 // into *fds (borrowed until the next call).  A descriptor is reused by a

@@ -190,7 +190,8 @@ static int
 s_socket(drone_t *d, char *err, size_t errlen)
 {
     d->sock = zmq_socket(d->ctx, ZMQ_DEALER);
-    d->mon = d->sock ? wire_monitor_start(d->ctx, d->sock) : NULL;
+    d->mon = d->sock ? wire_monitor_start(d->ctx, d->sock, WIRE_MONITOR_ALL)
+                     : NULL;
     if (!d->sock || s_setopts(d) < 0 ||
         zmq_connect(d->sock, d->cfg->broker) < 0) {
         snprintf(err, errlen, "cannot connect to '%s': %s", d->cfg->broker,

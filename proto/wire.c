@@ -126,12 +126,14 @@ wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
 }
 
 void *
-wire_monitor_start(void *ctx, void *sock)
+wire_monitor_start(void *ctx, void *sock, wire_monitor_t which)
 {
     static unsigned seq = 0;
     char addr[64];
     snprintf(addr, sizeof addr, "inproc://wire-monitor-%u-%p", seq++, sock);
-    if (zmq_socket_monitor(sock, addr, ZMQ_EVENT_ALL) < 0) {
+    int events = which == WIRE_MONITOR_CLOSES ? ZMQ_EVENT_DISCONNECTED
+                                              : ZMQ_EVENT_ALL;
+    if (zmq_socket_monitor(sock, addr, events) < 0) {
         return NULL;
     }
     void *mon = zmq_socket(ctx, ZMQ_PAIR);

@@ -59,9 +59,15 @@ typedef enum {
     WIRE_EV_OTHER,
 } wire_event_t;
 
+// Which events a monitor reports.
+typedef enum {
+    WIRE_MONITOR_ALL,         // every event (why a connection failed)
+    WIRE_MONITOR_CLOSES,      // WIRE_EV_DISCONNECTED only
+} wire_monitor_t;
+
 // Starts monitoring sock (in ctx); returns the PAIR socket to read events
 // from and to poll, or NULL.  Stop with wire_monitor_stop before closing sock.
-void *wire_monitor_start(void *ctx, void *sock);
+void *wire_monitor_start(void *ctx, void *sock, wire_monitor_t which);
 // Reads one event without blocking; WIRE_EV_NONE when none waits.  *value
 // is the event's value (the ZAP status code for WIRE_EV_AUTH_REFUSED, the
 // connection's descriptor for WIRE_EV_DISCONNECTED).

@@ -18,7 +18,7 @@ check 'msgpack\.h' '^proto/codec[a-z_]*\.c$'
 check 'curl/curl\.h' '^common/model\.c$'
 check 'jansson\.h' '^common/json\.c$'
 check 'ncurses\.h|curses\.h' '^architect/console\.c$'
-check 'zmq\.h|czmq\.h' '^(proto/wire\.c|broker/router\.c|broker/auth\.c|drone/drone\.c|architect/link\.c|common/keys\.c)$'
+check 'zmq\.h|czmq\.h' '^(proto/wire\.c|broker/router\.c|broker/auth\.c|broker/loop\.c|drone/drone\.c|architect/link\.c|common/keys\.c)$'
 # fork/exec: the drone's runner (runner.c forks, runner_child.c is the
 # child's side) and the broker's gate hook (hook.c); the harness is under
 # tests/.
