@@ -8,7 +8,12 @@
 //   plan_show.c  the workplan as a tree, for a person to check
 //   gate.c    approve, reject: a person's answer, bound to the sha256 of
 //             what the gate showed
+//   amend.c   amend: an amendment file sent to a running plan, and what
+//             the broker made of it
+//   replan.c  replan: the model writes an amendment from the plan's state
+//             (plan.c's repair loop), shown, confirmed, applied
 //   events.c  events, log: the event log in SUBSCRIBE pages
+//   budget.c  budget: an operator sets a running plan's token budget
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -20,8 +25,10 @@
 #define WAGGLE_ARCH_H
 
 #include "architect/link.h"
+#include "common/amend.h"
 #include "common/cfg.h"
 #include "common/keys.h"
+#include "common/model.h"
 #include "common/workplan.h"
 #include "proto/proto.h"
 
@@ -78,6 +85,9 @@ int cmd_events(arch_t *a, int argc, char **argv);      // events.c
 int cmd_log(arch_t *a, int argc, char **argv);         // events.c
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
+int cmd_amend(arch_t *a, int argc, char **argv);       // amend.c
+int cmd_replan(arch_t *a, int argc, char **argv);      // replan.c
+int cmd_budget(arch_t *a, int argc, char **argv);      // budget.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 
@@ -97,11 +107,17 @@ int arch_opts(const arch_t *a, const cfg_option_t *opts, void *conf,
 // line) and returns false.
 bool arch_args(const arch_t *a, const arch_pos_t *pos, int min, int max,
                const char *usage);
+// The whole of file path ("-": stdin), NUL-terminated after *len bytes
+// (caller frees); NULL after reporting why it cannot be read.
+char *arch_read_file(const arch_t *a, const char *path, size_t *len);
+// Sends amendment *text (taken) to plan and prints what the broker did
+// (with json: one JSON object); warnings go to stderr.  An ARCH_EXIT_*.
+int arch_amend_send(arch_t *a, int64_t plan, char **text, bool json);
 // A positive plan id from s; -1 after reporting a usage error.
 int arch_parse_plan(const arch_t *a, const char *s, int64_t *plan);
 
-// Loads the role's keys and connects.  Prints why and returns
-// ARCH_EXIT_CONNECT (or _USAGE for bad keys) on failure, else 0.
+// Loads the role's keys and connects (a no-op when connected).  Prints why
+// and returns ARCH_EXIT_CONNECT (or _USAGE for bad keys) on failure, else 0.
 int arch_connect(arch_t *a);
 // One request/reply.  Prints errors (ERROR replies included) and returns
 // an exit code; on success *reply holds the reply (caller destroys).
@@ -122,6 +138,89 @@ void arch_json_error(const arch_t *a, const char *code, const char *message,
 
 // plan_show.c: the workplan as a tree in dependency order (plan).
 void plan_show_tree(FILE *out, const workplan_t *wp);
+// What an amendment does (replan): the added and replaced tasks in the
+// amended whole's dependency order, marked + and ~, then the cancelled.
+void plan_show_amendment(FILE *out, const amend_t *a);
+
+// --- plan.c: what plan and replan share --------------------------------------
+// Their options (one table; replan reads the same), the model settings,
+// the conversation with its bounded repair loop, and the confirmation.
+
+#define PLAN_MAX_REPAIRS 10
+
+typedef struct {
+    int64_t repairs;
+    bool yes;
+    char *out;
+    bool json;
+    int64_t max_tokens;
+    char *model_api;
+    char *model_url;
+    char *model;
+    char *model_key_file;
+    int64_t model_timeout_s;
+} plan_opts_t;
+
+extern const cfg_option_t plan_opts[];
+// The rules for one task of a workplan, as the model is taught them.
+extern const char plan_task_rules[];
+
+// The conversation so far; texts are owned.
+typedef struct {
+    model_msg_t msgs[2 + 2 * (PLAN_MAX_REPAIRS + 1)];
+    char *texts[2 + 2 * (PLAN_MAX_REPAIRS + 1)];
+    size_t n;
+    int64_t prompt_tokens;      // summed over every call
+    int64_t completion_tokens;
+    int calls;
+    bool json_mode;             // cleared once the server refused it
+    const char *what;           // "workplan", "amendment": for messages
+} plan_chat_t;
+
+// Appends a message (takes text).
+void plan_chat_add(plan_chat_t *c, model_role_t role, char *text);
+void plan_chat_release(plan_chat_t *c);
+
+// Judges a reply's text: 0 with *json (the valid JSON, caller frees), or
+// -1 with the errors ("path: message" lines) pushed to errs.
+typedef int (*plan_judge_fn)(void *arg, const char *text, char **json,
+                             proto_strv_t *errs);
+// The repair loop: asks, judges, and sends the errors back at most
+// o->repairs times.  Returns 0 with *json, or an exit code after reporting
+// why (the last reply's errors when none was valid).
+int plan_converse(const arch_t *a, const model_config_t *mc,
+                  const plan_opts_t *o, plan_chat_t *c, plan_judge_fn judge,
+                  void *arg, char **json);
+// Validation errors as "path: message" lines ("(top level)" for the root)
+// pushed to errs; releases we.
+void plan_error_lines(wp_errors_t *we, proto_strv_t *errs);
+// The first JSON object in text (prose or a code fence may surround it)
+// that has one of keys (NULL-terminated) as a member, else the first JSON
+// object at all; NULL when there is none.  Caller frees.
+char *plan_extract_json(const char *text, const char *const *keys);
+// Model settings from o over the global ones; *key the API key (caller
+// wipes and frees).  0, or an exit code after reporting.
+int plan_model_config(const arch_t *a, const plan_opts_t *o,
+                      model_config_t *mc, char **key);
+// The connected drones' tags, each once, from the broker's overview (a
+// connected a).  0, or -1 with err.
+int plan_drone_tags(arch_t *a, proto_strv_t *tags, size_t *n_drones,
+                    char *err, size_t errlen);
+// One sentence for the model on what the drones offer (tags NULL:
+// unknown).  Caller frees.
+char *plan_drones_text(const proto_strv_t *tags, size_t n_drones);
+// Whether the command can confirm: --yes, --out, or a terminal; else says
+// so ("CMD: no terminal to confirm on; pass --yes to VERB ... the WHAT")
+// and returns ARCH_EXIT_USAGE.
+int plan_can_confirm(const arch_t *a, const plan_opts_t *o, const char *cmd,
+                     const char *verb, const char *what);
+// Wipes and frees a model API key; NULLs *key.
+void plan_key_free(char **key);
+// y/N on the terminal after question.
+bool plan_confirm(const char *question);
+// Writes json to path; what ("workplan", "amendment") names it on stderr.
+int plan_save(const arch_t *a, const char *path, const char *json,
+              const char *what);
 
 // render.c
 void render_overview(FILE *out, const proto_status_ok_t *st, int64_t now_ms);

@@ -19,6 +19,9 @@ arch_connect(arch_t *a)
 {
     keys_role_t role;
     char err[512];
+    if (a->link) {
+        return ARCH_EXIT_OK;   // replan asks, then amends, on one link
+    }
     if (keys_role_parse(a->cfg->role, &role) < 0 || role == KEYS_ROLE_DRONE) {
         return arch_fail(a, ARCH_EXIT_USAGE, "usage", "--role '%s' must be "
                          "operator or submitter", a->cfg->role);
@@ -232,8 +235,8 @@ cmd_ping(arch_t *a, int argc, char **argv)
     return ARCH_EXIT_OK;
 }
 
-static char *
-s_read_all(const arch_t *a, const char *path, size_t *len)
+char *
+arch_read_file(const arch_t *a, const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
@@ -312,7 +315,7 @@ cmd_submit(arch_t *a, int argc, char **argv)
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     size_t len = 0;
-    char *text = s_read_all(a, pos.items[0], &len);
+    char *text = arch_read_file(a, pos.items[0], &len);
     rc = !text ? ARCH_EXIT_FAILED
          : !s_validate(a, pos.items[0], text, len) ? ARCH_EXIT_FAILED
                                                  : arch_connect(a);

@@ -72,6 +72,14 @@ static const struct {
     {"reject", cmd_reject,
      "reject PLAN TASK --note TEXT\n"
      "                        reject a gate (operator keys only)"},
+    {"amend", cmd_amend,
+     "amend PLAN FILE       add, cancel or replace tasks of a running plan"},
+    {"replan", cmd_replan,
+     "replan PLAN \"INSTRUCTION\"\n"
+     "                        ask the model to amend a plan, then apply it"},
+    {"budget", cmd_budget,
+     "budget PLAN N|--none  set a running plan's token budget (operator keys "
+     "only)"},
     {"plan", cmd_plan,
      "plan \"GOAL\"           ask the model for a workplan, then submit it"},
 };

@@ -24,32 +24,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_MAX_REPAIRS 10
+#define O(f) offsetof(plan_opts_t, f)
 
-typedef struct {
-    int64_t repairs;
-    bool yes;
-    char *out;
-    bool json;
-    int64_t max_tokens;
-    char *model_api;
-    char *model_url;
-    char *model;
-    char *model_key_file;
-    int64_t model_timeout_s;
-} s_opts_t;
-
-#define O(f) offsetof(s_opts_t, f)
-
-static const cfg_option_t s_plan_opts[] = {
+const cfg_option_t plan_opts[] = {
     {"repairs", NULL, CFG_INT, O(repairs), "3", "N",
-     "send the validation errors back at most N times", 0, S_MAX_REPAIRS},
+     "send the validation errors back at most N times", 0, PLAN_MAX_REPAIRS},
     {"yes", NULL, CFG_BOOL, O(yes), NULL, NULL,
-     "submit without asking (unattended planners)", 0, 0},
+     "submit (replan: apply) without asking (unattended planners)", 0, 0},
     {"out", NULL, CFG_STR, O(out), NULL, "FILE",
-     "save the workplan to FILE instead of submitting it", 0, 0},
+     "save the workplan (replan: the amendment) to FILE instead", 0, 0},
     {"json", NULL, CFG_BOOL, O(json), NULL, NULL,
-     "print the final workplan and plan id as one JSON object", 0, 0},
+     "print the result as one JSON object", 0, 0},
     {"max-tokens", NULL, CFG_INT, O(max_tokens), "0", "N",
      "cap each reply at N tokens (0: the server's default)", 0, 1000000},
     {"model-api", NULL, CFG_STR, O(model_api), NULL, "API",
@@ -78,33 +63,54 @@ static const char s_usage[] =
     "WAGGLE_MODEL_KEY_FILE).\n"
     "A planner needs no operator key: run it with --role submitter.";
 
-// The conversation so far; texts are owned.
-typedef struct {
-    model_msg_t msgs[2 + 2 * (S_MAX_REPAIRS + 1)];
-    char *texts[2 + 2 * (S_MAX_REPAIRS + 1)];
-    size_t n;
-    int64_t prompt_tokens;      // summed over every call
-    int64_t completion_tokens;
-    int calls;
-    bool json_mode;             // cleared once the server refused it
-} s_chat_t;
-
-static void
-s_chat_add(s_chat_t *c, model_role_t role, char *text)
+void
+plan_chat_add(plan_chat_t *c, model_role_t role, char *text)
 {
     c->texts[c->n] = text;
     c->msgs[c->n] = (model_msg_t){role, text};
     c->n++;
 }
 
-static void
-s_chat_release(s_chat_t *c)
+void
+plan_chat_release(plan_chat_t *c)
 {
     for (size_t i = 0; i < c->n; i++) {
         free(c->texts[i]);
     }
     c->n = 0;
 }
+
+// The rules for one task, which plan and replan both teach the model.
+#define S_TASK_RULES                                                         \
+    "Each task:\n"                                                           \
+    "- id: required, unique, matching [A-Za-z0-9_][A-Za-z0-9_-]{0,63}\n"     \
+    "- needs: optional array of ids of tasks that must succeed first; every " \
+    "id must exist, and there must be no cycle\n"                            \
+    "- run: the argv as an array of strings, executed without a shell; use " \
+    "[\"sh\", \"-c\", \"...\"] for pipes, redirections or variables\n"       \
+    "- or, instead of run, prompt: a string sent to a language model on a "  \
+    "drone that has one; the model's reply is the task's output. Use it only " \
+    "when a drone offers the tag \"model\". Optional for prompt tasks only: " \
+    "system (a system message), max_tokens (1-10000000), temperature "       \
+    "(0-2)\n"                                                                \
+    "- or, instead of run or prompt, gate: a question for a person; the "    \
+    "task waits until an operator approves it (then what needs it runs) or " \
+    "rejects it. Put one before anything irreversible (publishing, "         \
+    "deploying, deleting). On a gate, timeout_s is how long it may wait "    \
+    "before it is rejected\n"                                                \
+    "- optional: env (object of NAME: value; names may not start with "      \
+    "WAGGLE_), cwd, timeout_s (seconds, 0 = none), retries (0-100), "        \
+    "priority (-1000..1000), requires (array of tags a drone must offer)\n"  \
+    "No other field is allowed.\n"                                           \
+    "Task kinds: run, prompt and gate; each task has exactly one.\n"         \
+    "A task's output is its stdout. A task gets the outputs of the tasks it " \
+    "needs as files $WAGGLE_INPUT_DIR/<id>, as environment variables "       \
+    "WAGGLE_INPUT_<ID> (upper case, '-' becomes '_'), and as {{id.output}} " \
+    "inside run arguments and prompts (only for ids in its needs).\n"        \
+    "Prefer small tasks; tasks that do not need each other run in "          \
+    "parallel.\n"
+
+const char plan_task_rules[] = S_TASK_RULES;
 
 static const char s_format[] =
     "You are the Architect of Waggle, which runs a workplan - a DAG of "
@@ -120,39 +126,10 @@ static const char s_format[] =
     "\"wc -l < \\\"$WAGGLE_INPUT_DIR/fetch\\\"\"]}\n]}\n\n"
     "Top level: name (required, 1-128 characters), goal (optional text), "
     "defaults (optional: timeout_s, retries, priority, requires), tasks "
-    "(required, at least one).\n"
-    "Each task:\n"
-    "- id: required, unique, matching [A-Za-z0-9_][A-Za-z0-9_-]{0,63}\n"
-    "- needs: optional array of ids of tasks that must succeed first; every "
-    "id must exist, and there must be no cycle\n"
-    "- run: the argv as an array of strings, executed without a shell; use "
-    "[\"sh\", \"-c\", \"...\"] for pipes, redirections or variables\n"
-    "- or, instead of run, prompt: a string sent to a language model on a "
-    "drone that has one; the model's reply is the task's output. Use it only "
-    "when a drone offers the tag \"model\". Optional for prompt tasks only: "
-    "system (a system message), max_tokens (1-10000000), temperature "
-    "(0-2)\n"
-    "- or, instead of run or prompt, gate: a question for a person; the "
-    "task waits until an operator approves it (then what needs it runs) or "
-    "rejects it. Put one before anything irreversible (publishing, "
-    "deploying, deleting). On a gate, timeout_s is how long it may wait "
-    "before it is rejected\n"
-    "- optional: env (object of NAME: value; names may not start with "
-    "WAGGLE_), cwd, timeout_s (seconds, 0 = none), retries (0-100), "
-    "priority (-1000..1000), requires (array of tags a drone must offer)\n"
-    "No other field is allowed.\n"
-    "Task kinds: run, prompt and gate; each task has exactly one.\n"
-    "A task's output is its stdout. A task gets the outputs of the tasks it "
-    "needs as files $WAGGLE_INPUT_DIR/<id>, as environment variables "
-    "WAGGLE_INPUT_<ID> (upper case, '-' becomes '_'), and as {{id.output}} "
-    "inside run arguments and prompts (only for ids in its needs).\n"
-    "Prefer small tasks; tasks that do not need each other run in "
-    "parallel.\n";
+    "(required, at least one).\n" S_TASK_RULES;
 
-// The system prompt: the format plus what the drones offer (tags NULL: the
-// broker could not be asked).
-static char *
-s_system_prompt(const proto_strv_t *tags, size_t n_drones)
+char *
+plan_drones_text(const proto_strv_t *tags, size_t n_drones)
 {
     char *list = xstrdup("");
     for (size_t i = 0; tags && i < tags->count; i++) {
@@ -173,16 +150,23 @@ s_system_prompt(const proto_strv_t *tags, size_t n_drones)
             : xasprintf("%zu drone%s connected, offering the tags %s; use "
                         "requires only with these.", n_drones,
                         n_drones == 1 ? " is" : "s are", list);
+    free(list);
+    return drones;
+}
+
+// The system prompt: the format plus what the drones offer (tags NULL: the
+// broker could not be asked).
+static char *
+s_system_prompt(const proto_strv_t *tags, size_t n_drones)
+{
+    char *drones = plan_drones_text(tags, n_drones);
     char *text = xasprintf("%s\n%s", s_format, drones);
     free(drones);
-    free(list);
     return text;
 }
 
-// The drones' tags (each once) from the broker's overview.  Returns 0, or
-// -1 with err when the broker cannot be asked.
-static int
-s_drone_tags(arch_t *a, proto_strv_t *tags, size_t *n_drones, char *err,
+int
+plan_drone_tags(arch_t *a, proto_strv_t *tags, size_t *n_drones, char *err,
              size_t errlen)
 {
     proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS), *reply = NULL;
@@ -240,11 +224,19 @@ s_object_end(const char *s)
     return NULL;
 }
 
-// The workplan in text, even with prose or a ``` fence around it: the first
-// JSON object with a "tasks" member, else the first JSON object at all
-// (for the validator to explain); NULL when there is none.  Caller frees.
-static char *
-s_extract_json(const char *text)
+static bool
+s_has_any(const jnode_t *obj, const char *const *keys)
+{
+    for (size_t i = 0; keys[i]; i++) {
+        if (json_obj_get(obj, keys[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+char *
+plan_extract_json(const char *text, const char *const *keys)
 {
     char *first = NULL;
     int tries = 0;
@@ -254,7 +246,7 @@ s_extract_json(const char *text)
         jnode_t *root = end ? json_parse(p, (size_t) (end - p), NULL, 0)
                             : NULL;
         bool object = root && json_type_of(root) == JSON_T_OBJECT;
-        bool tasks = object && json_obj_get(root, "tasks");
+        bool tasks = object && s_has_any(root, keys);
         json_destroy(&root);
         if (tasks) {
             free(first);
@@ -267,26 +259,32 @@ s_extract_json(const char *text)
     return first;
 }
 
+void
+plan_error_lines(wp_errors_t *we, proto_strv_t *errs)
+{
+    for (size_t i = 0; i < we->count; i++) {
+        char *line = xasprintf("%s: %s", we->items[i].path[0]
+                                             ? we->items[i].path
+                                             : "(top level)",
+                               we->items[i].message);
+        proto_strv_push(errs, line);
+        free(line);
+    }
+    wp_errors_release(we);
+}
+
 // What the validator refuses, as "path: message" lines.
 static void
 s_check(const char *json, workplan_t **wp, proto_strv_t *errs)
 {
     wp_errors_t we = {0};
     if (workplan_parse(json, strlen(json), wp, &we) < 0) {
-        for (size_t i = 0; i < we.count; i++) {
-            char *line = xasprintf("%s: %s", we.items[i].path[0]
-                                                 ? we.items[i].path
-                                                 : "(top level)",
-                                   we.items[i].message);
-            proto_strv_push(errs, line);
-            free(line);
-        }
-        wp_errors_release(&we);
+        plan_error_lines(&we, errs);
     }
 }
 
 static char *
-s_repair_request(const proto_strv_t *errs)
+s_repair_request(const plan_chat_t *c, const proto_strv_t *errs)
 {
     char *list = xstrdup("");
     for (size_t i = 0; i < errs->count; i++) {
@@ -294,10 +292,10 @@ s_repair_request(const proto_strv_t *errs)
         free(list);
         list = more;
     }
-    char *text = xasprintf("That workplan is invalid (%zu error%s):\n%s"
-                           "Reply with the whole corrected workplan as one "
-                           "JSON object, nothing else.", errs->count,
-                           errs->count == 1 ? "" : "s", list);
+    char *text = xasprintf("That %s is invalid (%zu error%s):\n%s"
+                           "Reply with the whole corrected %s as one "
+                           "JSON object, nothing else.", c->what, errs->count,
+                           errs->count == 1 ? "" : "s", list, c->what);
     free(list);
     return text;
 }
@@ -306,8 +304,8 @@ s_repair_request(const proto_strv_t *errs)
 // Returns the model's rc (MODEL_E_LENGTH included: the caller asks for a
 // shorter plan).
 static model_rc_t
-s_ask(const model_config_t *mc, const s_opts_t *o, s_chat_t *c, char *err,
-      size_t errlen)
+s_ask(const model_config_t *mc, const plan_opts_t *o, plan_chat_t *c,
+      char *err, size_t errlen)
 {
     model_request_t req = {.messages = c->msgs, .n_messages = c->n,
                            .max_tokens = o->max_tokens,
@@ -321,31 +319,25 @@ s_ask(const model_config_t *mc, const s_opts_t *o, s_chat_t *c, char *err,
         c->json_mode = false;
     }
     if (rc == MODEL_OK || rc == MODEL_E_LENGTH) {
-        s_chat_add(c, MODEL_ROLE_ASSISTANT, reply.content);
+        plan_chat_add(c, MODEL_ROLE_ASSISTANT, reply.content);
         reply.content = NULL;
     }
     model_reply_release(&reply);
     return rc;
 }
 
-// Checks the last reply: 0 with *json and *wp when valid, else -1 with the
-// errors in errs.
+// plan's judge: the workplan in the reply, validated as submit does.
 static int
-s_judge(const s_chat_t *c, model_rc_t rc, char **json, workplan_t **wp,
-        proto_strv_t *errs)
+s_judge_workplan(void *arg, const char *text, char **json,
+                 proto_strv_t *errs)
 {
-    const char *text = c->texts[c->n - 1];
-    if (rc == MODEL_E_LENGTH) {
-        proto_strv_push(errs, "(reply): cut at the token limit; write a "
-                              "shorter workplan");
-        return -1;
-    }
-    *json = s_extract_json(text);
+    static const char *const keys[] = {"tasks", NULL};
+    *json = plan_extract_json(text, keys);
     if (!*json) {
         proto_strv_push(errs, "(reply): holds no JSON object");
         return -1;
     }
-    s_check(*json, wp, errs);
+    s_check(*json, (workplan_t **) arg, errs);
     if (errs->count > 0) {
         free(*json);
         *json = NULL;
@@ -354,11 +346,25 @@ s_judge(const s_chat_t *c, model_rc_t rc, char **json, workplan_t **wp,
     return 0;
 }
 
-// The repair loop.  Returns 0 with the valid workplan's JSON (*json) and
-// model (*wp), or an exit code after reporting why.
+// Checks the last reply: a reply cut at the token limit is an error of its
+// own, else the judge decides.
 static int
-s_converse(const arch_t *a, const model_config_t *mc, const s_opts_t *o,
-           s_chat_t *c, char **json, workplan_t **wp)
+s_judge(const plan_chat_t *c, model_rc_t rc, plan_judge_fn judge, void *arg,
+        char **json, proto_strv_t *errs)
+{
+    if (rc == MODEL_E_LENGTH) {
+        char *line = xasprintf("(reply): cut at the token limit; write a "
+                               "shorter %s", c->what);
+        proto_strv_push(errs, line);
+        free(line);
+        return -1;
+    }
+    return judge(arg, c->texts[c->n - 1], json, errs);
+}
+
+int
+plan_converse(const arch_t *a, const model_config_t *mc, const plan_opts_t *o,
+              plan_chat_t *c, plan_judge_fn judge, void *arg, char **json)
 {
     char err[1024];
     proto_strv_t errs = {0};
@@ -372,7 +378,7 @@ s_converse(const arch_t *a, const model_config_t *mc, const s_opts_t *o,
             fprintf(stderr, "repair %lld/%lld: %zu error%s\n",
                     (long long) round, (long long) o->repairs, errs.count,
                     errs.count == 1 ? "" : "s");
-            s_chat_add(c, MODEL_ROLE_USER, s_repair_request(&errs));
+            plan_chat_add(c, MODEL_ROLE_USER, s_repair_request(c, &errs));
             proto_strv_release(&errs);
         }
         model_rc_t rc = s_ask(mc, o, c, err, sizeof err);
@@ -380,12 +386,13 @@ s_converse(const arch_t *a, const model_config_t *mc, const s_opts_t *o,
             proto_strv_release(&errs);
             return arch_fail(a, ARCH_EXIT_FAILED, "model", "model: %s", err);
         }
-        if (s_judge(c, rc, json, wp, &errs) == 0) {
+        if (s_judge(c, rc, judge, arg, json, &errs) == 0) {
             return 0;
         }
     }
-    char *message = xasprintf("no valid workplan after %lld repair%s; the "
-                              "last reply's errors:", (long long) o->repairs,
+    char *message = xasprintf("no valid %s after %lld repair%s; the "
+                              "last reply's errors:", c->what,
+                              (long long) o->repairs,
                               o->repairs == 1 ? "" : "s");
     arch_report(a, ARCH_EXIT_FAILED, "invalid", message, &errs);
     free(message);
@@ -393,11 +400,10 @@ s_converse(const arch_t *a, const model_config_t *mc, const s_opts_t *o,
     return ARCH_EXIT_FAILED;
 }
 
-// y/N on the terminal.
-static bool
-s_confirm(void)
+bool
+plan_confirm(const char *question)
 {
-    fprintf(stderr, "submit this workplan? [y/N] ");
+    fprintf(stderr, "%s [y/N] ", question);
     fflush(stderr);
     char line[64] = "";
     if (!fgets(line, sizeof line, stdin)) {
@@ -424,8 +430,9 @@ s_submit(arch_t *a, const char *json, int64_t *plan)
     return 0;
 }
 
-static int
-s_save(const arch_t *a, const char *path, const char *json)
+int
+plan_save(const arch_t *a, const char *path, const char *json,
+          const char *what)
 {
     FILE *f = fopen(path, "w");
     if (!f || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0) {
@@ -436,12 +443,13 @@ s_save(const arch_t *a, const char *path, const char *json)
         return arch_fail(a, ARCH_EXIT_FAILED, "io", "cannot write '%s': %s",
                          path, strerror(e));
     }
-    fprintf(stderr, "saved the workplan to '%s'; nothing submitted\n", path);
+    fprintf(stderr, "saved the %s to '%s'; nothing %s\n", what, path,
+            strcmp(what, "workplan") == 0 ? "submitted" : "applied");
     return 0;
 }
 
 static void
-s_print_json(const char *json, const s_chat_t *c, int64_t plan,
+s_print_json(const char *json, const plan_chat_t *c, int64_t plan,
              const char *file)
 {
     jnode_t *root = json_obj_new();
@@ -464,8 +472,8 @@ s_print_json(const char *json, const s_chat_t *c, int64_t plan,
 
 // Show, then save or confirm and submit.
 static int
-s_deliver(arch_t *a, const s_opts_t *o, const char *json,
-          const workplan_t *wp, const s_chat_t *c)
+s_deliver(arch_t *a, const plan_opts_t *o, const char *json,
+          const workplan_t *wp, const plan_chat_t *c)
 {
     plan_show_tree(o->json ? stderr : stdout, wp);
     fflush(stdout);
@@ -476,8 +484,8 @@ s_deliver(arch_t *a, const s_opts_t *o, const char *json,
     int64_t plan = 0;
     int rc = 0;
     if (o->out) {
-        rc = s_save(a, o->out, json);
-    } else if (!o->yes && !s_confirm()) {
+        rc = plan_save(a, o->out, json, "workplan");
+    } else if (!o->yes && !plan_confirm("submit this workplan?")) {
         return arch_fail(a, ARCH_EXIT_FAILED, "declined", "not submitted");
     } else {
         rc = s_submit(a, json, &plan);
@@ -490,10 +498,8 @@ s_deliver(arch_t *a, const s_opts_t *o, const char *json,
     return rc;
 }
 
-// Model settings: the plan's own flags over the global ones; a key file
-// over a key.  Returns 0, or an exit code after reporting.
-static int
-s_model_config(const arch_t *a, const s_opts_t *o, model_config_t *mc,
+int
+plan_model_config(const arch_t *a, const plan_opts_t *o, model_config_t *mc,
                char **key)
 {
     const char *file = o->model_key_file ? o->model_key_file
@@ -554,12 +560,12 @@ s_connect_quietly(arch_t *a, char *err, size_t errlen)
 // Connects and learns the drones' tags.  With --out a broker that cannot
 // be asked is only a warning (*known stays false).
 static int
-s_broker(arch_t *a, const s_opts_t *o, proto_strv_t *tags, bool *known,
+s_broker(arch_t *a, const plan_opts_t *o, proto_strv_t *tags, bool *known,
          size_t *n_drones)
 {
     char err[1024];
     int rc = o->out ? s_connect_quietly(a, err, sizeof err) : arch_connect(a);
-    if (rc == 0 && s_drone_tags(a, tags, n_drones, err, sizeof err) == 0) {
+    if (rc == 0 && plan_drone_tags(a, tags, n_drones, err, sizeof err) == 0) {
         *known = true;
         return 0;
     }
@@ -573,58 +579,74 @@ s_broker(arch_t *a, const s_opts_t *o, proto_strv_t *tags, bool *known,
 }
 
 static int
-s_plan(arch_t *a, const s_opts_t *o, const char *goal)
+s_plan(arch_t *a, const plan_opts_t *o, const char *goal)
 {
     model_config_t mc;
     char *key = NULL, *json = NULL;
-    int rc = s_model_config(a, o, &mc, &key);
+    int rc = plan_model_config(a, o, &mc, &key);
     proto_strv_t tags = {0};
     bool known = false;
     size_t n_drones = 0;
     if (rc == 0) {
         rc = s_broker(a, o, &tags, &known, &n_drones);
     }
-    s_chat_t c = {.json_mode = true};
+    plan_chat_t c = {.json_mode = true, .what = "workplan"};
     workplan_t *wp = NULL;
     if (rc == 0) {
-        s_chat_add(&c, MODEL_ROLE_SYSTEM,
+        plan_chat_add(&c, MODEL_ROLE_SYSTEM,
                    s_system_prompt(known ? &tags : NULL, n_drones));
-        s_chat_add(&c, MODEL_ROLE_USER, xasprintf("Goal: %s", goal));
-        rc = s_converse(a, &mc, o, &c, &json, &wp);
+        plan_chat_add(&c, MODEL_ROLE_USER, xasprintf("Goal: %s", goal));
+        rc = plan_converse(a, &mc, o, &c, s_judge_workplan, &wp, &json);
     }
     if (rc == 0) {
         rc = s_deliver(a, o, json, wp, &c);
     }
     workplan_destroy(&wp);
     free(json);
-    s_chat_release(&c);
+    plan_chat_release(&c);
     proto_strv_release(&tags);
-    if (key) {
-        explicit_bzero(key, strlen(key));
-        free(key);
-    }
+    plan_key_free(&key);
     return rc;
+}
+
+int
+plan_can_confirm(const arch_t *a, const plan_opts_t *o, const char *cmd,
+                 const char *verb, const char *what)
+{
+    if (o->yes || o->out || (isatty(STDIN_FILENO) && isatty(STDERR_FILENO))) {
+        return 0;
+    }
+    return arch_fail(a, ARCH_EXIT_USAGE, "usage", "%s: no terminal to "
+                     "confirm on; pass --yes to %s without asking, or --out "
+                     "FILE to save the %s", cmd, verb, what);
+}
+
+void
+plan_key_free(char **key)
+{
+    if (*key) {
+        explicit_bzero(*key, strlen(*key));
+        free(*key);
+        *key = NULL;
+    }
 }
 
 int
 cmd_plan(arch_t *a, int argc, char **argv)
 {
-    s_opts_t o = {.json = a->cfg->json, .repairs = 3};
+    plan_opts_t o = {.json = a->cfg->json, .repairs = 3};
     arch_pos_t pos;
-    int rc = arch_opts(a, s_plan_opts, &o, argc, argv, &pos, s_usage);
+    int rc = arch_opts(a, plan_opts, &o, argc, argv, &pos, s_usage);
     if (rc || !arch_args(a, &pos, 1, 1, "plan \"GOAL\" [--yes | --out "
                                         "FILE]")) {
-        cfg_release(s_plan_opts, &o);
+        cfg_release(plan_opts, &o);
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     a->json = a->json || o.json;
-    if (!o.yes && !o.out && !(isatty(STDIN_FILENO) && isatty(STDERR_FILENO))) {
-        cfg_release(s_plan_opts, &o);
-        return arch_fail(a, ARCH_EXIT_USAGE, "usage", "plan: no terminal to "
-                         "confirm on; pass --yes to submit without asking, "
-                         "or --out FILE to save the workplan");
+    rc = plan_can_confirm(a, &o, "plan", "submit", "workplan");
+    if (rc == 0) {
+        rc = s_plan(a, &o, pos.items[0]);
     }
-    rc = s_plan(a, &o, pos.items[0]);
-    cfg_release(s_plan_opts, &o);
+    cfg_release(plan_opts, &o);
     return rc;
 }

@@ -115,12 +115,15 @@ s_order(const workplan_t *wp, size_t *order, int *depth)
     free(first);
 }
 
+// mark: NULL for the tree's own ("•" at the root, "└" below), else what
+// an amendment does to the task ("+" added, "~" replaced).
 static void
-s_show_task(FILE *out, const wp_task_t *t, int depth)
+s_show_task(FILE *out, const wp_task_t *t, int depth, const char *mark)
 {
     int indent = 2 + 2 * (depth < 10 ? depth : 10);
     char *argv = s_argv_line(t);
-    fprintf(out, "%*s%s %s  [%s] %s\n", indent, "", depth ? "└" : "•", t->id,
+    fprintf(out, "%*s%s %s  [%s] %s\n", indent, "",
+            mark ? mark : depth ? "└" : "•", t->id,
             workplan_kind_name(t->kind), argv);
     if (t->n_needs || t->n_requires) {
         char *needs = s_join(t->needs, t->n_needs);
@@ -147,7 +150,7 @@ plan_show_tree(FILE *out, const workplan_t *wp)
     int *depth = xcalloc(wp->n_tasks, sizeof *depth);
     s_order(wp, order, depth);
     for (size_t i = 0; i < wp->n_tasks && i < S_SHOW_MAX; i++) {
-        s_show_task(out, &wp->tasks[order[i]], depth[order[i]]);
+        s_show_task(out, &wp->tasks[order[i]], depth[order[i]], NULL);
     }
     if (wp->n_tasks > S_SHOW_MAX) {
         fprintf(out, "  … and %zu more tasks; --out FILE saves them all\n",
@@ -157,4 +160,46 @@ plan_show_tree(FILE *out, const workplan_t *wp)
     free(order);
     free(goal);
     free(name);
+}
+
+// What an amendment does to task i of the amended whole: "+", "~" or NULL.
+static const char *
+s_mark(const amend_t *a, size_t i)
+{
+    if (i >= a->n_old) {
+        return "+";
+    }
+    for (size_t k = 0; k < a->n_replaced; k++) {
+        if (a->replaced[k] == i) {
+            return "~";
+        }
+    }
+    return NULL;
+}
+
+void
+plan_show_amendment(FILE *out, const amend_t *a)
+{
+    const workplan_t *wp = a->wp;
+    fprintf(out, "amendment: %zu added (+), %zu replaced (~), %zu cancelled "
+            "(-); in dependency order:\n", wp->n_tasks - a->n_old,
+            a->n_replaced, a->n_cancelled);
+    size_t *order = xcalloc(wp->n_tasks, sizeof *order);
+    int *depth = xcalloc(wp->n_tasks, sizeof *depth);
+    s_order(wp, order, depth);
+    size_t shown = 0;
+    for (size_t i = 0; i < wp->n_tasks && shown < S_SHOW_MAX; i++) {
+        const char *mark = s_mark(a, order[i]);
+        if (mark) {
+            s_show_task(out, &wp->tasks[order[i]], depth[order[i]], mark);
+            shown++;
+        }
+    }
+    for (size_t k = 0; k < a->n_cancelled && shown < S_SHOW_MAX; k++, shown++) {
+        char *id = log_escape(wp->tasks[a->cancelled[k]].id);
+        fprintf(out, "  - %s  (cancelled)\n", id);
+        free(id);
+    }
+    free(depth);
+    free(order);
 }

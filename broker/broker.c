@@ -89,6 +89,13 @@ s_new(const broker_config_t *cfg)
         log_warn("broker", "--model-limit ignored: %s", why);
         limits_release(&b->model_limits);
     }
+    if (limits_parse(cfg->model_rpm, &b->model_rpm, why, sizeof why) < 0) {
+        log_warn("broker", "--model-rpm ignored: %s", why);
+        limits_release(&b->model_rpm);
+    }
+    b->rate = rate_new(&b->model_rpm, cfg->model_rpm_window_ms > 0
+                                          ? cfg->model_rpm_window_ms
+                                          : BROKER_RPM_WINDOW_MS);
     return b;
 }
 
@@ -108,6 +115,7 @@ s_open_state(broker_t *b, char *err, size_t errlen)
                  b->cfg->db);
         return -1;
     }
+    drones_rate_seed(b);
     return 0;
 }
 
@@ -171,6 +179,13 @@ s_next_gate(void *arg)
     return s_wall_to_mono(gates_next_deadline_ms(arg), clock_wall_ms());
 }
 
+// A model at its --model-rpm limit opens again: what it held goes then.
+static int64_t
+s_next_rpm(void *arg)
+{
+    return rate_next_open_ms(((broker_t *) arg)->rate, clock_mono_ms());
+}
+
 // The loop and what wakes the turn: the router's sockets and the turn's
 // deadlines.  A new source registers with b->loop; the loop needs no edit.
 static void
@@ -178,7 +193,7 @@ s_register(broker_t *b)
 {
     static loop_next_fn *const deadlines[] = {
         s_next_heartbeat, s_next_lease, s_next_ready, s_next_hook,
-        s_next_event,     s_next_gone,  s_next_gate,
+        s_next_event,     s_next_gone,  s_next_gate,  s_next_rpm,
     };
     b->loop = loop_new();
     router_register(b->router, b->loop);
@@ -246,6 +261,8 @@ broker_destroy(broker_t **self_p)
     ledger_destroy(&b->ledger);
     keys_broker_destroy(&b->keys);
     limits_release(&b->model_limits);
+    rate_destroy(&b->rate);
+    limits_release(&b->model_rpm);
     free(b);
     *self_p = NULL;
 }
@@ -269,9 +286,12 @@ s_dispatch(broker_t *b, router_in_t *in)
 {
     proto_cmd_t cmd = in->msg->cmd;
     if (!(proto_cmd_senders(cmd) & in->role)) {
+        // What only an operator may do says so: the fix is another key.
+        bool op_only = proto_cmd_senders(cmd) == PROTO_R_OPERATOR;
         proto_msg_t *e = proto_error_new(
-            in->msg->req, PROTO_E_FORBIDDEN,
-            "key '%s' may not send %s", in->name, proto_cmd_name(cmd));
+            in->msg->req, PROTO_E_FORBIDDEN, "key '%s' may not send %s%s",
+            in->name, proto_cmd_name(cmd),
+            op_only ? ": an operator key is needed" : "");
         broker_queue(b, &in->rid, &e, false);
         broker_refused(b, in, "refused %s from key '%s': not allowed for "
                               "its role", proto_cmd_name(cmd), in->name);

@@ -28,11 +28,17 @@ typedef struct {
     int64_t turn_msgs;        // messages read per turn at most
     int64_t turn_ms;          // milliseconds of reading per turn at most
     char *model_limit;        // comma list of NAME=N (limits.h), or NULL
+    char *model_rpm;          // comma list of NAME=N: dispatches per window
+    int64_t model_rpm_window_ms;  // that window; 0: BROKER_RPM_WINDOW_MS
     char *on_gate;            // sh -c command when a gate waits, or NULL
     int64_t on_gate_timeout_ms;  // the hook is killed after this long
     char *log_format;         // text | json
     bool verbose;
 } broker_config_t;
+
+// --model-rpm counts dispatches per minute; tests shorten the window with
+// --model-rpm-window-ms.
+#define BROKER_RPM_WINDOW_MS 60000
 
 typedef struct broker broker_t;
 

@@ -5,9 +5,10 @@
 //             loop.c's: sources register with b->loop)
 //   drones.c  the drone registry and HELLO/HEARTBEAT/RESULT/UPDATE/BYE,
 //             dispatch, and what holds a prompt task back (model limits,
-//             token budgets)
+//             requests per minute, token budgets)
 //   plans.c   DAG bookkeeping: finishing attempts, moves, plan ends, loading
 //   requests.c console requests: SUBMIT/STATUS/CANCEL/RETRY/OUTPUT/PING
+//   budget.c   BUDGET: an operator changes a running plan's token budget
 //   trust.c    session secrets, credit windows, quarantine
 //   keyring.c  the allow lists at run time: SIGHUP reload, per-message
 //              check, cutting off revoked sessions
@@ -20,6 +21,7 @@
 #include "broker/ledger.h"
 #include "broker/limits.h"
 #include "broker/loop.h"
+#include "broker/rate.h"
 #include "broker/router.h"
 #include "broker/sched.h"
 #include "common/keys.h"
@@ -89,6 +91,8 @@ struct broker {
     loop_t *loop;               // what wakes a turn (owned); NULL offline
     proto_limits_t limits;
     limits_t model_limits;      // --model-limit (main.c validated it)
+    limits_t model_rpm;         // --model-rpm (main.c validated it)
+    rate_t *rate;               // dispatches per model in the rpm window
     drone_t **drones;           // registry (owned)
     size_t n_drones;
     out_t *out;                 // this turn's outbox
@@ -160,6 +164,16 @@ void drones_dispatch(broker_t *b);
 // a prompt task, no limit, or room left).
 int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
                           size_t *in_flight);
+// Whether ready task idx is a prompt task whose model had its --model-rpm
+// dispatches within the window; then *max is that limit and *open_ms
+// (monotonic) when the next may go.
+bool drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
+                      int64_t *open_ms);
+// Fills the --model-rpm windows from the ledger at start: the leases of
+// running plans' prompt tasks within the last window, so a restart does
+// not grant a model a fresh window.  (A plan that ended within it is not
+// loaded and not counted.)  A no-op without --model-rpm.
+void drones_rate_seed(broker_t *b);
 // What budgeted plans have used, read from the ledger once per plan while
 // nothing is recorded (one dispatch, one status page): a plan of 100k
 // tasks must not sum its attempts for every task.  Zeroed = empty.
@@ -175,6 +189,11 @@ void drones_used_release(drones_used_t *u);
 // NULL.
 bool drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
                          size_t idx, int64_t *used, int64_t *budget);
+// What the plan's prompt tasks in flight reserve against its budget.
+int64_t drones_plan_reserved(broker_t *b, int64_t plan);
+// What the plan's attempts used (cache may be NULL); -1 when the ledger
+// failed.
+int64_t drones_plan_used(broker_t *b, drones_used_t *cache, int64_t plan);
 // d has left its session (BYE, gone, or the session became another
 // instance): it is forgotten and freed, unless quarantined, which must
 // outlive the session (a client could otherwise leave and HELLO its way
@@ -244,8 +263,50 @@ void liveness_shift(broker_t *b, int64_t delta_ms);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
-// REJECT; SUBSCRIBE is handed to events.c.
+// REJECT; SUBSCRIBE is handed to events.c, AMEND to amends.c.
 void requests_on_message(broker_t *b, router_in_t *in);
+// Queues *m as the reply to in (takes it); depends: it waits for the
+// turn's commit.
+void requests_reply(broker_t *b, router_in_t *in, proto_msg_t **m,
+                    bool depends);
+// ERROR code text as the reply to in (waits for the commit when a turn is
+// open: a refusal may rest on what the turn changed).
+void requests_error(broker_t *b, router_in_t *in, proto_status_t code,
+                    const char *text);
+// Fails the turn and answers ERROR INTERNAL.
+void requests_internal(broker_t *b, router_in_t *in);
+// A plan's state; answers NOT_FOUND or INTERNAL and returns false when
+// there is none or the ledger failed.
+bool requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+                         ledger_plan_state_t *state);
+
+// --- amends.c ---------------------------------------------------------
+// AMEND: merges an amendment into a running (or failed) plan, validates
+// the whole and applies it in the open turn; answers AMEND_OK or ERROR.
+void amends_request(broker_t *b, router_in_t *in);
+
+// Answers a refusal: ERROR code text (waits for the turn's commit when the
+// turn wrote, as the refusal may rest on it).
+void requests_error(broker_t *b, router_in_t *in, proto_status_t code,
+                    const char *text);
+// The ledger failed: fails the turn and answers ERROR INTERNAL.
+void requests_internal(broker_t *b, router_in_t *in);
+// The plan's state into *state; answers NOT_FOUND (or INTERNAL) and returns
+// false when there is no such plan.
+bool requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+                         ledger_plan_state_t *state);
+// Refuses (CONFLICT) a request about a plan that is not running here:
+// "plan N already succeeded", or running in the ledger but not loaded
+// (with the reason).  Returns true when it refused.
+bool requests_not_running(broker_t *b, router_in_t *in, int64_t plan,
+                          ledger_plan_state_t state);
+
+// --- budget.c ---------------------------------------------------------
+// BUDGET (operator keys; the role was checked): sets a running plan's
+// token budget in its stored workplan, with a 'budget' event naming the
+// key, and answers BUDGET_OK after the commit.  Prompt tasks the old budget
+// held back go out in this turn's dispatch.
+void budget_on_request(broker_t *b, router_in_t *in);
 
 // --- events.c ---------------------------------------------------------
 // SUBSCRIBE: answers one EVENTS page read from the ledger, or parks the

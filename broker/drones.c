@@ -704,6 +704,9 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     log_debug(LOG, "task '%s' of plan %lld leased to '%s' (token %llu)",
               t->id, (long long) plan, d->instance,
               (unsigned long long) token);
+    if (t->kind == WP_KIND_PROMPT) {
+        rate_note(b->rate, t->model, b->now_mono);  // one model request
+    }
     broker_queue(b, &d->rid, &m, true);
     return true;
 }
@@ -744,6 +747,85 @@ drones_model_full(broker_t *b, int64_t plan, size_t idx, size_t *in_flight)
     size_t n = sched_lease_count_if(b->sched, s_same_model, &m);
     *in_flight = n;
     return (int64_t) n >= max ? max : -1;
+}
+
+bool
+drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
+                 int64_t *open_ms)
+{
+    const wp_task_t *t = s_task_of(b, plan, idx);
+    return t && t->kind == WP_KIND_PROMPT &&
+           rate_full(b->rate, t->model, b->now_mono, max, open_ms);
+}
+
+// A prompt task's lease from the ledger, for drones_rate_seed.
+typedef struct {
+    const char *model;           // borrowed from sched's workplan
+    int64_t at_ms;               // wall
+} s_seed_t;
+
+typedef struct {
+    broker_t *b;
+    int64_t since_ms;            // wall: the window's start
+    s_seed_t *items;
+    size_t n, cap;
+} s_seeds_t;
+
+static void
+s_seed_row(void *arg, const ledger_attempt_row_t *row)
+{
+    s_seeds_t *ctx = arg;
+    if (row->started_ms < ctx->since_ms) {
+        return;
+    }
+    const workplan_t *wp = sched_workplan(ctx->b->sched, row->plan);
+    long idx = wp ? workplan_find(wp, row->task) : -1;
+    if (idx < 0 || wp->tasks[idx].kind != WP_KIND_PROMPT) {
+        return;
+    }
+    if (ctx->n == ctx->cap) {
+        ctx->cap = ctx->cap ? 2 * ctx->cap : 64;
+        ctx->items = xrealloc(ctx->items, ctx->cap * sizeof *ctx->items);
+    }
+    ctx->items[ctx->n++] = (s_seed_t){wp->tasks[idx].model, row->started_ms};
+}
+
+static int
+s_seed_cmp(const void *x, const void *y)
+{
+    int64_t a = ((const s_seed_t *) x)->at_ms;
+    int64_t c = ((const s_seed_t *) y)->at_ms;
+    return (a > c) - (a < c);
+}
+
+void
+drones_rate_seed(broker_t *b)
+{
+    if (b->model_rpm.count == 0 && b->model_rpm.any < 0) {
+        return;
+    }
+    s_seeds_t ctx = {.b = b,
+                     .since_ms = b->now_wall - rate_window_ms(b->rate)};
+    int64_t *ids = NULL;
+    size_t n = sched_plans(b->sched, &ids);
+    for (size_t i = 0; i < n; i++) {
+        if (ledger_attempts(b->ledger, ids[i], NULL, s_seed_row, &ctx) !=
+            LEDGER_OK) {
+            log_warn(LOG, "--model-rpm: cannot read plan %lld's recent "
+                     "leases; its window starts empty", (long long) ids[i]);
+        }
+    }
+    // Each plan's rows come in token order; the window wants them all in
+    // time order.
+    if (ctx.n > 0) {
+        qsort(ctx.items, ctx.n, sizeof *ctx.items, s_seed_cmp);
+    }
+    for (size_t i = 0; i < ctx.n; i++) {
+        rate_note(b->rate, ctx.items[i].model,
+                  b->now_mono - (b->now_wall - ctx.items[i].at_ms));
+    }
+    free(ctx.items);
+    free(ids);
 }
 
 static int64_t
@@ -802,13 +884,27 @@ s_used(broker_t *b, drones_used_t *cache, int64_t plan)
     return used;
 }
 
+int64_t
+drones_plan_reserved(broker_t *b, int64_t plan)
+{
+    s_plan_reserve_t r = {b, plan, 0};
+    (void) sched_lease_count_if(b->sched, s_reserving, &r);
+    return r.reserved;
+}
+
+int64_t
+drones_plan_used(broker_t *b, drones_used_t *cache, int64_t plan)
+{
+    return s_used(b, cache, plan);
+}
+
 bool
 drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
                     size_t idx, int64_t *used, int64_t *budget)
 {
     const workplan_t *wp = sched_workplan(b->sched, plan);
     const wp_task_t *t = s_task_of(b, plan, idx);
-    if (!t || t->kind != WP_KIND_PROMPT || wp->budget_tokens <= 0) {
+    if (!t || t->kind != WP_KIND_PROMPT || !wp->has_budget) {
         return false;
     }
     *budget = wp->budget_tokens;
@@ -819,9 +915,7 @@ drones_budget_spent(broker_t *b, drones_used_t *cache, int64_t plan,
     }
     // An attempt still running has reported nothing yet: its reservation
     // stands in for it until its result settles to the real usage.
-    s_plan_reserve_t r = {b, plan, 0};
-    (void) sched_lease_count_if(b->sched, s_reserving, &r);
-    return *used + r.reserved + s_reserve(t) > *budget;
+    return *used + drones_plan_reserved(b, plan) + s_reserve(t) > *budget;
 }
 
 typedef struct {
@@ -834,8 +928,9 @@ s_hold(void *arg, int64_t plan, size_t idx)
 {
     s_hold_t *h = arg;
     size_t n;
-    int64_t used, budget;
+    int64_t used, budget, max, open_ms;
     return drones_model_full(h->b, plan, idx, &n) >= 0 ||
+           drones_rate_full(h->b, plan, idx, &max, &open_ms) ||
            drones_budget_spent(h->b, &h->used, plan, idx, &used, &budget);
 }
 

@@ -20,6 +20,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -64,6 +65,15 @@ ledger__bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
                : sqlite3_bind_null(st, i);
+    assert(rc == SQLITE_OK);
+    (void) rc;
+}
+
+void
+ledger__bind_textn(sqlite3_stmt *st, int i, const char *s, size_t len)
+{
+    assert(s && len <= INT_MAX);
+    int rc = sqlite3_bind_text(st, i, s, (int) len, SQLITE_STATIC);
     assert(rc == SQLITE_OK);
     (void) rc;
 }

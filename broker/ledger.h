@@ -185,6 +185,13 @@ ledger_rc_t ledger_plan_create(ledger_t *self, const workplan_t *wp,
 ledger_rc_t ledger_plan_move(ledger_t *self, int64_t plan,
                              ledger_plan_state_t from, ledger_plan_state_t to,
                              const char *actor, int64_t now_ms);
+// Replaces the stored workplan text of a plan (len bytes of canonical JSON
+// the loader reads back with workplan_parse_stored) in the open turn; the
+// idempotency hash keeps naming what was submitted.  The caller appends the
+// event that says who changed what, in the same turn.  0, or -1 when there
+// is no open turn, no such plan, or SQLite failed.
+int ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
+                             size_t len);
 ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
                               ledger_plan_state_t *state);
 const char *ledger_plan_state_name(ledger_plan_state_t s);
@@ -205,6 +212,22 @@ ledger_rc_t ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
                               const char *instance, const char *holder,
                               int64_t now_ms, uint64_t *token,
                               uint32_t *attempt);
+// An amendment's new tasks: wp->tasks[first..] get their rows (seq = their
+// index, state states[i], never leased), then their edges (they may need
+// each other), each with a 'task' event from nothing to its state.
+ledger_rc_t ledger_plan_add_tasks(ledger_t *self, int64_t plan,
+                                  const workplan_t *wp, size_t first,
+                                  const proto_task_state_t *states,
+                                  const char *actor, int64_t now_ms);
+// An amendment's new definition of a task that has not started: from -> to
+// as a compare-and-set (neither leased), its kind and edges rewritten, a
+// fresh attempt budget as with ledger_task_reset, and a 'task' event
+// saying it was replaced.
+ledger_rc_t ledger_task_redefine(ledger_t *self, int64_t plan,
+                                 const wp_task_t *task,
+                                 proto_task_state_t from,
+                                 proto_task_state_t to, const char *actor,
+                                 int64_t now_ms);
 // leased(token[, instance]) -> to, recording how the attempt ended.  to is
 // succeeded, ready (with not_before_ms), dead or cancelled.  instance NULL
 // skips the holder check (cancel, expiry).  SUCCEEDED/FAILED/EXPIRED

@@ -37,6 +37,8 @@ typedef enum {
     LEDGER__Q_EVENT,
     LEDGER__Q_TASK_MOVE,
     LEDGER__Q_TASK_RESET,
+    LEDGER__Q_TASK_REDEFINE,
+    LEDGER__Q_EDGES_DELETE,
     LEDGER__Q_TASK_BACKOFF,
     LEDGER__Q_GATE_DEADLINE,
     LEDGER__Q_LEASE,
@@ -52,6 +54,7 @@ typedef enum {
     LEDGER__Q_IDEM_INSERT,
     LEDGER__Q_IDEM_GET,
     LEDGER__Q_PLAN_MOVE,
+    LEDGER__Q_PLAN_WORKPLAN,
     LEDGER__Q_PLAN_STATE,
     LEDGER__Q_PLANS,
     LEDGER__Q_PLAN_ONE,
@@ -135,6 +138,9 @@ struct sqlite3_stmt *ledger__stmt(ledger_t *self, ledger__query_t q);
 // the statement is reset.
 void ledger__bind_int(struct sqlite3_stmt *st, int i, int64_t v);
 void ledger__bind_text(struct sqlite3_stmt *st, int i, const char *s);
+// ledger__bind_text of len bytes of s (not NUL-ended).
+void ledger__bind_textn(struct sqlite3_stmt *st, int i, const char *s,
+                        size_t len);
 // Like ledger__bind_text for an error sentence: at most LEDGER_ERROR_MAX
 // bytes, cut on a UTF-8 character boundary.
 void ledger__bind_sentence(struct sqlite3_stmt *st, int i, const char *s);

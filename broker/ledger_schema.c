@@ -165,6 +165,14 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE tasks SET state = ?4, attempts_used = 0,"
         " not_before_ms = 0, lost_leases = 0"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    // An amendment's new definition of a task that never ran (or ran and
+    // failed, ready again): a fresh attempt budget like a retry.
+    [LEDGER__Q_TASK_REDEFINE] =
+        "UPDATE tasks SET state = ?4, kind = ?5, attempts_used = 0,"
+        " not_before_ms = 0, lost_leases = 0"
+        " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
+    [LEDGER__Q_EDGES_DELETE] =
+        "DELETE FROM edges WHERE plan_id = ?1 AND tid = ?2",
     [LEDGER__Q_GATE_DEADLINE] =
         "UPDATE tasks SET not_before_ms = ?3"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'awaiting_approval'",
@@ -244,6 +252,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE plans SET state = ?3,"
         " finished_ms = iif(?3 = 'running', NULL, ?4)"
         " WHERE id = ?1 AND state = ?2",
+    [LEDGER__Q_PLAN_WORKPLAN] =
+        "UPDATE plans SET workplan_json = ?2 WHERE id = ?1",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
     // The newest ?1 plans and every running one (at most 10,000).
 #define S_PLAN_TOKENS                                                        \

@@ -97,19 +97,27 @@ s_tasks_insert(ledger_t *self, int64_t plan, const workplan_t *wp,
 }
 
 static ledger_rc_t
-s_edges_insert(ledger_t *self, int64_t plan, const workplan_t *wp)
+s_task_edges(ledger_t *self, int64_t plan, const wp_task_t *t)
 {
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_EDGE_INSERT);
     ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, t->id);
+    for (size_t j = 0; j < t->n_needs; j++) {
+        ledger__bind_int(st, 3, (int64_t) j);
+        ledger__bind_text(st, 4, t->needs[j]);
+        if (ledger__write(self, st, "edge") != LEDGER_OK) {
+            return LEDGER_ERROR;
+        }
+    }
+    return LEDGER_OK;
+}
+
+static ledger_rc_t
+s_edges_insert(ledger_t *self, int64_t plan, const workplan_t *wp)
+{
     for (size_t i = 0; i < wp->n_tasks; i++) {
-        const wp_task_t *t = &wp->tasks[i];
-        ledger__bind_text(st, 2, t->id);
-        for (size_t j = 0; j < t->n_needs; j++) {
-            ledger__bind_int(st, 3, (int64_t) j);
-            ledger__bind_text(st, 4, t->needs[j]);
-            if (ledger__write(self, st, "create plan: edge") != LEDGER_OK) {
-                return LEDGER_ERROR;
-            }
+        if (s_task_edges(self, plan, &wp->tasks[i]) != LEDGER_OK) {
+            return LEDGER_ERROR;
         }
     }
     return LEDGER_OK;
@@ -184,6 +192,20 @@ ledger_plan_move(ledger_t *self, int64_t plan, ledger_plan_state_t from,
         .from = ledger__plan_names[from], .to = ledger__plan_names[to]});
 }
 
+int
+ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
+                         size_t len)
+{
+    assert(self && json);
+    if (!ledger__turn_ok(self, "set workplan")) {
+        return -1;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_WORKPLAN);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_textn(st, 2, json, len);
+    return ledger__write(self, st, "set workplan") == LEDGER_OK ? 0 : -1;
+}
+
 // --- tasks -------------------------------------------------------------
 
 // A compare-and-set on state alone (move, reset) plus its event.
@@ -229,6 +251,85 @@ ledger_task_reset(ledger_t *self, int64_t plan, const char *task,
 {
     return s_task_cas(self, LEDGER__Q_TASK_RESET, plan, task, from, to, actor,
                       "retry with a fresh attempt budget", now_ms);
+}
+
+static ledger_rc_t
+s_task_insert(ledger_t *self, int64_t plan, const wp_task_t *task,
+              size_t seq, proto_task_state_t state, const char *actor,
+              int64_t now_ms)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_INSERT);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task->id);
+    ledger__bind_int(st, 3, (int64_t) seq);
+    ledger__bind_text(st, 4, workplan_kind_name(task->kind));
+    ledger__bind_text(st, 5, proto_task_state_name(state));
+    if (ledger__write(self, st, "add task") != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task->id, .actor = actor,
+        .kind = "task", .to = proto_task_state_name(state),
+        .detail = "added by an amendment"});
+}
+
+ledger_rc_t
+ledger_plan_add_tasks(ledger_t *self, int64_t plan, const workplan_t *wp,
+                      size_t first, const proto_task_state_t *states,
+                      const char *actor, int64_t now_ms)
+{
+    assert(self && wp && states && actor);
+    if (!ledger__turn_ok(self, "add tasks")) {
+        return LEDGER_ERROR;
+    }
+    // Rows first: the edges' foreign keys want every task they name.
+    for (size_t i = first; i < wp->n_tasks; i++) {
+        assert(states[i] != PROTO_TASK_LEASED);
+        if (s_task_insert(self, plan, &wp->tasks[i], i, states[i], actor,
+                          now_ms) != LEDGER_OK) {
+            return LEDGER_ERROR;
+        }
+    }
+    for (size_t i = first; i < wp->n_tasks; i++) {
+        if (s_task_edges(self, plan, &wp->tasks[i]) != LEDGER_OK) {
+            return LEDGER_ERROR;
+        }
+    }
+    return LEDGER_OK;
+}
+
+ledger_rc_t
+ledger_task_redefine(ledger_t *self, int64_t plan, const wp_task_t *task,
+                     proto_task_state_t from, proto_task_state_t to,
+                     const char *actor, int64_t now_ms)
+{
+    assert(self && task && actor);
+    assert(from != PROTO_TASK_LEASED && to != PROTO_TASK_LEASED);
+    if (!ledger__turn_ok(self, "replace task")) {
+        return LEDGER_ERROR;
+    }
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_REDEFINE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task->id);
+    ledger__bind_text(st, 3, proto_task_state_name(from));
+    ledger__bind_text(st, 4, proto_task_state_name(to));
+    ledger__bind_text(st, 5, workplan_kind_name(task->kind));
+    ledger_rc_t rc = ledger__write(self, st, "replace task");
+    if (rc != LEDGER_OK) {
+        return rc;
+    }
+    st = ledger__stmt(self, LEDGER__Q_EDGES_DELETE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task->id);
+    rc = ledger__write(self, st, "replace task: edges");
+    if (rc == LEDGER_ERROR || s_task_edges(self, plan, task) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    return ledger__append_event(self, &(ledger__event_t){
+        .at_ms = now_ms, .plan = plan, .task = task->id, .actor = actor,
+        .kind = "task", .from = proto_task_state_name(from),
+        .to = proto_task_state_name(to),
+        .detail = "replaced by an amendment, with a fresh attempt budget"});
 }
 
 ledger_rc_t

@@ -53,6 +53,14 @@ static const cfg_option_t s_opts[] = {
     {"model-limit", "WAGGLE_MODEL_LIMIT", CFG_LIST, C(model_limit), NULL,
      "NAME=N", "at most N prompt tasks of model NAME in flight across all "
      "drones (repeatable; '*=N' for each model without its own)", 0, 0},
+    {"model-rpm", "WAGGLE_MODEL_RPM", CFG_LIST, C(model_rpm), NULL,
+     "NAME=N", "at most N prompt tasks of model NAME dispatched per minute "
+     "across all drones, retries included (repeatable; '*=N' for each model "
+     "without its own)", 0, 0},
+    {"model-rpm-window-ms", "WAGGLE_MODEL_RPM_WINDOW_MS", CFG_INT,
+     C(model_rpm_window_ms), "60000", "N",
+     "for tests only: the --model-rpm window instead of a minute", 100,
+     3600000},
     {"on-gate", "WAGGLE_ON_GATE", CFG_STR, C(on_gate), NULL, "CMD",
      "run CMD (sh -c) when a gate starts waiting; WAGGLE_PLAN, WAGGLE_TASK "
      "and WAGGLE_GATE_QUESTION say which", 0, 0},
@@ -167,6 +175,11 @@ s_check(const broker_config_t *cfg)
     limits_release(&limits);
     if (bad < 0) {
         return cfg_usage_error(&s_prog, "--model-limit: %s", why);
+    }
+    bad = limits_parse(cfg->model_rpm, &limits, why, sizeof why);
+    limits_release(&limits);
+    if (bad < 0) {
+        return cfg_usage_error(&s_prog, "--model-rpm: %s", why);
     }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
         return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "

@@ -240,7 +240,7 @@ s_on_plan(void *arg, int64_t plan, const char *json)
         s_reject(p, xstrdup("it has no workplan"));
         return;
     }
-    if (workplan_parse(json, strlen(json), &p->wp, &errs) < 0) {
+    if (workplan_parse_stored(json, strlen(json), &p->wp, &errs) < 0) {
         char *text = wp_errors_format(&errs);
         s_reject(p, xasprintf("its workplan no longer validates: %s", text));
         free(text);

@@ -1,6 +1,7 @@
 // requests: console requests from the architect (submitter and operator
 // keys): PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, and the operator's
-// APPROVE and REJECT of a gate (gates.c).
+// APPROVE and REJECT of a gate (gates.c); BUDGET is answered in budget.c,
+// AMEND in amends.c.
 //
 // Replies that report a change wait for the turn's commit (depends); pure
 // reads go out with the turn too, after whatever the turn changed.
@@ -14,11 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LOG "broker.requests"
 
-static void
-s_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
+void
+requests_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
 {
     (*m)->req = in->msg->req;
     broker_queue(b, &in->rid, m, depends);
@@ -27,26 +29,27 @@ s_reply(broker_t *b, router_in_t *in, proto_msg_t **m, bool depends)
 // A refusal may rest on what this turn changed but has not committed (a
 // cancel before it in the turn): then it waits for the commit too, and a
 // failed commit makes it ERROR INTERNAL like every reply of the turn.
-static void
-s_error(broker_t *b, router_in_t *in, proto_status_t code, const char *text)
+void
+requests_error(broker_t *b, router_in_t *in, proto_status_t code,
+               const char *text)
 {
     proto_msg_t *e = proto_error_new(in->msg->req, code, "%s", text);
     broker_queue(b, &in->rid, &e, ledger_in_turn(b->ledger));
 }
 
-static void
-s_internal(broker_t *b, router_in_t *in)
+void
+requests_internal(broker_t *b, router_in_t *in)
 {
     broker_fail_turn(b);
-    s_error(b, in, PROTO_E_INTERNAL,
-            "the ledger failed; nothing was recorded, try again");
+    requests_error(b, in, PROTO_E_INTERNAL,
+                   "the ledger failed; nothing was recorded, try again");
 }
 
 static void
 s_ok(broker_t *b, router_in_t *in)
 {
     proto_msg_t *ok = proto_msg_new(PROTO_MSG_OK);
-    s_reply(b, in, &ok, true);
+    requests_reply(b, in, &ok, true);
 }
 
 static void
@@ -59,7 +62,7 @@ s_ping(broker_t *b, router_in_t *in)
     p->u.pong.role = xstrdup(role);
     p->u.pong.name = xstrdup(in->name);
     p->u.pong.version = xstrdup(WAGGLE_VERSION);
-    s_reply(b, in, &p, false);
+    requests_reply(b, in, &p, false);
 }
 
 static char *
@@ -191,18 +194,18 @@ s_replay(broker_t *b, router_in_t *in, const char *hash)
         return false;
     }
     if (rc == LEDGER_ERROR) {
-        s_internal(b, in);
+        requests_internal(b, in);
     } else if (strcmp(old, hash) != 0) {
         char *text = xasprintf("idempotency key '%s' was used for plan %lld "
                                "with a different workplan", key,
                                (long long) plan);
-        s_error(b, in, PROTO_E_CONFLICT, text);
+        requests_error(b, in, PROTO_E_CONFLICT, text);
         free(text);
     } else {
         proto_msg_t *ok = proto_msg_new(PROTO_MSG_SUBMIT_OK);
         ok->u.submit_ok.plan = plan;
         ok->u.submit_ok.created = false;
-        s_reply(b, in, &ok, true);
+        requests_reply(b, in, &ok, true);
     }
     free(old);
     return true;
@@ -233,14 +236,14 @@ s_submit(broker_t *b, router_in_t *in)
     proto_task_state_t *states = xcalloc(wp->n_tasks, sizeof *states);
     int64_t plan = 0;
     if (!broker_begin(b)) {
-        s_internal(b, in);
+        requests_internal(b, in);
     } else if (!s_replay(b, in, hash)) {
         sched_initial_states(wp, states);
         ledger_rc_t rc = ledger_plan_create(
             b->ledger, wp, json, hash, states, in->name,
             in->msg->u.submit.idempotency_key, b->now_wall, &plan);
         if (rc != LEDGER_OK) {
-            s_internal(b, in);
+            requests_internal(b, in);
         } else {
             proto_msg_t *ok = proto_msg_new(PROTO_MSG_SUBMIT_OK);
             ok->u.submit_ok.plan = plan;
@@ -250,7 +253,7 @@ s_submit(broker_t *b, router_in_t *in)
                      (long long) plan, wp->name, in->name, wp->n_tasks);
             sched_plan_add(b->sched, plan, &wp, states);
             s_gates_started(b, plan);
-            s_reply(b, in, &ok, true);
+            requests_reply(b, in, &ok, true);
         }
     }
     workplan_destroy(&wp);
@@ -272,6 +275,32 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
+// "model NAME: N requests per minute reached; next at HH:MM:SS" (UTC)
+// when ready task idx waits for its model's --model-rpm window; else NULL.
+static char *
+s_rpm_reason(broker_t *b, int64_t plan, size_t idx)
+{
+    int64_t max, open_ms;
+    if (!drones_rate_full(b, plan, idx, &max, &open_ms)) {
+        return NULL;
+    }
+    const char *model = sched_workplan(b->sched, plan)->tasks[idx].model;
+    time_t at = (time_t) ((b->now_wall + open_ms - b->now_mono + 999) / 1000);
+    struct tm tm;
+    char when[16] = "?";
+    if (gmtime_r(&at, &tm)) {
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+    }
+    int64_t window = rate_window_ms(b->rate);
+    char per[48] = "minute";
+    if (window != BROKER_RPM_WINDOW_MS) {
+        snprintf(per, sizeof per, "%" PRId64 " ms", window);
+    }
+    return xasprintf("model %s: %" PRId64 " requests per %s reached; next at "
+                     "%s UTC", model ? model : "(the drone's default)", max,
+                     per, when);
+}
+
 // A ready prompt task with nothing else in its way that waits for its
 // plan's token budget or its model's limit (--model-limit) says so.
 static void
@@ -290,6 +319,8 @@ s_limit_reason(broker_t *b, drones_used_t *used_cache, int64_t plan,
     } else if ((max = drones_model_full(b, plan, idx, &n)) >= 0) {
         t->waiting_reason = xasprintf("model limit reached (%zu in flight)",
                                       n);
+    } else {
+        t->waiting_reason = s_rpm_reason(b, plan, idx);
     }
 }
 
@@ -407,6 +438,35 @@ s_plans(broker_t *b, int64_t plan, proto_status_ok_t *st)
 }
 
 static void
+s_keep_json(void *arg, int64_t plan, const char *json)
+{
+    (void) plan;
+    char **out = arg;
+    if (json && !*out) {
+        *out = xstrdup(json);
+    }
+}
+
+static void
+s_skip_task(void *arg, const ledger_task_row_t *row)
+{
+    (void) arg, (void) row;
+}
+
+// The workplan of a plan as it stands (amended or not): a loaded plan's
+// from memory, any other's as the ledger stores it.
+static ledger_rc_t
+s_workplan(broker_t *b, int64_t plan, char **out)
+{
+    const workplan_t *wp = sched_workplan(b->sched, plan);
+    if (wp) {
+        *out = workplan_to_json(wp);
+        return LEDGER_OK;
+    }
+    return ledger_load_plan(b->ledger, plan, s_keep_json, s_skip_task, out);
+}
+
+static void
 s_status(broker_t *b, router_in_t *in)
 {
     const proto_status_t_req *q = &in->msg->u.status;
@@ -422,36 +482,39 @@ s_status(broker_t *b, router_in_t *in)
         if (rc == LEDGER_OK) {
             s_fill_reasons(b, plan, q->offset, st);
         }
+    }
+    if (rc == LEDGER_OK && plan && q->workplan) {
+        rc = s_workplan(b, plan, &st->workplan);
     } else if (rc == LEDGER_OK && !plan) {
         s_fill_drones(b, st);
     }
     if (rc != LEDGER_OK) {
         proto_msg_destroy(&m);
         char *text = xasprintf("no plan %lld", (long long) plan);
-        s_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
-                                         : PROTO_E_INTERNAL, text);
+        requests_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
+                                                : PROTO_E_INTERNAL, text);
         free(text);
         return;
     }
-    s_reply(b, in, &m, ledger_in_turn(b->ledger));
+    requests_reply(b, in, &m, ledger_in_turn(b->ledger));
 }
 
 // Looks up a plan that must be running and loaded; answers the request
 // with an error and returns false otherwise.
-static bool
-s_plan_state(broker_t *b, router_in_t *in, int64_t plan,
-             ledger_plan_state_t *state)
+bool
+requests_plan_state(broker_t *b, router_in_t *in, int64_t plan,
+                    ledger_plan_state_t *state)
 {
     ledger_rc_t rc = ledger_plan_state(b->ledger, plan, state);
     if (rc == LEDGER_OK) {
         return true;
     }
     if (rc == LEDGER_ERROR) {
-        s_internal(b, in);
+        requests_internal(b, in);
         return false;
     }
     char *text = xasprintf("no plan %lld", (long long) plan);
-    s_error(b, in, PROTO_E_NOT_FOUND, text);
+    requests_error(b, in, PROTO_E_NOT_FOUND, text);
     free(text);
     return false;
 }
@@ -463,17 +526,15 @@ s_task_idx(broker_t *b, router_in_t *in, int64_t plan, const char *task)
     if (idx < 0) {
         char *text = xasprintf("plan %lld has no task '%s'", (long long) plan,
                                task);
-        s_error(b, in, PROTO_E_NOT_FOUND, text);
+        requests_error(b, in, PROTO_E_NOT_FOUND, text);
         free(text);
     }
     return idx;
 }
 
-// Refuses a cancel of a plan that is not running here (finished, or
-// running in the ledger but not loaded).  Returns true when it refused.
-static bool
-s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
-                 ledger_plan_state_t state)
+bool
+requests_not_running(broker_t *b, router_in_t *in, int64_t plan,
+                     ledger_plan_state_t state)
 {
     if (state == LEDGER_PLAN_RUNNING && sched_has_plan(b->sched, plan)) {
         return false;
@@ -484,7 +545,7 @@ s_cancel_refused(broker_t *b, router_in_t *in, int64_t plan,
                                  (long long) plan, why)
                      : xasprintf("plan %lld already %s", (long long) plan,
                                  ledger_plan_state_name(state));
-    s_error(b, in, PROTO_E_CONFLICT, text);
+    requests_error(b, in, PROTO_E_CONFLICT, text);
     free(text);
     return true;
 }
@@ -494,8 +555,8 @@ s_cancel(broker_t *b, router_in_t *in)
 {
     const proto_cancel_t *c = &in->msg->u.cancel;
     ledger_plan_state_t state;
-    if (!s_plan_state(b, in, c->plan, &state) ||
-        s_cancel_refused(b, in, c->plan, state)) {
+    if (!requests_plan_state(b, in, c->plan, &state) ||
+        requests_not_running(b, in, c->plan, state)) {
         return;
     }
     long idx = c->task ? s_task_idx(b, in, c->plan, c->task) : -1;
@@ -508,12 +569,12 @@ s_cancel(broker_t *b, router_in_t *in)
     if (proto_task_state_is_terminal(ts)) {
         char *text = xasprintf("task '%s' already %s", c->task,
                                proto_task_state_name(ts));
-        s_error(b, in, PROTO_E_CONFLICT, text);
+        requests_error(b, in, PROTO_E_CONFLICT, text);
         free(text);
         return;
     }
     if (!broker_begin(b)) {
-        s_internal(b, in);
+        requests_internal(b, in);
         return;
     }
     sched_moves_t moves = {0};
@@ -530,7 +591,7 @@ s_cancel(broker_t *b, router_in_t *in)
         plans_check_done(b, c->plan, in->name);
     }
     if (!ok) {
-        s_internal(b, in);
+        requests_internal(b, in);
         return;
     }
     log_info(LOG, "plan %lld%s%s cancelled by '%s'", (long long) c->plan,
@@ -553,7 +614,7 @@ s_retry_allowed(broker_t *b, router_in_t *in, proto_task_state_t ts)
                      : xasprintf("task '%s' is %s; only dead, rejected or "
                                  "cancelled tasks can be retried", task,
                                  proto_task_state_name(ts));
-    s_error(b, in, PROTO_E_CONFLICT, text);
+    requests_error(b, in, PROTO_E_CONFLICT, text);
     free(text);
     return false;
 }
@@ -594,13 +655,13 @@ s_retry(broker_t *b, router_in_t *in)
 {
     const proto_retry_t *r = &in->msg->u.retry;
     ledger_plan_state_t state;
-    if (!s_plan_state(b, in, r->plan, &state)) {
+    if (!requests_plan_state(b, in, r->plan, &state)) {
         return;
     }
     if (state == LEDGER_PLAN_CANCELLED) {
         char *text = xasprintf("plan %lld was cancelled; submit it again",
                                (long long) r->plan);
-        s_error(b, in, PROTO_E_CONFLICT, text);
+        requests_error(b, in, PROTO_E_CONFLICT, text);
         free(text);
         return;
     }
@@ -608,12 +669,12 @@ s_retry(broker_t *b, router_in_t *in)
     if (!loaded && plans_load_one(b, r->plan) < 0) {
         const char *why = plans_unloaded(b, r->plan);
         if (!why) {
-            s_internal(b, in);
+            requests_internal(b, in);
             return;
         }
         char *text = xasprintf("plan %lld is not loaded: %s",
                                (long long) r->plan, why);
-        s_error(b, in, PROTO_E_CONFLICT, text);
+        requests_error(b, in, PROTO_E_CONFLICT, text);
         free(text);
         return;
     }
@@ -627,7 +688,7 @@ s_retry(broker_t *b, router_in_t *in)
     }
     if (!broker_begin(b) || !s_apply_retry(b, in, r->plan, (size_t) idx,
                                            state)) {
-        s_internal(b, in);
+        requests_internal(b, in);
         return;
     }
     log_info(LOG, "plan %lld task '%s' retried by '%s'", (long long) r->plan,
@@ -657,12 +718,12 @@ s_output(broker_t *b, router_in_t *in)
         if (gates_text(b, o->plan, (size_t) gate, &out->data.data,
                        &out->data.len) < 0) {
             proto_msg_destroy(&m);
-            s_internal(b, in);
+            requests_internal(b, in);
             return;
         }
         out->plan = o->plan;
         out->task = xstrdup(o->task);
-        s_reply(b, in, &m, ledger_in_turn(b->ledger));
+        requests_reply(b, in, &m, ledger_in_turn(b->ledger));
         return;
     }
     ledger_rc_t rc = ledger_task_output(b->ledger, o->plan, o->task,
@@ -676,8 +737,8 @@ s_output(broker_t *b, router_in_t *in)
                                      (long long) o->plan, o->task, o->attempt)
                          : xasprintf("plan %lld task '%s' has no finished "
                                      "attempt", (long long) o->plan, o->task);
-        s_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
-                                         : PROTO_E_INTERNAL, text);
+        requests_error(b, in, rc == LEDGER_MISS ? PROTO_E_NOT_FOUND
+                                                : PROTO_E_INTERNAL, text);
         free(text);
         return;
     }
@@ -685,7 +746,7 @@ s_output(broker_t *b, router_in_t *in)
     out->task = xstrdup(o->task);
     // What this turn recorded (a RESULT before this request) is not durable
     // yet: the reply waits for the commit, as STATUS's does.
-    s_reply(b, in, &m, ledger_in_turn(b->ledger));
+    requests_reply(b, in, &m, ledger_in_turn(b->ledger));
 }
 
 // APPROVE/REJECT's preconditions: a running, loaded plan; a gate awaiting
@@ -696,8 +757,8 @@ s_verdict_allowed(broker_t *b, router_in_t *in)
 {
     const proto_verdict_t *v = &in->msg->u.verdict;
     ledger_plan_state_t state;
-    if (!s_plan_state(b, in, v->plan, &state) ||
-        s_cancel_refused(b, in, v->plan, state)) {
+    if (!requests_plan_state(b, in, v->plan, &state) ||
+        requests_not_running(b, in, v->plan, state)) {
         return -1;
     }
     long idx = s_task_idx(b, in, v->plan, v->task);
@@ -718,7 +779,7 @@ s_verdict_allowed(broker_t *b, router_in_t *in)
         code = PROTO_E_INVALID;
         text = xasprintf("rejecting gate '%s' needs a note", v->task);
     } else if (!(now = gates_hash(b, v->plan, (size_t) idx))) {
-        s_internal(b, in);
+        requests_internal(b, in);
         return -1;
     } else if (strcmp(now, v->hash) != 0) {
         text = xasprintf("gate '%s' changed since it was shown (an input "
@@ -727,7 +788,7 @@ s_verdict_allowed(broker_t *b, router_in_t *in)
     }
     free(now);
     if (text) {
-        s_error(b, in, code, text);
+        requests_error(b, in, code, text);
         free(text);
         return -1;
     }
@@ -748,7 +809,7 @@ s_verdict(broker_t *b, router_in_t *in)
     if (!broker_begin(b) ||
         gates_decide(b, v->plan, (size_t) idx, to, in->name, v->note,
                      v->hash) != LEDGER_OK) {
-        s_internal(b, in);
+        requests_internal(b, in);
         return;
     }
     s_ok(b, in);
@@ -780,11 +841,17 @@ requests_on_message(broker_t *b, router_in_t *in)
     case PROTO_MSG_REJECT:
         s_verdict(b, in);
         break;
+    case PROTO_MSG_AMEND:
+        amends_request(b, in);
+        break;
     case PROTO_MSG_SUBSCRIBE:
         events_subscribe(b, in);
         break;
+    case PROTO_MSG_BUDGET:
+        budget_on_request(b, in);
+        break;
     default:
-        s_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");
+        requests_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");
         break;
     }
 }

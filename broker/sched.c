@@ -271,6 +271,14 @@ sched_workplan(const sched_t *self, int64_t plan)
     return p ? p->wp : NULL;
 }
 
+workplan_t *
+sched_workplan_edit(sched_t *self, int64_t plan)
+{
+    assert(self);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    return p ? p->wp : NULL;
+}
+
 size_t
 sched_plans(const sched_t *self, int64_t **ids)
 {

@@ -62,6 +62,9 @@ void sched_plan_remove(sched_t *self, int64_t plan);
 bool sched_has_plan(const sched_t *self, int64_t plan);
 // Borrowed; NULL if the plan is not loaded.
 const workplan_t *sched_workplan(const sched_t *self, int64_t plan);
+// The same, to change what the DAG does not depend on (a plan's budget)
+// after the ledger recorded the change.  Never its tasks or edges.
+workplan_t *sched_workplan_edit(sched_t *self, int64_t plan);
 // Plan ids currently loaded, ascending; caller frees *ids.
 size_t sched_plans(const sched_t *self, int64_t **ids);
 // The state a new plan's tasks start in: ready when they need nothing
@@ -105,6 +108,25 @@ int sched_retry(const sched_t *self, int64_t plan, size_t idx,
 void sched_cancel(const sched_t *self, int64_t plan, size_t idx,
                   sched_moves_t *moves);
 void sched_moves_release(sched_moves_t *moves);
+
+// --- amendments (sched_amend.c) --------------------------------------------
+// The states an amendment leaves in the amended whole wp: states[i] holds
+// each task's state now (a task the amendment cancels: cancelled; an added
+// one: anything), fresh[i] marks the added and replaced ones.  Every fresh
+// task and every task that has not started (waiting, ready, blocked) is
+// decided again from its needs, needs first: blocked when one is dead,
+// rejected, cancelled or blocked; ready (a gate: awaiting_approval) when
+// all succeeded; else waiting.  So a blocked task whose failed need was
+// routed around waits again, and a task that needs a cancelled one is
+// blocked.
+void sched_amend_states(const workplan_t *wp, const bool *fresh,
+                        proto_task_state_t *states);
+// Swaps a loaded plan's workplan for its amended whole (sched takes *wp),
+// in which the plan's tasks keep their indexes and new ones follow, with
+// every task in states[i].  Leases stay as they are (a leased task is never
+// amended); a task that keeps its state keeps its backoff or gate deadline.
+void sched_plan_swap(sched_t *self, int64_t plan, workplan_t **wp,
+                     const proto_task_state_t *states);
 
 // --- picking ------------------------------------------------------------
 // The best ready task for a drone offering tags (see above) whose backoff

@@ -837,7 +837,8 @@ s_parse_name(wp_ctx_t *ctx, const jnode_t *val)
     ctx->wp->name = xstrdup(json_str(val));
 }
 
-// "budget": {"tokens": N}, N from 1 to WORKPLAN_MAX_BUDGET; nothing else.
+// "budget": {"tokens": N}, N from 1 (0 in a stored plan) to
+// WORKPLAN_MAX_BUDGET; nothing else.
 static void
 s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
 {
@@ -851,8 +852,9 @@ s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
     while (json_obj_next(&it, &key, &v)) {
         size_t old = wp_push_key(ctx, key);
         if (strcmp(key, "tokens") == 0) {
-            s_int_in(ctx, v, 1, WORKPLAN_MAX_BUDGET,
+            s_int_in(ctx, v, ctx->stored ? 0 : 1, WORKPLAN_MAX_BUDGET,
                      &ctx->wp->budget_tokens);
+            ctx->wp->has_budget = true;
         } else {
             wp_err(ctx, "unknown field '%s'", wp_show(shown, key, strlen(key)));
         }
@@ -960,7 +962,7 @@ static void
 s_check_budget(wp_ctx_t *ctx)
 {
     const workplan_t *wp = ctx->wp;
-    if (wp->budget_tokens <= 0) {
+    if (!wp->has_budget || ctx->stored) {
         return;
     }
     for (size_t i = 0; i < wp->n_tasks; i++) {
@@ -983,13 +985,13 @@ s_check_budget(wp_ctx_t *ctx)
     }
 }
 
-int
-workplan_parse(const char *json, size_t len, workplan_t **out,
-               wp_errors_t *errs)
+static int
+s_parse(const char *json, size_t len, bool stored, workplan_t **out,
+        wp_errors_t *errs)
 {
     assert(out && errs);
     *out = NULL;
-    wp_ctx_t ctx = {.errs = errs};
+    wp_ctx_t ctx = {.errs = errs, .stored = stored};
     char jerr[256];
     jnode_t *root = json_parse(json, len, jerr, sizeof jerr);
     if (!root) {
@@ -1016,6 +1018,20 @@ workplan_parse(const char *json, size_t len, workplan_t **out,
     }
     *out = ctx.wp;
     return 0;
+}
+
+int
+workplan_parse(const char *json, size_t len, workplan_t **out,
+               wp_errors_t *errs)
+{
+    return s_parse(json, len, false, out, errs);
+}
+
+int
+workplan_parse_stored(const char *json, size_t len, workplan_t **out,
+                      wp_errors_t *errs)
+{
+    return s_parse(json, len, true, out, errs);
 }
 
 long

@@ -91,7 +91,9 @@ typedef struct {
 typedef struct {
     char *name;             // 1..128 chars
     char *goal;             // NULL or text
-    int64_t budget_tokens;  // "budget": {"tokens": N}; 0 = no budget
+    bool has_budget;        // "budget" given (budget_tokens may be 0 in a
+                            // stored plan: nothing more may be spent)
+    int64_t budget_tokens;  // "budget": {"tokens": N}
     wp_task_t *tasks;       // in the order written
     size_t n_tasks;
 } workplan_t;
@@ -111,6 +113,12 @@ typedef struct {
 // least one).  Stops collecting after 100 errors.
 int workplan_parse(const char *json, size_t len, workplan_t **out,
                    wp_errors_t *errs);
+// workplan_parse for a workplan the broker stored and reads back: the
+// same checks, except that its budget may be 0 or lower than what a prompt
+// task reserves (an operator lowered it with `budget PLAN N`; the task then
+// waits instead of the plan failing to load).
+int workplan_parse_stored(const char *json, size_t len, workplan_t **out,
+                          wp_errors_t *errs);
 void workplan_destroy(workplan_t **self_p);
 // Canonical JSON of the whole workplan with defaults resolved (stable key
 // order, so equal plans give equal text); caller frees.

@@ -96,6 +96,7 @@ typedef struct {
     wp_stamp_t *stamps;     // per task: which task needs it (pass 2)
     const char *missing[WP_MAX_ERRORS];  // current task's needs naming no task
     size_t n_missing;
+    bool stored;            // workplan_parse_stored: what the broker kept
 } wp_ctx_t;
 
 // Adds an error at the current path, unless WP_MAX_ERRORS were added.

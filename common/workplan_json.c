@@ -117,7 +117,7 @@ workplan_to_json(const workplan_t *wp)
     if (wp->goal) {
         json_obj_set_str(root, "goal", wp->goal);
     }
-    if (wp->budget_tokens > 0) {
+    if (wp->has_budget) {
         jnode_t *budget = json_obj_new();
         json_obj_set_int(budget, "tokens", wp->budget_tokens);
         json_obj_set_node(root, "budget", &budget);

@@ -662,7 +662,8 @@ s_dec_status(const s_rd_t *rd, proto_msg_t *m)
     proto_status_t_req *s = &m->u.status;
     return s_get_plan(rd, "plan", S_OPT, &s->plan) ||
            s_get_u32(rd, "offset", S_OPT, 0, UINT32_MAX, &s->offset) ||
-           s_get_bool(rd, "summary", S_OPT, &s->summary) ? -1 : 0;
+           s_get_bool(rd, "summary", S_OPT, &s->summary) ||
+           s_get_bool(rd, "workplan", S_OPT, &s->workplan) ? -1 : 0;
 }
 
 // "counts": {state name: uint32}; names this side does not know are skipped.
@@ -796,7 +797,11 @@ s_dec_status_ok(const s_rd_t *rd, proto_msg_t *m)
                            &s->n_drones, s_dec_drone_info);
         s->drones = drones;
     }
-    return rc ? rc : s_get_bool(rd, "more", S_OPT, &s->more);
+    return rc ? rc
+              : s_get_bool(rd, "more", S_OPT, &s->more) ||
+                        s_get_str(rd, "workplan", S_OPT, 0, S_ANY,
+                                  &s->workplan)
+                    ? -1 : 0;
 }
 
 static int
@@ -816,6 +821,27 @@ s_dec_retry(const s_rd_t *rd, proto_msg_t *m)
 }
 
 static int
+s_dec_amend(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_amend_t *a = &m->u.amend;
+    return s_get_plan(rd, "plan", S_REQ, &a->plan) ||
+           s_get_str(rd, "amendment", S_REQ, 0, S_ANY, &a->amendment)
+               ? -1 : 0;
+}
+
+static int
+s_dec_amend_ok(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_amend_ok_t *a = &m->u.amend_ok;
+    return s_get_plan(rd, "plan", S_REQ, &a->plan) ||
+           s_get_strv(rd, "added", S_ANY, 1, S_MAX_ID, &a->added) ||
+           s_get_strv(rd, "cancelled", S_ANY, 1, S_MAX_ID, &a->cancelled) ||
+           s_get_strv(rd, "replaced", S_ANY, 1, S_MAX_ID, &a->replaced) ||
+           s_get_strv(rd, "warnings", S_ANY, 0, S_ANY, &a->warnings)
+               ? -1 : 0;
+}
+
+static int
 s_dec_verdict(const s_rd_t *rd, proto_msg_t *m)
 {
     proto_verdict_t *v = &m->u.verdict;
@@ -823,6 +849,29 @@ s_dec_verdict(const s_rd_t *rd, proto_msg_t *m)
            s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &v->task) ||
            s_get_str(rd, "note", S_OPT, 0, S_MAX_NOTE, &v->note) ||
            s_get_str(rd, "hash", S_REQ, 64, 64, &v->hash) ? -1 : 0;
+}
+
+static int
+s_dec_budget(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_budget_t *b = &m->u.budget;
+    return s_get_plan(rd, "plan", S_REQ, &b->plan) ||
+           s_get_i64(rd, "tokens", S_REQ, -1, PROTO_BUDGET_MAX, &b->tokens)
+               ? -1 : 0;
+}
+
+static int
+s_dec_budget_ok(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_budget_ok_t *b = &m->u.budget_ok;
+    return s_get_plan(rd, "plan", S_REQ, &b->plan) ||
+           s_get_i64(rd, "old_tokens", S_REQ, -1, PROTO_BUDGET_MAX,
+                     &b->old_tokens) ||
+           s_get_i64(rd, "new_tokens", S_REQ, -1, PROTO_BUDGET_MAX,
+                     &b->new_tokens) ||
+           s_get_i64(rd, "used", S_REQ, 0, INT64_MAX, &b->used) ||
+           s_get_i64(rd, "reserved", S_REQ, 0, INT64_MAX, &b->reserved)
+               ? -1 : 0;
 }
 
 static int
@@ -938,12 +987,16 @@ static int (*const s_dec[PROTO_MSG__COUNT])(const s_rd_t *rd,
     [PROTO_MSG_STATUS_OK] = s_dec_status_ok,
     [PROTO_MSG_CANCEL] = s_dec_cancel,
     [PROTO_MSG_RETRY] = s_dec_retry,
+    [PROTO_MSG_AMEND] = s_dec_amend,
+    [PROTO_MSG_AMEND_OK] = s_dec_amend_ok,
     [PROTO_MSG_OUTPUT] = s_dec_output,
     [PROTO_MSG_APPROVE] = s_dec_verdict,
     [PROTO_MSG_REJECT] = s_dec_verdict,
     [PROTO_MSG_OUTPUT_OK] = s_dec_output_ok,
     [PROTO_MSG_SUBSCRIBE] = s_dec_subscribe,
     [PROTO_MSG_EVENTS] = s_dec_events,
+    [PROTO_MSG_BUDGET] = s_dec_budget,
+    [PROTO_MSG_BUDGET_OK] = s_dec_budget_ok,
     [PROTO_MSG_OK] = s_dec_ok,
     [PROTO_MSG_ERROR] = s_dec_error,
 };

@@ -349,10 +349,14 @@ s_enc_submit_ok(msgpack_packer *pk, const proto_msg_t *m)
 static void
 s_enc_status(msgpack_packer *pk, const proto_msg_t *m)
 {
-    s_envelope(pk, m, 3);
+    // "workplan" only when asked for: a request as it was before the field.
+    s_envelope(pk, m, m->u.status.workplan ? 4 : 3);
     s_put_i64(pk, "plan", m->u.status.plan);
     s_put_u64(pk, "offset", m->u.status.offset);
     s_put_bool(pk, "summary", m->u.status.summary);
+    if (m->u.status.workplan) {
+        s_put_bool(pk, "workplan", true);
+    }
 }
 
 static void
@@ -423,8 +427,11 @@ static void
 s_enc_status_ok(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_status_ok_t *s = &m->u.status_ok;
-    s_envelope(pk, m, 4);
+    s_envelope(pk, m, s->workplan ? 5 : 4);
     s_put_bool(pk, "more", s->more);
+    if (s->workplan) {
+        s_put_str(pk, "workplan", s->workplan);
+    }
     s_pk_str(pk, "plans");
     msgpack_pack_array(pk, s->n_plans);
     for (size_t i = 0; i < s->n_plans; i++) {
@@ -442,6 +449,26 @@ s_enc_status_ok(msgpack_packer *pk, const proto_msg_t *m)
     }
 }
 
+static void
+s_enc_amend(msgpack_packer *pk, const proto_msg_t *m)
+{
+    s_envelope(pk, m, 2);
+    s_put_i64(pk, "plan", m->u.amend.plan);
+    s_put_str(pk, "amendment", m->u.amend.amendment);
+}
+
+static void
+s_enc_amend_ok(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_amend_ok_t *a = &m->u.amend_ok;
+    s_envelope(pk, m, 5);
+    s_put_i64(pk, "plan", a->plan);
+    s_put_strv(pk, "added", &a->added);
+    s_put_strv(pk, "cancelled", &a->cancelled);
+    s_put_strv(pk, "replaced", &a->replaced);
+    s_put_strv(pk, "warnings", &a->warnings);
+}
+
 // CANCEL and RETRY share a shape.
 static void
 s_enc_plan_task(msgpack_packer *pk, const proto_msg_t *m)
@@ -456,6 +483,27 @@ s_enc_plan_task(msgpack_packer *pk, const proto_msg_t *m)
         s_put_i64(pk, "plan", r->plan);
         s_put_str(pk, "task", r->task);
     }
+}
+
+static void
+s_enc_budget(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_budget_t *b = &m->u.budget;
+    s_envelope(pk, m, 2);
+    s_put_i64(pk, "plan", b->plan);
+    s_put_i64(pk, "tokens", b->tokens);
+}
+
+static void
+s_enc_budget_ok(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_budget_ok_t *b = &m->u.budget_ok;
+    s_envelope(pk, m, 5);
+    s_put_i64(pk, "plan", b->plan);
+    s_put_i64(pk, "old_tokens", b->old_tokens);
+    s_put_i64(pk, "new_tokens", b->new_tokens);
+    s_put_i64(pk, "used", b->used);
+    s_put_i64(pk, "reserved", b->reserved);
 }
 
 static void
@@ -569,9 +617,13 @@ static void (*const s_enc[PROTO_MSG__COUNT])(msgpack_packer *pk,
     [PROTO_MSG_STATUS_OK] = s_enc_status_ok,
     [PROTO_MSG_CANCEL] = s_enc_plan_task,
     [PROTO_MSG_RETRY] = s_enc_plan_task,
+    [PROTO_MSG_AMEND] = s_enc_amend,
+    [PROTO_MSG_AMEND_OK] = s_enc_amend_ok,
     [PROTO_MSG_OUTPUT] = s_enc_output,
     [PROTO_MSG_APPROVE] = s_enc_verdict,
     [PROTO_MSG_REJECT] = s_enc_verdict,
+    [PROTO_MSG_BUDGET] = s_enc_budget,
+    [PROTO_MSG_BUDGET_OK] = s_enc_budget_ok,
     [PROTO_MSG_OUTPUT_OK] = s_enc_output_ok,
     [PROTO_MSG_SUBSCRIBE] = s_enc_subscribe,
     [PROTO_MSG_EVENTS] = s_enc_events,

@@ -89,6 +89,7 @@ static void
 s_free_status_ok(proto_msg_t *m)
 {
     proto_status_ok_t *s = &m->u.status_ok;
+    free(s->workplan);
     for (size_t i = 0; i < s->n_plans; i++) {
         free(s->plans[i].name);
         free(s->plans[i].state);
@@ -157,6 +158,13 @@ s_free_flat(proto_msg_t *m)
         break;
     case PROTO_MSG_CANCEL: free(m->u.cancel.task); break;
     case PROTO_MSG_RETRY: free(m->u.retry.task); break;
+    case PROTO_MSG_AMEND: free(m->u.amend.amendment); break;
+    case PROTO_MSG_AMEND_OK:
+        proto_strv_release(&m->u.amend_ok.added);
+        proto_strv_release(&m->u.amend_ok.cancelled);
+        proto_strv_release(&m->u.amend_ok.replaced);
+        proto_strv_release(&m->u.amend_ok.warnings);
+        break;
     case PROTO_MSG_OUTPUT: free(m->u.output.task); break;
     case PROTO_MSG_APPROVE:
     case PROTO_MSG_REJECT:
@@ -190,6 +198,8 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG_PING:
     case PROTO_MSG_STATUS:
     case PROTO_MSG_SUBSCRIBE:
+    case PROTO_MSG_BUDGET:
+    case PROTO_MSG_BUDGET_OK:
     case PROTO_MSG__COUNT:
         break;  // nothing owned
     }

@@ -255,6 +255,7 @@ typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
     uint32_t offset;         // first task listed, in workplan order
     bool summary;            // the plan alone, no tasks
+    bool workplan;           // also the plan's workplan (STATUS_OK.workplan)
 } proto_status_t_req;
 
 typedef struct {
@@ -311,6 +312,8 @@ typedef struct {
     proto_drone_info_t *drones; // only for the overview
     size_t n_drones;
     bool more;                  // tasks after these: ask from offset + n_tasks
+    char *workplan;             // NULL, or the plan's workplan as stored
+                                // (canonical JSON), when asked for
 } proto_status_ok_t;
 
 typedef struct {
@@ -323,6 +326,19 @@ typedef struct {
     char *task;
 } proto_retry_t;
 
+typedef struct {
+    int64_t plan;
+    char *amendment;         // JSON text: {"add", "cancel", "replace"}
+} proto_amend_t;
+
+typedef struct {
+    int64_t plan;
+    proto_strv_t added;      // ids, as the amendment listed them
+    proto_strv_t cancelled;
+    proto_strv_t replaced;
+    proto_strv_t warnings;   // e.g. a new task blocked at once by a dead need
+} proto_amend_ok_t;
+
 // APPROVE and REJECT: hash is the hex sha256 of the gate's text exactly as
 // the person was shown it (OUTPUT of the gate); the broker refuses it when
 // the gate's text has changed since.
@@ -332,6 +348,28 @@ typedef struct {
     char *note;              // NULL for an approve without a note
     char *hash;
 } proto_verdict_t;
+
+// The largest token budget (WORKPLAN_MAX_BUDGET, which the broker checks
+// is the same).
+#define PROTO_BUDGET_MAX 1000000000000LL
+
+// BUDGET: sets a running plan's token budget (-1 removes it; 0: nothing
+// more may be spent).
+typedef struct {
+    int64_t plan;
+    int64_t tokens;          // -1..PROTO_BUDGET_MAX
+} proto_budget_t;
+
+// BUDGET_OK: what the budget was and is (-1: none), and what the plan has
+// used and what its prompt tasks in flight reserve, so a caller can say
+// when the new budget is already spent.
+typedef struct {
+    int64_t plan;
+    int64_t old_tokens;
+    int64_t new_tokens;
+    int64_t used;
+    int64_t reserved;
+} proto_budget_ok_t;
 
 typedef struct {
     int64_t plan;
@@ -410,11 +448,15 @@ typedef struct {
         proto_status_ok_t status_ok;
         proto_cancel_t cancel;
         proto_retry_t retry;
+        proto_amend_t amend;
+        proto_amend_ok_t amend_ok;
         proto_verdict_t verdict;   // APPROVE, REJECT
         proto_output_t output;
         proto_output_ok_t output_ok;
         proto_subscribe_t subscribe;
         proto_events_t events;
+        proto_budget_t budget;
+        proto_budget_ok_t budget_ok;
         proto_ok_t ok;
         proto_error_body_t error;
     } u;                     // BYE and PING have no fields

@@ -1,9 +1,13 @@
 // e2e limits: swarm-wide model limits (`--model-limit NAME=N`).  Ten prompt
 // tasks of model "tiny" on three drones with four slots each, under a limit
 // of one: fake_llm (answering slowly) never sees two calls at once, a ready
-// task says it waits for the limit, and the plan still finishes.
+// task says it waits for the limit, and the plan still finishes.  Requests
+// per minute (`--model-rpm`, its window shortened for the test): six prompt
+// tasks on three drones under a limit of three are leased at most three in
+// any window (the ledger's lease times) and reach fake_llm so.
 #include "common/json.h"
 #include "common/xalloc.h"
+#include "tests/harness/attempts.h"
 #include "tests/harness/llm.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -15,6 +19,8 @@
 #include <unistd.h>
 
 #define S_TASKS 10
+#define S_RPM_TASKS 6
+#define S_WINDOW_MS 3000
 
 // The largest number in LOG.flight (fake_llm's in-flight count at each
 // request's arrival), or -1 when it cannot be read.
@@ -36,10 +42,10 @@ s_max_in_flight(const llm_t *llm)
 }
 
 static char *
-s_script(void)
+s_script_n(int n)
 {
     char *s = xstrdup("[");
-    for (int i = 0; i < S_TASKS; i++) {
+    for (int i = 0; i < n; i++) {
         char *next = xasprintf("%s%s{\"content\": \"ok\", \"delay_ms\": 400}",
                                s, i ? "," : "");
         free(s);
@@ -51,10 +57,10 @@ s_script(void)
 }
 
 static char *
-s_plan_json(void)
+s_plan_json_n(int n)
 {
     char *s = xstrdup("{\"name\": \"limited\", \"tasks\": [");
-    for (int i = 0; i < S_TASKS; i++) {
+    for (int i = 0; i < n; i++) {
         char *next = xasprintf("%s%s{\"id\": \"p%d\", \"prompt\": \"say %d\","
                                " \"model\": \"tiny\", \"max_tokens\": 20}",
                                s, i ? "," : "", i, i);
@@ -66,50 +72,46 @@ s_plan_json(void)
     return done;
 }
 
-// Polls status until some task of plan has waiting_reason want.
-static bool
-s_wait_reason(swarm_t *s, int64_t plan, const char *want, int timeout_ms)
+// fake_llm answering n requests "ok" after 400 ms each.
+static int
+s_llm_start(llm_t *llm, int n)
 {
-    for (int waited = 0; waited < timeout_ms; waited += 100) {
-        jnode_t *st = swarm_status(s, plan);
-        const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
-        bool seen = false;
-        for (size_t i = 0; i < json_arr_size(tasks) && !seen; i++) {
-            const char *r = json_str(
-                json_obj_get(json_arr_get(tasks, i), "waiting_reason"));
-            seen = r && strcmp(r, want) == 0;
+    char *script = s_script_n(n);
+    int rc = llm_start(llm, t_tmpdir(), script);
+    free(script);
+    return rc;
+}
+
+// Three drones d1..d3 with slots slots each, running model "tiny".
+static bool
+s_three_drones(swarm_t *s, const llm_t *llm, int slots)
+{
+    const char *tags[] = {"d1", "d2", "d3"};
+    for (int i = 0; i < 3; i++) {
+        swarm_drone(s, slots, tags[i], "--model-url", llm->url, "--model",
+                    "tiny", "--model-timeout-s", "60", NULL);
+        if (!swarm_wait_drone(s, tags[i], true, -1, 20000)) {
+            return false;
         }
-        json_destroy(&st);
-        if (seen) {
-            return true;
-        }
-        usleep(100000);
     }
-    return false;
+    return true;
 }
 
 static void
 test_limit_of_one(void)
 {
     llm_t llm = {0};
-    char *script = s_script();
-    REQUIRE(llm_start(&llm, t_tmpdir(), script) == 0);
-    free(script);
+    REQUIRE(s_llm_start(&llm, S_TASKS) == 0);
     swarm_t s;
     swarm_init(&s, 100, 2000);
     SWARM_REQUIRE(&s, swarm_broker(&s, "--model-limit", "other=3",
                                    "--model-limit", "tiny=1", NULL) == 0);
-    const char *tags[] = {"d1", "d2", "d3"};
-    for (int i = 0; i < 3; i++) {
-        swarm_drone(&s, 4, tags[i], "--model-url", llm.url, "--model",
-                    "tiny", "--model-timeout-s", "60", NULL);
-        SWARM_REQUIRE(&s, swarm_wait_drone(&s, tags[i], true, -1, 20000));
-    }
-    char *json = s_plan_json();
+    SWARM_REQUIRE(&s, s_three_drones(&s, &llm, 4));
+    char *json = s_plan_json_n(S_TASKS);
     int64_t plan = swarm_submit(&s, json);
     free(json);
     SWARM_REQUIRE(&s, plan > 0);
-    CHECK(s_wait_reason(&s, plan, "model limit reached (1 in flight)",
+    CHECK(swarm_wait_reason(&s, plan, "model limit reached (1 in flight)",
                         20000));
     char state[64];
     swarm_wait_plan(&s, plan, 90, state, sizeof state);
@@ -120,61 +122,109 @@ test_limit_of_one(void)
     llm_stop(&llm);
 }
 
-// A swarm of one drone (4 slots) with model "tiny" on fake_llm.
-static bool
-s_one_drone(swarm_t *s, const llm_t *llm)
+// Times (ms) read one a line from path into t (at most max); how many.
+static int
+s_read_times(const char *path, int64_t *t, int max)
 {
-    swarm_init(s, 100, 2000);
-    if (swarm_broker(s, NULL) != 0) {
-        return false;
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    long long v;
+    while (f && n < max && fscanf(f, "%lld", &v) == 1) {
+        t[n++] = v;
     }
-    swarm_drone(s, 4, "solo", "--model-url", llm->url, "--model", "tiny",
-                "--model-timeout-s", "60", NULL);
-    return swarm_wait_drone(s, "solo", true, -1, 20000);
+    if (f) {
+        fclose(f);
+    }
+    return n;
 }
 
-// A plan's token budget: the first call spends more than the budget (60 +
-// 50 of 100), so the prompt task after it stays ready, saying why, and the
-// model is not called again, also after a broker restart.
+static int
+s_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return (x > y) - (x < y);
+}
+
+// The shortest span covering limit + 1 consecutive times (sorted in
+// place): a limit of N per window holds while it is at least the window.
+static int64_t
+s_min_span(int64_t *t, int n, int limit)
+{
+    qsort(t, (size_t) n, sizeof *t, s_cmp_i64);
+    int64_t min = INT64_MAX;
+    for (int i = 0; i + limit < n; i++) {
+        min = t[i + limit] - t[i] < min ? t[i + limit] - t[i] : min;
+    }
+    return min;
+}
+
+// Six prompt tasks, three drones with two slots each, --model-rpm tiny=3
+// over a 3 s window: at most three leases in any window, the fourth and
+// later wait with a reason naming the limit and when it opens, and all six
+// finish.  With restart, the broker is killed and restarted while they
+// wait: it refills the window from the ledger's lease times, so the limit
+// holds across it.
 static void
-test_budget_stop(void)
+s_rpm(bool restart)
 {
     llm_t llm = {0};
-    REQUIRE(llm_start(&llm, t_tmpdir(),
-                      "[{\"content\": \"a\", \"prompt_tokens\": 60,"
-                      " \"completion_tokens\": 50},"
-                      " {\"content\": \"b\"}]") == 0);
+    REQUIRE(s_llm_start(&llm, S_RPM_TASKS) == 0);
     swarm_t s;
-    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
-    int64_t plan = swarm_submit(
-        &s, "{\"name\": \"b\", \"budget\": {\"tokens\": 100},"
-            " \"tasks\": ["
-            "{\"id\": \"a\", \"prompt\": \"x\", \"max_tokens\": 20},"
-            "{\"id\": \"b\", \"needs\": [\"a\"], \"prompt\": \"y\","
-            " \"max_tokens\": 20},"
-            "{\"id\": \"c\", \"needs\": [\"a\"], \"run\": [\"true\"]}]}");
+    swarm_init(&s, 100, 2000);
+    char window[16];
+    snprintf(window, sizeof window, "%d", S_WINDOW_MS);
+    SWARM_REQUIRE(&s, swarm_broker(&s, "--model-rpm", "tiny=3",
+                                   "--model-rpm-window-ms", window,
+                                   NULL) == 0);
+    SWARM_REQUIRE(&s, s_three_drones(&s, &llm, 2));
+    char *json = s_plan_json_n(S_RPM_TASKS);
+    int64_t plan = swarm_submit(&s, json);
+    free(json);
     SWARM_REQUIRE(&s, plan > 0);
-    CHECK(swarm_wait_task(&s, plan, "a", "succeeded", 30));
-    CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
-                        20000));
-    // Other work of the plan goes on.
-    CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
-    char st[64];
-    swarm_task_state(&s, plan, "b", st, sizeof st);
-    CHECK_STR(st, "ready");
-    CHECK_INT(llm_count(&llm), 1);
-    // A restarted broker keeps the budget (in the stored workplan) and what
-    // was used (the attempts' token columns).
-    swarm_broker_kill(&s);
-    SWARM_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
-    SWARM_REQUIRE(&s, swarm_wait_drone(&s, "solo", true, -1, 20000));
-    CHECK(s_wait_reason(&s, plan, "token budget spent: used 110 of 100",
-                        20000));
-    swarm_task_state(&s, plan, "b", st, sizeof st);
-    CHECK_STR(st, "ready");
-    CHECK_INT(llm_count(&llm), 1);
+    CHECK(swarm_wait_reason(&s, plan, "model tiny: 3 requests per 3000 ms "
+                            "reached; next at ", 20000));
+    if (restart) {
+        swarm_broker_kill(&s);
+        SWARM_REQUIRE(&s, swarm_broker(&s, "--model-rpm", "tiny=3",
+                                       "--model-rpm-window-ms", window,
+                                       NULL) == 0);
+    }
+    char state[64];
+    swarm_wait_plan(&s, plan, 90, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    CHECK_INT(llm_count(&llm), S_RPM_TASKS);
     swarm_stop(&s);
+    // The broker's own record: lease times (wall ms; the window runs on
+    // the monotonic clock, so allow a few ms of drift between the two).
+    attempts_t *at = calloc(1, sizeof *at);
+    REQUIRE(at && attempts_read(s.db, plan, NULL, at) == 0);
+    CHECK_INT(at->n, S_RPM_TASKS);
+    int64_t t[ATTEMPTS_MAX];
+    for (int i = 0; i < at->n; i++) {
+        t[i] = at->a[i].started_ms;
+    }
+    CHECK(s_min_span(t, at->n, 3) >= S_WINDOW_MS - 20);
+    free(at);
+    // What fake_llm saw: arrivals follow leases by a drone's start-up,
+    // which varies, so by up to a second less.
+    char path[600];
+    snprintf(path, sizeof path, "%s.at", llm.log);
+    int n = s_read_times(path, t, ATTEMPTS_MAX);
+    CHECK_INT(n, S_RPM_TASKS);
+    CHECK(s_min_span(t, n, 3) >= S_WINDOW_MS - 1000);
     llm_stop(&llm);
+}
+
+static void
+test_rpm(void)
+{
+    s_rpm(false);
+}
+
+static void
+test_rpm_restart(void)
+{
+    s_rpm(true);
 }
 
 // The reservation: with 30 tokens left and 20 reserved per call, two
@@ -191,7 +241,7 @@ test_budget_reserves(void)
                       " \"prompt_tokens\": 2, \"completion_tokens\": 1}]")
             == 0);
     swarm_t s;
-    SWARM_REQUIRE(&s, s_one_drone(&s, &llm));
+    SWARM_REQUIRE(&s, swarm_with_model(&s, 4, llm.url));
     int64_t plan = swarm_submit(
         &s, "{\"name\": \"r\", \"budget\": {\"tokens\": 30},"
             " \"tasks\": ["
@@ -207,8 +257,8 @@ test_budget_reserves(void)
     llm_stop(&llm);
 }
 
-// A bad limit is a usage error (64) that names it, before any key or
-// ledger is touched.
+// A bad limit (--model-limit or --model-rpm) is a usage error (64) that
+// names it, before any key or ledger is touched.
 static void
 test_bad_limit(void)
 {
@@ -226,12 +276,23 @@ test_bad_limit(void)
         free(cmd);
         free(err);
     }
+    // --model-rpm takes the same list.
+    char *err = xasprintf("%s/err-rpm", t_tmpdir());
+    char *cmd = xasprintf("'%s' --keys /nonexistent --db '%s/db' "
+                          "--model-rpm 'tiny=0' 2>'%s'",
+                          swarm_bin("waggle-broker"), t_tmpdir(), err);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 64);
+    CHECK(swarm_log_has(err, "--model-rpm", "want NAME=N"));
+    free(cmd);
+    free(err);
 }
 
 static const t_case_t t_cases[] = {
     T(test_limit_of_one),
+    T(test_rpm),
+    T(test_rpm_restart),
     T(test_bad_limit),
-    T(test_budget_stop),
     T(test_budget_reserves),
     {0},
 };

@@ -15,6 +15,7 @@ s_row(void *arg, const ledger_attempt_row_t *row)
     snprintf(a->task, sizeof a->task, "%s", row->task ? row->task : "");
     a->n = row->n;
     a->token = row->token;
+    a->started_ms = row->started_ms;
     a->outcome = row->outcome;
     snprintf(a->instance, sizeof a->instance, "%s",
              row->instance ? row->instance : "");

@@ -15,6 +15,7 @@ typedef struct {
     uint64_t token;
     ledger_attempt_outcome_t outcome;
     char instance[72];                // the drone instance that held it
+    int64_t started_ms;               // its lease (wall clock)
 } attempt_row_t;
 
 typedef struct {

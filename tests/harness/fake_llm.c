@@ -23,9 +23,10 @@
 //    "reject_headers": ["..."]}     and none of these (case-insensitive)
 // Every request body is appended to LOG as one line, and to LOG.flight how
 // many requests were in flight (arrived, connection not closed yet) as it
-// arrived, this one included: a test of a concurrency limit reads the max.  Anything unexpected
-// (another method or path, no step left, an expectation not met) gets a 500
-// naming it, and a line on stderr.  One thread, poll(); each connection
+// arrived, this one included: a test of a concurrency limit reads the max;
+// and to LOG.at when it arrived (monotonic ms), for a rate limit's test.
+// Anything unexpected (another method or path, no step left, an
+// expectation not met) gets a 500 naming it, and a line on stderr.  One thread, poll(); each connection
 // serves one request and is closed.
 #include "common/json.h"
 
@@ -66,6 +67,7 @@ static const jnode_t *s_steps;
 static size_t s_next_step;
 static FILE *s_log;
 static FILE *s_flight;
+static FILE *s_at;
 static int s_in_flight;
 static volatile sig_atomic_t s_stop;
 
@@ -253,6 +255,8 @@ s_on_request(s_conn_t *c, char *head, const char *body, size_t body_len)
     c->counted = true;
     fprintf(s_flight, "%d\n", ++s_in_flight);
     fflush(s_flight);
+    fprintf(s_at, "%lld\n", (long long) s_now_ms());
+    fflush(s_at);
     char method[16] = "", path[256] = "";
     sscanf(head, "%15s %255s", method, path);
     path[strcspn(path, "?")] = '\0';
@@ -465,7 +469,10 @@ main(int argc, char **argv)
     char flight[4096];
     snprintf(flight, sizeof flight, "%s.flight", argv[2]);
     s_flight = fopen(flight, "a");
-    int port = 0, lfd = script && s_log && s_flight ? s_listen(&port) : -1;
+    snprintf(flight, sizeof flight, "%s.at", argv[2]);
+    s_at = fopen(flight, "a");
+    int port = 0, lfd = script && s_log && s_flight && s_at ? s_listen(&port)
+                                                            : -1;
     if (lfd < 0) {
         return 1;
     }
@@ -495,6 +502,7 @@ main(int argc, char **argv)
     close(lfd);
     fclose(s_log);
     fclose(s_flight);
+    fclose(s_at);
     json_destroy(&script);
     return 0;
 }

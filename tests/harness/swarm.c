@@ -520,3 +520,46 @@ swarm_run_line(const char *path, int k, long *pid, unsigned long long *token)
     free(text);
     return ok;
 }
+
+// Whether some task in a status reply has a waiting_reason holding want.
+static bool
+s_has_reason(const jnode_t *st, const char *want)
+{
+    const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
+    for (size_t i = 0; i < json_arr_size(tasks); i++) {
+        const char *r = json_str(
+            json_obj_get(json_arr_get(tasks, i), "waiting_reason"));
+        if (r && strstr(r, want)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+swarm_wait_reason(swarm_t *s, int64_t plan, const char *want, int timeout_ms)
+{
+    int64_t end = clock_mono_ms() + timeout_ms;
+    while (clock_mono_ms() < end) {
+        jnode_t *st = swarm_status(s, plan);
+        bool seen = s_has_reason(st, want);
+        json_destroy(&st);
+        if (seen) {
+            return true;
+        }
+        usleep(100000);
+    }
+    return false;
+}
+
+bool
+swarm_with_model(swarm_t *s, int slots, const char *model_url)
+{
+    swarm_init(s, 100, 2000);
+    if (swarm_broker(s, NULL) != 0) {
+        return false;
+    }
+    swarm_drone(s, slots, "solo", "--model-url", model_url, "--model",
+                "tiny", "--model-timeout-s", "60", NULL);
+    return swarm_wait_drone(s, "solo", true, -1, 20000);
+}

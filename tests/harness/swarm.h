@@ -126,5 +126,13 @@ bool swarm_drone_by_name(swarm_t *s, const char *name, char *instance,
                          size_t len, int *leases);
 bool swarm_wait_named(swarm_t *s, const char *name, bool want,
                       int want_leases, int timeout_ms);
+// swarm_init(s, 100, 2000), a broker with no extra arguments, and one
+// drone tagged "solo" with slots slots running model "tiny" at model_url;
+// waits until the drone is connected.  False when something did not start.
+bool swarm_with_model(swarm_t *s, int slots, const char *model_url);
+// Polls status until some task of plan has a waiting_reason containing
+// want, or timeout_ms passes.  True when one did.
+bool swarm_wait_reason(swarm_t *s, int64_t plan, const char *want,
+                       int timeout_ms);
 
 #endif

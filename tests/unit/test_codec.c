@@ -206,11 +206,29 @@ s_eq_submit_ok(const proto_msg_t *x, const proto_msg_t *y)
 }
 
 static void
+s_eq_amend(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.amend.plan, y->u.amend.plan);
+    CHECK_STR(x->u.amend.amendment, y->u.amend.amendment);
+}
+
+static void
+s_eq_amend_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.amend_ok.plan, y->u.amend_ok.plan);
+    CHECK_STRV(x->u.amend_ok.added, y->u.amend_ok.added);
+    CHECK_STRV(x->u.amend_ok.cancelled, y->u.amend_ok.cancelled);
+    CHECK_STRV(x->u.amend_ok.replaced, y->u.amend_ok.replaced);
+    CHECK_STRV(x->u.amend_ok.warnings, y->u.amend_ok.warnings);
+}
+
+static void
 s_eq_status(const proto_msg_t *x, const proto_msg_t *y)
 {
     CHECK_INT(x->u.status.plan, y->u.status.plan);
     CHECK_INT(x->u.status.offset, y->u.status.offset);
     CHECK_INT(x->u.status.summary, y->u.status.summary);
+    CHECK_INT(x->u.status.workplan, y->u.status.workplan);
 }
 
 static void
@@ -269,6 +287,7 @@ s_eq_status_ok(const proto_msg_t *x, const proto_msg_t *y)
     REQUIRE(a->n_tasks == b->n_tasks);
     REQUIRE(a->n_drones == b->n_drones);
     CHECK_INT(a->more, b->more);
+    CHECK_OSTR(a->workplan, b->workplan);
     for (size_t i = 0; i < a->n_plans; i++) {
         s_eq_plan_info(&a->plans[i], &b->plans[i]);
     }
@@ -575,6 +594,32 @@ s_submit_ok(bool full)
 }
 
 static proto_msg_t *
+s_amend(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_AMEND);
+    m->req = 6;
+    m->u.amend.plan = 3;
+    m->u.amend.amendment = strdup(full ? "{\"cancel\": [\"x\"]}" : "");
+    return m;
+}
+
+static proto_msg_t *
+s_amend_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_AMEND_OK);
+    m->req = 6;
+    m->u.amend_ok.plan = 3;
+    if (full) {
+        proto_strv_push(&m->u.amend_ok.added, "x1");
+        proto_strv_push(&m->u.amend_ok.added, "x2");
+        proto_strv_push(&m->u.amend_ok.cancelled, "c");
+        proto_strv_push(&m->u.amend_ok.replaced, "r");
+        proto_strv_push(&m->u.amend_ok.warnings, "task 'x1' is blocked");
+    }
+    return m;
+}
+
+static proto_msg_t *
 s_status(bool full)
 {
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS);
@@ -582,6 +627,7 @@ s_status(bool full)
     m->u.status.plan = full ? 12 : 0;
     m->u.status.offset = full ? 40000 : 0;
     m->u.status.summary = full;
+    m->u.status.workplan = full;
     return m;
 }
 
@@ -658,6 +704,7 @@ s_status_ok(bool full)
         s_status_tasks(&m->u.status_ok);
         s_status_drones(&m->u.status_ok);
         m->u.status_ok.more = true;
+        m->u.status_ok.workplan = strdup("{\"name\":\"p\",\"tasks\":[]}");
     }
     return m;
 }
@@ -769,6 +816,48 @@ s_events(bool full)
     return m;
 }
 
+static void
+s_eq_budget(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.budget.plan, y->u.budget.plan);
+    CHECK_INT(x->u.budget.tokens, y->u.budget.tokens);
+}
+
+static void
+s_eq_budget_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_budget_ok_t *a = &x->u.budget_ok, *b = &y->u.budget_ok;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_INT(a->old_tokens, b->old_tokens);
+    CHECK_INT(a->new_tokens, b->new_tokens);
+    CHECK_INT(a->used, b->used);
+    CHECK_INT(a->reserved, b->reserved);
+}
+
+// full: a raise to the largest budget; bare: removing the budget (-1).
+static proto_msg_t *
+s_budget(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_BUDGET);
+    m->req = 13;
+    m->u.budget.plan = 12;
+    m->u.budget.tokens = full ? PROTO_BUDGET_MAX : -1;
+    return m;
+}
+
+static proto_msg_t *
+s_budget_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_BUDGET_OK);
+    m->req = 13;
+    m->u.budget_ok.plan = 12;
+    m->u.budget_ok.old_tokens = full ? 100 : -1;
+    m->u.budget_ok.new_tokens = full ? 5000 : -1;
+    m->u.budget_ok.used = full ? 110 : 0;
+    m->u.budget_ok.reserved = full ? 20 : 0;
+    return m;
+}
+
 static proto_msg_t *
 s_ok(bool full)
 {
@@ -812,12 +901,16 @@ static const struct {
     [PROTO_MSG_STATUS_OK] = {s_status_ok, s_eq_status_ok},
     [PROTO_MSG_CANCEL] = {s_cancel, s_eq_cancel},
     [PROTO_MSG_RETRY] = {s_retry, s_eq_retry},
+    [PROTO_MSG_AMEND] = {s_amend, s_eq_amend},
+    [PROTO_MSG_AMEND_OK] = {s_amend_ok, s_eq_amend_ok},
     [PROTO_MSG_OUTPUT] = {s_output, s_eq_output},
     [PROTO_MSG_OUTPUT_OK] = {s_output_ok, s_eq_output_ok},
     [PROTO_MSG_APPROVE] = {s_approve, s_eq_verdict},
     [PROTO_MSG_REJECT] = {s_reject, s_eq_verdict},
     [PROTO_MSG_SUBSCRIBE] = {s_subscribe, s_eq_subscribe},
     [PROTO_MSG_EVENTS] = {s_events, s_eq_events},
+    [PROTO_MSG_BUDGET] = {s_budget, s_eq_budget},
+    [PROTO_MSG_BUDGET_OK] = {s_budget_ok, s_eq_budget_ok},
     [PROTO_MSG_OK] = {s_ok, s_eq_ok},
     [PROTO_MSG_ERROR] = {s_error, s_eq_error},
 };

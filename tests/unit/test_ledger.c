@@ -588,6 +588,66 @@ test_release_uses_no_attempt(void)
 }
 
 static void
+s_keep_json(void *arg, int64_t plan, const char *json)
+{
+    (void) plan;
+    char **out = arg;
+    free(*out);
+    *out = json ? xstrdup(json) : NULL;
+}
+
+static void
+s_no_task(void *arg, const ledger_task_row_t *row)
+{
+    (void) arg;
+    (void) row;
+}
+
+// What a plan's stored workplan is now; caller frees.
+static char *
+s_stored(ledger_t *l, int64_t plan)
+{
+    char *json = NULL;
+    CHECK_INT(ledger_load_plan(l, plan, s_keep_json, s_no_task, &json),
+              LEDGER_OK);
+    return json ? json : xstrdup("");
+}
+
+// ledger_plan_set_workplan replaces the text in the open turn only: outside
+// a turn, for no such plan, or rolled back, nothing changes; committed, it
+// is what a reopened ledger loads.
+static void
+test_set_workplan(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    char *before = s_stored(l, plan);
+    const char next[] = "{\"name\":\"demo\",\"tasks\":[]}xyz";
+    size_t len = sizeof next - 4;  // the bytes before "xyz"
+    CHECK_INT(ledger_plan_set_workplan(l, plan, next, len), -1);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_set_workplan(l, plan + 1, next, len), -1);
+    CHECK_INT(ledger_plan_set_workplan(l, plan, next, len), 0);
+    ledger_rollback(l);
+    char *now = s_stored(l, plan);
+    CHECK_STR(now, before);
+    free(now);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_set_workplan(l, plan, next, len), 0);
+    REQUIRE(ledger_commit(l) == 0);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    now = s_stored(l, plan);
+    CHECK_STR(now, "{\"name\":\"demo\",\"tasks\":[]}");
+    free(now);
+    free(before);
+    ledger_destroy(&l);
+}
+
+static void
 test_events_one_per_transition(void)
 {
     ledger_t *l = s_open();
@@ -1450,6 +1510,99 @@ test_tasks_in_pages(void)
     ledger_destroy(&l);
 }
 
+typedef struct {
+    char json[2048];
+    char order[16];
+    char states[16][24];
+} s_amended_t;
+
+static void
+s_keep_plan(void *arg, int64_t plan, const char *json)
+{
+    (void) plan;
+    snprintf(((s_amended_t *) arg)->json, 2048, "%s", json ? json : "");
+}
+
+static void
+s_keep_task(void *arg, const ledger_task_row_t *row)
+{
+    s_amended_t *a = arg;
+    size_t n = strlen(a->order);
+    if (n < sizeof a->order - 1) {
+        a->order[n] = row->task[0];
+        snprintf(a->states[n], sizeof a->states[n], "%s",
+                 proto_task_state_name(row->state));
+    }
+}
+
+// What an amendment writes: new rows (that need each other) after the
+// plan's, a redefined task with its new edges and a fresh budget, the
+// stored workplan — all in one turn, read back after a reopen; a rolled
+// back turn leaves nothing.
+static void
+test_amend_rows(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    const char *amended =
+        "{\"name\": \"demo\", \"tasks\": ["
+        "{\"id\": \"a\", \"run\": [\"echo\", \"a\"]},"
+        "{\"id\": \"b\", \"needs\": [\"y\"], \"gate\": \"ok?\"},"
+        "{\"id\": \"c\", \"needs\": [\"a\", \"b\"], \"run\": [\"true\"]},"
+        "{\"id\": \"g\", \"needs\": [\"c\"], \"gate\": \"ship it?\"},"
+        "{\"id\": \"x\", \"needs\": [\"y\"], \"run\": [\"true\"]},"
+        "{\"id\": \"y\", \"needs\": [\"a\"], \"run\": [\"true\"]}]}";
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    REQUIRE(workplan_parse(amended, strlen(amended), &wp, &errs) == 0);
+    char *canon = workplan_to_json(wp);
+    proto_task_state_t st[6] = {0, 0, 0, 0, PROTO_TASK_WAITING,
+                                PROTO_TASK_WAITING};
+    // A turn rolled back changes nothing.
+    CHECK_INT(ledger_begin(l), 0);
+    CHECK_INT(ledger_plan_add_tasks(l, plan, wp, 4, st, "bob", NOW),
+              LEDGER_OK);
+    ledger_rollback(l);
+    CHECK_INT(ledger_begin(l), 0);
+    CHECK_INT(ledger_plan_add_tasks(l, plan, wp, 4, st, "bob", NOW),
+              LEDGER_OK);
+    CHECK_INT(ledger_task_redefine(l, plan, &wp->tasks[1],
+                                   PROTO_TASK_WAITING, PROTO_TASK_WAITING,
+                                   "bob", NOW), LEDGER_OK);
+    // Only from the state it is in.
+    CHECK_INT(ledger_task_redefine(l, plan, &wp->tasks[2],
+                                   PROTO_TASK_READY, PROTO_TASK_WAITING,
+                                   "bob", NOW), LEDGER_MISS);
+    CHECK_INT(ledger_plan_set_workplan(l, plan, canon, strlen(canon)), 0);
+    CHECK_INT(ledger_plan_set_workplan(l, plan + 99, canon, strlen(canon)),
+              -1);
+    CHECK_INT(ledger_commit(l), 0);
+    ledger_destroy(&l);
+    l = s_open();
+    REQUIRE(l);
+    s_amended_t got = {0};
+    CHECK_INT(ledger_load(l, s_keep_plan, s_keep_task, &got), LEDGER_OK);
+    CHECK_STR(got.json, canon);
+    CHECK_STR(got.order, "abcgxy");
+    CHECK_STR(got.states[4], "waiting");
+    // b's edges were rewritten: status lists its new need.
+    proto_status_ok_t page = {0};
+    CHECK_INT(ledger_tasks(l, plan, 1, 1000, &page), LEDGER_OK);
+    REQUIRE(page.n_tasks >= 1);
+    CHECK_STR(page.tasks[0].id, "b");
+    CHECK_STR(page.tasks[0].kind, "gate");
+    CHECK_INT(page.tasks[0].needs.count, 1);
+    CHECK_STR(page.tasks[0].needs.items[0], "y");
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    m->u.status_ok = page;
+    proto_msg_destroy(&m);
+    free(canon);
+    workplan_destroy(&wp);
+    ledger_destroy(&l);
+}
+
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
     T(test_new_ledger_is_private),
@@ -1462,6 +1615,7 @@ static const t_case_t t_cases[] = {
     T(test_token_lookup_tells_duplicates),
     T(test_racing_results_one_wins),
     T(test_retry_fresh_budget_tokens_grow),
+    T(test_set_workplan),
     T(test_release_uses_no_attempt),
     T(test_events_one_per_transition),
     T(test_lock_names_the_holder),
@@ -1482,6 +1636,7 @@ static const t_case_t t_cases[] = {
     T(test_drone_secret_kept_and_replaced),
     T(test_lost_leases_counted),
     T(test_big_plan),
+    T(test_amend_rows),
     {0},
 };
 

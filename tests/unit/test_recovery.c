@@ -720,7 +720,8 @@ s_outbox_reply(s_world_t *w)
     proto_cmd_t cmd = PROTO_MSG__COUNT;
     for (size_t i = 0; i < w->b->n_out; i++) {
         const proto_msg_t *m = w->b->out[i].msg;
-        if (m && (m->cmd == PROTO_MSG_OK || m->cmd == PROTO_MSG_ERROR)) {
+        if (m && (m->cmd == PROTO_MSG_OK || m->cmd == PROTO_MSG_ERROR ||
+                  m->cmd == PROTO_MSG_BUDGET_OK)) {
             cmd = m->cmd;
         }
     }
@@ -799,12 +800,63 @@ test_gates_answer_and_time_out(void)
     free(w);
 }
 
+static proto_cmd_t
+s_budget(s_world_t *w, int64_t plan, int64_t tokens)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_BUDGET);
+    m->u.budget.plan = plan;
+    m->u.budget.tokens = tokens;
+    s_request(w, m);
+    proto_cmd_t reply = s_outbox_reply(w);
+    s_end_turn(w);
+    return reply;
+}
+
+// The budget sched holds for plan 1: -1 for none, -2 when not loaded.
+static int64_t
+s_budget_of(s_world_t *w)
+{
+    const workplan_t *wp = sched_workplan(w->b->sched, 1);
+    return !wp ? -2 : wp->has_budget ? wp->budget_tokens : -1;
+}
+
+// BUDGET in the broker's own logic: when its commit fails, memory goes
+// back to what the ledger holds (the old budget); a committed budget
+// survives a reopen, also 0, below what the prompt task reserves, and so
+// does removing it.  No such plan: refused.
+static void
+test_budget_commit_fails(void)
+{
+    s_world_t *w = xcalloc(1, sizeof *w);
+    s_world_init(w);
+    REQUIRE(s_open(w));
+    CHECK_INT(s_submit(w, "{\"name\": \"b\", \"budget\": {\"tokens\": 100},"
+                          " \"tasks\": [{\"id\": \"p\", \"prompt\": \"x\","
+                          " \"max_tokens\": 20}]}"), 1);
+    ledger_fail_next_commit(w->b->ledger);
+    CHECK_INT(s_budget(w, 1, 5000), PROTO_MSG_BUDGET_OK);
+    CHECK_INT(s_budget_of(w), 100);
+    CHECK_INT(s_budget(w, 1, 0), PROTO_MSG_BUDGET_OK);
+    CHECK_INT(s_budget_of(w), 0);
+    broker_destroy(&w->b);
+    REQUIRE(s_open(w));
+    CHECK_INT(s_budget_of(w), 0);
+    CHECK_INT(s_budget(w, 1, -1), PROTO_MSG_BUDGET_OK);
+    broker_destroy(&w->b);
+    REQUIRE(s_open(w));
+    CHECK_INT(s_budget_of(w), -1);
+    CHECK_INT(s_budget(w, 2, 5), PROTO_MSG_ERROR);
+    broker_destroy(&w->b);
+    free(w);
+}
+
 static const t_case_t t_cases[] = {
     T(test_reload_equals_live_every_round),
     T(test_backoff_clamped_on_reload),
     T(test_rebuild_skips_unloadable_plan),
     T(test_failed_rebuild_spares_next_turn),
     T(test_gates_answer_and_time_out),
+    T(test_budget_commit_fails),
     {0},
 };
 

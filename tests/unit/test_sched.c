@@ -1204,6 +1204,77 @@ test_pick_if_holds(void)
     sched_destroy(&s);
 }
 
+// --- amendments --------------------------------------------------------------
+
+// t0 dead, t1 (needs t0) blocked, t2 (needs t1) blocked, t3 succeeded,
+// t4 (needs t3) waiting in a plan amended with t5 (needs t3) and t6 (needs
+// t5 and t4); t1 replaced to need t5 instead, t4 cancelled.
+static void
+test_amend_states(void)
+{
+    workplan_t *wp = s_wp(7);
+    s_need(wp, 1, 5);
+    s_need(wp, 2, 1);
+    s_need(wp, 4, 3);
+    s_need(wp, 5, 3);
+    s_need(wp, 6, 5);
+    s_need(wp, 6, 4);
+    s_gate(wp, 6);
+    proto_task_state_t st[7] = {PROTO_TASK_DEAD, PROTO_TASK_BLOCKED,
+                                PROTO_TASK_BLOCKED, PROTO_TASK_SUCCEEDED,
+                                PROTO_TASK_CANCELLED, PROTO_TASK_WAITING,
+                                PROTO_TASK_WAITING};
+    bool fresh[7] = {false, true, false, false, false, true, true};
+    sched_amend_states(wp, fresh, st);
+    CHECK_INT(st[0], PROTO_TASK_DEAD);        // finished: kept
+    CHECK_INT(st[5], PROTO_TASK_READY);       // its need succeeded
+    CHECK_INT(st[1], PROTO_TASK_WAITING);     // routed around t0
+    CHECK_INT(st[2], PROTO_TASK_WAITING);     // unblocked with t1
+    CHECK_INT(st[4], PROTO_TASK_CANCELLED);
+    CHECK_INT(st[6], PROTO_TASK_BLOCKED);     // needs a cancelled task
+    // With both its needs succeeded, the gate waits for a person.
+    st[4] = PROTO_TASK_SUCCEEDED;
+    st[5] = PROTO_TASK_SUCCEEDED;
+    fresh[5] = false;
+    sched_amend_states(wp, fresh, st);
+    CHECK_INT(st[6], PROTO_TASK_AWAITING_APPROVAL);
+    workplan_destroy(&wp);
+}
+
+// Swapping a plan's DAG keeps its leases and the backoff of a task that
+// kept its state; the new tasks are picked.
+static void
+test_plan_swap(void)
+{
+    sched_t *s = sched_new();
+    workplan_t *wp = s_wp(3);
+    s_add(s, 1, wp);
+    sched_lease_t l = {.token = 9, .plan = 1, .idx = 0, .instance = "i",
+                       .deadline_ms = 100};
+    sched_set(s, 1, 0, PROTO_TASK_LEASED, 0);
+    sched_lease_add(s, &l);
+    sched_set(s, 1, 1, PROTO_TASK_READY, 5000);    // in backoff
+    workplan_t *amended = s_wp(5);
+    s_need(amended, 4, 3);
+    proto_task_state_t st[5] = {PROTO_TASK_LEASED, PROTO_TASK_READY,
+                                PROTO_TASK_READY, PROTO_TASK_READY,
+                                PROTO_TASK_WAITING};
+    sched_plan_swap(s, 1, &amended, st);
+    CHECK(amended == NULL);
+    CHECK_INT(sched_workplan(s, 1)->n_tasks, 5);
+    CHECK(sched_lease_get(s, 9) != NULL);
+    CHECK_INT(sched_not_before(s, 1, 1), 5000);
+    CHECK_INT(sched_get(s, 1, 4), PROTO_TASK_WAITING);
+    char *text = sched_describe(s);
+    CHECK(strstr(text, "BROKEN") == NULL);
+    free(text);
+    int64_t plan;
+    size_t idx;
+    CHECK_INT(sched_pick(s, NULL, 0, 1000, &plan, &idx), 0);
+    CHECK(idx == 2 || idx == 3);
+    sched_destroy(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_pick_if_holds),
     T(test_initial_states),
@@ -1236,6 +1307,8 @@ static const t_case_t t_cases[] = {
     T(test_big_fanout),
     T(test_big_unrunnable_top),
     T(test_describe),
+    T(test_amend_states),
+    T(test_plan_swap),
     {0},
 };
 

@@ -276,6 +276,37 @@ test_budget(void)
            "never run");
 }
 
+// A stored workplan read back (workplan_parse_stored) may carry a budget an
+// operator lowered: 0, or below what a prompt task reserves.  It loads, and
+// the canonical text keeps the 0 apart from "no budget".
+static void
+test_budget_stored(void)
+{
+    const char *text = "{\"name\": \"x\", \"budget\": {\"tokens\": 0},"
+                       " \"tasks\": [{\"id\": \"a\", \"prompt\": \"p\","
+                       " \"max_tokens\": 101}]}";
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    CHECK(workplan_parse(text, strlen(text), &wp, &errs) < 0);
+    wp_errors_release(&errs);
+    REQUIRE(workplan_parse_stored(text, strlen(text), &wp, &errs) == 0);
+    CHECK(wp->has_budget);
+    CHECK_INT(wp->budget_tokens, 0);
+    char *json = workplan_to_json(wp);
+    CHECK_HAS(json, "\"budget\":{\"tokens\":0}");
+    free(json);
+    wp->has_budget = false;
+    json = workplan_to_json(wp);
+    CHECK(!strstr(json, "budget"));
+    free(json);
+    workplan_destroy(&wp);
+    // Everything else is checked as strictly as at submit.
+    const char *bad = "{\"name\": \"x\", \"budget\": {\"tokens\": -1},"
+                      " \"tasks\": [{\"id\": \"a\", \"run\": [\"x\"]}]}";
+    CHECK(workplan_parse_stored(bad, strlen(bad), &wp, &errs) < 0);
+    wp_errors_release(&errs);
+}
+
 static void
 test_unknown_fields(void)
 {
@@ -1072,6 +1103,7 @@ static const t_case_t t_cases[] = {
     T(test_all_fields),
     T(test_prompt_fields),
     T(test_budget),
+    T(test_budget_stored),
     T(test_unknown_fields),
     T(test_required_fields),
     T(test_name_length_counts_characters),
