@@ -22,8 +22,9 @@
 // A drone cut off by a partition may still be running its copy: the token
 // fences its late RESULT (stale).  The drone is forgotten (a quarantined
 // one only unbound, trust.c); leases lost this way do not count towards a
-// quarantine, which is for a live drone whose TASKs keep getting lost.  Decisions are taken only once the turn's
-// input was drained, so messages waiting in the socket are seen first.
+// quarantine, which is for a live drone whose TASKs keep getting lost.
+// Decisions are taken only once the turn's input was drained, so messages
+// waiting in the socket are seen first.
 #include "broker/broker_int.h"
 
 #include "common/log.h"

@@ -3,7 +3,8 @@
 // it off while it holds a lease.  The broker gives the drone up (its libzmq
 // answers no PING) and re-runs the task elsewhere; once the link heals, the
 // cut-off drone's result is fenced.  Needs root, `ip netns` and iptables;
-// otherwise it is skipped (exit 77).  (No tc netem on this machine: PITFALLS.md "This machine".)
+// otherwise it is skipped (exit 77).  (No tc netem on this machine:
+// PITFALLS.md "This machine".)
 #include "broker/ledger.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/attempts.h"
