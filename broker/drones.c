@@ -571,7 +571,7 @@ drones_heartbeat(broker_t *b)
     for (size_t i = 0; i < b->n_drones;) {
         drone_t *d = b->drones[i];
         // Silent past a lease, its connection open (a drone whose loop is
-        // stuck: its libzmq still answers PINGs) or unbound: its leases
+        // stuck: its kernel still acknowledges) or unbound: its leases
         // lapse on their own; forget it so status stops listing it.  A
         // HELLO brings it back.  A quarantine outlives silence: going quiet
         // must not lift it.

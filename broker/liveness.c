@@ -7,13 +7,13 @@
 // disconnect, so a close is learnt from the socket monitor (router_closed:
 // the descriptor, matched against the one the drone's messages came on) or
 // from a send that found the session gone.  A dead process's connection is
-// closed by its kernel at once; a dead host's, a cut link's or a frozen
-// process's by libzmq's own heartbeat (router.c), which a drone's libzmq
-// answers even while the drone is busy (so a drone that is slow to send
-// its own HEARTBEATs keeps its leases until they lapse).  The grace after a
-// close lets a live drone whose connection was reset reconnect and say
-// HELLO, and tells a descriptor reused by a newer connection apart: any
-// message clears the close.
+// closed by its kernel at once; a dead host's or a cut link's by the
+// broker's kernel once the HEARTBEATs it sends there go unacknowledged
+// (router.c, TCP_USER_TIMEOUT).  A live drone's kernel acknowledges them
+// however busy or stopped the drone is: such a drone keeps its leases until
+// they lapse.  The grace after a close lets a live drone whose connection
+// was reset reconnect and say HELLO, and tells a descriptor reused by a
+// newer connection apart: any message clears the close.
 //
 // A gone drone's leases end at once, so its tasks run elsewhere within
 // seconds rather than after lease_ms (PROTOCOL.md 7.5).  Each is *lost*, as

@@ -28,8 +28,9 @@ static const cfg_option_t s_opts[] = {
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; the broker reads DIR/broker", 0, 0},
     {"heartbeat-ms", "WAGGLE_HEARTBEAT_MS", CFG_INT, C(heartbeat_ms), "1000",
-     "N", "heartbeat interval, both directions; a connection silent for 3 "
-     "is closed, and its drone given up", 10, 3600000},
+     "N", "heartbeat interval, both directions; a drone whose connection "
+     "closed (or whose host stopped answering for 2) is given up 2 later",
+     10, 3600000},
     {"lease-ms", "WAGGLE_LEASE_MS", CFG_INT, C(lease_ms), "10000", "N",
      "a lease lapses this long after its drone last listed it", 30,
      86400000},

@@ -32,10 +32,10 @@ typedef struct {
     proto_error_t err;          // why, when WIRE_BAD
 } router_in_t;
 
-// keys is borrowed and must outlive the router.  Every heartbeat_ms libzmq
-// PINGs each connection (answered by the peer's libzmq, busy or not) and
-// closes one that sent nothing for PROTO_LIVENESS_BEATS heartbeats: a dead
-// host or a cut link becomes a close (router_closed) like a dead process.
+// keys is borrowed and must outlive the router.  A connection whose data
+// goes unacknowledged for PROTO_LIVENESS_BEATS - 1 heartbeats is closed by
+// the kernel (TCP_USER_TIMEOUT): a dead host or a cut link becomes a close
+// (router_closed) like a dead process's.
 int router_open(router_t **out, const char *endpoint, size_t max_frame,
                 int64_t heartbeat_ms, const keys_broker_t *keys, char *err,
                 size_t errlen);

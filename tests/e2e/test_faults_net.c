@@ -1,7 +1,7 @@
 // e2e fault: a network cut.  One drone runs in its own network namespace,
 // joined to the host by a veth pair; iptables DROP inside the namespace cuts
-// it off while it holds a lease.  The broker gives the drone up (its libzmq
-// answers no PING) and re-runs the task elsewhere; once the link heals, the
+// it off while it holds a lease.  The broker gives the drone up (nothing it
+// sends there is acknowledged) and re-runs the task elsewhere; once the link heals, the
 // cut-off drone's result is fenced.  Needs root, `ip netns` and iptables;
 // otherwise it is skipped (exit 77).  (No tc netem on this machine:
 // PITFALLS.md "This machine".)
@@ -190,9 +190,9 @@ s_cut_body(void)
     CHECK_INT(succeeded, 1);
     CHECK_INT(v.n, 2);
     if (v.n >= 1) {
-        // Cut off, it stopped answering the broker's ZMTP PINGs: the
-        // broker closed its connection and gave it up, the lease lost (the
-        // first loss of the task uses no attempt).
+        // Cut off, it acknowledged nothing the broker sent: the broker's
+        // kernel closed the connection, the broker gave the drone up and
+        // the lease was lost (the first loss of a task uses no attempt).
         CHECK_INT(v.a[0].token, tok1);
         CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
         CHECK_STR(v.a[0].instance, cinst);

@@ -504,8 +504,8 @@ test_message_after_close_keeps_drone(void)
     broker_destroy(&w.b);
 }
 
-// A close found by libzmq's heartbeat comes after 3 silent heartbeats: no
-// further grace.  A second loss of the same task counts (retries 0: dead),
+// A close found when the host stopped acknowledging comes after about 3
+// silent heartbeats: no further grace.  A second loss of the same task counts (retries 0: dead),
 // so a task that kills every drone it lands on still dies.
 static void
 test_silent_close_gone_at_once_and_second_loss_counts(void)
