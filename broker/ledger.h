@@ -38,7 +38,10 @@
 // SQLite's backup API; a newer one is refused.  Version 2 added
 // tasks.lost_leases and drones.secret_hash; version 3
 // attempts.prompt_tokens and attempts.completion_tokens (NULL: none
-// reported, as for run tasks).
+// reported, as for run tasks); version 4 tasks.ready_ms (when the task last
+// became ready or, a gate, began awaiting approval; set by every write
+// that moves it there) and tasks.attempt_budget (retries + 1, stored at
+// submit; NULL for gates and older rows).
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -55,7 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 3
+#define LEDGER_SCHEMA_VERSION 4
 
 typedef struct ledger ledger_t;
 
@@ -335,6 +338,10 @@ ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
 // The attempts of a task that used its budget (attempts_used).
 ledger_rc_t ledger_task_attempts_used(ledger_t *self, int64_t plan,
                                       const char *task, uint32_t *used);
+// A task's state as the ledger holds it; LEDGER_MISS when there is no such
+// task (or plan).
+ledger_rc_t ledger_task_state(ledger_t *self, int64_t plan, const char *task,
+                              proto_task_state_t *state);
 // How many of a task's leases expired without their drone ever confirming
 // or renewing them (invariant 6).  LEDGER_OK with *n, LEDGER_MISS when
 // there is no such task.
