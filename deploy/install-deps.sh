@@ -26,7 +26,11 @@ have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
     command -v iptables >/dev/null 2>&1 &&
     command -v debootstrap >/dev/null 2>&1 &&
-    /usr/bin/python3 -c 'import zmq, msgpack' >/dev/null 2>&1
+    command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 &&
+    command -v docker-compose >/dev/null 2>&1 &&
+    { [ -x /usr/lib/cni/dnsname ] || [ -x /usr/lib/podman/aardvark-dns ]; } &&
+    command -v systemd-analyze >/dev/null 2>&1 &&
+    /usr/bin/python3 -c 'import zmq, msgpack, yaml' >/dev/null 2>&1
 }
 
 # The peer harness (../shared/bench/peers): servers and client libraries.
@@ -78,10 +82,18 @@ pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
       libsqlite3-dev libcurl4-openssl-dev libsodium-dev libjansson-dev
       libncurses-dev"
 if [ $want_test = 1 ]; then
+    # Container names resolve on a Podman network: the CNI dnsname plugin
+    # (Podman 4, Debian 12) or aardvark-dns (Podman 5's netavark).
+    dns=$(pick golang-github-containernetworking-plugin-dnsname aardvark-dns)
     # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
     # python3-zmq and python3-msgpack: the Python client (tests/py).
+    # podman, runc, containernetworking-plugins: the container image test
+    # (tests/container/image.sh; runc because crun fails here, PITFALLS.md);
+    # docker-compose, python3-yaml, systemd: the offline checks of
+    # deploy/compose.yaml, deploy/k8s and deploy/systemd.
     pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
-          python3-msgpack"
+          python3-msgpack podman runc containernetworking-plugins
+          $dns docker-compose python3-yaml systemd"
 fi
 if [ $want_bench = 1 ]; then
     pkgs="$pkgs python3 redis-server libhiredis-dev beanstalkd
