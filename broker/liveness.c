@@ -195,8 +195,13 @@ s_end(broker_t *b, sched_lease_t *l, drone_t *d, s_why_t cause)
     ledger_attempt_end_t end;
     s_ending(b, l, cause, why, sizeof why, &end);
     const workplan_t *wp = sched_workplan(b->sched, l->plan);
-    log_info(LOG, "task '%s' of plan %lld: %s",
-             wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
+    const char *task = wp ? wp->tasks[l->idx].id : "?";
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", l->plan),
+                                  LOG_STR("task", task),
+                                  LOG_INT("token", l->token),
+                                  LOG_STR("drone", l->instance)),
+                  "task '%s' of plan %lld: %s", task, (long long) l->plan,
+                  why);
     if (d && wp && s_bound(d)) {
         drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id, l->token,
                     end.timed_out ? "timeout" : "expired", true);
@@ -204,10 +209,15 @@ s_end(broker_t *b, sched_lease_t *l, drone_t *d, s_why_t cause)
     // Only a live drone's lapsed TASKs count against it (trust.c): a drone
     // that died or was cut off with fresh pushes in flight swallowed none.
     bool swallowed = !l->confirmed && cause == S_LAPSED;
-    if (!broker_begin(b) ||
-        plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
+    ledger_rc_t rc = broker_begin(b) ? plans_finish(b, l, &end, "broker")
+                                     : LEDGER_ERROR;
+    if (rc == LEDGER_ERROR) {
         broker_fail_turn(b);
         return false;
+    }
+    // The metric counts leases that lapsed, not those of a drone gone.
+    if (rc == LEDGER_OK && cause == S_LAPSED) {
+        metrics_add(b->metrics, METRIC_LEASES_EXPIRED, 0, 1);
     }
     if (swallowed && d) {
         trust_lost(b, d);
@@ -235,10 +245,12 @@ s_gone(broker_t *b, drone_t *d)
 {
     sched_lease_t *mine = NULL;
     size_t n = sched_leases_of(b->sched, d->instance, &mine);
-    log_info(LOG, "drone '%s' instance %s gone: its connection closed %lld "
+    log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                  LOG_STR("key", d->name)),
+                  "drone '%s' instance %s gone: its connection closed %lld "
                   "ms ago, silent for %lld ms; %zu leases end now", d->name,
-             d->instance, (long long) (b->now_mono - d->closed_ms),
-             (long long) (b->now_mono - d->last_seen_ms), n);
+                  d->instance, (long long) (b->now_mono - d->closed_ms),
+                  (long long) (b->now_mono - d->last_seen_ms), n);
     for (size_t i = 0; i < n && s_end(b, &mine[i], d, S_GONE); i++) {
     }
     free(mine);

@@ -180,6 +180,12 @@ s_on_monitor(loop_t *loop, void *arg)
     s_read_monitor(arg);
 }
 
+uint64_t
+router_refused(const router_t *self, auth_refuse_t why)
+{
+    return auth_refused_by(self->auth, why);
+}
+
 static void
 s_on_zap(loop_t *loop, void *arg)
 {
