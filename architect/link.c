@@ -69,7 +69,8 @@ link_new(const char *endpoint, const keys_client_t *keys)
     self->ctx = zmq_ctx_new();
     self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
     s_setup(self);
-    self->mon = wire_monitor_start(self->ctx, self->sock);
+    self->mon = wire_monitor_start(self->ctx, self->sock,
+                                   WIRE_MONITOR_ALL);
     if (zmq_connect(self->sock, endpoint) < 0) {
         self->last_errno = errno;
     }
@@ -257,8 +258,8 @@ s_receive(link_t *self)
     for (;;) {
         proto_msg_t *m = NULL;
         proto_error_t perr;
-        wire_rc_t rc = wire_recv(self->sock, false, &lim, NULL, NULL, &m,
-                                 &perr);
+        wire_rc_t rc = wire_recv(self->sock, false, &lim, NULL, NULL, NULL,
+                                 &m, &perr);
         if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
             return;
         }
