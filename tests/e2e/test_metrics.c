@@ -7,7 +7,8 @@
 // handshake with an unknown key is counted.  The responder answers 404 and
 // 405, refuses a huge request line, closes silent clients after its
 // timeout, and turns away connections past its limit.  JSON log lines
-// carry plan, task and key as fields.
+// carry plan, task and key as fields.  A drone SIGKILLed with a lease is
+// counted as gone, its lease as ended with it, not as expired.
 #include "broker/httpd.h"
 #include "broker/ledger.h"
 #include "common/clock.h"
