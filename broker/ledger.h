@@ -298,6 +298,12 @@ ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                                        const ledger_attempt_row_t *row),
                             void *arg);
 
+// The plans with an attempt started at or after since_ms (wall), each
+// once, ascending, in a new array (*plans; caller frees, NULL when none).
+// Any plan state: a finished plan's leases still count in a window.
+ledger_rc_t ledger_recent_plans(ledger_t *self, int64_t since_ms,
+                                int64_t **plans, size_t *n);
+
 // --- drones -----------------------------------------------------------
 // Records a HELLO (upsert by instance).  secret_hash is the hex hash (at
 // most 64 characters) of the secret the broker issued this instance, or

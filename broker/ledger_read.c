@@ -349,6 +349,48 @@ ledger_attempts(ledger_t *self, int64_t plan, const char *task,
     return ledger__read_end(self, st, rc, "attempts");
 }
 
+static int
+s_cmp_id(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *) x, c = *(const int64_t *) y;
+    return (a > c) - (a < c);
+}
+
+ledger_rc_t
+ledger_recent_plans(ledger_t *self, int64_t since_ms, int64_t **plans,
+                    size_t *n)
+{
+    assert(self && plans && n);
+    *plans = NULL;
+    *n = 0;
+    size_t cap = 0;
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPTS_RECENT);
+    int rc;
+    // Tokens grow with time, so the rows in the window come first.
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+           sqlite3_column_int64(st, 1) >= since_ms) {
+        int64_t plan = sqlite3_column_int64(st, 0);
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++) {
+            seen = (*plans)[i] == plan;
+        }
+        if (!seen) {
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 8;
+                *plans = xrealloc(*plans, cap * sizeof **plans);
+            }
+            (*plans)[(*n)++] = plan;
+        }
+    }
+    if (rc == SQLITE_ROW) {
+        rc = SQLITE_DONE;  // stopped at the window's start
+    }
+    if (*n > 0) {
+        qsort(*plans, *n, sizeof **plans, s_cmp_id);
+    }
+    return ledger__read_end(self, st, rc, "recent attempts");
+}
+
 // --- recovery ----------------------------------------------------------
 
 static ledger_rc_t

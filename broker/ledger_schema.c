@@ -330,6 +330,10 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " started_ms, ended_ms, exit_code, error FROM attempts"
         " WHERE plan_id = ?1 AND (?2 IS NULL OR tid = ?2)"
         " ORDER BY token",
+    // Newest first by token (its index); the caller stops at the first
+    // row older than it wants.
+    [LEDGER__Q_ATTEMPTS_RECENT] =
+        "SELECT plan_id, started_ms FROM attempts ORDER BY token DESC",
     [LEDGER__Q_DRONE] =
         "INSERT INTO drones (instance, name, host, slots, tags,"
         " first_seen_ms, last_seen_ms, secret_hash)"
