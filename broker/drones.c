@@ -782,6 +782,7 @@ typedef struct {
 
 typedef struct {
     const workplan_t *wp;        // the plan whose rows come now
+    wp_ids_t *ids;               // its task ids, hashed
     int64_t since_ms;            // wall: the window's start
     s_seed_t *items;
     size_t n, cap;
@@ -794,7 +795,7 @@ s_seed_row(void *arg, const ledger_attempt_row_t *row)
     if (row->started_ms < ctx->since_ms) {
         return;
     }
-    long idx = workplan_find(ctx->wp, row->task);
+    long idx = workplan_ids_find(ctx->ids, row->task);
     if (idx < 0 || ctx->wp->tasks[idx].kind != WP_KIND_PROMPT) {
         return;
     }
@@ -859,9 +860,11 @@ s_seed_plan(broker_t *b, int64_t plan, s_seeds_t *ctx)
         own = s_stored_workplan(b, plan);
         ctx->wp = own;
     }
+    ctx->ids = ctx->wp ? workplan_ids_new(ctx->wp) : NULL;
     bool ok = ctx->wp &&
               ledger_attempts(b->ledger, plan, NULL, s_seed_row, ctx) ==
                   LEDGER_OK;
+    workplan_ids_destroy(&ctx->ids);
     workplan_destroy(&own);
     ctx->wp = NULL;
     return ok;
