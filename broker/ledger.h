@@ -380,4 +380,31 @@ ledger_rc_t ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
 // The greatest event seq of a plan (0: of all events); 0 when none.
 ledger_rc_t ledger_events_max(ledger_t *self, int64_t plan, int64_t *seq);
 
+// --- backups ------------------------------------------------------------
+// A restored broker must never hand out a token that the live broker gave
+// after the copy was taken (invariant 2): ledger_backup() advances the
+// copy's counter by this much, more leases than a broker grants in years.
+#define LEDGER_BACKUP_TOKEN_GAP (1ULL << 32)
+
+// What a copy made by ledger_backup() holds.
+typedef struct {
+    int64_t bytes;              // size of the copy's file
+    int64_t plans;              // plans in it
+    int64_t last_event;         // its greatest events.seq: it holds the
+                                // ledger up to that event
+    uint64_t next_token;        // its token counter, the gap included
+    int schema_version;         // its meta.schema_version
+} ledger_backup_info_t;
+
+// Writes a consistent copy of the ledger to the file out, through SQLite's
+// backup API in one read transaction: the ledger as of one commit.  Works
+// on a ledger opened LEDGER_RDONLY beside the broker that writes it (WAL:
+// the read blocks nobody).  The copy is written as out + ".partial",
+// passes PRAGMA integrity_check, gets LEDGER_BACKUP_TOKEN_GAP added to its
+// token counter, is synced and renamed to out, so an existing out is only
+// ever replaced by a whole, checked copy.  The copy has the ledger's file
+// mode.  Returns 0 with info filled, or -1 with a sentence in err.
+int ledger_backup(ledger_t *self, const char *out, ledger_backup_info_t *info,
+                  char *err, size_t errlen);
+
 #endif
