@@ -816,22 +816,6 @@ s_seed_cmp(const void *x, const void *y)
     return (a > c) - (a < c);
 }
 
-static void
-s_plan_json(void *arg, int64_t plan, const char *json)
-{
-    (void) plan;
-    char **out = arg;
-    free(*out);
-    *out = xstrdup(json);
-}
-
-static void
-s_no_task(void *arg, const ledger_task_row_t *row)
-{
-    (void) arg;
-    (void) row;
-}
-
 // The workplan of a plan sched has not loaded (it finished), from the
 // ledger; NULL when it cannot be read.
 static workplan_t *
@@ -840,8 +824,7 @@ s_stored_workplan(broker_t *b, int64_t plan)
     char *json = NULL;
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
-    if (ledger_load_plan(b->ledger, plan, s_plan_json, s_no_task, &json) ==
-            LEDGER_OK && json) {
+    if (ledger_plan_json(b->ledger, plan, &json) == LEDGER_OK && json) {
         (void) workplan_parse_stored(json, strlen(json), &wp, &errs);
     }
     wp_errors_release(&errs);

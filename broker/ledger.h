@@ -193,6 +193,9 @@ ledger_rc_t ledger_plan_move(ledger_t *self, int64_t plan,
 // is no open turn, no such plan, or SQLite failed.
 int ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
                              size_t len);
+// A plan's stored workplan (any state) into *json (caller frees; NULL when
+// the row has none).  LEDGER_MISS when there is no such plan.
+ledger_rc_t ledger_plan_json(ledger_t *self, int64_t plan, char **json);
 ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
                               ledger_plan_state_t *state);
 const char *ledger_plan_state_name(ledger_plan_state_t s);

@@ -69,6 +69,25 @@ ledger_plan_state(ledger_t *self, int64_t plan, ledger_plan_state_t *state)
                : LEDGER_ERROR;
 }
 
+ledger_rc_t
+ledger_plan_json(ledger_t *self, int64_t plan, char **json)
+{
+    assert(self && json);
+    *json = NULL;
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_JSON);
+    ledger__bind_int(st, 1, plan);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *text = ledger__col_text(st, 0);
+        *json = text ? xstrdup(text) : NULL;
+        sqlite3_reset(st);
+        return LEDGER_OK;
+    }
+    return ledger__read_end(self, st, rc, "plan workplan") == LEDGER_OK
+               ? LEDGER_MISS
+               : LEDGER_ERROR;
+}
+
 // --- tasks -------------------------------------------------------------
 
 ledger_rc_t

@@ -281,6 +281,7 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_PLAN_WORKPLAN] =
         "UPDATE plans SET workplan_json = ?2 WHERE id = ?1",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
+    [LEDGER__Q_PLAN_JSON] = "SELECT workplan_json FROM plans WHERE id = ?1",
     // The newest ?1 plans and every running one (at most 10,000).
 #define S_PLAN_TOKENS                                                        \
     " (SELECT coalesce(sum(prompt_tokens), 0) FROM attempts a"               \
