@@ -30,9 +30,10 @@ import urllib.request
 
 # Names not served by the broker but made from its series, and where.
 DERIVED = {
-    "waggle_tasks_ready": "prometheus-adapter's name for "
-                          "sum(waggle_tasks{state=\"ready\"}) "
-                          "(deploy/k8s/hpa/adapter-rules.yaml)",
+    "waggle_tasks_ready_or_leased":
+        "prometheus-adapter's name for "
+        "sum(waggle_tasks{state=~\"ready|leased\"}) "
+        "(deploy/k8s/hpa/adapter-rules.yaml)",
 }
 # Labels the scrape itself adds (job, instance) or service discovery
 # relabelling commonly adds on Kubernetes.
