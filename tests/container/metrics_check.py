@@ -84,7 +84,8 @@ def scrape(build, tmp):
         [f"{build}/broker/waggle-broker", "--keys", f"{tmp}/keys",
          "--db", f"{tmp}/waggle.db", "--bind", f"ipc://{tmp}/broker.sock",
          "--metrics", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stderr=open(f"{tmp}/broker.err", "w"),
+        text=True)
     try:
         ready = broker.stdout.readline()
         if not ready.startswith("READY"):
@@ -101,7 +102,12 @@ def scrape(build, tmp):
                 time.sleep(0.2)
     finally:
         broker.terminate()
-        broker.wait(timeout=30)
+        # 0 after SIGTERM (a sanitizer's report would make it fail).
+        if broker.wait(timeout=30) != 0:
+            with open(f"{tmp}/broker.err") as f:
+                sys.stderr.write(f.read())
+            ERRORS.append(f"the broker exited {broker.returncode} after "
+                          "SIGTERM")
 
 
 def label_values(text):
