@@ -38,7 +38,9 @@
 // SQLite's backup API; a newer one is refused.  Version 2 added
 // tasks.lost_leases and drones.secret_hash; version 3
 // attempts.prompt_tokens and attempts.completion_tokens (NULL: none
-// reported, as for run tasks).
+// reported, as for run tasks); version 4 wrote the CHECKs on state and
+// outcome names as chains of ORs (the same rule, without an ephemeral
+// table built by every statement that checks it).
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -55,7 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 3
+#define LEDGER_SCHEMA_VERSION 4
 
 typedef struct ledger ledger_t;
 
