@@ -222,23 +222,24 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         "UPDATE tasks SET not_before_ms = ?3"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"
         " AND not_before_ms > ?3",
-    // The token is the counter's current value; LEDGER__Q_TOKEN_NEXT then
-    // bumps it in the same transaction, and only when this CAS hit.
+    // ?6 is the token counter's value (ledger.c keeps it; the turn's
+    // commit writes it back to meta.next_token).  No RETURNING and no
+    // INSERT ... SELECT from the table written on the hot path: SQLite
+    // runs each through an ephemeral table (issue 9).
     [LEDGER__Q_LEASE] =
-        "UPDATE tasks SET state = 'leased', lease_token ="
-        " (SELECT value FROM meta WHERE key = 'next_token'),"
+        "UPDATE tasks SET state = 'leased', lease_token = ?6,"
         " lease_instance = ?3, lease_holder = ?4, lease_start_ms = ?5"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"
         " AND not_before_ms <= ?5",
-    [LEDGER__Q_TOKEN_NEXT] =
-        "UPDATE meta SET value = value + 1"
-        " WHERE key = 'next_token' RETURNING value - 1",
+    // The attempts of the budget used so far and the next run's number.
+    [LEDGER__Q_LEASE_INFO] =
+        "SELECT attempts_used, (SELECT coalesce(max(n), 0) + 1"
+        " FROM attempts WHERE plan_id = ?1 AND tid = ?2)"
+        " FROM tasks WHERE plan_id = ?1 AND tid = ?2",
     [LEDGER__Q_ATTEMPT_START] =
         "INSERT INTO attempts (plan_id, tid, n, token,"
         " instance, holder, started_ms)"
-        " SELECT ?1, ?2, coalesce(max(n), 0) + 1, ?3, ?4,"
-        " ?5, ?6 FROM attempts"
-        " WHERE plan_id = ?1 AND tid = ?2 RETURNING n",
+        " VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6)",
     // ?7 is 1 when the outcome uses an attempt of the budget; only those
     // attempts are what status shows as the last run.
     [LEDGER__Q_FINISH] =
@@ -262,7 +263,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " error = ?7, stdout = ?8, stdout_truncated = ?9,"
         " stderr = ?10, stderr_truncated = ?11,"
         " prompt_tokens = ?12, completion_tokens = ?13"
-        " WHERE token = ?1 AND outcome = 'running' RETURNING n",
+        " WHERE token = ?1 AND outcome = 'running'",
+    [LEDGER__Q_ATTEMPT_N] = "SELECT n FROM attempts WHERE token = ?1",
     [LEDGER__Q_TOKEN_LOOKUP] =
         "SELECT plan_id, tid, outcome FROM attempts"
         " WHERE token = ?1",
