@@ -14,6 +14,8 @@
 //             (plan.c's repair loop), shown, confirmed, applied
 //   events.c  events, log: the event log in SUBSCRIBE pages
 //   budget.c  budget: an operator sets a running plan's token budget
+//   explain.c explain: why a task is not running (EXPLAIN)
+//   follow.c  output --follow: a running task's stdout tail, polled
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -83,6 +85,10 @@ int cmd_output(arch_t *a, int argc, char **argv);
 int cmd_plan(arch_t *a, int argc, char **argv);        // plan.c
 int cmd_events(arch_t *a, int argc, char **argv);      // events.c
 int cmd_log(arch_t *a, int argc, char **argv);         // events.c
+int cmd_explain(arch_t *a, int argc, char **argv);     // explain.c
+// output --follow (follow.c): the running task's output as it comes, then
+// its final output; returns 0 when it succeeded, 1 when it ended otherwise.
+int follow_output(arch_t *a, int64_t plan, const char *task);
 int cmd_approve(arch_t *a, int argc, char **argv);     // gate.c
 int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
 int cmd_amend(arch_t *a, int argc, char **argv);       // amend.c

@@ -663,6 +663,7 @@ cmd_retry(arch_t *a, int argc, char **argv)
 typedef struct {
     int64_t attempt;
     bool want_stderr;
+    bool follow;
 } s_output_opts_t;
 
 static const cfg_option_t s_output_opts[] = {
@@ -671,6 +672,9 @@ static const cfg_option_t s_output_opts[] = {
      1000000},
     {"stderr", NULL, CFG_BOOL, offsetof(s_output_opts_t, want_stderr), NULL,
      NULL, "the stderr tail instead of stdout", 0, 0},
+    {"follow", NULL, CFG_BOOL, offsetof(s_output_opts_t, follow), NULL, NULL,
+     "while the task runs, show its output as it comes; exit with its "
+     "outcome", 0, 0},
     CFG_END,
 };
 
@@ -680,12 +684,23 @@ cmd_output(arch_t *a, int argc, char **argv)
     s_output_opts_t o = {0};
     arch_pos_t pos;
     int rc = arch_opts(a, s_output_opts, &o, argc, argv, &pos,
-                    "output PLAN TASK [--attempt N] [--stderr]\n\nPrints a "
-                    "task's output exactly as stored.");
+                    "output PLAN TASK [--attempt N] [--stderr] [--follow]\n\n"
+                    "Prints a task's output exactly as stored.  --follow "
+                    "shows a running task's\noutput as it is produced "
+                    "(control characters escaped), then its final\noutput, "
+                    "and exits 0 when the task succeeded, 1 when it ended "
+                    "otherwise.");
     int64_t plan;
     if (rc || !arch_args(a, &pos, 2, 2, "output PLAN TASK [--attempt N]") ||
         arch_parse_plan(a, pos.items[0], &plan) < 0) {
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
+    }
+    if (o.follow && (o.attempt || o.want_stderr)) {
+        return arch_fail(a, ARCH_EXIT_USAGE, "usage", "output: --follow "
+                         "takes neither --attempt nor --stderr");
+    }
+    if (o.follow) {
+        return follow_output(a, plan, pos.items[1]);
     }
     proto_msg_t *req = proto_msg_new(PROTO_MSG_OUTPUT), *reply = NULL;
     req->u.output.plan = plan;

@@ -199,6 +199,25 @@ cmd_events(arch_t *a, int argc, char **argv)
     return s_run(a, plan, o.since, o.follow, o.json);
 }
 
+// log PLAN of a plan that does not exist exits 4 like status: one summary
+// STATUS (no task rows read) asks first, since an empty page of events
+// cannot tell "no such plan" from "nothing happened".
+static int
+s_plan_known(arch_t *a, int64_t plan)
+{
+    int rc = arch_connect(a);
+    if (rc) {
+        return rc;
+    }
+    proto_msg_t *req = proto_msg_new(PROTO_MSG_STATUS), *reply = NULL;
+    req->u.status.plan = plan;
+    req->u.status.summary = true;
+    rc = arch_call(a, &req, &reply);
+    proto_msg_destroy(&req);
+    proto_msg_destroy(&reply);
+    return rc;
+}
+
 int
 cmd_log(arch_t *a, int argc, char **argv)
 {
@@ -213,5 +232,8 @@ cmd_log(arch_t *a, int argc, char **argv)
         return rc > 0 ? ARCH_EXIT_OK : ARCH_EXIT_USAGE;
     }
     a->json = a->json || o.json;
+    if ((rc = s_plan_known(a, plan)) != 0) {
+        return rc;
+    }
     return s_run(a, plan, 0, false, o.json);
 }

@@ -62,7 +62,11 @@ static const struct {
     {"wait", cmd_wait, "wait PLAN             follow a plan until it ends"},
     {"cancel", cmd_cancel, "cancel PLAN [TASK]    cancel a plan or a task"},
     {"retry", cmd_retry, "retry PLAN TASK       run a dead task again"},
-    {"output", cmd_output, "output PLAN TASK      print a task's output"},
+    {"output", cmd_output,
+     "output PLAN TASK [--follow]\n"
+     "                        print a task's output; --follow while it runs"},
+    {"explain", cmd_explain,
+     "explain PLAN TASK     why a task is not running"},
     {"events", cmd_events,
      "events [PLAN] [--follow] [--since SEQ] [--json]\n"
      "                        print the event log; --follow keeps going"},

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint32_t
 s_total(const proto_plan_info_t *p)
@@ -30,6 +31,54 @@ s_age(int64_t ms, char *buf, size_t len)
         snprintf(buf, len, "%lldh", (long long) (s / 3600));
     } else {
         snprintf(buf, len, "%lldd", (long long) (s / 86400));
+    }
+}
+
+// A wall-clock time as UTC HH:MM:SS, "-" for none (0).
+static void
+s_clock(int64_t ms, char *buf, size_t len)
+{
+    time_t secs = (time_t) (ms / 1000);
+    struct tm tm;
+    if (ms <= 0 || !gmtime_r(&secs, &tm)) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    strftime(buf, len, "%H:%M:%S", &tm);
+}
+
+// A duration to the tenth of a second below a minute ("1.3s"), then
+// "4m05s", "2h07m"; "-" for a task that never ran.
+static void
+s_took(const proto_task_info_t *t, char *buf, size_t len)
+{
+    int64_t ms = t->duration_ms, s = ms / 1000;
+    if (t->started_ms <= 0) {
+        snprintf(buf, len, "-");
+    } else if (s < 60) {
+        snprintf(buf, len, "%lld.%llds", (long long) s,
+                 (long long) (ms % 1000 / 100));
+    } else if (s < 3600) {
+        snprintf(buf, len, "%lldm%02llds", (long long) (s / 60),
+                 (long long) (s % 60));
+    } else {
+        snprintf(buf, len, "%lldh%02lldm", (long long) (s / 3600),
+                 (long long) (s % 3600 / 60));
+    }
+}
+
+// "3 (1/3)": the latest attempt's number (never reset, what output
+// --attempt takes), then attempts used of the current budget.
+static void
+s_attempt(const proto_task_info_t *t, char *buf, size_t len)
+{
+    if (t->kind && strcmp(t->kind, "gate") == 0) {
+        snprintf(buf, len, "-");  // a person answers it: no attempts
+    } else if (t->attempt_budget) {
+        snprintf(buf, len, "%u (%u/%u)", t->attempt, t->attempts,
+                 t->attempt_budget);
+    } else {
+        snprintf(buf, len, "%u (%u)", t->attempt, t->attempts);
     }
 }
 
@@ -147,8 +196,9 @@ render_plan(FILE *out, const proto_status_ok_t *st)
         }
         fputc('\n', out);
     }
-    fprintf(out, "%-20s %-18s %-8s %-12s %-5s %s\n", "TASK", "STATE",
-            "ATTEMPTS", "DRONE", "EXIT", "NOTE");
+    fprintf(out, "%-20s %-18s %-10s %-12s %-5s %-8s %-8s %-8s %-7s %s\n",
+            "TASK", "STATE", "ATTEMPT", "DRONE", "EXIT", "READY", "STARTED",
+            "ENDED", "TOOK", "NOTE");
     for (size_t i = 0; i < st->n_tasks; i++) {
         const proto_task_info_t *t = &st->tasks[i];
         char code[16] = "-";
@@ -165,9 +215,16 @@ render_plan(FILE *out, const proto_status_ok_t *st)
                      (long long) t->prompt_tokens,
                      (long long) t->completion_tokens, *note ? "; " : "");
         }
-        fprintf(out, "%-20s %-18s %-8u %-12s %-5s %s%s\n", t->id,
-                proto_task_state_name(t->state), t->attempts,
-                t->drone ? t->drone : "-", code, tokens, note);
+        char attempt[32], ready[16], started[16], ended[16], took[48];
+        s_attempt(t, attempt, sizeof attempt);
+        s_clock(t->ready_ms, ready, sizeof ready);
+        s_clock(t->started_ms, started, sizeof started);
+        s_clock(t->ended_ms, ended, sizeof ended);
+        s_took(t, took, sizeof took);
+        fprintf(out, "%-20s %-18s %-10s %-12s %-5s %-8s %-8s %-8s %-7s %s%s\n",
+                t->id, proto_task_state_name(t->state), attempt,
+                t->drone ? t->drone : "-", code, ready, started, ended, took,
+                tokens, note);
     }
 }
 
@@ -207,6 +264,17 @@ s_opt_str(jnode_t *o, const char *key, const char *value)
     }
 }
 
+// A time or duration, null when there is none.
+static void
+s_opt_ms(jnode_t *o, const char *key, int64_t ms, bool present)
+{
+    if (present) {
+        json_obj_set_int(o, key, ms);
+    } else {
+        json_obj_set_null(o, key);
+    }
+}
+
 static jnode_t *
 s_task_json(const proto_task_info_t *t)
 {
@@ -215,6 +283,12 @@ s_task_json(const proto_task_info_t *t)
     json_obj_set_str(o, "state", proto_task_state_name(t->state));
     s_opt_str(o, "kind", t->kind);
     json_obj_set_int(o, "attempts", t->attempts);
+    json_obj_set_int(o, "attempt", t->attempt);
+    json_obj_set_int(o, "attempt_budget", t->attempt_budget);
+    s_opt_ms(o, "ready_ms", t->ready_ms, t->ready_ms > 0);
+    s_opt_ms(o, "started_ms", t->started_ms, t->started_ms > 0);
+    s_opt_ms(o, "ended_ms", t->ended_ms, t->ended_ms > 0);
+    s_opt_ms(o, "duration_ms", t->duration_ms, t->started_ms > 0);
     s_opt_str(o, "drone", t->drone);
     if (t->has_exit_code) {
         json_obj_set_int(o, "exit_code", t->exit_code);

@@ -53,19 +53,17 @@ static const char s_format[] =
     "- cancel: ids of tasks that have not started (state waiting or "
     "ready).\n"
     "- replace: whole new definitions of tasks that have not started "
-    "(waiting, ready or blocked), with the same id. A blocked task whose "
-    "failed need you route around (by replacing it to need a new task) "
-    "runs again, and so does what waits for it.\n"
-    "Tasks that are leased (running), awaiting_approval or finished "
-    "(succeeded, dead, rejected, cancelled) cannot be cancelled or "
-    "replaced. The amended plan must still be valid: no cycle, every need "
-    "exists.\n"
-    "Example, after task 'fetch' went dead and 'count' (which needs it) "
-    "was blocked:\n"
-    "{\"add\": [{\"id\": \"fetch2\", \"run\": [\"curl\", \"-fsS\", "
-    "\"https://mirror.example.com/data.csv\"]}], \"replace\": [{\"id\": "
-    "\"count\", \"needs\": [\"fetch2\"], \"run\": [\"sh\", \"-c\", "
-    "\"wc -l < \\\"$WAGGLE_INPUT_DIR/fetch2\\\"\"]}]}\n\n";
+    "(waiting, ready or blocked), or that are dead, with the same id. A "
+    "replaced dead task runs again with its new definition, and what it "
+    "blocked waits for it again: this is how a plan that failed can still "
+    "succeed.\n"
+    "Tasks that are leased (running), awaiting_approval, succeeded, "
+    "rejected or cancelled cannot be cancelled or replaced; a dead task "
+    "can be replaced but not cancelled. The amended plan must still be "
+    "valid: no cycle, every need exists.\n"
+    "Example, after task 'fetch' went dead because its server moved:\n"
+    "{\"replace\": [{\"id\": \"fetch\", \"run\": [\"curl\", \"-fsS\", "
+    "\"https://mirror.example.com/data.csv\"]}]}\n\n";
 
 // The plan as the broker has it now.
 typedef struct {

@@ -248,6 +248,7 @@ broker_destroy(broker_t **self_p)
     gates_forget(b);
     events_forget(b);
     hook_destroy(b);
+    tails_clear(b);
     drones_destroy_all(b);
     loop_destroy(&b->loop);
     router_destroy(&b->router);
@@ -297,6 +298,7 @@ s_dispatch(broker_t *b, router_in_t *in)
     case PROTO_MSG_RESULT:
     case PROTO_MSG_UPDATE:
     case PROTO_MSG_BYE:
+    case PROTO_MSG_TAIL:
         drones_on_message(b, in);
         break;
     default:

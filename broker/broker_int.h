@@ -67,6 +67,7 @@ typedef struct {
 } gate_watch_t;
 
 typedef struct hook hook_t;
+typedef struct tail tail_t;
 
 // A SUBSCRIBE with wait_ms that found nothing new: answered right after a
 // commit adds events it wants, or with an empty page at its deadline.
@@ -100,6 +101,8 @@ struct broker {
     size_t n_gate_watch, cap_gate_watch;
     hook_t *hook;               // --on-gate: pending and running hooks
     events_waiter_t *waiters;   // parked SUBSCRIBEs, one per session at most
+    tail_t **tails;             // running attempts' stdout tails, by token
+    size_t n_tails, cap_tails;
     size_t n_waiters;
     bool rebuild;               // memory disagrees with the ledger
     bool turn_failed;           // a ledger write failed: roll the turn back
@@ -369,5 +372,37 @@ int plans_load_one(broker_t *b, int64_t plan);
 const char *plans_unloaded(const broker_t *b, int64_t plan);
 // Forgets every remembered reason (the broker is closing or reloading).
 void plans_unloaded_clear(broker_t *b);
+
+
+// --- tails.c ----------------------------------------------------------
+// The latest stdout tail of a running attempt (TAIL), in memory only.
+// Stores the last PROTO_TAIL_MAX bytes of data; an older total is ignored.
+void tails_put(broker_t *b, uint64_t token, uint64_t total,
+               const uint8_t *data, size_t len);
+// Copies token's tail into *out (and its total); false when there is none.
+bool tails_get(const broker_t *b, uint64_t token, uint64_t *total,
+               proto_bytes_t *out);
+// Forgets token's tail (its attempt ended).
+void tails_drop(broker_t *b, uint64_t token);
+// Forgets every tail whose lease is gone (however it ended).
+void tails_prune(broker_t *b);
+void tails_clear(broker_t *b);
+
+// --- explain.c --------------------------------------------------------
+// What explain_task reads once for many tasks (a status page): the
+// connected drones' tags and the budgets' use.
+typedef struct explain_ctx explain_ctx_t;
+explain_ctx_t *explain_ctx_new(broker_t *b);
+void explain_ctx_destroy(explain_ctx_t **self_p);
+// Why task idx of loaded plan is not running (or what it does), into x:
+// state, code, reason and the details its code uses.  row is the task's
+// ledger row (times, attempt, last error; NULL: unknown).  The one source
+// of STATUS's waiting_reason and of EXPLAIN.  Returns true when something
+// holds a ready, waiting or awaiting task back (what status shows).
+bool explain_task(broker_t *b, explain_ctx_t *c, int64_t plan, size_t idx,
+                  const proto_task_info_t *row, proto_explain_ok_t *x);
+// EXPLAIN: answers with EXPLAIN_OK, or NOT_FOUND for an unknown plan or
+// task.  A plan not in memory (finished) is loaded for the question.
+void explain_request(broker_t *b, router_in_t *in);
 
 #endif

@@ -524,6 +524,20 @@ drones_cut(broker_t *b, drone_t *d, const char *why)
     }
 }
 
+// A running attempt's latest stdout: kept in memory for `output --follow`
+// when the sender holds that lease (anyone else's is dropped).  Never
+// answered, like a heartbeat.
+static void
+s_tail(broker_t *b, drone_t *d, router_in_t *in)
+{
+    const proto_tail_t *t = &in->msg->u.tail;
+    const sched_lease_t *l = sched_lease_get(b->sched, t->token);
+    if (!l || strcmp(l->instance, d->instance) != 0) {
+        return;
+    }
+    tails_put(b, t->token, t->total, t->data.data, t->data.len);
+}
+
 void
 drones_on_message(broker_t *b, router_in_t *in)
 {
@@ -560,6 +574,9 @@ drones_on_message(broker_t *b, router_in_t *in)
     case PROTO_MSG_BYE:
         s_bye(b, d, in);
         break;
+    case PROTO_MSG_TAIL:
+        s_tail(b, d, in);
+        break;
     default:
         break;
     }
@@ -568,6 +585,7 @@ drones_on_message(broker_t *b, router_in_t *in)
 void
 drones_heartbeat(broker_t *b)
 {
+    tails_prune(b);
     for (size_t i = 0; i < b->n_drones;) {
         drone_t *d = b->drones[i];
         // Silent past a lease: its leases expire on their own; forget the

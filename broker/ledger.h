@@ -38,9 +38,13 @@
 // SQLite's backup API; a newer one is refused.  Version 2 added
 // tasks.lost_leases and drones.secret_hash; version 3
 // attempts.prompt_tokens and attempts.completion_tokens (NULL: none
-// reported, as for run tasks); version 4 wrote the CHECKs on state and
-// outcome names as chains of ORs (the same rule, without an ephemeral
-// table built by every statement that checks it).
+// reported, as for run tasks); version 4 tasks.ready_ms (when the task last
+// became ready or, a gate, began awaiting approval; set by every write
+// that moves it there) and tasks.attempt_budget (retries + 1, stored at
+// submit; NULL for gates and older rows); version 5 wrote the CHECKs on
+// state and outcome names as chains of ORs (the same rule, without an
+// ephemeral table built by every statement that checks it) and dropped the
+// index tasks_state.
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -57,7 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 4
+#define LEDGER_SCHEMA_VERSION 5
 
 typedef struct ledger ledger_t;
 
@@ -335,6 +339,10 @@ ledger_rc_t ledger_load_plan(ledger_t *self, int64_t plan,
 // The attempts of a task that used its budget (attempts_used).
 ledger_rc_t ledger_task_attempts_used(ledger_t *self, int64_t plan,
                                       const char *task, uint32_t *used);
+// A task's state as the ledger holds it; LEDGER_MISS when there is no such
+// task (or plan).
+ledger_rc_t ledger_task_state(ledger_t *self, int64_t plan, const char *task,
+                              proto_task_state_t *state);
 // How many of a task's leases expired without their drone ever confirming
 // or renewing them (invariant 6).  LEDGER_OK with *n, LEDGER_MISS when
 // there is no such task.
@@ -368,5 +376,32 @@ ledger_rc_t ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
                                void *arg);
 // The greatest event seq of a plan (0: of all events); 0 when none.
 ledger_rc_t ledger_events_max(ledger_t *self, int64_t plan, int64_t *seq);
+
+// --- backups ------------------------------------------------------------
+// A restored broker must never hand out a token that the live broker gave
+// after the copy was taken (invariant 2): ledger_backup() advances the
+// copy's counter by this much, more leases than a broker grants in years.
+#define LEDGER_BACKUP_TOKEN_GAP (1ULL << 32)
+
+// What a copy made by ledger_backup() holds.
+typedef struct {
+    int64_t bytes;              // size of the copy's file
+    int64_t plans;              // plans in it
+    int64_t last_event;         // its greatest events.seq: it holds the
+                                // ledger up to that event
+    uint64_t next_token;        // its token counter, the gap included
+    int schema_version;         // its meta.schema_version
+} ledger_backup_info_t;
+
+// Writes a consistent copy of the ledger to the file out, through SQLite's
+// backup API in one read transaction: the ledger as of one commit.  Works
+// on a ledger opened LEDGER_RDONLY beside the broker that writes it (WAL:
+// the read blocks nobody).  The copy is written as out + ".partial",
+// passes PRAGMA integrity_check, gets LEDGER_BACKUP_TOKEN_GAP added to its
+// token counter, is synced and renamed to out, so an existing out is only
+// ever replaced by a whole, checked copy.  The copy has the ledger's file
+// mode.  Returns 0 with info filled, or -1 with a sentence in err.
+int ledger_backup(ledger_t *self, const char *out, ledger_backup_info_t *info,
+                  char *err, size_t errlen);
 
 #endif

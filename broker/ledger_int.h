@@ -10,6 +10,8 @@
 //   ledger_read.c    every read: status, outputs, tokens, recovery, events
 //   ledger_migrate.c the upgrade of an older file: backup, then one
 //                    transaction per schema version
+//   ledger_backup.c  copies through SQLite's backup API: the upgrade's
+//                    backup and ledger_backup()
 //
 // Names shared between those files start ledger__ / LEDGER__ (libuv's
 // uv__); helpers private to one file stay static and start s_.
@@ -72,6 +74,7 @@ typedef enum {
     LEDGER__Q_LOAD_PLAN_TASKS,
     LEDGER__Q_ATTEMPTS_USED,
     LEDGER__Q_LOST_LEASES,
+    LEDGER__Q_TASK_STATE,
     LEDGER__Q_EVENTS_ALL,
     LEDGER__Q_EVENTS_PLAN,
     LEDGER__Q_EVENTS_PAGE_ALL,
@@ -129,6 +132,18 @@ extern const char *const ledger__sql[LEDGER__Q_COUNT];
 // constraints list the same names), indexed by the public enums.
 extern const char *const ledger__plan_names[LEDGER__N_PLAN_STATES];
 extern const char *const ledger__outcome_names[LEDGER__N_OUTCOMES];
+
+// --- copies (ledger_backup.c) ---------------------------------------------
+// Checks (and may change) the finished copy at tmp before it is renamed;
+// returns 0, or -1 with a sentence in err (the copy is then removed).
+typedef int (*ledger__copy_fn)(const char *tmp, void *arg, char *err,
+                               size_t errlen);
+// Copies the ledger through SQLite's backup API to out + ".partial", runs
+// check on it (when not NULL), then renames it to out and syncs the
+// directory.  Returns 0, or -1 with err (nothing left behind but an
+// untouched out).
+int ledger__save_copy(ledger_t *self, const char *out, ledger__copy_fn check,
+                      void *arg, char *err, size_t errlen);
 
 // --- the SQLite edge (ledger.c) -----------------------------------------
 // Each logs SQLite's own message once, where it is still known, and marks

@@ -1,8 +1,8 @@
 // ledger_migrate: upgrading a ledger file written by an older Waggle to
 // the schema this code runs (ledger.h, "Schema versions").
 //
-// Owns the copy saved before an upgrade ("<path>.v<N>.bak", made through
-// SQLite's backup API, never by copying a live file) and the steps: one
+// Owns the steps (the copy saved before an upgrade, "<path>.v<N>.bak", is
+// made by ledger_backup.c through SQLite's backup API): one
 // transaction per version, holding the step's SQL (ledger__migrations in
 // ledger_schema.c) and the version bump, so a file is always at exactly
 // one version and a failed step leaves it at the one before.
@@ -15,108 +15,12 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define S_LOG "broker.ledger"
-
-// The rename of the finished copy survives a crash only once the
-// directory holding it is on disk.
-static void
-s_sync_dir(const char *path)
-{
-    char *copy = xstrdup(path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void) fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
-// Creates tmp empty with the ledger's mode, so the copy is never readable
-// by anyone the ledger is not (SQLite would create it 0644 less the umask).
-static int
-s_create(ledger_t *self, const char *tmp, char *err, size_t errlen)
-{
-    struct stat sb;
-    mode_t mode = stat(self->path, &sb) == 0 ? sb.st_mode & 0777 : 0600;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                  mode);
-    if (fd < 0 || fchmod(fd, mode) < 0) {
-        snprintf(err, errlen, "cannot back up ledger '%s': cannot create "
-                 "'%s': %s", self->path, tmp, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
-// Copies the whole database, WAL included, into tmp.  The copy holds what
-// the ledger holds, outputs included, so it gets the ledger's mode.
-static int
-s_copy(ledger_t *self, const char *tmp, char *err, size_t errlen)
-{
-    if (s_create(self, tmp, err, errlen) < 0) {
-        return -1;
-    }
-    sqlite3 *dst = NULL;
-    int rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE
-                             | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_backup *bk = sqlite3_backup_init(dst, "main", self->db,
-                                                 "main");
-        if (bk) {
-            rc = sqlite3_backup_step(bk, -1);
-            sqlite3_backup_finish(bk);
-        }
-        rc = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(dst);
-    }
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "cannot back up ledger '%s' to '%s': %s",
-                 self->path, tmp, dst ? sqlite3_errmsg(dst) : "out of memory");
-    }
-    sqlite3_close(dst);
-    return rc == SQLITE_OK ? 0 : -1;
-}
-
-// Saves the file as it is now in bak.  The copy is made under another name
-// and renamed when complete, so an existing bak is only ever replaced by a
-// whole one (a crash mid-upgrade leaves the file at its old version, and
-// the next start copies it again).
-static int
-s_backup(ledger_t *self, const char *bak, char *err, size_t errlen)
-{
-    char *tmp = xasprintf("%s.partial", bak);
-    int rc = -1;
-    if (unlink(tmp) != 0 && errno != ENOENT) {
-        snprintf(err, errlen, "cannot back up ledger '%s': cannot remove "
-                 "'%s': %s", self->path, tmp, strerror(errno));
-    } else if (s_copy(self, tmp, err, errlen) == 0) {
-        if (rename(tmp, bak) != 0) {
-            snprintf(err, errlen, "cannot back up ledger '%s': cannot "
-                     "rename '%s': %s", self->path, tmp, strerror(errno));
-        } else {
-            s_sync_dir(bak);
-            rc = 0;
-        }
-    }
-    if (rc != 0) {
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
-}
 
 // Runs sql; on failure puts SQLite's message in why.
 static int
@@ -215,7 +119,7 @@ ledger__migrate(ledger_t *self, int from, char *err, size_t errlen)
         return -1;
     }
     char *bak = xasprintf("%s.v%d.bak", self->path, from);
-    int rc = s_backup(self, bak, err, errlen);
+    int rc = ledger__save_copy(self, bak, NULL, NULL, err, errlen);
     if (rc == 0) {
         log_info(S_LOG, "ledger '%s' has schema version %d; upgrading it to "
                  "%d; a copy of it as it was is in '%s'", self->path, from,

@@ -224,6 +224,11 @@ s_task_row(proto_task_info_t *t, sqlite3_stmt *st)
     t->last_error = ledger__col_dup(st, 6);
     t->prompt_tokens = sqlite3_column_int64(st, 7);
     t->completion_tokens = sqlite3_column_int64(st, 8);
+    t->ready_ms = sqlite3_column_int64(st, 9);     // NULL reads as 0: none
+    t->attempt = (uint32_t) sqlite3_column_int64(st, 10);
+    t->started_ms = sqlite3_column_int64(st, 11);
+    t->ended_ms = sqlite3_column_int64(st, 12);
+    t->attempt_budget = (uint32_t) sqlite3_column_int64(st, 13);
 }
 
 // Fills the needs of tasks[0..n), which start at seq first.
@@ -466,6 +471,25 @@ ledger_task_lost_leases(ledger_t *self, int64_t plan, const char *task,
     assert(self && task && n);
     return s_task_count(self, LEDGER__Q_LOST_LEASES, plan, task, n,
                         "lost leases");
+}
+
+ledger_rc_t
+ledger_task_state(ledger_t *self, int64_t plan, const char *task,
+                  proto_task_state_t *state)
+{
+    assert(self && task && state);
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_STATE);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int ok = proto_task_state_parse(ledger__col_text(st, 0), state);
+        sqlite3_reset(st);
+        return ok == 0 ? LEDGER_OK : LEDGER_ERROR;
+    }
+    return ledger__read_end(self, st, rc, "task state") == LEDGER_OK
+               ? LEDGER_MISS
+               : LEDGER_ERROR;
 }
 
 // --- drones ------------------------------------------------------------

@@ -18,7 +18,7 @@
 // SQLite builds an ephemeral table for an IN list of more than two values
 // each time a statement checks it, i.e. on every insert or update of the
 // row, which cost about a third of the broker's instructions per task
-// (issue 9).  Version 4 rewrote the IN lists of older files into these.
+// (issue 9).  Version 5 rewrote the IN lists of older files into these.
 #define S_PLAN_CHECK                                                         \
     "CHECK (state = 'running' OR state = 'succeeded' OR state = 'failed'"    \
     " OR state = 'cancelled')"
@@ -32,7 +32,7 @@
     " OR outcome = 'failed' OR outcome = 'expired' OR outcome = 'released'"  \
     " OR outcome = 'cancelled')"
 
-// Version 4.  Task and plan states are stored as their lowercase names so
+// Version 5.  Task and plan states are stored as their lowercase names so
 // the file reads well in the sqlite3 shell.  meta.value has no declared type
 // (BLOB affinity) so a hex id that looks like a number stays text.  Columns
 // a migration added come last in their table, where ALTER TABLE puts them,
@@ -71,6 +71,12 @@ const char ledger__schema[] =
     "  last_error TEXT,"
     "  last_drone TEXT,"
     "  lost_leases INTEGER NOT NULL DEFAULT 0,"
+    // When it last became ready (or, a gate, began awaiting approval);
+    // NULL while it never has.
+    "  ready_ms INTEGER,"
+    // Attempts a budget allows (retries + 1); NULL for a gate and for a
+    // task stored before version 4.
+    "  attempt_budget INTEGER,"
     "  PRIMARY KEY (plan_id, tid),"
     // Invariant 1, the part a row can check.
     "  CHECK ((state = 'leased') = (lease_token IS NOT NULL"
@@ -158,6 +164,20 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
           "ALTER TABLE drones ADD COLUMN secret_hash TEXT;",
     [2] = "ALTER TABLE attempts ADD COLUMN prompt_tokens INTEGER;"
           "ALTER TABLE attempts ADD COLUMN completion_tokens INTEGER;",
+    // An upgraded task became ready when its last event says so; one that
+    // never moved there was ready from the start if it needs nothing (the
+    // plan's creation, which wrote no task event).  One pass over events.
+    [3] = "ALTER TABLE tasks ADD COLUMN ready_ms INTEGER;"
+          "ALTER TABLE tasks ADD COLUMN attempt_budget INTEGER;"
+          "UPDATE tasks SET ready_ms = r.at FROM (SELECT plan_id, tid,"
+          " max(at_ms) AS at FROM events WHERE tid IS NOT NULL AND"
+          " to_state IN ('ready', 'awaiting_approval')"
+          " GROUP BY plan_id, tid) AS r"
+          " WHERE r.plan_id = tasks.plan_id AND r.tid = tasks.tid;"
+          "UPDATE tasks SET ready_ms = (SELECT created_ms FROM plans"
+          " WHERE id = tasks.plan_id) WHERE ready_ms IS NULL"
+          " AND state <> 'waiting' AND NOT EXISTS (SELECT 1 FROM edges e"
+          " WHERE e.plan_id = tasks.plan_id AND e.tid = tasks.tid);",
     // The CHECK constraints' IN lists become chains of ORs (S_*_CHECK
     // above): the same rule, with no ephemeral table per statement.
     // Only the schema text changes, so it is rewritten in place (SQLite's
@@ -168,7 +188,7 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
     // and an insert at a place keyed by the state), and the one query
     // that could use it, a plan's counts by state for status, reads the
     // plan's rows through the primary key just as well.
-    [3] = "DROP INDEX tasks_state;"
+    [4] = "DROP INDEX tasks_state;"
           "PRAGMA writable_schema = ON;"
           "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state IN"
           "    (''running'', ''succeeded'', ''failed'', ''cancelled''))',"
@@ -205,17 +225,21 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " from_state, to_state, token, detail) VALUES (?1,"
         " nullif(?2, 0), ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), ?9)",
     [LEDGER__Q_TASK_MOVE] =
-        "UPDATE tasks SET state = ?4"
+        "UPDATE tasks SET state = ?4, ready_ms = iif(?4 IN ('ready',"
+        " 'awaiting_approval'), ?5, ready_ms)"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
     [LEDGER__Q_TASK_RESET] =
         "UPDATE tasks SET state = ?4, attempts_used = 0,"
-        " not_before_ms = 0, lost_leases = 0"
+        " not_before_ms = 0, lost_leases = 0, ready_ms = iif(?4 IN"
+        " ('ready', 'awaiting_approval'), ?5, ready_ms)"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
     // An amendment's new definition of a task that never ran (or ran and
     // failed, ready again): a fresh attempt budget like a retry.
     [LEDGER__Q_TASK_REDEFINE] =
         "UPDATE tasks SET state = ?4, kind = ?5, attempts_used = 0,"
-        " not_before_ms = 0, lost_leases = 0"
+        " not_before_ms = 0, lost_leases = 0, ready_ms = iif(?4 IN"
+        " ('ready', 'awaiting_approval'), ?6, ready_ms),"
+        " attempt_budget = nullif(?7, 0)"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = ?3",
     [LEDGER__Q_EDGES_DELETE] =
         "DELETE FROM edges WHERE plan_id = ?1 AND tid = ?2",
@@ -257,7 +281,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " last_exit_code = iif(?7, ?8, last_exit_code),"
         " last_error = iif(?7, ?9, last_error),"
         " last_drone = iif(?7, lease_holder, last_drone),"
-        " lost_leases = lost_leases + ?10"
+        " lost_leases = lost_leases + ?10,"
+        " ready_ms = iif(?5 = 'ready', ?11, ready_ms)"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'leased'"
         " AND lease_token = ?3"
         " AND (?4 IS NULL OR lease_instance = ?4)",
@@ -285,8 +310,9 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " created_ms, workplan_json, workplan_hash)"
         " VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)",
     [LEDGER__Q_TASK_INSERT] =
-        "INSERT INTO tasks (plan_id, tid, seq, kind, state)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO tasks (plan_id, tid, seq, kind, state, ready_ms,"
+        " attempt_budget) VALUES (?1, ?2, ?3, ?4, ?5, iif(?5 IN ('ready',"
+        " 'awaiting_approval'), ?6, NULL), nullif(?7, 0))",
     [LEDGER__Q_EDGE_INSERT] =
         "INSERT INTO edges (plan_id, tid, ord, need)"
         " VALUES (?1, ?2, ?3, ?4)",
@@ -327,15 +353,21 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " GROUP BY state",
     [LEDGER__Q_TASK_COUNT] = "SELECT count(*) FROM tasks WHERE plan_id = ?1",
     [LEDGER__Q_TASKS] =
-        "SELECT tid, state, kind, attempts_used,"
-        " coalesce(lease_holder, last_drone), last_exit_code,"
-        " last_error,"
+        "SELECT tasks.tid, tasks.state, tasks.kind, tasks.attempts_used,"
+        " coalesce(tasks.lease_holder, tasks.last_drone),"
+        " tasks.last_exit_code, tasks.last_error,"
         " (SELECT coalesce(sum(prompt_tokens), 0) FROM attempts a"
         " WHERE a.plan_id = tasks.plan_id AND a.tid = tasks.tid),"
         " (SELECT coalesce(sum(completion_tokens), 0) FROM attempts a"
-        " WHERE a.plan_id = tasks.plan_id AND a.tid = tasks.tid)"
-        " FROM tasks WHERE plan_id = ?1 AND seq >= ?2"
-        " ORDER BY seq LIMIT ?3",
+        " WHERE a.plan_id = tasks.plan_id AND a.tid = tasks.tid),"
+        // The latest attempt (every lease is one, by number n): the times
+        // status shows, and the number a retry does not reset.
+        " tasks.ready_ms, l.n, l.started_ms, l.ended_ms, tasks.attempt_budget"
+        " FROM tasks LEFT JOIN attempts l ON l.plan_id = tasks.plan_id"
+        " AND l.tid = tasks.tid AND l.n = (SELECT max(n) FROM attempts m"
+        " WHERE m.plan_id = tasks.plan_id AND m.tid = tasks.tid)"
+        " WHERE tasks.plan_id = ?1 AND tasks.seq >= ?2"
+        " ORDER BY tasks.seq LIMIT ?3",
     [LEDGER__Q_NEEDS] =
         "SELECT t.seq, e.need FROM edges e JOIN tasks t"
         " ON t.plan_id = e.plan_id AND t.tid = e.tid"
@@ -373,6 +405,8 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_ATTEMPTS_USED] =
         "SELECT attempts_used FROM tasks"
         " WHERE plan_id = ?1 AND tid = ?2",
+    [LEDGER__Q_TASK_STATE] =
+        "SELECT state FROM tasks WHERE plan_id = ?1 AND tid = ?2",
     [LEDGER__Q_LOST_LEASES] =
         "SELECT lost_leases FROM tasks"
         " WHERE plan_id = ?1 AND tid = ?2",

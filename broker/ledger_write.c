@@ -75,20 +75,38 @@ s_plan_insert(ledger_t *self, const workplan_t *wp, const char *json,
     return LEDGER_OK;
 }
 
+// Attempts a task's budget allows (retries + 1); 0 for a gate: none.
+static int64_t
+s_budget(const wp_task_t *t)
+{
+    return t->kind == WP_KIND_GATE ? 0 : t->retries + 1;
+}
+
+// Binds one task row of LEDGER__Q_TASK_INSERT: ready since now when it
+// starts ready (or awaiting approval), its attempt budget.
+static void
+s_bind_task(sqlite3_stmt *st, int64_t plan, const wp_task_t *t, size_t seq,
+            proto_task_state_t state, int64_t now_ms)
+{
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, t->id);
+    ledger__bind_int(st, 3, (int64_t) seq);
+    ledger__bind_text(st, 4, workplan_kind_name(t->kind));
+    ledger__bind_text(st, 5, proto_task_state_name(state));
+    ledger__bind_int(st, 6, now_ms);
+    ledger__bind_int(st, 7, s_budget(t));
+}
+
 // One reused statement per table: a 100k-task plan is 100k steps, not
 // 100k compilations.
 static ledger_rc_t
 s_tasks_insert(ledger_t *self, int64_t plan, const workplan_t *wp,
-               const proto_task_state_t *initial)
+               const proto_task_state_t *initial, int64_t now_ms)
 {
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_INSERT);
-    ledger__bind_int(st, 1, plan);
     for (size_t i = 0; i < wp->n_tasks; i++) {
         assert(initial[i] != PROTO_TASK_LEASED);
-        ledger__bind_text(st, 2, wp->tasks[i].id);
-        ledger__bind_int(st, 3, (int64_t) i);
-        ledger__bind_text(st, 4, workplan_kind_name(wp->tasks[i].kind));
-        ledger__bind_text(st, 5, proto_task_state_name(initial[i]));
+        s_bind_task(st, plan, &wp->tasks[i], i, initial[i], now_ms);
         if (ledger__write(self, st, "create plan: task") != LEDGER_OK) {
             return LEDGER_ERROR;
         }
@@ -155,7 +173,7 @@ ledger_plan_create(ledger_t *self, const workplan_t *wp, const char *json,
     snprintf(detail, sizeof detail, "%zu tasks", wp->n_tasks);
     if (s_plan_insert(self, wp, json, hash, submitter, now_ms, &id)
             != LEDGER_OK
-        || s_tasks_insert(self, id, wp, initial) != LEDGER_OK
+        || s_tasks_insert(self, id, wp, initial, now_ms) != LEDGER_OK
         || s_edges_insert(self, id, wp) != LEDGER_OK
         || (idem_key && s_idem_insert(self, submitter, idem_key, id, hash)
                             != LEDGER_OK)) {
@@ -225,6 +243,7 @@ s_task_cas(ledger_t *self, ledger__query_t q, int64_t plan, const char *task,
     ledger__bind_text(st, 2, task);
     ledger__bind_text(st, 3, proto_task_state_name(from));
     ledger__bind_text(st, 4, proto_task_state_name(to));
+    ledger__bind_int(st, 5, now_ms);
     ledger_rc_t rc = ledger__write(self, st, "move task");
     if (rc != LEDGER_OK) {
         return rc;
@@ -259,11 +278,7 @@ s_task_insert(ledger_t *self, int64_t plan, const wp_task_t *task,
               int64_t now_ms)
 {
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_TASK_INSERT);
-    ledger__bind_int(st, 1, plan);
-    ledger__bind_text(st, 2, task->id);
-    ledger__bind_int(st, 3, (int64_t) seq);
-    ledger__bind_text(st, 4, workplan_kind_name(task->kind));
-    ledger__bind_text(st, 5, proto_task_state_name(state));
+    s_bind_task(st, plan, task, seq, state, now_ms);
     if (ledger__write(self, st, "add task") != LEDGER_OK) {
         return LEDGER_ERROR;
     }
@@ -314,6 +329,8 @@ ledger_task_redefine(ledger_t *self, int64_t plan, const wp_task_t *task,
     ledger__bind_text(st, 3, proto_task_state_name(from));
     ledger__bind_text(st, 4, proto_task_state_name(to));
     ledger__bind_text(st, 5, workplan_kind_name(task->kind));
+    ledger__bind_int(st, 6, now_ms);
+    ledger__bind_int(st, 7, s_budget(task));
     ledger_rc_t rc = ledger__write(self, st, "replace task");
     if (rc != LEDGER_OK) {
         return rc;
@@ -477,7 +494,7 @@ s_uses_budget(ledger_attempt_outcome_t o)
 static ledger_rc_t
 s_finish_cas(ledger_t *self, int64_t plan, const char *task, uint64_t token,
              const char *instance, const ledger_attempt_end_t *end,
-             proto_task_state_t to, int64_t not_before_ms)
+             proto_task_state_t to, int64_t not_before_ms, int64_t now_ms)
 {
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_FINISH);
     ledger__bind_int(st, 1, plan);
@@ -492,6 +509,7 @@ s_finish_cas(ledger_t *self, int64_t plan, const char *task, uint64_t token,
     }
     ledger__bind_sentence(st, 9, end->error);
     ledger__bind_int(st, 10, end->lost);
+    ledger__bind_int(st, 11, now_ms);
     return ledger__write(self, st, "finish");
 }
 
@@ -575,7 +593,7 @@ ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
         return LEDGER_ERROR;
     }
     ledger_rc_t rc = s_finish_cas(self, plan, task, token, instance, end, to,
-                                  not_before_ms);
+                                  not_before_ms, now_ms);
     if (rc != LEDGER_OK) {
         return rc;
     }

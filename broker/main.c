@@ -1,4 +1,5 @@
 // waggle-broker: entry point — configuration, signals, READY.
+#include "broker/backup.h"
 #include "broker/broker.h"
 #include "broker/limits.h"
 
@@ -99,13 +100,16 @@ static void
 s_usage(FILE *out)
 {
     fprintf(out,
-            "usage: waggle-broker [OPTIONS]\n\n"
+            "usage: waggle-broker [OPTIONS]\n"
+            "       waggle-broker [--db FILE] backup [--json] OUT\n\n"
             "The one process that writes the Waggle ledger: it schedules "
             "workplans onto\ndrones, keeps their leases, and answers the "
             "architect.  Prints\n'READY <endpoint>' on stdout once it "
             "accepts connections.\nSIGHUP reloads the allow lists in "
             "DIR/broker/allow (no restart) and cuts off\nthe sessions of "
-            "revoked keys.\n\noptions (flag > environment > "
+            "revoked keys.\n'backup OUT' copies the ledger "
+            "consistently while the broker runs\n(see 'waggle-broker backup "
+            "--help').\n\noptions (flag > environment > "
             "default):\n");
     cfg_usage(out, s_opts);
     fprintf(out, "  --version                    print the version and "
@@ -210,6 +214,11 @@ main(int argc, char **argv)
     int next = 0;
     int rc = cfg_main(&s_prog, &cfg, argc, argv, &next);
     if (rc != CFG_RUN) {
+        return rc;
+    }
+    if (next < argc && strcmp(argv[next], "backup") == 0) {
+        rc = backup_main(cfg.db, argc, argv, next);
+        cfg_release(s_opts, &cfg);
         return rc;
     }
     if (next < argc) {

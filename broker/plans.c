@@ -97,6 +97,7 @@ plans_finish(broker_t *b, const sched_lease_t *lease,
     }
     int64_t plan = lease->plan;
     size_t idx = lease->idx;
+    tails_drop(b, lease->token);
     sched_lease_remove(b->sched, lease->token);
     sched_set(b->sched, plan, idx, to, nb);
     log_info(LOG, "plan %lld task '%s': %s", (long long) plan, task,
@@ -131,6 +132,7 @@ s_cancel_leased(broker_t *b, const sched_move_t *m, const char *actor)
     if (d) {
         drones_stop(b, &d->rid, m->plan, task, l->token, "cancelled", true);
     }
+    tails_drop(b, l->token);
     sched_lease_remove(b->sched, l->token);
     return LEDGER_OK;
 }

@@ -1,7 +1,7 @@
 // requests: console requests from the architect (submitter and operator
 // keys): PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, and the operator's
 // APPROVE and REJECT of a gate (gates.c); BUDGET is answered in budget.c,
-// AMEND in amends.c.
+// AMEND in amends.c, EXPLAIN in explain.c.
 //
 // Replies that report a change wait for the turn's commit (depends); pure
 // reads go out with the turn too, after whatever the turn changed.
@@ -10,12 +10,10 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-#include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define LOG "broker.requests"
 
@@ -275,77 +273,27 @@ s_fill_unloaded(proto_status_ok_t *st, const char *why)
     }
 }
 
-// "model NAME: N requests per minute reached; next at HH:MM:SS" (UTC)
-// when ready task idx waits for its model's --model-rpm window; else NULL.
-static char *
-s_rpm_reason(broker_t *b, int64_t plan, size_t idx)
-{
-    int64_t max, open_ms;
-    if (!drones_rate_full(b, plan, idx, &max, &open_ms)) {
-        return NULL;
-    }
-    const char *model = sched_workplan(b->sched, plan)->tasks[idx].model;
-    time_t at = (time_t) ((b->now_wall + open_ms - b->now_mono + 999) / 1000);
-    struct tm tm;
-    char when[16] = "?";
-    if (gmtime_r(&at, &tm)) {
-        strftime(when, sizeof when, "%H:%M:%S", &tm);
-    }
-    int64_t window = rate_window_ms(b->rate);
-    char per[48] = "minute";
-    if (window != BROKER_RPM_WINDOW_MS) {
-        snprintf(per, sizeof per, "%" PRId64 " ms", window);
-    }
-    return xasprintf("model %s: %" PRId64 " requests per %s reached; next at "
-                     "%s UTC", model ? model : "(the drone's default)", max,
-                     per, when);
-}
-
-// A ready prompt task with nothing else in its way that waits for its
-// plan's token budget or its model's limit (--model-limit) says so.
+// How long the latest attempt ran (so far, while it runs: on the broker's
+// clock, so a console's own clock does not matter).
 static void
-s_limit_reason(broker_t *b, drones_used_t *used_cache, int64_t plan,
-               size_t idx, proto_task_info_t *t)
+s_fill_duration(broker_t *b, proto_task_info_t *t)
 {
-    size_t n = 0;
-    int64_t max;
-    int64_t used, budget;
-    if (t->waiting_reason || t->state != PROTO_TASK_READY) {
+    if (t->started_ms <= 0) {
         return;
     }
-    if (drones_budget_spent(b, used_cache, plan, idx, &used, &budget)) {
-        t->waiting_reason = xasprintf("token budget spent: used %" PRId64
-                                      " of %" PRId64, used, budget);
-    } else if ((max = drones_model_full(b, plan, idx, &n)) >= 0) {
-        t->waiting_reason = xasprintf("model limit reached (%zu in flight)",
-                                      n);
-    } else {
-        t->waiting_reason = s_rpm_reason(b, plan, idx);
-    }
+    int64_t end = t->ended_ms > 0 ? t->ended_ms : b->now_wall;
+    t->duration_ms = end > t->started_ms ? end - t->started_ms : 0;
 }
 
-// A gate awaiting approval: its question, who may answer, and when it
-// times out.
-static char *
-s_gate_reason(broker_t *b, int64_t plan, const workplan_t *wp, size_t idx)
-{
-    int64_t deadline = sched_not_before(b->sched, plan, idx);
-    char until[64] = "";
-    if (deadline > 0) {
-        int64_t left_s = (deadline - b->now_wall + 999) / 1000;
-        snprintf(until, sizeof until, "; rejected in %lld s unless answered",
-                 (long long) (left_s > 0 ? left_s : 0));
-    }
-    return xasprintf("waits for a person (an operator: approve or reject): "
-                     "%s%s", wp->tasks[idx].gate, until);
-}
-
-// Why each ready or waiting task of the page waits; the page starts at
-// workplan index first.
+// Why each ready, waiting or awaiting task of the page waits (explain.c's
+// reason), and its durations; the page starts at workplan index first.
 static void
 s_fill_reasons(broker_t *b, int64_t plan, size_t first,
                proto_status_ok_t *st)
 {
+    for (size_t i = 0; i < st->n_tasks; i++) {
+        s_fill_duration(b, &st->tasks[i]);
+    }
     const workplan_t *wp = sched_workplan(b->sched, plan);
     if (!wp) {
         const char *unloaded = plans_unloaded(b, plan);
@@ -354,31 +302,27 @@ s_fill_reasons(broker_t *b, int64_t plan, size_t first,
         }
         return;
     }
-    const char *const *const *tags;
-    const size_t *n_tags;
-    size_t n;
-    drones_tag_table(b, &tags, &n_tags, &n);
-    drones_used_t used_cache = {0};
+    explain_ctx_t *c = explain_ctx_new(b);
     for (size_t i = 0; i < st->n_tasks; i++) {
         proto_task_info_t *t = &st->tasks[i];
+        if (t->state != PROTO_TASK_READY && t->state != PROTO_TASK_WAITING &&
+            t->state != PROTO_TASK_AWAITING_APPROVAL) {
+            continue;
+        }
         // Status lists tasks in workplan order: first + i is almost always
         // it.
         size_t k = first + i;
         long idx = k < wp->n_tasks && strcmp(wp->tasks[k].id, t->id) == 0
                        ? (long) k
                        : workplan_find(wp, t->id);
-        if (idx >= 0 && t->state == PROTO_TASK_AWAITING_APPROVAL) {
-            t->waiting_reason = s_gate_reason(b, plan, wp, (size_t) idx);
-        } else if (idx >= 0 && (t->state == PROTO_TASK_READY ||
-                                t->state == PROTO_TASK_WAITING)) {
-            t->waiting_reason = sched_waiting_reason(
-                b->sched, plan, (size_t) idx, tags, n_tags, n, b->now_wall);
-            s_limit_reason(b, &used_cache, plan, (size_t) idx, t);
+        proto_explain_ok_t x = {0};
+        if (idx >= 0 && explain_task(b, c, plan, (size_t) idx, t, &x)) {
+            t->waiting_reason = x.reason;
+            x.reason = NULL;
         }
+        proto_explain_ok_release(&x);
     }
-    drones_used_release(&used_cache);
-    free((void *) tags);
-    free((void *) n_tags);
+    explain_ctx_destroy(&c);
 }
 
 // What d's leases run, as (plan, task) pairs.
@@ -707,12 +651,77 @@ s_gate_idx(broker_t *b, int64_t plan, const char *task)
     return idx >= 0 && wp->tasks[idx].kind == WP_KIND_GATE ? idx : -1;
 }
 
+// The task's state for OUTPUT with live: from memory for a loaded plan,
+// else from the ledger.  Answers NOT_FOUND (or INTERNAL) and returns false
+// when there is no such task.
+static bool
+s_live_state(broker_t *b, router_in_t *in, proto_task_state_t *state)
+{
+    const proto_output_t *o = &in->msg->u.output;
+    const workplan_t *wp = sched_workplan(b->sched, o->plan);
+    long idx = wp ? workplan_find(wp, o->task) : -1;
+    if (idx >= 0) {
+        *state = sched_get(b->sched, o->plan, (size_t) idx);
+        return true;
+    }
+    ledger_plan_state_t ps;
+    if (!requests_plan_state(b, in, o->plan, &ps)) {
+        return false;
+    }
+    ledger_rc_t rc = ledger_task_state(b->ledger, o->plan, o->task, state);
+    if (rc == LEDGER_MISS) {
+        char *text = xasprintf("plan %lld has no task '%s'",
+                               (long long) o->plan, o->task);
+        requests_error(b, in, PROTO_E_NOT_FOUND, text);
+        free(text);
+    } else if (rc != LEDGER_OK) {
+        requests_internal(b, in);
+    }
+    return rc == LEDGER_OK;
+}
+
+// OUTPUT with live of a task not finished: its running attempt's latest
+// tail (empty while it is not leased, or nothing came yet).  Returns false
+// for a finished task, which is served as without live (plus its state).
+static bool
+s_output_live(broker_t *b, router_in_t *in, proto_msg_t *m)
+{
+    const proto_output_t *o = &in->msg->u.output;
+    proto_output_ok_t *out = &m->u.output_ok;
+    proto_task_state_t st;
+    if (!s_live_state(b, in, &st)) {
+        proto_msg_destroy(&m);
+        return true;
+    }
+    out->plan = o->plan;
+    out->task = xstrdup(o->task);
+    out->state = xstrdup(proto_task_state_name(st));
+    if (proto_task_state_is_terminal(st)) {
+        return false;
+    }
+    out->running = true;
+    long idx = workplan_find(sched_workplan(b->sched, o->plan), o->task);
+    const sched_lease_t *l =
+        idx >= 0 && st == PROTO_TASK_LEASED
+            ? sched_lease_of_task(b->sched, o->plan, (size_t) idx)
+            : NULL;
+    if (l) {
+        out->token = l->token;
+        tails_get(b, l->token, &out->total, &out->data);
+    }
+    requests_reply(b, in, &m, ledger_in_turn(b->ledger));
+    return true;
+}
+
 static void
 s_output(broker_t *b, router_in_t *in)
 {
     const proto_output_t *o = &in->msg->u.output;
     proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT_OK);
     proto_output_ok_t *out = &m->u.output_ok;
+    if (o->live && !o->want_stderr && s_output_live(b, in, m)) {
+        return;
+    }
     long gate = o->want_stderr ? -1 : s_gate_idx(b, o->plan, o->task);
     if (gate >= 0) {
         if (gates_text(b, o->plan, (size_t) gate, &out->data.data,
@@ -722,6 +731,7 @@ s_output(broker_t *b, router_in_t *in)
             return;
         }
         out->plan = o->plan;
+        free(out->task);
         out->task = xstrdup(o->task);
         requests_reply(b, in, &m, ledger_in_turn(b->ledger));
         return;
@@ -730,6 +740,9 @@ s_output(broker_t *b, router_in_t *in)
                                         o->attempt, o->want_stderr,
                                         &out->data.data, &out->data.len,
                                         &out->truncated, &out->attempt);
+    if (rc == LEDGER_MISS && out->state && !o->attempt) {
+        rc = LEDGER_OK;  // live: a finished task that never ran (cancelled)
+    }
     if (rc != LEDGER_OK) {
         proto_msg_destroy(&m);
         char *text = o->attempt
@@ -743,6 +756,7 @@ s_output(broker_t *b, router_in_t *in)
         return;
     }
     out->plan = o->plan;
+    free(out->task);
     out->task = xstrdup(o->task);
     // What this turn recorded (a RESULT before this request) is not durable
     // yet: the reply waits for the commit, as STATUS's does.
@@ -849,6 +863,9 @@ requests_on_message(broker_t *b, router_in_t *in)
         break;
     case PROTO_MSG_BUDGET:
         budget_on_request(b, in);
+        break;
+    case PROTO_MSG_EXPLAIN:
+        explain_request(b, in);
         break;
     default:
         requests_error(b, in, PROTO_E_UNKNOWN_COMMAND, "not a request");

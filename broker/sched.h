@@ -147,6 +147,36 @@ int sched_pick_if(sched_t *self, const char *const *tags, size_t n_tags,
                   int64_t *plan, size_t *idx);
 // The earliest backoff end (wall ms) after now_ms among ready tasks, or -1.
 int64_t sched_next_ready_ms(const sched_t *self, int64_t now_ms);
+// Why a ready or waiting task has not started yet, as data: the one source
+// of status's waiting_reason and of EXPLAIN (broker/explain.c).
+#define SCHED_WHY_NAMED 16       // needs or tags named at most
+typedef enum {
+    SCHED_WHY_NONE = 0,          // nothing here holds it: it should start soon
+    SCHED_WHY_NEEDS,             // waiting: needs[] have not succeeded
+    SCHED_WHY_BACKOFF,           // ready, in backoff until not_before_ms
+    SCHED_WHY_NO_DRONES,         // ready, no drone connected
+    SCHED_WHY_TAGS,              // ready, no connected drone covers requires
+} sched_why_code_t;
+
+typedef struct {
+    sched_why_code_t code;
+    size_t needs[SCHED_WHY_NAMED];   // NEEDS: unmet needs (workplan indices)
+    size_t n_needs;
+    size_t n_pending;                // NEEDS: unmet needs in all
+    const char *tags[SCHED_WHY_NAMED];  // TAGS: borrowed from the workplan
+    size_t n_tags;
+    bool all_of;                     // TAGS: each offered, never all by one
+    int64_t not_before_ms;           // BACKOFF: wall ms
+} sched_why_t;
+
+void sched_why(const sched_t *self, int64_t plan, size_t idx,
+               const char *const *const *drone_tags,
+               const size_t *n_drone_tags, size_t n_drones, int64_t now_ms,
+               sched_why_t *out);
+// why in one sentence (status's words, below); NULL for SCHED_WHY_NONE.
+// Caller frees.
+char *sched_why_text(const sched_t *self, int64_t plan, const sched_why_t *why,
+                     int64_t now_ms);
 // Why a ready or waiting task has not started yet, for status: "waiting for
 // 'build'", "in backoff for 3 s", "no connected drone offers 'gpu'"; NULL
 // when it should start soon.  drone_tags lists every connected drone's

@@ -370,39 +370,6 @@ sched_next_ready_ms(const sched_t *self, int64_t now_ms)
 
 // --- waiting reasons ----------------------------------------------------
 
-static char *
-s_append(char *s, const char *sep, const char *tag)
-{
-    char *next = xasprintf("%s%s'%s'", s, sep, tag);
-    free(s);
-    return next;
-}
-
-static char *
-s_reason_waiting(const sched__plan_t *p, size_t idx)
-{
-    const sched__task_t *t = &p->tasks[idx];
-    if (t->n_pending == 0) {
-        return NULL;
-    }
-    char *s = xstrdup("waiting for ");
-    size_t named = 0;
-    for (size_t k = p->need_off[idx]; k < p->need_off[idx + 1] && named < 3;
-         k++) {
-        size_t d = p->needs[k];
-        if (p->tasks[d].state != PROTO_TASK_SUCCEEDED) {
-            s = s_append(s, named++ ? ", " : "", p->wp->tasks[d].id);
-        }
-    }
-    if (t->n_pending > named) {
-        char *next = xasprintf("%s and %zu more", s,
-                               (size_t) t->n_pending - named);
-        free(s);
-        s = next;
-    }
-    return s;
-}
-
 static bool
 s_offered(const char *tag, const char *const *const *drone_tags,
           const size_t *n_drone_tags, size_t n_drones)
@@ -415,28 +382,117 @@ s_offered(const char *tag, const char *const *const *drone_tags,
     return false;
 }
 
-// NULL when some drone covers g's requires; else names the tags no drone
-// offers, or all of them when each is offered but never by one drone.
-static char *
-s_reason_tags(const sched__group_t *g, const char *const *const *drone_tags,
-              const size_t *n_drone_tags, size_t n_drones)
+// The needs of a waiting task that have not succeeded (the first few named).
+static void
+s_why_needs(const sched__plan_t *p, size_t idx, sched_why_t *out)
+{
+    out->n_pending = p->tasks[idx].n_pending;
+    for (size_t k = p->need_off[idx];
+         k < p->need_off[idx + 1] && out->n_needs < SCHED_WHY_NAMED; k++) {
+        size_t d = p->needs[k];
+        if (p->tasks[d].state != PROTO_TASK_SUCCEEDED) {
+            out->needs[out->n_needs++] = d;
+        }
+    }
+}
+
+// No code when some drone covers g's requires; else the tags no drone
+// offers, or all of them (all_of) when each is offered but never by one
+// drone.
+static void
+s_why_tags(const sched__group_t *g, const char *const *const *drone_tags,
+           const size_t *n_drone_tags, size_t n_drones, sched_why_t *out)
 {
     for (size_t i = 0; i < n_drones; i++) {
         if (s_covers(drone_tags[i], n_drone_tags[i], g)) {
-            return NULL;
+            return;
         }
     }
-    char *s = xstrdup("no connected drone offers ");
-    size_t named = 0;
-    for (size_t k = 0; k < g->n_req; k++) {
+    out->code = SCHED_WHY_TAGS;
+    for (size_t k = 0; k < g->n_req && out->n_tags < SCHED_WHY_NAMED; k++) {
         if (!s_offered(g->req[k], drone_tags, n_drone_tags, n_drones)) {
-            s = s_append(s, named++ ? ", " : "", g->req[k]);
+            out->tags[out->n_tags++] = g->req[k];
         }
     }
-    for (size_t k = 0; named == 0 && k < g->n_req; k++) {
-        s = s_append(s, k ? ", " : "all of ", g->req[k]);
+    out->all_of = out->n_tags == 0;
+    for (size_t k = 0; out->all_of && k < g->n_req && k < SCHED_WHY_NAMED;
+         k++) {
+        out->tags[out->n_tags++] = g->req[k];
     }
-    return s;
+}
+
+void
+sched_why(const sched_t *self, int64_t plan, size_t idx,
+          const char *const *const *drone_tags, const size_t *n_drone_tags,
+          size_t n_drones, int64_t now_ms, sched_why_t *out)
+{
+    assert(self && out && (n_drones == 0 || (drone_tags && n_drone_tags)));
+    memset(out, 0, sizeof *out);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    if (!p || idx >= p->wp->n_tasks) {
+        return;
+    }
+    const sched__task_t *t = &p->tasks[idx];
+    if (t->state == PROTO_TASK_WAITING && t->n_pending > 0) {
+        out->code = SCHED_WHY_NEEDS;
+        s_why_needs(p, idx, out);
+    } else if (t->state != PROTO_TASK_READY) {
+        return;
+    } else if (t->not_before_ms > now_ms) {
+        out->code = SCHED_WHY_BACKOFF;
+        out->not_before_ms = t->not_before_ms;
+    } else if (n_drones == 0) {
+        out->code = SCHED_WHY_NO_DRONES;
+    } else {
+        s_why_tags(&p->groups[t->group], drone_tags, n_drone_tags, n_drones,
+                   out);
+    }
+}
+
+static char *
+s_append(char *s, const char *sep, const char *tag)
+{
+    char *next = xasprintf("%s%s'%s'", s, sep, tag);
+    free(s);
+    return next;
+}
+
+char *
+sched_why_text(const sched_t *self, int64_t plan, const sched_why_t *why,
+               int64_t now_ms)
+{
+    assert(self && why);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    char *s = NULL;
+    switch (why->code) {
+    case SCHED_WHY_NEEDS:
+        s = xstrdup("waiting for ");
+        for (size_t k = 0; p && k < why->n_needs && k < 3; k++) {
+            s = s_append(s, k ? ", " : "", p->wp->tasks[why->needs[k]].id);
+        }
+        if (why->n_pending > 3 && why->n_needs >= 3) {
+            char *next = xasprintf("%s and %zu more", s, why->n_pending - 3);
+            free(s);
+            s = next;
+        }
+        return s;
+    case SCHED_WHY_BACKOFF:
+        // Round up: "0 s" would read as no backoff at all.
+        return xasprintf("in backoff for %" PRId64 " s",
+                         (why->not_before_ms - now_ms + 999) / 1000);
+    case SCHED_WHY_NO_DRONES:
+        return xstrdup("no connected drones");
+    case SCHED_WHY_TAGS:
+        s = xstrdup("no connected drone offers ");
+        for (size_t k = 0; k < why->n_tags; k++) {
+            s = s_append(s, k ? ", " : why->all_of ? "all of " : "",
+                         why->tags[k]);
+        }
+        return s;
+    case SCHED_WHY_NONE:
+        break;
+    }
+    return NULL;
 }
 
 char *
@@ -445,26 +501,8 @@ sched_waiting_reason(const sched_t *self, int64_t plan, size_t idx,
                      const size_t *n_drone_tags, size_t n_drones,
                      int64_t now_ms)
 {
-    assert(self && (n_drones == 0 || (drone_tags && n_drone_tags)));
-    const sched__plan_t *p = sched__plan_find(self, plan);
-    if (!p || idx >= p->wp->n_tasks) {
-        return NULL;
-    }
-    const sched__task_t *t = &p->tasks[idx];
-    if (t->state == PROTO_TASK_WAITING) {
-        return s_reason_waiting(p, idx);
-    }
-    if (t->state != PROTO_TASK_READY) {
-        return NULL;
-    }
-    if (t->not_before_ms > now_ms) {
-        // Round up: "0 s" would read as no backoff at all.
-        return xasprintf("in backoff for %" PRId64 " s",
-                         (t->not_before_ms - now_ms + 999) / 1000);
-    }
-    if (n_drones == 0) {
-        return xstrdup("no connected drones");
-    }
-    return s_reason_tags(&p->groups[t->group], drone_tags, n_drone_tags,
-                         n_drones);
+    sched_why_t why;
+    sched_why(self, plan, idx, drone_tags, n_drone_tags, n_drones, now_ms,
+              &why);
+    return sched_why_text(self, plan, &why, now_ms);
 }

@@ -61,10 +61,16 @@ amend_may_cancel(const char *state)
                      strcmp(state, "ready") == 0);
 }
 
+// A dead task may be replaced too: a retry with a new definition, which is
+// what a replan after a failure most often needs; its attempts stay in the
+// ledger.  A rejected gate may not: a person's answer is not amended away
+// by a key that may be a model's.
 bool
 amend_may_replace(const char *state)
 {
-    return amend_may_cancel(state) || (state && strcmp(state, "blocked") == 0);
+    return amend_may_cancel(state) ||
+           (state && (strcmp(state, "blocked") == 0 ||
+                      strcmp(state, "dead") == 0));
 }
 
 // The plan task an amendment names at path, or -1 (and an error).
@@ -87,7 +93,9 @@ s_plan_task(s_merge_t *m, const char *path, const char *id, bool cancel)
     if (cancel ? !amend_may_cancel(st) : !amend_may_replace(st)) {
         s_err(m, path, "task '%s' is %s: only a task that has not started "
                        "(%s) can be %s", id, st ? st : "in an unknown state",
-              cancel ? "waiting or ready" : "waiting, ready or blocked",
+              cancel ? "waiting or ready" : "waiting, ready or blocked) or "
+                                            "is dead (a retry with a new "
+                                            "definition",
               cancel ? "cancelled" : "replaced");
         return -1;
     }

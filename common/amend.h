@@ -51,7 +51,8 @@ void amend_destroy(amend_t **self_p);
 char *amend_summary_json(const amend_t *a);
 
 // Whether a task in this state may be cancelled (waiting, ready) or
-// replaced (also blocked) by an amendment.
+// replaced (also blocked, and dead: a retry with a new definition) by an
+// amendment.
 bool amend_may_cancel(const char *state);
 bool amend_may_replace(const char *state);
 

@@ -107,14 +107,20 @@ s_random_dir(const char *base)
     return xasprintf("%s/%s", base, hex);
 }
 
+// The attempt's directory, and inputs/ in it only when there are inputs:
+// most tasks have none, and an empty directory per attempt would be made
+// and removed for nothing.
 static char *
-s_make_dirs(attempt_t *a, const attempt_opts_t *o)
+s_make_dirs(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
 {
     a->dir = s_random_dir(o->base);
-    a->input_dir = xasprintf("%s/inputs", a->dir);
-    const char *failed = s_mkdir_owned(a->dir, o) != 0         ? a->dir
-                         : s_mkdir_owned(a->input_dir, o) != 0 ? a->input_dir
-                                                               : NULL;
+    if (t->n_inputs > 0) {
+        a->input_dir = xasprintf("%s/inputs", a->dir);
+    }
+    const char *failed =
+        s_mkdir_owned(a->dir, o) != 0 ? a->dir
+        : a->input_dir && s_mkdir_owned(a->input_dir, o) != 0 ? a->input_dir
+                                                              : NULL;
     if (failed) {
         return xasprintf("cannot create '%s': %s", failed, strerror(errno));
     }
@@ -124,7 +130,7 @@ s_make_dirs(attempt_t *a, const attempt_opts_t *o)
 static char *
 s_write_inputs(attempt_t *a, const proto_task_t *t, const attempt_opts_t *o)
 {
-    char *why = s_make_dirs(a, o);
+    char *why = s_make_dirs(a, t, o);
     for (size_t i = 0; i < t->n_inputs && !why; i++) {
         const proto_input_t *in = &t->inputs[i];
         if (in->truncated) {
@@ -216,7 +222,9 @@ s_env_waggle(s_vec_t *env, const attempt_t *a, const proto_task_t *t)
     s_env_str(env, "WAGGLE_TASK_TOKEN", num);
     snprintf(num, sizeof num, "%u", t->attempt);
     s_env_str(env, "WAGGLE_ATTEMPT", num);
-    s_env_str(env, "WAGGLE_INPUT_DIR", a->input_dir);
+    if (a->input_dir) {
+        s_env_str(env, "WAGGLE_INPUT_DIR", a->input_dir);
+    }
     size_t left = ENV_INPUTS_BYTES;
     for (size_t i = 0; i < t->n_inputs; i++) {
         const proto_input_t *in = &t->inputs[i];

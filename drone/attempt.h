@@ -8,14 +8,15 @@
 // from anything it sees (not the token, not the drone's instance id), in a
 // base the drone made 0711 so nobody else can list it.  It is 0700 and, when
 // tasks run as another user, owned by that user; it is the task's HOME and
-// TMPDIR, and holds the inputs in DIR/inputs.
+// TMPDIR, and holds the inputs in DIR/inputs (made, and WAGGLE_INPUT_DIR
+// set, only when the task has inputs).
 //
 // The environment is an allow list, nothing else of the drone's: PATH (a
 // fixed safe default when the drone has none), LANG, LC_ALL, TZ and TERM if
 // the drone has them, the names passed with --pass-env, HOME and TMPDIR (the
 // directory), then the task's env (which overrides any of those), then the
 // protocol's WAGGLE_PLAN, WAGGLE_PLAN_NAME, WAGGLE_TASK, WAGGLE_TASK_TOKEN,
-// WAGGLE_ATTEMPT, WAGGLE_INPUT_DIR and one WAGGLE_INPUT_<ID> per input the
+// WAGGLE_ATTEMPT, WAGGLE_INPUT_DIR (when it has inputs) and one WAGGLE_INPUT_<ID> per input the
 // kernel can carry (no NUL, under 128 KiB - 128, and within 1 MiB for all
 // of them, in the TASK's order).  It never touches a socket and never
 // forks.
@@ -44,7 +45,8 @@ typedef struct {
     char **envp;        // NULL-terminated (owned)
     char *dir;          // BASE/<random>: HOME and TMPDIR (owned; the caller
                         // removes it with attempt_remove_dir and frees it)
-    char *input_dir;    // DIR/inputs, one file per input (owned)
+    char *input_dir;    // DIR/inputs, one file per input (owned); NULL
+                        // when the task has no inputs
 } attempt_t;
 
 // Prepares t under o->base.  Returns NULL, or a sentence saying why the

@@ -53,6 +53,8 @@ typedef struct {
     size_t result_len;
     int64_t sent_ms;           // last send of the RESULT (monotonic)
     int64_t started_wall;      // when it started (wall ms)
+    uint64_t tail_sent;        // stdout bytes it had written at the last
+                               // TAIL (sent only when this moves)
     char *dir;                 // the attempt's directory, removed when the
                                // attempt ends (owned)
 } lease_t;
@@ -81,6 +83,7 @@ struct drone {
     int64_t hello_sent_ms;
     int64_t last_heard_ms;     // last message from the broker
     int64_t next_hb_ms;
+    int64_t next_tail_ms;      // when running tasks' tails may go again
     int64_t heartbeat_ms;      // from WELCOME
     int64_t lease_ms;          // from WELCOME
     size_t max_output;         // from WELCOME
@@ -404,6 +407,36 @@ s_send_heartbeat(drone_t *d)
     s_send(d, &m, true);
 }
 
+// Every PROTO_TAIL_MS at most, each running task whose stdout grew sends
+// its last PROTO_TAIL_MAX bytes (TAIL), for `output --follow`.  Like a
+// heartbeat it is never queued: a tail that cannot go now is stale later.
+static void
+s_send_tails(drone_t *d, int64_t now)
+{
+    if (now < d->next_tail_ms) {
+        return;
+    }
+    d->next_tail_ms = now + PROTO_TAIL_MS;
+    uint8_t buf[PROTO_TAIL_MAX];
+    for (size_t i = 0; i < d->n_leases; i++) {
+        lease_t *l = &d->leases[i];
+        size_t len;
+        uint64_t total;
+        if (l->finished || l->stopping ||
+            !runner_peek(d->runner, l->token, buf, sizeof buf, &len,
+                         &total) ||
+            total == l->tail_sent) {
+            continue;
+        }
+        proto_msg_t *m = proto_msg_new(PROTO_MSG_TAIL);
+        m->u.tail.token = l->token;
+        m->u.tail.total = total;
+        proto_bytes_set(&m->u.tail.data, buf, len);
+        s_send(d, &m, true);
+        l->tail_sent = total;
+    }
+}
+
 static void
 s_send_result(drone_t *d, lease_t *l, int64_t now)
 {
@@ -660,6 +693,10 @@ s_on_welcome(drone_t *d, const proto_welcome_t *w, int64_t now)
     d->refusal_logged = false;
     d->reconnect_ms = RECONNECT_MIN_MS;
     d->next_hb_ms = now + d->heartbeat_ms;
+    // A restarted broker has no tails: send each running task's again.
+    for (size_t i = 0; i < d->n_leases; i++) {
+        d->leases[i].tail_sent = 0;
+    }
     s_resend_outbox(d, now, true);
 }
 
@@ -820,6 +857,9 @@ s_timers(drone_t *d, int64_t now)
         s_resend_outbox(d, now, false);
         d->next_hb_ms = now + d->heartbeat_ms;
     }
+    if (d->welcomed) {
+        s_send_tails(d, now);
+    }
 }
 
 static void
@@ -886,6 +926,9 @@ s_poll_timeout(drone_t *d, int64_t now)
     int64_t next = now + 100;
     if (d->welcomed && d->next_hb_ms < next) {
         next = d->next_hb_ms;
+    }
+    if (d->welcomed && d->n_leases > 0 && d->next_tail_ms < next) {
+        next = d->next_tail_ms;
     }
     int64_t r = runner_next_ms(d->runner);
     if (r >= 0 && r < next) {

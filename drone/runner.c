@@ -17,8 +17,17 @@
 // before the init exits.  An init SIGKILLed with its group reports nothing;
 // its own status (SIGKILL) then stands for the task's.
 //
-// argv[0] is searched in the drone's own PATH: glibc's execvpe reads the
-// caller's environ, not envp.  The task sees only envp.
+// argv[0] is looked up in the drone's own PATH, as glibc's execvpe would
+// (it reads the caller's environ, not envp), once per distinct name
+// (runner_path.c); the task sees only envp.
+//
+// Starting a child never waits for its exec.  A plain child shares the
+// drone's memory until it execs (clone with CLONE_VM | CLONE_VFORK, as
+// posix_spawn does), so no page tables are copied and the drone resumes as
+// soon as the exec has replaced it; an init is a real fork (it outlives
+// the start) and starts its task the same vfork way.  The start pipe is
+// then read by runner_step like the output pipes: EOF (plain: the exec
+// closed it) or RUNNING (init) means it runs; a report means it never ran.
 //
 // Never logs, never reads a clock.
 #include "drone/runner_int.h"
@@ -34,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -43,6 +53,10 @@ enum {
     S_DRAIN_MS = 1000,          // pipes kept open after the leader exits
     S_READ_BYTES = 65536,       // one read() of a pipe
     S_READS_PER_STEP = 16,      // per pipe and step, so one child can't hog
+    // The stack of a child that shares the drone's memory until it execs:
+    // execvpe puts PATH and, for a script without #!, argv (up to 65,536
+    // strings) on it.  Reserved, not committed (MAP_NORESERVE).
+    S_STACK_BYTES = 2 * 1024 * 1024,
 };
 
 // The last cap bytes of one output stream.
@@ -62,7 +76,11 @@ typedef struct {
     s_tail_t out;               // stdout
     s_tail_t err;               // stderr
     char *error;                // why it never ran, or NULL
+    int start_fd;               // start pipe until it exec'd or said why
+                                // not (non-blocking), then -1
     int report_fd;              // the init's report pipe, or -1
+    char *argv0;                // for the sentence when it never ran
+    char *cwd;                  // the same (NULL: none)
     int64_t start_ms;           // now_ms of runner_start
     int64_t deadline_ms;        // 0: none
     int64_t kill_ms;            // SIGKILL due, if kill_pending
@@ -80,6 +98,10 @@ struct runner {
     runner_mode_t mode;
     bool userns;                // RUNNER_PIDNS needs a user namespace too
     long open_max;              // close() loop bound without close_range
+    runner_paths_t *paths;      // argv[0] -> file, found in PATH once
+    sigset_t reset;             // signals not SIG_DFL at the first start
+    bool reset_saved;           // reset is filled
+    char *stack;                // S_STACK_BYTES for vfork-style children
     s_child_t **children;       // not yet finished
     size_t count;
     size_t alloc;
@@ -247,6 +269,15 @@ s_tail_take(s_tail_t *t, size_t *len, bool *truncated)
     return out;
 }
 
+// Copies the last n kept bytes, in order, into buf.
+static void
+s_tail_last(const s_tail_t *t, uint8_t *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = t->buf[(t->start + t->len - n + i) % t->size];
+    }
+}
+
 static void
 s_tail_release(s_tail_t *t)
 {
@@ -306,6 +337,7 @@ s_fds_open(s_fds_t *f, const runner_spec_t *spec)
     if (f->null_fd < 0 || pipe2(f->out, O_CLOEXEC) != 0
         || pipe2(f->err, O_CLOEXEC) != 0 || pipe2(f->exec, O_CLOEXEC) != 0
         || fcntl(f->out[0], F_SETFL, O_NONBLOCK) != 0
+        || fcntl(f->exec[0], F_SETFL, O_NONBLOCK) != 0
         || fcntl(f->err[0], F_SETFL, O_NONBLOCK) != 0 || s_fds_lift(f) != 0) {
         int e = errno;
         s_fds_close(f);
@@ -330,14 +362,22 @@ s_clone(runner_mode_t mode, bool userns)
     return (pid_t) syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
 }
 
+static int
+s_plain_main(void *arg)
+{
+    runner_child_main(arg);
+}
+
 static pid_t
 s_fork(const runner_launch_t *l)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = s_clone(l->mode, l->userns);
-    if (pid == 0) {
+    pid_t pid;
+    if (l->mode == RUNNER_PLAIN) {
+        pid = runner_vfork(s_plain_main, (void *) l, l->stack_top);
+    } else if ((pid = s_clone(l->mode, l->userns)) == 0) {
         runner_child_main(l);
     }
     int e = errno;
@@ -347,41 +387,55 @@ s_fork(const runner_launch_t *l)
 }
 
 static char *
-s_describe_failure(const runner_report_t *r, const runner_spec_t *spec)
+s_describe_failure(const runner_report_t *r, const s_child_t *c)
 {
     const char *why = strerror(r->err);
     switch (r->stage) {
     case RUNNER_STAGE_CWD:
-        return xasprintf("cannot enter '%s': %s", spec->cwd, why);
+        return xasprintf("cannot enter '%s': %s", c->cwd, why);
     case RUNNER_STAGE_EXEC:
-        return xasprintf("cannot run '%s': %s", spec->argv[0], why);
+        return xasprintf("cannot run '%s': %s", c->argv0, why);
     case RUNNER_STAGE_USER:
         return xasprintf("cannot switch to the task user for '%s': %s",
-                         spec->argv[0], why);
+                         c->argv0, why);
     case RUNNER_STAGE_LIMITS:
         return xasprintf("cannot set the resource limits of '%s': %s",
-                         spec->argv[0], why);
+                         c->argv0, why);
     default:
-        return xasprintf("cannot start '%s': %s", spec->argv[0], why);
+        return xasprintf("cannot start '%s': %s", c->argv0, why);
     }
 }
 
-// Blocks until the task has exec'd or said why it could not.  A plain
-// child just closes the pipe (EOF) at exec; an init says RUNNING and keeps
-// the pipe for the task's wait status, so c keeps it as report_fd.
+// Reads what the start pipe holds, never waiting: nothing yet (it is still
+// on its way to exec), EOF (a plain child exec'd), RUNNING (an init's task
+// exec'd; the pipe stays as report_fd for the task's status), or why it
+// never ran.  A stale-path notice comes first and is acted on.
 static void
-s_read_start(s_child_t *c, int *fd, const runner_spec_t *spec)
+s_read_start(runner_t *self, s_child_t *c)
 {
-    runner_report_t r;
-    ssize_t n;
-    do {
-        n = read(*fd, &r, sizeof r);
-    } while (n < 0 && errno == EINTR);
-    if (n == (ssize_t) sizeof r && r.stage == RUNNER_STAGE_RUNNING) {
-        c->report_fd = *fd;
-        *fd = -1;
-    } else if (n == (ssize_t) sizeof r) {
-        c->error = s_describe_failure(&r, spec);
+    for (;;) {
+        runner_report_t r;
+        ssize_t n = read(c->start_fd, &r, sizeof r);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
+        if (n == (ssize_t) sizeof r && r.stage == RUNNER_STAGE_STALE) {
+            runner_paths_forget(self->paths, c->argv0);
+            continue;
+        }
+        if (n == (ssize_t) sizeof r && r.stage == RUNNER_STAGE_RUNNING) {
+            c->report_fd = c->start_fd;
+            c->start_fd = -1;
+            return;
+        }
+        if (n == (ssize_t) sizeof r && !c->error) {
+            c->error = s_describe_failure(&r, c);
+        }
+        s_close(&c->start_fd);
+        return;
     }
 }
 
@@ -417,6 +471,9 @@ s_child_free(s_child_t *c)
     if (c->report_fd >= 0) {
         close(c->report_fd);
     }
+    s_close(&c->start_fd);
+    free(c->argv0);
+    free(c->cwd);
     free(c->error);
     free(c);
 }
@@ -478,7 +535,7 @@ s_enforce(const runner_t *self, s_child_t *c, int64_t now_ms)
 static bool
 s_is_done(const s_child_t *c, int64_t now_ms)
 {
-    if (!c->exited) {
+    if (!c->exited || c->start_fd >= 0) {
         return false;
     }
     return (c->out.fd < 0 && c->err.fd < 0)
@@ -602,6 +659,17 @@ runner_new(int64_t grace_ms)
     s_wake_init();
     runner_t *self = xcalloc(1, sizeof *self);
     self->grace_ms = grace_ms;
+    self->paths = runner_paths_new();
+    // An init, a forked copy of the drone, uses its own copy of it.
+    self->stack = mmap(NULL, S_STACK_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+                           | MAP_STACK, -1, 0);
+    if (self->stack == MAP_FAILED) {
+        // Like OOM: a drone without it cannot run anything.
+        fprintf(stderr, "waggle: cannot map a child stack: %s\n",
+                strerror(errno));
+        abort();
+    }
     self->open_max = sysconf(_SC_OPEN_MAX);
     if (self->open_max < 0) {
         self->open_max = 1024;
@@ -679,6 +747,8 @@ runner_destroy(runner_t **self_p)
         s_kill_all_orphans(self);
     }
     free(self->children);
+    runner_paths_destroy(&self->paths);
+    munmap(self->stack, S_STACK_BYTES);
     free(self);
     *self_p = NULL;
 }
@@ -693,9 +763,33 @@ s_child_new(uint64_t id, pid_t pid, const runner_spec_t *spec,
     c->start_ms = now_ms;
     c->deadline_ms = spec->deadline_ms;
     c->report_fd = -1;
+    c->start_fd = f->exec[0];
+    c->argv0 = xstrdup(spec->argv[0]);
+    c->cwd = spec->cwd ? xstrdup(spec->cwd) : NULL;
     s_tail_init(&c->out, f->out[0], spec->out_cap);
     s_tail_init(&c->err, f->err[0], spec->err_cap);
     return c;
+}
+
+// The signals a child must put back to SIG_DFL before it unblocks them and
+// execs: those the drone handles or ignores, read once, at the first start
+// (the drone installs its handlers before it runs anything), so a child
+// makes one call per such signal, not one per signal number.
+static void
+s_save_signals(runner_t *self)
+{
+    if (self->reset_saved) {
+        return;
+    }
+    sigemptyset(&self->reset);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0
+            && sa.sa_handler != SIG_DFL) {
+            sigaddset(&self->reset, sig);
+        }
+    }
+    self->reset_saved = true;
 }
 
 int
@@ -712,8 +806,12 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
         *err = xasprintf("cannot make pipes: %s", strerror(errno));
         return -1;
     }
+    s_save_signals(self);
     runner_launch_t l = {
-        .argv = spec->argv, .envp = spec->envp, .cwd = spec->cwd,
+        .argv = spec->argv, .envp = spec->envp,
+        .path = runner_paths_find(self->paths, spec->argv[0]),
+        .reset = &self->reset, .stack_top = self->stack + S_STACK_BYTES,
+        .cwd = spec->cwd,
         .user = spec->user, .limits = spec->limits, .mode = self->mode,
         .userns = self->userns, .uid = getuid(), .gid = getgid(),
         .open_max = self->open_max, .null_fd = f.null_fd, .out_w = f.out[1],
@@ -731,8 +829,7 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
     s_close(&f.err[1]);
     s_close(&f.exec[1]);
     s_child_t *c = s_child_new(id, pid, spec, &f, now_ms);
-    s_read_start(c, &f.exec[0], spec);
-    s_close(&f.exec[0]);
+    s_read_start(self, c);
     s_add(self, c);
     return 0;
 }
@@ -766,6 +863,20 @@ runner_count(const runner_t *self)
 }
 
 bool
+runner_peek(const runner_t *self, uint64_t id, uint8_t *buf, size_t max,
+            size_t *len, uint64_t *total)
+{
+    const s_child_t *c = s_find(self, id);
+    if (!c) {
+        return false;
+    }
+    *len = c->out.len < max ? c->out.len : max;
+    *total = c->out.total;
+    s_tail_last(&c->out, buf, *len);
+    return true;
+}
+
+bool
 runner_has(const runner_t *self, uint64_t id)
 {
     assert(self);
@@ -791,6 +902,7 @@ runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max)
     size_t n = 0;
     s_pollfd(fds, max, &n, s_wake_rfd);
     for (size_t i = 0; i < self->count; i++) {
+        s_pollfd(fds, max, &n, self->children[i]->start_fd);
         s_pollfd(fds, max, &n, self->children[i]->out.fd);
         s_pollfd(fds, max, &n, self->children[i]->err.fd);
     }
@@ -810,6 +922,9 @@ runner_step(runner_t *self, int64_t now_ms, runner_result_t **done)
         s_child_t *c = self->children[i];
         // Exit first: once it is seen, the pipes hold all the leader wrote.
         s_notice_exit(c, now_ms);
+        if (c->start_fd >= 0) {
+            s_read_start(self, c);
+        }
         s_tail_read(&c->out);
         s_tail_read(&c->err);
         s_enforce(self, c, now_ms);

@@ -11,7 +11,9 @@
 // Output is always drained; past the cap only the tail is kept and the
 // result says it was cut.  A deadline kills the whole group (SIGTERM, then
 // SIGKILL after a grace).  SIGCHLD is turned into a readable descriptor
-// (self-pipe) so the drone's poll loop wakes.
+// (self-pipe) so the drone's poll loop wakes.  Starting a child never
+// waits for its exec: whether it ran arrives on a pipe that runner_step
+// reads.
 //
 // Confinement (runner_set_mode): in RUNNER_PLAIN the child execs the task.
 // Otherwise the child is the task's init — a forked copy of the drone that
@@ -69,7 +71,9 @@ typedef struct {
 } runner_limits_t;
 
 typedef struct {
-    char *const *argv;          // argv[0] searched in PATH; NULL-terminated
+    char *const *argv;          // argv[0] found in the drone's PATH (once
+                                // per name, then remembered); NULL-
+                                // terminated
     char *const *envp;          // complete environment; NULL-terminated
     const char *cwd;            // NULL: inherit
     int64_t deadline_ms;        // monotonic; 0: none
@@ -114,9 +118,11 @@ bool runner_pidns_works(void);
 // Kills every child (SIGKILL to each group), reaps them, frees all.
 void runner_destroy(runner_t **self_p);
 
-// Starts a child for id.  Returns 0, or -1 if it could not even fork or
-// make pipes (then *err is a sentence, caller frees).  An exec failure is
-// not -1: it arrives later as a result with spawned = false.
+// Starts a child for id without waiting for it to exec.  Returns 0, or -1
+// if it could not even fork or make pipes (then *err is a sentence, caller
+// frees).  An exec failure is not -1: it arrives later as a result with
+// spawned = false.  The signal dispositions children put back to default
+// are read at the first start: install handlers before it.
 int runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
                  int64_t now_ms, char **err);
 // Kills id's process group (SIGTERM, then SIGKILL after the grace).  Its
@@ -126,8 +132,14 @@ void runner_kill(runner_t *self, uint64_t id, int64_t now_ms);
 void runner_kill_all(runner_t *self, int64_t now_ms);
 size_t runner_count(const runner_t *self);       // children not yet done
 bool runner_has(const runner_t *self, uint64_t id);
+// What id wrote to stdout so far: the last (at most max) bytes kept into
+// buf (*len of them) and the count of every byte it wrote (*total).  False
+// for an id not running.
+bool runner_peek(const runner_t *self, uint64_t id, uint8_t *buf,
+                 size_t max, size_t *len, uint64_t *total);
 
-// Descriptors to poll for reading (output pipes and the SIGCHLD pipe).
+// Descriptors to poll for reading (output pipes, the start pipes of
+// children not yet exec'd, and the SIGCHLD pipe).
 // Fills up to max entries of fds; returns how many there are.
 size_t runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max);
 // Reads what is readable, reaps, and enforces deadlines and kill graces.

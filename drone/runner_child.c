@@ -7,6 +7,12 @@
 //   plain:  drone -> task                    (RUNNER_PLAIN)
 //   init:   drone -> init -> task            (RUNNER_SUBREAPER, RUNNER_PIDNS)
 //
+// A child that becomes the task (the plain child; the init's task child)
+// shares its parent's memory until it execs (runner_vfork: clone with
+// CLONE_VM | CLONE_VFORK, the parent suspended meanwhile), so no page
+// tables are copied for it.  The init itself is a real fork: it outlives
+// the start.
+//
 // The init is the process group leader the drone signals; it blocks every
 // signal (so the drone's SIGTERM to the group reaches only the task's
 // processes), reaps whatever is re-parented to it, and when the task ends
@@ -18,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/mount.h>
@@ -44,17 +51,19 @@ s_fail(int fd, int stage)
     _exit(127);
 }
 
-// Every signal back to default (an ignored SIGPIPE would survive exec),
-// then unblocked: the parent blocked them all around fork so none of its
-// handlers could run in here.
+// The signals the drone handles or ignores back to default (an ignored
+// SIGPIPE would survive exec; a handler could run here once unblocked),
+// one call each for the set saved before the first start (runner.c), then
+// all unblocked at once: the parent blocked them around the fork so none
+// of its handlers could run in here.
 static void
-s_signals_default(void)
+s_signals_default(const sigset_t *reset)
 {
     struct sigaction dfl = {0};
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     for (int sig = 1; sig < NSIG; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) {
+        if (sigismember(reset, sig) == 1) {
             sigaction(sig, &dfl, NULL);
         }
     }
@@ -141,13 +150,29 @@ s_limits(const runner_limits_t *lim)
                : 0;
 }
 
+// Execs the path runner.c found argv[0] at; when that fails, the search
+// execvpe does (so a script without #!, or a PATH entry this user may not
+// enter, behaves as it always did).  A path that is gone is reported, so
+// the drone looks again next time.  Returns only when both failed.
+static void
+s_exec(const runner_launch_t *l)
+{
+    if (l->path) {
+        execve(l->path, l->argv, l->envp);
+        if (errno == ENOENT || errno == ENOTDIR) {
+            s_report(S_REPORT_FD, RUNNER_STAGE_STALE, errno);
+        }
+    }
+    execvpe(l->argv[0], l->argv, l->envp);
+}
+
 // The task itself, from its stdio being in place to exec.  report is a
 // close-on-exec descriptor >= 3.
 static _Noreturn void
 s_task(const runner_launch_t *l, int report)
 {
     s_close_above(report, l->open_max);
-    s_signals_default();
+    s_signals_default(l->reset);
     if (l->user && s_become(l->user) != 0) {
         s_fail(S_REPORT_FD, RUNNER_STAGE_USER);
     }
@@ -158,7 +183,7 @@ s_task(const runner_launch_t *l, int report)
     if (l->cwd && chdir(l->cwd) != 0) {
         s_fail(S_REPORT_FD, RUNNER_STAGE_CWD);
     }
-    execvpe(l->argv[0], l->argv, l->envp);
+    s_exec(l);
     s_fail(S_REPORT_FD, RUNNER_STAGE_EXEC);
 }
 
@@ -260,21 +285,47 @@ s_wait_task(pid_t task)
     }
 }
 
-// Relays the task's pre-exec failure, or says it runs.
+// Relays the task's pre-exec failure, or says it runs; a stale-path
+// notice goes on ahead of either.
 static void
 s_relay_start(int from, int to)
 {
     runner_report_t r;
-    ssize_t n;
-    do {
-        n = read(from, &r, sizeof r);
-    } while (n < 0 && errno == EINTR);
-    if (n == (ssize_t) sizeof r) {
+    for (;;) {
+        ssize_t n;
+        do {
+            n = read(from, &r, sizeof r);
+        } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t) sizeof r) {
+            s_report(to, RUNNER_STAGE_RUNNING, 0);
+            break;
+        }
         s_report(to, r.stage, r.err);
-    } else {
-        s_report(to, RUNNER_STAGE_RUNNING, 0);
+        if (r.stage != RUNNER_STAGE_STALE) {
+            break;
+        }
     }
     close(from);
+}
+
+// What the init's task child starts from (on the init's stack, which the
+// child shares until it execs).
+typedef struct {
+    const runner_launch_t *l;
+    pid_t init;
+    int pipe[2];
+} s_task_arg_t;
+
+static int
+s_task_main(void *arg)
+{
+    const s_task_arg_t *t = arg;
+    // Dies with its init, which dies with the drone.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != t->init) {
+        _exit(127);
+    }
+    close(t->pipe[0]);
+    s_task(t->l, t->pipe[1]);
 }
 
 static _Noreturn void
@@ -283,35 +334,54 @@ s_init(const runner_launch_t *l)
     int setup = l->mode == RUNNER_PIDNS
                     ? runner_child_namespace(l->userns, l->uid, l->gid)
                     : prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    int p[2];
-    if (setup != 0 || pipe2(p, O_CLOEXEC) != 0) {
+    s_task_arg_t t = {.l = l, .init = getpid()};
+    if (setup != 0 || pipe2(t.pipe, O_CLOEXEC) != 0) {
         s_fail(S_REPORT_FD, RUNNER_STAGE_SETUP);
     }
-    pid_t self = getpid();
-    pid_t task = _Fork();
+    // Back here once the task has exec'd or given up: its page tables are
+    // never copied from this copy of the drone.
+    pid_t task = runner_vfork(s_task_main, &t, l->stack_top);
     if (task < 0) {
         s_fail(S_REPORT_FD, RUNNER_STAGE_SETUP);
     }
-    if (task == 0) {
-        // Dies with its init, which dies with the drone.
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != self) {
-            _exit(127);
-        }
-        close(p[0]);
-        s_task(l, p[1]);
-    }
-    close(p[1]);
+    close(t.pipe[1]);
     // Only the task's tree may hold the output pipes, so they reach EOF.
     close(0);
     close(1);
     close(2);
-    s_relay_start(p[0], S_REPORT_FD);
+    s_relay_start(t.pipe[0], S_REPORT_FD);
     int status = s_wait_task(task);
     if (l->mode == RUNNER_SUBREAPER) {
         s_kill_descendants();
     }
     s_report(S_REPORT_FD, RUNNER_STAGE_STATUS, status);
     _exit(0);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define S_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define S_ASAN 1
+#endif
+#endif
+
+pid_t
+runner_vfork(int (*fn)(void *), void *arg, char *stack_top)
+{
+#ifdef S_ASAN
+    // AddressSanitizer cannot follow a child onto another stack (its
+    // no-return hook unpoisons the one it believes in): a sanitized build
+    // forks instead, which behaves the same, only slower.
+    (void) stack_top;
+    pid_t pid = fork();
+    if (pid == 0) {
+        _exit(fn(arg));
+    }
+    return pid;
+#else
+    return clone(fn, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+#endif
 }
 
 _Noreturn void

@@ -6,6 +6,7 @@
 
 #include "drone/runner.h"
 
+#include <signal.h>
 #include <sys/types.h>
 
 // What travels on the report pipe, child -> drone: why a child gave up
@@ -16,9 +17,12 @@ enum {
     RUNNER_STAGE_CWD,           // chdir
     RUNNER_STAGE_USER,          // setgroups/setgid/setuid
     RUNNER_STAGE_LIMITS,        // setrlimit
-    RUNNER_STAGE_EXEC,          // execvpe
+    RUNNER_STAGE_EXEC,          // execve / execvpe
     RUNNER_STAGE_RUNNING,       // init: the task exec'd (err unused)
     RUNNER_STAGE_STATUS,        // init: the task ended; err = wait status
+    RUNNER_STAGE_STALE,         // not a failure: the resolved path is gone
+                                // (err = errno); the child searches PATH
+                                // itself and goes on
 };
 
 typedef struct {
@@ -31,6 +35,11 @@ typedef struct {
 typedef struct {
     char *const *argv;
     char *const *envp;
+    const char *path;           // argv[0] as found in PATH, or NULL:
+                                // execvpe searches (and always on failure)
+    const sigset_t *reset;      // signals whose disposition is not SIG_DFL
+    char *stack_top;            // a stack for a child that shares memory
+                                // until it execs (clone CLONE_VM|CLONE_VFORK)
     const char *cwd;            // NULL: inherit
     const runner_user_t *user;  // NULL: stay the drone's user
     runner_limits_t limits;
@@ -48,6 +57,12 @@ typedef struct {
 // The child's whole life after fork (or clone): never returns.  In
 // RUNNER_PLAIN it becomes the task; otherwise it is the task's init.
 _Noreturn void runner_child_main(const runner_launch_t *l);
+// Starts a child that shares the caller's memory and runs fn(arg) on
+// stack_top until it execs or exits, the caller suspended meanwhile (what
+// posix_spawn does): no page tables are copied.  fn may only make
+// async-signal-safe calls and must never return into the caller's frames.
+// Returns the pid, or -1 (errno).
+pid_t runner_vfork(int (*fn)(void *), void *arg, char *stack_top);
 
 // Makes what a task's init needs in its new namespaces: with userns, maps
 // uid and gid to themselves (the child of an unprivileged drone has no ids
@@ -59,5 +74,19 @@ int runner_child_namespace(bool userns, uid_t uid, gid_t gid);
 // /proc/<pid>/task/<tid>/children); returns how many it read, or -1.
 // Async-signal-safe: the init uses it too.
 long runner_children(pid_t pid, pid_t tid, pid_t *pids, size_t max);
+
+// --- runner_path.c: argv[0] looked up in PATH once per name ----------------
+
+typedef struct runner_paths runner_paths_t;
+
+runner_paths_t *runner_paths_new(void);
+void runner_paths_destroy(runner_paths_t **self_p);
+// The file a PATH-searching exec would run for name, from the drone's PATH: looked up the
+// first time, then remembered.  NULL when it cannot be decided the same
+// way (a '/' in name, an empty or relative PATH entry, not found): the
+// child searches then.  Borrowed, valid until the next find or forget.
+const char *runner_paths_find(runner_paths_t *self, const char *name);
+// Forgets name: a child found its file gone.
+void runner_paths_forget(runner_paths_t *self, const char *name);
 
 #endif

@@ -34,6 +34,7 @@
 #define S_MAX_LEASES 4096     // leases in HELLO, tokens in HEARTBEAT
 #define S_MAX_SECRET 128      // session secrets (hex)
 #define S_MAX_NOTE 4096       // an approver's note
+#define S_MAX_EXPLAINED 16    // needs or tags an EXPLAIN_OK names
 #define S_ANY SIZE_MAX        // bounded only by the frame limits
 
 #define S_REQ true
@@ -741,7 +742,15 @@ s_dec_task_info(const s_rd_t *rd, void *elem)
         s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
                   &t->prompt_tokens) ||
         s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
-                  &t->completion_tokens)) {
+                  &t->completion_tokens) ||
+        s_get_i64(rd, "ready_ms", S_OPT, 0, INT64_MAX, &t->ready_ms) ||
+        s_get_u32(rd, "attempt", S_OPT, 0, UINT32_MAX, &t->attempt) ||
+        s_get_u32(rd, "attempt_budget", S_OPT, 0, UINT32_MAX,
+                  &t->attempt_budget) ||
+        s_get_i64(rd, "started_ms", S_OPT, 0, INT64_MAX, &t->started_ms) ||
+        s_get_i64(rd, "ended_ms", S_OPT, 0, INT64_MAX, &t->ended_ms) ||
+        s_get_i64(rd, "duration_ms", S_OPT, 0, INT64_MAX,
+                  &t->duration_ms)) {
         return -1;
     }
     t->state = (proto_task_state_t) state;
@@ -881,7 +890,8 @@ s_dec_output(const s_rd_t *rd, proto_msg_t *m)
     return s_get_plan(rd, "plan", S_REQ, &o->plan) ||
            s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &o->task) ||
            s_get_u32(rd, "attempt", S_OPT, 0, UINT32_MAX, &o->attempt) ||
-           s_get_bool(rd, "want_stderr", S_OPT, &o->want_stderr) ? -1 : 0;
+           s_get_bool(rd, "want_stderr", S_OPT, &o->want_stderr) ||
+           s_get_bool(rd, "live", S_OPT, &o->live) ? -1 : 0;
 }
 
 static int
@@ -892,7 +902,68 @@ s_dec_output_ok(const s_rd_t *rd, proto_msg_t *m)
            s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &o->task) ||
            s_get_u32(rd, "attempt", S_REQ, 0, UINT32_MAX, &o->attempt) ||
            s_get_bin(rd, "data", S_REQ, &o->data) ||
-           s_get_bool(rd, "truncated", S_OPT, &o->truncated) ? -1 : 0;
+           s_get_bool(rd, "truncated", S_OPT, &o->truncated) ||
+           s_get_str(rd, "state", S_OPT, 1, S_MAX_NAME, &o->state) ||
+           s_get_bool(rd, "running", S_OPT, &o->running) ||
+           s_get_u64(rd, "token", S_OPT, UINT64_MAX, &o->token) ||
+           s_get_u64(rd, "total", S_OPT, UINT64_MAX, &o->total) ? -1 : 0;
+}
+
+static int
+s_dec_tail(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_tail_t *t = &m->u.tail;
+    if (s_get_u64(rd, "token", S_REQ, UINT64_MAX, &t->token) ||
+        s_get_u64(rd, "total", S_REQ, UINT64_MAX, &t->total) ||
+        s_get_bin(rd, "data", S_REQ, &t->data)) {
+        return -1;
+    }
+    if (t->data.len > PROTO_TAIL_MAX || t->data.len > t->total) {
+        return s_bad(rd, "data", "longer than 4096 bytes or than total");
+    }
+    return 0;
+}
+
+static int
+s_dec_explain(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_explain_t *x = &m->u.explain;
+    return s_get_plan(rd, "plan", S_REQ, &x->plan) ||
+           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &x->task) ? -1 : 0;
+}
+
+static int
+s_dec_explain_ok(const s_rd_t *rd, proto_msg_t *m)
+{
+    proto_explain_ok_t *x = &m->u.explain_ok;
+    return s_get_plan(rd, "plan", S_REQ, &x->plan) ||
+           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &x->task) ||
+           s_get_str(rd, "state", S_REQ, 1, S_MAX_NAME, &x->state) ||
+           s_get_str(rd, "code", S_REQ, 1, S_MAX_NAME, &x->code) ||
+           s_get_str(rd, "reason", S_REQ, 1, S_ANY, &x->reason) ||
+           s_get_strv(rd, "needs", S_MAX_EXPLAINED, 1, S_MAX_ID,
+                      &x->needs) ||
+           s_get_strv(rd, "need_states", S_MAX_EXPLAINED, 1, S_MAX_NAME,
+                      &x->need_states) ||
+           s_get_u32(rd, "more_needs", S_OPT, 0, UINT32_MAX,
+                     &x->more_needs) ||
+           s_get_strv(rd, "tags", S_MAX_EXPLAINED, 1, S_MAX_ID, &x->tags) ||
+           s_get_str(rd, "drone", S_OPT, 0, S_MAX_NAME, &x->drone) ||
+           s_get_str(rd, "model", S_OPT, 0, S_MAX_NAME, &x->model) ||
+           s_get_str(rd, "blocked_by", S_OPT, 0, S_MAX_ID, &x->blocked_by) ||
+           s_get_str(rd, "blocked_state", S_OPT, 0, S_MAX_NAME,
+                     &x->blocked_state) ||
+           s_get_i64(rd, "since_ms", S_OPT, 0, INT64_MAX, &x->since_ms) ||
+           s_get_i64(rd, "until_ms", S_OPT, 0, INT64_MAX, &x->until_ms) ||
+           s_get_i64(rd, "last_seen_ms", S_OPT, 0, INT64_MAX,
+                     &x->last_seen_ms) ||
+           s_get_i64(rd, "used", S_OPT, 0, INT64_MAX, &x->used) ||
+           s_get_i64(rd, "budget", S_OPT, 0, INT64_MAX, &x->budget) ||
+           s_get_u32(rd, "limit", S_OPT, 0, UINT32_MAX, &x->limit) ||
+           s_get_u32(rd, "in_flight", S_OPT, 0, UINT32_MAX,
+                     &x->in_flight) ||
+           s_get_u32(rd, "attempt", S_OPT, 0, UINT32_MAX, &x->attempt)
+               ? -1 : 0;
 }
 
 static int
@@ -993,6 +1064,9 @@ static int (*const s_dec[PROTO_MSG__COUNT])(const s_rd_t *rd,
     [PROTO_MSG_APPROVE] = s_dec_verdict,
     [PROTO_MSG_REJECT] = s_dec_verdict,
     [PROTO_MSG_OUTPUT_OK] = s_dec_output_ok,
+    [PROTO_MSG_TAIL] = s_dec_tail,
+    [PROTO_MSG_EXPLAIN] = s_dec_explain,
+    [PROTO_MSG_EXPLAIN_OK] = s_dec_explain_ok,
     [PROTO_MSG_SUBSCRIBE] = s_dec_subscribe,
     [PROTO_MSG_EVENTS] = s_dec_events,
     [PROTO_MSG_BUDGET] = s_dec_budget,
@@ -1044,7 +1118,8 @@ s_dec_envelope(const s_rd_t *rd, proto_cmd_t *cmd, uint64_t *req)
     if (i >= 0) {
         *cmd = (proto_cmd_t) i;
         // A HEARTBEAT is never answered (PROTOCOL.md 6), malformed or not.
-        rd->err->unanswered = *cmd == PROTO_MSG_HEARTBEAT;
+        rd->err->unanswered = *cmd == PROTO_MSG_HEARTBEAT ||
+                              *cmd == PROTO_MSG_TAIL;
         return s_get_u64(rd, "req", S_REQ, UINT64_MAX, req);
     }
     return proto_error_set(rd->err, PROTO_E_UNKNOWN_COMMAND, "unknown command '%s'",

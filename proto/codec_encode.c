@@ -382,8 +382,14 @@ s_enc_plan_info(msgpack_packer *pk, const proto_plan_info_t *p)
 static void
 s_enc_task_info(msgpack_packer *pk, const proto_task_info_t *t)
 {
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 17);
     s_put_str(pk, "id", t->id);
+    s_put_i64(pk, "ready_ms", t->ready_ms);
+    s_put_u64(pk, "attempt", t->attempt);
+    s_put_u64(pk, "attempt_budget", t->attempt_budget);
+    s_put_i64(pk, "started_ms", t->started_ms);
+    s_put_i64(pk, "ended_ms", t->ended_ms);
+    s_put_i64(pk, "duration_ms", t->duration_ms);
     s_put_i64(pk, "prompt_tokens", t->prompt_tokens);
     s_put_i64(pk, "completion_tokens", t->completion_tokens);
     s_put_str(pk, "state", proto_task_state_name(t->state));
@@ -521,23 +527,80 @@ static void
 s_enc_output(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_output_t *o = &m->u.output;
-    s_envelope(pk, m, 4);
+    s_envelope(pk, m, o->live ? 5 : 4);
     s_put_i64(pk, "plan", o->plan);
     s_put_str(pk, "task", o->task);
     s_put_u64(pk, "attempt", o->attempt);
     s_put_bool(pk, "want_stderr", o->want_stderr);
+    if (o->live) {
+        s_put_bool(pk, "live", true);
+    }
 }
 
+// The live fields go only with a state (a reply to OUTPUT with live), so
+// a console that never asks live sees the reply it always saw.
 static void
 s_enc_output_ok(msgpack_packer *pk, const proto_msg_t *m)
 {
     const proto_output_ok_t *o = &m->u.output_ok;
-    s_envelope(pk, m, 5);
+    s_envelope(pk, m, o->state ? 9 : 5);
     s_put_i64(pk, "plan", o->plan);
     s_put_str(pk, "task", o->task);
     s_put_u64(pk, "attempt", o->attempt);
     s_put_bin(pk, "data", &o->data);
     s_put_bool(pk, "truncated", o->truncated);
+    if (o->state) {
+        s_put_str(pk, "state", o->state);
+        s_put_bool(pk, "running", o->running);
+        s_put_u64(pk, "token", o->token);
+        s_put_u64(pk, "total", o->total);
+    }
+}
+
+static void
+s_enc_tail(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_tail_t *t = &m->u.tail;
+    s_envelope(pk, m, 3);
+    s_put_u64(pk, "token", t->token);
+    s_put_u64(pk, "total", t->total);
+    s_put_bin(pk, "data", &t->data);
+}
+
+static void
+s_enc_explain(msgpack_packer *pk, const proto_msg_t *m)
+{
+    s_envelope(pk, m, 2);
+    s_put_i64(pk, "plan", m->u.explain.plan);
+    s_put_str(pk, "task", m->u.explain.task);
+}
+
+static void
+s_enc_explain_ok(msgpack_packer *pk, const proto_msg_t *m)
+{
+    const proto_explain_ok_t *x = &m->u.explain_ok;
+    s_envelope(pk, m, 21);
+    s_put_i64(pk, "plan", x->plan);
+    s_put_str(pk, "task", x->task);
+    s_put_str(pk, "state", x->state);
+    s_put_str(pk, "code", x->code);
+    s_put_str(pk, "reason", x->reason);
+    s_put_strv(pk, "needs", &x->needs);
+    s_put_strv(pk, "need_states", &x->need_states);
+    s_put_u64(pk, "more_needs", x->more_needs);
+    s_put_strv(pk, "tags", &x->tags);
+    s_put_ostr(pk, "drone", x->drone);
+    s_put_ostr(pk, "model", x->model);
+    s_put_ostr(pk, "blocked_by", x->blocked_by);
+    s_put_ostr(pk, "blocked_state", x->blocked_state);
+    s_put_i64(pk, "since_ms", x->since_ms);
+    s_put_i64(pk, "until_ms", x->until_ms);
+    s_put_i64(pk, "last_seen_ms", x->last_seen_ms);
+    s_put_i64(pk, "used", x->used);
+    s_put_i64(pk, "budget", x->budget);
+    s_put_u64(pk, "limit", x->limit);
+    s_put_u64(pk, "in_flight", x->in_flight);
+    s_put_u64(pk, "attempt", x->attempt);
 }
 
 static void
@@ -625,6 +688,9 @@ static void (*const s_enc[PROTO_MSG__COUNT])(msgpack_packer *pk,
     [PROTO_MSG_BUDGET] = s_enc_budget,
     [PROTO_MSG_BUDGET_OK] = s_enc_budget_ok,
     [PROTO_MSG_OUTPUT_OK] = s_enc_output_ok,
+    [PROTO_MSG_TAIL] = s_enc_tail,
+    [PROTO_MSG_EXPLAIN] = s_enc_explain,
+    [PROTO_MSG_EXPLAIN_OK] = s_enc_explain_ok,
     [PROTO_MSG_SUBSCRIBE] = s_enc_subscribe,
     [PROTO_MSG_EVENTS] = s_enc_events,
     [PROTO_MSG_OK] = s_enc_ok,

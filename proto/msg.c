@@ -175,6 +175,12 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG_OUTPUT_OK:
         free(m->u.output_ok.task);
         free(m->u.output_ok.data.data);
+        free(m->u.output_ok.state);
+        break;
+    case PROTO_MSG_TAIL: free(m->u.tail.data.data); break;
+    case PROTO_MSG_EXPLAIN: free(m->u.explain.task); break;
+    case PROTO_MSG_EXPLAIN_OK:
+        proto_explain_ok_release(&m->u.explain_ok);
         break;
     case PROTO_MSG_EVENTS:
         for (size_t i = 0; i < m->u.events.n_events; i++) {
@@ -203,6 +209,23 @@ s_free_flat(proto_msg_t *m)
     case PROTO_MSG__COUNT:
         break;  // nothing owned
     }
+}
+
+void
+proto_explain_ok_release(proto_explain_ok_t *x)
+{
+    free(x->task);
+    free(x->state);
+    free(x->code);
+    free(x->reason);
+    proto_strv_release(&x->needs);
+    proto_strv_release(&x->need_states);
+    proto_strv_release(&x->tags);
+    free(x->drone);
+    free(x->model);
+    free(x->blocked_by);
+    free(x->blocked_state);
+    memset(x, 0, sizeof *x);
 }
 
 void

@@ -244,7 +244,7 @@ typedef struct {
 // under the decoder's 1,000,000 objects; the rest comes in further pages.
 #define PROTO_STATUS_TASK_OBJECTS 500000
 // msgpack objects one task_info takes, besides one per need.
-#define PROTO_TASK_INFO_OBJECTS 23
+#define PROTO_TASK_INFO_OBJECTS 35
 
 typedef struct {
     int64_t plan;            // 0: overview of all plans and drones
@@ -278,6 +278,17 @@ typedef struct {
     proto_strv_t needs;
     int64_t prompt_tokens;   // summed over its attempts (prompt tasks)
     int64_t completion_tokens;
+    // Times (wall clock, 0: none) and the attempt they belong to: the
+    // latest attempt's number among all of the task's attempts (what
+    // OUTPUT's attempt takes; retry does not reset it), and the size of the
+    // current attempt budget (retries + 1; 0: a gate, or not known: a task
+    // stored before ledger schema 4).
+    int64_t ready_ms;        // when it last became ready / awaited approval
+    uint32_t attempt;        // 0: never leased
+    uint32_t attempt_budget;
+    int64_t started_ms;      // the latest attempt's start
+    int64_t ended_ms;        // its end; 0 while it runs
+    int64_t duration_ms;     // ended - started, or (running) now - started
 } proto_task_info_t;
 
 typedef struct {
@@ -371,6 +382,7 @@ typedef struct {
     char *task;
     uint32_t attempt;        // 0: the accepted attempt, else the latest
     bool want_stderr;
+    bool live;               // a task not finished: its running tail
 } proto_output_t;
 
 typedef struct {
@@ -379,7 +391,57 @@ typedef struct {
     uint32_t attempt;
     proto_bytes_t data;
     bool truncated;
+    // OUTPUT with live:
+    char *state;             // the task's state (NULL without live)
+    bool running;            // not finished: data is the running attempt's
+                             // latest tail (empty: nothing yet, or not
+                             // leased); ask again
+    uint64_t token;          // running: the attempt's lease token
+    uint64_t total;          // running: bytes it wrote so far; data is
+                             // the last data.len of them
 } proto_output_ok_t;
+
+// TAIL: a drone's running attempt wrote total bytes to stdout so far; data
+// is the last of them (at most PROTO_TAIL_MAX).  Sent at most every
+// PROTO_TAIL_MS per attempt, only when total moved; never queued.
+#define PROTO_TAIL_MAX 4096
+#define PROTO_TAIL_MS 500
+typedef struct {
+    uint64_t token;
+    uint64_t total;
+    proto_bytes_t data;
+} proto_tail_t;
+
+typedef struct {
+    int64_t plan;
+    char *task;
+} proto_explain_t;
+
+// EXPLAIN_OK: why the task is not running (PROTOCOL.md lists the codes),
+// in one sentence and as details; fields a code does not use are 0/NULL.
+typedef struct {
+    int64_t plan;
+    char *task;
+    char *state;             // the task's state
+    char *code;              // e.g. "waiting_on_needs", "backoff"
+    char *reason;            // one plain sentence
+    proto_strv_t needs;      // waiting_on_needs: unmet needs (some)
+    proto_strv_t need_states;  // their states, in the same order
+    uint32_t more_needs;     // unmet needs not named
+    proto_strv_t tags;       // no_drone_offers_tag: tags nobody offers
+    char *drone;             // leased: the holder's key name
+    char *model;             // model_limit: the model
+    char *blocked_by;        // blocked: the task that failed
+    char *blocked_state;     //   and how it ended
+    int64_t since_ms;        // awaiting approval / running / ready since
+    int64_t until_ms;        // backoff end / gate deadline / lease end
+    int64_t last_seen_ms;    // leased: the holder's last message
+    int64_t used;            // budget_spent: tokens used
+    int64_t budget;          //   of this budget
+    uint32_t limit;          // model_limit: its limit
+    uint32_t in_flight;      //   and the calls in flight
+    uint32_t attempt;        // the latest attempt's number
+} proto_explain_ok_t;
 
 // An EVENTS page holds at most this many events.
 #define PROTO_EVENTS_PAGE 500
@@ -448,6 +510,9 @@ typedef struct {
         proto_verdict_t verdict;   // APPROVE, REJECT
         proto_output_t output;
         proto_output_ok_t output_ok;
+        proto_tail_t tail;
+        proto_explain_t explain;
+        proto_explain_ok_t explain_ok;
         proto_subscribe_t subscribe;
         proto_events_t events;
         proto_budget_t budget;
@@ -507,6 +572,8 @@ void proto_strv_push(proto_strv_t *v, const char *s);
 void proto_strv_release(proto_strv_t *v);
 // Frees an event's strings and zeroes it.
 void proto_event_release(proto_event_t *e);
+// Frees what an EXPLAIN_OK body owns and zeroes it.
+void proto_explain_ok_release(proto_explain_ok_t *x);
 void proto_bytes_set(proto_bytes_t *b, const void *data, size_t len);
 // Fills err (code, formatted message; req untouched) and returns -1, so a
 // decoder can `return proto_error_set(err, ...)`.

@@ -26,4 +26,14 @@ waggle_e2e_test(prompt 180)
 waggle_e2e_test(limits 180)
 waggle_e2e_test(budget 180)
 waggle_e2e_test(events 180)
+waggle_e2e_test(backup 180)
 waggle_e2e_test(amend 180)
+waggle_e2e_test(times 120)
+waggle_e2e_test(follow 120)
+waggle_e2e_test(explain 120)
+# The benchmark (bench/waggle-bench) at small N in both modes: its report
+# is checked for sanity, never for speed.
+add_test(NAME e2e_bench_smoke COMMAND python3
+  ${CMAKE_SOURCE_DIR}/tests/e2e/bench_smoke.py ${CMAKE_SOURCE_DIR}
+  ${CMAKE_BINARY_DIR})
+set_tests_properties(e2e_bench_smoke PROPERTIES LABELS e2e TIMEOUT 120)

@@ -7,9 +7,10 @@
 // a drone key refused; replan against the fake model server after a task
 // went dead: the model is shown the failure, its first amendment is
 // refused and repaired, the second is applied with --yes and the plan that
-// had failed runs again to its end.
+// had failed runs again, the dead task replaced, and succeeds.
 #include "broker/ledger.h"
 #include "common/xalloc.h"
+#include "tests/harness/attempts.h"
 #include "tests/harness/llm.h"
 #include "tests/harness/peer.h"
 #include "tests/harness/swarm.h"
@@ -330,16 +331,13 @@ static const char *s_failing =
     "{\"id\":\"g\",\"needs\":[\"f\"],\"run\":[\"sh\",\"-c\","
     " \"cat \\\"$WAGGLE_INPUT_DIR/f\\\"\"]}]}";
 
-// The model first tries to replace the dead task (refused: it finished),
-// then routes around it.
-static const char *s_reply_bad =
-    "{\"replace\":[{\"id\":\"f\",\"run\":[\"true\"]}]}";
+// The model first tries to cancel the task that succeeded (refused: it
+// finished), then replaces the dead one with a definition that works.
+static const char *s_reply_bad = "{\"cancel\":[\"u\"]}";
 static const char *s_reply_good =
     "Here you are:\n```json\n"
-    "{\"add\":[{\"id\":\"f2\",\"needs\":[\"u\"],"
-    "\"run\":[\"echo\",\"fixed:{{u.output}}\"]}],"
-    "\"replace\":[{\"id\":\"g\",\"needs\":[\"f2\"],\"run\":[\"sh\","
-    "\"-c\",\"cat \\\"$WAGGLE_INPUT_DIR/f2\\\"\"]}]}\n```";
+    "{\"replace\":[{\"id\":\"f\",\"needs\":[\"u\"],"
+    "\"run\":[\"echo\",\"fixed:{{u.output}}\"]}]}\n```";
 
 static void
 s_step(jnode_t *steps, const char *content, const char *e1, const char *e2,
@@ -366,8 +364,8 @@ test_replan_after_dead(void)
     // output of what succeeded, and the instruction.
     s_step(steps, s_reply_bad, "mirror-is-down-7731", "g: blocked",
            "upstream-data");
-    s_step(steps, s_reply_good, "task 'f' is dead: only a task that has not "
-           "started", "route around f", NULL);
+    s_step(steps, s_reply_good, "task 'u' is succeeded: only a task that "
+           "has not started", "fix f", NULL);
     char *script = json_dump(steps, false);
     json_destroy(&steps);
     llm_t llm = {0};
@@ -391,34 +389,26 @@ test_replan_after_dead(void)
     char *out = NULL, *err = NULL;
     int rc = swarm_arch_as(&s, NULL, "submitter", &out, &err, "--model-url",
                            llm.url, "--model", "planner-1", "replan", id,
-                           "route around f", "--yes", NULL);
+                           "fix f", "--yes", NULL);
     CHECK_INT(rc, 0);
     CHECK_INT(llm_count(&llm), 2);
     CHECK(err && strstr(err, "repair 1/3: 1 error"));
-    CHECK(out && strstr(out, "+ f2  [run]"));
-    CHECK(out && strstr(out, "~ g  [run]"));
-    CHECK(out && strstr(out, "replaced: g"));
+    CHECK(out && strstr(out, "~ f  [run]"));
+    CHECK(out && strstr(out, "replaced: f"));
     if (rc != 0) {
         fprintf(stderr, "replan: %s\n%s\n", out ? out : "", err ? err : "");
     }
     free(out);
     free(err);
-    // The plan runs again and ends: failed, as f stays dead (an amendment
-    // changes no finished task; its attempts are history), with every
-    // other task succeeded and the new output flowing into g.
+    // The replaced task runs again with a fresh attempt budget (its dead
+    // attempt stays in the ledger), g is unblocked, and the plan succeeds.
     CHECK(swarm_wait_task(&s, plan, "g", "succeeded", 60));
     swarm_wait_plan(&s, plan, 60, st, sizeof st);
-    CHECK_STR(st, "failed");
-    if (strcmp(st, "failed") != 0) {
-        char *o1 = NULL, *o2 = NULL;
-        swarm_arch(&s, &o1, NULL, "status", id, NULL);
-        swarm_arch(&s, &o2, NULL, "log", id, NULL);
-        fprintf(stderr, "%s\n%s\n", o1, o2);
-        free(o1);
-        free(o2);
-    }
-    swarm_task_state(&s, plan, "f", st, sizeof st);
-    CHECK_STR(st, "dead");
+    CHECK_STR(st, "succeeded");
+    attempts_t at;
+    CHECK(attempts_read(s.db, plan, "f", &at) == 0);
+    CHECK_INT(at.n, 2);
+    CHECK_INT(attempts_count(&at, LEDGER_ATTEMPT_SUCCEEDED), 1);
     char *g = s_output(&s, plan, "g");
     CHECK_STR(g, "fixed:upstream-data\n");
     free(g);

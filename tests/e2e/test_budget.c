@@ -71,6 +71,11 @@ test_stop_and_raise(void)
     SWARM_REQUIRE(&s, plan > 0);
     CHECK(swarm_wait_reason(&s, plan, "token budget spent: used 110 of 100",
                             30000));
+    // explain says the same, with the figures.
+    char *why = swarm_explain(&s, plan, "b");
+    CHECK(why && strstr(why, "\"code\": \"budget_spent\"") &&
+          strstr(why, "\"used\": 110") && strstr(why, "\"budget\": 100"));
+    free(why);
     CHECK(swarm_wait_task(&s, plan, "c", "succeeded", 30));
     CHECK_INT(llm_count(&llm), 1);
     swarm_broker_kill(&s);

@@ -113,6 +113,12 @@ test_limit_of_one(void)
     SWARM_REQUIRE(&s, plan > 0);
     CHECK(swarm_wait_reason(&s, plan, "model limit reached (1 in flight)",
                         20000));
+    // The last task waits its turn for at least 3.6 s (nine calls of
+    // 0.4 s, one at a time): explain names the model and its limit.
+    char *out = swarm_explain(&s, plan, "p9");
+    CHECK(out && strstr(out, "\"code\": \"model_limit\"") &&
+          strstr(out, "\"model\": \"tiny\"") && strstr(out, "\"limit\": 1"));
+    free(out);
     char state[64];
     swarm_wait_plan(&s, plan, 90, state, sizeof state);
     CHECK_STR(state, "succeeded");

@@ -5,7 +5,8 @@
 // task's output; a refused key fails the attempt with a clear error; a
 // hanging model ends within about a second of a cancel; the key never
 // reaches a task's environment, the drone's --verbose log or the model
-// call's argv and environment.
+// call's argv and environment; and the "done when": `plan --yes`
+// makes a mixed run/prompt plan under a budget that model drones finish.
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/xalloc.h"
@@ -432,7 +433,90 @@ test_anthropic(void)
     free(key_file);
 }
 
+
+// The "done when", end to end on one fake server: `plan --yes`
+// gets a workplan mixing run and prompt tasks under a token budget,
+// submits it, and model drones run it; each prompt request holds what its
+// needs produced, and the plan ends within its budget.
+static const char s_planned[] =
+    "{\"name\": \"digest\", \"budget\": {\"tokens\": 400}, \"tasks\": ["
+    "{\"id\": \"make\", \"run\": [\"sh\", \"-c\", \"echo one two three\"]},"
+    "{\"id\": \"sum\", \"needs\": [\"make\"], \"max_tokens\": 100,"
+    " \"prompt\": \"Summarize: {{make.output}}\"},"
+    "{\"id\": \"title\", \"needs\": [\"make\"], \"max_tokens\": 100,"
+    " \"prompt\": \"Title for: {{make.output}}\"},"
+    "{\"id\": \"both\", \"needs\": [\"sum\", \"title\"], \"max_tokens\": 100,"
+    " \"prompt\": \"Join [{{sum.output}}] and [{{title.output}}]\"}]}";
+
+static void
+s_push_step(jnode_t *steps, const char *content, const char *expect)
+{
+    jnode_t *step = json_obj_new();
+    json_obj_set_str(step, "content", content);
+    json_obj_set_int(step, "prompt_tokens", 20);
+    json_obj_set_int(step, "completion_tokens", 10);
+    jnode_t *ex = json_arr_new();
+    json_arr_push_str(ex, expect);
+    json_obj_set_node(step, "expect_contains", &ex);
+    json_arr_push_node(steps, &step);
+}
+
+static void
+test_planned_within_budget(void)
+{
+    jnode_t *steps = json_arr_new();
+    s_push_step(steps, s_planned, "make a digest");
+    s_push_step(steps, "three words", "one two three");
+    s_push_step(steps, "three words", "one two three");
+    s_push_step(steps, "digest done", "Join [three words] and [three words]");
+    char *script = json_dump(steps, false);
+    json_destroy(&steps);
+    llm_t llm;
+    bool started = s_start_llm(&llm, script);
+    free(script);
+    REQUIRE(started);
+    swarm_t s;
+    char *key_file = NULL;
+    REQUIRE(s_swarm(&s, &llm, &key_file));
+    char *out = NULL, *err = NULL;
+    int rc = swarm_arch_as(&s, NULL, "submitter", &out, &err, "--model-url",
+                           llm.url, "--model", "planner", "plan",
+                           "make a digest", "--yes", NULL);
+    CHECK_INT(rc, 0);
+    // The plan id is the last line of stdout, as with submit.
+    size_t n = out ? strlen(out) : 0;
+    while (n > 0 && out[n - 1] == '\n') {
+        n--;
+    }
+    while (n > 0 && out[n - 1] != '\n') {
+        n--;
+    }
+    int64_t plan = out ? strtoll(out + n, NULL, 10) : -1;
+    REQUIRE(plan > 0);
+    char state[64];
+    swarm_wait_plan(&s, plan, 90, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    char *both = s_output(&s, plan, "both");
+    CHECK_STR(both, "digest done");
+    free(both);
+    CHECK_INT(llm_count(&llm), 4);
+    jnode_t *st = swarm_status(&s, plan);
+    REQUIRE(st);
+    // Three prompt calls of 20+10: 90 of the 400 budgeted; the planner's
+    // own call is the architect's, not the plan's.
+    int64_t used = json_int(json_obj_get(st, "prompt_tokens")) +
+                   json_int(json_obj_get(st, "completion_tokens"));
+    CHECK_INT(used, 90);
+    json_destroy(&st);
+    free(out);
+    free(err);
+    swarm_stop(&s);
+    llm_stop(&llm);
+    free(key_file);
+}
+
 static const t_case_t t_cases[] = {
+    T(test_planned_within_budget),
     T(test_run_feeds_prompt),
     T(test_refused_key),
     T(test_length_and_timeout),

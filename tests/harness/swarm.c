@@ -215,18 +215,42 @@ swarm_status(swarm_t *s, int64_t plan)
     return root;
 }
 
+char *
+swarm_explain(swarm_t *s, int64_t plan, const char *task)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long) plan);
+    char *out = NULL;
+    if (swarm_arch(s, &out, NULL, "explain", id, task, "--json", NULL) != 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+const jnode_t *
+swarm_status_task(const jnode_t *status, const char *task)
+{
+    const jnode_t *tasks = status ? json_obj_get(status, "tasks") : NULL;
+    for (size_t i = 0; tasks && i < json_arr_size(tasks); i++) {
+        const jnode_t *t = json_arr_get(tasks, i);
+        const char *id = json_str(json_obj_get(t, "id"));
+        if (id && strcmp(id, task) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
 void
 swarm_task_state(swarm_t *s, int64_t plan, const char *task, char *buf,
                  size_t len)
 {
     buf[0] = '\0';
     jnode_t *st = swarm_status(s, plan);
-    const jnode_t *tasks = st ? json_obj_get(st, "tasks") : NULL;
-    for (size_t i = 0; tasks && i < json_arr_size(tasks); i++) {
-        const jnode_t *t = json_arr_get(tasks, i);
-        if (strcmp(json_str(json_obj_get(t, "id")), task) == 0) {
-            snprintf(buf, len, "%s", json_str(json_obj_get(t, "state")));
-        }
+    const jnode_t *t = swarm_status_task(st, task);
+    if (t) {
+        snprintf(buf, len, "%s", json_str(json_obj_get(t, "state")));
     }
     json_destroy(&st);
 }

@@ -64,6 +64,10 @@ int swarm_arch(swarm_t *s, char **out, char **err, ...);
 int64_t swarm_submit(swarm_t *s, const char *json);
 // `status PLAN --json`, parsed; NULL on failure.  Caller json_destroy()s.
 jnode_t *swarm_status(swarm_t *s, int64_t plan);
+// `explain PLAN TASK --json`'s output (caller frees); NULL when it failed.
+char *swarm_explain(swarm_t *s, int64_t plan, const char *task);
+// One task's record in a parsed status (borrowed from status), or NULL.
+const jnode_t *swarm_status_task(const jnode_t *status, const char *task);
 // The state of one task from status, into buf; "" on failure.
 void swarm_task_state(swarm_t *s, int64_t plan, const char *task, char *buf,
                       size_t len);

@@ -142,7 +142,8 @@ test_states_refused(void)
     const char *st[] = {"succeeded", "leased", "blocked", "awaiting_approval"};
     REFUSED("{\"replace\": [{\"id\": \"b\", \"run\": [\"x\"]}]}",
             "replace[0].id", "task 'b' is leased: only a task that has not "
-                             "started (waiting, ready or blocked) can be "
+                             "started (waiting, ready or blocked) or is dead "
+                             "(a retry with a new definition) can be "
                              "replaced");
     REFUSED("{\"replace\": [{\"id\": \"a\", \"run\": [\"x\"]}]}",
             "replace[0].id", "is succeeded");
@@ -153,6 +154,18 @@ test_states_refused(void)
             "'zz' is not a task of this plan");
     REFUSED("{\"replace\": [{\"id\": \"zz\", \"run\": [\"x\"]}]}",
             "replace[0].id", "(a new task goes in \"add\")");
+    // A rejected gate stays a person's answer; a dead task may be replaced,
+    // but not cancelled.
+    const char *st2[] = {"dead", "rejected", "waiting", "waiting"};
+    s_refused(__LINE__, wp, st2, "{\"replace\": [{\"id\": \"b\", "
+              "\"run\": [\"x\"]}]}", "replace[0].id", "task 'b' is rejected");
+    s_refused(__LINE__, wp, st2, "{\"cancel\": [\"a\"]}", "cancel[0]",
+              "task 'a' is dead");
+    amend_t *a = s_ok(wp, st2, "{\"replace\": [{\"id\": \"a\", "
+                      "\"run\": [\"echo\", \"again\"]}]}");
+    CHECK_INT(a->n_replaced, 1);
+    CHECK_INT(a->replaced[0], 0);
+    amend_destroy(&a);
     workplan_destroy(&wp);
 }
 

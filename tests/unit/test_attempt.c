@@ -7,6 +7,7 @@
 #include "common/xalloc.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -194,6 +195,29 @@ test_env_scrubbed(void)
 
 // The directory a task sees says nothing a task could use as a session:
 // not the token, not the drone's instance id.
+// A task without inputs gets its directory (HOME, TMPDIR) but no inputs/
+// in it and no WAGGLE_INPUT_DIR: nothing made and removed for nothing.
+static void
+test_no_inputs_no_input_dir(void)
+{
+    proto_task_t t = s_task();
+    char *argv[] = {"true"};
+    t.argv.items = argv;
+    t.argv.count = 1;
+    attempt_t a = {0};
+    attempt_opts_t o = s_opts();
+    REQUIRE(attempt_prepare(&a, &t, &o) == NULL);
+    CHECK(a.input_dir == NULL);
+    CHECK(s_env(a.envp, "WAGGLE_INPUT_DIR") == NULL);
+    CHECK_STR(s_env(a.envp, "HOME"), a.dir);
+    char path[700];
+    snprintf(path, sizeof path, "%s/inputs", a.dir);
+    struct stat st;
+    CHECK(stat(a.dir, &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK(stat(path, &st) < 0 && errno == ENOENT);
+    s_done(&a);
+}
+
 static void
 test_dir_name_is_random(void)
 {
@@ -205,8 +229,8 @@ test_dir_name_is_random(void)
     attempt_opts_t o = s_opts();
     CHECK(attempt_prepare(&a, &t, &o) == NULL);
     CHECK(attempt_prepare(&b, &t, &o) == NULL);
-    CHECK(strcmp(a.input_dir, b.input_dir) != 0);
-    // BASE/<32 random hex digits>/inputs, not BASE/<token>: the token is
+    CHECK(strcmp(a.dir, b.dir) != 0);
+    // BASE/<32 random hex digits>, not BASE/<token>: the token is
     // 42 here (a random name may of course hold "42" somewhere).
     const char *name = a.dir + strlen(t_tmpdir()) + 1;
     CHECK(strcmp(name, "42") != 0);
@@ -498,6 +522,7 @@ static const t_case_t t_cases[] = {
     T(test_big_input_not_in_env),
     T(test_result),
     T(test_env_scrubbed),
+    T(test_no_inputs_no_input_dir),
     T(test_dir_name_is_random),
     T(test_remove_dir_never_follows),
     T(test_remove_dir_deep),

@@ -258,6 +258,12 @@ s_eq_task_info(const proto_task_info_t *a, const proto_task_info_t *b)
     CHECK_OSTR(a->last_error, b->last_error);
     CHECK_OSTR(a->waiting_reason, b->waiting_reason);
     CHECK_STRV(a->needs, b->needs);
+    CHECK_INT(a->ready_ms, b->ready_ms);
+    CHECK_INT(a->attempt, b->attempt);
+    CHECK_INT(a->attempt_budget, b->attempt_budget);
+    CHECK_INT(a->started_ms, b->started_ms);
+    CHECK_INT(a->ended_ms, b->ended_ms);
+    CHECK_INT(a->duration_ms, b->duration_ms);
 }
 
 static void
@@ -330,6 +336,7 @@ s_eq_output(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_OSTR(a->task, b->task);
     CHECK_INT(a->attempt, b->attempt);
     CHECK_INT(a->want_stderr, b->want_stderr);
+    CHECK_INT(a->live, b->live);
 }
 
 static void
@@ -341,6 +348,52 @@ s_eq_output_ok(const proto_msg_t *x, const proto_msg_t *y)
     CHECK_INT(a->attempt, b->attempt);
     CHECK_BYTES(a->data, b->data);
     CHECK_INT(a->truncated, b->truncated);
+    CHECK_OSTR(a->state, b->state);
+    CHECK_INT(a->running, b->running);
+    CHECK_INT(a->token, b->token);
+    CHECK_INT(a->total, b->total);
+}
+
+static void
+s_eq_tail(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.tail.token, y->u.tail.token);
+    CHECK_INT(x->u.tail.total, y->u.tail.total);
+    CHECK_BYTES(x->u.tail.data, y->u.tail.data);
+}
+
+static void
+s_eq_explain(const proto_msg_t *x, const proto_msg_t *y)
+{
+    CHECK_INT(x->u.explain.plan, y->u.explain.plan);
+    CHECK_OSTR(x->u.explain.task, y->u.explain.task);
+}
+
+static void
+s_eq_explain_ok(const proto_msg_t *x, const proto_msg_t *y)
+{
+    const proto_explain_ok_t *a = &x->u.explain_ok, *b = &y->u.explain_ok;
+    CHECK_INT(a->plan, b->plan);
+    CHECK_OSTR(a->task, b->task);
+    CHECK_OSTR(a->state, b->state);
+    CHECK_OSTR(a->code, b->code);
+    CHECK_OSTR(a->reason, b->reason);
+    CHECK_STRV(a->needs, b->needs);
+    CHECK_STRV(a->need_states, b->need_states);
+    CHECK_INT(a->more_needs, b->more_needs);
+    CHECK_STRV(a->tags, b->tags);
+    CHECK_OSTR(a->drone, b->drone);
+    CHECK_OSTR(a->model, b->model);
+    CHECK_OSTR(a->blocked_by, b->blocked_by);
+    CHECK_OSTR(a->blocked_state, b->blocked_state);
+    CHECK_INT(a->since_ms, b->since_ms);
+    CHECK_INT(a->until_ms, b->until_ms);
+    CHECK_INT(a->last_seen_ms, b->last_seen_ms);
+    CHECK_INT(a->used, b->used);
+    CHECK_INT(a->budget, b->budget);
+    CHECK_INT(a->limit, b->limit);
+    CHECK_INT(a->in_flight, b->in_flight);
+    CHECK_INT(a->attempt, b->attempt);
 }
 
 static void
@@ -666,6 +719,12 @@ s_status_tasks(proto_status_ok_t *s)
     t->last_error = strdup("exit status 2");
     t->waiting_reason = strdup("no drone offers 'gpu'");
     proto_strv_push(&t->needs, "log");
+    t->ready_ms = 1767323045000;
+    t->attempt = 7;
+    t->attempt_budget = 3;
+    t->started_ms = 1767323046000;
+    t->ended_ms = 1767323048500;
+    t->duration_ms = 2500;
     s->tasks[1].id = strdup("log");
     s->tasks[1].state = PROTO_TASK_CANCELLED;
     s->tasks[1].kind = strdup("run");
@@ -763,6 +822,7 @@ s_output(bool full)
     m->u.output.task = strdup("log");
     m->u.output.attempt = full ? 3 : 0;
     m->u.output.want_stderr = full;
+    m->u.output.live = full;
     return m;
 }
 
@@ -776,8 +836,67 @@ s_output_ok(bool full)
     m->u.output_ok.attempt = full ? 3 : 0;
     if (full) {
         proto_bytes_set(&m->u.output_ok.data, "a\0b", 3);
+        m->u.output_ok.state = strdup("leased");
+        m->u.output_ok.running = true;
+        m->u.output_ok.token = 77;
+        m->u.output_ok.total = 1u << 20;
     }
     m->u.output_ok.truncated = full;
+    return m;
+}
+
+static proto_msg_t *
+s_tail(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_TAIL);
+    m->req = 21;
+    m->u.tail.token = full ? UINT64_MAX : 1;
+    m->u.tail.total = full ? 5000 : 0;
+    if (full) {
+        proto_bytes_set(&m->u.tail.data, "line 1\n\033[2Jx\0", 13);
+    }
+    return m;
+}
+
+static proto_msg_t *
+s_explain(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_EXPLAIN);
+    m->req = 22;
+    m->u.explain.plan = full ? 12 : 1;
+    m->u.explain.task = strdup("publish");
+    return m;
+}
+
+static proto_msg_t *
+s_explain_ok(bool full)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_EXPLAIN_OK);
+    proto_explain_ok_t *x = &m->u.explain_ok;
+    m->req = 22;
+    x->plan = 12;
+    x->task = strdup("publish");
+    x->state = strdup("waiting");
+    x->code = strdup("waiting_on_needs");
+    x->reason = strdup("waiting for 'build' (leased)");
+    if (full) {
+        proto_strv_push(&x->needs, "build");
+        proto_strv_push(&x->need_states, "leased");
+        x->more_needs = 2;
+        proto_strv_push(&x->tags, "gpu");
+        x->drone = strdup("drone-01");
+        x->model = strdup("local");
+        x->blocked_by = strdup("lint");
+        x->blocked_state = strdup("dead");
+        x->since_ms = 1767323045000;
+        x->until_ms = 1767323046000;
+        x->last_seen_ms = 1767323044000;
+        x->used = 110;
+        x->budget = 100;
+        x->limit = 2;
+        x->in_flight = 2;
+        x->attempt = 4;
+    }
     return m;
 }
 
@@ -905,6 +1024,9 @@ static const struct {
     [PROTO_MSG_AMEND_OK] = {s_amend_ok, s_eq_amend_ok},
     [PROTO_MSG_OUTPUT] = {s_output, s_eq_output},
     [PROTO_MSG_OUTPUT_OK] = {s_output_ok, s_eq_output_ok},
+    [PROTO_MSG_TAIL] = {s_tail, s_eq_tail},
+    [PROTO_MSG_EXPLAIN] = {s_explain, s_eq_explain},
+    [PROTO_MSG_EXPLAIN_OK] = {s_explain_ok, s_eq_explain_ok},
     [PROTO_MSG_APPROVE] = {s_approve, s_eq_verdict},
     [PROTO_MSG_REJECT] = {s_reject, s_eq_verdict},
     [PROTO_MSG_SUBSCRIBE] = {s_subscribe, s_eq_subscribe},

@@ -377,6 +377,67 @@ test_status_reads_survive_reopen(void)
     ledger_destroy(&l);
 }
 
+// The times status shows: ready at submit (and again after a failure or a
+// retry), the latest attempt's start and end; the attempt number goes on
+// across a retry while the budget's count starts again.
+static void
+test_task_times_and_attempt_number(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    proto_msg_t *m;
+    proto_task_info_t t = s_task(l, plan, "a", &m);
+    CHECK_INT(t.ready_ms, NOW);
+    CHECK_INT(t.attempt, 0);
+    CHECK_INT(t.started_ms, 0);
+    CHECK_INT(t.attempt_budget, 3);    // retries 2 by default
+    proto_msg_destroy(&m);
+    t = s_task(l, plan, "c", &m);
+    CHECK_INT(t.attempt_budget, 1);    // retries 0
+    proto_msg_destroy(&m);
+    t = s_task(l, plan, "g", &m);
+    CHECK_INT(t.attempt_budget, 0);    // a gate has none
+    proto_msg_destroy(&m);
+    t = s_task(l, plan, "b", &m);
+    CHECK_INT(t.ready_ms, 0);  // waiting: never ready yet
+    proto_msg_destroy(&m);
+    uint64_t token;
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW + 100, &token, NULL) == LEDGER_OK);
+    t = s_task(l, plan, "a", &m);
+    CHECK_INT(t.attempt, 1);
+    CHECK_INT(t.started_ms, NOW + 100);
+    CHECK_INT(t.ended_ms, 0);
+    proto_msg_destroy(&m);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_finish(l, plan, "a", token, "i1", &s_fail_end,
+                                 PROTO_TASK_DEAD, 0, "drone-1", NOW + 1300),
+              LEDGER_OK);
+    CHECK_INT(ledger_task_reset(l, plan, "a", PROTO_TASK_DEAD,
+                                PROTO_TASK_READY, "alice", NOW + 2000),
+              LEDGER_OK);
+    REQUIRE(ledger_commit(l) == 0);
+    t = s_task(l, plan, "a", &m);
+    CHECK_INT(t.attempts, 0);          // a fresh budget
+    CHECK_INT(t.attempt, 1);           // the number is not reset
+    CHECK_INT(t.ready_ms, NOW + 2000);
+    CHECK_INT(t.started_ms, NOW + 100);
+    CHECK_INT(t.ended_ms, NOW + 1300);
+    proto_msg_destroy(&m);
+    REQUIRE(s_lease(l, plan, "a", "i1", NOW + 2500, &token, NULL) == LEDGER_OK);
+    t = s_task(l, plan, "a", &m);
+    CHECK_INT(t.attempt, 2);
+    CHECK_INT(t.started_ms, NOW + 2500);
+    CHECK_INT(t.ended_ms, 0);
+    proto_msg_destroy(&m);
+    CHECK_INT(s_move(l, plan, "b", PROTO_TASK_WAITING, PROTO_TASK_READY),
+              LEDGER_OK);
+    t = s_task(l, plan, "b", &m);
+    CHECK_INT(t.ready_ms, NOW);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+}
+
 static void
 test_lease_finish_succeeded(void)
 {
@@ -1466,7 +1527,10 @@ test_big_plan(void)
     CHECK_INT(ledger_plans(l, plan, 0, st), LEDGER_OK);
     CHECK_INT(st->plans[0].counts[PROTO_TASK_READY], 1);
     CHECK_INT(st->plans[0].counts[PROTO_TASK_WAITING], N - 1);
-    CHECK_INT(ledger_tasks(l, plan, 0, PROTO_STATUS_TASK_OBJECTS, st), LEDGER_OK);
+    // All in one page here (test_tasks_in_pages covers the paging).
+    CHECK_INT(ledger_tasks(l, plan, 0,
+                           (size_t) N * (PROTO_TASK_INFO_OBJECTS + 1), st),
+              LEDGER_OK);
     REQUIRE(st->n_tasks == N);
     CHECK_STR(st->tasks[N - 1].id, "t19999");
     REQUIRE(st->tasks[N - 1].needs.count == 1);
@@ -1611,6 +1675,13 @@ test_amend_rows(void)
     CHECK_STR(page.tasks[0].kind, "gate");
     CHECK_INT(page.tasks[0].needs.count, 1);
     CHECK_STR(page.tasks[0].needs.items[0], "y");
+    // A gate now: no attempt budget.  An added task gets its budget and,
+    // waiting, no ready time yet.
+    CHECK_INT(page.tasks[0].attempt_budget, 0);
+    REQUIRE(page.n_tasks >= 4);
+    CHECK_STR(page.tasks[3].id, "x");
+    CHECK_INT(page.tasks[3].attempt_budget, 3);
+    CHECK_INT(page.tasks[3].ready_ms, 0);
     proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
     m->u.status_ok = page;
     proto_msg_destroy(&m);
@@ -1626,6 +1697,7 @@ static const t_case_t t_cases[] = {
     T(test_error_text_capped),
     T(test_overview_keeps_running_plans),
     T(test_status_reads_survive_reopen),
+    T(test_task_times_and_attempt_number),
     T(test_lease_finish_succeeded),
     T(test_stale_results_change_nothing),
     T(test_token_lookup_tells_duplicates),

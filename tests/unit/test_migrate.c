@@ -20,6 +20,8 @@
 #define S_FIXTURE WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v1.db"
 // Written by main at schema 2 (tests/fixtures/make-ledger.sh 2).
 #define S_FIXTURE_V2 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v2.db"
+// Written by main at schema 3 (tests/fixtures/make-ledger.sh 3).
+#define S_FIXTURE_V3 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v3.db"
 #define NOW 1700000000000LL  // before the fixture was made
 
 // --- helpers -------------------------------------------------------------
@@ -274,7 +276,7 @@ test_fixture_upgraded_rows_kept(void)
                     " secret_hash IS NULL"), 1);
 }
 
-// A schema-2 file main wrote: upgraded by the v2 -> v3 and v3 -> v4 steps
+// A schema-2 file main wrote: upgraded by the steps from v2 on
 // (backed up as .v2.bak), every row kept, the attempts' token columns added
 // and NULL, and the sums status shows are 0.
 static void
@@ -322,6 +324,67 @@ test_v2_fixture_upgraded(void)
     CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM attempts WHERE"
                     " prompt_tokens IS NOT NULL OR completion_tokens IS NOT"
                     " NULL"), 0);
+}
+
+// A schema-3 file main wrote: upgraded by the steps from v3 on (backed
+// up as .v3.bak), every row kept; tasks.ready_ms is filled from the event
+// log (the last move to ready), else the plan's creation for a task that
+// needs nothing, and stays NULL for a task that never became ready.  The
+// times status shows come out of it.
+static void
+test_v3_fixture_upgraded(void)
+{
+    REQUIRE(s_copy_file(S_FIXTURE_V3));
+    CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), 3);
+    char err[512];
+    ledger_t *l = s_open(0, err, sizeof err);
+    CHECK_STR(err, "");
+    REQUIRE(l);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_STATUS_OK);
+    proto_status_ok_t *st = &m->u.status_ok;
+    CHECK_INT(ledger_plans(l, 2, 0, st), LEDGER_OK);
+    REQUIRE(st->n_plans == 1);
+    int64_t created = st->plans[0].created_ms;
+    CHECK_INT(ledger_tasks(l, 2, 0, 1000, st), LEDGER_OK);
+    REQUIRE(st->n_tasks == 5);
+    // first, flaky, slow, tagged, last (the fixture's order).
+    CHECK_STR(st->tasks[0].id, "first");
+    CHECK_INT(st->tasks[0].ready_ms, created);
+    CHECK_INT(st->tasks[0].attempt, 1);
+    CHECK(st->tasks[0].started_ms >= created);
+    CHECK(st->tasks[0].ended_ms >= st->tasks[0].started_ms);
+    CHECK_STR(st->tasks[1].id, "flaky");  // failed once: ready again after
+    CHECK(st->tasks[1].ready_ms >= st->tasks[1].ended_ms);
+    CHECK(st->tasks[1].ended_ms > 0);
+    CHECK_STR(st->tasks[2].id, "slow");   // needs first: its event says
+    CHECK(st->tasks[2].ready_ms >= st->tasks[0].ended_ms);
+    CHECK(st->tasks[2].started_ms >= st->tasks[2].ready_ms);
+    CHECK_INT(st->tasks[2].ended_ms, 0);
+    CHECK_STR(st->tasks[3].id, "tagged");
+    CHECK_INT(st->tasks[3].ready_ms, created);
+    CHECK_INT(st->tasks[3].attempt, 0);
+    CHECK_STR(st->tasks[4].id, "last");
+    CHECK_INT(st->tasks[4].ready_ms, 0);
+    proto_msg_destroy(&m);
+    ledger_destroy(&l);
+    char bak[600];
+    snprintf(bak, sizeof bak, "%s", s_path(".v3.bak"));
+    struct stat sb;
+    REQUIRE(stat(bak, &sb) == 0);
+    CHECK_INT(s_int(bak, "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), 3);
+    CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), LEDGER_SCHEMA_VERSION);
+    for (size_t i = 0; i < sizeof s_v1_tables / sizeof s_v1_tables[0]; i++) {
+        const char *t = s_v1_tables[i][0];
+        long long extra = strcmp(t, "events") == 0
+                              ? LEDGER_SCHEMA_VERSION - 3 : 0;
+        CHECK_INT(s_count(s_path(""), t), s_count(bak, t) + extra);
+        CHECK_INT(s_diff_rows(s_path(""), bak, t, s_v1_tables[i][1]), extra);
+    }
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM events WHERE kind ="
+                    " 'upgrade' AND detail = 'schema version 3 to 4'"), 1);
 }
 
 // What the broker rebuilds from the upgraded file: the running plan, its
@@ -532,7 +595,7 @@ test_newer_refused_untouched(void)
         CHECK(l == NULL);
         ledger_destroy(&l);
         CHECK_HAS(err, "schema version 7");
-        CHECK_HAS(err, "version 4");
+        CHECK_HAS(err, "version 5");
         CHECK_HAS(err, "newer");
     }
     struct stat sb;
@@ -655,6 +718,7 @@ static const t_case_t t_cases[] = {
     T(test_fixture_upgraded_rows_kept),
     T(test_v2_fixture_upgraded),
     T(test_fixture_upgraded_loads_and_runs_on),
+    T(test_v3_fixture_upgraded),
     T(test_fresh_and_upgraded_agree),
     T(test_checks_without_in_lists),
     T(test_newer_refused_untouched),

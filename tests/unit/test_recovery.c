@@ -850,6 +850,116 @@ test_budget_commit_fails(void)
     free(w);
 }
 
+static void
+s_tail(s_world_t *w, s_drone_t *d, uint64_t token, uint64_t total,
+       const char *text)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_TAIL);
+    m->u.tail.token = token;
+    m->u.tail.total = total;
+    proto_bytes_set(&m->u.tail.data, text, strlen(text));
+    s_drone_msg(w, d, m);
+}
+
+// OUTPUT with live of task: the outbox's OUTPUT_OK data ("" for none).
+static void
+s_live(s_world_t *w, const char *task, char *buf, size_t len)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT);
+    m->u.output.plan = 1;
+    m->u.output.task = xstrdup(task);
+    m->u.output.live = true;
+    s_request(w, m);
+    snprintf(buf, len, "?");
+    for (size_t i = 0; i < w->b->n_out; i++) {
+        const proto_msg_t *o = w->b->out[i].msg;
+        if (o && o->cmd == PROTO_MSG_OUTPUT_OK) {
+            snprintf(buf, len, "%s %.*s", o->u.output_ok.running ? "running"
+                                                                 : "done",
+                     (int) o->u.output_ok.data.len,
+                     (const char *) o->u.output_ok.data.data);
+        }
+    }
+    s_end_turn(w);
+}
+
+// Running tasks' stdout tails (output --follow): kept in memory only for
+// the drone that holds the lease, the latest one (an older total is
+// ignored), and forgotten when the attempt ends however it ends (a
+// result, a cancel, a lease that lapsed).
+static void
+test_tails_kept_for_the_holder_and_dropped(void)
+{
+    s_world_t *w = xcalloc(1, sizeof *w);
+    s_world_init(w);
+    REQUIRE(s_open(w));
+    CHECK_INT(s_submit(w, "{\"name\": \"t\", \"tasks\": ["
+                          "{\"id\": \"hold1\", \"run\": [\"true\"]},"
+                          "{\"id\": \"hold2\", \"run\": [\"true\"]},"
+                          "{\"id\": \"lost1\", \"run\": [\"true\"]}]}"),
+              1);
+    s_drone_t *d = &w->drones[0], *other = &w->drones[1];
+    s_hello(w, d);
+    s_hello(w, other);
+    s_clock(w);
+    drones_dispatch(w->b);
+    s_end_turn(w);
+    REQUIRE(d->n_held + other->n_held == 3);
+    s_drone_t *h1 = NULL;
+    uint64_t t1 = 0, t2 = 0, t3 = 0;
+    for (int k = 0; k < 2; k++) {
+        s_drone_t *x = &w->drones[k];
+        for (int i = 0; i < x->n_held; i++) {
+            if (strcmp(x->held[i].task, "hold1") == 0) {
+                h1 = x;
+                t1 = x->held[i].token;
+            } else if (strcmp(x->held[i].task, "hold2") == 0) {
+                t2 = x->held[i].token;
+            } else {
+                t3 = x->held[i].token;
+            }
+        }
+    }
+    REQUIRE(h1 && t1 && t2 && t3);
+    s_drone_t *not_h1 = h1 == d ? other : d;
+    char got[256];
+    s_live(w, "hold1", got, sizeof got);
+    CHECK_STR(got, "running ");
+    s_tail(w, h1, t1, 6, "line1\n");
+    s_tail(w, not_h1, t1, 100, "forged\n");    // not its lease: dropped
+    s_live(w, "hold1", got, sizeof got);
+    CHECK_STR(got, "running line1\n");
+    s_tail(w, h1, t1, 12, "line2\n");
+    s_tail(w, h1, t1, 6, "line1\n");           // late, older: ignored
+    s_live(w, "hold1", got, sizeof got);
+    CHECK_STR(got, "running line2\n");
+    CHECK_INT(w->b->n_tails, 1);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < w->drones[k].n_held; i++) {
+            s_tail(w, &w->drones[k], w->drones[k].held[i].token, 1, "x");
+        }
+    }
+    CHECK_INT(w->b->n_tails, 3);
+    s_cancel(w, 1, "hold1");                   // a cancel ends it
+    s_end_turn(w);
+    CHECK_INT(w->b->n_tails, 2);
+    // 'lost1' is never listed again: its lease lapses, its tail goes with
+    // the next heartbeat round.
+    w->mono += LEASE_MS + 1;
+    for (int i = 0; i < 2; i++) {
+        s_heartbeat(w, &w->drones[i]);
+    }
+    s_clock(w);
+    drones_expire(w->b);
+    drones_heartbeat(w->b);
+    s_end_turn(w);
+    CHECK_INT(w->b->n_tails, 1);
+    s_live(w, "hold1", got, sizeof got);
+    CHECK_STR(got, "done ");                   // cancelled, never ran out
+    broker_destroy(&w->b);
+    free(w);
+}
+
 static const t_case_t t_cases[] = {
     T(test_reload_equals_live_every_round),
     T(test_backoff_clamped_on_reload),
@@ -857,6 +967,7 @@ static const t_case_t t_cases[] = {
     T(test_failed_rebuild_spares_next_turn),
     T(test_gates_answer_and_time_out),
     T(test_budget_commit_fails),
+    T(test_tails_kept_for_the_holder_and_dropped),
     {0},
 };
 

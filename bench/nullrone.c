@@ -1,0 +1,320 @@
+// nullrone: a drone that runs nothing — a benchmark program, not a mode of
+// waggle-drone.
+//
+// It speaks the drone side of proto/PROTOCOL.md (HELLO, HEARTBEAT, RESULT,
+// BYE) with a real CurveZMQ key and answers every TASK at once with a
+// RESULT "succeeded", exit 0, no output.  So a swarm of nullrones times the
+// broker alone: the ledger, the scheduler, the transport and CURVE, with no
+// fork, no exec and no child to wait for.  bench/waggle-bench starts W of
+// them ("--mode null").
+//
+// Leases it holds are the RESULTs not yet acknowledged; its heartbeats list
+// them, as a real drone's do (section 7).  When the broker forgets the
+// session (HELLO_REQUIRED) it says HELLO again with its secret.  SIGTERM or
+// SIGINT: BYE, then exit 0.  It never retries a RESULT: the bench counts
+// on the ledger, and a lost one shows as a task that never finished.
+#include "common/clock.h"
+#include "common/keys.h"
+#include "common/xalloc.h"
+#include "proto/proto.h"
+#include "proto/wire.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_MAX_FRAME (64 * 1024 * 1024)
+
+typedef struct {
+    void *sock;
+    const char *instance;
+    uint32_t slots;
+    char *secret;               // from WELCOME (owned), NULL before
+    uint64_t req;               // last request id used
+    int64_t heartbeat_ms;       // from WELCOME
+    int64_t next_hb_ms;         // monotonic
+    uint64_t *pending;          // tokens answered, not yet acknowledged
+    size_t n_pending, cap_pending;
+    uint64_t answered;          // TASKs answered
+} nullrone_t;
+
+static volatile sig_atomic_t s_stop;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static void
+s_usage(void)
+{
+    fprintf(stderr,
+        "usage: nullrone --keys DIR --broker ENDPOINT [--slots N] "
+        "[--instance ID]\n\n"
+        "A benchmark drone that answers every TASK at once with success\n"
+        "(no process is run).  Reads the drone key bundle DIR/drone.\n"
+        "SIGTERM: BYE, then exit 0.  Exit 64 on bad usage, 2 when it\n"
+        "cannot start, 1 on a socket error.\n");
+}
+
+static void
+s_send(nullrone_t *n, proto_msg_t **msg, bool dontwait)
+{
+    if (wire_send(n->sock, NULL, msg, dontwait) < 0 && errno != EAGAIN) {
+        fprintf(stderr, "nullrone %s: send: %s\n", n->instance,
+                strerror(errno));
+    }
+}
+
+static void
+s_hello(nullrone_t *n)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HELLO);
+    m->req = ++n->req;
+    m->u.hello.instance = xstrdup(n->instance);
+    m->u.hello.host = xstrdup("bench");
+    m->u.hello.version = xstrdup("nullrone");
+    m->u.hello.slots = n->slots;
+    m->u.hello.secret = n->secret ? xstrdup(n->secret) : NULL;
+    s_send(n, &m, false);
+}
+
+static void
+s_heartbeat(nullrone_t *n, int64_t now)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_HEARTBEAT);
+    if (n->n_pending > 0) {
+        m->u.heartbeat.tokens = xmalloc(n->n_pending * sizeof(uint64_t));
+        memcpy(m->u.heartbeat.tokens, n->pending,
+               n->n_pending * sizeof(uint64_t));
+        m->u.heartbeat.n_tokens = n->n_pending;
+    }
+    // Heartbeats are never queued (PROTOCOL.md): dropped when they cannot go.
+    s_send(n, &m, true);
+    n->next_hb_ms = now + n->heartbeat_ms;
+}
+
+static void
+s_pending_add(nullrone_t *n, uint64_t token)
+{
+    if (n->n_pending == n->cap_pending) {
+        n->cap_pending = n->cap_pending ? n->cap_pending * 2 : 64;
+        n->pending = xrealloc(n->pending, n->cap_pending * sizeof *n->pending);
+    }
+    n->pending[n->n_pending++] = token;
+}
+
+static void
+s_pending_remove(nullrone_t *n, uint64_t token)
+{
+    for (size_t i = 0; i < n->n_pending; i++) {
+        if (n->pending[i] == token) {
+            n->pending[i] = n->pending[--n->n_pending];
+            return;
+        }
+    }
+}
+
+static void
+s_answer(nullrone_t *n, const proto_task_t *t)
+{
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
+    proto_result_t *r = &m->u.result;
+    m->req = ++n->req;
+    r->plan = t->plan;
+    r->task = xstrdup(t->task);
+    r->token = t->token;
+    r->outcome = PROTO_OUTCOME_SUCCEEDED;
+    r->exit_code = 0;
+    r->started_ms = clock_wall_ms();
+    r->prompt_tokens = -1;
+    r->completion_tokens = -1;
+    s_pending_add(n, t->token);
+    n->answered++;
+    s_send(n, &m, false);
+}
+
+static void
+s_on_msg(nullrone_t *n, proto_msg_t *m, int64_t now)
+{
+    switch (m->cmd) {
+    case PROTO_MSG_WELCOME:
+        free(n->secret);
+        n->secret = m->u.welcome.secret ? xstrdup(m->u.welcome.secret)
+                                        : NULL;
+        if (m->u.welcome.heartbeat_ms > 0) {
+            n->heartbeat_ms = m->u.welcome.heartbeat_ms;
+        }
+        n->next_hb_ms = now + n->heartbeat_ms;
+        break;
+    case PROTO_MSG_TASK:
+        s_answer(n, &m->u.task);
+        break;
+    case PROTO_MSG_RESULT_ACK:
+        s_pending_remove(n, m->u.result_ack.token);
+        break;
+    case PROTO_MSG_ERROR:
+        if (m->u.error.code == PROTO_E_HELLO_REQUIRED) {
+            n->n_pending = 0;
+            s_hello(n);
+        } else {
+            fprintf(stderr, "nullrone %s: ERROR %s: %s\n", n->instance,
+                    proto_status_name(m->u.error.code),
+                    m->u.error.message ? m->u.error.message : "");
+        }
+        break;
+    default:
+        break;                  // HEARTBEAT, STOP (nothing runs), OK
+    }
+}
+
+// Reads everything that is waiting.  Returns -1 on a socket error.
+static int
+s_drain(nullrone_t *n, const proto_limits_t *lim)
+{
+    for (;;) {
+        proto_msg_t *m = NULL;
+        proto_error_t perr;
+        wire_rc_t rc = wire_recv(n->sock, false, lim, NULL, NULL, &m, &perr);
+        if (rc == WIRE_AGAIN) {
+            return 0;
+        }
+        if (rc == WIRE_ERR) {
+            return errno == EINTR ? 0 : -1;
+        }
+        if (rc == WIRE_BAD) {
+            fprintf(stderr, "nullrone %s: undecodable: %s\n", n->instance,
+                    perr.message);
+            continue;
+        }
+        s_on_msg(n, m, clock_mono_ms());
+        proto_msg_destroy(&m);
+    }
+}
+
+static void *
+s_connect(void *ctx, const char *keys, const char *endpoint)
+{
+    keys_client_t k;
+    char err[512];
+    if (keys_load_client(keys, KEYS_ROLE_DRONE, &k, err, sizeof err) < 0) {
+        fprintf(stderr, "nullrone: %s\n", err);
+        return NULL;
+    }
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 100;
+    int64_t max = S_MAX_FRAME;
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k.broker_z85, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k.public_z85, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k.secret_z85, 40);
+    if (zmq_connect(sock, endpoint) != 0) {
+        fprintf(stderr, "nullrone: cannot connect to '%s': %s\n", endpoint,
+                zmq_strerror(zmq_errno()));
+        zmq_close(sock);
+        return NULL;
+    }
+    return sock;
+}
+
+static int
+s_run(nullrone_t *n)
+{
+    proto_limits_t lim;
+    proto_limits_default(&lim);
+    lim.max_frame = lim.max_string = S_MAX_FRAME;
+    s_hello(n);
+    n->next_hb_ms = clock_mono_ms() + n->heartbeat_ms;
+    while (!s_stop) {
+        int64_t wait = n->next_hb_ms - clock_mono_ms();
+        zmq_pollitem_t item = {n->sock, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&item, 1, wait < 0 ? 0 : (long) wait);
+        if (rc < 0 && zmq_errno() != EINTR) {
+            return 1;
+        }
+        if (rc > 0 && s_drain(n, &lim) < 0) {
+            return 1;
+        }
+        int64_t now = clock_mono_ms();
+        if (now >= n->next_hb_ms) {
+            s_heartbeat(n, now);
+        }
+    }
+    proto_msg_t *bye = proto_msg_new(PROTO_MSG_BYE);
+    bye->req = ++n->req;
+    s_send(n, &bye, true);
+    return 0;
+}
+
+static int
+s_parse(int argc, char **argv, const char **keys, const char **endpoint,
+        nullrone_t *n)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0) {
+            s_usage();
+            exit(0);
+        }
+        if (!v) {
+            return -1;
+        }
+        if (strcmp(a, "--keys") == 0) {
+            *keys = v;
+        } else if (strcmp(a, "--broker") == 0) {
+            *endpoint = v;
+        } else if (strcmp(a, "--slots") == 0) {
+            char *end;
+            unsigned long s = strtoul(v, &end, 10);
+            if (*end || s < 1 || s > 1024) {
+                return -1;
+            }
+            n->slots = (uint32_t) s;
+        } else if (strcmp(a, "--instance") == 0) {
+            n->instance = v;
+        } else {
+            return -1;
+        }
+        i++;
+    }
+    return *keys && *endpoint ? 0 : -1;
+}
+
+int
+main(int argc, char **argv)
+{
+    nullrone_t n = {.slots = 1, .heartbeat_ms = 1000};
+    const char *keys = NULL, *endpoint = NULL;
+    char inst[64];
+    snprintf(inst, sizeof inst, "nullrone-%ld", (long) getpid());
+    n.instance = inst;
+    if (s_parse(argc, argv, &keys, &endpoint, &n) < 0) {
+        s_usage();
+        return 64;
+    }
+    struct sigaction sa = {.sa_handler = s_on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    void *ctx = zmq_ctx_new();
+    n.sock = s_connect(ctx, keys, endpoint);
+    if (!n.sock) {
+        zmq_ctx_term(ctx);
+        return 2;
+    }
+    int rc = s_run(&n);
+    fprintf(stderr, "nullrone %s: answered %llu tasks\n", n.instance,
+            (unsigned long long) n.answered);
+    zmq_close(n.sock);
+    zmq_ctx_term(ctx);
+    free(n.secret);
+    free(n.pending);
+    return rc;
+}
