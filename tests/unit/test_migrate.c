@@ -235,6 +235,30 @@ s_on_task(void *arg, const ledger_task_row_t *row)
     }
 }
 
+// The v1 fixture upgraded in place, and a fresh ledger made by this code
+// at fresh (a path in the test's directory): the pair to compare.
+static int
+s_upgraded_and_fresh(char *fresh, size_t len)
+{
+    if (!s_copy_fixture()) {
+        return -1;
+    }
+    char err[512];
+    ledger_t *l = s_open(0, err, sizeof err);
+    if (!l) {
+        fprintf(stderr, "%s: upgrade: %s\n", t_current, err);
+        return -1;
+    }
+    ledger_destroy(&l);
+    snprintf(fresh, len, "%s/fresh.db", t_tmpdir());
+    if (ledger_open(&l, fresh, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: fresh: %s\n", t_current, err);
+        return -1;
+    }
+    ledger_destroy(&l);
+    return 0;
+}
+
 // --- tests ---------------------------------------------------------------
 
 // The release's own file: upgraded, backed up, every row kept.
@@ -459,15 +483,8 @@ test_fixture_upgraded_loads_and_runs_on(void)
 static void
 test_fresh_and_upgraded_agree(void)
 {
-    REQUIRE(s_copy_fixture());
-    char err[512];
-    ledger_t *l = s_open(0, err, sizeof err);
-    REQUIRE(l);
-    ledger_destroy(&l);
     char fresh[600];
-    snprintf(fresh, sizeof fresh, "%s/fresh.db", t_tmpdir());
-    REQUIRE(ledger_open(&l, fresh, 0, err, sizeof err) == 0);
-    ledger_destroy(&l);
+    REQUIRE(s_upgraded_and_fresh(fresh, sizeof fresh) == 0);
     static const char cols[] =
         "SELECT m.name, p.cid, p.name, p.type, p.\"notnull\", p.dflt_value,"
         " p.pk FROM sqlite_schema m, pragma_table_info(m.name) p"
@@ -547,16 +564,8 @@ s_check_text(const char *path, const char *table, int n)
 static void
 test_checks_without_in_lists(void)
 {
-    REQUIRE(s_copy_fixture());
-    char err[512];
-    ledger_t *l = s_open(0, err, sizeof err);
-    CHECK_STR(err, "");
-    REQUIRE(l);
-    ledger_destroy(&l);
     char fresh[600];
-    snprintf(fresh, sizeof fresh, "%s/fresh.db", t_tmpdir());
-    REQUIRE(ledger_open(&l, fresh, 0, err, sizeof err) == 0);
-    ledger_destroy(&l);
+    REQUIRE(s_upgraded_and_fresh(fresh, sizeof fresh) == 0);
     static const char *const tables[] = {"plans", "tasks", "attempts"};
     for (size_t i = 0; i < 3; i++) {
         char *a = s_check_text(s_path(""), tables[i], 0);
