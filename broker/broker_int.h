@@ -17,8 +17,10 @@
 
 #include "broker/broker.h"
 #include "broker/ledger.h"
+#include "broker/httpd.h"
 #include "broker/limits.h"
 #include "broker/loop.h"
+#include "broker/metrics.h"
 #include "broker/rate.h"
 #include "broker/router.h"
 #include "broker/sched.h"
@@ -85,6 +87,8 @@ struct broker {
     sched_t *sched;
     router_t *router;
     loop_t *loop;               // what wakes a turn (owned); NULL offline
+    metrics_t *metrics;         // counters and histograms (owned)
+    httpd_t *httpd;             // --metrics listener (owned), or NULL
     proto_limits_t limits;
     limits_t model_limits;      // --model-limit (main.c validated it)
     limits_t model_rpm;         // --model-rpm (main.c validated it)
@@ -321,6 +325,16 @@ void gates_expire(broker_t *b);
 int64_t gates_next_deadline_ms(const broker_t *b);
 // Drops the watch list (destroy; a rebuild reloads it from the ledger).
 void gates_forget(broker_t *b);
+
+// --- scrape.c ----------------------------------------------------------
+// With --metrics, listens there (httpd.c) for GET /metrics and /healthz.
+// Returns 0 (also without --metrics), or -1 with why in err.
+int scrape_start(broker_t *b, char *err, size_t errlen);
+// Sets the gauges (and the counters the ledger and auth keep) from their
+// sources, as a scrape does; for tests that read b->metrics.
+void scrape_refresh(broker_t *b);
+// Closes the listener and its connections (before the loop goes).
+void scrape_stop(broker_t *b);
 
 // --- hook.c ------------------------------------------------------------
 // --on-gate: a gate started waiting in this turn (a no-op without a hook).

@@ -294,7 +294,9 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
         broker_fail_turn(b);
     }
     if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
-        log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
+        log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                      LOG_STR("key", d->name)),
+                      "drone '%s' instance %s on '%s': %u slots, tags [%s], "
                       "%zu leases%s", d->name, d->instance, d->host,
                  d->slots, tags, h->n_leases,
                  d->quarantined ? " (quarantined)" : "");
@@ -425,6 +427,21 @@ s_lease_matches(const sched_t *sched, const sched_lease_t *l,
     return wp && strcmp(wp->tasks[l->idx].id, r->task) == 0;
 }
 
+// The model of a prompt task whose result reported tokens (caller frees;
+// "" for the drone's default), or NULL.
+static char *
+s_reported_model(broker_t *b, const sched_lease_t *l,
+                 const ledger_attempt_end_t *end)
+{
+    const workplan_t *wp = sched_workplan(b->sched, l->plan);
+    if (!wp || end->prompt_tokens < 0 || end->completion_tokens < 0 ||
+        (end->prompt_tokens == 0 && end->completion_tokens == 0)) {
+        return NULL;
+    }
+    const char *model = wp->tasks[l->idx].model;
+    return xstrdup(model ? model : "");
+}
+
 // Records the RESULT req for d's current lease l; returns its ack.
 static proto_msg_t *
 s_record(broker_t *b, drone_t *d, const proto_msg_t *req,
@@ -439,10 +456,18 @@ s_record(broker_t *b, drone_t *d, const proto_msg_t *req,
     ledger_attempt_end_t end = {0};
     s_fill_end(b, &req->u.result, &end);
     sched_lease_t copy = *l;
+    // Copied now: finishing the plan's last task unloads its workplan.
+    char *model = s_reported_model(b, &copy, &end);
     ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
     if (rc == LEDGER_OK) {
+        if (model) {
+            metrics_tokens(b->metrics, model, end.prompt_tokens,
+                           end.completion_tokens);
+        }
+        free(model);
         return s_ack(req, PROTO_ACK_ACCEPTED, NULL);
     }
+    free(model);
     if (rc == LEDGER_MISS) {
         broker_desync(b, "a current lease was refused by the ledger");
         return s_late_result(b, req);
@@ -466,7 +491,12 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
         trust_result(d);
     }
     if (status != PROTO_ACK_ACCEPTED && s_log_quota(b, d, LOG_LEVEL_INFO)) {
-        log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
+        log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", r->plan),
+                                      LOG_STR("task", r->task),
+                                      LOG_INT("token", r->token),
+                                      LOG_STR("drone", d->instance),
+                                      LOG_STR("key", d->name)),
+                      "result for plan %lld task '%s' token %llu from '%s': "
                       "%s (%s)", (long long) r->plan, r->task,
                  (unsigned long long) r->token, d->instance,
                  proto_ack_name(status),
@@ -494,7 +524,9 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
         s_release(b, &mine[i], "the drone left");
     }
     free(mine);
-    log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
+    log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                  LOG_STR("key", d->name)),
+                  "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
     s_leave(b, d);
 }
@@ -676,6 +708,18 @@ s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
     return m;
 }
 
+// Ready task (plan, idx) is being leased: how long it could have been.
+static void
+s_dispatch_latency(broker_t *b, int64_t plan, size_t idx)
+{
+    int64_t since = sched_ready_since(b->sched, plan, idx);
+    if (since > 0) {
+        int64_t ms = b->now_wall > since ? b->now_wall - since : 0;
+        metrics_observe(b->metrics, METRICS_H_DISPATCH_LATENCY,
+                        (double) ms / 1000.0);
+    }
+}
+
 // Leases (plan, idx) to d and queues its TASK.  Returns false when the
 // dispatch loop for this drone should stop.
 static bool
@@ -698,6 +742,7 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
         }
         return false;
     }
+    s_dispatch_latency(b, plan, idx);
     sched_set(b->sched, plan, idx, PROTO_TASK_LEASED, 0);
     sched_lease_t l = {.token = token, .plan = plan, .idx = idx,
                        .deadline_ms = b->now_mono + b->cfg->lease_ms};
@@ -717,7 +762,12 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
         free(why);
         return true;
     }
-    log_debug(LOG, "task '%s' of plan %lld leased to '%s' (token %llu)",
+    log_debug_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
+                                   LOG_STR("task", t->id),
+                                   LOG_INT("token", token),
+                                   LOG_STR("drone", d->instance),
+                                   LOG_STR("key", d->name)),
+                   "task '%s' of plan %lld leased to '%s' (token %llu)",
               t->id, (long long) plan, d->instance,
               (unsigned long long) token);
     if (t->kind == WP_KIND_PROMPT) {
@@ -1037,17 +1087,26 @@ drones_expire(broker_t *b)
         bool lost = s_expiry(b, l, why, sizeof why, &end);
         drone_t *d = drones_find(b, l->instance);
         const workplan_t *wp = sched_workplan(b->sched, l->plan);
-        log_info(LOG, "task '%s' of plan %lld: %s",
-                 wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
+        const char *task = wp ? wp->tasks[l->idx].id : "?";
+        log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", l->plan),
+                                      LOG_STR("task", task),
+                                      LOG_INT("token", l->token),
+                                      LOG_STR("drone", l->instance)),
+                      "task '%s' of plan %lld: %s", task,
+                      (long long) l->plan, why);
         if (d && wp) {
             drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id,
                         l->token, end.timed_out ? "timeout" : "expired",
                         true);
         }
-        if (!broker_begin(b) ||
-            plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
+        ledger_rc_t rc = broker_begin(b) ? plans_finish(b, l, &end, "broker")
+                                         : LEDGER_ERROR;
+        if (rc == LEDGER_ERROR) {
             broker_fail_turn(b);
             break;
+        }
+        if (rc == LEDGER_OK) {
+            metrics_add(b->metrics, METRIC_LEASES_EXPIRED, 0, 1);
         }
         if (lost && d) {
             trust_lost(b, d);

@@ -167,6 +167,17 @@ int ledger_begin(ledger_t *self);          // no-op if a turn is open
 int ledger_commit(ledger_t *self);         // 0, or -1 (rolled back)
 void ledger_rollback(ledger_t *self);      // no-op if none open
 bool ledger_in_turn(const ledger_t *self);
+// What committed turns wrote since open (metrics): the open turn's writes
+// count once ledger_commit succeeds, never when it is rolled back.
+typedef struct {
+    uint64_t moves[PROTO_TASK__COUNT];  // task transitions, by state entered
+    uint64_t ended[LEDGER_ATTEMPT_CANCELLED + 1];  // attempts ended, by
+                                                   // outcome (running: 0)
+} ledger_tally_t;
+// Borrowed; valid while the ledger is open.
+const ledger_tally_t *ledger_tally(const ledger_t *self);
+// Task transitions written in the open turn so far (0 outside a turn).
+uint64_t ledger_turn_moves(const ledger_t *self);
 // Test seam: the next commit fails as if the disk were full.
 void ledger_fail_next_commit(ledger_t *self);
 // Test seam: overwrites meta.schema_version (in the open turn, or on its
@@ -199,6 +210,8 @@ int ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
 ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
                               ledger_plan_state_t *state);
 const char *ledger_plan_state_name(ledger_plan_state_t s);
+// The name stored for an attempt outcome ("expired"), "?" when out of range.
+const char *ledger_outcome_name(ledger_attempt_outcome_t o);
 
 // --- tasks ------------------------------------------------------------
 // A transition that involves no lease (waiting->ready, ->blocked,
@@ -300,6 +313,13 @@ ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                             void (*cb)(void *arg,
                                        const ledger_attempt_row_t *row),
                             void *arg);
+
+// Every task and plan of the ledger counted by state (metrics): tasks[s]
+// for proto_task_state_t s, plans[s] for ledger_plan_state_t s.  One pass
+// over an index each (a scrape reads no table rows).
+ledger_rc_t ledger_state_counts(ledger_t *self,
+                                int64_t tasks[PROTO_TASK__COUNT],
+                                int64_t plans[LEDGER_PLAN_CANCELLED + 1]);
 
 // --- drones -----------------------------------------------------------
 // Records a HELLO (upsert by instance).  secret_hash is the hex hash (at

@@ -29,6 +29,12 @@ ledger_plan_state_name(ledger_plan_state_t s)
     return (size_t) s < LEDGER__N_PLAN_STATES ? ledger__plan_names[s] : "?";
 }
 
+const char *
+ledger_outcome_name(ledger_attempt_outcome_t o)
+{
+    return (size_t) o < LEDGER__N_OUTCOMES ? ledger__outcome_names[o] : "?";
+}
+
 ledger_rc_t
 ledger_idem_get(ledger_t *self, const char *submitter, const char *key,
                 int64_t *plan, char **hash)
@@ -176,6 +182,41 @@ ledger_plan_counts(ledger_t *self, proto_plan_info_t *p)
         }
     }
     return ledger__read_end(self, st, rc, "plan counts");
+}
+
+// Runs a "SELECT state, count(*) ... GROUP BY state" into counts[i] for
+// the state named names[i].
+static ledger_rc_t
+s_state_counts(ledger_t *self, ledger__query_t q, const char *const *names,
+               size_t n, int64_t *counts)
+{
+    sqlite3_stmt *st = ledger__stmt(self, q);
+    memset(counts, 0, n * sizeof *counts);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int i = ledger__parse(names, n, ledger__col_text(st, 0));
+        if (i >= 0) {
+            counts[i] = sqlite3_column_int64(st, 1);
+        }
+    }
+    return ledger__read_end(self, st, rc, "state counts");
+}
+
+ledger_rc_t
+ledger_state_counts(ledger_t *self, int64_t tasks[PROTO_TASK__COUNT],
+                    int64_t plans[LEDGER_PLAN_CANCELLED + 1])
+{
+    assert(self && tasks && plans);
+    const char *names[PROTO_TASK__COUNT];
+    for (size_t i = 0; i < PROTO_TASK__COUNT; i++) {
+        names[i] = proto_task_state_name((proto_task_state_t) i);
+    }
+    if (s_state_counts(self, LEDGER__Q_TASK_STATES, names, PROTO_TASK__COUNT,
+                       tasks) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    return s_state_counts(self, LEDGER__Q_PLAN_STATES, ledger__plan_names,
+                          LEDGER__N_PLAN_STATES, plans);
 }
 
 ledger_rc_t

@@ -428,6 +428,10 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_EVENTS_MAX_ALL] = "SELECT coalesce(max(seq), 0) FROM events",
     [LEDGER__Q_EVENTS_MAX_PLAN] =
         "SELECT coalesce(max(seq), 0) FROM events WHERE plan_id = ?1",
+    [LEDGER__Q_TASK_STATES] = "SELECT state, count(*) FROM tasks"
+                              " GROUP BY state",
+    [LEDGER__Q_PLAN_STATES] = "SELECT state, count(*) FROM plans"
+                              " GROUP BY state",
 };
 
 // The names stored in state and outcome columns, as the CHECKs list them.

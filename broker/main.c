@@ -1,7 +1,9 @@
 // waggle-broker: entry point — configuration, signals, READY.
 #include "broker/backup.h"
 #include "broker/broker.h"
+#include "broker/httpd.h"
 #include "broker/limits.h"
+#include "broker/metrics.h"
 
 #include "common/cfg.h"
 #include "common/fdlimit.h"
@@ -68,6 +70,11 @@ static const cfg_option_t s_opts[] = {
      "a gate hook still running after this long is killed", 1, 3600000},
     {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
      "FMT", "text or json (one object per line)", 0, 0},
+    {"metrics", "WAGGLE_METRICS", CFG_STR, C(metrics), NULL, "HOST:PORT",
+     "serve Prometheus metrics at http://HOST:PORT/metrics and a health "
+     "check at /healthz (off unless given; e.g. 127.0.0.1:9464)", 0, 0},
+    {"list-metrics", NULL, CFG_BOOL, C(list_metrics), "0", NULL,
+     "print the metrics served (name, type, labels, help) and exit", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
      "log debug detail", 0, 0},
     CFG_END,
@@ -182,6 +189,9 @@ s_check(const broker_config_t *cfg)
     if (bad < 0) {
         return cfg_usage_error(&s_prog, "--model-rpm: %s", why);
     }
+    if (cfg->metrics && httpd_check(cfg->metrics, why, sizeof why) < 0) {
+        return cfg_usage_error(&s_prog, "--metrics: %s", why);
+    }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
         return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "
                                         "--backoff-base-ms");
@@ -220,6 +230,11 @@ main(int argc, char **argv)
         rc = backup_main(cfg.db, argc, argv, next);
         cfg_release(s_opts, &cfg);
         return rc;
+    }
+    if (cfg.list_metrics) {
+        metrics_list(stdout);
+        cfg_release(s_opts, &cfg);
+        return 0;
     }
     if (next < argc) {
         rc = cfg_usage_error(&s_prog, "unexpected argument '%s'", argv[next]);

@@ -253,7 +253,9 @@ s_submit(broker_t *b, router_in_t *in)
             ok->u.submit_ok.plan = plan;
             ok->u.submit_ok.created = true;
             s_warn_tags(b, wp, &ok->u.submit_ok);
-            log_info(LOG, "plan %lld '%s' submitted by '%s': %zu tasks",
+            log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
+                                          LOG_STR("key", in->name)),
+                          "plan %lld '%s' submitted by '%s': %zu tasks",
                      (long long) plan, wp->name, in->name, wp->n_tasks);
             sched_plan_add(b->sched, plan, &wp, states);
             s_gates_started(b, plan);
@@ -547,7 +549,10 @@ s_cancel(broker_t *b, router_in_t *in)
         requests_internal(b, in);
         return;
     }
-    log_info(LOG, "plan %lld%s%s cancelled by '%s'", (long long) c->plan,
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", c->plan),
+                                  LOG_STR("task", c->task),
+                                  LOG_STR("key", in->name)),
+                  "plan %lld%s%s cancelled by '%s'", (long long) c->plan,
              c->task ? " task " : "", c->task ? c->task : "", in->name);
     s_ok(b, in);
 }
@@ -644,7 +649,10 @@ s_retry(broker_t *b, router_in_t *in)
         requests_internal(b, in);
         return;
     }
-    log_info(LOG, "plan %lld task '%s' retried by '%s'", (long long) r->plan,
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", r->plan),
+                                  LOG_STR("task", r->task),
+                                  LOG_STR("key", in->name)),
+                  "plan %lld task '%s' retried by '%s'", (long long) r->plan,
              r->task, in->name);
     s_ok(b, in);
 }

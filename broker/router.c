@@ -124,6 +124,12 @@ router_endpoint(const router_t *self)
     return self->endpoint;
 }
 
+uint64_t
+router_refused(const router_t *self, auth_refuse_t why)
+{
+    return auth_refused_by(self->auth, why);
+}
+
 static void
 s_on_zap(loop_t *loop, void *arg)
 {

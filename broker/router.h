@@ -9,6 +9,7 @@
 #ifndef WAGGLE_ROUTER_H
 #define WAGGLE_ROUTER_H
 
+#include "broker/auth.h"
 #include "broker/loop.h"
 #include "common/keys.h"
 #include "proto/proto.h"
@@ -36,6 +37,8 @@ int router_open(router_t **out, const char *endpoint, size_t max_frame,
                 const keys_broker_t *keys, char *err, size_t errlen);
 void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
+// Handshakes the ZAP handler refused for why since start (metrics).
+uint64_t router_refused(const router_t *self, auth_refuse_t why);
 // Registers the router's sockets with loop: the ROUTER, whose readiness
 // ends the wait (the broker reads it in its turn, router_recv), and the ZAP
 // handler, answered as requests come and never ending the wait
