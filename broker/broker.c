@@ -180,6 +180,12 @@ s_next_event(void *arg)
 }
 
 static int64_t
+s_next_gone(void *arg)
+{
+    return liveness_next_deadline_ms(arg);
+}
+
+static int64_t
 s_next_gate(void *arg)
 {
     return s_wall_to_mono(gates_next_deadline_ms(arg), clock_wall_ms());
@@ -198,8 +204,8 @@ static void
 s_register(broker_t *b)
 {
     static loop_next_fn *const deadlines[] = {
-        s_next_heartbeat, s_next_lease, s_next_ready,
-        s_next_hook,      s_next_event, s_next_gate, s_next_rpm,
+        s_next_heartbeat, s_next_lease, s_next_ready, s_next_hook,
+        s_next_event,     s_next_gone,  s_next_gate,  s_next_rpm,
     };
     b->loop = loop_new();
     router_register(b->router, b->loop);
@@ -219,7 +225,7 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
     } else if (s_open_state(b, err, errlen) < 0) {
         rc = BROKER_OPEN_LEDGER;
     } else if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame,
-                           b->keys, err, errlen) < 0) {
+                           cfg->heartbeat_ms, b->keys, err, errlen) < 0) {
         rc = BROKER_OPEN_BIND;
     }
     if (rc != BROKER_OPEN_OK) {
@@ -400,7 +406,7 @@ s_flush(broker_t *b)
         }
         drone_t *d = drones_by_rid(b, &o->rid);
         if (d && errno == EHOSTUNREACH) {
-            d->connected = false;
+            liveness_closed(b, d);
         }
     }
     b->n_out = 0;
@@ -521,6 +527,15 @@ broker_end_turn(broker_t *b)
     }
 }
 
+// The broker could not run for delta_ms: that time counts neither against
+// leases nor as a drone's silence.
+static void
+s_shift(broker_t *b, int64_t delta_ms)
+{
+    sched_leases_shift(b->sched, delta_ms);
+    liveness_shift(b, delta_ms);
+}
+
 static void
 s_turn(broker_t *b)
 {
@@ -533,10 +548,16 @@ s_turn(broker_t *b)
         b->reload = false;
         keyring_reload(b);
     }
+    // Before the input: a message read this turn on a reused descriptor
+    // then clears the mark it would wrongly get.
+    const int *fds = NULL;
+    size_t n_fds = b->router ? router_closed(b->router, &fds) : 0;
+    liveness_closed_fds(b, fds, n_fds);
     bool drained = s_read_input(b, start);
     s_clocks(b);
     if (drained) {
-        drones_expire(b);
+        liveness_check(b);
+        liveness_expire(b);
     }
     gates_expire(b);
     events_expire(b);
@@ -552,7 +573,7 @@ s_turn(broker_t *b)
     // leases whose renewals are waiting in the socket: push deadlines back.
     int64_t overrun = clock_mono_ms() - start - b->cfg->turn_ms;
     if (overrun > 0) {
-        sched_leases_shift(b->sched, overrun);
+        s_shift(b, overrun);
     }
 }
 
@@ -589,7 +610,7 @@ broker_run(broker_t *b, volatile sig_atomic_t *stop, int reload_fd)
         // against their leases.
         int64_t overslept = clock_mono_ms() - before - timeout;
         if (timeout >= 0 && overslept > b->cfg->heartbeat_ms) {
-            sched_leases_shift(b->sched, overslept);
+            s_shift(b, overslept);
         }
         s_turn(b);
     }

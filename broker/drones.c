@@ -77,6 +77,7 @@ s_register(broker_t *b, const char *instance)
 {
     drone_t *d = xcalloc(1, sizeof *d);
     snprintf(d->instance, sizeof d->instance, "%s", instance);
+    d->fd = -1;
     trust_init(d);
     b->drones = xrealloc(b->drones, (b->n_drones + 1) * sizeof *b->drones);
     b->drones[b->n_drones++] = d;
@@ -223,8 +224,8 @@ s_forget_drone(broker_t *b, const drone_t *d)
 // it is forgotten, unless quarantined, which must outlive the session (a
 // client could otherwise leave and HELLO its way out): then it is only
 // unbound.
-static void
-s_leave(broker_t *b, drone_t *d)
+void
+drones_leave(broker_t *b, drone_t *d)
 {
     if (d->quarantined) {
         memset(&d->rid, 0, sizeof d->rid);
@@ -236,7 +237,7 @@ s_leave(broker_t *b, drone_t *d)
 
 // The session said HELLO as another instance: the one it was bound to is
 // gone from it.  Its leases are released as for a drone that no longer
-// lists them, and it leaves (s_leave).
+// lists them, and it leaves (drones_leave).
 static void
 s_unbind(broker_t *b, drone_t *old, const char *instance)
 {
@@ -250,7 +251,7 @@ s_unbind(broker_t *b, drone_t *old, const char *instance)
     log_info(LOG, "drone '%s' instance %s: its session is now instance %s; "
                   "%zu leases released", old->name, old->instance, instance,
              n);
-    s_leave(b, old);
+    drones_leave(b, old);
 }
 
 static bool
@@ -284,8 +285,7 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
     d->draining = h->draining;
     s_set_tags(d, &h->tags);
     d->rid = in->rid;
-    d->connected = true;
-    d->last_seen_ms = b->now_mono;
+    liveness_seen(b, d, in->fd);
     char *tags = s_join(&h->tags);
     if (!broker_begin(b) ||
         ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
@@ -356,6 +356,19 @@ s_ack(const proto_msg_t *req, proto_ack_t status, const char *why)
     return a;
 }
 
+static ledger_attempt_outcome_t
+s_outcome(proto_outcome_t o)
+{
+    switch (o) {
+    case PROTO_OUTCOME_SUCCEEDED:
+        return LEDGER_ATTEMPT_SUCCEEDED;
+    case PROTO_OUTCOME_RELEASED:
+        return LEDGER_ATTEMPT_RELEASED;
+    default:
+        return LEDGER_ATTEMPT_FAILED;
+    }
+}
+
 // A RESULT for a token that is not a current lease of this drone.
 static proto_msg_t *
 s_late_result(broker_t *b, const proto_msg_t *req)
@@ -370,27 +383,15 @@ s_late_result(broker_t *b, const proto_msg_t *req)
         broker_fail_turn(b);
         return s_ack(req, PROTO_ACK_ERROR, "ledger error");
     }
-    if (rc == LEDGER_OK && (outcome == LEDGER_ATTEMPT_SUCCEEDED ||
-                            outcome == LEDGER_ATTEMPT_FAILED ||
-                            outcome == LEDGER_ATTEMPT_RELEASED)) {
+    // A copy of what was recorded is a duplicate; any other outcome is a
+    // late result of an attempt the broker ended itself (a lease lost with
+    // its drone ends `released` too): fenced.
+    if (rc == LEDGER_OK && outcome == s_outcome(req->u.result.outcome)) {
         return s_ack(req, PROTO_ACK_DUPLICATE, "already recorded");
     }
     return s_ack(req, PROTO_ACK_STALE,
                  rc == LEDGER_MISS ? "unknown token"
                                    : "the lease is no longer current");
-}
-
-static ledger_attempt_outcome_t
-s_outcome(proto_outcome_t o)
-{
-    switch (o) {
-    case PROTO_OUTCOME_SUCCEEDED:
-        return LEDGER_ATTEMPT_SUCCEEDED;
-    case PROTO_OUTCOME_RELEASED:
-        return LEDGER_ATTEMPT_RELEASED;
-    default:
-        return LEDGER_ATTEMPT_FAILED;
-    }
 }
 
 static void
@@ -528,7 +529,7 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
                                   LOG_STR("key", d->name)),
                   "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
-    s_leave(b, d);
+    drones_leave(b, d);
 }
 
 void
@@ -584,8 +585,7 @@ drones_on_message(broker_t *b, router_in_t *in)
         broker_queue(b, &in->rid, &e, false);
         return;
     }
-    d->last_seen_ms = b->now_mono;
-    d->connected = true;
+    liveness_seen(b, d, in->fd);
     switch (in->msg->cmd) {
     case PROTO_MSG_HEARTBEAT:
         s_heartbeat(b, d, &in->msg->u.heartbeat);
@@ -620,9 +620,11 @@ drones_heartbeat(broker_t *b)
     tails_prune(b);
     for (size_t i = 0; i < b->n_drones;) {
         drone_t *d = b->drones[i];
-        // Silent past a lease: its leases expire on their own; forget the
-        // session so status stops listing it.  A HELLO brings it back.  A
-        // quarantine outlives silence: going quiet must not lift it.
+        // Silent past a lease, its connection open (a drone whose loop is
+        // stuck: its kernel still acknowledges) or unbound: its leases
+        // lapse on their own; forget it so status stops listing it.  A
+        // HELLO brings it back.  A quarantine outlives silence: going quiet
+        // must not lift it.
         if (b->now_mono - d->last_seen_ms > b->cfg->lease_ms &&
             !trust_is_quarantined(b, d)) {
             log_info(LOG, "drone '%s' instance %s silent for %lld ms; "
@@ -1006,10 +1008,9 @@ drones_dispatch(broker_t *b)
     s_hold_t hold = {.b = b};
     for (size_t i = 0; i < b->n_drones && !b->turn_failed; i++) {
         drone_t *d = b->drones[i];
-        // A drone silent for three heartbeats is probably frozen or cut
-        // off: its lapsed leases must go elsewhere, not back to it.
-        bool quiet = b->now_mono - d->last_seen_ms > 3 * b->cfg->heartbeat_ms;
-        if (!d->connected || d->draining || quiet) {
+        // A drone that went quiet or whose connection closed is probably
+        // gone: its leases must go elsewhere, not back to it.
+        if (!liveness_alive(b, d) || d->draining) {
             continue;
         }
         size_t room = trust_credit(b, d);
@@ -1025,94 +1026,6 @@ drones_dispatch(broker_t *b)
         }
     }
     drones_used_release(&hold.used);
-}
-
-// The task's lost leases so far; on a ledger error, as if it had lost one
-// (the expiry then uses an attempt, as it did before leases were lost).
-static uint32_t
-s_lost_before(broker_t *b, const sched_lease_t *l)
-{
-    const workplan_t *wp = sched_workplan(b->sched, l->plan);
-    uint32_t n = 1;
-    if (wp && ledger_task_lost_leases(b->ledger, l->plan,
-                                      wp->tasks[l->idx].id, &n) != LEDGER_OK) {
-        n = 1;
-    }
-    return n;
-}
-
-// How an expired lease ends (PROTOCOL.md section 7.5).  Past the task's
-// timeout it failed.  Never confirmed by its holder, it was lost: the TASK
-// may never have arrived, so the first loss of a task uses no attempt (a
-// drone that swallows its pushes must not burn everyone's retries), a later
-// one does (a task that kills every drone it lands on still dies).  Else
-// the holder stopped renewing it: expired.
-static bool
-s_expiry(broker_t *b, const sched_lease_t *l, char *why, size_t len,
-         ledger_attempt_end_t *end)
-{
-    bool backstop = l->hard_deadline_ms &&
-                    b->now_mono >= l->hard_deadline_ms;
-    bool lost = !backstop && !l->confirmed;
-    bool first = lost && s_lost_before(b, l) == 0;
-    if (backstop) {
-        snprintf(why, len, "ran past its timeout (broker backstop)");
-    } else if (lost) {
-        snprintf(why, len, "lease lost: drone instance %s never confirmed "
-                           "the task%s", l->instance,
-                 first ? "; no attempt used the first time" : " (again)");
-    } else {
-        snprintf(why, len, "lease expired: no heartbeat from drone '%s' "
-                           "listing it", l->instance);
-    }
-    *end = (ledger_attempt_end_t){
-        .outcome = backstop ? LEDGER_ATTEMPT_FAILED
-                   : first  ? LEDGER_ATTEMPT_RELEASED
-                            : LEDGER_ATTEMPT_EXPIRED,
-        .timed_out = backstop,
-        .error = why,
-        .lost = lost};
-    return lost;
-}
-
-void
-drones_expire(broker_t *b)
-{
-    sched_lease_t *gone = NULL;
-    size_t n = sched_leases_expired(b->sched, b->now_mono, &gone);
-    for (size_t i = 0; i < n && !b->turn_failed; i++) {
-        sched_lease_t *l = &gone[i];
-        char why[200];
-        ledger_attempt_end_t end;
-        bool lost = s_expiry(b, l, why, sizeof why, &end);
-        drone_t *d = drones_find(b, l->instance);
-        const workplan_t *wp = sched_workplan(b->sched, l->plan);
-        const char *task = wp ? wp->tasks[l->idx].id : "?";
-        log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", l->plan),
-                                      LOG_STR("task", task),
-                                      LOG_INT("token", l->token),
-                                      LOG_STR("drone", l->instance)),
-                      "task '%s' of plan %lld: %s", task,
-                      (long long) l->plan, why);
-        if (d && wp) {
-            drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id,
-                        l->token, end.timed_out ? "timeout" : "expired",
-                        true);
-        }
-        ledger_rc_t rc = broker_begin(b) ? plans_finish(b, l, &end, "broker")
-                                         : LEDGER_ERROR;
-        if (rc == LEDGER_ERROR) {
-            broker_fail_turn(b);
-            break;
-        }
-        if (rc == LEDGER_OK) {
-            metrics_add(b->metrics, METRIC_LEASES_EXPIRED, 0, 1);
-        }
-        if (lost && d) {
-            trust_lost(b, d);
-        }
-    }
-    free(gone);
 }
 
 void

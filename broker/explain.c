@@ -17,8 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-// A drone silent for longer than this many heartbeats has "stopped".
-#define S_SILENT_BEATS 2
+// A drone silent for longer than this many heartbeats has "stopped": one
+// beat before liveness gives it up (PROTO_LIVENESS_BEATS), so a person
+// hears of a silent drone while its leases still stand.
+#define S_SILENT_BEATS (PROTO_LIVENESS_BEATS - 1)
 
 struct explain_ctx {
     const char *const *const *tags;   // every connected drone's tags

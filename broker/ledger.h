@@ -112,8 +112,9 @@ typedef struct {
     int64_t prompt_tokens;       // a prompt task's usage; -1: none reported
     int64_t completion_tokens;   // (0 in a zeroed struct: recorded as 0)
     bool lost;                   // the lease expired without its drone ever
-                                 // confirming or renewing it: the finish
-                                 // also bumps the task's lost_leases
+                                 // confirming it, or its drone is gone
+                                 // (liveness.c): the finish also bumps
+                                 // the task's lost_leases
 } ledger_attempt_end_t;
 
 // One task as loaded for recovery (strings borrowed for the callback).
@@ -128,7 +129,8 @@ typedef struct {
     int64_t not_before_ms;       // backoff end for ready tasks, else 0
     uint32_t attempts_used;      // attempts that used the budget
     uint32_t attempts_total;     // attempt rows, any outcome
-    uint32_t lost_leases;        // leases lost unconfirmed (invariant 6)
+    uint32_t lost_leases;        // leases lost: unconfirmed, or with their
+                                 // drone (invariant 6)
 } ledger_task_row_t;
 
 // One attempt (strings borrowed for the callback).

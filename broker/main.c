@@ -9,6 +9,7 @@
 #include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +31,9 @@ static const cfg_option_t s_opts[] = {
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; the broker reads DIR/broker", 0, 0},
     {"heartbeat-ms", "WAGGLE_HEARTBEAT_MS", CFG_INT, C(heartbeat_ms), "1000",
-     "N", "heartbeat interval, both directions", 10, 3600000},
+     "N", "heartbeat interval, both directions; a drone whose connection "
+     "closed (or whose host stopped answering for 2) is given up 2 later",
+     10, 3600000},
     {"lease-ms", "WAGGLE_LEASE_MS", CFG_INT, C(lease_ms), "10000", "N",
      "a lease lapses this long after its drone last listed it", 30,
      86400000},
@@ -161,10 +164,11 @@ s_check(const broker_config_t *cfg)
                                         "json", cfg->log_format);
     }
     log_init(cfg->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
-    if (cfg->lease_ms < 3 * cfg->heartbeat_ms) {
-        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least 3 "
+    if (cfg->lease_ms < PROTO_LIVENESS_BEATS * cfg->heartbeat_ms) {
+        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least %d "
                                "x --heartbeat-ms %lld, or one lost heartbeat "
                                "would cost a lease", (long long) cfg->lease_ms,
+                               PROTO_LIVENESS_BEATS,
                                (long long) cfg->heartbeat_ms);
     }
     // A RESULT carries at most max_output bytes of stdout and as many of

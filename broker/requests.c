@@ -349,6 +349,8 @@ s_fill_drone_tasks(broker_t *b, const drone_t *d, proto_drone_info_t *o)
             proto_drone_task_t *t = &o->tasks[o->n_tasks++];
             t->plan = mine[i].plan;
             t->task = xstrdup(wp->tasks[mine[i].idx].id);
+            int64_t left = mine[i].deadline_ms - b->now_mono;
+            t->lease_left_ms = left > 0 ? left : 0;
         }
     }
     o->leases = (uint32_t) n;

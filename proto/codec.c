@@ -763,8 +763,11 @@ static int
 s_dec_drone_task(const s_rd_t *rd, void *elem)
 {
     proto_drone_task_t *t = elem;
+    t->lease_left_ms = -1;
     return s_get_plan(rd, "plan", S_REQ, &t->plan) ||
-           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &t->task) ? -1 : 0;
+           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &t->task) ||
+           s_get_i64(rd, "lease_left_ms", S_OPT, 0, INT64_MAX,
+                     &t->lease_left_ms) ? -1 : 0;
 }
 
 static int

@@ -19,6 +19,11 @@
 
 #define PROTO_VERSION 1
 
+// Liveness (PROTOCOL.md 7.5): a peer heard from for this many heartbeat
+// intervals is gone — a drone reconnects, the broker ends a drone's
+// leases — and so lease_ms must be at least this many heartbeats.
+#define PROTO_LIVENESS_BEATS 3
+
 // Schema limits a peer must respect before it sends (PROTOCOL.md HELLO):
 // a drone checks its --tags against them at start.
 #define PROTO_MAX_TAGS 64     // capability tags one drone offers
@@ -294,6 +299,8 @@ typedef struct {
 typedef struct {
     int64_t plan;            // plan id
     char *task;              // task id
+    int64_t lease_left_ms;   // until the lease lapses unless renewed, as of
+                             // the reply (0: lapsing now); -1: not given
 } proto_drone_task_t;
 
 typedef struct {

@@ -20,6 +20,7 @@ target_compile_definitions(test_metrics PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURC
 waggle_unit(ledger waggle_broker_core)
 waggle_unit(migrate waggle_broker_core)
 waggle_unit(model waggle_model waggle_e2e)
+waggle_unit(dash waggle_architect_core)
 waggle_unit(plan_show waggle_architect_core)
 waggle_unit(prompt waggle_drone_core)
 add_dependencies(test_model fake_llm)
