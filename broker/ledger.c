@@ -409,7 +409,10 @@ s_token_load(ledger_t *self, char *err, size_t errlen)
 static int
 s_token_flush(ledger_t *self)
 {
-    if (!self->token_dirty) {
+    // Not into a turn that will not commit, nor as a statement of its own
+    // after SQLite rolled the turn back by itself.
+    if (!self->token_dirty || self->turn_failed || self->fail_next_commit
+        || sqlite3_get_autocommit(self->db)) {
         return 0;
     }
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_META_SET);
