@@ -177,9 +177,9 @@ int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
 bool drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
                       int64_t *open_ms);
 // Fills the --model-rpm windows from the ledger at start: the leases of
-// running plans' prompt tasks within the last window, so a restart does
-// not grant a model a fresh window.  (A plan that ended within it is not
-// loaded and not counted.)  A no-op without --model-rpm.
+// prompt tasks within the last window, of every plan (one that ended
+// within it too), so a restart does not grant a model a fresh window.  A
+// no-op without --model-rpm.
 void drones_rate_seed(broker_t *b);
 // What budgeted plans have used, read from the ledger once per plan while
 // nothing is recorded (one dispatch, one status page): a plan of 100k

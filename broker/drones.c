@@ -828,12 +828,13 @@ drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
 
 // A prompt task's lease from the ledger, for drones_rate_seed.
 typedef struct {
-    const char *model;           // borrowed from sched's workplan
+    char *model;                 // owned; NULL for the drone's default
     int64_t at_ms;               // wall
 } s_seed_t;
 
 typedef struct {
-    broker_t *b;
+    const workplan_t *wp;        // the plan whose rows come now
+    wp_ids_t *ids;               // its task ids, hashed
     int64_t since_ms;            // wall: the window's start
     s_seed_t *items;
     size_t n, cap;
@@ -846,16 +847,17 @@ s_seed_row(void *arg, const ledger_attempt_row_t *row)
     if (row->started_ms < ctx->since_ms) {
         return;
     }
-    const workplan_t *wp = sched_workplan(ctx->b->sched, row->plan);
-    long idx = wp ? workplan_find(wp, row->task) : -1;
-    if (idx < 0 || wp->tasks[idx].kind != WP_KIND_PROMPT) {
+    long idx = workplan_ids_find(ctx->ids, row->task);
+    if (idx < 0 || ctx->wp->tasks[idx].kind != WP_KIND_PROMPT) {
         return;
     }
     if (ctx->n == ctx->cap) {
         ctx->cap = ctx->cap ? 2 * ctx->cap : 64;
         ctx->items = xrealloc(ctx->items, ctx->cap * sizeof *ctx->items);
     }
-    ctx->items[ctx->n++] = (s_seed_t){wp->tasks[idx].model, row->started_ms};
+    const char *model = ctx->wp->tasks[idx].model;
+    ctx->items[ctx->n++] =
+        (s_seed_t){model ? xstrdup(model) : NULL, row->started_ms};
 }
 
 static int
@@ -866,19 +868,61 @@ s_seed_cmp(const void *x, const void *y)
     return (a > c) - (a < c);
 }
 
+// The workplan of a plan sched has not loaded (it finished), from the
+// ledger; NULL when it cannot be read.
+static workplan_t *
+s_stored_workplan(broker_t *b, int64_t plan)
+{
+    char *json = NULL;
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    if (ledger_plan_json(b->ledger, plan, &json) == LEDGER_OK && json) {
+        (void) workplan_parse_stored(json, strlen(json), &wp, &errs);
+    }
+    wp_errors_release(&errs);
+    free(json);
+    return wp;
+}
+
+// One plan's prompt-task leases in the window into ctx.  False when they
+// cannot be read.
+static bool
+s_seed_plan(broker_t *b, int64_t plan, s_seeds_t *ctx)
+{
+    workplan_t *own = NULL;
+    ctx->wp = sched_workplan(b->sched, plan);
+    if (!ctx->wp) {
+        own = s_stored_workplan(b, plan);
+        ctx->wp = own;
+    }
+    ctx->ids = ctx->wp ? workplan_ids_new(ctx->wp) : NULL;
+    bool ok = ctx->wp &&
+              ledger_attempts(b->ledger, plan, NULL, s_seed_row, ctx) ==
+                  LEDGER_OK;
+    workplan_ids_destroy(&ctx->ids);
+    workplan_destroy(&own);
+    ctx->wp = NULL;
+    return ok;
+}
+
 void
 drones_rate_seed(broker_t *b)
 {
     if (b->model_rpm.count == 0 && b->model_rpm.any < 0) {
         return;
     }
-    s_seeds_t ctx = {.b = b,
-                     .since_ms = b->now_wall - rate_window_ms(b->rate)};
+    s_seeds_t ctx = {.since_ms = b->now_wall - rate_window_ms(b->rate)};
+    // Every plan with a lease in the window, finished ones too: their
+    // requests reached the model as much as a running plan's did.
     int64_t *ids = NULL;
-    size_t n = sched_plans(b->sched, &ids);
+    size_t n = 0;
+    if (ledger_recent_plans(b->ledger, ctx.since_ms, &ids, &n) !=
+        LEDGER_OK) {
+        log_warn(LOG, "--model-rpm: cannot read the recent leases; the "
+                      "window starts empty");
+    }
     for (size_t i = 0; i < n; i++) {
-        if (ledger_attempts(b->ledger, ids[i], NULL, s_seed_row, &ctx) !=
-            LEDGER_OK) {
+        if (!s_seed_plan(b, ids[i], &ctx)) {
             log_warn(LOG, "--model-rpm: cannot read plan %lld's recent "
                      "leases; its window starts empty", (long long) ids[i]);
         }
@@ -891,6 +935,7 @@ drones_rate_seed(broker_t *b)
     for (size_t i = 0; i < ctx.n; i++) {
         rate_note(b->rate, ctx.items[i].model,
                   b->now_mono - (b->now_wall - ctx.items[i].at_ms));
+        free(ctx.items[i].model);
     }
     free(ctx.items);
     free(ids);

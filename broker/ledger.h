@@ -209,6 +209,9 @@ ledger_rc_t ledger_plan_move(ledger_t *self, int64_t plan,
 // is no open turn, no such plan, or SQLite failed.
 int ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
                              size_t len);
+// A plan's stored workplan (any state) into *json (caller frees; NULL when
+// the row has none).  LEDGER_MISS when there is no such plan.
+ledger_rc_t ledger_plan_json(ledger_t *self, int64_t plan, char **json);
 ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
                               ledger_plan_state_t *state);
 const char *ledger_plan_state_name(ledger_plan_state_t s);
@@ -315,6 +318,12 @@ ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                             void (*cb)(void *arg,
                                        const ledger_attempt_row_t *row),
                             void *arg);
+
+// The plans with an attempt started at or after since_ms (wall), each
+// once, ascending, in a new array (*plans; caller frees, NULL when none).
+// Any plan state: a finished plan's leases still count in a window.
+ledger_rc_t ledger_recent_plans(ledger_t *self, int64_t since_ms,
+                                int64_t **plans, size_t *n);
 
 // Every task and plan of the ledger counted by state (metrics): tasks[s]
 // for proto_task_state_t s, plans[s] for ledger_plan_state_t s.  One pass

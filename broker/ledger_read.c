@@ -75,6 +75,25 @@ ledger_plan_state(ledger_t *self, int64_t plan, ledger_plan_state_t *state)
                : LEDGER_ERROR;
 }
 
+ledger_rc_t
+ledger_plan_json(ledger_t *self, int64_t plan, char **json)
+{
+    assert(self && json);
+    *json = NULL;
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_JSON);
+    ledger__bind_int(st, 1, plan);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *text = ledger__col_text(st, 0);
+        *json = text ? xstrdup(text) : NULL;
+        sqlite3_reset(st);
+        return LEDGER_OK;
+    }
+    return ledger__read_end(self, st, rc, "plan workplan") == LEDGER_OK
+               ? LEDGER_MISS
+               : LEDGER_ERROR;
+}
+
 // --- tasks -------------------------------------------------------------
 
 ledger_rc_t
@@ -388,6 +407,48 @@ ledger_attempts(ledger_t *self, int64_t plan, const char *task,
         cb(arg, &row);
     }
     return ledger__read_end(self, st, rc, "attempts");
+}
+
+static int
+s_cmp_id(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *) x, c = *(const int64_t *) y;
+    return (a > c) - (a < c);
+}
+
+ledger_rc_t
+ledger_recent_plans(ledger_t *self, int64_t since_ms, int64_t **plans,
+                    size_t *n)
+{
+    assert(self && plans && n);
+    *plans = NULL;
+    *n = 0;
+    size_t cap = 0;
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPTS_RECENT);
+    int rc;
+    // Tokens grow with time, so the rows in the window come first.
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+           sqlite3_column_int64(st, 1) >= since_ms) {
+        int64_t plan = sqlite3_column_int64(st, 0);
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++) {
+            seen = (*plans)[i] == plan;
+        }
+        if (!seen) {
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 8;
+                *plans = xrealloc(*plans, cap * sizeof **plans);
+            }
+            (*plans)[(*n)++] = plan;
+        }
+    }
+    if (rc == SQLITE_ROW) {
+        rc = SQLITE_DONE;  // stopped at the window's start
+    }
+    if (*n > 0) {
+        qsort(*plans, *n, sizeof **plans, s_cmp_id);
+    }
+    return ledger__read_end(self, st, rc, "recent attempts");
 }
 
 // --- recovery ----------------------------------------------------------

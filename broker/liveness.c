@@ -215,9 +215,12 @@ s_end(broker_t *b, sched_lease_t *l, drone_t *d, s_why_t cause)
         broker_fail_turn(b);
         return false;
     }
-    // The metric counts leases that lapsed, not those of a drone gone.
-    if (rc == LEDGER_OK && cause == S_LAPSED) {
-        metrics_add(b->metrics, METRIC_LEASES_EXPIRED, 0, 1);
+    // Lapsed leases and those of a drone gone are counted apart: the first
+    // say a drone or a task is slow, the second that drones die.
+    if (rc == LEDGER_OK) {
+        metrics_add(b->metrics, cause == S_LAPSED ? METRIC_LEASES_EXPIRED
+                                                  : METRIC_LEASES_DRONE_GONE,
+                    0, 1);
     }
     if (swallowed && d) {
         trust_lost(b, d);
@@ -254,6 +257,7 @@ s_gone(broker_t *b, drone_t *d)
     for (size_t i = 0; i < n && s_end(b, &mine[i], d, S_GONE); i++) {
     }
     free(mine);
+    metrics_add(b->metrics, METRIC_DRONES_GONE, 0, 1);
     drones_leave(b, d);
 }
 

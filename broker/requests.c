@@ -719,7 +719,10 @@ s_output_live(broker_t *b, router_in_t *in, proto_msg_t *m)
         return false;
     }
     out->running = true;
-    long idx = workplan_find(sched_workplan(b->sched, o->plan), o->task);
+    // A plan that could not be loaded has no workplan in memory, and no
+    // lease: its task's state came from the ledger, without a tail.
+    const workplan_t *wp = sched_workplan(b->sched, o->plan);
+    long idx = wp ? workplan_find(wp, o->task) : -1;
     const sched_lease_t *l =
         idx >= 0 && st == PROTO_TASK_LEASED
             ? sched_lease_of_task(b->sched, o->plan, (size_t) idx)

@@ -599,9 +599,9 @@ s_dec_result(const s_rd_t *rd, proto_msg_t *m)
                      &r->started_ms) ||
            s_get_i64(rd, "duration_ms", S_OPT, INT64_MIN, INT64_MAX,
                      &r->duration_ms) ||
-           s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+           s_get_i64(rd, "prompt_tokens", S_OPT, 0, PROTO_TOKENS_MAX,
                      &r->prompt_tokens) ||
-           s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+           s_get_i64(rd, "completion_tokens", S_OPT, 0, PROTO_TOKENS_MAX,
                      &r->completion_tokens) ? -1 : 0;
 }
 

@@ -365,6 +365,10 @@ typedef struct {
 // The largest token budget (WORKPLAN_MAX_BUDGET, which the broker checks
 // is the same).
 #define PROTO_BUDGET_MAX 1000000000000LL
+// The most prompt (or completion) tokens one attempt may report in its
+// RESULT: no model call comes near it, and the broker's sums over a plan's
+// attempts stay far from overflowing.  A drone reports more as this many.
+#define PROTO_TOKENS_MAX PROTO_BUDGET_MAX
 
 // BUDGET: sets a running plan's token budget (-1 removes it; 0: nothing
 // more may be spent).

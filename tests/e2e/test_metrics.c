@@ -7,7 +7,8 @@
 // handshake with an unknown key is counted.  The responder answers 404 and
 // 405, refuses a huge request line, closes silent clients after its
 // timeout, and turns away connections past its limit.  JSON log lines
-// carry plan, task and key as fields.
+// carry plan, task and key as fields.  A drone SIGKILLed with a lease is
+// counted as gone, its lease as ended with it, not as expired.
 #include "broker/httpd.h"
 #include "broker/ledger.h"
 #include "common/clock.h"
@@ -20,7 +21,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <zmq.h>
 
 static const char *s_plan =
@@ -330,9 +333,49 @@ test_refusals(void)
     swarm_stop(&s);
 }
 
+
+// A drone SIGKILLed while it holds a lease: the broker gives it up (its
+// connection closed) and counts that apart from leases that lapsed.
+static void
+test_drone_gone_counted(void)
+{
+    swarm_t s;
+    int port = s_start(&s, false);
+    REQUIRE(port > 0);
+    int a = swarm_drone(&s, 1, NULL, NULL);
+    SWARM_REQUIRE(&s, a >= 0);
+    int64_t plan = swarm_submit(&s,
+        "{\"name\": \"long\", \"tasks\": [{\"id\": \"t\", "
+        "\"run\": [\"sleep\", \"600\"]}]}");
+    SWARM_REQUIRE(&s, plan > 0);
+    SWARM_REQUIRE(&s, swarm_wait_task(&s, plan, "t", "leased", 30));
+    kill(s.drones[a], SIGKILL);
+    waitpid(s.drones[a], NULL, 0);
+    s.drones[a] = 0;
+    long long gone = -1, ended = -1;
+    char *text = NULL;
+    for (int64_t end = clock_mono_ms() + 30000;
+         gone < 1 && clock_mono_ms() < end; usleep(200000)) {
+        free(text);
+        text = s_scrape(port);
+        gone = s_value(text, "waggle_drones_gone_total");
+    }
+    ended = s_value(text, "waggle_leases_drone_gone_total");
+    CHECK_INT(gone, 1);
+    CHECK_INT(ended, 1);
+    CHECK_INT(s_value(text, "waggle_leases_expired_total"), 0);
+    CHECK_INT(s_value(text, "waggle_drones_connected"), 0);
+    free(text);
+    char state[32];
+    swarm_task_state(&s, plan, "t", state, sizeof state);
+    CHECK_STR(state, "ready");
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_scrape_matches_ledger),
     T(test_refusals),
+    T(test_drone_gone_counted),
     {0},
 };
 
