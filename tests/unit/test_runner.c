@@ -23,6 +23,20 @@ enum { S_SAFETY_MS = 10000, S_MAX_FDS = 64 };
 
 static char *s_env[] = {"PATH=/usr/bin:/bin", NULL};
 
+// The confined modes' init: the program named by $WAGGLE_TEST_TASK_INIT
+// (ctest runs this file once with waggle-task-init, once without: each
+// init a fork of this process).
+static int
+s_set_mode(runner_t *rn, runner_mode_t mode)
+{
+    const char *init = getenv("WAGGLE_TEST_TASK_INIT");
+    if (runner_set_init(rn, init && *init ? init : NULL) != 0) {
+        fprintf(stderr, "cannot run the init program '%s'\n", init);
+        abort();
+    }
+    return runner_set_mode(rn, mode);
+}
+
 static void
 s_sleep_ms(int ms)
 {
@@ -292,7 +306,7 @@ s_check_path_moves(runner_mode_t mode)
     char *path = xasprintf("%s:%s:/usr/bin:/bin", a, b);
     setenv("PATH", path, 1);
     runner_t *rn = runner_new(500);
-    REQUIRE(runner_set_mode(rn, mode) == 0);
+    REQUIRE(s_set_mode(rn, mode) == 0);
     s_script(a, "waggle-tool", "first");
     s_check_runs(rn, "waggle-tool", "first\n");
     s_check_runs(rn, "waggle-tool", "first\n");
@@ -764,7 +778,7 @@ s_pdeath_user_helper(runner_mode_t mode, const char *seconds, int ready)
     runner_spec_t spec = s_spec(argv);
     spec.user = &nobody;
     char *err = NULL;
-    if (runner_set_mode(rn, mode) != 0
+    if (s_set_mode(rn, mode) != 0
         || runner_start(rn, 1, &spec, clock_mono_ms(), &err) != 0
         || write(ready, "x", 1) != 1) {
         _exit(1);
@@ -853,7 +867,7 @@ s_confined(runner_mode_t mode, int64_t grace_ms)
 {
     runner_t *rn = runner_new(grace_ms);
     fflush(NULL);  // the probe's child must not flush our buffers again
-    if (runner_set_mode(rn, mode) != 0) {
+    if (s_set_mode(rn, mode) != 0) {
         t_skip("mode %d is not available here (%s)", (int) mode,
                strerror(errno));
         runner_destroy(&rn);
@@ -1064,7 +1078,7 @@ s_as_nobody(void)
         return 2;
     }
     runner_t *rn = runner_new(300);
-    if (runner_set_mode(rn, RUNNER_PIDNS) != 0) {
+    if (s_set_mode(rn, RUNNER_PIDNS) != 0) {
         runner_destroy(&rn);
         return 77;  // no unprivileged user namespaces here
     }
