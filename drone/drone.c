@@ -212,6 +212,20 @@ s_socket(drone_t *d, char *err, size_t errlen)
 // pipes, its init's report pipe), and a distribution's default soft limit
 // of 1024 would fail tasks past about 300 slots: raise the soft limit to
 // the hard one, and say so when even that is short of what the slots need.
+// Which init confined tasks get: the small program, or (not installed,
+// or inits in a user namespace) a fork of this drone.
+static void
+s_log_init(const runner_t *r)
+{
+    const char *init = runner_init_path(r);
+    if (init) {
+        log_info(LOG, "each task's init is '%s'", init);
+    } else {
+        log_info(LOG, "each task's init is a fork of the drone (slower per "
+                      "task): no %s beside it, or not root", RUNNER_INIT_NAME);
+    }
+}
+
 static void
 s_nofile_for(int64_t slots)
 {
@@ -266,6 +280,8 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
     if (rc < 0) {
         snprintf(err, errlen, "cannot set up task isolation: %s",
                  strerror(errno));
+    } else {
+        s_log_init(d->runner);
     }
     if (rc < 0 || s_socket(d, err, errlen) < 0) {
         runner_destroy(&d->runner);

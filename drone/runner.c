@@ -728,7 +728,7 @@ const char *
 runner_init_path(const runner_t *self)
 {
     assert(self);
-    return self->init_path;
+    return self->userns ? NULL : self->init_path;
 }
 
 // Whether a child can be PID 1 of a new PID and mount namespace with its

@@ -120,7 +120,8 @@ int runner_set_mode(runner_t *self, runner_mode_t mode);
 // executable.
 #define RUNNER_INIT_NAME "waggle-task-init"
 int runner_set_init(runner_t *self, const char *path);
-// The init program in use, or NULL.
+// The init program confined tasks start, or NULL: each init is a fork of
+// this process (no program, or RUNNER_PIDNS inside a user namespace).
 const char *runner_init_path(const runner_t *self);
 // Whether this process can make a PID and mount namespace, directly or
 // inside a user namespace (tries it).

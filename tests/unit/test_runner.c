@@ -1047,6 +1047,36 @@ test_destroy_kills_orphans(void)
     CHECK(!s_alive(orphan));
 }
 
+// With the init program, a task's init is that program, not a copy of
+// this process: nothing of the drone's memory, an empty environment (a
+// workplan's LD_PRELOAD never reaches it).
+static void
+test_init_is_its_own_program(void)
+{
+    const char *init = getenv("WAGGLE_TEST_TASK_INIT");
+    if (!init || !*init || geteuid() != 0) {
+        t_skip("no init program given, or not root");
+        return;
+    }
+    runner_t *rn = s_confined(RUNNER_PIDNS, 300);
+    if (!rn) {
+        return;
+    }
+    char *argv[] = {"sh", "-c", "readlink /proc/1/exe; "
+                    "tr -d '\\000' < /proc/1/environ | wc -c", NULL};
+    char *env[] = {"PATH=/usr/bin:/bin", "LD_PRELOAD=/nonexistent.so", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.envp = env;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.spawned);
+    char want[1200];
+    snprintf(want, sizeof want, "%s\n0\n", init);
+    CHECK_STR(r.out ? (char *) r.out : "", want);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
 // In a PID namespace the task is PID 2 (its init is 1) and sees no
 // process of the host.
 static void
@@ -1214,6 +1244,7 @@ static const t_case_t t_cases[] = {
     T(test_orphans_of_a_killed_init),
     T(test_destroy_kills_orphans),
     T(test_pidns_hides_the_host),
+    T(test_init_is_its_own_program),
     T(test_user_and_limits),
     T(test_pdeathsig_user),
     T(test_userns_pidns),
