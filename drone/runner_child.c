@@ -39,6 +39,13 @@
 
 enum { S_REPORT_FD = 3 };
 
+// Linux 5.9's number on every architecture; older C libraries (musl 1.2.3,
+// which builds waggle-task-init) lack the name.  A kernel without it says
+// ENOSYS and the close loop runs instead.
+#if !defined(SYS_close_range) && defined(__linux__)
+#define SYS_close_range 436
+#endif
+
 void
 runner_report(int fd, int stage, int err)
 {

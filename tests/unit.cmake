@@ -27,7 +27,7 @@ waggle_unit(runner waggle_drone_core)
 # fork of the drone.
 add_dependencies(test_runner waggle-task-init)
 set_tests_properties(unit_runner PROPERTIES
-  ENVIRONMENT WAGGLE_TEST_TASK_INIT=$<TARGET_FILE:waggle-task-init>)
+  ENVIRONMENT WAGGLE_TEST_TASK_INIT=${WAGGLE_TASK_INIT})
 add_test(NAME unit_runner_forked_init COMMAND test_runner)
 set_tests_properties(unit_runner_forked_init PROPERTIES LABELS unit
   TIMEOUT 120 SKIP_RETURN_CODE ${WAGGLE_SKIP_CODE})
