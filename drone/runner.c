@@ -886,14 +886,11 @@ s_sigmask(const sigset_t *set)
 static char **
 s_init_argv(const runner_t *self, const runner_launch_t *l)
 {
-    size_t argc = 0, envc = 0;
+    size_t argc = 0;
     while (l->argv[argc]) {
         argc++;
     }
-    while (l->envp[envc]) {
-        envc++;
-    }
-    char **v = xcalloc(RUNNER_INIT_FIXED + argc + envc + 1, sizeof *v);
+    char **v = xcalloc(RUNNER_INIT_FIXED + argc + 1, sizeof *v);
     size_t n = 0;
     v[n++] = xstrdup(self->init_path);
     v[n++] = xstrdup(l->mode == RUNNER_PIDNS ? "pidns" : "subreaper");
@@ -913,8 +910,20 @@ s_init_argv(const runner_t *self, const runner_launch_t *l)
     for (size_t i = 0; i < argc; i++) {
         v[n++] = xstrdup(l->argv[i]);
     }
+    return v;
+}
+
+// The init program's environment: the task's, each entry behind a '='.
+static char **
+s_init_envp(const runner_launch_t *l)
+{
+    size_t envc = 0;
+    while (l->envp[envc]) {
+        envc++;
+    }
+    char **v = xcalloc(envc + 1, sizeof *v);
     for (size_t i = 0; i < envc; i++) {
-        v[n++] = xstrdup(l->envp[i]);
+        v[i] = xasprintf("=%s", l->envp[i]);
     }
     return v;
 }
@@ -955,14 +964,17 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
     // In a new user namespace the init writes its own id maps, which
     // takes the capabilities an exec there would drop: that init stays a
     // fork of the drone.
-    char **init_argv = self->mode != RUNNER_PLAIN && self->init_path
-                               && !self->userns
-                           ? s_init_argv(self, &l)
-                           : NULL;
+    char **init_argv = NULL, **init_envp = NULL;
+    if (self->mode != RUNNER_PLAIN && self->init_path && !self->userns) {
+        init_argv = s_init_argv(self, &l);
+        init_envp = s_init_envp(&l);
+    }
     l.init_argv = init_argv;
+    l.init_envp = init_envp;
     pid_t pid = s_fork(&l);
     int fork_errno = errno;
     s_strv_free(init_argv);
+    s_strv_free(init_envp);
     errno = fork_errno;
     if (pid < 0) {
         *err = xasprintf("cannot fork: %s", strerror(errno));

@@ -399,8 +399,8 @@ runner_vfork(int (*fn)(void *), void *arg, char *stack_top, int ns_flags)
 
 // Execs the init program with the report pipe as its descriptor 3 (kept
 // across the exec) and nothing above it, its signals still all blocked,
-// and an empty environment: the task's travels in init_argv, so nothing a
-// workplan sets (LD_PRELOAD) reaches the init, which may be root.
+// and the task's environment made inert (runner_int.h): nothing a
+// workplan sets (LD_PRELOAD) applies to the init, which may be root.
 static _Noreturn void
 s_exec_init(const runner_launch_t *l)
 {
@@ -413,8 +413,7 @@ s_exec_init(const runner_launch_t *l)
         s_fail(report, RUNNER_STAGE_SETUP);
     }
     s_close_above(S_REPORT_FD, l->open_max);
-    static char *const no_env[] = {NULL};
-    execve(l->init_argv[0], l->init_argv, no_env);
+    execve(l->init_argv[0], l->init_argv, l->init_envp);
     s_fail(S_REPORT_FD, RUNNER_STAGE_SETUP);
 }
 

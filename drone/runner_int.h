@@ -55,14 +55,18 @@ typedef struct {
     char *const *init_argv;     // confined modes: the init program's argv
                                 // (see below), or NULL: the init is a fork
                                 // of the drone that never execs
+    char *const *init_envp;     // and its environment
 } runner_launch_t;
 
 // --- The init program (task_init.c) ----------------------------------------
 //
 // waggle-task-init MODE USERNS UID GID USER LIMITS RESET OPEN_MAX CWD PATH
-//                  SEARCH N ARGV[0..N-1] ENV...
+//                  SEARCH N ARGV[0..N-1]
 // is exec'd with the report pipe as descriptor 3, the task's stdin, stdout
-// and stderr as 0-2, every signal blocked and an empty environment.
+// and stderr as 0-2, every signal blocked, and as its environment the
+// task's, each entry behind a '=' (a variable with no name: no loader or
+// C library acts on "=LD_PRELOAD=...", and /proc/PID/environ, unlike
+// cmdline, is not for every user to read).
 //   MODE      "pidns" or "subreaper"        USERNS  0 or 1
 //   UID GID   the drone's, for the user namespace's maps
 //   USER      "-" (the drone's own) or "UID:GID:G1,G2,..."
@@ -71,7 +75,7 @@ typedef struct {
 //   CWD PATH  "-" for none, else "=" and the path
 //   SEARCH    the same for the drone's PATH, which execvpe searches when
 //             PATH failed (glibc reads it from environ, not from envp)
-// Then N task arguments and the task's environment to the end.
+// Then the N task arguments.
 enum { RUNNER_INIT_FIXED = 13 };  // argv entries before the task's
 
 // The init's whole life: namespaces (or subreaper), the task started, its

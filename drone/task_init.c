@@ -5,9 +5,9 @@
 // drone's memory at once, so a task's init costs one small exec instead of
 // a copy of the drone's page tables, its copy-on-write faults and its
 // teardown (drone/runner.c).  Everything it needs is in argv
-// (drone/runner_int.h gives the layout); its own environment is empty, so
-// nothing a workplan puts in the task's environment (LD_PRELOAD, ...)
-// applies to it.  Linked statically where the toolchain can: no dynamic
+// and its environment (drone/runner_int.h gives the layout); the task's
+// variables arrive behind a '=', so nothing a workplan puts there
+// (LD_PRELOAD, ...) applies to it.  Linked statically where the toolchain can: no dynamic
 // loader to run per task.
 //
 // It is not a command for people: run by hand it says so and exits 64.
@@ -116,6 +116,30 @@ s_mode(const char *s, runner_mode_t *mode)
     return 0;
 }
 
+// The task's environment: ours, each entry without its leading '='
+// (runner_int.h).  Read before s_search_path replaces environ.
+static int
+s_task_env(runner_launch_t *l)
+{
+    size_t n = 0;
+    while (environ[n]) {
+        n++;
+    }
+    char **env = calloc(n + 1, sizeof *env);
+    if (!env) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (environ[i][0] != '=') {
+            free(env);
+            return -1;
+        }
+        env[i] = environ[i] + 1;
+    }
+    l->envp = env;
+    return 0;
+}
+
 // Fills l from argv (runner_int.h); user and reset are its storage.
 static int
 s_parse(int argc, char **argv, runner_launch_t *l, runner_user_t *user,
@@ -130,7 +154,7 @@ s_parse(int argc, char **argv, runner_launch_t *l, runner_user_t *user,
         || s_num(argv[8], &open_max, 10) != 0 || s_opt(argv[9], &l->cwd) != 0
         || s_opt(argv[10], &l->path) != 0 || s_opt(argv[11], search) != 0
         || s_num(argv[12], &n, 10) != 0
-        || n == 0 || n > (uint64_t) (argc - RUNNER_INIT_FIXED)) {
+        || n == 0 || n != (uint64_t) (argc - RUNNER_INIT_FIXED)) {
         return -1;
     }
     if (strcmp(argv[5], "-") == 0) {
@@ -151,16 +175,8 @@ s_parse(int argc, char **argv, runner_launch_t *l, runner_user_t *user,
     l->uid = (uid_t) uid;
     l->gid = (gid_t) gid;
     l->open_max = (long) open_max;
-    // argv's own NULL ends the environment; the task's argv is a copy of
-    // its first N, with a NULL of its own.
-    char **task = calloc(n + 1, sizeof *task);
-    if (!task) {
-        return -1;
-    }
-    memcpy(task, argv + RUNNER_INIT_FIXED, n * sizeof *task);
-    l->argv = task;
-    l->envp = argv + RUNNER_INIT_FIXED + n;
-    return 0;
+    l->argv = argv + RUNNER_INIT_FIXED;
+    return s_task_env(l);
 }
 
 // The drone's PATH as this process's only variable: execvpe searches the
@@ -184,8 +200,8 @@ s_search_path(const char *search)
 int
 main(int argc, char **argv)
 {
-    // Nothing of the drone is left in this memory, but the report pipe and
-    // the task's environment are: keep other processes of this uid out.
+    // Nothing of the drone is left in this memory, but the report pipe is:
+    // keep other processes of this uid out.
     // (With a user namespace, runner_child_namespace makes it dumpable
     // just long enough to write the maps, then not again.)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -1048,8 +1048,8 @@ test_destroy_kills_orphans(void)
 }
 
 // With the init program, a task's init is that program, not a copy of
-// this process: nothing of the drone's memory, an empty environment (a
-// workplan's LD_PRELOAD never reaches it).
+// this process: nothing of the drone's memory, and the task's variables
+// inert in its environment (a workplan's LD_PRELOAD never applies to it).
 static void
 test_init_is_its_own_program(void)
 {
@@ -1063,7 +1063,7 @@ test_init_is_its_own_program(void)
         return;
     }
     char *argv[] = {"sh", "-c", "readlink /proc/1/exe; "
-                    "tr -d '\\000' < /proc/1/environ | wc -c", NULL};
+                    "tr '\\000' '\\n' < /proc/1/environ", NULL};
     char *env[] = {"PATH=/usr/bin:/bin", "LD_PRELOAD=/nonexistent.so", NULL};
     runner_spec_t spec = s_spec(argv);
     spec.envp = env;
@@ -1071,7 +1071,8 @@ test_init_is_its_own_program(void)
     REQUIRE(s_run(rn, &spec, &r));
     CHECK(r.spawned);
     char want[1200];
-    snprintf(want, sizeof want, "%s\n0\n", init);
+    snprintf(want, sizeof want,
+             "%s\n=PATH=/usr/bin:/bin\n=LD_PRELOAD=/nonexistent.so\n", init);
     CHECK_STR(r.out ? (char *) r.out : "", want);
     runner_result_release(&r);
     runner_destroy(&rn);
