@@ -16,6 +16,8 @@
 //   budget.c  budget: an operator sets a running plan's token budget
 //   explain.c explain: why a task is not running (EXPLAIN)
 //   follow.c  output --follow: a running task's stdout tail, polled
+//   watch.c   watch: the live dashboard (dash.c its state and lines,
+//             console.c the ncurses drawing)
 //   keygen.c  keygen: key sets, one key per host, list, revoke
 //   render.c  status as text tables or JSON
 //   link.c    the connection to the broker
@@ -94,6 +96,7 @@ int cmd_reject(arch_t *a, int argc, char **argv);      // gate.c
 int cmd_amend(arch_t *a, int argc, char **argv);       // amend.c
 int cmd_replan(arch_t *a, int argc, char **argv);      // replan.c
 int cmd_budget(arch_t *a, int argc, char **argv);      // budget.c
+int cmd_watch(arch_t *a, int argc, char **argv);       // watch.c
 // Hex sha256 of what a gate showed (len bytes); caller frees.
 char *gate_hash_hex(const uint8_t *data, size_t len);
 

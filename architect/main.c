@@ -71,6 +71,8 @@ static const struct {
      "events [PLAN] [--follow] [--since SEQ] [--json]\n"
      "                        print the event log; --follow keeps going"},
     {"log", cmd_log, "log PLAN              a plan's full history"},
+    {"watch", cmd_watch,
+     "watch [PLAN]          live dashboard: plans, tasks, drones, gates"},
     {"approve", cmd_approve,
      "approve PLAN TASK     approve a gate (operator keys only)"},
     {"reject", cmd_reject,

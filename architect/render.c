@@ -329,6 +329,9 @@ s_drone_json(const proto_drone_info_t *d)
         jnode_t *t = json_obj_new();
         json_obj_set_int(t, "plan", d->tasks[k].plan);
         json_obj_set_str(t, "task", d->tasks[k].task);
+        if (d->tasks[k].lease_left_ms >= 0) {
+            json_obj_set_int(t, "lease_left_ms", d->tasks[k].lease_left_ms);
+        }
         json_arr_push_node(tasks, &t);
     }
     json_obj_set_node(o, "tasks", &tasks);

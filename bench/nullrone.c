@@ -181,7 +181,8 @@ s_drain(nullrone_t *n, const proto_limits_t *lim)
     for (;;) {
         proto_msg_t *m = NULL;
         proto_error_t perr;
-        wire_rc_t rc = wire_recv(n->sock, false, lim, NULL, NULL, &m, &perr);
+        wire_rc_t rc = wire_recv(n->sock, false, lim, NULL, NULL, NULL, &m,
+                                 &perr);
         if (rc == WIRE_AGAIN) {
             return 0;
         }

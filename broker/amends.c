@@ -95,15 +95,17 @@ s_new_states(const amend_t *a, const proto_task_state_t *was)
     return st;
 }
 
-static bool
-s_is_replaced(const amend_t *a, size_t i)
+// Per task of the amended whole: whether the amendment replaced it (a
+// lookup per task, not a search of a->replaced: both may be 100k long).
+// Caller frees.
+static bool *
+s_replaced_set(const amend_t *a)
 {
+    bool *set = xcalloc(a->wp->n_tasks ? a->wp->n_tasks : 1, sizeof *set);
     for (size_t k = 0; k < a->n_replaced; k++) {
-        if (a->replaced[k] == i) {
-            return true;
-        }
+        set[a->replaced[k]] = true;
     }
-    return false;
+    return set;
 }
 
 // Every row the amendment touches, in the open turn.  LEDGER_MISS means
@@ -116,9 +118,10 @@ s_write_tasks(broker_t *b, int64_t plan, const amend_t *a,
     // Added rows first: a replaced task's new edges may name them.
     ledger_rc_t rc = ledger_plan_add_tasks(b->ledger, plan, a->wp, a->n_old,
                                            st, actor, b->now_wall);
+    bool *replaced = s_replaced_set(a);
     for (size_t i = 0; rc == LEDGER_OK && i < a->n_old; i++) {
         const wp_task_t *t = &a->wp->tasks[i];
-        if (s_is_replaced(a, i)) {
+        if (replaced[i]) {
             rc = ledger_task_redefine(b->ledger, plan, t, was[i], st[i],
                                       actor, b->now_wall);
         } else if (st[i] != was[i]) {
@@ -130,6 +133,7 @@ s_write_tasks(broker_t *b, int64_t plan, const amend_t *a,
                                   b->now_wall);
         }
     }
+    free(replaced);
     return rc;
 }
 
@@ -162,9 +166,9 @@ static void
 s_warn_blocked(const amend_t *a, const proto_task_state_t *st,
                proto_strv_t *warnings)
 {
+    bool *replaced = s_replaced_set(a);
     for (size_t i = 0; i < a->wp->n_tasks && warnings->count < 16; i++) {
-        if (st[i] != PROTO_TASK_BLOCKED ||
-            (i < a->n_old && !s_is_replaced(a, i))) {
+        if (st[i] != PROTO_TASK_BLOCKED || (i < a->n_old && !replaced[i])) {
             continue;
         }
         const wp_task_t *t = &a->wp->tasks[i];
@@ -181,6 +185,7 @@ s_warn_blocked(const amend_t *a, const proto_task_state_t *st,
             }
         }
     }
+    free(replaced);
 }
 
 static proto_msg_t *

@@ -63,6 +63,7 @@ struct auth {
     const keys_broker_t *keys;  // borrowed allow lists
     uint64_t accepted;          // requests answered 200
     uint64_t refused;           // requests answered 400 or 500
+    uint64_t refused_by[AUTH_REFUSE__COUNT];  // the same, by why
     char last_refused[112];     // what the last refusal logged was about
     uint64_t repeats;           // refusals in a row about last_refused
     int64_t log_second_ms;      // monotonic start of the quota's second
@@ -80,6 +81,7 @@ typedef struct {
 // What we answer.
 typedef struct {
     const char *status;         // "200", "400" or "500"
+    auth_refuse_t why;          // when not 200
     char text[64];              // status text, for the log too
     char user_id[KEYS_NAME_MAX + 64];   // "ROLE:NAME:KEY" when 200
     char key_z85[41];           // the client's key when it sent one
@@ -138,6 +140,25 @@ auth_accepted(const auth_t *self)
 {
     assert(self);
     return self->accepted;
+}
+
+const char *
+auth_refuse_name(auth_refuse_t why)
+{
+    static const char *const names[AUTH_REFUSE__COUNT] = {
+        [AUTH_REFUSE_UNKNOWN_KEY] = "unknown_key",
+        [AUTH_REFUSE_MECHANISM] = "mechanism",
+        [AUTH_REFUSE_DOMAIN] = "domain",
+        [AUTH_REFUSE_MALFORMED] = "malformed",
+    };
+    return (size_t) why < AUTH_REFUSE__COUNT ? names[why] : "?";
+}
+
+uint64_t
+auth_refused_by(const auth_t *self, auth_refuse_t why)
+{
+    assert(self && (size_t) why < AUTH_REFUSE__COUNT);
+    return self->refused_by[why];
 }
 
 uint64_t
@@ -238,10 +259,12 @@ s_decide(const auth_t *self, s_request_t *req, s_reply_t *reply)
         s_frame_text(req, F_MECHANISM, mech, sizeof mech);
         snprintf(reply->text, sizeof reply->text,
                  "mechanism %s not allowed", mech);
+        reply->why = AUTH_REFUSE_MECHANISM;
         return;
     }
     if (!s_frame_is(req, F_DOMAIN, AUTH_DOMAIN)) {
         snprintf(reply->text, sizeof reply->text, "wrong ZAP domain");
+        reply->why = AUTH_REFUSE_DOMAIN;
         return;
     }
     if (req->count != F_CREDENTIALS + 1 || s_size(req, F_CREDENTIALS) != 32) {
@@ -254,6 +277,7 @@ s_decide(const auth_t *self, s_request_t *req, s_reply_t *reply)
     const keys_entry_t *e = keys_broker_lookup(self->keys, key);
     if (!e) {
         snprintf(reply->text, sizeof reply->text, "unknown key");
+        reply->why = AUTH_REFUSE_UNKNOWN_KEY;
         return;
     }
     reply->status = "200";
@@ -334,7 +358,8 @@ s_log_refusal(auth_t *self, s_request_t *req, const s_reply_t *reply)
 static void
 s_answer(auth_t *self, s_request_t *req)
 {
-    s_reply_t reply = {.status = "500", .text = "malformed request"};
+    s_reply_t reply = {.status = "500", .text = "malformed request",
+                       .why = AUTH_REFUSE_MALFORMED};
     if (s_header_ok(req)) {
         s_decide(self, req, &reply);
     }
@@ -344,6 +369,7 @@ s_answer(auth_t *self, s_request_t *req)
         log_debug(AUTH_LOG, "admitted '%s'", reply.user_id);
     } else {
         self->refused++;
+        self->refused_by[reply.why]++;
         s_log_refusal(self, req, &reply);
     }
 }

@@ -33,6 +33,19 @@ void auth_handle(auth_t *self);
 uint64_t auth_accepted(const auth_t *self);
 uint64_t auth_refused(const auth_t *self);
 
+// Why a handshake was refused (metrics label values, auth_refuse_name).
+typedef enum {
+    AUTH_REFUSE_UNKNOWN_KEY = 0,  // a CURVE key on no allow list
+    AUTH_REFUSE_MECHANISM,        // NULL or PLAIN instead of CURVE
+    AUTH_REFUSE_DOMAIN,           // a ZAP domain other than AUTH_DOMAIN
+    AUTH_REFUSE_MALFORMED,        // a ZAP request we cannot read
+    AUTH_REFUSE__COUNT
+} auth_refuse_t;
+// "unknown_key", "mechanism", "domain", "malformed"; "?" out of range.
+const char *auth_refuse_name(auth_refuse_t why);
+// Handshakes refused for why since start.
+uint64_t auth_refused_by(const auth_t *self, auth_refuse_t why);
+
 // Makes sock a CURVE server with keys' secret, the ZAP domain and domain
 // enforcement.  Call before bind.  Returns 0 or -1 with err.
 int auth_configure_server(void *sock, const keys_broker_t *keys, char *err,

@@ -22,6 +22,18 @@
 
 #define LOG "broker"
 
+// Reads the turn's clocks; sched stamps tasks becoming ready with the wall
+// one (dispatch latency).
+static void
+s_clocks(broker_t *b)
+{
+    b->now_mono = clock_mono_ms();
+    b->now_wall = clock_wall_ms();
+    if (b->sched) {
+        sched_set_now(b->sched, b->now_wall);
+    }
+}
+
 void
 broker_queue(broker_t *b, const wire_rid_t *rid, proto_msg_t **msg,
              bool depends)
@@ -80,6 +92,7 @@ s_new(const broker_config_t *cfg)
     broker_t *b = xcalloc(1, sizeof *b);
     b->cfg = cfg;
     b->reload_fd = -1;
+    b->metrics = metrics_new();
     proto_limits_default(&b->limits);
     b->limits.max_frame = (size_t) cfg->max_frame;
     b->limits.max_string = (size_t) cfg->max_frame;
@@ -107,8 +120,7 @@ s_open_state(broker_t *b, char *err, size_t errlen)
         return -1;
     }
     b->sched = sched_new();
-    b->now_mono = clock_mono_ms();
-    b->now_wall = clock_wall_ms();
+    s_clocks(b);
     if (plans_load(b) < 0 ||
         (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0)) {
         snprintf(err, errlen, "cannot load plans from ledger '%s'",
@@ -168,6 +180,12 @@ s_next_event(void *arg)
 }
 
 static int64_t
+s_next_gone(void *arg)
+{
+    return liveness_next_deadline_ms(arg);
+}
+
+static int64_t
 s_next_gate(void *arg)
 {
     return s_wall_to_mono(gates_next_deadline_ms(arg), clock_wall_ms());
@@ -186,8 +204,8 @@ static void
 s_register(broker_t *b)
 {
     static loop_next_fn *const deadlines[] = {
-        s_next_heartbeat, s_next_lease, s_next_ready,
-        s_next_hook,      s_next_event, s_next_gate, s_next_rpm,
+        s_next_heartbeat, s_next_lease, s_next_ready, s_next_hook,
+        s_next_event,     s_next_gone,  s_next_gate,  s_next_rpm,
     };
     b->loop = loop_new();
     router_register(b->router, b->loop);
@@ -207,7 +225,7 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
     } else if (s_open_state(b, err, errlen) < 0) {
         rc = BROKER_OPEN_LEDGER;
     } else if (router_open(&b->router, cfg->bind, (size_t) cfg->max_frame,
-                           b->keys, err, errlen) < 0) {
+                           cfg->heartbeat_ms, b->keys, err, errlen) < 0) {
         rc = BROKER_OPEN_BIND;
     }
     if (rc != BROKER_OPEN_OK) {
@@ -215,6 +233,10 @@ broker_open(broker_t **out, const broker_config_t *cfg, char *err,
         return rc;
     }
     s_register(b);
+    if (scrape_start(b, err, errlen) < 0) {
+        broker_destroy(&b);
+        return BROKER_OPEN_BIND;
+    }
     *out = b;
     return BROKER_OPEN_OK;
 }
@@ -250,6 +272,7 @@ broker_destroy(broker_t **self_p)
     hook_destroy(b);
     tails_clear(b);
     drones_destroy_all(b);
+    scrape_stop(b);
     loop_destroy(&b->loop);
     router_destroy(&b->router);
     sched_destroy(&b->sched);
@@ -258,6 +281,7 @@ broker_destroy(broker_t **self_p)
     limits_release(&b->model_limits);
     rate_destroy(&b->rate);
     limits_release(&b->model_rpm);
+    metrics_destroy(&b->metrics);
     free(b);
     *self_p = NULL;
 }
@@ -321,8 +345,7 @@ s_read_input(broker_t *b, int64_t start)
         if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
             return true;
         }
-        b->now_mono = clock_mono_ms();
-        b->now_wall = clock_wall_ms();
+        s_clocks(b);
         if (!keyring_admits(b, &in)) {
             keyring_refuse(b, &in);
         } else if (rc == WIRE_BAD) {
@@ -383,7 +406,7 @@ s_flush(broker_t *b)
         }
         drone_t *d = drones_by_rid(b, &o->rid);
         if (d && errno == EHOSTUNREACH) {
-            d->connected = false;
+            liveness_closed(b, d);
         }
     }
     b->n_out = 0;
@@ -430,8 +453,7 @@ s_rebuild(broker_t *b)
     size_t n_old = s_unconfirmed(b->sched, &old);
     sched_destroy(&b->sched);
     b->sched = sched_new();
-    b->now_mono = clock_mono_ms();
-    b->now_wall = clock_wall_ms();
+    s_clocks(b);
     bool ok = plans_load(b) == 0 && !b->turn_failed;
     s_restore_unconfirmed(b, old, n_old);
     free(old);
@@ -457,6 +479,24 @@ s_release_undelivered(broker_t *b)
     }
 }
 
+// Commits the turn's transaction, timing it.  Returns 0 or -1 (rolled
+// back).
+static int
+s_commit(broker_t *b)
+{
+    uint64_t moves = ledger_turn_moves(b->ledger);
+    int64_t t0 = clock_mono_us();
+    if (ledger_commit(b->ledger) < 0) {
+        metrics_add(b->metrics, METRIC_COMMIT_FAILURES, 0, 1);
+        return -1;
+    }
+    metrics_add(b->metrics, METRIC_COMMITS, 0, 1);
+    metrics_observe(b->metrics, METRICS_H_COMMIT_DURATION,
+                    (double) (clock_mono_us() - t0) / 1e6);
+    metrics_observe(b->metrics, METRICS_H_COMMIT_TRANSITIONS, (double) moves);
+    return 0;
+}
+
 void
 broker_end_turn(broker_t *b)
 {
@@ -465,7 +505,8 @@ broker_end_turn(broker_t *b)
     b->turn_failed = false;
     if (failed) {
         ledger_rollback(b->ledger);
-    } else if (ledger_in_turn(b->ledger) && ledger_commit(b->ledger) < 0) {
+        metrics_add(b->metrics, METRIC_COMMIT_FAILURES, 0, 1);
+    } else if (ledger_in_turn(b->ledger) && s_commit(b) < 0) {
         failed = true;
     }
     if (failed) {
@@ -486,12 +527,20 @@ broker_end_turn(broker_t *b)
     }
 }
 
+// The broker could not run for delta_ms: that time counts neither against
+// leases nor as a drone's silence.
+static void
+s_shift(broker_t *b, int64_t delta_ms)
+{
+    sched_leases_shift(b->sched, delta_ms);
+    liveness_shift(b, delta_ms);
+}
+
 static void
 s_turn(broker_t *b)
 {
-    int64_t start = clock_mono_ms();
-    b->now_mono = start;
-    b->now_wall = clock_wall_ms();
+    s_clocks(b);
+    int64_t start = b->now_mono;
     s_release_undelivered(b);
     if (b->reload) {
         // In the turn, before its input: releases commit with it, and a
@@ -499,11 +548,16 @@ s_turn(broker_t *b)
         b->reload = false;
         keyring_reload(b);
     }
+    // Before the input: a message read this turn on a reused descriptor
+    // then clears the mark it would wrongly get.
+    const int *fds = NULL;
+    size_t n_fds = b->router ? router_closed(b->router, &fds) : 0;
+    liveness_closed_fds(b, fds, n_fds);
     bool drained = s_read_input(b, start);
-    b->now_mono = clock_mono_ms();
-    b->now_wall = clock_wall_ms();
+    s_clocks(b);
     if (drained) {
-        drones_expire(b);
+        liveness_check(b);
+        liveness_expire(b);
     }
     gates_expire(b);
     events_expire(b);
@@ -519,7 +573,7 @@ s_turn(broker_t *b)
     // leases whose renewals are waiting in the socket: push deadlines back.
     int64_t overrun = clock_mono_ms() - start - b->cfg->turn_ms;
     if (overrun > 0) {
-        sched_leases_shift(b->sched, overrun);
+        s_shift(b, overrun);
     }
 }
 
@@ -556,7 +610,7 @@ broker_run(broker_t *b, volatile sig_atomic_t *stop, int reload_fd)
         // against their leases.
         int64_t overslept = clock_mono_ms() - before - timeout;
         if (timeout >= 0 && overslept > b->cfg->heartbeat_ms) {
-            sched_leases_shift(b->sched, overslept);
+            s_shift(b, overslept);
         }
         s_turn(b);
     }

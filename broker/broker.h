@@ -33,7 +33,9 @@ typedef struct {
     char *on_gate;            // sh -c command when a gate waits, or NULL
     int64_t on_gate_timeout_ms;  // the hook is killed after this long
     char *log_format;         // text | json
+    char *metrics;            // HOST:PORT of the /metrics listener, or NULL
     bool verbose;
+    bool list_metrics;        // --list-metrics: print them and exit
 } broker_config_t;
 
 // --model-rpm counts dispatches per minute; tests shorten the window with

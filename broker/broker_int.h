@@ -12,13 +12,17 @@
 //   trust.c    session secrets, credit windows, quarantine
 //   keyring.c  the allow lists at run time: SIGHUP reload, per-message
 //              check, cutting off revoked sessions
+//   liveness.c when a lease or a drone is given up: lease deadlines, and
+//              drones whose connection closed
 #ifndef WAGGLE_BROKER_INT_H
 #define WAGGLE_BROKER_INT_H
 
 #include "broker/broker.h"
 #include "broker/ledger.h"
+#include "broker/httpd.h"
 #include "broker/limits.h"
 #include "broker/loop.h"
+#include "broker/metrics.h"
 #include "broker/rate.h"
 #include "broker/router.h"
 #include "broker/sched.h"
@@ -41,6 +45,9 @@ typedef struct {
     proto_strv_t tags;          // owned
     wire_rid_t rid;             // its current session
     bool connected;             // false after a send found it gone
+    int fd;                     // its connection's descriptor (liveness.c)
+    int64_t closed_ms;          // monotonic: its connection was seen
+                                // closed; 0 = open, or spoke since
     int64_t last_seen_ms;       // monotonic, last message from it
     uint32_t window;            // unconfirmed leases it may hold (trust.c)
     uint32_t lost_streak;       // leases lost in a row since a RESULT
@@ -85,6 +92,8 @@ struct broker {
     sched_t *sched;
     router_t *router;
     loop_t *loop;               // what wakes a turn (owned); NULL offline
+    metrics_t *metrics;         // counters and histograms (owned)
+    httpd_t *httpd;             // --metrics listener (owned), or NULL
     proto_limits_t limits;
     limits_t model_limits;      // --model-limit (main.c validated it)
     limits_t model_rpm;         // --model-rpm (main.c validated it)
@@ -168,9 +177,9 @@ int64_t drones_model_full(broker_t *b, int64_t plan, size_t idx,
 bool drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
                       int64_t *open_ms);
 // Fills the --model-rpm windows from the ledger at start: the leases of
-// running plans' prompt tasks within the last window, so a restart does
-// not grant a model a fresh window.  (A plan that ended within it is not
-// loaded and not counted.)  A no-op without --model-rpm.
+// prompt tasks within the last window, of every plan (one that ended
+// within it too), so a restart does not grant a model a fresh window.  A
+// no-op without --model-rpm.
 void drones_rate_seed(broker_t *b);
 // What budgeted plans have used, read from the ledger once per plan while
 // nothing is recorded (one dispatch, one status page): a plan of 100k
@@ -192,8 +201,11 @@ int64_t drones_plan_reserved(broker_t *b, int64_t plan);
 // What the plan's attempts used (cache may be NULL); -1 when the ledger
 // failed.
 int64_t drones_plan_used(broker_t *b, drones_used_t *cache, int64_t plan);
-// Expires leases whose deadline passed.
-void drones_expire(broker_t *b);
+// d has left its session (BYE, gone, or the session became another
+// instance): it is forgotten and freed, unless quarantined, which must
+// outlive the session (a client could otherwise leave and HELLO its way
+// out): then it is only unbound.
+void drones_leave(broker_t *b, drone_t *d);
 // Cuts d off (its key was revoked): STOPs its leases, releases them (no
 // attempt used) and forgets it.  d is freed.
 void drones_cut(broker_t *b, drone_t *d, const char *why);
@@ -233,6 +245,28 @@ bool trust_is_quarantined(broker_t *b, drone_t *d);
 // How many more TASKs may be pushed to d now: free slots, bounded by its
 // window of unconfirmed leases; 0 while quarantined.
 size_t trust_credit(broker_t *b, drone_t *d);
+
+// --- liveness.c -------------------------------------------------------
+// A message from d's session arrived on descriptor fd (-1: unknown): it is
+// alive and connected.
+void liveness_seen(broker_t *b, drone_t *d, int fd);
+// A send found d's session gone (EHOSTUNREACH).
+void liveness_closed(broker_t *b, drone_t *d);
+// The connections on these descriptors closed (router_closed): the bound
+// drones whose last message came on one of them get the closed grace.
+void liveness_closed_fds(broker_t *b, const int *fds, size_t n);
+// Whether d is bound, connected, not seen closed and heard from within
+// PROTO_LIVENESS_BEATS heartbeats: only such a drone is given work.
+bool liveness_alive(const broker_t *b, const drone_t *d);
+// Ends the leases of every bound drone that is gone (its connection closed
+// and it silent since) and lets it leave (drones_leave).
+void liveness_check(broker_t *b);
+// Ends leases whose deadline passed.
+void liveness_expire(broker_t *b);
+// The earliest moment (monotonic) a bound drone would be gone, or -1.
+int64_t liveness_next_deadline_ms(const broker_t *b);
+// The broker was stalled delta_ms: that time does not count as silence.
+void liveness_shift(broker_t *b, int64_t delta_ms);
 
 // --- requests.c -------------------------------------------------------
 // Console requests: PING, SUBMIT, STATUS, CANCEL, RETRY, OUTPUT, APPROVE,
@@ -321,6 +355,16 @@ void gates_expire(broker_t *b);
 int64_t gates_next_deadline_ms(const broker_t *b);
 // Drops the watch list (destroy; a rebuild reloads it from the ledger).
 void gates_forget(broker_t *b);
+
+// --- scrape.c ----------------------------------------------------------
+// With --metrics, listens there (httpd.c) for GET /metrics and /healthz.
+// Returns 0 (also without --metrics), or -1 with why in err.
+int scrape_start(broker_t *b, char *err, size_t errlen);
+// Sets the gauges (and the counters the ledger and auth keep) from their
+// sources, as a scrape does; for tests that read b->metrics.
+void scrape_refresh(broker_t *b);
+// Closes the listener and its connections (before the loop goes).
+void scrape_stop(broker_t *b);
 
 // --- hook.c ------------------------------------------------------------
 // --on-gate: a gate started waiting in this turn (a no-op without a hook).

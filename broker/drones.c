@@ -77,6 +77,7 @@ s_register(broker_t *b, const char *instance)
 {
     drone_t *d = xcalloc(1, sizeof *d);
     snprintf(d->instance, sizeof d->instance, "%s", instance);
+    d->fd = -1;
     trust_init(d);
     b->drones = xrealloc(b->drones, (b->n_drones + 1) * sizeof *b->drones);
     b->drones[b->n_drones++] = d;
@@ -223,8 +224,8 @@ s_forget_drone(broker_t *b, const drone_t *d)
 // it is forgotten, unless quarantined, which must outlive the session (a
 // client could otherwise leave and HELLO its way out): then it is only
 // unbound.
-static void
-s_leave(broker_t *b, drone_t *d)
+void
+drones_leave(broker_t *b, drone_t *d)
 {
     if (d->quarantined) {
         memset(&d->rid, 0, sizeof d->rid);
@@ -236,7 +237,7 @@ s_leave(broker_t *b, drone_t *d)
 
 // The session said HELLO as another instance: the one it was bound to is
 // gone from it.  Its leases are released as for a drone that no longer
-// lists them, and it leaves (s_leave).
+// lists them, and it leaves (drones_leave).
 static void
 s_unbind(broker_t *b, drone_t *old, const char *instance)
 {
@@ -250,7 +251,7 @@ s_unbind(broker_t *b, drone_t *old, const char *instance)
     log_info(LOG, "drone '%s' instance %s: its session is now instance %s; "
                   "%zu leases released", old->name, old->instance, instance,
              n);
-    s_leave(b, old);
+    drones_leave(b, old);
 }
 
 static bool
@@ -284,8 +285,7 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
     d->draining = h->draining;
     s_set_tags(d, &h->tags);
     d->rid = in->rid;
-    d->connected = true;
-    d->last_seen_ms = b->now_mono;
+    liveness_seen(b, d, in->fd);
     char *tags = s_join(&h->tags);
     if (!broker_begin(b) ||
         ledger_drone_seen(b->ledger, d->instance, d->name, d->host, d->slots,
@@ -294,7 +294,9 @@ s_bind(broker_t *b, drone_t *d, router_in_t *in, const char *hash)
         broker_fail_turn(b);
     }
     if (s_log_quota(b, d, LOG_LEVEL_INFO)) {
-        log_info(LOG, "drone '%s' instance %s on '%s': %u slots, tags [%s], "
+        log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                      LOG_STR("key", d->name)),
+                      "drone '%s' instance %s on '%s': %u slots, tags [%s], "
                       "%zu leases%s", d->name, d->instance, d->host,
                  d->slots, tags, h->n_leases,
                  d->quarantined ? " (quarantined)" : "");
@@ -354,6 +356,19 @@ s_ack(const proto_msg_t *req, proto_ack_t status, const char *why)
     return a;
 }
 
+static ledger_attempt_outcome_t
+s_outcome(proto_outcome_t o)
+{
+    switch (o) {
+    case PROTO_OUTCOME_SUCCEEDED:
+        return LEDGER_ATTEMPT_SUCCEEDED;
+    case PROTO_OUTCOME_RELEASED:
+        return LEDGER_ATTEMPT_RELEASED;
+    default:
+        return LEDGER_ATTEMPT_FAILED;
+    }
+}
+
 // A RESULT for a token that is not a current lease of this drone.
 static proto_msg_t *
 s_late_result(broker_t *b, const proto_msg_t *req)
@@ -368,27 +383,15 @@ s_late_result(broker_t *b, const proto_msg_t *req)
         broker_fail_turn(b);
         return s_ack(req, PROTO_ACK_ERROR, "ledger error");
     }
-    if (rc == LEDGER_OK && (outcome == LEDGER_ATTEMPT_SUCCEEDED ||
-                            outcome == LEDGER_ATTEMPT_FAILED ||
-                            outcome == LEDGER_ATTEMPT_RELEASED)) {
+    // A copy of what was recorded is a duplicate; any other outcome is a
+    // late result of an attempt the broker ended itself (a lease lost with
+    // its drone ends `released` too): fenced.
+    if (rc == LEDGER_OK && outcome == s_outcome(req->u.result.outcome)) {
         return s_ack(req, PROTO_ACK_DUPLICATE, "already recorded");
     }
     return s_ack(req, PROTO_ACK_STALE,
                  rc == LEDGER_MISS ? "unknown token"
                                    : "the lease is no longer current");
-}
-
-static ledger_attempt_outcome_t
-s_outcome(proto_outcome_t o)
-{
-    switch (o) {
-    case PROTO_OUTCOME_SUCCEEDED:
-        return LEDGER_ATTEMPT_SUCCEEDED;
-    case PROTO_OUTCOME_RELEASED:
-        return LEDGER_ATTEMPT_RELEASED;
-    default:
-        return LEDGER_ATTEMPT_FAILED;
-    }
 }
 
 static void
@@ -425,6 +428,21 @@ s_lease_matches(const sched_t *sched, const sched_lease_t *l,
     return wp && strcmp(wp->tasks[l->idx].id, r->task) == 0;
 }
 
+// The model of a prompt task whose result reported tokens (caller frees;
+// "" for the drone's default), or NULL.
+static char *
+s_reported_model(broker_t *b, const sched_lease_t *l,
+                 const ledger_attempt_end_t *end)
+{
+    const workplan_t *wp = sched_workplan(b->sched, l->plan);
+    if (!wp || end->prompt_tokens < 0 || end->completion_tokens < 0 ||
+        (end->prompt_tokens == 0 && end->completion_tokens == 0)) {
+        return NULL;
+    }
+    const char *model = wp->tasks[l->idx].model;
+    return xstrdup(model ? model : "");
+}
+
 // Records the RESULT req for d's current lease l; returns its ack.
 static proto_msg_t *
 s_record(broker_t *b, drone_t *d, const proto_msg_t *req,
@@ -439,10 +457,18 @@ s_record(broker_t *b, drone_t *d, const proto_msg_t *req,
     ledger_attempt_end_t end = {0};
     s_fill_end(b, &req->u.result, &end);
     sched_lease_t copy = *l;
+    // Copied now: finishing the plan's last task unloads its workplan.
+    char *model = s_reported_model(b, &copy, &end);
     ledger_rc_t rc = plans_finish(b, &copy, &end, d->name);
     if (rc == LEDGER_OK) {
+        if (model) {
+            metrics_tokens(b->metrics, model, end.prompt_tokens,
+                           end.completion_tokens);
+        }
+        free(model);
         return s_ack(req, PROTO_ACK_ACCEPTED, NULL);
     }
+    free(model);
     if (rc == LEDGER_MISS) {
         broker_desync(b, "a current lease was refused by the ledger");
         return s_late_result(b, req);
@@ -466,7 +492,12 @@ s_result(broker_t *b, drone_t *d, router_in_t *in)
         trust_result(d);
     }
     if (status != PROTO_ACK_ACCEPTED && s_log_quota(b, d, LOG_LEVEL_INFO)) {
-        log_info(LOG, "result for plan %lld task '%s' token %llu from '%s': "
+        log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", r->plan),
+                                      LOG_STR("task", r->task),
+                                      LOG_INT("token", r->token),
+                                      LOG_STR("drone", d->instance),
+                                      LOG_STR("key", d->name)),
+                      "result for plan %lld task '%s' token %llu from '%s': "
                       "%s (%s)", (long long) r->plan, r->task,
                  (unsigned long long) r->token, d->instance,
                  proto_ack_name(status),
@@ -494,9 +525,11 @@ s_bye(broker_t *b, drone_t *d, router_in_t *in)
         s_release(b, &mine[i], "the drone left");
     }
     free(mine);
-    log_info(LOG, "drone '%s' instance %s left", d->name, d->instance);
+    log_info_with(LOG, LOG_FIELDS(LOG_STR("drone", d->instance),
+                                  LOG_STR("key", d->name)),
+                  "drone '%s' instance %s left", d->name, d->instance);
     s_ok(b, in, true);
-    s_leave(b, d);
+    drones_leave(b, d);
 }
 
 void
@@ -552,8 +585,7 @@ drones_on_message(broker_t *b, router_in_t *in)
         broker_queue(b, &in->rid, &e, false);
         return;
     }
-    d->last_seen_ms = b->now_mono;
-    d->connected = true;
+    liveness_seen(b, d, in->fd);
     switch (in->msg->cmd) {
     case PROTO_MSG_HEARTBEAT:
         s_heartbeat(b, d, &in->msg->u.heartbeat);
@@ -588,9 +620,11 @@ drones_heartbeat(broker_t *b)
     tails_prune(b);
     for (size_t i = 0; i < b->n_drones;) {
         drone_t *d = b->drones[i];
-        // Silent past a lease: its leases expire on their own; forget the
-        // session so status stops listing it.  A HELLO brings it back.  A
-        // quarantine outlives silence: going quiet must not lift it.
+        // Silent past a lease, its connection open (a drone whose loop is
+        // stuck: its kernel still acknowledges) or unbound: its leases
+        // lapse on their own; forget it so status stops listing it.  A
+        // HELLO brings it back.  A quarantine outlives silence: going quiet
+        // must not lift it.
         if (b->now_mono - d->last_seen_ms > b->cfg->lease_ms &&
             !trust_is_quarantined(b, d)) {
             log_info(LOG, "drone '%s' instance %s silent for %lld ms; "
@@ -676,6 +710,18 @@ s_task_msg(int64_t plan, const workplan_t *wp, const wp_task_t *t,
     return m;
 }
 
+// Ready task (plan, idx) is being leased: how long it could have been.
+static void
+s_dispatch_latency(broker_t *b, int64_t plan, size_t idx)
+{
+    int64_t since = sched_ready_since(b->sched, plan, idx);
+    if (since > 0) {
+        int64_t ms = b->now_wall > since ? b->now_wall - since : 0;
+        metrics_observe(b->metrics, METRICS_H_DISPATCH_LATENCY,
+                        (double) ms / 1000.0);
+    }
+}
+
 // Leases (plan, idx) to d and queues its TASK.  Returns false when the
 // dispatch loop for this drone should stop.
 static bool
@@ -698,6 +744,7 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
         }
         return false;
     }
+    s_dispatch_latency(b, plan, idx);
     sched_set(b->sched, plan, idx, PROTO_TASK_LEASED, 0);
     sched_lease_t l = {.token = token, .plan = plan, .idx = idx,
                        .deadline_ms = b->now_mono + b->cfg->lease_ms};
@@ -717,7 +764,12 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
         free(why);
         return true;
     }
-    log_debug(LOG, "task '%s' of plan %lld leased to '%s' (token %llu)",
+    log_debug_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
+                                   LOG_STR("task", t->id),
+                                   LOG_INT("token", token),
+                                   LOG_STR("drone", d->instance),
+                                   LOG_STR("key", d->name)),
+                   "task '%s' of plan %lld leased to '%s' (token %llu)",
               t->id, (long long) plan, d->instance,
               (unsigned long long) token);
     if (t->kind == WP_KIND_PROMPT) {
@@ -776,12 +828,13 @@ drones_rate_full(broker_t *b, int64_t plan, size_t idx, int64_t *max,
 
 // A prompt task's lease from the ledger, for drones_rate_seed.
 typedef struct {
-    const char *model;           // borrowed from sched's workplan
+    char *model;                 // owned; NULL for the drone's default
     int64_t at_ms;               // wall
 } s_seed_t;
 
 typedef struct {
-    broker_t *b;
+    const workplan_t *wp;        // the plan whose rows come now
+    wp_ids_t *ids;               // its task ids, hashed
     int64_t since_ms;            // wall: the window's start
     s_seed_t *items;
     size_t n, cap;
@@ -794,16 +847,17 @@ s_seed_row(void *arg, const ledger_attempt_row_t *row)
     if (row->started_ms < ctx->since_ms) {
         return;
     }
-    const workplan_t *wp = sched_workplan(ctx->b->sched, row->plan);
-    long idx = wp ? workplan_find(wp, row->task) : -1;
-    if (idx < 0 || wp->tasks[idx].kind != WP_KIND_PROMPT) {
+    long idx = workplan_ids_find(ctx->ids, row->task);
+    if (idx < 0 || ctx->wp->tasks[idx].kind != WP_KIND_PROMPT) {
         return;
     }
     if (ctx->n == ctx->cap) {
         ctx->cap = ctx->cap ? 2 * ctx->cap : 64;
         ctx->items = xrealloc(ctx->items, ctx->cap * sizeof *ctx->items);
     }
-    ctx->items[ctx->n++] = (s_seed_t){wp->tasks[idx].model, row->started_ms};
+    const char *model = ctx->wp->tasks[idx].model;
+    ctx->items[ctx->n++] =
+        (s_seed_t){model ? xstrdup(model) : NULL, row->started_ms};
 }
 
 static int
@@ -814,19 +868,61 @@ s_seed_cmp(const void *x, const void *y)
     return (a > c) - (a < c);
 }
 
+// The workplan of a plan sched has not loaded (it finished), from the
+// ledger; NULL when it cannot be read.
+static workplan_t *
+s_stored_workplan(broker_t *b, int64_t plan)
+{
+    char *json = NULL;
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    if (ledger_plan_json(b->ledger, plan, &json) == LEDGER_OK && json) {
+        (void) workplan_parse_stored(json, strlen(json), &wp, &errs);
+    }
+    wp_errors_release(&errs);
+    free(json);
+    return wp;
+}
+
+// One plan's prompt-task leases in the window into ctx.  False when they
+// cannot be read.
+static bool
+s_seed_plan(broker_t *b, int64_t plan, s_seeds_t *ctx)
+{
+    workplan_t *own = NULL;
+    ctx->wp = sched_workplan(b->sched, plan);
+    if (!ctx->wp) {
+        own = s_stored_workplan(b, plan);
+        ctx->wp = own;
+    }
+    ctx->ids = ctx->wp ? workplan_ids_new(ctx->wp) : NULL;
+    bool ok = ctx->wp &&
+              ledger_attempts(b->ledger, plan, NULL, s_seed_row, ctx) ==
+                  LEDGER_OK;
+    workplan_ids_destroy(&ctx->ids);
+    workplan_destroy(&own);
+    ctx->wp = NULL;
+    return ok;
+}
+
 void
 drones_rate_seed(broker_t *b)
 {
     if (b->model_rpm.count == 0 && b->model_rpm.any < 0) {
         return;
     }
-    s_seeds_t ctx = {.b = b,
-                     .since_ms = b->now_wall - rate_window_ms(b->rate)};
+    s_seeds_t ctx = {.since_ms = b->now_wall - rate_window_ms(b->rate)};
+    // Every plan with a lease in the window, finished ones too: their
+    // requests reached the model as much as a running plan's did.
     int64_t *ids = NULL;
-    size_t n = sched_plans(b->sched, &ids);
+    size_t n = 0;
+    if (ledger_recent_plans(b->ledger, ctx.since_ms, &ids, &n) !=
+        LEDGER_OK) {
+        log_warn(LOG, "--model-rpm: cannot read the recent leases; the "
+                      "window starts empty");
+    }
     for (size_t i = 0; i < n; i++) {
-        if (ledger_attempts(b->ledger, ids[i], NULL, s_seed_row, &ctx) !=
-            LEDGER_OK) {
+        if (!s_seed_plan(b, ids[i], &ctx)) {
             log_warn(LOG, "--model-rpm: cannot read plan %lld's recent "
                      "leases; its window starts empty", (long long) ids[i]);
         }
@@ -839,6 +935,7 @@ drones_rate_seed(broker_t *b)
     for (size_t i = 0; i < ctx.n; i++) {
         rate_note(b->rate, ctx.items[i].model,
                   b->now_mono - (b->now_wall - ctx.items[i].at_ms));
+        free(ctx.items[i].model);
     }
     free(ctx.items);
     free(ids);
@@ -956,10 +1053,9 @@ drones_dispatch(broker_t *b)
     s_hold_t hold = {.b = b};
     for (size_t i = 0; i < b->n_drones && !b->turn_failed; i++) {
         drone_t *d = b->drones[i];
-        // A drone silent for three heartbeats is probably frozen or cut
-        // off: its lapsed leases must go elsewhere, not back to it.
-        bool quiet = b->now_mono - d->last_seen_ms > 3 * b->cfg->heartbeat_ms;
-        if (!d->connected || d->draining || quiet) {
+        // A drone that went quiet or whose connection closed is probably
+        // gone: its leases must go elsewhere, not back to it.
+        if (!liveness_alive(b, d) || d->draining) {
             continue;
         }
         size_t room = trust_credit(b, d);
@@ -975,85 +1071,6 @@ drones_dispatch(broker_t *b)
         }
     }
     drones_used_release(&hold.used);
-}
-
-// The task's lost leases so far; on a ledger error, as if it had lost one
-// (the expiry then uses an attempt, as it did before leases were lost).
-static uint32_t
-s_lost_before(broker_t *b, const sched_lease_t *l)
-{
-    const workplan_t *wp = sched_workplan(b->sched, l->plan);
-    uint32_t n = 1;
-    if (wp && ledger_task_lost_leases(b->ledger, l->plan,
-                                      wp->tasks[l->idx].id, &n) != LEDGER_OK) {
-        n = 1;
-    }
-    return n;
-}
-
-// How an expired lease ends (PROTOCOL.md section 7.5).  Past the task's
-// timeout it failed.  Never confirmed by its holder, it was lost: the TASK
-// may never have arrived, so the first loss of a task uses no attempt (a
-// drone that swallows its pushes must not burn everyone's retries), a later
-// one does (a task that kills every drone it lands on still dies).  Else
-// the holder stopped renewing it: expired.
-static bool
-s_expiry(broker_t *b, const sched_lease_t *l, char *why, size_t len,
-         ledger_attempt_end_t *end)
-{
-    bool backstop = l->hard_deadline_ms &&
-                    b->now_mono >= l->hard_deadline_ms;
-    bool lost = !backstop && !l->confirmed;
-    bool first = lost && s_lost_before(b, l) == 0;
-    if (backstop) {
-        snprintf(why, len, "ran past its timeout (broker backstop)");
-    } else if (lost) {
-        snprintf(why, len, "lease lost: drone instance %s never confirmed "
-                           "the task%s", l->instance,
-                 first ? "; no attempt used the first time" : " (again)");
-    } else {
-        snprintf(why, len, "lease expired: no heartbeat from drone '%s' "
-                           "listing it", l->instance);
-    }
-    *end = (ledger_attempt_end_t){
-        .outcome = backstop ? LEDGER_ATTEMPT_FAILED
-                   : first  ? LEDGER_ATTEMPT_RELEASED
-                            : LEDGER_ATTEMPT_EXPIRED,
-        .timed_out = backstop,
-        .error = why,
-        .lost = lost};
-    return lost;
-}
-
-void
-drones_expire(broker_t *b)
-{
-    sched_lease_t *gone = NULL;
-    size_t n = sched_leases_expired(b->sched, b->now_mono, &gone);
-    for (size_t i = 0; i < n && !b->turn_failed; i++) {
-        sched_lease_t *l = &gone[i];
-        char why[200];
-        ledger_attempt_end_t end;
-        bool lost = s_expiry(b, l, why, sizeof why, &end);
-        drone_t *d = drones_find(b, l->instance);
-        const workplan_t *wp = sched_workplan(b->sched, l->plan);
-        log_info(LOG, "task '%s' of plan %lld: %s",
-                 wp ? wp->tasks[l->idx].id : "?", (long long) l->plan, why);
-        if (d && wp) {
-            drones_stop(b, &d->rid, l->plan, wp->tasks[l->idx].id,
-                        l->token, end.timed_out ? "timeout" : "expired",
-                        true);
-        }
-        if (!broker_begin(b) ||
-            plans_finish(b, l, &end, "broker") == LEDGER_ERROR) {
-            broker_fail_turn(b);
-            break;
-        }
-        if (lost && d) {
-            trust_lost(b, d);
-        }
-    }
-    free(gone);
 }
 
 void

@@ -17,8 +17,10 @@
 #include <string.h>
 #include <time.h>
 
-// A drone silent for longer than this many heartbeats has "stopped".
-#define S_SILENT_BEATS 2
+// A drone silent for longer than this many heartbeats has "stopped": one
+// beat before liveness gives it up (PROTO_LIVENESS_BEATS), so a person
+// hears of a silent drone while its leases still stand.
+#define S_SILENT_BEATS (PROTO_LIVENESS_BEATS - 1)
 
 struct explain_ctx {
     const char *const *const *tags;   // every connected drone's tags
@@ -254,14 +256,15 @@ s_blocked(broker_t *b, int64_t plan, size_t idx, proto_explain_ok_t *x)
     for (size_t hops = 0; hops < wp->n_tasks; hops++) {
         const wp_task_t *t = &wp->tasks[at];
         long next = -1;
+        // need_idx, not a search by id: a hop costs its needs, not the
+        // plan's size (a 50k chain walked by searches held the broker for
+        // minutes).
         for (size_t k = 0; k < t->n_needs && next < 0; k++) {
-            long n = workplan_find(wp, t->needs[k]);
-            proto_task_state_t st = n >= 0 ? sched_get(b->sched, plan,
-                                                       (size_t) n)
-                                           : PROTO_TASK_WAITING;
-            if (n >= 0 && st != PROTO_TASK_SUCCEEDED &&
+            size_t n = t->need_idx[k];
+            proto_task_state_t st = sched_get(b->sched, plan, n);
+            if (st != PROTO_TASK_SUCCEEDED &&
                 proto_task_state_is_terminal(st)) {
-                next = n;
+                next = (long) n;
             }
         }
         if (next < 0) {

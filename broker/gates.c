@@ -144,7 +144,9 @@ gates_decide(broker_t *b, int64_t plan, size_t idx, proto_task_state_t to,
         return rc;
     }
     sched_set(b->sched, plan, idx, to, 0);
-    log_info(LOG, "plan %lld gate '%s' %s by '%s'", (long long) plan, t->id,
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan), LOG_STR("task", t->id),
+                                  LOG_STR("key", actor)),
+                  "plan %lld gate '%s' %s by '%s'", (long long) plan, t->id,
              to == PROTO_TASK_SUCCEEDED ? "approved" : "rejected", actor);
     sched_moves_t moves = {0};
     sched_cascade(b->sched, plan, idx, &moves);

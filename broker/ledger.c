@@ -526,7 +526,46 @@ ledger_begin(ledger_t *self)
     }
     self->in_turn = true;
     self->turn_failed = false;
+    memset(&self->turn, 0, sizeof self->turn);
     return 0;
+}
+
+// The turn committed: what it wrote now counts.
+static void
+s_tally_commit(ledger_t *self)
+{
+    for (size_t i = 0; i < PROTO_TASK__COUNT; i++) {
+        self->tally.moves[i] += self->turn.moves[i];
+    }
+    for (size_t i = 0; i < LEDGER__N_OUTCOMES; i++) {
+        self->tally.ended[i] += self->turn.ended[i];
+    }
+    memset(&self->turn, 0, sizeof self->turn);
+}
+
+const ledger_tally_t *
+ledger_tally(const ledger_t *self)
+{
+    assert(self);
+    return &self->tally;
+}
+
+uint64_t
+ledger_turn_moves(const ledger_t *self)
+{
+    assert(self);
+    uint64_t n = 0;
+    for (size_t i = 0; self->in_turn && i < PROTO_TASK__COUNT; i++) {
+        n += self->turn.moves[i];
+    }
+    return n;
+}
+
+void
+ledger__tally_move(ledger_t *self, proto_task_state_t to)
+{
+    assert((size_t) to < PROTO_TASK__COUNT);
+    self->turn.moves[to]++;
 }
 
 int
@@ -557,6 +596,7 @@ ledger_commit(ledger_t *self)
         return -1;
     }
     self->in_turn = false;
+    s_tally_commit(self);
     return 0;
 }
 

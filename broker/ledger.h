@@ -109,8 +109,9 @@ typedef struct {
     int64_t prompt_tokens;       // a prompt task's usage; -1: none reported
     int64_t completion_tokens;   // (0 in a zeroed struct: recorded as 0)
     bool lost;                   // the lease expired without its drone ever
-                                 // confirming or renewing it: the finish
-                                 // also bumps the task's lost_leases
+                                 // confirming it, or its drone is gone
+                                 // (liveness.c): the finish also bumps
+                                 // the task's lost_leases
 } ledger_attempt_end_t;
 
 // One task as loaded for recovery (strings borrowed for the callback).
@@ -125,7 +126,8 @@ typedef struct {
     int64_t not_before_ms;       // backoff end for ready tasks, else 0
     uint32_t attempts_used;      // attempts that used the budget
     uint32_t attempts_total;     // attempt rows, any outcome
-    uint32_t lost_leases;        // leases lost unconfirmed (invariant 6)
+    uint32_t lost_leases;        // leases lost: unconfirmed, or with their
+                                 // drone (invariant 6)
 } ledger_task_row_t;
 
 // One attempt (strings borrowed for the callback).
@@ -164,6 +166,17 @@ int ledger_begin(ledger_t *self);          // no-op if a turn is open
 int ledger_commit(ledger_t *self);         // 0, or -1 (rolled back)
 void ledger_rollback(ledger_t *self);      // no-op if none open
 bool ledger_in_turn(const ledger_t *self);
+// What committed turns wrote since open (metrics): the open turn's writes
+// count once ledger_commit succeeds, never when it is rolled back.
+typedef struct {
+    uint64_t moves[PROTO_TASK__COUNT];  // task transitions, by state entered
+    uint64_t ended[LEDGER_ATTEMPT_CANCELLED + 1];  // attempts ended, by
+                                                   // outcome (running: 0)
+} ledger_tally_t;
+// Borrowed; valid while the ledger is open.
+const ledger_tally_t *ledger_tally(const ledger_t *self);
+// Task transitions written in the open turn so far (0 outside a turn).
+uint64_t ledger_turn_moves(const ledger_t *self);
 // Test seam: the next commit fails as if the disk were full.
 void ledger_fail_next_commit(ledger_t *self);
 // Test seam: overwrites meta.schema_version (in the open turn, or on its
@@ -193,9 +206,14 @@ ledger_rc_t ledger_plan_move(ledger_t *self, int64_t plan,
 // is no open turn, no such plan, or SQLite failed.
 int ledger_plan_set_workplan(ledger_t *self, int64_t plan, const char *json,
                              size_t len);
+// A plan's stored workplan (any state) into *json (caller frees; NULL when
+// the row has none).  LEDGER_MISS when there is no such plan.
+ledger_rc_t ledger_plan_json(ledger_t *self, int64_t plan, char **json);
 ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
                               ledger_plan_state_t *state);
 const char *ledger_plan_state_name(ledger_plan_state_t s);
+// The name stored for an attempt outcome ("expired"), "?" when out of range.
+const char *ledger_outcome_name(ledger_attempt_outcome_t o);
 
 // --- tasks ------------------------------------------------------------
 // A transition that involves no lease (waiting->ready, ->blocked,
@@ -297,6 +315,19 @@ ledger_rc_t ledger_attempts(ledger_t *self, int64_t plan, const char *task,
                             void (*cb)(void *arg,
                                        const ledger_attempt_row_t *row),
                             void *arg);
+
+// The plans with an attempt started at or after since_ms (wall), each
+// once, ascending, in a new array (*plans; caller frees, NULL when none).
+// Any plan state: a finished plan's leases still count in a window.
+ledger_rc_t ledger_recent_plans(ledger_t *self, int64_t since_ms,
+                                int64_t **plans, size_t *n);
+
+// Every task and plan of the ledger counted by state (metrics): tasks[s]
+// for proto_task_state_t s, plans[s] for ledger_plan_state_t s.  One pass
+// over an index each (a scrape reads no table rows).
+ledger_rc_t ledger_state_counts(ledger_t *self,
+                                int64_t tasks[PROTO_TASK__COUNT],
+                                int64_t plans[LEDGER_PLAN_CANCELLED + 1]);
 
 // --- drones -----------------------------------------------------------
 // Records a HELLO (upsert by instance).  secret_hash is the hex hash (at

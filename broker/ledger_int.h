@@ -58,6 +58,7 @@ typedef enum {
     LEDGER__Q_PLAN_MOVE,
     LEDGER__Q_PLAN_WORKPLAN,
     LEDGER__Q_PLAN_STATE,
+    LEDGER__Q_PLAN_JSON,
     LEDGER__Q_PLANS,
     LEDGER__Q_PLAN_ONE,
     LEDGER__Q_PLAN_COUNTS,
@@ -66,6 +67,7 @@ typedef enum {
     LEDGER__Q_TASKS,
     LEDGER__Q_NEEDS,
     LEDGER__Q_ATTEMPTS,
+    LEDGER__Q_ATTEMPTS_RECENT,
     LEDGER__Q_DRONE,
     LEDGER__Q_DRONE_SECRET,
     LEDGER__Q_LOAD_PLANS,
@@ -80,6 +82,8 @@ typedef enum {
     LEDGER__Q_EVENTS_PAGE_PLAN,
     LEDGER__Q_EVENTS_MAX_ALL,
     LEDGER__Q_EVENTS_MAX_PLAN,
+    LEDGER__Q_TASK_STATES,
+    LEDGER__Q_PLAN_STATES,
     LEDGER__Q_COUNT
 } ledger__query_t;
 
@@ -91,6 +95,8 @@ struct ledger {
     bool in_turn;                   // between ledger_begin and commit
     bool turn_failed;               // a LEDGER_ERROR in this turn
     bool fail_next_commit;          // test seam: next commit fails
+    ledger_tally_t turn;            // what the open turn wrote
+    ledger_tally_t tally;           // what committed turns wrote
     char id[33];                    // random hex id made at creation
     // Prepared at open, reset after use; indexed by ledger__query_t.
     struct sqlite3_stmt *stmt[LEDGER__Q_COUNT];
@@ -194,5 +200,7 @@ int ledger__migrate(ledger_t *self, int from, char *err, size_t errlen);
 // Appends one events row (invariant 4).  The caller checked the turn.
 // LEDGER_OK or LEDGER_ERROR.
 ledger_rc_t ledger__append_event(ledger_t *self, const ledger__event_t *ev);
+// Counts a task transition of the open turn (ledger_tally).
+void ledger__tally_move(ledger_t *self, proto_task_state_t to);
 
 #endif

@@ -29,6 +29,12 @@ ledger_plan_state_name(ledger_plan_state_t s)
     return (size_t) s < LEDGER__N_PLAN_STATES ? ledger__plan_names[s] : "?";
 }
 
+const char *
+ledger_outcome_name(ledger_attempt_outcome_t o)
+{
+    return (size_t) o < LEDGER__N_OUTCOMES ? ledger__outcome_names[o] : "?";
+}
+
 ledger_rc_t
 ledger_idem_get(ledger_t *self, const char *submitter, const char *key,
                 int64_t *plan, char **hash)
@@ -65,6 +71,25 @@ ledger_plan_state(ledger_t *self, int64_t plan, ledger_plan_state_t *state)
         return LEDGER_OK;
     }
     return ledger__read_end(self, st, rc, "plan state") == LEDGER_OK
+               ? LEDGER_MISS
+               : LEDGER_ERROR;
+}
+
+ledger_rc_t
+ledger_plan_json(ledger_t *self, int64_t plan, char **json)
+{
+    assert(self && json);
+    *json = NULL;
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_PLAN_JSON);
+    ledger__bind_int(st, 1, plan);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *text = ledger__col_text(st, 0);
+        *json = text ? xstrdup(text) : NULL;
+        sqlite3_reset(st);
+        return LEDGER_OK;
+    }
+    return ledger__read_end(self, st, rc, "plan workplan") == LEDGER_OK
                ? LEDGER_MISS
                : LEDGER_ERROR;
 }
@@ -176,6 +201,41 @@ ledger_plan_counts(ledger_t *self, proto_plan_info_t *p)
         }
     }
     return ledger__read_end(self, st, rc, "plan counts");
+}
+
+// Runs a "SELECT state, count(*) ... GROUP BY state" into counts[i] for
+// the state named names[i].
+static ledger_rc_t
+s_state_counts(ledger_t *self, ledger__query_t q, const char *const *names,
+               size_t n, int64_t *counts)
+{
+    sqlite3_stmt *st = ledger__stmt(self, q);
+    memset(counts, 0, n * sizeof *counts);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int i = ledger__parse(names, n, ledger__col_text(st, 0));
+        if (i >= 0) {
+            counts[i] = sqlite3_column_int64(st, 1);
+        }
+    }
+    return ledger__read_end(self, st, rc, "state counts");
+}
+
+ledger_rc_t
+ledger_state_counts(ledger_t *self, int64_t tasks[PROTO_TASK__COUNT],
+                    int64_t plans[LEDGER_PLAN_CANCELLED + 1])
+{
+    assert(self && tasks && plans);
+    const char *names[PROTO_TASK__COUNT];
+    for (size_t i = 0; i < PROTO_TASK__COUNT; i++) {
+        names[i] = proto_task_state_name((proto_task_state_t) i);
+    }
+    if (s_state_counts(self, LEDGER__Q_TASK_STATES, names, PROTO_TASK__COUNT,
+                       tasks) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    return s_state_counts(self, LEDGER__Q_PLAN_STATES, ledger__plan_names,
+                          LEDGER__N_PLAN_STATES, plans);
 }
 
 ledger_rc_t
@@ -347,6 +407,48 @@ ledger_attempts(ledger_t *self, int64_t plan, const char *task,
         cb(arg, &row);
     }
     return ledger__read_end(self, st, rc, "attempts");
+}
+
+static int
+s_cmp_id(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *) x, c = *(const int64_t *) y;
+    return (a > c) - (a < c);
+}
+
+ledger_rc_t
+ledger_recent_plans(ledger_t *self, int64_t since_ms, int64_t **plans,
+                    size_t *n)
+{
+    assert(self && plans && n);
+    *plans = NULL;
+    *n = 0;
+    size_t cap = 0;
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPTS_RECENT);
+    int rc;
+    // Tokens grow with time, so the rows in the window come first.
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+           sqlite3_column_int64(st, 1) >= since_ms) {
+        int64_t plan = sqlite3_column_int64(st, 0);
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++) {
+            seen = (*plans)[i] == plan;
+        }
+        if (!seen) {
+            if (*n == cap) {
+                cap = cap ? 2 * cap : 8;
+                *plans = xrealloc(*plans, cap * sizeof **plans);
+            }
+            (*plans)[(*n)++] = plan;
+        }
+    }
+    if (rc == SQLITE_ROW) {
+        rc = SQLITE_DONE;  // stopped at the window's start
+    }
+    if (*n > 0) {
+        qsort(*plans, *n, sizeof **plans, s_cmp_id);
+    }
+    return ledger__read_end(self, st, rc, "recent attempts");
 }
 
 // --- recovery ----------------------------------------------------------

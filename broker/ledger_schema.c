@@ -281,6 +281,7 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_PLAN_WORKPLAN] =
         "UPDATE plans SET workplan_json = ?2 WHERE id = ?1",
     [LEDGER__Q_PLAN_STATE] = "SELECT state FROM plans WHERE id = ?1",
+    [LEDGER__Q_PLAN_JSON] = "SELECT workplan_json FROM plans WHERE id = ?1",
     // The newest ?1 plans and every running one (at most 10,000).
 #define S_PLAN_TOKENS                                                        \
     " (SELECT coalesce(sum(prompt_tokens), 0) FROM attempts a"               \
@@ -330,6 +331,10 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " started_ms, ended_ms, exit_code, error FROM attempts"
         " WHERE plan_id = ?1 AND (?2 IS NULL OR tid = ?2)"
         " ORDER BY token",
+    // Newest first by token (its index); the caller stops at the first
+    // row older than it wants.
+    [LEDGER__Q_ATTEMPTS_RECENT] =
+        "SELECT plan_id, started_ms FROM attempts ORDER BY token DESC",
     [LEDGER__Q_DRONE] =
         "INSERT INTO drones (instance, name, host, slots, tags,"
         " first_seen_ms, last_seen_ms, secret_hash)"
@@ -380,6 +385,10 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_EVENTS_MAX_ALL] = "SELECT coalesce(max(seq), 0) FROM events",
     [LEDGER__Q_EVENTS_MAX_PLAN] =
         "SELECT coalesce(max(seq), 0) FROM events WHERE plan_id = ?1",
+    [LEDGER__Q_TASK_STATES] = "SELECT state, count(*) FROM tasks"
+                              " GROUP BY state",
+    [LEDGER__Q_PLAN_STATES] = "SELECT state, count(*) FROM plans"
+                              " GROUP BY state",
 };
 
 // The names stored in state and outcome columns, as the CHECKs list them.

@@ -1,12 +1,15 @@
 // waggle-broker: entry point — configuration, signals, READY.
 #include "broker/backup.h"
 #include "broker/broker.h"
+#include "broker/httpd.h"
 #include "broker/limits.h"
+#include "broker/metrics.h"
 
 #include "common/cfg.h"
 #include "common/fdlimit.h"
 #include "common/keys.h"
 #include "common/log.h"
+#include "proto/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +31,9 @@ static const cfg_option_t s_opts[] = {
     {"keys", "WAGGLE_KEYS", CFG_STR, C(keys), "keys", "DIR",
      "key directory; the broker reads DIR/broker", 0, 0},
     {"heartbeat-ms", "WAGGLE_HEARTBEAT_MS", CFG_INT, C(heartbeat_ms), "1000",
-     "N", "heartbeat interval, both directions", 10, 3600000},
+     "N", "heartbeat interval, both directions; a drone whose connection "
+     "closed (or whose host stopped answering for 2) is given up 2 later",
+     10, 3600000},
     {"lease-ms", "WAGGLE_LEASE_MS", CFG_INT, C(lease_ms), "10000", "N",
      "a lease lapses this long after its drone last listed it", 30,
      86400000},
@@ -68,6 +73,11 @@ static const cfg_option_t s_opts[] = {
      "a gate hook still running after this long is killed", 1, 3600000},
     {"log-format", "WAGGLE_LOG_FORMAT", CFG_STR, C(log_format), "text",
      "FMT", "text or json (one object per line)", 0, 0},
+    {"metrics", "WAGGLE_METRICS", CFG_STR, C(metrics), NULL, "HOST:PORT",
+     "serve Prometheus metrics at http://HOST:PORT/metrics and a health "
+     "check at /healthz (off unless given; e.g. 127.0.0.1:9464)", 0, 0},
+    {"list-metrics", NULL, CFG_BOOL, C(list_metrics), "0", NULL,
+     "print the metrics served (name, type, labels, help) and exit", 0, 0},
     {"verbose", "WAGGLE_VERBOSE", CFG_BOOL, C(verbose), "0", NULL,
      "log debug detail", 0, 0},
     CFG_END,
@@ -154,10 +164,11 @@ s_check(const broker_config_t *cfg)
                                         "json", cfg->log_format);
     }
     log_init(cfg->verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO, json);
-    if (cfg->lease_ms < 3 * cfg->heartbeat_ms) {
-        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least 3 "
+    if (cfg->lease_ms < PROTO_LIVENESS_BEATS * cfg->heartbeat_ms) {
+        return cfg_usage_error(&s_prog, "--lease-ms %lld must be at least %d "
                                "x --heartbeat-ms %lld, or one lost heartbeat "
                                "would cost a lease", (long long) cfg->lease_ms,
+                               PROTO_LIVENESS_BEATS,
                                (long long) cfg->heartbeat_ms);
     }
     // A RESULT carries at most max_output bytes of stdout and as many of
@@ -181,6 +192,9 @@ s_check(const broker_config_t *cfg)
     limits_release(&limits);
     if (bad < 0) {
         return cfg_usage_error(&s_prog, "--model-rpm: %s", why);
+    }
+    if (cfg->metrics && httpd_check(cfg->metrics, why, sizeof why) < 0) {
+        return cfg_usage_error(&s_prog, "--metrics: %s", why);
     }
     if (cfg->backoff_cap_ms < cfg->backoff_base_ms) {
         return cfg_usage_error(&s_prog, "--backoff-cap-ms must be >= "
@@ -220,6 +234,11 @@ main(int argc, char **argv)
         rc = backup_main(cfg.db, argc, argv, next);
         cfg_release(s_opts, &cfg);
         return rc;
+    }
+    if (cfg.list_metrics) {
+        metrics_list(stdout);
+        cfg_release(s_opts, &cfg);
+        return 0;
     }
     if (next < argc) {
         rc = cfg_usage_error(&s_prog, "unexpected argument '%s'", argv[next]);

@@ -100,8 +100,11 @@ plans_finish(broker_t *b, const sched_lease_t *lease,
     tails_drop(b, lease->token);
     sched_lease_remove(b->sched, lease->token);
     sched_set(b->sched, plan, idx, to, nb);
-    log_info(LOG, "plan %lld task '%s': %s", (long long) plan, task,
-             proto_task_state_name(to));
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan), LOG_STR("task", task),
+                                  LOG_INT("token", lease->token),
+                                  LOG_STR("drone", lease->instance)),
+                  "plan %lld task '%s': %s", (long long) plan, task,
+                  proto_task_state_name(to));
     if (proto_task_state_is_terminal(to)) {
         sched_moves_t moves = {0};
         sched_cascade(b->sched, plan, idx, &moves);
@@ -181,8 +184,8 @@ plans_check_done(broker_t *b, int64_t plan, const char *actor)
         broker_fail_turn(b);
         return;
     }
-    log_info(LOG, "plan %lld %s", (long long) plan,
-             ledger_plan_state_name(to));
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan)), "plan %lld %s",
+                  (long long) plan, ledger_plan_state_name(to));
     sched_plan_remove(b->sched, plan);
 }
 

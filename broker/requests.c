@@ -247,7 +247,9 @@ s_submit(broker_t *b, router_in_t *in)
             ok->u.submit_ok.plan = plan;
             ok->u.submit_ok.created = true;
             s_warn_tags(b, wp, &ok->u.submit_ok);
-            log_info(LOG, "plan %lld '%s' submitted by '%s': %zu tasks",
+            log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
+                                          LOG_STR("key", in->name)),
+                          "plan %lld '%s' submitted by '%s': %zu tasks",
                      (long long) plan, wp->name, in->name, wp->n_tasks);
             sched_plan_add(b->sched, plan, &wp, states);
             s_gates_started(b, plan);
@@ -338,6 +340,8 @@ s_fill_drone_tasks(broker_t *b, const drone_t *d, proto_drone_info_t *o)
             proto_drone_task_t *t = &o->tasks[o->n_tasks++];
             t->plan = mine[i].plan;
             t->task = xstrdup(wp->tasks[mine[i].idx].id);
+            int64_t left = mine[i].deadline_ms - b->now_mono;
+            t->lease_left_ms = left > 0 ? left : 0;
         }
     }
     o->leases = (uint32_t) n;
@@ -538,7 +542,10 @@ s_cancel(broker_t *b, router_in_t *in)
         requests_internal(b, in);
         return;
     }
-    log_info(LOG, "plan %lld%s%s cancelled by '%s'", (long long) c->plan,
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", c->plan),
+                                  LOG_STR("task", c->task),
+                                  LOG_STR("key", in->name)),
+                  "plan %lld%s%s cancelled by '%s'", (long long) c->plan,
              c->task ? " task " : "", c->task ? c->task : "", in->name);
     s_ok(b, in);
 }
@@ -635,7 +642,10 @@ s_retry(broker_t *b, router_in_t *in)
         requests_internal(b, in);
         return;
     }
-    log_info(LOG, "plan %lld task '%s' retried by '%s'", (long long) r->plan,
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", r->plan),
+                                  LOG_STR("task", r->task),
+                                  LOG_STR("key", in->name)),
+                  "plan %lld task '%s' retried by '%s'", (long long) r->plan,
              r->task, in->name);
     s_ok(b, in);
 }
@@ -700,7 +710,10 @@ s_output_live(broker_t *b, router_in_t *in, proto_msg_t *m)
         return false;
     }
     out->running = true;
-    long idx = workplan_find(sched_workplan(b->sched, o->plan), o->task);
+    // A plan that could not be loaded has no workplan in memory, and no
+    // lease: its task's state came from the ledger, without a tail.
+    const workplan_t *wp = sched_workplan(b->sched, o->plan);
+    long idx = wp ? workplan_find(wp, o->task) : -1;
     const sched_lease_t *l =
         idx >= 0 && st == PROTO_TASK_LEASED
             ? sched_lease_of_task(b->sched, o->plan, (size_t) idx)

@@ -33,6 +33,10 @@ struct router {
     auth_t *auth;              // ZAP handler in ctx (owned)
     char endpoint[256];        // the bound endpoint
     s_quota_t quotas[S_QUOTAS];
+    void *mon;                 // the socket's monitor (PAIR), or NULL
+    int *closed;               // descriptors closed, not yet taken
+    size_t n_closed, cap_closed;
+    int *taken;                // what router_closed last handed out
 };
 
 static int
@@ -44,6 +48,20 @@ s_setopt_int(void *sock, int opt, int value, const char *what, char *err,
         return -1;
     }
     return 0;
+}
+
+// A connection whose data stays unacknowledged for the liveness window
+// less the heartbeat that puts data on it (TCP_USER_TIMEOUT) is closed by
+// the kernel: a dead host or a cut link.  The broker sends every drone a
+// HEARTBEAT each interval, so there is always data to go unacknowledged;
+// a live peer's kernel acknowledges it however busy the peer is, and the
+// check costs no traffic at all.
+static int
+s_dead_peers(router_t *self, int64_t heartbeat_ms, char *err, size_t errlen)
+{
+    int maxrt = (int) ((PROTO_LIVENESS_BEATS - 1) * heartbeat_ms);
+    return s_setopt_int(self->sock, ZMQ_TCP_MAXRT, maxrt, "TCP_MAXRT", err,
+                        errlen);
 }
 
 static int
@@ -72,7 +90,8 @@ s_configure(router_t *self, size_t max_frame, char *err, size_t errlen)
 
 int
 router_open(router_t **out, const char *endpoint, size_t max_frame,
-            const keys_broker_t *keys, char *err, size_t errlen)
+            int64_t heartbeat_ms, const keys_broker_t *keys, char *err,
+            size_t errlen)
 {
     router_t *self = xcalloc(1, sizeof *self);
     self->ctx = zmq_ctx_new();
@@ -83,6 +102,7 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
     }
     self->sock = zmq_socket(self->ctx, ZMQ_ROUTER);
     if (s_configure(self, max_frame, err, errlen) < 0 ||
+        s_dead_peers(self, heartbeat_ms, err, errlen) < 0 ||
         auth_configure_server(self->sock, keys, err, errlen) < 0) {
         goto out_sock;
     }
@@ -93,6 +113,13 @@ router_open(router_t **out, const char *endpoint, size_t max_frame,
     }
     size_t len = sizeof self->endpoint;
     zmq_getsockopt(self->sock, ZMQ_LAST_ENDPOINT, self->endpoint, &len);
+    // Without it a dead drone is noticed only by its silence.
+    self->mon = wire_monitor_start(self->ctx, self->sock,
+                                   WIRE_MONITOR_CLOSES);
+    if (!self->mon) {
+        log_warn(LOG, "no socket monitor (%s): closed connections are "
+                      "noticed by silence only", zmq_strerror(errno));
+    }
     *out = self;
     return 0;
 out_sock:
@@ -111,9 +138,12 @@ router_destroy(router_t **self_p)
     if (!self) {
         return;
     }
+    wire_monitor_stop(self->sock, &self->mon);
     zmq_close(self->sock);
     auth_destroy(&self->auth);
     zmq_ctx_term(self->ctx);
+    free(self->closed);
+    free(self->taken);
     free(self);
     *self_p = NULL;
 }
@@ -124,11 +154,57 @@ router_endpoint(const router_t *self)
     return self->endpoint;
 }
 
+// Drains the monitor into the list of closed descriptors.
+static void
+s_read_monitor(router_t *self)
+{
+    int value = 0;
+    wire_event_t ev;
+    while ((ev = wire_monitor_read(self->mon, &value)) != WIRE_EV_NONE) {
+        if (ev != WIRE_EV_DISCONNECTED) {
+            continue;
+        }
+        if (self->n_closed == self->cap_closed) {
+            self->cap_closed = self->cap_closed ? 2 * self->cap_closed : 16;
+            self->closed = xrealloc(self->closed,
+                                    self->cap_closed * sizeof *self->closed);
+        }
+        self->closed[self->n_closed++] = value;
+    }
+}
+
+static void
+s_on_monitor(loop_t *loop, void *arg)
+{
+    (void) loop;
+    s_read_monitor(arg);
+}
+
+uint64_t
+router_refused(const router_t *self, auth_refuse_t why)
+{
+    return auth_refused_by(self->auth, why);
+}
+
 static void
 s_on_zap(loop_t *loop, void *arg)
 {
     (void) loop;
     auth_handle(arg);
+}
+
+size_t
+router_closed(router_t *self, const int **fds)
+{
+    // Events that came while the broker was busy, not waiting.
+    s_read_monitor(self);
+    free(self->taken);
+    self->taken = self->closed;
+    size_t n = self->n_closed;
+    self->closed = NULL;
+    self->n_closed = self->cap_closed = 0;
+    *fds = self->taken;
+    return n;
 }
 
 void
@@ -137,6 +213,11 @@ router_register(router_t *self, loop_t *loop)
     loop_add_socket(loop, self->sock, 0, NULL, NULL);
     loop_add_socket(loop, auth_socket(self->auth), LOOP_QUIET, s_on_zap,
                     self->auth);
+    // It reports closes only: each one ends the wait, so that the turn
+    // notes it at once (liveness.c).
+    if (self->mon) {
+        loop_add_socket(loop, self->mon, 0, s_on_monitor, self);
+    }
 }
 
 static wire_rc_t
@@ -144,8 +225,9 @@ s_recv_one(router_t *self, router_in_t *in, const proto_limits_t *lim)
 {
     char user[WIRE_USER_MAX + 1];
     memset(in, 0, sizeof *in);
-    wire_rc_t rc = wire_recv(self->sock, true, lim, &in->rid, user, &in->msg,
-                             &in->err);
+    in->fd = -1;
+    wire_rc_t rc = wire_recv(self->sock, true, lim, &in->rid, user, &in->fd,
+                             &in->msg, &in->err);
     if (rc != WIRE_OK && rc != WIRE_BAD) {
         return rc;
     }

@@ -9,6 +9,7 @@
 #ifndef WAGGLE_ROUTER_H
 #define WAGGLE_ROUTER_H
 
+#include "broker/auth.h"
 #include "broker/loop.h"
 #include "common/keys.h"
 #include "proto/proto.h"
@@ -27,20 +28,34 @@ typedef struct {
     unsigned role;              // PROTO_R_* of the sender
     char name[KEYS_NAME_MAX + 1];  // the sender's key name
     uint8_t key[32];            // the sender's public key (from ZAP)
+    int fd;                     // its connection's descriptor, or -1
     proto_msg_t *msg;           // owned by the caller; NULL when WIRE_BAD
     proto_error_t err;          // why, when WIRE_BAD
 } router_in_t;
 
-// keys is borrowed and must outlive the router.
+// keys is borrowed and must outlive the router.  A connection whose data
+// goes unacknowledged for PROTO_LIVENESS_BEATS - 1 heartbeats is closed by
+// the kernel (TCP_USER_TIMEOUT): a dead host or a cut link becomes a close
+// (router_closed) like a dead process's.
 int router_open(router_t **out, const char *endpoint, size_t max_frame,
-                const keys_broker_t *keys, char *err, size_t errlen);
+                int64_t heartbeat_ms, const keys_broker_t *keys, char *err,
+                size_t errlen);
 void router_destroy(router_t **self_p);
 const char *router_endpoint(const router_t *self);
+// Handshakes the ZAP handler refused for why since start (metrics).
+uint64_t router_refused(const router_t *self, auth_refuse_t why);
 // Registers the router's sockets with loop: the ROUTER, whose readiness
-// ends the wait (the broker reads it in its turn, router_recv), and the ZAP
+// ends the wait (the broker reads it in its turn, router_recv), the ZAP
 // handler, answered as requests come and never ending the wait
-// (LOOP_QUIET).  loop is borrowed; destroy it before the router.
+// (LOOP_QUIET), and the socket monitor, drained as events come, whose
+// closed connections end the wait (router_closed takes them).  loop is
+// borrowed; destroy it before the router.
 void router_register(router_t *self, loop_t *loop);
+// The descriptors of connections that closed since the last call (libzmq's
+// socket monitor: a ROUTER reports no disconnect otherwise), oldest first,
+// into *fds (borrowed until the next call).  A descriptor is reused by a
+// later connection: match it only against messages received before.
+size_t router_closed(router_t *self, const int **fds);
 // Receives one message without blocking.  WIRE_OK/WIRE_BAD fill *in.
 // Messages PROTOCOL.md drops unanswered (more than one frame, a malformed
 // HEARTBEAT) are logged and skipped here, never returned; after 64 of them

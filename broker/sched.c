@@ -162,6 +162,7 @@ s_plan_states(sched_t *self, sched__plan_t *p,
                 p->tasks[p->needs[k]].state != PROTO_TASK_SUCCEEDED;
         }
         if (states[i] == PROTO_TASK_READY) {
+            p->tasks[i].ready_ms = self->now_ms;
             sched__enqueue(self, p, i);
         }
     }
@@ -371,6 +372,7 @@ sched_set(sched_t *self, int64_t plan, size_t idx, proto_task_state_t state,
         }
     }
     if (state == PROTO_TASK_READY) {
+        t->ready_ms = self->now_ms;
         sched__enqueue(self, p, idx);
     }
 }
@@ -397,6 +399,25 @@ sched_not_before(const sched_t *self, int64_t plan, size_t idx)
     }
     assert(idx < p->wp->n_tasks);
     return p->tasks[idx].not_before_ms;
+}
+
+void
+sched_set_now(sched_t *self, int64_t now_ms)
+{
+    assert(self);
+    self->now_ms = now_ms;
+}
+
+int64_t
+sched_ready_since(const sched_t *self, int64_t plan, size_t idx)
+{
+    assert(self);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    if (!p || p->tasks[idx].ready_ms == 0) {
+        return 0;
+    }
+    const sched__task_t *t = &p->tasks[idx];
+    return t->not_before_ms > t->ready_ms ? t->not_before_ms : t->ready_ms;
 }
 
 // --- cascades -----------------------------------------------------------

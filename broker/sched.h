@@ -87,6 +87,13 @@ void sched_set(sched_t *self, int64_t plan, size_t idx,
                proto_task_state_t state, int64_t not_before_ms);
 proto_task_state_t sched_get(const sched_t *self, int64_t plan, size_t idx);
 int64_t sched_not_before(const sched_t *self, int64_t plan, size_t idx);
+// The wall clock (ms) that sched_set stamps a task becoming ready with,
+// for the dispatch latency: the caller's turn time (sched reads no clock).
+void sched_set_now(sched_t *self, int64_t now_ms);
+// When ready task idx could first be leased: the later of the stamp it
+// became ready with and its backoff end (wall ms); 0 when unknown (made
+// ready before any sched_set_now).
+int64_t sched_ready_since(const sched_t *self, int64_t plan, size_t idx);
 
 // What follows from task idx having just become terminal (not applied):
 //   succeeded -> each waiting dependent whose needs have all succeeded

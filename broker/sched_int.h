@@ -46,6 +46,8 @@ typedef struct {
 typedef struct {
     int64_t priority;            // cached from the workplan
     int64_t not_before_ms;       // wall ms; ready only, 0 = none
+    int64_t ready_ms;            // wall ms it last became ready (the
+                                 // stamp sched_set_now gave; 0 = unknown)
     size_t pos;                  // position in its heap, if any
     uint32_t n_pending;          // distinct needs not yet succeeded
     uint32_t group;              // index into the plan's groups
@@ -93,6 +95,7 @@ struct sched {
     int64_t rr_last;             // plan served last
     sched__heap_t backoff;       // ready tasks still in backoff, all plans
     sched__leases_t *leases;     // owned
+    int64_t now_ms;              // wall; stamps ready tasks (sched_set_now)
 };
 
 // --- sched.c --------------------------------------------------------------

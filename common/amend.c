@@ -21,6 +21,7 @@
 
 typedef struct {
     const workplan_t *plan;
+    wp_ids_t *ids;               // plan's task ids, hashed
     const char *const *states;
     wp_errors_t *errs;
     size_t n_errs;               // errors this merge added
@@ -83,7 +84,7 @@ s_plan_task(s_merge_t *m, const char *path, const char *id, bool cancel)
                                 "replace)");
         return -1;
     }
-    long idx = workplan_find(m->plan, id);
+    long idx = workplan_ids_find(m->ids, id);
     if (idx < 0) {
         s_err(m, path, "'%.64s' is not a task of this plan%s", id,
               cancel ? "" : " (a new task goes in \"add\")");
@@ -285,7 +286,8 @@ amend_merge(const workplan_t *plan, const char *const *states,
     assert(plan && states && text && out && errs);
     *out = NULL;
     size_t n = plan->n_tasks;
-    s_merge_t m = {.plan = plan, .states = states, .errs = errs};
+    s_merge_t m = {.plan = plan, .ids = workplan_ids_new(plan),
+                   .states = states, .errs = errs};
     m.repl = xcalloc(n ? n : 1, sizeof *m.repl);
     m.repl_at = xcalloc(n ? n : 1, sizeof *m.repl_at);
     m.cancel = xcalloc(n ? n : 1, sizeof *m.cancel);
@@ -307,6 +309,7 @@ amend_merge(const workplan_t *plan, const char *const *states,
     free(m.repl_at);
     free(m.cancel);
     free(m.cancel_at);
+    workplan_ids_destroy(&m.ids);
     return *out ? 0 : -1;
 }
 

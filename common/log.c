@@ -140,9 +140,49 @@ log_write(log_level_t level, const char *component, const char *fmt, ...)
     va_end(ap);
 }
 
-void
-log_vwrite(log_level_t level, const char *component, const char *fmt,
-           va_list ap)
+static bool
+s_reserved(const char *key)
+{
+    static const char *const names[] = {"ts", "level", "component", "msg"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (strcmp(key, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// One JSON line: the entry's members, then the fields.  json.c writes it;
+// C1 controls, which JSON lets through raw, are escaped after.
+static char *
+s_json_line(const char *ts, log_level_t level, const char *component,
+            const char *msg, const log_field_t *fields)
+{
+    jnode_t *o = json_obj_new();
+    json_obj_set_str(o, "ts", ts);
+    json_obj_set_str(o, "level", s_json_names[level]);
+    json_obj_set_str(o, "component", component);
+    json_obj_set_str(o, "msg", msg);
+    for (const log_field_t *f = fields; f && f->key; f++) {
+        if (s_reserved(f->key)) {
+            continue;
+        }
+        if (f->is_num) {
+            json_obj_set_int(o, f->key, f->num);
+        } else if (f->str) {
+            json_obj_set_str(o, f->key, f->str);
+        }
+    }
+    char *text = s_json_c1(json_dump(o, false));
+    json_destroy(&o);
+    char *line = xasprintf("%s\n", text);
+    free(text);
+    return line;
+}
+
+static void
+s_vwrite(log_level_t level, const char *component, const log_field_t *fields,
+         const char *fmt, va_list ap)
 {
     if (!log_enabled(level)) {
         return;
@@ -152,13 +192,7 @@ log_vwrite(log_level_t level, const char *component, const char *fmt,
     char *msg = xvasprintf(fmt, ap);
     char *line;
     if (s_json) {
-        char *qc = json_quote(component);
-        char *qm = s_json_c1(json_quote(msg));
-        line = xasprintf("{\"ts\":\"%s\",\"level\":\"%s\",\"component\":%s,"
-                         "\"msg\":%s}\n",
-                         ts, s_json_names[level], qc, qm);
-        free(qc);
-        free(qm);
+        line = s_json_line(ts, level, component, msg, fields);
     } else {
         char *safe = log_escape(msg);
         line = xasprintf("%s %s %s: %s\n", ts, s_names[level], component,
@@ -168,4 +202,21 @@ log_vwrite(log_level_t level, const char *component, const char *fmt,
     s_emit(line);
     free(line);
     free(msg);
+}
+
+void
+log_vwrite(log_level_t level, const char *component, const char *fmt,
+           va_list ap)
+{
+    s_vwrite(level, component, NULL, fmt, ap);
+}
+
+void
+log_with(log_level_t level, const char *component, const log_field_t *fields,
+         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_vwrite(level, component, fields, fmt, ap);
+    va_end(ap);
 }

@@ -13,6 +13,7 @@
 
 #include "common/xalloc.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,41 @@ wp_map_add(wp_map_t *m, const char *key, size_t val)
     m->keys[slot] = key;
     m->vals[slot] = val;
     return WP_NONE;
+}
+
+struct wp_ids {
+    wp_map_t map;
+};
+
+wp_ids_t *
+workplan_ids_new(const workplan_t *wp)
+{
+    assert(wp);
+    wp_ids_t *self = xcalloc(1, sizeof *self);
+    wp_map_init(&self->map, wp->n_tasks, false);
+    for (size_t i = 0; i < wp->n_tasks; i++) {
+        (void) wp_map_add(&self->map, wp->tasks[i].id, i);
+    }
+    return self;
+}
+
+void
+workplan_ids_destroy(wp_ids_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    wp_map_release(&(*self_p)->map);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+long
+workplan_ids_find(const wp_ids_t *self, const char *id)
+{
+    assert(self && id);
+    size_t i = wp_map_find(&self->map, id, strlen(id));
+    return i == WP_NONE ? -1 : (long) i;
 }
 
 // --- pass 2: links ---------------------------------------------------------

@@ -18,7 +18,8 @@ done
 have_build() {
     command -v cc >/dev/null 2>&1 && command -v cmake >/dev/null 2>&1 &&
     command -v pkg-config >/dev/null 2>&1 &&
-    pkg-config --exists libzmq libczmq sqlite3 libcurl libsodium jansson &&
+    pkg-config --exists libzmq libczmq sqlite3 libcurl libsodium jansson \
+        ncursesw &&
     command -v musl-gcc >/dev/null 2>&1 &&
     { pkg-config --exists msgpack-c || pkg-config --exists msgpack; }
 }
@@ -27,6 +28,7 @@ have_test() {
     command -v valgrind >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
     command -v iptables >/dev/null 2>&1 &&
     command -v debootstrap >/dev/null 2>&1 &&
+    command -v tmux >/dev/null 2>&1 &&
     command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 &&
     command -v docker-compose >/dev/null 2>&1 &&
     { [ -x /usr/lib/cni/dnsname ] || [ -x /usr/lib/podman/aardvark-dns ]; } &&
@@ -90,18 +92,15 @@ if [ $want_test = 1 ]; then
     # (Podman 4, Debian 12) or aardvark-dns (Podman 5's netavark).
     dns=$(pick golang-github-containernetworking-plugin-dnsname aardvark-dns)
     # debootstrap: tests/run.sh builds in a fresh Debian 13 root too;
-    # python3-zmq and python3-msgpack: the Python client (tests/py).
+    # python3-zmq and python3-msgpack: the Python client (tests/py); tmux:
+    # e2e_watch drives the dashboard in it.
     # podman, runc, containernetworking-plugins: the container image test
     # (tests/container/image.sh; runc because crun fails here, PITFALLS.md);
     # docker-compose, python3-yaml, systemd: the offline checks of
     # deploy/compose.yaml, deploy/k8s and deploy/systemd.
     pkgs="$pkgs valgrind iproute2 iptables procps debootstrap python3-zmq
-          python3-msgpack podman runc containernetworking-plugins
+          python3-msgpack tmux podman runc containernetworking-plugins
           $dns docker-compose python3-yaml systemd"
-fi
-if [ $want_bench = 1 ]; then
-    pkgs="$pkgs python3 redis-server libhiredis-dev beanstalkd
-          gearman-job-server libgearman-dev"
 fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

@@ -1,10 +1,11 @@
 // drone: the DEALER loop — HELLO, heartbeats, tasks in, results out.
 //
 // One thread: zmq_poll over the broker socket and the runner's descriptors.
-// Liveness is Paranoid Pirate: silence from the broker for three heartbeats
-// means the connection is gone, so the socket is closed (dropping whatever
-// was queued on it — heartbeats must never arrive in a stale flood) and a
-// new one says HELLO, with backoff kept below half a lease.
+// Liveness is Paranoid Pirate: silence from the broker for
+// PROTO_LIVENESS_BEATS heartbeats means the connection is gone, so the
+// socket is closed (dropping whatever was queued on it — heartbeats must
+// never arrive in a stale flood) and a new one says HELLO, with backoff
+// kept below half a lease.
 #include "drone/drone.h"
 
 #include "common/clock.h"
@@ -194,7 +195,8 @@ static int
 s_socket(drone_t *d, char *err, size_t errlen)
 {
     d->sock = zmq_socket(d->ctx, ZMQ_DEALER);
-    d->mon = d->sock ? wire_monitor_start(d->ctx, d->sock) : NULL;
+    d->mon = d->sock ? wire_monitor_start(d->ctx, d->sock, WIRE_MONITOR_ALL)
+                     : NULL;
     if (!d->sock || s_setopts(d) < 0 ||
         zmq_connect(d->sock, d->cfg->broker) < 0) {
         snprintf(err, errlen, "cannot connect to '%s': %s", d->cfg->broker,
@@ -810,7 +812,8 @@ s_read_socket(drone_t *d, int64_t now)
     for (;;) {
         proto_msg_t *m = NULL;
         proto_error_t err;
-        wire_rc_t rc = wire_recv(d->sock, false, &lim, NULL, NULL, &m, &err);
+        wire_rc_t rc = wire_recv(d->sock, false, &lim, NULL, NULL, NULL, &m,
+                                 &err);
         if (rc == WIRE_AGAIN || rc == WIRE_ERR) {
             return;
         }
@@ -869,7 +872,7 @@ s_timers(drone_t *d, int64_t now)
 {
     int64_t silent = now - (d->welcomed ? d->last_heard_ms
                                         : d->hello_sent_ms);
-    int64_t limit = d->welcomed ? 3 * d->heartbeat_ms
+    int64_t limit = d->welcomed ? PROTO_LIVENESS_BEATS * d->heartbeat_ms
                                 : (d->reconnect_ms > HELLO_TIMEOUT_MS
                                        ? d->reconnect_ms
                                        : HELLO_TIMEOUT_MS);

@@ -327,8 +327,12 @@ prompt_result(proto_result_t *pr)
         long long p = 0, c = 0;
         if (sscanf(copy, S_USAGE_TAG "prompt_tokens=%lld completion_tokens="
                                      "%lld", &p, &c) == 2 && p >= 0 && c >= 0) {
-            pr->prompt_tokens = p;
-            pr->completion_tokens = c;
+            // A model's absurd count is reported as the protocol's most
+            // (the broker refuses a RESULT past it), so the budget it
+            // spent stays spent.
+            pr->prompt_tokens = p < PROTO_TOKENS_MAX ? p : PROTO_TOKENS_MAX;
+            pr->completion_tokens = c < PROTO_TOKENS_MAX ? c
+                                                         : PROTO_TOKENS_MAX;
         }
         if (line == start) {
             return;

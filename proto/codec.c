@@ -599,9 +599,9 @@ s_dec_result(const s_rd_t *rd, proto_msg_t *m)
                      &r->started_ms) ||
            s_get_i64(rd, "duration_ms", S_OPT, INT64_MIN, INT64_MAX,
                      &r->duration_ms) ||
-           s_get_i64(rd, "prompt_tokens", S_OPT, 0, INT64_MAX,
+           s_get_i64(rd, "prompt_tokens", S_OPT, 0, PROTO_TOKENS_MAX,
                      &r->prompt_tokens) ||
-           s_get_i64(rd, "completion_tokens", S_OPT, 0, INT64_MAX,
+           s_get_i64(rd, "completion_tokens", S_OPT, 0, PROTO_TOKENS_MAX,
                      &r->completion_tokens) ? -1 : 0;
 }
 
@@ -763,8 +763,11 @@ static int
 s_dec_drone_task(const s_rd_t *rd, void *elem)
 {
     proto_drone_task_t *t = elem;
+    t->lease_left_ms = -1;
     return s_get_plan(rd, "plan", S_REQ, &t->plan) ||
-           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &t->task) ? -1 : 0;
+           s_get_str(rd, "task", S_REQ, 1, S_MAX_ID, &t->task) ||
+           s_get_i64(rd, "lease_left_ms", S_OPT, 0, INT64_MAX,
+                     &t->lease_left_ms) ? -1 : 0;
 }
 
 static int

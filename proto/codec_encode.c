@@ -423,9 +423,13 @@ s_enc_drone_info(msgpack_packer *pk, const proto_drone_info_t *d)
     s_pk_str(pk, "tasks");
     msgpack_pack_array(pk, d->n_tasks);
     for (size_t i = 0; i < d->n_tasks; i++) {
-        msgpack_pack_map(pk, 2);
+        bool left = d->tasks[i].lease_left_ms >= 0;
+        msgpack_pack_map(pk, left ? 3 : 2);
         s_put_i64(pk, "plan", d->tasks[i].plan);
         s_put_str(pk, "task", d->tasks[i].task);
+        if (left) {
+            s_put_i64(pk, "lease_left_ms", d->tasks[i].lease_left_ms);
+        }
     }
 }
 

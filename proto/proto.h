@@ -19,6 +19,11 @@
 
 #define PROTO_VERSION 1
 
+// Liveness (PROTOCOL.md 7.5): a peer heard from for this many heartbeat
+// intervals is gone — a drone reconnects, the broker ends a drone's
+// leases — and so lease_ms must be at least this many heartbeats.
+#define PROTO_LIVENESS_BEATS 3
+
 // Schema limits a peer must respect before it sends (PROTOCOL.md HELLO):
 // a drone checks its --tags against them at start.
 #define PROTO_MAX_TAGS 64     // capability tags one drone offers
@@ -294,6 +299,8 @@ typedef struct {
 typedef struct {
     int64_t plan;            // plan id
     char *task;              // task id
+    int64_t lease_left_ms;   // until the lease lapses unless renewed, as of
+                             // the reply (0: lapsing now); -1: not given
 } proto_drone_task_t;
 
 typedef struct {
@@ -358,6 +365,10 @@ typedef struct {
 // The largest token budget (WORKPLAN_MAX_BUDGET, which the broker checks
 // is the same).
 #define PROTO_BUDGET_MAX 1000000000000LL
+// The most prompt (or completion) tokens one attempt may report in its
+// RESULT: no model call comes near it, and the broker's sums over a plan's
+// attempts stay far from overflowing.  A drone reports more as this many.
+#define PROTO_TOKENS_MAX PROTO_BUDGET_MAX
 
 // BUDGET: sets a running plan's token budget (-1 removes it; 0: nothing
 // more may be spent).

@@ -84,7 +84,7 @@ s_recv_rid(void *sock, wire_rid_t *rid)
 
 wire_rc_t
 wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
-          char *user_id, proto_msg_t **msg, proto_error_t *err)
+          char *user_id, int *src_fd, proto_msg_t **msg, proto_error_t *err)
 {
     *msg = NULL;
     if (router) {
@@ -102,6 +102,11 @@ wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
     if (user_id) {
         const char *uid = zmq_msg_gets(&body, "User-Id");
         snprintf(user_id, WIRE_USER_MAX + 1, "%s", uid ? uid : "");
+    }
+    if (src_fd) {
+        // Deprecated in libzmq but kept (4.3): the only link between a
+        // message and the monitor's DISCONNECTED event for its connection.
+        *src_fd = zmq_msg_get(&body, ZMQ_SRCFD);
     }
     int more = zmq_msg_more(&body);
     wire_rc_t rc = WIRE_OK;
@@ -121,12 +126,14 @@ wire_recv(void *sock, bool router, const proto_limits_t *lim, wire_rid_t *rid,
 }
 
 void *
-wire_monitor_start(void *ctx, void *sock)
+wire_monitor_start(void *ctx, void *sock, wire_monitor_t which)
 {
     static unsigned seq = 0;
     char addr[64];
     snprintf(addr, sizeof addr, "inproc://wire-monitor-%u-%p", seq++, sock);
-    if (zmq_socket_monitor(sock, addr, ZMQ_EVENT_ALL) < 0) {
+    int events = which == WIRE_MONITOR_CLOSES ? ZMQ_EVENT_DISCONNECTED
+                                              : ZMQ_EVENT_ALL;
+    if (zmq_socket_monitor(sock, addr, events) < 0) {
         return NULL;
     }
     void *mon = zmq_socket(ctx, ZMQ_PAIR);

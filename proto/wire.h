@@ -41,10 +41,12 @@ int wire_send_raw(void *sock, const wire_rid_t *rid, const uint8_t *buf,
 // Receives one message without blocking.  On a ROUTER (router true) fills
 // *rid and user_id (the ZAP User-Id, "" if none; WIRE_USER_MAX+1 bytes).
 // Extra frames are drained and make the message WIRE_BAD with
-// err->unanswered set (PROTOCOL.md 2: such a message is dropped).
+// err->unanswered set (PROTOCOL.md 2: such a message is dropped).  src_fd
+// (may be NULL) gets the descriptor of the connection it came on (-1 when
+// unknown): what a monitor's WIRE_EV_DISCONNECTED value names.
 wire_rc_t wire_recv(void *sock, bool router, const proto_limits_t *lim,
-                    wire_rid_t *rid, char *user_id, proto_msg_t **msg,
-                    proto_error_t *err);
+                    wire_rid_t *rid, char *user_id, int *src_fd,
+                    proto_msg_t **msg, proto_error_t *err);
 // --- socket monitor: why a connection failed -------------------------------
 
 typedef enum {
@@ -57,11 +59,18 @@ typedef enum {
     WIRE_EV_OTHER,
 } wire_event_t;
 
+// Which events a monitor reports.
+typedef enum {
+    WIRE_MONITOR_ALL,         // every event (why a connection failed)
+    WIRE_MONITOR_CLOSES,      // WIRE_EV_DISCONNECTED only
+} wire_monitor_t;
+
 // Starts monitoring sock (in ctx); returns the PAIR socket to read events
 // from and to poll, or NULL.  Stop with wire_monitor_stop before closing sock.
-void *wire_monitor_start(void *ctx, void *sock);
+void *wire_monitor_start(void *ctx, void *sock, wire_monitor_t which);
 // Reads one event without blocking; WIRE_EV_NONE when none waits.  *value
-// is the event's value (the ZAP status code for WIRE_EV_AUTH_REFUSED).
+// is the event's value (the ZAP status code for WIRE_EV_AUTH_REFUSED, the
+// connection's descriptor for WIRE_EV_DISCONNECTED).
 wire_event_t wire_monitor_read(void *mon, int *value);
 void wire_monitor_stop(void *sock, void **mon_p);
 

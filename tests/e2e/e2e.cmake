@@ -1,5 +1,6 @@
 # End-to-end tests: real broker, drones and architect on loopback.
 add_library(waggle_e2e STATIC harness/proc.c harness/swarm.c harness/attempts.c
+  harness/net.c
   harness/llm.c
   harness/peer.c)
 target_link_libraries(waggle_e2e PUBLIC waggle_t waggle_broker_core)

@@ -27,10 +27,15 @@ waggle_e2e_test(limits 180)
 waggle_e2e_test(budget 180)
 waggle_e2e_test(events 180)
 waggle_e2e_test(backup 180)
+waggle_e2e_test(metrics 180)
 waggle_e2e_test(amend 180)
+waggle_e2e_test(multihost_net 240)
 waggle_e2e_test(times 120)
 waggle_e2e_test(follow 120)
 waggle_e2e_test(explain 120)
+waggle_e2e_test(watch 240)
+waggle_e2e_test(link 120)
+target_link_libraries(e2e_link PRIVATE waggle_architect_core)
 # The benchmark (bench/waggle-bench) at small N in both modes: its report
 # is checked for sanity, never for speed.
 add_test(NAME e2e_bench_smoke COMMAND python3

@@ -77,7 +77,8 @@ test_drone_killed_mid_task(void)
     s.drones[a] = 0;
     CHECK(proc_gone((pid_t) pid1, 2000));
 
-    // The lease lapses and the other drone runs the task again.
+    // The broker sees the connection close and the other drone runs the
+    // task again.
     CHECK(swarm_wait_lines(runs, 2, LEASE_MS + 15000));
     char state[32];
     swarm_wait_plan(&s, plan, 20, state, sizeof state);
@@ -94,8 +95,10 @@ test_drone_killed_mid_task(void)
     CHECK_INT(v.n, 2);
     CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
     if (v.n == 2) {
+        // Its connection closed: the holder is known dead, so the first
+        // such loss uses no attempt.
         CHECK_INT(v.a[0].token, tok1);
-        CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_EXPIRED);
+        CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
         CHECK_INT(v.a[1].token, tok2);
         CHECK_INT(v.a[1].outcome, LEDGER_ATTEMPT_SUCCEEDED);
     }
@@ -333,12 +336,96 @@ test_drone_second_sigterm_hands_back(void)
     s_hand_back(true);
 }
 
+// --- 6. death detected fast, with the default timing ------------------------
+
+// The broker's default --heartbeat-ms and --lease-ms (README): the target is
+// a dead drone's task running elsewhere within 3 s, long before its 10 s
+// lease would lapse.
+#define DEFAULT_HB_MS 1000
+#define DEFAULT_LEASE_MS 10000
+
+// A plan whose first run sleeps long (a drone must die under it) and whose
+// later runs finish at once.
+static int64_t
+s_submit_long_once(swarm_t *s, const char *runs)
+{
+    char sh[2048];
+    snprintf(sh, sizeof sh,
+             "echo \\\"$$ started by $WAGGLE_TASK_TOKEN\\\" >> %s; "
+             "if [ $(wc -l < %s) -eq 1 ]; then exec sleep 60; fi; "
+             "echo done", runs, runs);
+    return s_submit_one(s, sh, 2);
+}
+
+// Starts the broker with the default timing, drone a (which gets the long
+// task) and then drone b; returns a's index, the first run's pid and token.
+static int
+s_default_pair(swarm_t *s, const char *runs, int64_t *plan, long *pid1,
+               unsigned long long *tok1)
+{
+    swarm_init(s, DEFAULT_HB_MS, DEFAULT_LEASE_MS);
+    s_where(s);
+    if (swarm_broker(s, "--verbose", NULL) != 0) {
+        return -1;
+    }
+    int a = swarm_drone(s, 1, "a", NULL);
+    *plan = s_submit_long_once(s, runs);
+    if (*plan <= 0 || !swarm_wait_lines(runs, 1, 15000) ||
+        !swarm_run_line(runs, 0, pid1, tok1)) {
+        return -1;
+    }
+    swarm_drone(s, 1, "b", NULL);
+    if (!swarm_wait_drone(s, "b", true, -1, 15000)) {
+        return -1;
+    }
+    return a;
+}
+
+// SIGKILL: the drone's connection closes.  The broker notices the close
+// (not the lease) and hands the task to b within about two heartbeats; the
+// holder is known dead, so its attempt is released (none used).
+static void
+test_killed_drone_detected_fast(void)
+{
+    swarm_t s;
+    char runs[700];
+    int64_t plan = 0;
+    long pid1 = 0;
+    unsigned long long tok1 = 0;
+    snprintf(runs, sizeof runs, "%s/runs.txt", t_tmpdir());
+    int a = s_default_pair(&s, runs, &plan, &pid1, &tok1);
+    SWARM_REQUIRE(&s, a >= 0);
+    int64_t t0 = clock_mono_ms();
+    kill(s.drones[a], SIGKILL);
+    waitpid(s.drones[a], NULL, 0);
+    s.drones[a] = 0;
+    CHECK(swarm_wait_lines(runs, 2, 20000));
+    int64_t took = clock_mono_ms() - t0;
+    fprintf(stderr, "%s: killed drone's task running elsewhere after %lld "
+                    "ms (target 3000)\n", t_current, (long long) took);
+    CHECK(took < 6000);
+    char state[32];
+    swarm_wait_plan(&s, plan, 20, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_stop(&s);
+
+    attempts_t v;
+    REQUIRE(attempts_read(s.db, plan, "t", &v) == 0);
+    CHECK_INT(v.n, 2);
+    CHECK_INT(attempts_count(&v, LEDGER_ATTEMPT_SUCCEEDED), 1);
+    if (v.n == 2) {
+        CHECK_INT(v.a[0].token, tok1);
+        CHECK_INT(v.a[0].outcome, LEDGER_ATTEMPT_RELEASED);
+    }
+}
+
 static const t_case_t t_cases[] = {
     T(test_drone_killed_mid_task),
     T(test_drone_frozen_then_resumed),
     T(test_drone_sigterm_drains),
     T(test_drone_drain_zero_hands_back),
     T(test_drone_second_sigterm_hands_back),
+    T(test_killed_drone_detected_fast),
     {0},
 };
 

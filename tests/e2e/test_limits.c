@@ -233,6 +233,54 @@ test_rpm_restart(void)
     s_rpm(true);
 }
 
+// The window outlives the plans in it: two prompt tasks of a plan that
+// has finished used a limit of two; a restarted broker counts them too
+// (not only those of plans still running), so a new plan's task waits
+// until the first of them leaves the window.
+static void
+test_rpm_restart_finished(void)
+{
+    llm_t llm = {0};
+    REQUIRE(s_llm_start(&llm, 3) == 0);
+    swarm_t s;
+    swarm_init(&s, 100, 2000);
+    const char *window = "15000";
+    SWARM_REQUIRE(&s, swarm_broker(&s, "--model-rpm", "tiny=2",
+                                   "--model-rpm-window-ms", window,
+                                   NULL) == 0);
+    SWARM_REQUIRE(&s, s_three_drones(&s, &llm, 2));
+    char *json = s_plan_json_n(2);
+    int64_t first = swarm_submit(&s, json);
+    free(json);
+    SWARM_REQUIRE(&s, first > 0);
+    char state[64];
+    swarm_wait_plan(&s, first, 60, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_broker_kill(&s);
+    SWARM_REQUIRE(&s, swarm_broker(&s, "--model-rpm", "tiny=2",
+                                   "--model-rpm-window-ms", window,
+                                   NULL) == 0);
+    json = s_plan_json_n(1);
+    int64_t second = swarm_submit(&s, json);
+    free(json);
+    SWARM_REQUIRE(&s, second > 0);
+    swarm_wait_plan(&s, second, 90, state, sizeof state);
+    CHECK_STR(state, "succeeded");
+    swarm_stop(&s);
+    attempts_t *at = calloc(1, sizeof *at);
+    REQUIRE(at && attempts_read(s.db, first, NULL, at) == 0);
+    CHECK_INT(at->n, 2);
+    int64_t t0 = INT64_MAX;
+    for (int i = 0; i < at->n; i++) {
+        t0 = at->a[i].started_ms < t0 ? at->a[i].started_ms : t0;
+    }
+    REQUIRE(attempts_read(s.db, second, NULL, at) == 0);
+    CHECK_INT(at->n, 1);
+    CHECK(at->n == 1 && at->a[0].started_ms - t0 >= 15000 - 20);
+    free(at);
+    llm_stop(&llm);
+}
+
 // The reservation: with 30 tokens left and 20 reserved per call, two
 // prompt tasks never run at once although the drone has room, and both
 // run (the first used 3: 3 + 20 fits in 30).
@@ -298,6 +346,7 @@ static const t_case_t t_cases[] = {
     T(test_limit_of_one),
     T(test_rpm),
     T(test_rpm_restart),
+    T(test_rpm_restart_finished),
     T(test_bad_limit),
     T(test_budget_reserves),
     {0},

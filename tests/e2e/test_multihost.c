@@ -111,21 +111,6 @@ s_drone_named(const jnode_t *ov, const char *name)
     return NULL;
 }
 
-static bool
-s_wait_named(swarm_t *s, const char *name, bool want, int timeout_ms)
-{
-    int64_t end = clock_mono_ms() + timeout_ms;
-    do {
-        jnode_t *ov = swarm_overview(s);
-        bool listed = s_drone_named(ov, name) != NULL;
-        json_destroy(&ov);
-        if (listed == want) {
-            return true;
-        }
-        usleep(100000);
-    } while (clock_mono_ms() < end);
-    return false;
-}
 
 static int
 s_count_lines(const char *path, const char *needle)
@@ -226,7 +211,7 @@ s_revoke_host_b(swarm_t *s, int64_t cut, const char *log)
 {
     char state[32];
     swarm_drone(s, 1, "shared", NULL);
-    REQUIRE(s_wait_named(s, "drone", true, 15000));
+    REQUIRE(swarm_wait_named(s, "drone", true, -1, 15000));
     char *out = NULL;
     CHECK_INT(s_keygen(&out, NULL, s->keys, "--revoke", "hostB", NULL), 0);
     CHECK_HAS(out, "SIGHUP");
@@ -246,7 +231,7 @@ s_revoke_host_b(swarm_t *s, int64_t cut, const char *log)
     // Said once, not once per heartbeat.
     usleep(1000000);
     CHECK_INT(s_count_lines(log, "FORBIDDEN"), 1);
-    CHECK(s_wait_named(s, "hostB", false, 5000));
+    CHECK(swarm_wait_named(s, "hostB", false, -1, 5000));
     char path[700];
     snprintf(path, sizeof path, "%s/broker.log", s->dir);
     CHECK(swarm_wait_log(path, "removed", "hostB", 5000));
@@ -268,7 +253,7 @@ test_readme_multihost(void)
     s_check_bundle(copy);
     snprintf(log, sizeof log, "%s/hostB.log", s.dir);
     s_host_drone(&s, copy, "hostb,shared", log);
-    REQUIRE(s_wait_named(&s, "hostB", true, 15000));
+    REQUIRE(swarm_wait_named(&s, "hostB", true, -1, 15000));
     // A plan runs on host B.
     int64_t plan = swarm_submit(&s, "{\"name\":\"b\",\"tasks\":[{\"id\":"
                                     "\"t\",\"requires\":[\"hostb\"],\"run\":"
@@ -305,7 +290,7 @@ test_add_after_start_needs_sighup(void)
     s_host_drone(&s, copy, "late", log);
     // Before SIGHUP the broker does not know the key.
     CHECK(swarm_wait_log(log, "refused key 'late'", NULL, 10000));
-    CHECK(!s_wait_named(&s, "late", true, 500));
+    CHECK(!swarm_wait_named(&s, "late", true, -1, 500));
     // A reload that fails keeps the old lists and says why.
     char bad[800];
     snprintf(bad, sizeof bad, "%s/broker/allow/drone/broken.key", s.keys);
@@ -313,12 +298,12 @@ test_add_after_start_needs_sighup(void)
     s_hup(&s);
     snprintf(path, sizeof path, "%s/broker.log", s.dir);
     CHECK(swarm_wait_log(path, "broken.key", "old", 10000));
-    CHECK(!s_wait_named(&s, "late", true, 1000));
+    CHECK(!swarm_wait_named(&s, "late", true, -1, 1000));
     unlink(bad);
     // Now it loads: the drone gets in without a broker restart.
     s_hup(&s);
     CHECK(swarm_wait_log(path, "added", "late", 10000));
-    REQUIRE(s_wait_named(&s, "late", true, 20000));
+    REQUIRE(swarm_wait_named(&s, "late", true, -1, 20000));
     int64_t plan = swarm_submit(&s, "{\"name\":\"l\",\"tasks\":[{\"id\":"
                                     "\"t\",\"requires\":[\"late\"],\"run\":"
                                     "[\"echo\",\"late\"]}]}");

@@ -5,6 +5,7 @@
 // task.  Everything is asserted on real processes and the ledger file.
 #include "broker/ledger.h"
 #include "tests/harness/attempts.h"
+#include "tests/harness/peer.h"
 #include "tests/harness/proc.h"
 #include "tests/harness/swarm.h"
 #include "tests/harness/t.h"
@@ -14,6 +15,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
+#include <zmq.h>
 
 // --- helpers ----------------------------------------------------------------
 
@@ -109,6 +111,35 @@ test_two_running_plans_restart(void)
 
 // --- 2. a plan that cannot be loaded is skipped, the rest run ---------------
 
+// OUTPUT with live for task x of plan, as `output --follow` asks: the
+// answer names the task's state ("ready") and carries no tail.
+static void
+s_output_live_unloaded(swarm_t *s, int64_t plan)
+{
+    void *ctx = zmq_ctx_new();
+    void *sock = peer_dealer(ctx, s, KEYS_ROLE_OPERATOR);
+    CHECK(sock != NULL);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_OUTPUT);
+    m->req = 1;
+    m->u.output.plan = plan;
+    m->u.output.task = xstrdup("x");
+    m->u.output.live = true;
+    proto_msg_t *r = sock ? peer_ask(sock, &m, 10000) : NULL;
+    proto_msg_destroy(&m);
+    CHECK(r && r->cmd == PROTO_MSG_OUTPUT_OK);
+    if (r && r->cmd == PROTO_MSG_OUTPUT_OK) {
+        CHECK_STR(r->u.output_ok.state, "ready");
+        CHECK(r->u.output_ok.running);
+        CHECK_INT(r->u.output_ok.data.len, 0);
+    }
+    proto_msg_destroy(&r);
+    if (sock) {
+        zmq_close(sock);
+    }
+    zmq_ctx_term(ctx);
+    CHECK(kill(s->broker, 0) == 0);
+}
+
 static void
 test_unloadable_plans_skipped(void)
 {
@@ -147,6 +178,10 @@ test_unloadable_plans_skipped(void)
     CHECK_INT(swarm_arch(&s, NULL, &err, "cancel", id, NULL), 1);
     CHECK_HAS(err, "is not loaded: task 'ghost'");
     free(err);
+    // `output --follow` of an unfinished task of a plan not loaded: its
+    // state comes from the ledger, and there is no live tail (the broker
+    // looked the task up in a workplan it does not have, and crashed).
+    s_output_live_unloaded(&s, p2);
     // The plan that loads runs to the end.
     swarm_drone(&s, 2, "later", NULL);
     char state[32];

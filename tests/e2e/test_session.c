@@ -8,6 +8,7 @@
 // real honest drone.
 #include "broker/ledger.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/xalloc.h"
 #include "tests/harness/attempts.h"
 #include "tests/harness/peer.h"
@@ -642,6 +643,57 @@ test_repeated_updates_rate_limited(void)
     swarm_stop(&s);
 }
 
+// --- a drone that reports absurd token counts -------------------------------
+
+// A prompt task's RESULT claims INT64_MAX prompt and completion tokens.
+// The budget is the broker's to keep: the plan has spent it, so nothing
+// more is dispatched against it, and the sums stay numbers (they wrapped
+// past INT64_MAX into "budget left", and two such results made SQLite's
+// sum() fail every turn that asked).
+static void
+test_absurd_token_counts(void)
+{
+    swarm_t s;
+    swarm_init(&s, HB_MS, 20000);  // the peer sends no heartbeats
+    s_where(&s);
+    S_REQUIRE(&s, swarm_broker(&s, NULL) == 0);
+    void *ctx = zmq_ctx_new();
+    void *p = peer_dealer(ctx, &s, KEYS_ROLE_DRONE);
+    S_REQUIRE(&s, p);
+    proto_msg_t *m = peer_hello("greedy-0001", 1, NULL);
+    proto_strv_push(&m->u.hello.tags, "model");
+    proto_msg_t *r = peer_ask(p, &m, 5000);
+    S_REQUIRE(&s, r && r->cmd == PROTO_MSG_WELCOME);
+    proto_msg_destroy(&r);
+    // One prompt task at a time fits the budget (10 reserved of 15).
+    int64_t plan = swarm_submit(
+        &s, "{\"name\": \"b\", \"budget\": {\"tokens\": 15}, \"tasks\": ["
+            "{\"id\": \"p0\", \"prompt\": \"x\", \"max_tokens\": 10},"
+            "{\"id\": \"p1\", \"prompt\": \"y\", \"max_tokens\": 10},"
+            "{\"id\": \"p2\", \"prompt\": \"z\", \"max_tokens\": 10}]}");
+    S_REQUIRE(&s, plan > 0);
+    int sent = 0;
+    for (proto_msg_t *task = peer_recv_cmd(p, PROTO_MSG_TASK, 10000);
+         task && sent < 3; task = peer_recv_cmd(p, PROTO_MSG_TASK, 3000)) {
+        m = s_result(plan, task->u.task.task, task->u.task.token, "ok");
+        m->u.result.prompt_tokens = INT64_MAX;
+        m->u.result.completion_tokens = INT64_MAX;
+        proto_msg_destroy(&task);
+        peer_send(p, &m);
+        sent++;
+    }
+    // The first result spent the budget: no second task came.
+    CHECK_INT(sent, 1);
+    jnode_t *st = swarm_status(&s, plan);
+    CHECK(st != NULL);
+    CHECK_HAS(json_str(json_obj_get(swarm_status_task(st, "p1"),
+                                    "waiting_reason")), "budget");
+    json_destroy(&st);
+    zmq_close(p);
+    zmq_ctx_term(ctx);
+    swarm_stop(&s);
+}
+
 static const t_case_t t_cases[] = {
     T(test_forged_result_refused),
     T(test_secret_survives_restart),
@@ -652,6 +704,7 @@ static const t_case_t t_cases[] = {
     T(test_bad_frames_rate_limited),
     T(test_unknown_tokens_rate_limited),
     T(test_repeated_updates_rate_limited),
+    T(test_absurd_token_counts),
     {0},
 };
 

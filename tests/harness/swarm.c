@@ -92,21 +92,29 @@ s_collect(char **argv, int n, int max, va_list ap)
     return n;
 }
 
-int
-swarm_broker(swarm_t *s, ...)
+// Starts the broker under the argv prefix wrap (NULL: none), with the
+// extra arguments in ap, and waits for READY.
+static int
+s_start_broker(swarm_t *s, const char *const *wrap, va_list ap)
 {
     char hb[32], lease[32], log[700];
     snprintf(hb, sizeof hb, "%d", s->hb_ms);
     snprintf(lease, sizeof lease, "%d", s->lease_ms);
     snprintf(log, sizeof log, "%s/broker.log", s->dir);
-    char *argv[40] = {(char *) swarm_bin("waggle-broker"), "--bind",
-                      s->endpoint, "--db", s->db, "--keys", s->keys,
-                      "--heartbeat-ms", hb, "--lease-ms", lease,
-                      "--backoff-base-ms", "100", "--backoff-cap-ms", "500"};
-    va_list ap;
-    va_start(ap, s);
-    s_collect(argv, 15, 40, ap);
-    va_end(ap);
+    char *argv[56];
+    int n = 0;
+    for (; wrap && wrap[n] && n < 16; n++) {
+        argv[n] = (char *) wrap[n];
+    }
+    const char *fixed[] = {swarm_bin("waggle-broker"), "--bind", s->endpoint,
+                           "--db", s->db, "--keys", s->keys,
+                           "--heartbeat-ms", hb, "--lease-ms", lease,
+                           "--backoff-base-ms", "100", "--backoff-cap-ms",
+                           "500"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        argv[n++] = (char *) fixed[i];
+    }
+    s_collect(argv, n, 56, ap);
     if (s->broker_out >= 0) {
         close(s->broker_out);
     }
@@ -118,6 +126,26 @@ swarm_broker(swarm_t *s, ...)
         return -1;
     }
     return 0;
+}
+
+int
+swarm_broker(swarm_t *s, ...)
+{
+    va_list ap;
+    va_start(ap, s);
+    int rc = s_start_broker(s, NULL, ap);
+    va_end(ap);
+    return rc;
+}
+
+int
+swarm_broker_wrapped(swarm_t *s, const char *const *wrap, ...)
+{
+    va_list ap;
+    va_start(ap, wrap);
+    int rc = s_start_broker(s, wrap, ap);
+    va_end(ap);
+    return rc;
 }
 
 void
@@ -416,9 +444,11 @@ swarm_log_has(const char *path, const char *a, const char *b)
     return found;
 }
 
-bool
-swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance, size_t len,
-                   int *leases)
+// The overview's first drone whose key name is key (by_name) or that
+// offers the tag key: as swarm_drone_by_tag says.
+static bool
+s_find_drone(swarm_t *s, bool by_name, const char *key, char *instance,
+             size_t len, int *leases)
 {
     bool found = false;
     jnode_t *ov = swarm_overview(s);
@@ -426,18 +456,17 @@ swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance, size_t len,
     for (size_t i = 0; drones && i < json_arr_size(drones) && !found; i++) {
         const jnode_t *d = json_arr_get(drones, i);
         const jnode_t *tags = json_obj_get(d, "tags");
-        for (size_t k = 0; tags && k < json_arr_size(tags) && !found; k++) {
-            if (strcmp(json_str(json_arr_get(tags, k)), tag) != 0) {
-                continue;
-            }
-            found = true;
-            if (instance) {
-                snprintf(instance, len, "%s",
-                         json_str(json_obj_get(d, "instance")));
-            }
-            if (leases) {
-                *leases = (int) json_int(json_obj_get(d, "leases"));
-            }
+        const char *name = json_str(json_obj_get(d, "name"));
+        found = by_name && name && strcmp(name, key) == 0;
+        for (size_t k = 0; !by_name && tags && k < json_arr_size(tags); k++) {
+            found |= strcmp(json_str(json_arr_get(tags, k)), key) == 0;
+        }
+        if (found && instance) {
+            snprintf(instance, len, "%s",
+                     json_str(json_obj_get(d, "instance")));
+        }
+        if (found && leases) {
+            *leases = (int) json_int(json_obj_get(d, "leases"));
         }
     }
     json_destroy(&ov);
@@ -445,13 +474,27 @@ swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance, size_t len,
 }
 
 bool
-swarm_wait_drone(swarm_t *s, const char *tag, bool want, int want_leases,
-                 int timeout_ms)
+swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance, size_t len,
+                   int *leases)
+{
+    return s_find_drone(s, false, tag, instance, len, leases);
+}
+
+bool
+swarm_drone_by_name(swarm_t *s, const char *name, char *instance,
+                    size_t len, int *leases)
+{
+    return s_find_drone(s, true, name, instance, len, leases);
+}
+
+static bool
+s_wait_found(swarm_t *s, bool by_name, const char *key, bool want,
+             int want_leases, int timeout_ms)
 {
     int64_t end = clock_mono_ms() + timeout_ms;
     do {
         int leases = -1;
-        bool listed = swarm_drone_by_tag(s, tag, NULL, 0, &leases);
+        bool listed = s_find_drone(s, by_name, key, NULL, 0, &leases);
         if (listed == want &&
             (!want || want_leases < 0 || leases == want_leases)) {
             return true;
@@ -459,6 +502,20 @@ swarm_wait_drone(swarm_t *s, const char *tag, bool want, int want_leases,
         usleep(100000);
     } while (clock_mono_ms() < end);
     return false;
+}
+
+bool
+swarm_wait_drone(swarm_t *s, const char *tag, bool want, int want_leases,
+                 int timeout_ms)
+{
+    return s_wait_found(s, false, tag, want, want_leases, timeout_ms);
+}
+
+bool
+swarm_wait_named(swarm_t *s, const char *name, bool want, int want_leases,
+                 int timeout_ms)
+{
+    return s_wait_found(s, true, name, want, want_leases, timeout_ms);
 }
 
 bool

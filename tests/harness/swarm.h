@@ -99,6 +99,9 @@ jnode_t *swarm_overview(swarm_t *s);
 // drone (so the pid is the drone's).
 int swarm_drone_wrapped(swarm_t *s, const char *const *wrap, int slots,
                         const char *tags, ...);
+// Like swarm_broker, under a wrapper as for swarm_drone_wrapped (e.g. in a
+// network namespace: s->endpoint must then be an address there).
+int swarm_broker_wrapped(swarm_t *s, const char *const *wrap, ...);
 // Lines in a file (0 when it does not exist).
 int swarm_file_lines(const char *path);
 // Polls until the file at path has at least n lines; true if it got there.
@@ -121,6 +124,11 @@ bool swarm_drone_by_tag(swarm_t *s, const char *tag, char *instance,
 // Polls the overview until the drone offering tag is listed (want) or not
 // (!want), with want_leases leases when want_leases >= 0.
 bool swarm_wait_drone(swarm_t *s, const char *tag, bool want,
+                      int want_leases, int timeout_ms);
+// The same two for the drone whose key name is name.
+bool swarm_drone_by_name(swarm_t *s, const char *name, char *instance,
+                         size_t len, int *leases);
+bool swarm_wait_named(swarm_t *s, const char *name, bool want,
                       int want_leases, int timeout_ms);
 // swarm_init(s, 100, 2000), a broker with no extra arguments, and one
 // drone tagged "solo" with slots slots running model "tiny" at model_url;

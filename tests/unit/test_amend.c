@@ -3,8 +3,13 @@
 // with paths into the amendment.
 #include "common/amend.h"
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 #include "tests/harness/t.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 // a -> b -> c (c needs b needs a), d alone.
 static const char s_plan_text[] =
@@ -296,6 +301,86 @@ test_examples(void)
     workplan_destroy(&wp);
 }
 
+// A plan at the task limit, half of it cancelled and a fifth replaced in
+// one amendment: the tasks an amendment names are found by a hash, not a
+// search each (that was 10^9 comparisons: seconds in which the broker,
+// whose turn this runs in, answered nobody and forgot its drones).
+#define S_BIG WORKPLAN_MAX_TASKS
+
+static char *
+s_big_text(void)
+{
+    size_t cap = (size_t) S_BIG * 48 + 64, len = 0;
+    char *s = xcalloc(cap, 1);
+    len += (size_t) snprintf(s + len, cap - len, "{\"name\": \"big\", \"tasks\": [");
+    for (int i = 0; i < S_BIG; i++) {
+        len += (size_t) snprintf(s + len, cap - len,
+                                 "%s{\"id\": \"t%d\", \"run\": [\"true\"]}",
+                                 i ? "," : "", i);
+    }
+    snprintf(s + len, cap - len, "]}");
+    return s;
+}
+
+static char *
+s_big_amendment(void)
+{
+    size_t cap = (size_t) S_BIG * 48 + 64, len = 0;
+    char *s = xcalloc(cap, 1);
+    len += (size_t) snprintf(s + len, cap - len, "{\"cancel\": [");
+    for (int i = 0; i < S_BIG / 2; i++) {
+        len += (size_t) snprintf(s + len, cap - len, "%s\"t%d\"", i ? "," : "",
+                                 S_BIG - 1 - 2 * i);
+    }
+    len += (size_t) snprintf(s + len, cap - len, "], \"replace\": [");
+    for (int i = 0; i < S_BIG / 5; i++) {
+        len += (size_t) snprintf(s + len, cap - len,
+                                 "%s{\"id\": \"t%d\", \"run\": [\"false\"]}",
+                                 i ? "," : "", 2 * i);
+    }
+    snprintf(s + len, cap - len, "]}");
+    return s;
+}
+
+static void
+test_big_plan(void)
+{
+    char *text = s_big_text();
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    CHECK_INT(workplan_parse(text, strlen(text), &wp, &errs), 0);
+    free(text);
+    if (!wp) {
+        abort();
+    }
+    const char **st = xcalloc(S_BIG, sizeof *st);
+    for (int i = 0; i < S_BIG; i++) {
+        st[i] = "ready";
+    }
+    // The baseline: an amendment naming one task costs what merging the
+    // whole plan costs (parsing it twice).
+    int64_t t0 = clock_mono_ms();
+    amend_t *a = s_ok(wp, st, "{\"cancel\": [\"t99999\"]}");
+    int64_t base = clock_mono_ms() - t0;
+    amend_destroy(&a);
+    char *am = s_big_amendment();
+    t0 = clock_mono_ms();
+    a = s_ok(wp, st, am);
+    int64_t took = clock_mono_ms() - t0;
+    fprintf(stderr, "amend_merge of %d tasks: naming one %lld ms, naming "
+            "70%% %lld ms\n", S_BIG, (long long) base, (long long) took);
+    CHECK_INT(a->n_cancelled, S_BIG / 2);
+    CHECK_INT(a->n_replaced, S_BIG / 5);
+    CHECK_STR(a->wp->tasks[0].argv[0], "false");
+    // Linear, it costs about the baseline (plus the amendment's own JSON);
+    // a search per named task took twenty times as long.
+    CHECK(took < 4 * base + 2000);
+    amend_destroy(&a);
+    free(am);
+    free(st);
+    workplan_destroy(&wp);
+}
+
 static const t_case_t t_cases[] = {
     T(test_add_fan_out_and_in),
     T(test_cancel_and_replace),
@@ -304,6 +389,7 @@ static const t_case_t t_cases[] = {
     T(test_whole_validated),
     T(test_exec_limits_in_added),
     T(test_examples),
+    T(test_big_plan),
     {0},
 };
 

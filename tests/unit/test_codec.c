@@ -282,6 +282,7 @@ s_eq_drone_info(const proto_drone_info_t *a, const proto_drone_info_t *b)
     for (size_t i = 0; i < a->n_tasks && i < b->n_tasks; i++) {
         CHECK_INT(a->tasks[i].plan, b->tasks[i].plan);
         CHECK_OSTR(a->tasks[i].task, b->tasks[i].task);
+        CHECK_INT(a->tasks[i].lease_left_ms, b->tasks[i].lease_left_ms);
     }
 }
 
@@ -749,8 +750,10 @@ s_status_drones(proto_status_ok_t *s)
     d->tasks = calloc(2, sizeof *d->tasks);
     d->tasks[0].plan = 3;
     d->tasks[0].task = strdup("build");
+    d->tasks[0].lease_left_ms = 7250;
     d->tasks[1].plan = 12;
     d->tasks[1].task = strdup("test-all");
+    d->tasks[1].lease_left_ms = -1;  // not given: left out on the wire
 }
 
 static proto_msg_t *

@@ -648,29 +648,12 @@ test_release_uses_no_attempt(void)
     ledger_destroy(&l);
 }
 
-static void
-s_keep_json(void *arg, int64_t plan, const char *json)
-{
-    (void) plan;
-    char **out = arg;
-    free(*out);
-    *out = json ? xstrdup(json) : NULL;
-}
-
-static void
-s_no_task(void *arg, const ledger_task_row_t *row)
-{
-    (void) arg;
-    (void) row;
-}
-
 // What a plan's stored workplan is now; caller frees.
 static char *
 s_stored(ledger_t *l, int64_t plan)
 {
     char *json = NULL;
-    CHECK_INT(ledger_load_plan(l, plan, s_keep_json, s_no_task, &json),
-              LEDGER_OK);
+    CHECK_INT(ledger_plan_json(l, plan, &json), LEDGER_OK);
     return json ? json : xstrdup("");
 }
 
@@ -1674,6 +1657,40 @@ test_amend_rows(void)
     ledger_destroy(&l);
 }
 
+// The plans with a lease in a window, in any state, each once: what a
+// restarted broker refills --model-rpm from.  A plan whose leases are all
+// older is left out; so is everything before since_ms.
+static void
+test_recent_plans(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t old = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t one = s_submit(l, s_plan_json, "alice", NULL);
+    int64_t two = s_submit(l, s_plan_json, "alice", NULL);
+    CHECK_INT(s_lease(l, old, "a", "i1", NOW - 90000, NULL, NULL), LEDGER_OK);
+    CHECK_INT(s_lease(l, two, "a", "i1", NOW - 500, NULL, NULL), LEDGER_OK);
+    CHECK_INT(s_lease(l, one, "a", "i1", NOW - 100, NULL, NULL), LEDGER_OK);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_plan_move(l, two, LEDGER_PLAN_RUNNING,
+                               LEDGER_PLAN_CANCELLED, "op", NOW),
+              LEDGER_OK);
+    REQUIRE(ledger_commit(l) == 0);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    CHECK_INT(ledger_recent_plans(l, NOW - 60000, &ids, &n), LEDGER_OK);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK_INT(ids[0], one);
+        CHECK_INT(ids[1], two);
+    }
+    free(ids);
+    CHECK_INT(ledger_recent_plans(l, NOW, &ids, &n), LEDGER_OK);
+    CHECK_INT(n, 0);
+    CHECK(ids == NULL);
+    ledger_destroy(&l);
+}
+
 static const t_case_t t_cases[] = {
     T(test_create_and_reopen),
     T(test_new_ledger_is_private),
@@ -1709,6 +1726,7 @@ static const t_case_t t_cases[] = {
     T(test_lost_leases_counted),
     T(test_big_plan),
     T(test_amend_rows),
+    T(test_recent_plans),
     {0},
 };
 

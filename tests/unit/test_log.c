@@ -9,9 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-// What one log_write call printed on stderr (caller frees).
+// What one log_with call printed on stderr (caller frees).
 static char *
-s_capture(bool json, log_level_t level, const char *msg)
+s_capture_with(bool json, log_level_t level, const log_field_t *fields,
+               const char *msg)
 {
     char path[600];
     snprintf(path, sizeof path, "%s/stderr", t_tmpdir());
@@ -19,7 +20,7 @@ s_capture(bool json, log_level_t level, const char *msg)
     int saved = dup(STDERR_FILENO);
     dup2(fd, STDERR_FILENO);
     log_init(LOG_LEVEL_INFO, json);
-    log_write(level, "test.peer", "hello from '%s'", msg);
+    log_with(level, "test.peer", fields, "hello from '%s'", msg);
     dup2(saved, STDERR_FILENO);
     close(saved);
     log_init(LOG_LEVEL_INFO, false);
@@ -29,6 +30,13 @@ s_capture(bool json, log_level_t level, const char *msg)
     close(fd);
     buf[n > 0 ? n : 0] = '\0';
     return buf;
+}
+
+// What one log_write call printed on stderr (caller frees).
+static char *
+s_capture(bool json, log_level_t level, const char *msg)
+{
+    return s_capture_with(json, level, NULL, msg);
 }
 
 static int
@@ -124,6 +132,38 @@ test_json_entry_escapes_c1(void)
     free(out);
 }
 
+// Fields become members of the JSON object, in order, after msg; strings
+// escaped like the message, integers as numbers; a NULL string is left
+// out.
+static void
+test_json_fields(void)
+{
+    char *out = s_capture_with(
+        true, LOG_LEVEL_INFO,
+        LOG_FIELDS(LOG_INT("plan", 42), LOG_STR("task", "b\"u\nild"),
+                   LOG_INT("token", 9007199254740993LL),
+                   LOG_STR("drone", NULL), LOG_STR("msg", "forged")),
+        "x");
+    CHECK_INT(s_lines(out), 1);
+    CHECK_HAS(out, "\"msg\":\"hello from 'x'\",\"plan\":42,"
+                   "\"task\":\"b\\\"u\\nild\",\"token\":9007199254740993}"
+                   "\n");
+    // A field cannot replace a member of the entry itself.
+    CHECK(strstr(out, "forged") == NULL);
+    free(out);
+}
+
+// The text form does not change: the message says it all.
+static void
+test_text_ignores_fields(void)
+{
+    char *out = s_capture_with(false, LOG_LEVEL_INFO,
+                               LOG_FIELDS(LOG_INT("plan", 4242)), "x");
+    // After the timestamp, exactly the sentence.
+    CHECK_STR(strchr(out, ' '), " INFO test.peer: hello from 'x'\n");
+    free(out);
+}
+
 static void
 test_level_filter(void)
 {
@@ -140,6 +180,8 @@ static const t_case_t t_cases[] = {
     T(test_text_entry_has_no_terminal_escape),
     T(test_json_entry_escapes),
     T(test_json_entry_escapes_c1),
+    T(test_json_fields),
+    T(test_text_ignores_fields),
     T(test_level_filter),
     {0},
 };

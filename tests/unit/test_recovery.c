@@ -447,7 +447,7 @@ s_play_round(s_world_t *w, int round)
         }
         w->mono += STEP_MS + 1;
         s_clock(w);
-        drones_expire(w->b);
+        liveness_expire(w->b);
     }
     s_clock(w);
     drones_dispatch(w->b);
@@ -950,7 +950,7 @@ test_tails_kept_for_the_holder_and_dropped(void)
         s_heartbeat(w, &w->drones[i]);
     }
     s_clock(w);
-    drones_expire(w->b);
+    liveness_expire(w->b);
     drones_heartbeat(w->b);
     s_end_turn(w);
     CHECK_INT(w->b->n_tails, 1);

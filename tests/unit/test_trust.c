@@ -1,5 +1,6 @@
-// test_trust: session secrets, the credit window and quarantine (and a
-// reply that must wait for its turn's commit), driven in-process
+// test_trust: session secrets, the credit window and quarantine, drones
+// given up when their connection closes (liveness.c), and a reply that
+// must wait for its turn's commit, driven in-process
 // (broker_open_offline) through drones.c against a real ledger file, with
 // a clock the test moves.
 #include "broker/broker_int.h"
@@ -55,7 +56,8 @@ s_clock(s_world_t *w)
 static void
 s_from(s_world_t *w, uint8_t rid, unsigned role, proto_msg_t *msg)
 {
-    router_in_t in = {.role = role, .msg = msg};
+    // Each session's connection has a descriptor of its own: its rid.
+    router_in_t in = {.role = role, .msg = msg, .fd = rid};
     in.rid.bytes[0] = rid;
     in.rid.len = 1;
     snprintf(in.name, sizeof in.name, "%s",
@@ -165,7 +167,7 @@ s_lapse(s_world_t *w)
     w->mono += LEASE_MS + 1;
     w->wall += LEASE_MS + 1;
     s_clock(w);
-    drones_expire(w->b);
+    liveness_expire(w->b);
     s_end_turn(w);
 }
 
@@ -388,6 +390,163 @@ test_confirmed_lease_expiry_is_not_lost(void)
     broker_destroy(&w.b);
 }
 
+// --- drones given up when their connection closes ---------------------------
+
+#define HB_MS 1000
+
+// The connection on descriptor fd closed now; then a turn's check.
+static void
+s_closed(s_world_t *w, int fd)
+{
+    s_clock(w);
+    liveness_closed_fds(w->b, &fd, 1);
+}
+
+static void
+s_check_at(s_world_t *w, int64_t mono)
+{
+    w->wall += mono - w->mono;
+    w->mono = mono;
+    s_clock(w);
+    liveness_check(w->b);
+    s_end_turn(w);
+}
+
+// One task (retries 0) leased to "a" on session 1 and confirmed; "b"
+// waits on session 2.  Returns the time of a's last message.
+static int64_t
+s_one_leased(s_world_t *w)
+{
+    s_hello(w, 1, "a", 1, NULL);
+    s_end_turn(w);
+    s_submit(w, 1);
+    uint64_t tok[2];
+    CHECK_INT(s_dispatch(w, 1, tok, 2), 1);
+    s_heartbeat(w, 1, tok, 1);
+    s_end_turn(w);
+    s_hello(w, 2, "b", 1, NULL);
+    s_end_turn(w);
+    return w->mono;
+}
+
+// A closed connection gives the drone 2 heartbeats to speak; then it is
+// gone: forgotten, its lease lost (the task ready, no attempt used) and
+// the task pushed to another drone.
+static void
+test_closed_connection_gone_after_grace(void)
+{
+    s_world_t w;
+    s_init(&w);
+    int64_t t0 = s_one_leased(&w);
+    w.mono = t0 + 500;
+    s_closed(&w, 1);
+    CHECK(!liveness_alive(w.b, s_drone(&w, "a")));
+    CHECK_INT(liveness_next_deadline_ms(w.b), t0 + 500 + 2 * HB_MS);
+    s_check_at(&w, t0 + 500 + 2 * HB_MS - 1);
+    CHECK(drones_find(w.b, "a") != NULL);
+    CHECK_INT(sched_get(w.b->sched, 1, 0), PROTO_TASK_LEASED);
+    s_check_at(&w, t0 + 500 + 2 * HB_MS);
+    CHECK(drones_find(w.b, "a") == NULL);
+    CHECK_INT(sched_get(w.b->sched, 1, 0), PROTO_TASK_READY);
+    uint32_t lost = 0;
+    CHECK_INT(ledger_task_lost_leases(w.b->ledger, 1, "t0", &lost),
+              LEDGER_OK);
+    CHECK_INT(lost, 1);
+    uint64_t tok[2];
+    CHECK_INT(s_dispatch(&w, 2, tok, 2), 1);
+    broker_destroy(&w.b);
+}
+
+// A drone cut off right after pushes it had not confirmed yet swallowed
+// none of them: it is not quarantined when it comes back.
+static void
+test_gone_unconfirmed_not_quarantined(void)
+{
+    s_world_t w;
+    s_init(&w);
+    s_hello(&w, 1, "cut", 4, NULL);
+    const proto_msg_t *wl = s_queued(&w, 1, PROTO_MSG_WELCOME);
+    REQUIRE(wl && wl->u.welcome.secret);
+    char secret[129];
+    snprintf(secret, sizeof secret, "%s", wl->u.welcome.secret);
+    s_end_turn(&w);
+    s_submit(&w, 8);
+    uint64_t tok[8];
+    CHECK_INT(s_dispatch(&w, 1, tok, 8), 4);
+    s_closed(&w, 1);
+    s_check_at(&w, w.mono + 3 * HB_MS);
+    CHECK(drones_find(w.b, "cut") == NULL);
+    s_hello(&w, 3, "cut", 4, secret);
+    s_end_turn(&w);
+    CHECK(!trust_is_quarantined(w.b, s_drone(&w, "cut")));
+    CHECK_INT(s_dispatch(&w, 3, tok, 8), 4);
+    broker_destroy(&w.b);
+}
+
+// Any message after the close clears it (a reconnect, or a descriptor
+// reused by a newer connection): nothing is given up.
+static void
+test_message_after_close_keeps_drone(void)
+{
+    s_world_t w;
+    s_init(&w);
+    int64_t t0 = s_one_leased(&w);
+    w.mono = t0 + 500;
+    s_closed(&w, 1);
+    w.mono = t0 + 1000;
+    s_heartbeat(&w, 1, NULL, 0);
+    s_end_turn(&w);
+    CHECK(liveness_alive(w.b, s_drone(&w, "a")));
+    CHECK_INT(liveness_next_deadline_ms(w.b), -1);
+    s_check_at(&w, t0 + 5000);
+    CHECK(drones_find(w.b, "a") != NULL);
+    CHECK_INT(sched_get(w.b->sched, 1, 0), PROTO_TASK_LEASED);
+    broker_destroy(&w.b);
+}
+
+// A close found when the host stopped acknowledging comes after about 3
+// silent heartbeats: no further grace.  A second loss of the same task counts (retries 0: dead),
+// so a task that kills every drone it lands on still dies.
+static void
+test_silent_close_gone_at_once_and_second_loss_counts(void)
+{
+    s_world_t w;
+    s_init(&w);
+    int64_t t0 = s_one_leased(&w);
+    w.mono = t0 + 3 * HB_MS;
+    s_closed(&w, 1);
+    s_check_at(&w, t0 + 3 * HB_MS);
+    CHECK(drones_find(w.b, "a") == NULL);
+    uint64_t tok[2];
+    CHECK_INT(s_dispatch(&w, 2, tok, 2), 1);
+    int64_t t1 = w.mono;
+    s_heartbeat(&w, 2, tok, 1);
+    s_end_turn(&w);
+    w.mono = t1 + 100;
+    s_closed(&w, 2);
+    s_check_at(&w, t1 + 100 + 2 * HB_MS);
+    CHECK(drones_find(w.b, "b") == NULL);
+    // Its only task dead, the plan ended (and left sched).
+    ledger_plan_state_t st = LEDGER_PLAN_RUNNING;
+    CHECK_INT(ledger_plan_state(w.b->ledger, 1, &st), LEDGER_OK);
+    CHECK_INT(st, LEDGER_PLAN_FAILED);
+    broker_destroy(&w.b);
+}
+
+// A broker that could not run does not count that time as silence.
+static void
+test_shift_moves_the_grace(void)
+{
+    s_world_t w;
+    s_init(&w);
+    int64_t t0 = s_one_leased(&w);
+    w.mono = t0 + 500;
+    s_closed(&w, 1);
+    liveness_shift(w.b, 5000);
+    CHECK_INT(liveness_next_deadline_ms(w.b), t0 + 5500 + 2 * HB_MS);
+    broker_destroy(&w.b);
+}
+
 // --- replies that wait for their turn's commit ------------------------------
 
 // The out_t queued for rid this turn with command cmd (borrowed), or NULL.
@@ -487,6 +646,11 @@ static const t_case_t t_cases[] = {
     T(test_bye_keeps_quarantine),
     T(test_rebuild_keeps_leases_unconfirmed),
     T(test_confirmed_lease_expiry_is_not_lost),
+    T(test_closed_connection_gone_after_grace),
+    T(test_gone_unconfirmed_not_quarantined),
+    T(test_message_after_close_keeps_drone),
+    T(test_silent_close_gone_at_once_and_second_loss_counts),
+    T(test_shift_moves_the_grace),
     T(test_output_waits_for_commit),
     T(test_refusal_waits_for_commit),
     {0},
