@@ -26,7 +26,7 @@
 
 enum {
     S_REPORT_FD = 3,
-    // As the drone's (runner.c): execvpe may put PATH and argv on it.
+    // As the drone's (runner.c): a PATH search may put PATH and argv on it.
     S_STACK_BYTES = 2 * 1024 * 1024,
     S_MAX_GROUPS = 65536,
 };
@@ -179,8 +179,8 @@ s_parse(int argc, char **argv, runner_launch_t *l, runner_user_t *user,
     return s_task_env(l);
 }
 
-// The drone's PATH as this process's only variable: execvpe searches the
-// caller's environ (the task still gets exactly its envp).
+// The drone's PATH as this process's only variable: the PATH search of
+// the task's exec reads environ (the task still gets exactly its envp).
 static int
 s_search_path(const char *search)
 {
