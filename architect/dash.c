@@ -89,13 +89,14 @@ static void
 s_bar_widths(const uint64_t n[S_SEGS], uint64_t total, int width,
              int w[S_SEGS])
 {
-    int sum = 0, widest = S_SEG_REST;
+    int sum = 0, widest = 0;
     for (int i = 0; i < S_SEGS; i++) {
         w[i] = (int) (n[i] * (uint64_t) width / total);
         if (n[i] > 0 && w[i] == 0) {
             w[i] = 1;
         }
         sum += w[i];
+        // Only segments already sized are compared (w[widest], widest <= i).
         widest = w[i] > w[widest] ? i : widest;
     }
     w[widest] += width - sum;

@@ -13,6 +13,11 @@
 // session (HELLO_REQUIRED) it says HELLO again with its secret.  SIGTERM or
 // SIGINT: BYE, then exit 0.  It never retries a RESULT: the bench counts
 // on the ledger, and a lost one shows as a task that never finished.
+//
+// --sessions N holds N drone sessions in one process (one DEALER each, one
+// shared drone key, instances ID-0 .. ID-N-1): how waggle-bench puts 1,000
+// idle drones on one broker without 1,000 processes and their ZeroMQ
+// threads.
 #include "common/clock.h"
 #include "common/keys.h"
 #include "common/xalloc.h"
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -32,6 +38,7 @@
 typedef struct {
     void *sock;
     const char *instance;
+    char *own_instance;         // owned when --sessions names it
     uint32_t slots;
     char *secret;               // from WELCOME (owned), NULL before
     uint64_t req;               // last request id used
@@ -56,9 +63,11 @@ s_usage(void)
 {
     fprintf(stderr,
         "usage: nullrone --keys DIR --broker ENDPOINT [--slots N] "
-        "[--instance ID]\n\n"
+        "[--instance ID] [--sessions N]\n\n"
         "A benchmark drone that answers every TASK at once with success\n"
         "(no process is run).  Reads the drone key bundle DIR/drone.\n"
+        "--sessions N: N drone sessions in this one process (instances\n"
+        "ID-0 .. ID-N-1, one connection each; default 1, instance ID).\n"
         "SIGTERM: BYE, then exit 0.  Exit 64 on bad usage, 2 when it\n"
         "cannot start, 1 on a socket error.\n");
 }
@@ -225,38 +234,61 @@ s_connect(void *ctx, const char *keys, const char *endpoint)
     return sock;
 }
 
+static int64_t
+s_next_heartbeat(const nullrone_t *n, size_t count)
+{
+    int64_t next = n[0].next_hb_ms;
+    for (size_t i = 1; i < count; i++) {
+        if (n[i].next_hb_ms < next) {
+            next = n[i].next_hb_ms;
+        }
+    }
+    return next;
+}
+
 static int
-s_run(nullrone_t *n)
+s_run(nullrone_t *n, size_t count)
 {
     proto_limits_t lim;
     proto_limits_default(&lim);
     lim.max_frame = lim.max_string = S_MAX_FRAME;
-    s_hello(n);
-    n->next_hb_ms = clock_mono_ms() + n->heartbeat_ms;
-    while (!s_stop) {
-        int64_t wait = n->next_hb_ms - clock_mono_ms();
-        zmq_pollitem_t item = {n->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&item, 1, wait < 0 ? 0 : (long) wait);
+    zmq_pollitem_t *items = xcalloc(count, sizeof *items);
+    for (size_t i = 0; i < count; i++) {
+        s_hello(&n[i]);
+        n[i].next_hb_ms = clock_mono_ms() + n[i].heartbeat_ms;
+        items[i] = (zmq_pollitem_t) {n[i].sock, 0, ZMQ_POLLIN, 0};
+    }
+    int ret = 0;
+    while (!s_stop && ret == 0) {
+        int64_t wait = s_next_heartbeat(n, count) - clock_mono_ms();
+        int rc = zmq_poll(items, (int) count, wait < 0 ? 0 : (long) wait);
         if (rc < 0 && zmq_errno() != EINTR) {
-            return 1;
+            ret = 1;
         }
-        if (rc > 0 && s_drain(n, &lim) < 0) {
-            return 1;
+        for (size_t i = 0; rc > 0 && ret == 0 && i < count; i++) {
+            if ((items[i].revents & ZMQ_POLLIN) && s_drain(&n[i], &lim) < 0) {
+                ret = 1;
+            }
         }
         int64_t now = clock_mono_ms();
-        if (now >= n->next_hb_ms) {
-            s_heartbeat(n, now);
+        for (size_t i = 0; i < count; i++) {
+            if (now >= n[i].next_hb_ms) {
+                s_heartbeat(&n[i], now);
+            }
         }
     }
-    proto_msg_t *bye = proto_msg_new(PROTO_MSG_BYE);
-    bye->req = ++n->req;
-    s_send(n, &bye, true);
-    return 0;
+    for (size_t i = 0; i < count; i++) {
+        proto_msg_t *bye = proto_msg_new(PROTO_MSG_BYE);
+        bye->req = ++n[i].req;
+        s_send(&n[i], &bye, true);
+    }
+    free(items);
+    return ret;
 }
 
 static int
 s_parse(int argc, char **argv, const char **keys, const char **endpoint,
-        nullrone_t *n)
+        nullrone_t *n, size_t *sessions)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -281,6 +313,13 @@ s_parse(int argc, char **argv, const char **keys, const char **endpoint,
             n->slots = (uint32_t) s;
         } else if (strcmp(a, "--instance") == 0) {
             n->instance = v;
+        } else if (strcmp(a, "--sessions") == 0) {
+            char *end;
+            unsigned long k = strtoul(v, &end, 10);
+            if (*end || k < 1 || k > 100000) {
+                return -1;
+            }
+            *sessions = k;
         } else {
             return -1;
         }
@@ -289,15 +328,43 @@ s_parse(int argc, char **argv, const char **keys, const char **endpoint,
     return *keys && *endpoint ? 0 : -1;
 }
 
+// Enough descriptors and ZeroMQ sockets for --sessions: one connection
+// each, plus libzmq's own.
+static void
+s_raise_limits(void *ctx, size_t sessions)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, (int) sessions + 64);
+}
+
+static void
+s_close_all(nullrone_t *n, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (n[i].sock) {
+            zmq_close(n[i].sock);
+        }
+        free(n[i].secret);
+        free(n[i].pending);
+        free(n[i].own_instance);
+    }
+    free(n);
+}
+
 int
 main(int argc, char **argv)
 {
-    nullrone_t n = {.slots = 1, .heartbeat_ms = 1000};
+    nullrone_t proto = {.slots = 1, .heartbeat_ms = 1000};
     const char *keys = NULL, *endpoint = NULL;
+    size_t count = 1;
     char inst[64];
     snprintf(inst, sizeof inst, "nullrone-%ld", (long) getpid());
-    n.instance = inst;
-    if (s_parse(argc, argv, &keys, &endpoint, &n) < 0) {
+    proto.instance = inst;
+    if (s_parse(argc, argv, &keys, &endpoint, &proto, &count) < 0) {
         s_usage();
         return 64;
     }
@@ -305,17 +372,32 @@ main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     void *ctx = zmq_ctx_new();
-    n.sock = s_connect(ctx, keys, endpoint);
-    if (!n.sock) {
-        zmq_ctx_term(ctx);
-        return 2;
+    s_raise_limits(ctx, count);
+    nullrone_t *n = xcalloc(count, sizeof *n);
+    for (size_t i = 0; i < count; i++) {
+        n[i] = proto;
+        if (count > 1) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s-%zu", proto.instance, i);
+            n[i].own_instance = xstrdup(buf);
+            n[i].instance = n[i].own_instance;
+        }
+        n[i].sock = s_connect(ctx, keys, endpoint);
+        if (!n[i].sock) {
+            s_close_all(n, count);
+            zmq_ctx_term(ctx);
+            return 2;
+        }
     }
-    int rc = s_run(&n);
-    fprintf(stderr, "nullrone %s: answered %llu tasks\n", n.instance,
-            (unsigned long long) n.answered);
-    zmq_close(n.sock);
+    int rc = s_run(n, count);
+    uint64_t answered = 0;
+    for (size_t i = 0; i < count; i++) {
+        answered += n[i].answered;
+    }
+    fprintf(stderr, "nullrone %s: answered %llu tasks (%zu session%s)\n",
+            proto.instance, (unsigned long long) answered, count,
+            count == 1 ? "" : "s");
+    s_close_all(n, count);
     zmq_ctx_term(ctx);
-    free(n.secret);
-    free(n.pending);
     return rc;
 }

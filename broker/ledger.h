@@ -41,7 +41,10 @@
 // reported, as for run tasks); version 4 tasks.ready_ms (when the task last
 // became ready or, a gate, began awaiting approval; set by every write
 // that moves it there) and tasks.attempt_budget (retries + 1, stored at
-// submit; NULL for gates and older rows).
+// submit; NULL for gates and older rows); version 5 wrote the CHECKs on
+// state and outcome names as chains of ORs (the same rule, without an
+// ephemeral table built by every statement that checks it) and dropped the
+// index tasks_state.
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -58,7 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 4
+#define LEDGER_SCHEMA_VERSION 5
 
 typedef struct ledger ledger_t;
 

@@ -44,10 +44,11 @@ typedef enum {
     LEDGER__Q_TASK_BACKOFF,
     LEDGER__Q_GATE_DEADLINE,
     LEDGER__Q_LEASE,
-    LEDGER__Q_TOKEN_NEXT,
+    LEDGER__Q_LEASE_INFO,
     LEDGER__Q_ATTEMPT_START,
     LEDGER__Q_FINISH,
     LEDGER__Q_ATTEMPT_END,
+    LEDGER__Q_ATTEMPT_N,
     LEDGER__Q_TOKEN_LOOKUP,
     LEDGER__Q_OUTPUT,
     LEDGER__Q_PLAN_INSERT,
@@ -98,6 +99,13 @@ struct ledger {
     ledger_tally_t turn;            // what the open turn wrote
     ledger_tally_t tally;           // what committed turns wrote
     char id[33];                    // random hex id made at creation
+    // The lease token counter (meta.next_token), read at open and kept
+    // here so a lease costs no read-modify-write of meta; written back
+    // once per turn that used it, in that turn's transaction, so it is
+    // durable with every token it handed out.  A rolled-back turn's
+    // tokens are never reused (none was sent before a commit anyway).
+    int64_t next_token;
+    bool token_dirty;               // next_token moved in this turn
     // Prepared at open, reset after use; indexed by ledger__query_t.
     struct sqlite3_stmt *stmt[LEDGER__Q_COUNT];
 };
@@ -150,6 +158,9 @@ int ledger__save_copy(ledger_t *self, const char *out, ledger__copy_fn check,
 
 // Logs op's failure with SQLite's message; returns LEDGER_ERROR.
 ledger_rc_t ledger__fail(ledger_t *self, const char *op);
+// The same for a failure SQLite did not see (a row that must be there is
+// not): logs why and ends the turn; LEDGER_ERROR.
+ledger_rc_t ledger__broken(ledger_t *self, const char *op, const char *why);
 // The cached statement q, bindings cleared, ready to bind.  Asserts it is
 // not mid-read (a callback re-entering the ledger).
 struct sqlite3_stmt *ledger__stmt(ledger_t *self, ledger__query_t q);
@@ -174,6 +185,9 @@ char *ledger__col_dup(struct sqlite3_stmt *st, int i);
 // none, LEDGER_ERROR when SQLite failed.
 ledger_rc_t ledger__write(ledger_t *self, struct sqlite3_stmt *st,
                           const char *op);
+// The next lease token, counted in memory; the turn's commit writes the
+// counter back.  Only inside a turn.
+int64_t ledger__token_take(ledger_t *self);
 // Runs a statement that must yield a row (RETURNING, aggregates), puts its
 // first column in *v and resets it.  No row is LEDGER_ERROR.
 ledger_rc_t ledger__returning(ledger_t *self, struct sqlite3_stmt *st,

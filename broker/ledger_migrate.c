@@ -60,6 +60,32 @@ s_bump(ledger_t *self, int v, char *why, size_t whylen)
     return rc;
 }
 
+// A step that rewrote sqlite_schema itself (writable_schema) must change
+// the schema cookie, or this connection and any reader keep the schema
+// they parsed before.  One more than the old value, as SQLite's docs say;
+// harmless after a step whose ALTER TABLE already changed it.
+static int
+s_cookie_bump(ledger_t *self, char *why, size_t whylen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(self->db, "PRAGMA schema_version", -1, &st,
+                                NULL);
+    long long cookie = -1;
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        cookie = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (cookie < 0) {
+        snprintf(why, whylen, "cannot read the schema version: %s",
+                 sqlite3_errmsg(self->db));
+        return -1;
+    }
+    char *set = xasprintf("PRAGMA schema_version = %lld", cookie + 1);
+    rc = s_exec(self, set, why, whylen);
+    free(set);
+    return rc;
+}
+
 // Version v to v + 1 in one transaction.
 static int
 s_step(ledger_t *self, int v, char *why, size_t whylen)
@@ -68,6 +94,9 @@ s_step(ledger_t *self, int v, char *why, size_t whylen)
         return -1;
     }
     int rc = s_exec(self, ledger__migrations[v], why, whylen);
+    if (rc == 0) {
+        rc = s_cookie_bump(self, why, whylen);
+    }
     if (rc == 0) {
         rc = s_bump(self, v, why, whylen);
     }

@@ -399,10 +399,31 @@ ledger_task_backoff(ledger_t *self, int64_t plan, const char *task,
         .kind = "backoff", .detail = detail});
 }
 
+// The attempts of the budget used so far and the number the new run gets.
+static ledger_rc_t
+s_lease_info(ledger_t *self, int64_t plan, const char *task, uint32_t *used,
+             int64_t *n)
+{
+    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_LEASE_INFO);
+    ledger__bind_int(st, 1, plan);
+    ledger__bind_text(st, 2, task);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *used = (uint32_t) sqlite3_column_int64(st, 0);
+        *n = sqlite3_column_int64(st, 1);
+        sqlite3_reset(st);
+        return LEDGER_OK;
+    }
+    if (ledger__read_end(self, st, rc, "lease: attempts") == LEDGER_OK) {
+        ledger__broken(self, "lease: attempts", "the leased task has no row");
+    }
+    return LEDGER_ERROR;
+}
+
 static ledger_rc_t
 s_attempt_start(ledger_t *self, int64_t plan, const char *task,
                 int64_t token, const char *instance, const char *holder,
-                int64_t now_ms, int64_t *n)
+                int64_t now_ms, int64_t n)
 {
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_ATTEMPT_START);
     ledger__bind_int(st, 1, plan);
@@ -411,9 +432,15 @@ s_attempt_start(ledger_t *self, int64_t plan, const char *task,
     ledger__bind_text(st, 4, instance);
     ledger__bind_text(st, 5, holder);
     ledger__bind_int(st, 6, now_ms);
-    return ledger__returning(self, st, "lease: attempt", n);
+    ledger__bind_int(st, 7, n);
+    return ledger__write(self, st, "lease: attempt") == LEDGER_OK
+               ? LEDGER_OK
+               : LEDGER_ERROR;
 }
 
+// Four statements, none through an ephemeral table: the compare-and-set,
+// one read, the attempt row, the event.  The token comes from the counter
+// ledger.c keeps; a miss takes none.
 ledger_rc_t
 ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
                   const char *instance, const char *holder, int64_t now_ms,
@@ -423,23 +450,26 @@ ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
     if (!ledger__turn_ok(self, "lease")) {
         return LEDGER_ERROR;
     }
+    int64_t tok = self->next_token;
     sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_LEASE);
     ledger__bind_int(st, 1, plan);
     ledger__bind_text(st, 2, task);
     ledger__bind_text(st, 3, instance);
     ledger__bind_text(st, 4, holder);
     ledger__bind_int(st, 5, now_ms);
+    ledger__bind_int(st, 6, tok);
     ledger_rc_t rc = ledger__write(self, st, "lease");
     if (rc != LEDGER_OK) {
         return rc;
     }
-    int64_t tok, n;
+    int64_t taken = ledger__token_take(self);
+    assert(taken == tok);
+    (void) taken;
+    int64_t n;
     uint32_t used = 0;
-    if (ledger__returning(self, ledger__stmt(self, LEDGER__Q_TOKEN_NEXT),
-                          "lease: token", &tok) != LEDGER_OK
+    if (s_lease_info(self, plan, task, &used, &n) != LEDGER_OK
         || s_attempt_start(self, plan, task, tok, instance, holder, now_ms,
-                           &n) != LEDGER_OK
-        || ledger_task_attempts_used(self, plan, task, &used) != LEDGER_OK) {
+                           n) != LEDGER_OK) {
         return LEDGER_ERROR;
     }
     *token = (uint64_t) tok;
@@ -515,7 +545,18 @@ s_attempt_end(ledger_t *self, uint64_t token, const ledger_attempt_end_t *e,
                != SQLITE_OK) {
         return ledger__fail(self, "finish: output");
     }
-    return ledger__returning(self, st, "finish: attempt", n);
+    // The task's CAS hit, so its open attempt must be there.
+    ledger_rc_t rc = ledger__write(self, st, "finish: attempt");
+    if (rc == LEDGER_MISS) {
+        return ledger__broken(self, "finish: attempt", "no open attempt "
+                              "for the lease");
+    }
+    if (rc != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
+    st = ledger__stmt(self, LEDGER__Q_ATTEMPT_N);
+    ledger__bind_int(st, 1, (int64_t) token);
+    return ledger__returning(self, st, "finish: attempt number", n);
 }
 
 static void

@@ -506,6 +506,8 @@ plans_load(broker_t *b)
         }
     }
     free(ids);
+    // Parsing the stored workplans peaks far above what stays loaded.
+    xalloc_trim();
     if (failed > 0) {
         log_info(LOG, "loaded %zu running plans from the ledger; %d could "
                       "not be loaded", n, failed);

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__  // defined by the headers above
+#include <malloc.h>
+#endif
 
 static void
 s_oom(size_t n)
@@ -91,4 +94,12 @@ xfree(void *pp)
         free(*p);
         *p = NULL;
     }
+}
+
+void
+xalloc_trim(void)
+{
+#ifdef __GLIBC__
+    (void) malloc_trim(0);
+#endif
 }

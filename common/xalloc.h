@@ -21,5 +21,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 // Frees *p and sets it to NULL; a no-op on NULL.
 void xfree(void *pp);
+// Hands the heap's free pages back to the system (glibc's malloc_trim; a
+// no-op elsewhere).  For after a large transient peak, such as a big
+// workplan's parse trees: glibc keeps freed memory in the process, so the
+// RSS would stay at the peak.  It walks the heap: not for every turn.
+void xalloc_trim(void);
 
 #endif

@@ -2,8 +2,9 @@
 """Checks the resolved deploy/compose.yaml ('docker-compose config' with
 every profile, on stdin): the services exist, drones can scale (no
 container_name, no host port), every key mount but keygen's is read-only,
-the one-shot and optional services sit behind profiles, and no build
-argument carries a key.  Exit 0 ok, 1 with the failures on stderr."""
+the one-shot and optional services sit behind profiles, no build
+argument carries a key, and the broker serves metrics and has a
+healthcheck (waggle-healthcheck, which asks /healthz).  Exit 0 ok, 1 with the failures on stderr."""
 import sys
 
 import yaml
@@ -30,6 +31,11 @@ def main():
             text = mount_text(v)
             if ":/keys" in text and not text.endswith(":ro"):
                 bad.append(f"{name} mounts keys writable: {text}")
+    broker = services.get("broker", {})
+    if not (broker.get("environment") or {}).get("WAGGLE_METRICS"):
+        bad.append("broker has no WAGGLE_METRICS (no /metrics, no /healthz)")
+    if "waggle-healthcheck" not in str(broker.get("healthcheck", {})):
+        bad.append("broker has no healthcheck running waggle-healthcheck")
     for name in ("keygen", "architect", "prometheus"):
         if not services.get(name, {}).get("profiles"):
             bad.append(f"{name} starts on every 'up' (no profile)")

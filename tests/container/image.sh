@@ -3,8 +3,10 @@
 # keys with the documented one-shot container, runs a broker and two drones
 # as containers on a Podman network, submits a fan-out/fan-in plan from an
 # architect container, waits for it to succeed, checks that the tasks ran as
-# waggle-task in both drones, that the health check passes and that
-# 'waggle-broker backup' works inside the broker's container.  The broker
+# waggle-task in both drones, that the broker's /metrics agrees (tasks
+# succeeded, drones connected, scraped over the container network as
+# Prometheus would), that the health check passes (through /healthz) and
+# that 'waggle-broker backup' works inside the broker's container.  The broker
 # reads its keys the Kubernetes way (a root-owned, group-readable mount
 # copied private by the entrypoint) and admits a drone key added while it
 # runs (keygen --add, then SIGHUP to the container).  Then the same with
@@ -36,7 +38,9 @@ command -v podman >/dev/null 2>&1 ||
 run=$(mktemp -d /var/tmp/waggle-image.XXXXXX)
 tag="w$$"
 net="waggle-test-$tag"
-image="localhost/waggle:test"
+# A tag of this run's own: other runs on the machine build theirs at the
+# same time.  Untagged at the end; the layers stay as the build cache.
+image="localhost/waggle:test-$tag"
 base="localhost/waggle-base:bookworm"
 
 if [ -z "${CONTAINERS_CONF:-}" ]; then
@@ -61,6 +65,7 @@ cleanup() {
         >/dev/null 2>&1 || true
     podman network rm -f "$net" >/dev/null 2>&1 || true
     podman volume rm -f "$tag-ledger" >/dev/null 2>&1 || true
+    podman untag "$image" >/dev/null 2>&1 || true
     rm -rf "$run"
     exit $status
 }
@@ -153,7 +158,8 @@ podman volume create "$tag-ledger" >/dev/null
 # systemd it complains on stderr and the test runs them itself.)
 podman run -d --name "$tag-broker" --network "$net" \
     -v "$secret:/secret:ro" -v "$tag-ledger:/var/lib/waggle" \
-    -e WAGGLE_KEYS_FROM=/secret/keys.tar "$image" waggle-broker \
+    -e WAGGLE_KEYS_FROM=/secret/keys.tar -e WAGGLE_METRICS=0.0.0.0:9464 \
+    "$image" waggle-broker \
     >/dev/null 2>>"$run/podman.log"
 ip=""
 for _ in $(seq 1 60); do
@@ -168,6 +174,10 @@ podman logs "$tag-broker" 2>&1 | grep -q '^READY' ||
 say "broker up at $ip ($(elapsed))"
 podman healthcheck run "$tag-broker" >/dev/null ||
     fail "the broker's health check failed"
+# With WAGGLE_METRICS the check asks /healthz on that port: pointed at a
+# port where nothing listens, it must fail.
+podman exec -e WAGGLE_METRICS=127.0.0.1:1 "$tag-broker" waggle-healthcheck \
+    >/dev/null 2>&1 && fail "the health check did not ask WAGGLE_METRICS"
 
 # Drones run as root in their container, so that their tasks run as the
 # unprivileged waggle-task user (drone/taskuser.h).  drone1 uses the key
@@ -227,6 +237,27 @@ echo "$out" | sed 's/^/image:   /'
 hosts=$(echo "$out" | grep -v 'waggle-task$' | wc -l)
 [ "$hosts" = 2 ] || fail "expected tasks on 2 drone containers, saw $hosts"
 say "plan $plan succeeded on both drones ($(elapsed))"
+
+# --- /metrics, scraped from the broker container as Prometheus would -------
+# The figures match the plan: its 7 tasks succeeded (and their 7 attempts),
+# and 2 drones are connected.
+s_metric() {
+    awk -v s="$1" '$1 == s { print $2 }' "$run/metrics.txt"
+}
+/usr/bin/python3 -c 'import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    sys.stdout.write(r.read().decode())' "http://$ip:9464/metrics" \
+    > "$run/metrics.txt" ||
+    fail "cannot scrape http://$ip:9464/metrics"
+for want in 'waggle_tasks{state="succeeded"} 7' \
+            'waggle_results_total{outcome="succeeded"} 7' \
+            'waggle_drones_connected 2'; do
+    got=$(s_metric "${want% *}")
+    [ "$got" = "${want##* }" ] ||
+        { grep '^waggle_\(tasks\|drones\|results\)' "$run/metrics.txt" >&2;
+          fail "/metrics: ${want% *} is '$got', not ${want##* }"; }
+done
+say "/metrics: 7 tasks succeeded, 2 drones connected"
 
 # The health check's deeper form: a submitter bundle (admitted by the
 # SIGHUP above) makes it ping through the broker's loop.

@@ -10,10 +10,10 @@ deploy/k8s uses (resources, namespace, images) -- it says which.  Checks, per ob
 metadata.name; workloads: selector matches the pod labels, every container
 has an image, resource requests and limits, every volumeMount names a
 volume (or a volumeClaimTemplate); the broker StatefulSet has one replica,
-a Service of its serviceName, readiness and liveness probes, a non-root
-user; Services select a workload and target named ports it declares; PDBs
+a Service of its serviceName, readiness and liveness probes that GET
+/healthz on the port WAGGLE_METRICS binds, a non-root user; Services select a workload and target named ports it declares; PDBs
 select a workload; ScaledObject / HPA target an existing Deployment and the
-KEDA query reads waggle_tasks{state="ready"}; every WAGGLE_* variable is
+KEDA query reads waggle_tasks{state=~"ready|leased"}; every WAGGLE_* variable is
 one the programs read (their --help, from BIN_DIR) or the entrypoint's.
 
 What it cannot check: the API server's schemas and admission (field names
@@ -36,8 +36,6 @@ ERRORS = []
 # Variables the image's entrypoint and health check read
 # (deploy/docker-entrypoint.sh, deploy/healthcheck.sh).
 ENTRYPOINT_VARS = {"WAGGLE_KEYS_FROM", "WAGGLE_HEALTH_KEYS"}
-# Read by a broker with --metrics, which lands separately: allowed, noted.
-PENDING_VARS = {"WAGGLE_METRICS"}
 
 
 def err(where, msg):
@@ -126,7 +124,7 @@ def check_workload(o, where, known_vars):
         for e in c.get("env", []):
             n = e["name"]
             if n.startswith("WAGGLE_") and known_vars is not None \
-                    and n not in known_vars | ENTRYPOINT_VARS | PENDING_VARS:
+                    and n not in known_vars | ENTRYPOINT_VARS:
                 err(cw, f"{n} is read by no Waggle program")
     if o["kind"] == "StatefulSet":
         if spec.get("replicas") != 1:
@@ -135,8 +133,26 @@ def check_workload(o, where, known_vars):
             for probe in ("readinessProbe", "livenessProbe"):
                 if not c.get(probe):
                     err(where, f"container {c['name']} has no {probe}")
+                else:
+                    check_healthz(where, c, probe)
         if not ps.get("securityContext", {}).get("runAsNonRoot"):
             err(where, "the broker must run as non-root")
+
+
+def check_healthz(where, c, probe):
+    """The broker's probe asks GET /healthz on the port WAGGLE_METRICS
+    binds."""
+    get = c[probe].get("httpGet")
+    if not get or get.get("path") != "/healthz":
+        err(where, f"{probe} is not an httpGet of /healthz")
+        return
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    port = ports.get(get.get("port"), get.get("port"))
+    env = {e["name"]: e.get("value", "") for e in c.get("env", [])}
+    metrics = env.get("WAGGLE_METRICS", "")
+    if not metrics.endswith(f":{port}"):
+        err(where, f"{probe} asks port {get.get('port')} ({port}), but "
+                   f"WAGGLE_METRICS is '{metrics}'")
 
 
 def check_refs(objs, where_of):
@@ -173,8 +189,9 @@ def check_refs(objs, where_of):
         if kind == "ScaledObject":
             qs = [t.get("metadata", {}).get("query", "")
                   for t in o["spec"].get("triggers", [])]
-            if not any('waggle_tasks{state="ready"}' in q for q in qs):
-                err(w, 'no trigger reads waggle_tasks{state="ready"}')
+            want = 'waggle_tasks{state=~"ready|leased"}'
+            if not any(want in q for q in qs):
+                err(w, f"no trigger reads {want}")
 
 
 def program_vars(bin_dir):
@@ -215,8 +232,7 @@ def main():
     for e in ERRORS:
         print(f"k8s_check: {e}", file=sys.stderr)
     if not ERRORS:
-        print(f"k8s_check: ok ({checked} objects; WAGGLE_METRICS is "
-              f"allowed ahead of the broker's --metrics)")
+        print(f"k8s_check: ok ({checked} objects)")
     return 1 if ERRORS else 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench_smoke: bench/waggle-bench runs in both modes and its report is sane.
 
-Small N, every shape in coordination mode, a flat plan with real drones.
+Small N, every shape in coordination mode, a flat plan with real drones,
+and `--targets --small` (every issue-9 target gets a number).
 Checks what the report says, never how fast: every run ok (every task
 succeeded, one accepted attempt each), every number positive, the JSON
 parses.  Usage: bench_smoke.py SOURCE_DIR BUILD_DIR.
@@ -64,6 +65,24 @@ rep = run(["--mode", "real", "--shape", "flat", "--real-tasks", "40",
 if rep:
     check(rep.get("spawn_rate", {}).get("per_s", 0) > 0,
           f"spawn rate {rep.get('spawn_rate')}")
+rep = run(["--targets", "--small", "-W", "4"], 1)
+if rep:
+    names = [t.get("target") for t in rep.get("targets", [])]
+    check(names == ["latency", "submit-100k", "restart", "submit-1M",
+                    "death", "idle"], f"targets {names}")
+    for t in rep.get("targets", []):
+        # A number for each, whether met or not (no speed is asserted).
+        check(t.get("measured") is not None and isinstance(t.get("met"),
+                                                           bool),
+              f"target {t.get('target')}: {t.get('measured')!r} "
+              f"({t.get('note')})")
+    by = {t.get("target"): t for t in rep.get("targets", [])}
+    check(by.get("submit-1M", {}).get("accepted") is True,
+          "the big plan was not accepted")
+    check(by.get("death", {}).get("released_after_s", 0) > 0,
+          f"death: {by.get('death')}")
+    check(by.get("idle", {}).get("broker_peak_rss_kb", 0) > 0,
+          f"idle: {by.get('idle')}")
 if failures:
     sys.exit(1)
 print("bench smoke: ok")

@@ -41,4 +41,4 @@ target_link_libraries(e2e_link PRIVATE waggle_architect_core)
 add_test(NAME e2e_bench_smoke COMMAND python3
   ${CMAKE_SOURCE_DIR}/tests/e2e/bench_smoke.py ${CMAKE_SOURCE_DIR}
   ${CMAKE_BINARY_DIR})
-set_tests_properties(e2e_bench_smoke PROPERTIES LABELS e2e TIMEOUT 120)
+set_tests_properties(e2e_bench_smoke PROPERTIES LABELS e2e TIMEOUT 240)

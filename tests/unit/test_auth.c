@@ -437,7 +437,10 @@ s_zap_ask(server_t *s, void *req, const char **frames, const size_t *sizes,
               0);
     }
     zmq_pollitem_t items[] = {{.socket = req, .events = ZMQ_POLLIN}};
-    int64_t deadline = clock_mono_ms() + 2000;
+    // Generous: only a bound on failure.  At 2 s a loaded machine (CI,
+    // parallel builds) once missed one reply of 100, and the REQ socket's
+    // next send then failed too.
+    int64_t deadline = clock_mono_ms() + 20000;
     memset(reply, 0, sizeof *reply);
     while (clock_mono_ms() < deadline) {
         auth_handle(s->auth);

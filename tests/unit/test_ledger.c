@@ -914,10 +914,26 @@ test_failed_commit_rolls_back_the_turn(void)
     CHECK_INT(ledger_plans(l, 0, 0, &m->u.status_ok), LEDGER_OK);
     CHECK_INT(m->u.status_ok.n_plans, 1);
     proto_msg_destroy(&m);
-    // The next turn works.
+    // The next turn works.  The rolled-back turn's token is never handed
+    // out again (the counter lives in memory and is written back by each
+    // turn that moved it).
+    uint64_t rolled = t;
     CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, &n), LEDGER_OK);
     CHECK_INT(n, 1);
+    CHECK(t > rolled);
     CHECK_INT(s_state(l, plan, "a"), PROTO_TASK_LEASED);
+    // A lease that misses takes no token.
+    uint64_t missed = 0;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &missed, &n), LEDGER_MISS);
+    ledger_destroy(&l);
+    // What the last committed turn wrote back is where a reopen goes on.
+    l = s_open();
+    REQUIRE(l);
+    CHECK_INT(s_move(l, plan, "b", PROTO_TASK_WAITING, PROTO_TASK_READY),
+              LEDGER_OK);
+    uint64_t after = 0;
+    CHECK_INT(s_lease(l, plan, "b", "i1", NOW, &after, &n), LEDGER_OK);
+    CHECK_INT(after, t + 1);
     ledger_destroy(&l);
 }
 

@@ -235,6 +235,30 @@ s_on_task(void *arg, const ledger_task_row_t *row)
     }
 }
 
+// The v1 fixture upgraded in place, and a fresh ledger made by this code
+// at fresh (a path in the test's directory): the pair to compare.
+static int
+s_upgraded_and_fresh(char *fresh, size_t len)
+{
+    if (!s_copy_fixture()) {
+        return -1;
+    }
+    char err[512];
+    ledger_t *l = s_open(0, err, sizeof err);
+    if (!l) {
+        fprintf(stderr, "%s: upgrade: %s\n", t_current, err);
+        return -1;
+    }
+    ledger_destroy(&l);
+    snprintf(fresh, len, "%s/fresh.db", t_tmpdir());
+    if (ledger_open(&l, fresh, 0, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: fresh: %s\n", t_current, err);
+        return -1;
+    }
+    ledger_destroy(&l);
+    return 0;
+}
+
 // --- tests ---------------------------------------------------------------
 
 // The release's own file: upgraded, backed up, every row kept.
@@ -276,9 +300,9 @@ test_fixture_upgraded_rows_kept(void)
                     " secret_hash IS NULL"), 1);
 }
 
-// A schema-2 file main wrote: upgraded by the v2 -> v3 step alone (backed
-// up as .v2.bak), every row kept, the attempts' token columns added and
-// NULL, and the sums status shows are 0.
+// A schema-2 file main wrote: upgraded by the steps from v2 on
+// (backed up as .v2.bak), every row kept, the attempts' token columns added
+// and NULL, and the sums status shows are 0.
 static void
 test_v2_fixture_upgraded(void)
 {
@@ -326,7 +350,7 @@ test_v2_fixture_upgraded(void)
                     " NULL"), 0);
 }
 
-// A schema-3 file main wrote: upgraded by the v3 -> v4 step alone (backed
+// A schema-3 file main wrote: upgraded by the steps from v3 on (backed
 // up as .v3.bak), every row kept; tasks.ready_ms is filled from the event
 // log (the last move to ready), else the plan's creation for a task that
 // needs nothing, and stays NULL for a task that never became ready.  The
@@ -375,10 +399,11 @@ test_v3_fixture_upgraded(void)
     CHECK_INT(s_int(bak, "SELECT value FROM meta WHERE key ="
                     " 'schema_version'"), 3);
     CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
-                    " 'schema_version'"), 4);
+                    " 'schema_version'"), LEDGER_SCHEMA_VERSION);
     for (size_t i = 0; i < sizeof s_v1_tables / sizeof s_v1_tables[0]; i++) {
         const char *t = s_v1_tables[i][0];
-        long long extra = strcmp(t, "events") == 0 ? 1 : 0;
+        long long extra = strcmp(t, "events") == 0
+                              ? LEDGER_SCHEMA_VERSION - 3 : 0;
         CHECK_INT(s_count(s_path(""), t), s_count(bak, t) + extra);
         CHECK_INT(s_diff_rows(s_path(""), bak, t, s_v1_tables[i][1]), extra);
     }
@@ -458,15 +483,8 @@ test_fixture_upgraded_loads_and_runs_on(void)
 static void
 test_fresh_and_upgraded_agree(void)
 {
-    REQUIRE(s_copy_fixture());
-    char err[512];
-    ledger_t *l = s_open(0, err, sizeof err);
-    REQUIRE(l);
-    ledger_destroy(&l);
     char fresh[600];
-    snprintf(fresh, sizeof fresh, "%s/fresh.db", t_tmpdir());
-    REQUIRE(ledger_open(&l, fresh, 0, err, sizeof err) == 0);
-    ledger_destroy(&l);
+    REQUIRE(s_upgraded_and_fresh(fresh, sizeof fresh) == 0);
     static const char cols[] =
         "SELECT m.name, p.cid, p.name, p.type, p.\"notnull\", p.dflt_value,"
         " p.pk FROM sqlite_schema m, pragma_table_info(m.name) p"
@@ -513,6 +531,65 @@ test_fresh_and_upgraded_agree(void)
     free(b);
 }
 
+// The text from "CHECK (" of the n-th CHECK in table's schema to the
+// first ")" after it (the state and outcome CHECKs hold no parentheses).
+static char *
+s_check_text(const char *path, const char *table, int n)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK
+        && sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE name"
+                              " = ?1", -1, &st, NULL) == SQLITE_OK
+        && sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC) == SQLITE_OK
+        && sqlite3_step(st) == SQLITE_ROW) {
+        const char *sql = (const char *) sqlite3_column_text(st, 0);
+        const char *at = sql;
+        for (int i = 0; at && i <= n; i++) {
+            at = strstr(i ? at + 1 : at, "CHECK (");
+        }
+        const char *end = at ? strchr(at, ')') : NULL;
+        out = end ? xasprintf("%.*s", (int) (end - at + 1), at) : NULL;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+// Version 4: the CHECKs on state and outcome names of an upgraded file are
+// the fresh file's chains of ORs (no IN list: SQLite builds an ephemeral
+// table for one on every insert and update), and they still refuse a name
+// that is not a state.
+static void
+test_checks_without_in_lists(void)
+{
+    char fresh[600];
+    REQUIRE(s_upgraded_and_fresh(fresh, sizeof fresh) == 0);
+    static const char *const tables[] = {"plans", "tasks", "attempts"};
+    for (size_t i = 0; i < 3; i++) {
+        char *a = s_check_text(s_path(""), tables[i], 0);
+        char *b = s_check_text(fresh, tables[i], 0);
+        REQUIRE(a && b);
+        CHECK_STR(a, b);
+        CHECK(strstr(a, " IN ") == NULL);
+        CHECK_HAS(a, " OR ");
+        free(a);
+        free(b);
+    }
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM sqlite_schema WHERE"
+                    " sql LIKE '% IN (%'"), 0);
+    CHECK_INT(s_exec(s_path(""), "UPDATE tasks SET state = 'bogus' WHERE"
+                     " state = 'succeeded'"), -1);
+    CHECK_INT(s_exec(s_path(""), "UPDATE attempts SET outcome = 'won'"),
+              -1);
+    CHECK_INT(s_exec(s_path(""), "UPDATE plans SET state = 'done'"), -1);
+    CHECK_INT(s_exec(s_path(""), "UPDATE plans SET state = 'cancelled'"
+                     " WHERE state = 'cancelled'"), 0);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM pragma_integrity_check"
+                    " WHERE integrity_check <> 'ok'"), 0);
+}
+
 // A file newer than this code is refused, naming both versions, and left
 // as it was.
 static void
@@ -527,7 +604,7 @@ test_newer_refused_untouched(void)
         CHECK(l == NULL);
         ledger_destroy(&l);
         CHECK_HAS(err, "schema version 7");
-        CHECK_HAS(err, "version 4");
+        CHECK_HAS(err, "version 5");
         CHECK_HAS(err, "newer");
     }
     struct stat sb;
@@ -652,6 +729,7 @@ static const t_case_t t_cases[] = {
     T(test_fixture_upgraded_loads_and_runs_on),
     T(test_v3_fixture_upgraded),
     T(test_fresh_and_upgraded_agree),
+    T(test_checks_without_in_lists),
     T(test_newer_refused_untouched),
     T(test_failed_step_leaves_file_untouched),
     T(test_rdonly_refuses_older),
