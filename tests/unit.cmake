@@ -35,6 +35,9 @@ set_tests_properties(unit_runner PROPERTIES
 add_test(NAME unit_runner_forked_init COMMAND test_runner)
 set_tests_properties(unit_runner_forked_init PROPERTIES LABELS unit
   TIMEOUT 120 SKIP_RETURN_CODE ${WAGGLE_SKIP_CODE})
+# Never at once: the cases count this host's "sleep N" processes.
+set_tests_properties(unit_runner unit_runner_forked_init PROPERTIES
+  RESOURCE_LOCK test_runner_sleepers)
 waggle_unit(sched waggle_broker_core)
 waggle_unit(trust waggle_broker_core)
 waggle_unit(taskuser waggle_drone_core)
