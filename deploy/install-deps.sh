@@ -20,6 +20,7 @@ have_build() {
     command -v pkg-config >/dev/null 2>&1 &&
     pkg-config --exists libzmq libczmq sqlite3 libcurl libsodium jansson \
         ncursesw &&
+    command -v musl-gcc >/dev/null 2>&1 &&
     { pkg-config --exists msgpack-c || pkg-config --exists msgpack; }
 }
 
@@ -80,9 +81,12 @@ pick() {
 }
 msgpack=$(pick libmsgpack-c-dev libmsgpack-dev)
 zmq=$(pick libzmq3-dev libzmq-dev)
+# musl-tools: waggle-task-init, the init of each confined task, is built
+# static with musl when it can (drone/CMakeLists.txt: glibc's start-up
+# costs ten times its exec on a VM); without it, with glibc.
 pkgs="build-essential cmake pkg-config $zmq libczmq-dev $msgpack
       libsqlite3-dev libcurl4-openssl-dev libsodium-dev libjansson-dev
-      libncurses-dev"
+      libncurses-dev musl-tools"
 if [ $want_test = 1 ]; then
     # Container names resolve on a Podman network: the CNI dnsname plugin
     # (Podman 4, Debian 12) or aardvark-dns (Podman 5's netavark).

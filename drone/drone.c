@@ -68,6 +68,7 @@ struct drone {
     void *mon;                 // its socket monitor (PAIR)
     bool refusal_logged;       // a refusal (handshake, FORBIDDEN) was reported
     runner_t *runner;
+    char exe[PATH_MAX];        // this program, for prompt tasks' argv[0]
     char instance[33];         // random hex, new per process
     char *secret;              // session secret from WELCOME (owned; in
                                // memory only: never in a file or the
@@ -214,6 +215,33 @@ s_socket(drone_t *d, char *err, size_t errlen)
 // pipes, its init's report pipe), and a distribution's default soft limit
 // of 1024 would fail tasks past about 300 slots: raise the soft limit to
 // the hard one, and say so when even that is short of what the slots need.
+// This program's file, read now: a task's /proc/self/exe is its init's
+// (waggle-task-init), not the drone's.  /proc/self/exe if unreadable.
+static void
+s_find_exe(drone_t *d)
+{
+    ssize_t n = readlink("/proc/self/exe", d->exe, sizeof d->exe - 1);
+    if (n <= 0) {
+        snprintf(d->exe, sizeof d->exe, "%s", PROMPT_EXE);
+        return;
+    }
+    d->exe[n] = '\0';
+}
+
+// Which init confined tasks get: the small program, or (not installed,
+// or inits in a user namespace) a fork of this drone.
+static void
+s_log_init(const runner_t *r)
+{
+    const char *init = runner_init_path(r);
+    if (init) {
+        log_info(LOG, "each task's init is '%s'", init);
+    } else {
+        log_info(LOG, "each task's init is a fork of the drone (slower per "
+                      "task): no %s beside it, or not root", RUNNER_INIT_NAME);
+    }
+}
+
 static void
 s_nofile_for(int64_t slots)
 {
@@ -262,12 +290,15 @@ drone_open(drone_t **out, const drone_config_t *cfg, char *err,
         return -1;
     }
     s_nofile_for(cfg->slots);
+    s_find_exe(d);
     d->runner = runner_new(KILL_GRACE_MS);
     d->ctx = zmq_ctx_new();
     int rc = runner_set_mode(d->runner, d->confine.mode);
     if (rc < 0) {
         snprintf(err, errlen, "cannot set up task isolation: %s",
                  strerror(errno));
+    } else {
+        s_log_init(d->runner);
     }
     if (rc < 0 || s_socket(d, err, errlen) < 0) {
         runner_destroy(&d->runner);
@@ -578,7 +609,7 @@ s_start(drone_t *d, lease_t *l, const proto_task_t *t, int64_t now)
     l->dir = a.dir;
     a.dir = NULL;
     l->prompt = t->kind == PROTO_KIND_PROMPT;
-    char *prompt_argv[] = {(char *) PROMPT_EXE, (char *) PROMPT_MODE, NULL};
+    char *prompt_argv[] = {d->exe, (char *) PROMPT_MODE, NULL};
     const char *cwd = t->cwd ? t->cwd
                       : d->cfg->workdir && *d->cfg->workdir ? d->cfg->workdir
                                                             : NULL;

@@ -3,8 +3,9 @@
 // STOP, a timeout or a lost lease kills it like any task.
 //
 // The child is this program again ("waggle-drone model-call", exec'd as
-// /proc/self/exe, so it confines like any task: the task user, the PID
-// namespace; the network is shared).  Its stdin is a sealed memfd holding
+// the file /proc/self/exe named when the drone started — a task's own
+// /proc/self/exe is its init's — so it confines like any task: the task
+// user, the PID namespace; the network is shared).  Its stdin is a sealed memfd holding
 // the key's line, then one JSON request: the key never reaches argv, the
 // environment, a file or a log.  It writes the reply text to stdout (the
 // task's output) and, on stderr, only lines it makes itself: at most one
@@ -20,7 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PROMPT_EXE "/proc/self/exe"
+#define PROMPT_EXE "/proc/self/exe"  // read once (drone.c)
 #define PROMPT_MODE "model-call"
 // stderr kept for a prompt task at least: its last lines are the report.
 #define PROMPT_ERR_CAP 4096

@@ -21,13 +21,19 @@
 // (it reads the caller's environ, not envp), once per distinct name
 // (runner_path.c); the task sees only envp.
 //
-// Starting a child never waits for its exec.  A plain child shares the
+// Starting a child never waits for its exec.  Every child shares the
 // drone's memory until it execs (clone with CLONE_VM | CLONE_VFORK, as
-// posix_spawn does), so no page tables are copied and the drone resumes as
-// soon as the exec has replaced it; an init is a real fork (it outlives
-// the start) and starts its task the same vfork way.  The start pipe is
-// then read by runner_step like the output pipes: EOF (plain: the exec
-// closed it) or RUNNING (init) means it runs; a report means it never ran.
+// posix_spawn does, the namespaces made by the same clone), so no page
+// tables are copied and the drone resumes as soon as the exec has replaced
+// it: a plain child execs the task, an init's child execs waggle-task-init
+// (found beside the drone's own program, runner_set_init), which starts
+// its task the same vfork way.  Without that program, or when the init
+// needs a user namespace (a drone that is not root: it must write its id
+// maps before any exec, which would drop its capabilities there), an init
+// is a real fork of the drone, about twice as slow per task.  The start
+// pipe is then read by runner_step like the output pipes: EOF (plain: the
+// exec closed it) or RUNNING (init) means it runs; a report means it never
+// ran.
 //
 // Never logs, never reads a clock.
 #include "drone/runner_int.h"
@@ -102,6 +108,7 @@ struct runner {
     sigset_t reset;             // signals not SIG_DFL at the first start
     bool reset_saved;           // reset is filled
     char *stack;                // S_STACK_BYTES for vfork-style children
+    char *init_path;            // waggle-task-init, or NULL: inits fork
     s_child_t **children;       // not yet finished
     size_t count;
     size_t alloc;
@@ -363,7 +370,7 @@ s_clone(runner_mode_t mode, bool userns)
 }
 
 static int
-s_plain_main(void *arg)
+s_child_entry(void *arg)
 {
     runner_child_main(arg);
 }
@@ -375,8 +382,11 @@ s_fork(const runner_launch_t *l)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid;
-    if (l->mode == RUNNER_PLAIN) {
-        pid = runner_vfork(s_plain_main, (void *) l, l->stack_top);
+    int ns = l->mode != RUNNER_PIDNS
+                 ? 0
+                 : CLONE_NEWPID | CLONE_NEWNS | (l->userns ? CLONE_NEWUSER : 0);
+    if (l->mode == RUNNER_PLAIN || l->init_argv) {
+        pid = runner_vfork(s_child_entry, (void *) l, l->stack_top, ns);
     } else if ((pid = s_clone(l->mode, l->userns)) == 0) {
         runner_child_main(l);
     }
@@ -652,6 +662,30 @@ s_kill_all_orphans(const runner_t *self)
 
 // --- The API --------------------------------------------------------------
 
+// waggle-task-init beside this process's own program (the build tree and
+// an install both put it there), if it is executable.
+static void
+s_find_init(runner_t *self)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        return;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) {
+        return;
+    }
+    slash[1] = '\0';
+    char *path = xasprintf("%s" RUNNER_INIT_NAME, exe);
+    if (access(path, X_OK) == 0) {
+        self->init_path = path;
+    } else {
+        free(path);
+    }
+}
+
 runner_t *
 runner_new(int64_t grace_ms)
 {
@@ -674,7 +708,27 @@ runner_new(int64_t grace_ms)
     if (self->open_max < 0) {
         self->open_max = 1024;
     }
+    s_find_init(self);
     return self;
+}
+
+int
+runner_set_init(runner_t *self, const char *path)
+{
+    assert(self && self->count == 0);
+    if (path && access(path, X_OK) != 0) {
+        return -1;
+    }
+    xfree(&self->init_path);
+    self->init_path = path ? xstrdup(path) : NULL;
+    return 0;
+}
+
+const char *
+runner_init_path(const runner_t *self)
+{
+    assert(self);
+    return self->userns ? NULL : self->init_path;
 }
 
 // Whether a child can be PID 1 of a new PID and mount namespace with its
@@ -748,6 +802,7 @@ runner_destroy(runner_t **self_p)
     }
     free(self->children);
     runner_paths_destroy(&self->paths);
+    xfree(&self->init_path);
     munmap(self->stack, S_STACK_BYTES);
     free(self);
     *self_p = NULL;
@@ -792,6 +847,96 @@ s_save_signals(runner_t *self)
     self->reset_saved = true;
 }
 
+static char *
+s_opt(const char *v)
+{
+    return v ? xasprintf("=%s", v) : xstrdup("-");
+}
+
+static char *
+s_user_arg(const runner_user_t *u)
+{
+    if (!u) {
+        return xstrdup("-");
+    }
+    char *s = xasprintf("%ld:%ld:", (long) u->uid, (long) u->gid);
+    for (size_t i = 0; i < u->n_groups; i++) {
+        char *t = xasprintf("%s%s%ld", s, i ? "," : "", (long) u->groups[i]);
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
+static uint64_t
+s_sigmask(const sigset_t *set)
+{
+    uint64_t m = 0;
+    for (int sig = 1; sig <= 64 && sig < NSIG; sig++) {
+        if (sigismember(set, sig) == 1) {
+            m |= UINT64_C(1) << (sig - 1);
+        }
+    }
+    return m;
+}
+
+// The init program's argv (runner_int.h): everything it needs, made
+// before the clone.  NULL-terminated; the caller frees each string and
+// the array (s_strv_free).
+static char **
+s_init_argv(const runner_t *self, const runner_launch_t *l)
+{
+    size_t argc = 0;
+    while (l->argv[argc]) {
+        argc++;
+    }
+    char **v = xcalloc(RUNNER_INIT_FIXED + argc + 1, sizeof *v);
+    size_t n = 0;
+    v[n++] = xstrdup(self->init_path);
+    v[n++] = xstrdup(l->mode == RUNNER_PIDNS ? "pidns" : "subreaper");
+    v[n++] = xstrdup(l->userns ? "1" : "0");
+    v[n++] = xasprintf("%ld", (long) l->uid);
+    v[n++] = xasprintf("%ld", (long) l->gid);
+    v[n++] = s_user_arg(l->user);
+    v[n++] = xasprintf("%" PRIu64 ":%" PRIu64 ":%" PRIu64 ":%" PRIu64,
+                       l->limits.as_bytes, l->limits.nofile,
+                       l->limits.nproc, l->limits.cpu_s);
+    v[n++] = xasprintf("%" PRIx64, s_sigmask(l->reset));
+    v[n++] = xasprintf("%ld", l->open_max);
+    v[n++] = s_opt(l->cwd);
+    v[n++] = s_opt(l->path);
+    v[n++] = s_opt(getenv("PATH"));
+    v[n++] = xasprintf("%zu", argc);
+    for (size_t i = 0; i < argc; i++) {
+        v[n++] = xstrdup(l->argv[i]);
+    }
+    return v;
+}
+
+// The init program's environment: the task's, each entry behind a '='.
+static char **
+s_init_envp(const runner_launch_t *l)
+{
+    size_t envc = 0;
+    while (l->envp[envc]) {
+        envc++;
+    }
+    char **v = xcalloc(envc + 1, sizeof *v);
+    for (size_t i = 0; i < envc; i++) {
+        v[i] = xasprintf("=%s", l->envp[i]);
+    }
+    return v;
+}
+
+static void
+s_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
 int
 runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
              int64_t now_ms, char **err)
@@ -816,7 +961,21 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
         .userns = self->userns, .uid = getuid(), .gid = getgid(),
         .open_max = self->open_max, .null_fd = f.null_fd, .out_w = f.out[1],
         .err_w = f.err[1], .exec_w = f.exec[1]};
+    // In a new user namespace the init writes its own id maps, which
+    // takes the capabilities an exec there would drop: that init stays a
+    // fork of the drone.
+    char **init_argv = NULL, **init_envp = NULL;
+    if (self->mode != RUNNER_PLAIN && self->init_path && !self->userns) {
+        init_argv = s_init_argv(self, &l);
+        init_envp = s_init_envp(&l);
+    }
+    l.init_argv = init_argv;
+    l.init_envp = init_envp;
     pid_t pid = s_fork(&l);
+    int fork_errno = errno;
+    s_strv_free(init_argv);
+    s_strv_free(init_envp);
+    errno = fork_errno;
     if (pid < 0) {
         *err = xasprintf("cannot fork: %s", strerror(errno));
         s_fds_close(&f);

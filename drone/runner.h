@@ -16,10 +16,11 @@
 // reads.
 //
 // Confinement (runner_set_mode): in RUNNER_PLAIN the child execs the task.
-// Otherwise the child is the task's init — a forked copy of the drone that
-// never execs, blocks every signal but SIGKILL, forks the task, reaps
-// everything, and reports the task's wait status on the pipe — and nothing
-// the task starts outlives it:
+// Otherwise the child is the task's init — waggle-task-init, a small
+// program of its own exec'd in place of the drone (or, without it, a
+// forked copy of the drone) that blocks every signal but SIGKILL, starts
+// the task, reaps everything, and reports the task's wait status on the
+// pipe — and nothing the task starts outlives it:
 //   RUNNER_PIDNS: the init is PID 1 of a new PID and mount namespace with
 //     its own /proc; when it exits the kernel kills every process left in
 //     the namespace, setsid() and double forks included, and a task sees
@@ -112,6 +113,16 @@ runner_t *runner_new(int64_t grace_ms);
 // runner_step then kills and reaps children it did not start.  Returns 0,
 // or -1 when the mode is not available here (errno says why).
 int runner_set_mode(runner_t *self, runner_mode_t mode);
+// The init program of the confined modes: RUNNER_INIT_NAME beside this
+// process's own program, found by runner_new; path overrides it (NULL:
+// none, and each init is a fork of this process: slower, same isolation).
+// Call before the first start.  Returns 0, or -1 when path is not
+// executable.
+#define RUNNER_INIT_NAME "waggle-task-init"
+int runner_set_init(runner_t *self, const char *path);
+// The init program confined tasks start, or NULL: each init is a fork of
+// this process (no program, or RUNNER_PIDNS inside a user namespace).
+const char *runner_init_path(const runner_t *self);
 // Whether this process can make a PID and mount namespace, directly or
 // inside a user namespace (tries it).
 bool runner_pidns_works(void);

@@ -1,17 +1,20 @@
 // runner_child: a task child between fork and exec, and the task's init.
 //
-// Everything here runs in a forked copy of the drone, which was
-// multithreaded: only async-signal-safe calls (raw syscalls, no malloc, no
-// stdio, no locks).  Everything it needs was prepared by runner.c.
+// Everything here runs in a child of the drone, which was multithreaded:
+// only async-signal-safe calls (raw syscalls, no malloc, no stdio, no
+// locks).  Everything it needs was prepared by runner.c.  The init program
+// (task_init.c) links this file too and runs runner_init after its exec.
 //
 //   plain:  drone -> task                    (RUNNER_PLAIN)
 //   init:   drone -> init -> task            (RUNNER_SUBREAPER, RUNNER_PIDNS)
 //
-// A child that becomes the task (the plain child; the init's task child)
-// shares its parent's memory until it execs (runner_vfork: clone with
-// CLONE_VM | CLONE_VFORK, the parent suspended meanwhile), so no page
-// tables are copied for it.  The init itself is a real fork: it outlives
-// the start.
+// Every child shares its parent's memory until it execs (runner_vfork:
+// clone with CLONE_VM | CLONE_VFORK, the parent suspended meanwhile), so
+// no page tables are copied.  The init's child of the drone execs
+// waggle-task-init (l->init_argv), a small static program that outlives
+// the start with nothing of the drone's memory; only without that program
+// is the init a real fork of the drone that never execs (slower: the copy
+// of the drone's page tables and its teardown cost more than the task).
 //
 // The init is the process group leader the drone signals; it blocks every
 // signal (so the drone's SIGTERM to the group reaches only the task's
@@ -36,8 +39,15 @@
 
 enum { S_REPORT_FD = 3 };
 
-static void
-s_report(int fd, int stage, int err)
+// Linux 5.9's number on every architecture; older C libraries (musl 1.2.3,
+// which builds waggle-task-init) lack the name.  A kernel without it says
+// ENOSYS and the close loop runs instead.
+#if !defined(SYS_close_range) && defined(__linux__)
+#define SYS_close_range 436
+#endif
+
+void
+runner_report(int fd, int stage, int err)
 {
     runner_report_t r = {.stage = stage, .err = err};
     while (write(fd, &r, sizeof r) < 0 && errno == EINTR) {
@@ -47,7 +57,7 @@ s_report(int fd, int stage, int err)
 static _Noreturn void
 s_fail(int fd, int stage)
 {
-    s_report(fd, stage, errno);
+    runner_report(fd, stage, errno);
     _exit(127);
 }
 
@@ -160,7 +170,7 @@ s_exec(const runner_launch_t *l)
     if (l->path) {
         execve(l->path, l->argv, l->envp);
         if (errno == ENOENT || errno == ENOTDIR) {
-            s_report(S_REPORT_FD, RUNNER_STAGE_STALE, errno);
+            runner_report(S_REPORT_FD, RUNNER_STAGE_STALE, errno);
         }
     }
     execvpe(l->argv[0], l->argv, l->envp);
@@ -297,10 +307,10 @@ s_relay_start(int from, int to)
             n = read(from, &r, sizeof r);
         } while (n < 0 && errno == EINTR);
         if (n != (ssize_t) sizeof r) {
-            s_report(to, RUNNER_STAGE_RUNNING, 0);
+            runner_report(to, RUNNER_STAGE_RUNNING, 0);
             break;
         }
-        s_report(to, r.stage, r.err);
+        runner_report(to, r.stage, r.err);
         if (r.stage != RUNNER_STAGE_STALE) {
             break;
         }
@@ -328,8 +338,8 @@ s_task_main(void *arg)
     s_task(t->l, t->pipe[1]);
 }
 
-static _Noreturn void
-s_init(const runner_launch_t *l)
+_Noreturn void
+runner_init(const runner_launch_t *l)
 {
     int setup = l->mode == RUNNER_PIDNS
                     ? runner_child_namespace(l->userns, l->uid, l->gid)
@@ -340,7 +350,7 @@ s_init(const runner_launch_t *l)
     }
     // Back here once the task has exec'd or given up: its page tables are
     // never copied from this copy of the drone.
-    pid_t task = runner_vfork(s_task_main, &t, l->stack_top);
+    pid_t task = runner_vfork(s_task_main, &t, l->stack_top, 0);
     if (task < 0) {
         s_fail(S_REPORT_FD, RUNNER_STAGE_SETUP);
     }
@@ -354,7 +364,7 @@ s_init(const runner_launch_t *l)
     if (l->mode == RUNNER_SUBREAPER) {
         s_kill_descendants();
     }
-    s_report(S_REPORT_FD, RUNNER_STAGE_STATUS, status);
+    runner_report(S_REPORT_FD, RUNNER_STAGE_STATUS, status);
     _exit(0);
 }
 
@@ -367,21 +377,44 @@ s_init(const runner_launch_t *l)
 #endif
 
 pid_t
-runner_vfork(int (*fn)(void *), void *arg, char *stack_top)
+runner_vfork(int (*fn)(void *), void *arg, char *stack_top, int ns_flags)
 {
 #ifdef S_ASAN
     // AddressSanitizer cannot follow a child onto another stack (its
     // no-return hook unpoisons the one it believes in): a sanitized build
-    // forks instead, which behaves the same, only slower.
+    // forks instead, which behaves the same, only slower.  A raw clone
+    // with no stack is a fork that can also make namespaces.
     (void) stack_top;
-    pid_t pid = fork();
+    pid_t pid = (pid_t) syscall(SYS_clone, (unsigned long) ns_flags | SIGCHLD,
+                                NULL, NULL, NULL, NULL);
     if (pid == 0) {
         _exit(fn(arg));
     }
     return pid;
 #else
-    return clone(fn, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+    return clone(fn, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD | ns_flags,
+                 arg);
 #endif
+}
+
+// Execs the init program with the report pipe as its descriptor 3 (kept
+// across the exec) and nothing above it, its signals still all blocked,
+// and the task's environment made inert (runner_int.h): nothing a
+// workplan sets (LD_PRELOAD) applies to the init, which may be root.
+static _Noreturn void
+s_exec_init(const runner_launch_t *l)
+{
+    int report = l->exec_w;
+    if (report == S_REPORT_FD) {
+        if (fcntl(report, F_SETFD, 0) != 0) {
+            s_fail(report, RUNNER_STAGE_SETUP);
+        }
+    } else if (dup2(report, S_REPORT_FD) < 0) {
+        s_fail(report, RUNNER_STAGE_SETUP);
+    }
+    s_close_above(S_REPORT_FD, l->open_max);
+    execve(l->init_argv[0], l->init_argv, l->init_envp);
+    s_fail(S_REPORT_FD, RUNNER_STAGE_SETUP);
 }
 
 _Noreturn void
@@ -405,8 +438,11 @@ runner_child_main(const runner_launch_t *l)
     if (l->mode == RUNNER_PLAIN) {
         s_task(l, l->exec_w);
     }
+    if (l->init_argv) {
+        s_exec_init(l);
+    }
     s_close_above(l->exec_w, l->open_max);
-    s_init(l);
+    runner_init(l);
 }
 
 // Appends the number in digits to path at *n.

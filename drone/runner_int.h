@@ -52,17 +52,49 @@ typedef struct {
     int out_w;                  // becomes 1
     int err_w;                  // becomes 2
     int exec_w;                 // report pipe, close-on-exec
+    char *const *init_argv;     // confined modes: the init program's argv
+                                // (see below), or NULL: the init is a fork
+                                // of the drone that never execs
+    char *const *init_envp;     // and its environment
 } runner_launch_t;
+
+// --- The init program (task_init.c) ----------------------------------------
+//
+// waggle-task-init MODE USERNS UID GID USER LIMITS RESET OPEN_MAX CWD PATH
+//                  SEARCH N ARGV[0..N-1]
+// is exec'd with the report pipe as descriptor 3, the task's stdin, stdout
+// and stderr as 0-2, every signal blocked, and as its environment the
+// task's, each entry behind a '=' (a variable with no name: no loader or
+// C library acts on "=LD_PRELOAD=...", and /proc/PID/environ, unlike
+// cmdline, is not for every user to read).
+//   MODE      "pidns" or "subreaper"        USERNS  0 or 1
+//   UID GID   the drone's, for the user namespace's maps
+//   USER      "-" (the drone's own) or "UID:GID:G1,G2,..."
+//   LIMITS    "AS:NOFILE:NPROC:CPU" (runner_limits_t)
+//   RESET     the signals (1-64) to put back to SIG_DFL, a hex bit mask
+//   CWD PATH  "-" for none, else "=" and the path
+//   SEARCH    the same for the drone's PATH, which execvpe searches when
+//             PATH failed (glibc reads it from environ, not from envp)
+// Then the N task arguments.
+enum { RUNNER_INIT_FIXED = 13 };  // argv entries before the task's
+
+// The init's whole life: namespaces (or subreaper), the task started, its
+// start relayed, every orphan reaped, the task's status reported on
+// descriptor 3.  Never returns.
+_Noreturn void runner_init(const runner_launch_t *l);
+// Writes one report on fd.  Async-signal-safe.
+void runner_report(int fd, int stage, int err);
 
 // The child's whole life after fork (or clone): never returns.  In
 // RUNNER_PLAIN it becomes the task; otherwise it is the task's init.
 _Noreturn void runner_child_main(const runner_launch_t *l);
 // Starts a child that shares the caller's memory and runs fn(arg) on
 // stack_top until it execs or exits, the caller suspended meanwhile (what
-// posix_spawn does): no page tables are copied.  fn may only make
-// async-signal-safe calls and must never return into the caller's frames.
-// Returns the pid, or -1 (errno).
-pid_t runner_vfork(int (*fn)(void *), void *arg, char *stack_top);
+// posix_spawn does): no page tables are copied.  ns_flags: CLONE_NEW* for
+// the child, or 0.  fn may only make async-signal-safe calls and must
+// never return into the caller's frames.  Returns the pid, or -1 (errno).
+pid_t runner_vfork(int (*fn)(void *), void *arg, char *stack_top,
+                   int ns_flags);
 
 // Makes what a task's init needs in its new namespaces: with userns, maps
 // uid and gid to themselves (the child of an unprivileged drone has no ids

@@ -27,6 +27,17 @@ add_dependencies(test_model fake_llm)
 waggle_unit(recovery waggle_broker_core)
 target_compile_definitions(test_migrate PRIVATE WAGGLE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 waggle_unit(runner waggle_drone_core)
+# Twice: each task's init exec'd as waggle-task-init, and (without it) a
+# fork of the drone.
+add_dependencies(test_runner waggle-task-init)
+set_tests_properties(unit_runner PROPERTIES
+  ENVIRONMENT WAGGLE_TEST_TASK_INIT=${WAGGLE_TASK_INIT})
+add_test(NAME unit_runner_forked_init COMMAND test_runner)
+set_tests_properties(unit_runner_forked_init PROPERTIES LABELS unit
+  TIMEOUT 120 SKIP_RETURN_CODE ${WAGGLE_SKIP_CODE})
+# Never at once: the cases count this host's "sleep N" processes.
+set_tests_properties(unit_runner unit_runner_forked_init PROPERTIES
+  RESOURCE_LOCK test_runner_sleepers)
 waggle_unit(sched waggle_broker_core)
 waggle_unit(trust waggle_broker_core)
 waggle_unit(taskuser waggle_drone_core)

@@ -298,7 +298,9 @@ s_find_proc(const char *needle)
         snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
         size_t len = 0;
         char *buf = s_slurp(path, &len);
-        if (buf && s_mem_has(buf, len, needle)) {
+        // Not the call's init, whose argv holds the call's.
+        if (buf && s_mem_has(buf, len, needle)
+            && !s_mem_has(buf, len, "waggle-task-init")) {
             found = (pid_t) pid;
         }
         free(buf);

@@ -23,6 +23,20 @@ enum { S_SAFETY_MS = 10000, S_MAX_FDS = 64 };
 
 static char *s_env[] = {"PATH=/usr/bin:/bin", NULL};
 
+// The confined modes' init: the program named by $WAGGLE_TEST_TASK_INIT
+// (ctest runs this file once with waggle-task-init, once without: each
+// init a fork of this process).
+static int
+s_set_mode(runner_t *rn, runner_mode_t mode)
+{
+    const char *init = getenv("WAGGLE_TEST_TASK_INIT");
+    if (runner_set_init(rn, init && *init ? init : NULL) != 0) {
+        fprintf(stderr, "cannot run the init program '%s'\n", init);
+        abort();
+    }
+    return runner_set_mode(rn, mode);
+}
+
 static void
 s_sleep_ms(int ms)
 {
@@ -292,7 +306,7 @@ s_check_path_moves(runner_mode_t mode)
     char *path = xasprintf("%s:%s:/usr/bin:/bin", a, b);
     setenv("PATH", path, 1);
     runner_t *rn = runner_new(500);
-    REQUIRE(runner_set_mode(rn, mode) == 0);
+    REQUIRE(s_set_mode(rn, mode) == 0);
     s_script(a, "waggle-tool", "first");
     s_check_runs(rn, "waggle-tool", "first\n");
     s_check_runs(rn, "waggle-tool", "first\n");
@@ -764,7 +778,7 @@ s_pdeath_user_helper(runner_mode_t mode, const char *seconds, int ready)
     runner_spec_t spec = s_spec(argv);
     spec.user = &nobody;
     char *err = NULL;
-    if (runner_set_mode(rn, mode) != 0
+    if (s_set_mode(rn, mode) != 0
         || runner_start(rn, 1, &spec, clock_mono_ms(), &err) != 0
         || write(ready, "x", 1) != 1) {
         _exit(1);
@@ -853,7 +867,7 @@ s_confined(runner_mode_t mode, int64_t grace_ms)
 {
     runner_t *rn = runner_new(grace_ms);
     fflush(NULL);  // the probe's child must not flush our buffers again
-    if (runner_set_mode(rn, mode) != 0) {
+    if (s_set_mode(rn, mode) != 0) {
         t_skip("mode %d is not available here (%s)", (int) mode,
                strerror(errno));
         runner_destroy(&rn);
@@ -1033,6 +1047,37 @@ test_destroy_kills_orphans(void)
     CHECK(!s_alive(orphan));
 }
 
+// With the init program, a task's init is that program, not a copy of
+// this process: nothing of the drone's memory, and the task's variables
+// inert in its environment (a workplan's LD_PRELOAD never applies to it).
+static void
+test_init_is_its_own_program(void)
+{
+    const char *init = getenv("WAGGLE_TEST_TASK_INIT");
+    if (!init || !*init || geteuid() != 0) {
+        t_skip("no init program given, or not root");
+        return;
+    }
+    runner_t *rn = s_confined(RUNNER_PIDNS, 300);
+    if (!rn) {
+        return;
+    }
+    char *argv[] = {"sh", "-c", "readlink /proc/1/exe; "
+                    "tr '\\000' '\\n' < /proc/1/environ", NULL};
+    char *env[] = {"PATH=/usr/bin:/bin", "LD_PRELOAD=/nonexistent.so", NULL};
+    runner_spec_t spec = s_spec(argv);
+    spec.envp = env;
+    runner_result_t r;
+    REQUIRE(s_run(rn, &spec, &r));
+    CHECK(r.spawned);
+    char want[1200];
+    snprintf(want, sizeof want,
+             "%s\n=PATH=/usr/bin:/bin\n=LD_PRELOAD=/nonexistent.so\n", init);
+    CHECK_STR(r.out ? (char *) r.out : "", want);
+    runner_result_release(&r);
+    runner_destroy(&rn);
+}
+
 // In a PID namespace the task is PID 2 (its init is 1) and sees no
 // process of the host.
 static void
@@ -1064,7 +1109,7 @@ s_as_nobody(void)
         return 2;
     }
     runner_t *rn = runner_new(300);
-    if (runner_set_mode(rn, RUNNER_PIDNS) != 0) {
+    if (s_set_mode(rn, RUNNER_PIDNS) != 0) {
         runner_destroy(&rn);
         return 77;  // no unprivileged user namespaces here
     }
@@ -1200,6 +1245,7 @@ static const t_case_t t_cases[] = {
     T(test_orphans_of_a_killed_init),
     T(test_destroy_kills_orphans),
     T(test_pidns_hides_the_host),
+    T(test_init_is_its_own_program),
     T(test_user_and_limits),
     T(test_pdeathsig_user),
     T(test_userns_pidns),
