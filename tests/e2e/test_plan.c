@@ -74,26 +74,6 @@ s_swarm(swarm_t *s)
     return swarm_wait_drone(s, "e2e-tag", true, -1, 20000);
 }
 
-// The last line of out as a plan id; -1 when it is not one.
-static int64_t
-s_last_id(const char *out)
-{
-    if (!out || !*out) {
-        return -1;
-    }
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '\n') {
-        n--;
-    }
-    const char *p = out + n;
-    while (p > out && p[-1] != '\n') {
-        p--;
-    }
-    char *end = NULL;
-    long long v = strtoll(p, &end, 10);
-    return end == out + n && v > 0 ? v : -1;
-}
-
 static size_t
 s_plan_count(swarm_t *s)
 {
@@ -134,7 +114,7 @@ test_prompt_tasks_planned(void)
     CHECK_INT(rc, 0);
     CHECK_INT(llm_count(&llm), 1);
     CHECK_HAS(err, "no connected drone offers 'model'");
-    int64_t plan = s_last_id(out);
+    int64_t plan = swarm_last_id(out);
     CHECK(plan > 0);
     CHECK(swarm_wait_task(&s, plan, "make", "succeeded", 30));
     CHECK(swarm_wait_task(&s, plan, "sum", "ready", 30));
@@ -172,7 +152,7 @@ test_valid_first_reply(void)
     CHECK(!out || !strstr(out, "sk-e2e-SECRET-99"));
     CHECK_HAS(out, "needs: make");
     CHECK_HAS(out, "requires: e2e-tag");
-    int64_t plan = s_last_id(out);
+    int64_t plan = swarm_last_id(out);
     CHECK(plan > 0);
     char state[32];
     swarm_wait_plan(&s, plan, 60, state, sizeof state);
@@ -220,7 +200,7 @@ test_repaired_on_second_reply(void)
     char *log = llm_requests(&llm);
     CHECK_HAS(log, "cycle: a -> b -> a");
     free(log);
-    int64_t plan = s_last_id(out);
+    int64_t plan = swarm_last_id(out);
     CHECK(plan > 0);
     char state[32];
     swarm_wait_plan(&s, plan, 60, state, sizeof state);
@@ -257,7 +237,7 @@ test_never_valid(void)
     CHECK_HAS(err, "cycle: a -> b -> a");
     CHECK_INT(llm_count(&llm), 3);
     CHECK_INT(s_plan_count(&s), 0);
-    CHECK_INT(s_last_id(out), -1);
+    CHECK_INT(swarm_last_id(out), -1);
     free(out);
     free(err);
     swarm_stop(&s);
@@ -380,7 +360,7 @@ test_429_then_success(void)
     int rc = swarm_arch(&s, &out, &err, "--model-url", llm.url, "--model",
                         "m", "plan", "count the words", "--yes", NULL);
     CHECK_INT(rc, 0);
-    CHECK(s_last_id(out) > 0);
+    CHECK(swarm_last_id(out) > 0);
     CHECK_INT(llm_count(&llm), 2);
     free(out);
     free(err);
@@ -554,7 +534,7 @@ test_confirm_on_terminal(void)
     for (char *cr; (cr = strchr(buf, '\r'));) {
         memmove(cr, cr + 1, strlen(cr));
     }
-    CHECK(s_last_id(buf) > 0);
+    CHECK(swarm_last_id(buf) > 0);
     swarm_stop(&s);
     llm_stop(&llm);
 }

@@ -485,15 +485,7 @@ test_planned_within_budget(void)
                            llm.url, "--model", "planner", "plan",
                            "make a digest", "--yes", NULL);
     CHECK_INT(rc, 0);
-    // The plan id is the last line of stdout, as with submit.
-    size_t n = out ? strlen(out) : 0;
-    while (n > 0 && out[n - 1] == '\n') {
-        n--;
-    }
-    while (n > 0 && out[n - 1] != '\n') {
-        n--;
-    }
-    int64_t plan = out ? strtoll(out + n, NULL, 10) : -1;
+    int64_t plan = swarm_last_id(out);
     REQUIRE(plan > 0);
     char state[64];
     swarm_wait_plan(&s, plan, 90, state, sizeof state);

@@ -227,6 +227,25 @@ swarm_submit(swarm_t *s, const char *json)
     return plan;
 }
 
+int64_t
+swarm_last_id(const char *out)
+{
+    if (!out || !*out) {
+        return -1;
+    }
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n') {
+        n--;
+    }
+    const char *p = out + n;
+    while (p > out && p[-1] != '\n') {
+        p--;
+    }
+    char *end = NULL;
+    long long v = strtoll(p, &end, 10);
+    return end == out + n && v > 0 ? v : -1;
+}
+
 jnode_t *
 swarm_status(swarm_t *s, int64_t plan)
 {

@@ -62,6 +62,9 @@ int swarm_drone(swarm_t *s, int slots, const char *tags, ...);
 int swarm_arch(swarm_t *s, char **out, char **err, ...);
 // Writes json to a file and submits it; returns the plan id, or -1.
 int64_t swarm_submit(swarm_t *s, const char *json);
+// The last line of a command's stdout as a plan id (`submit`, `plan`
+// print it last); -1 when it is not one.
+int64_t swarm_last_id(const char *out);
 // `status PLAN --json`, parsed; NULL on failure.  Caller json_destroy()s.
 jnode_t *swarm_status(swarm_t *s, int64_t plan);
 // `explain PLAN TASK --json`'s output (caller frees); NULL when it failed.
