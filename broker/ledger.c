@@ -597,6 +597,7 @@ ledger_begin(ledger_t *self)
     self->in_turn = true;
     self->turn_failed = false;
     memset(&self->turn, 0, sizeof self->turn);
+    memset(self->turn_in_state, 0, sizeof self->turn_in_state);
     return 0;
 }
 
@@ -610,7 +611,11 @@ s_tally_commit(ledger_t *self)
     for (size_t i = 0; i < LEDGER__N_OUTCOMES; i++) {
         self->tally.ended[i] += self->turn.ended[i];
     }
+    for (size_t i = 0; i < PROTO_TASK__COUNT; i++) {
+        self->in_state[i] += self->turn_in_state[i];
+    }
     memset(&self->turn, 0, sizeof self->turn);
+    memset(self->turn_in_state, 0, sizeof self->turn_in_state);
 }
 
 const ledger_tally_t *
@@ -632,10 +637,21 @@ ledger_turn_moves(const ledger_t *self)
 }
 
 void
-ledger__tally_move(ledger_t *self, proto_task_state_t to)
+ledger__tally_move(ledger_t *self, proto_task_state_t from,
+                   proto_task_state_t to)
 {
+    assert((size_t) from < PROTO_TASK__COUNT);
     assert((size_t) to < PROTO_TASK__COUNT);
     self->turn.moves[to]++;
+    self->turn_in_state[from]--;
+    self->turn_in_state[to]++;
+}
+
+void
+ledger__tally_insert(ledger_t *self, proto_task_state_t to)
+{
+    assert((size_t) to < PROTO_TASK__COUNT);
+    self->turn_in_state[to]++;
 }
 
 int

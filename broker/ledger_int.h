@@ -98,6 +98,12 @@ struct ledger {
     bool fail_next_commit;          // test seam: next commit fails
     ledger_tally_t turn;            // what the open turn wrote
     ledger_tally_t tally;           // what committed turns wrote
+    // Tasks by state (ledger_state_counts), counted once from the table
+    // and then kept by the transitions and inserts that commit: a scrape
+    // must not scan every task row of the ledger on the broker's loop.
+    int64_t in_state[PROTO_TASK__COUNT];
+    int64_t turn_in_state[PROTO_TASK__COUNT];  // the open turn's change
+    bool in_state_known;
     char id[33];                    // random hex id made at creation
     // The lease token counter (meta.next_token), read at open and kept
     // here so a lease costs no read-modify-write of meta; written back
@@ -214,7 +220,11 @@ int ledger__migrate(ledger_t *self, int from, char *err, size_t errlen);
 // Appends one events row (invariant 4).  The caller checked the turn.
 // LEDGER_OK or LEDGER_ERROR.
 ledger_rc_t ledger__append_event(ledger_t *self, const ledger__event_t *ev);
-// Counts a task transition of the open turn (ledger_tally).
-void ledger__tally_move(ledger_t *self, proto_task_state_t to);
+// Counts a task transition of the open turn (ledger_tally and the tasks
+// by state).
+void ledger__tally_move(ledger_t *self, proto_task_state_t from,
+                        proto_task_state_t to);
+// Counts a task row the open turn inserted in state to.
+void ledger__tally_insert(ledger_t *self, proto_task_state_t to);
 
 #endif

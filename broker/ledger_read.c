@@ -230,10 +230,19 @@ ledger_state_counts(ledger_t *self, int64_t tasks[PROTO_TASK__COUNT],
     for (size_t i = 0; i < PROTO_TASK__COUNT; i++) {
         names[i] = proto_task_state_name((proto_task_state_t) i);
     }
-    if (s_state_counts(self, LEDGER__Q_TASK_STATES, names, PROTO_TASK__COUNT,
-                       tasks) != LEDGER_OK) {
-        return LEDGER_ERROR;
+    if (!self->in_state_known) {
+        // Once per open.  The scan sees the open turn's own writes, which
+        // its commit will add again: take them out.
+        if (s_state_counts(self, LEDGER__Q_TASK_STATES, names,
+                           PROTO_TASK__COUNT, self->in_state) != LEDGER_OK) {
+            return LEDGER_ERROR;
+        }
+        for (size_t i = 0; self->in_turn && i < PROTO_TASK__COUNT; i++) {
+            self->in_state[i] -= self->turn_in_state[i];
+        }
+        self->in_state_known = true;
     }
+    memcpy(tasks, self->in_state, sizeof self->in_state);
     return s_state_counts(self, LEDGER__Q_PLAN_STATES, ledger__plan_names,
                           LEDGER__N_PLAN_STATES, plans);
 }

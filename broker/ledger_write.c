@@ -110,6 +110,7 @@ s_tasks_insert(ledger_t *self, int64_t plan, const workplan_t *wp,
         if (ledger__write(self, st, "create plan: task") != LEDGER_OK) {
             return LEDGER_ERROR;
         }
+        ledger__tally_insert(self, initial[i]);
     }
     return LEDGER_OK;
 }
@@ -248,7 +249,7 @@ s_task_cas(ledger_t *self, ledger__query_t q, int64_t plan, const char *task,
     if (rc != LEDGER_OK) {
         return rc;
     }
-    ledger__tally_move(self, to);
+    ledger__tally_move(self, from, to);
     return ledger__append_event(self, &(ledger__event_t){
         .at_ms = now_ms, .plan = plan, .task = task, .actor = actor,
         .kind = "task", .from = proto_task_state_name(from),
@@ -283,6 +284,7 @@ s_task_insert(ledger_t *self, int64_t plan, const wp_task_t *task,
     if (ledger__write(self, st, "add task") != LEDGER_OK) {
         return LEDGER_ERROR;
     }
+    ledger__tally_insert(self, state);
     return ledger__append_event(self, &(ledger__event_t){
         .at_ms = now_ms, .plan = plan, .task = task->id, .actor = actor,
         .kind = "task", .to = proto_task_state_name(state),
@@ -343,7 +345,7 @@ ledger_task_redefine(ledger_t *self, int64_t plan, const wp_task_t *task,
     if (rc == LEDGER_ERROR || s_task_edges(self, plan, task) != LEDGER_OK) {
         return LEDGER_ERROR;
     }
-    ledger__tally_move(self, to);
+    ledger__tally_move(self, from, to);
     return ledger__append_event(self, &(ledger__event_t){
         .at_ms = now_ms, .plan = plan, .task = task->id, .actor = actor,
         .kind = "task", .from = proto_task_state_name(from),
@@ -473,7 +475,7 @@ ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
         return LEDGER_ERROR;
     }
     *token = (uint64_t) tok;
-    ledger__tally_move(self, PROTO_TASK_LEASED);
+    ledger__tally_move(self, PROTO_TASK_READY, PROTO_TASK_LEASED);
     // The attempt of the budget this lease is (PROTOCOL.md TASK): pushes
     // that used none (released, undelivered, cancelled) do not count, so it
     // is not n, the ledger's row number for every lease.
@@ -604,7 +606,7 @@ ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
     if (s_attempt_end(self, token, end, now_ms, &n) != LEDGER_OK) {
         return LEDGER_ERROR;
     }
-    ledger__tally_move(self, to);
+    ledger__tally_move(self, PROTO_TASK_LEASED, to);
     self->turn.ended[end->outcome]++;
     char detail[512];
     s_finish_detail(detail, sizeof detail, n, end);
