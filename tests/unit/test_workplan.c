@@ -1097,6 +1097,57 @@ test_big_fan_in(void)
     free(b);
 }
 
+// The canonical text of a plan that uses every field, escapes and non-ASCII
+// text, pinned byte for byte: the ledger stores it and hashes it, so the same
+// input must give the same bytes whatever writes them.
+static void
+test_canonical_pinned(void)
+{
+    static const char text[] =
+        "{\"name\": \"rich \\u00e9\\u4e2d \\ud83d\\ude00 \\\"q\\\" \\\\ /\", \"g"
+        "oal\": \"tab\\there\\nnl \\u0001\\u001f\\u007f end\", \"budget\": "
+        "{\"tokens\": 1000000},  \"defaults\": {\"timeout_s\": 60, \"ret"
+        "ries\": 3, \"priority\": -5, \"requires\": [\"eu\", \"gpu\"], \"li"
+        "mits\": {\"cpu_s\": 10}},  \"tasks\": [   {\"id\": \"a\", \"run\": "
+        "[\"sh\", \"-c\", \"echo \\\"x\\\" \\\\ \\b\\f\\r\\u0007 \xc3\xa9""\"], \"env\": {\"Z"
+        "\": \"1\", \"A\": \"\\u00e9\\n\", \"M\": \"\"}, \"cwd\": \"/tmp/\xc3\xa9""\", \"lim"
+        "its\": {\"as_mb\": 512, \"nofile\": 64, \"nproc\": 10}},   {\"id"
+        "\": \"b-2\", \"needs\": [\"a\"], \"prompt\": \"use {{a.output}} no"
+        "w\", \"model\": \"llama3.1:8b\", \"system\": \"be brief\", \"max_t"
+        "okens\": 200, \"temperature\": 0.7, \"priority\": 1000, \"retr"
+        "ies\": 0, \"timeout_s\": 0, \"requires\": []},   {\"id\": \"c_3\""
+        ", \"needs\": [\"a\", \"b-2\"], \"gate\": \"ok?\\u2028\"},   {\"id\": "
+        "\"d\", \"needs\": [\"c_3\"], \"prompt\": \"p\", \"temperature\": 1, "
+        "\"requires\": [\"x.y:z-1\"]},   {\"id\": \"e\", \"needs\": [\"d\"], "
+        "\"prompt\": \"p\", \"temperature\": 0.1}  ]} ";
+    static const char canon[] =
+        "{\"name\":\"rich \xc3\xa9""\xe4\xb8\xad"" \xf0\x9f\x98\x80"" \\\"q\\\" \\\\ /\",\"goal\":\"tab\\there\\nnl \\u0"
+        "001\\u001F\177 end\",\"budget\":{\"tokens\":1000000},\"tasks\":[{\"i"
+        "d\":\"a\",\"run\":[\"sh\",\"-c\",\"echo \\\"x\\\" \\\\ \\b\\f\\r\\u0007 \xc3\xa9""\"],"
+        "\"env\":{\"A\":\"\xc3\xa9""\\n\",\"M\":\"\",\"Z\":\"1\"},\"cwd\":\"/tmp/\xc3\xa9""\",\"timeout"
+        "_s\":60,\"retries\":3,\"priority\":-5,\"requires\":[\"eu\",\"gpu\"]"
+        ",\"limits\":{\"as_mb\":512,\"nofile\":64,\"nproc\":10,\"cpu_s\":10"
+        "}},{\"id\":\"b-2\",\"needs\":[\"a\"],\"prompt\":\"use {{a.output}} "
+        "now\",\"model\":\"llama3.1:8b\",\"system\":\"be brief\",\"max_toke"
+        "ns\":200,\"temperature\":0.69999999999999996,\"timeout_s\":0,"
+        "\"retries\":0,\"priority\":1000,\"requires\":[\"model\",\"model:l"
+        "lama3.1:8b\"],\"limits\":{\"cpu_s\":10}},{\"id\":\"c_3\",\"needs\":"
+        "[\"a\",\"b-2\"],\"gate\":\"ok?\xe2\x80\xa8""\",\"timeout_s\":0,\"retries\":3,\"pri"
+        "ority\":-5,\"requires\":[\"eu\",\"gpu\"],\"limits\":{\"cpu_s\":10}}"
+        ",{\"id\":\"d\",\"needs\":[\"c_3\"],\"prompt\":\"p\",\"temperature\":1."
+        "0,\"timeout_s\":60,\"retries\":3,\"priority\":-5,\"requires\":[\""
+        "x.y:z-1\",\"model\"],\"limits\":{\"cpu_s\":10}},{\"id\":\"e\",\"need"
+        "s\":[\"d\"],\"prompt\":\"p\",\"temperature\":0.10000000000000001,"
+        "\"timeout_s\":60,\"retries\":3,\"priority\":-5,\"requires\":[\"eu"
+        "\",\"gpu\",\"model\"],\"limits\":{\"cpu_s\":10}}]}";
+    workplan_t *wp = s_parse_ok(text);
+    REQUIRE(wp);
+    char *json = workplan_to_json(wp);
+    CHECK_STR(json, canon);
+    free(json);
+    workplan_destroy(&wp);
+}
+
 static const t_case_t t_cases[] = {
     T(test_example_parses),
     T(test_defaults_resolved),
@@ -1124,6 +1175,7 @@ static const t_case_t t_cases[] = {
     T(test_limits),
     T(test_canonical_json),
     T(test_canonical_key_order),
+    T(test_canonical_pinned),
     T(test_expand),
     T(test_expand_errors),
     T(test_misc),
