@@ -123,4 +123,30 @@ char *json_dump(const jnode_t *node, bool pretty);
 // Bytes of s that are not valid UTF-8 become U+FFFD.
 char *json_quote(const char *s);
 
+// --- writing text directly ----------------------------------------------
+// For large texts built in one pass (a workplan's canonical form): no tree,
+// no per-value allocation.  The bytes are those json_dump(..., false) gives
+// for the same values: strings escaped the same way (\" \\ \b \f \n \r
+// \t, other control characters as \u00XX, everything else as it is) and
+// reals written the same way ("%.17g", with ".0" when that looks like an
+// integer).  The caller writes the punctuation with json_out_raw().
+
+typedef struct {
+    char *p;                // NUL-terminated once anything was written
+    size_t len;             // bytes before the NUL
+    size_t cap;             // bytes allocated
+} json_out_t;
+
+// Appends n bytes as they are.
+void json_out_raw(json_out_t *o, const char *s, size_t n);
+// Appends len bytes of s as a quoted, escaped string.  s must be valid
+// UTF-8 (every string of a parsed document is).
+void json_out_str(json_out_t *o, const char *s, size_t len);
+void json_out_int(json_out_t *o, int64_t v);
+// A finite real; NaN and infinities (which JSON lacks) become null.
+void json_out_real(json_out_t *o, double v);
+// The text written ("" if nothing was; caller frees), its length in
+// *len_out when that is not NULL; o is left empty.
+char *json_out_take(json_out_t *o, size_t *len_out);
+
 #endif

@@ -3,6 +3,8 @@
 
 #include "tests/harness/t.h"
 
+#include <math.h>
+
 static jnode_t *
 s_parse(const char *text, char *err, size_t errlen)
 {
@@ -261,6 +263,59 @@ test_quote(void)
     free(q);
 }
 
+// json_out writes what json_dump writes for the same values: every byte
+// value in a string, and reals of every shape (the canonical workplan's
+// bytes depend on it).
+static void
+test_out_same_as_dump(void)
+{
+    for (int c = 1; c < 0x80; c++) {
+        char s[4] = {'a', (char) c, 'z', 0};
+        char *want = json_quote(s);
+        json_out_t o = {0};
+        json_out_str(&o, s, 3);
+        char *got = json_out_take(&o, NULL);
+        CHECK_STR(got, want);
+        free(got);
+        free(want);
+    }
+    const char *utf8 = "\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80\xe2\x80\xa8\x7f";
+    char *want = json_quote(utf8);
+    json_out_t o = {0};
+    json_out_str(&o, utf8, strlen(utf8));
+    char *got = json_out_take(&o, NULL);
+    CHECK_STR(got, want);
+    free(got);
+    free(want);
+    const double reals[] = {0.0, -0.0, 1.0, 0.5, 0.7, 0.1, 2.0, 1e-5,
+                            1.5e-7, 123456789.0, 1e17, 1e22, -3.25e100,
+                            5e-324, 1.7976931348623157e308};
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        jnode_t *obj = json_obj_new();
+        json_obj_set_num(obj, "v", reals[i]);
+        char *dump = json_dump(obj, false);
+        json_destroy(&obj);
+        json_out_raw(&o, "{\"v\":", 5);
+        json_out_real(&o, reals[i]);
+        json_out_raw(&o, "}", 1);
+        size_t len = 0;
+        got = json_out_take(&o, &len);
+        CHECK_STR(got, dump);
+        CHECK_INT(len, strlen(dump));
+        free(got);
+        free(dump);
+    }
+    json_out_int(&o, INT64_MIN);
+    json_out_raw(&o, " ", 1);
+    json_out_real(&o, NAN);
+    got = json_out_take(&o, NULL);
+    CHECK_STR(got, "-9223372036854775808 null");
+    free(got);
+    got = json_out_take(&o, NULL);
+    CHECK_STR(got, "");
+    free(got);
+}
+
 static const t_case_t t_cases[] = {
     T(test_parse_error_line_column),
     T(test_duplicate_keys_refused),
@@ -275,6 +330,7 @@ static const t_case_t t_cases[] = {
     T(test_clone),
     T(test_dump_scalars),
     T(test_quote),
+    T(test_out_same_as_dump),
     {0},
 };
 
