@@ -6,6 +6,7 @@
 // this module aborts on it instead of passing it on.
 #include "common/json.h"
 
+#include "common/json_int.h"
 #include "common/xalloc.h"
 
 #include <assert.h>
@@ -184,10 +185,8 @@ json_clone(const jnode_t *node)
     return (jnode_t *) s_must(json_deep_copy(s_j(node)));
 }
 
-// Length of the well-formed UTF-8 sequence at p (at most n bytes), or 0.
-// Refuses what jansson refuses: overlong forms, surrogates, > U+10FFFF.
-static size_t
-s_utf8_seq(const unsigned char *p, size_t n)
+size_t
+json__utf8_seq(const unsigned char *p, size_t n)
 {
     if (p[0] < 0x80) {
         return 1;
@@ -223,7 +222,7 @@ s_string(const char *s, size_t len)
     char *fixed = xmalloc(len * 3 + 1);
     size_t n = 0;
     for (size_t i = 0; i < len;) {
-        size_t k = s_utf8_seq(p + i, len - i);
+        size_t k = json__utf8_seq(p + i, len - i);
         if (k == 0) {
             memcpy(fixed + n, "\xEF\xBF\xBD", 3);
             n += 3;

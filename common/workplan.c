@@ -236,9 +236,9 @@ s_type_name(json_type_t t)
 
 // True when val has type want; otherwise reports the mismatch.
 static bool
-s_want(wp_ctx_t *ctx, const jnode_t *val, json_type_t want)
+s_want(wp_ctx_t *ctx, const jval_t *val, json_type_t want)
 {
-    json_type_t got = json_type_of(val);
+    json_type_t got = jval_type(val);
     if (got == want) {
         return true;
     }
@@ -254,25 +254,25 @@ s_want(wp_ctx_t *ctx, const jnode_t *val, json_type_t want)
 
 // A new copy of a non-empty string value, or NULL after reporting.
 static char *
-s_nonempty_str(wp_ctx_t *ctx, const jnode_t *val)
+s_nonempty_str(wp_ctx_t *ctx, const jval_t *val)
 {
     if (!s_want(ctx, val, JSON_T_STRING)) {
         return NULL;
     }
-    if (json_str_len(val) == 0) {
+    if (jval_len(val) == 0) {
         wp_err(ctx, "must not be empty");
     }
-    return xstrdup(json_str(val));
+    return xstrdup(jval_str(val));
 }
 
 static void
-s_int_in(wp_ctx_t *ctx, const jnode_t *val, int64_t min, int64_t max,
+s_int_in(wp_ctx_t *ctx, const jval_t *val, int64_t min, int64_t max,
          int64_t *dst)
 {
     if (!s_want(ctx, val, JSON_T_INTEGER)) {
         return;
     }
-    int64_t v = json_int(val);
+    int64_t v = jval_int(val);
     if (v < min || v > max) {
         wp_err(ctx, "must be from %" PRId64 " to %" PRId64 ", found %" PRId64,
                min, max, v);
@@ -283,19 +283,19 @@ s_int_in(wp_ctx_t *ctx, const jnode_t *val, int64_t min, int64_t max,
 
 // Copies an array of strings: non-strings are reported and left NULL.
 static char **
-s_strings(wp_ctx_t *ctx, const jnode_t *val, size_t *n_out)
+s_strings(wp_ctx_t *ctx, const jval_t *val, size_t *n_out)
 {
     *n_out = 0;
     if (!s_want(ctx, val, JSON_T_ARRAY)) {
         return NULL;
     }
-    size_t n = json_arr_size(val);
+    size_t n = jval_size(val);
     char **v = xcalloc(n, sizeof *v);
     for (size_t i = 0; i < n; i++) {
-        const jnode_t *item = json_arr_get(val, i);
+        const jval_t *item = jval_at(val, i);
         size_t old = wp_push_idx(ctx, i);
         if (s_want(ctx, item, JSON_T_STRING)) {
-            v[i] = xstrdup(json_str(item));
+            v[i] = xstrdup(jval_str(item));
         }
         wp_pop(ctx, old);
     }
@@ -340,29 +340,29 @@ enum {
     (S_F_TIMEOUT | S_F_RETRIES | S_F_PRIORITY | S_F_REQUIRES | S_F_LIMITS)
 
 static void
-s_f_id(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_id(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     if (!s_want(ctx, val, JSON_T_STRING)) {
         return;
     }
     char shown[WP_SHOW_MAX + 4];
-    if (!wp_id_ok(json_str(val), json_str_len(val))) {
+    if (!wp_id_ok(jval_str(val), jval_len(val))) {
         wp_err(ctx, "'%s' is not a valid id (1 to 64 letters, digits, '_' or "
                     "'-', not starting with '-')",
-               wp_show(shown, json_str(val), json_str_len(val)));
+               wp_show(shown, jval_str(val), jval_len(val)));
     }
     // Kept even when invalid, so that needs naming it resolve.
-    task->id = xstrdup(json_str(val));
+    task->id = xstrdup(jval_str(val));
 }
 
 static void
-s_f_needs(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_needs(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->needs = s_strings(ctx, val, &task->n_needs);
 }
 
 static void
-s_f_run(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_run(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->kind = WP_KIND_RUN;
     task->argv = s_strings(ctx, val, &task->n_argv);
@@ -376,14 +376,14 @@ s_f_run(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
 }
 
 static void
-s_f_prompt(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_prompt(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->kind = WP_KIND_PROMPT;
     task->prompt = s_nonempty_str(ctx, val);
 }
 
 static void
-s_f_gate(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_gate(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->kind = WP_KIND_GATE;
     task->gate = s_nonempty_str(ctx, val);
@@ -396,17 +396,16 @@ s_env_cmp(const void *a, const void *b)
 }
 
 static void
-s_f_env(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_env(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     if (!s_want(ctx, val, JSON_T_OBJECT)) {
         return;
     }
-    task->env = xcalloc(json_obj_size(val), sizeof *task->env);
-    json_iter_t it = json_obj_iter(val);
-    const char *key;
-    const jnode_t *v;
+    task->env = xcalloc(jval_size(val), sizeof *task->env);
     char shown[WP_SHOW_MAX + 4];
-    while (json_obj_next(&it, &key, &v)) {
+    for (size_t m = 0; m < jval_size(val); m++) {
+        const char *key = jval_key(val, m);
+        const jval_t *v = jval_at(val, m);
         size_t old = wp_push_key(ctx, key);
         if (!s_env_key_ok(key)) {
             wp_err(ctx, "'%s' is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)",
@@ -415,7 +414,7 @@ s_f_env(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
             wp_err(ctx, "variables starting with WAGGLE_ are reserved");
         }
         if (s_want(ctx, v, JSON_T_STRING)) {
-            task->env[task->n_env++] = (wp_env_t){xstrdup(key), xstrdup(json_str(v))};
+            task->env[task->n_env++] = (wp_env_t){xstrdup(key), xstrdup(jval_str(v))};
         }
         wp_pop(ctx, old);
     }
@@ -425,31 +424,31 @@ s_f_env(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
 }
 
 static void
-s_f_cwd(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_cwd(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->cwd = s_nonempty_str(ctx, val);
 }
 
 static void
-s_f_timeout(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_timeout(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     s_int_in(ctx, val, 0, S_TIMEOUT_MAX, &task->timeout_s);
 }
 
 static void
-s_f_retries(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_retries(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     s_int_in(ctx, val, 0, WORKPLAN_MAX_RETRIES, &task->retries);
 }
 
 static void
-s_f_priority(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_priority(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     s_int_in(ctx, val, -S_PRIORITY_MAX, S_PRIORITY_MAX, &task->priority);
 }
 
 static void
-s_f_requires(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_requires(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->requires = s_strings(ctx, val, &task->n_requires);
     char shown[WP_SHOW_MAX + 4];
@@ -466,33 +465,33 @@ s_f_requires(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
 }
 
 static void
-s_f_model(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_model(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->model = s_nonempty_str(ctx, val);
 }
 
 static void
-s_f_system(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_system(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->system = s_nonempty_str(ctx, val);
 }
 
 static void
-s_f_max_tokens(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_max_tokens(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     s_int_in(ctx, val, 1, WORKPLAN_MAX_TOKENS, &task->max_tokens);
 }
 
 // 0..2, the range both OpenAI and Anthropic accept.
 static void
-s_f_temperature(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_temperature(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
-    json_type_t t = json_type_of(val);
+    json_type_t t = jval_type(val);
     if (t != JSON_T_INTEGER && t != JSON_T_REAL) {
         wp_err(ctx, "expected a number from 0 to 2");
         return;
     }
-    double v = json_num(val);
+    double v = jval_num(val);
     if (!(v >= 0.0 && v <= 2.0)) {
         wp_err(ctx, "must be from 0 to 2, found %g", v);
         return;
@@ -516,16 +515,15 @@ static const struct {
 // "limits": {"as_mb": N, "nofile": N, "nproc": N, "cpu_s": N}, each
 // optional and at least 1 (leave a key out for the drone's own limit).
 static void
-s_f_limits(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
+s_f_limits(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     if (!s_want(ctx, val, JSON_T_OBJECT)) {
         return;
     }
-    json_iter_t it = json_obj_iter(val);
-    const char *key;
-    const jnode_t *v;
     char shown[WP_SHOW_MAX + 4];
-    while (json_obj_next(&it, &key, &v)) {
+    for (size_t m = 0; m < jval_size(val); m++) {
+        const char *key = jval_key(val, m);
+        const jval_t *v = jval_at(val, m);
         size_t k = 0;
         while (k < S_N_LIMIT_KEYS && strcmp(s_limit_keys[k].name, key) != 0) {
             k++;
@@ -543,7 +541,7 @@ s_f_limits(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task)
     }
 }
 
-typedef void (*s_field_fn)(wp_ctx_t *ctx, const jnode_t *val, wp_task_t *task);
+typedef void (*s_field_fn)(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task);
 
 static const struct {
     const char *name;
@@ -571,16 +569,15 @@ static const struct {
 // Parses the members of obj that `allowed` names into task, reporting the
 // others; sets ctx->seen to the fields present.
 static void
-s_parse_fields(wp_ctx_t *ctx, const jnode_t *obj, unsigned allowed,
+s_parse_fields(wp_ctx_t *ctx, const jval_t *obj, unsigned allowed,
                wp_task_t *task)
 {
     const size_t n_fields = sizeof s_fields / sizeof s_fields[0];
-    json_iter_t it = json_obj_iter(obj);
-    const char *key;
-    const jnode_t *val;
     char shown[WP_SHOW_MAX + 4];
     ctx->seen = 0;
-    while (json_obj_next(&it, &key, &val)) {
+    for (size_t m = 0; m < jval_size(obj); m++) {
+        const char *key = jval_key(obj, m);
+        const jval_t *val = jval_at(obj, m);
         size_t old = wp_push_key(ctx, key);
         size_t f = 0;
         while (f < n_fields && strcmp(s_fields[f].name, key) != 0) {
@@ -772,7 +769,7 @@ s_apply_defaults(wp_ctx_t *ctx, wp_task_t *task)
 }
 
 static void
-s_parse_task(wp_ctx_t *ctx, size_t i, const jnode_t *node)
+s_parse_task(wp_ctx_t *ctx, size_t i, const jval_t *node)
 {
     wp_task_t *task = &ctx->wp->tasks[i];
     size_t old = wp_push_idx(ctx, i);
@@ -800,10 +797,10 @@ s_parse_task(wp_ctx_t *ctx, size_t i, const jnode_t *node)
 }
 
 static void
-s_parse_tasks(wp_ctx_t *ctx, const jnode_t *val)
+s_parse_tasks(wp_ctx_t *ctx, const jval_t *val)
 {
     size_t old = wp_push_key(ctx, "tasks");
-    size_t n = json_arr_size(val);
+    size_t n = jval_size(val);
     if (!s_want(ctx, val, JSON_T_ARRAY)) {
         // Reported.
     } else if (n == 0) {
@@ -817,39 +814,38 @@ s_parse_tasks(wp_ctx_t *ctx, const jnode_t *val)
         wp->n_tasks = n;
         wp_map_init(&ctx->ids, n, false);
         for (size_t i = 0; i < n; i++) {
-            s_parse_task(ctx, i, json_arr_get(val, i));
+            s_parse_task(ctx, i, jval_at(val, i));
         }
     }
     wp_pop(ctx, old);
 }
 
 static void
-s_parse_name(wp_ctx_t *ctx, const jnode_t *val)
+s_parse_name(wp_ctx_t *ctx, const jval_t *val)
 {
     if (!s_want(ctx, val, JSON_T_STRING)) {
         return;
     }
-    size_t n = s_utf8_chars(json_str(val));
+    size_t n = s_utf8_chars(jval_str(val));
     if (n == 0 || n > S_NAME_MAX) {
         wp_err(ctx, "must be 1 to %d characters long, found %zu", S_NAME_MAX,
                n);
     }
-    ctx->wp->name = xstrdup(json_str(val));
+    ctx->wp->name = xstrdup(jval_str(val));
 }
 
 // "budget": {"tokens": N}, N from 1 (0 in a stored plan) to
 // WORKPLAN_MAX_BUDGET; nothing else.
 static void
-s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
+s_parse_budget(wp_ctx_t *ctx, const jval_t *val)
 {
     if (!s_want(ctx, val, JSON_T_OBJECT)) {
         return;
     }
-    json_iter_t it = json_obj_iter(val);
-    const char *key;
-    const jnode_t *v;
     char shown[WP_SHOW_MAX + 4];
-    while (json_obj_next(&it, &key, &v)) {
+    for (size_t m = 0; m < jval_size(val); m++) {
+        const char *key = jval_key(val, m);
+        const jval_t *v = jval_at(val, m);
         size_t old = wp_push_key(ctx, key);
         if (strcmp(key, "tokens") == 0) {
             s_int_in(ctx, v, ctx->stored ? 0 : 1, WORKPLAN_MAX_BUDGET,
@@ -860,7 +856,7 @@ s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
         }
         wp_pop(ctx, old);
     }
-    if (!json_obj_get(val, "tokens")) {
+    if (!jval_get(val, "tokens")) {
         wp_err(ctx, "missing required field 'tokens'");
     }
 }
@@ -868,19 +864,18 @@ s_parse_budget(wp_ctx_t *ctx, const jnode_t *val)
 // name and goal, and the unknown fields; defaults and tasks come after,
 // whatever their place in the text, because tasks depend on defaults.
 static void
-s_parse_top(wp_ctx_t *ctx, const jnode_t *root)
+s_parse_top(wp_ctx_t *ctx, const jval_t *root)
 {
-    json_iter_t it = json_obj_iter(root);
-    const char *key;
-    const jnode_t *val;
     char shown[WP_SHOW_MAX + 4];
-    while (json_obj_next(&it, &key, &val)) {
+    for (size_t m = 0; m < jval_size(root); m++) {
+        const char *key = jval_key(root, m);
+        const jval_t *val = jval_at(root, m);
         size_t old = wp_push_key(ctx, key);
         if (strcmp(key, "name") == 0) {
             s_parse_name(ctx, val);
         } else if (strcmp(key, "goal") == 0) {
             if (s_want(ctx, val, JSON_T_STRING)) {
-                ctx->wp->goal = xstrdup(json_str(val));
+                ctx->wp->goal = xstrdup(jval_str(val));
             }
         } else if (strcmp(key, "budget") == 0) {
             s_parse_budget(ctx, val);
@@ -892,16 +887,16 @@ s_parse_top(wp_ctx_t *ctx, const jnode_t *root)
 }
 
 static void
-s_parse_root(wp_ctx_t *ctx, const jnode_t *root)
+s_parse_root(wp_ctx_t *ctx, const jval_t *root)
 {
     if (!s_want(ctx, root, JSON_T_OBJECT)) {
         return;
     }
     s_parse_top(ctx, root);
-    if (!json_obj_get(root, "name")) {
+    if (!jval_get(root, "name")) {
         wp_err(ctx, "missing required field 'name'");
     }
-    const jnode_t *defaults = json_obj_get(root, "defaults");
+    const jval_t *defaults = jval_get(root, "defaults");
     if (defaults) {
         size_t old = wp_push_key(ctx, "defaults");
         if (s_want(ctx, defaults, JSON_T_OBJECT)) {
@@ -909,7 +904,7 @@ s_parse_root(wp_ctx_t *ctx, const jnode_t *root)
         }
         wp_pop(ctx, old);
     }
-    const jnode_t *tasks = json_obj_get(root, "tasks");
+    const jval_t *tasks = jval_get(root, "tasks");
     if (!tasks) {
         wp_err(ctx, "missing required field 'tasks'");
     } else {
@@ -993,16 +988,16 @@ s_parse(const char *json, size_t len, bool stored, workplan_t **out,
     *out = NULL;
     wp_ctx_t ctx = {.errs = errs, .stored = stored};
     char jerr[256];
-    jnode_t *root = json_parse(json, len, jerr, sizeof jerr);
-    if (!root) {
+    jdoc_t *doc = jdoc_parse(json, len, jerr, sizeof jerr);
+    if (!doc) {
         wp_err(&ctx, "%s", jerr);
         return -1;
     }
     ctx.wp = xcalloc(1, sizeof *ctx.wp);
     ctx.defaults.timeout_s = WORKPLAN_DEFAULT_TIMEOUT_S;
     ctx.defaults.retries = WORKPLAN_DEFAULT_RETRIES;
-    s_parse_root(&ctx, root);
-    json_destroy(&root);
+    s_parse_root(&ctx, jdoc_root(doc));
+    jdoc_destroy(&doc);
     s_check_budget(&ctx);
     if (ctx.wp->n_tasks > 0) {
         wp_graph_link(&ctx);

@@ -316,6 +316,146 @@ test_out_same_as_dump(void)
     free(got);
 }
 
+// Whether the document value d holds what the jansson node j holds.
+static bool
+s_same(const jval_t *d, const jnode_t *j)
+{
+    if (jval_type(d) != json_type_of(j)) {
+        return false;
+    }
+    switch (json_type_of(j)) {
+    case JSON_T_OBJECT:
+        if (jval_size(d) != json_obj_size(j)) {
+            return false;
+        }
+        for (size_t i = 0; i < jval_size(d); i++) {
+            const jnode_t *v = json_obj_get(j, jval_key(d, i));
+            if (!v || !s_same(jval_at(d, i), v)
+                || jval_get(d, jval_key(d, i)) != jval_at(d, i)) {
+                return false;
+            }
+        }
+        return true;
+    case JSON_T_ARRAY:
+        if (jval_size(d) != json_arr_size(j)) {
+            return false;
+        }
+        for (size_t i = 0; i < jval_size(d); i++) {
+            if (!s_same(jval_at(d, i), json_arr_get(j, i))) {
+                return false;
+            }
+        }
+        return true;
+    case JSON_T_STRING:
+        return jval_len(d) == json_str_len(j)
+               && memcmp(jval_str(d), json_str(j), jval_len(d) + 1) == 0;
+    case JSON_T_INTEGER:
+        return jval_int(d) == json_int(j);
+    case JSON_T_REAL:
+        return jval_num(d) == json_num(j);
+    case JSON_T_BOOL:
+    case JSON_T_NULL:
+        return true;
+    }
+    return false;
+}
+
+// The arena parser accepts what json_parse accepts, reads the same values
+// and words its refusals the same way.
+static void
+test_doc_same_as_jansson(void)
+{
+    static const char *const texts[] = {
+        "{}", "[]", " [ ] ", "{\"a\":1}", "0", "-0", "1.5", "-1e3", "1E+2",
+        "123456789012345678", "9223372036854775807", "-9223372036854775808",
+        "9223372036854775808", "-9223372036854775809", "1e999", "-1e999",
+        "1e-999", "0.1234567890123456789012345678901234567890123456789012345"
+        "678901234567890123", "01", "-", "1.", ".5", "1e", "1e+", "+1", "--1",
+        "true", "false", "null", "tru", "truex", "nul", "[true,false,null]",
+        "\"\"", "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"", "\"\\u00e9\\u4E2D\"",
+        "\"\\ud83d\\ude00\"", "\"\\ud83d\"", "\"\\ude00\"", "\"\\ud83dx\"",
+        "\"\\ud83d\\u0041\"", "\"\\u0000\"", "\"\\u00\"", "\"\\uzzzz\"",
+        "\"\\x\"", "\"\\", "\"abc", "\"a\tb\"", "\"a\x01\"", "\"\xc3\xa9\"",
+        "\"\xc3\"", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
+        "\"\xf4\x90\x80\x80\"", "\"\xf0\x9f\x98\x80\"", "\xef\xbb\xbf{}",
+        "{\"a\":1,\"a\":2}", "{\"a\":1,\"b\":{\"a\":2}}", "{\"a\" 1}",
+        "{\"a\":}", "{,}", "{\"a\":1,}", "[1,]", "[,1]", "[1 2]", "{1:2}",
+        "{\"a\":1} x", "[1] [2]", "", "   ", "[", "{", "[[[]]]",
+        "{\"a\":[1,{\"b\":[null,\"x\",2.5,{}]}],\"c\":\"\"}", "\"a\" ",
+        "{\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,\"k7\":7,"
+        "\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11,\"k12\":12,\"k13\":13,"
+        "\"k14\":14,\"k15\":15,\"k16\":16,\"k17\":17,\"k3\":18}",
+        "{\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":6,\"k7\":7,"
+        "\"k8\":8,\"k9\":9,\"k10\":10,\"k11\":11,\"k12\":12,\"k13\":13,"
+        "\"k14\":14,\"k15\":15,\"k16\":16,\"k17\":17,\"k18\":18}",
+        "\t\n\r[1]\n", "[1]\v", "[\"\\u002F\"]", "{\"\\u0061\":1,\"a\":2}",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char e1[256] = "", e2[256] = "";
+        size_t len = strlen(texts[i]);
+        jnode_t *j = json_parse(texts[i], len, e1, sizeof e1);
+        jdoc_t *d = jdoc_parse(texts[i], len, e2, sizeof e2);
+        if ((j == NULL) != (d == NULL) || strcmp(e1, e2) != 0
+            || (j && !s_same(jdoc_root(d), j))) {
+            fprintf(stderr, "text %zu: '%s': jansson %s '%s', doc %s '%s'\n",
+                    i, texts[i], j ? "accepts" : "refuses", e1,
+                    d ? "accepts" : "refuses", e2);
+            t_failures++;
+        }
+        json_destroy(&j);
+        jdoc_destroy(&d);
+    }
+    // A NUL inside the bytes, and nesting at and past jansson's limit.
+    char nul[] = "[\"a\0b\"]";
+    CHECK(jdoc_parse(nul, sizeof nul - 1, NULL, 0) == NULL);
+    for (int depth = 2048; depth <= 2049; depth++) {
+        char *deep = calloc(1, (size_t) depth * 2 + 1);
+        memset(deep, '[', (size_t) depth);
+        memset(deep + depth, ']', (size_t) depth);
+        jnode_t *j = json_parse(deep, strlen(deep), NULL, 0);
+        jdoc_t *d = jdoc_parse(deep, strlen(deep), NULL, 0);
+        CHECK((j == NULL) == (d == NULL));
+        CHECK((d != NULL) == (depth == 2048));
+        json_destroy(&j);
+        jdoc_destroy(&d);
+        free(deep);
+    }
+}
+
+// The getters are forgiving and NULL-safe, as the tree's are.
+static void
+test_doc_getters(void)
+{
+    const char *text = "{\"s\":\"x\",\"i\":-7,\"r\":0.5,\"a\":[1,2],\"o\":{}}";
+    jdoc_t *d = jdoc_parse(text, strlen(text), NULL, 0);
+    REQUIRE(d);
+    const jval_t *r = jdoc_root(d);
+    CHECK(jdoc_bytes(d) > 0);
+    CHECK_INT(jval_size(r), 5);
+    CHECK_STR(jval_key(r, 3), "a");
+    CHECK(jval_key(r, 5) == NULL);
+    CHECK(jval_at(r, 5) == NULL);
+    CHECK_INT(jval_int(jval_get(r, "i")), -7);
+    CHECK(jval_num(jval_get(r, "i")) == -7.0);
+    CHECK(jval_num(jval_get(r, "r")) == 0.5);
+    CHECK_INT(jval_int(jval_get(r, "r")), 0);
+    CHECK(jval_str(jval_get(r, "i")) == NULL);
+    CHECK_INT(jval_len(jval_get(r, "s")), 1);
+    CHECK_INT(jval_size(jval_get(r, "s")), 0);
+    CHECK_INT(jval_int(jval_at(jval_get(r, "a"), 1)), 2);
+    CHECK(jval_key(jval_get(r, "a"), 0) == NULL);
+    CHECK(jval_get(jval_get(r, "a"), "x") == NULL);
+    CHECK(jval_get(NULL, "x") == NULL);
+    CHECK(jval_at(NULL, 0) == NULL);
+    CHECK(jval_str(NULL) == NULL && jval_len(NULL) == 0);
+    CHECK(jval_int(NULL) == 0 && jval_num(NULL) == 0.0);
+    CHECK_INT(jval_size(jval_get(r, "o")), 0);
+    jdoc_destroy(&d);
+    CHECK(d == NULL);
+    jdoc_destroy(&d);
+    jdoc_destroy(NULL);
+}
+
 static const t_case_t t_cases[] = {
     T(test_parse_error_line_column),
     T(test_duplicate_keys_refused),
@@ -331,6 +471,8 @@ static const t_case_t t_cases[] = {
     T(test_dump_scalars),
     T(test_quote),
     T(test_out_same_as_dump),
+    T(test_doc_same_as_jansson),
+    T(test_doc_getters),
     {0},
 };
 
