@@ -9,7 +9,6 @@
 #include "common/xalloc.h"
 
 #include <assert.h>
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -90,12 +89,22 @@ json_out_str(json_out_t *o, const char *s, size_t len)
     json_out_raw(o, "\"", 1);
 }
 
+// Digits by hand: snprintf was a fifth of a big canonical text's cost.
 void
 json_out_int(json_out_t *o, int64_t v)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%" PRId64, v);
-    json_out_raw(o, buf, (size_t) n);
+    char *p = buf + sizeof buf;
+    // Negated as unsigned, so INT64_MIN does not overflow.
+    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    do {
+        *--p = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    json_out_raw(o, p, (size_t) (buf + sizeof buf - p));
 }
 
 // jansson's jsonp_dtostr: "%.17g"; ".0" added when the text has neither a

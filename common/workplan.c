@@ -146,6 +146,41 @@ s_utf8_chars(const char *s)
 
 // --- validation context ----------------------------------------------------
 
+// The JSON path of the current node, written out: kept as segments while
+// checking (a 100k-task plan pushes a million of them, formatting each was
+// a third of the parse) and only written when an error needs it.
+static char *
+s_path(const wp_ctx_t *ctx)
+{
+    wp_buf_t b = {0};
+    for (size_t i = 0; i < ctx->n_segs; i++) {
+        const wp_seg_t *s = &ctx->segs[i];
+        if (!s->key) {
+            char idx[32];
+            snprintf(idx, sizeof idx, "[%zu]", s->idx);
+            wp_buf_adds(&b, idx);
+            continue;
+        }
+        bool plain = *s->key != '\0';
+        for (const char *c = s->key; *c; c++) {
+            plain = plain && (s_is_alnum(*c) || *c == '_' || *c == '-');
+        }
+        if (!plain) {
+            char *q = json_quote(s->key);
+            wp_buf_adds(&b, "[");
+            wp_buf_adds(&b, q);
+            wp_buf_adds(&b, "]");
+            free(q);
+            continue;
+        }
+        if (b.len > 0) {
+            wp_buf_adds(&b, ".");
+        }
+        wp_buf_adds(&b, s->key);
+    }
+    return wp_buf_take(&b);
+}
+
 void
 wp_err(wp_ctx_t *ctx, const char *fmt, ...)
 {
@@ -158,8 +193,8 @@ wp_err(wp_ctx_t *ctx, const char *fmt, ...)
     va_end(ap);
     wp_errors_t *errs = ctx->errs;
     errs->items = xrealloc(errs->items, (errs->count + 1) * sizeof *errs->items);
-    errs->items[errs->count++] = (wp_error_t){
-        .path = xstrdup(ctx->path.p ? ctx->path.p : ""), .message = msg};
+    errs->items[errs->count++] = (wp_error_t){.path = s_path(ctx),
+                                              .message = msg};
     ctx->n_added++;
 }
 
@@ -169,46 +204,35 @@ wp_full(const wp_ctx_t *ctx)
     return ctx->n_added >= WP_MAX_ERRORS;
 }
 
+static size_t
+s_push(wp_ctx_t *ctx, const char *key, size_t idx)
+{
+    if (ctx->n_segs == ctx->cap_segs) {
+        ctx->cap_segs = ctx->cap_segs ? ctx->cap_segs * 2 : 16;
+        ctx->segs = xrealloc(ctx->segs, ctx->cap_segs * sizeof *ctx->segs);
+    }
+    ctx->segs[ctx->n_segs] = (wp_seg_t){.key = key, .idx = idx};
+    return ctx->n_segs++;
+}
+
 size_t
 wp_push_key(wp_ctx_t *ctx, const char *key)
 {
-    size_t old = ctx->path.len;
-    bool plain = *key != '\0';
-    for (const char *c = key; *c; c++) {
-        plain = plain && (s_is_alnum(*c) || *c == '_' || *c == '-');
-    }
-    if (!plain) {
-        char *q = json_quote(key);
-        wp_buf_adds(&ctx->path, "[");
-        wp_buf_adds(&ctx->path, q);
-        wp_buf_adds(&ctx->path, "]");
-        free(q);
-        return old;
-    }
-    if (old > 0) {
-        wp_buf_adds(&ctx->path, ".");
-    }
-    wp_buf_adds(&ctx->path, key);
-    return old;
+    assert(key);
+    return s_push(ctx, key, 0);
 }
 
 size_t
 wp_push_idx(wp_ctx_t *ctx, size_t i)
 {
-    size_t old = ctx->path.len;
-    char b[32];
-    snprintf(b, sizeof b, "[%zu]", i);
-    wp_buf_adds(&ctx->path, b);
-    return old;
+    return s_push(ctx, NULL, i);
 }
 
 void
 wp_pop(wp_ctx_t *ctx, size_t old)
 {
-    ctx->path.len = old;
-    if (ctx->path.p) {
-        ctx->path.p[old] = '\0';
-    }
+    assert(old <= ctx->n_segs);
+    ctx->n_segs = old;
 }
 
 // --- types -----------------------------------------------------------------
@@ -1003,7 +1027,7 @@ s_parse(const char *json, size_t len, bool stored, workplan_t **out,
         wp_graph_link(&ctx);
         wp_graph_cycles(&ctx);
     }
-    free(ctx.path.p);
+    free(ctx.segs);
     free(ctx.stamps);
     wp_map_release(&ctx.ids);
     s_task_release(&ctx.defaults);

@@ -84,10 +84,18 @@ typedef struct {
     size_t pos;             // where in that task's needs it is listed
 } wp_stamp_t;
 
+// One step of a JSON path: a member's key (borrowed: it must outlive its
+// push), or an index when key is NULL.
+typedef struct {
+    const char *key;
+    size_t idx;
+} wp_seg_t;
+
 typedef struct {
     wp_errors_t *errs;
     size_t n_added;         // errors this parse added (capped)
-    wp_buf_t path;          // JSON path of the node being checked
+    wp_seg_t *segs;         // JSON path of the node being checked
+    size_t n_segs, cap_segs;
     workplan_t *wp;
     wp_task_t defaults;     // only timeout_s, retries, priority, requires,
                             // limits
@@ -105,8 +113,8 @@ void wp_err(wp_ctx_t *ctx, const char *fmt, ...)
 // Whether no more errors will be kept.
 bool wp_full(const wp_ctx_t *ctx);
 // Append ".key" (or "key" at the root, or ["k y"] for keys that are not
-// plain words) or "[i]" to the path; return the length to restore with
-// wp_pop().
+// plain words; key is borrowed until the matching wp_pop()) or "[i]" to the
+// path; return the depth to restore with wp_pop().
 size_t wp_push_key(wp_ctx_t *ctx, const char *key);
 size_t wp_push_idx(wp_ctx_t *ctx, size_t i);
 void wp_pop(wp_ctx_t *ctx, size_t old);

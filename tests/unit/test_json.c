@@ -307,9 +307,15 @@ test_out_same_as_dump(void)
     }
     json_out_int(&o, INT64_MIN);
     json_out_raw(&o, " ", 1);
+    json_out_int(&o, INT64_MAX);
+    json_out_raw(&o, " ", 1);
+    json_out_int(&o, 0);
+    json_out_raw(&o, " ", 1);
+    json_out_int(&o, -10);
+    json_out_raw(&o, " ", 1);
     json_out_real(&o, NAN);
     got = json_out_take(&o, NULL);
-    CHECK_STR(got, "-9223372036854775808 null");
+    CHECK_STR(got, "-9223372036854775808 9223372036854775807 0 -10 null");
     free(got);
     got = json_out_take(&o, NULL);
     CHECK_STR(got, "");
