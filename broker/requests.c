@@ -152,27 +152,30 @@ s_warn_tags(broker_t *b, const workplan_t *wp, proto_submit_ok_t *ok)
     free((void *) n_tags);
 }
 
+// Parses and validates the request's workplan text, then frees the text
+// (the canonical form replaces it; a 1M-task plan's text is 33 MB).
 static bool
 s_validate(broker_t *b, router_in_t *in, workplan_t **wp)
 {
-    const char *text = in->msg->u.submit.workplan;
+    char *text = in->msg->u.submit.workplan;
     wp_errors_t errs = {0};
-    proto_msg_t *e = proto_error_new(in->msg->req, PROTO_E_INVALID, "x");
-    if (workplan_parse(text, strlen(text), wp, &errs) < 0) {
-        for (size_t i = 0; i < errs.count; i++) {
-            char *line = xasprintf("%s: %s", errs.items[i].path,
-                                   errs.items[i].message);
-            proto_strv_push(&e->u.error.details, line);
-            free(line);
-        }
-        free(e->u.error.message);
-        e->u.error.message = xasprintf("workplan refused: %zu error%s",
-                                       errs.count, errs.count == 1 ? "" : "s");
-        wp_errors_release(&errs);
-    } else {
-        proto_msg_destroy(&e);
+    int rc = workplan_parse(text, strlen(text), wp, &errs);
+    free(text);
+    in->msg->u.submit.workplan = NULL;
+    if (rc == 0) {
         return true;
     }
+    proto_msg_t *e = proto_error_new(in->msg->req, PROTO_E_INVALID, "x");
+    for (size_t i = 0; i < errs.count; i++) {
+        char *line = xasprintf("%s: %s", errs.items[i].path,
+                               errs.items[i].message);
+        proto_strv_push(&e->u.error.details, line);
+        free(line);
+    }
+    free(e->u.error.message);
+    e->u.error.message = xasprintf("workplan refused: %zu error%s",
+                                   errs.count, errs.count == 1 ? "" : "s");
+    wp_errors_release(&errs);
     broker_queue(b, &in->rid, &e, false);
     return false;
 }
@@ -222,11 +225,32 @@ s_gates_started(broker_t *b, int64_t plan)
     }
 }
 
+// A created plan goes to the scheduler (which takes *wp) and is answered.
+static void
+s_accept(broker_t *b, router_in_t *in, int64_t plan, workplan_t **wp,
+         const proto_task_state_t *states)
+{
+    proto_msg_t *ok = proto_msg_new(PROTO_MSG_SUBMIT_OK);
+    ok->u.submit_ok.plan = plan;
+    ok->u.submit_ok.created = true;
+    s_warn_tags(b, *wp, &ok->u.submit_ok);
+    log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
+                                  LOG_STR("key", in->name)),
+                  "plan %lld '%s' submitted by '%s': %zu tasks",
+                  (long long) plan, (*wp)->name, in->name, (*wp)->n_tasks);
+    sched_plan_add(b->sched, plan, wp, states);
+    s_gates_started(b, plan);
+    requests_reply(b, in, &ok, true);
+}
+
 // A submit this big hands its parse trees' memory back to the system when
 // it is done (xalloc_trim): 100k tasks leave ~120 MB of freed heap that
 // glibc would otherwise keep.
 #define S_TRIM_TASKS 10000
 
+// Each representation of a big plan is freed as soon as the next one is
+// built (text -> workplan_t -> canonical text -> rows -> the scheduler's
+// plan), so the peak holds two of them, not four.
 static void
 s_submit(broker_t *b, router_in_t *in)
 {
@@ -239,33 +263,25 @@ s_submit(broker_t *b, router_in_t *in)
     char *hash = s_hash(json);
     proto_task_state_t *states = xcalloc(wp->n_tasks, sizeof *states);
     int64_t plan = 0;
+    ledger_rc_t rc = LEDGER_ERROR;
     if (!broker_begin(b)) {
         requests_internal(b, in);
     } else if (!s_replay(b, in, hash)) {
         sched_initial_states(wp, states);
-        ledger_rc_t rc = ledger_plan_create(
-            b->ledger, wp, json, hash, states, in->name,
-            in->msg->u.submit.idempotency_key, b->now_wall, &plan);
+        rc = ledger_plan_create(b->ledger, wp, json, hash, states, in->name,
+                                in->msg->u.submit.idempotency_key,
+                                b->now_wall, &plan);
         if (rc != LEDGER_OK) {
             requests_internal(b, in);
-        } else {
-            proto_msg_t *ok = proto_msg_new(PROTO_MSG_SUBMIT_OK);
-            ok->u.submit_ok.plan = plan;
-            ok->u.submit_ok.created = true;
-            s_warn_tags(b, wp, &ok->u.submit_ok);
-            log_info_with(LOG, LOG_FIELDS(LOG_INT("plan", plan),
-                                          LOG_STR("key", in->name)),
-                          "plan %lld '%s' submitted by '%s': %zu tasks",
-                     (long long) plan, wp->name, in->name, wp->n_tasks);
-            sched_plan_add(b->sched, plan, &wp, states);
-            s_gates_started(b, plan);
-            requests_reply(b, in, &ok, true);
         }
+    }
+    free(json);
+    free(hash);
+    if (rc == LEDGER_OK) {
+        s_accept(b, in, plan, &wp, states);
     }
     workplan_destroy(&wp);
     free(states);
-    free(json);
-    free(hash);
     if (n_tasks >= S_TRIM_TASKS) {
         xalloc_trim();
     }

@@ -17,7 +17,7 @@
 
 #define WORKPLAN_DEFAULT_TIMEOUT_S 3600
 #define WORKPLAN_DEFAULT_RETRIES 2
-#define WORKPLAN_MAX_TASKS 100000
+#define WORKPLAN_MAX_TASKS 1000000
 #define WORKPLAN_MAX_RETRIES 100
 #define WORKPLAN_ID_MAX 64
 // What exec(2) takes on Linux by default: one argument or variable with
