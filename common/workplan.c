@@ -286,7 +286,7 @@ s_nonempty_str(wp_ctx_t *ctx, const jval_t *val)
     if (jval_len(val) == 0) {
         wp_err(ctx, "must not be empty");
     }
-    return xstrdup(jval_str(val));
+    return wp_pool_str(ctx->wp->pool, jval_str(val), jval_len(val));
 }
 
 static void
@@ -305,28 +305,43 @@ s_int_in(wp_ctx_t *ctx, const jval_t *val, int64_t min, int64_t max,
     *dst = v;
 }
 
-// Copies an array of strings: non-strings are reported and left NULL.
+// Copies an array of strings into the pool: non-strings are reported and
+// left NULL.  intern: the strings and the array may be shared with other
+// tasks (run lines, tags), else each is copied (ids in needs: unique).
+// An empty array is a non-NULL pointer to nothing.
 static char **
-s_strings(wp_ctx_t *ctx, const jval_t *val, size_t *n_out)
+s_strings(wp_ctx_t *ctx, const jval_t *val, size_t *n_out, bool intern)
 {
     *n_out = 0;
     if (!s_want(ctx, val, JSON_T_ARRAY)) {
         return NULL;
     }
+    wp_pool_t *pool = ctx->wp->pool;
     size_t n = jval_size(val);
-    char **v = xcalloc(n, sizeof *v);
+    char *small[16];
+    char **v = n <= 16 ? small : xmalloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++) {
         const jval_t *item = jval_at(val, i);
         size_t old = wp_push_idx(ctx, i);
+        v[i] = NULL;
         if (s_want(ctx, item, JSON_T_STRING)) {
-            v[i] = xstrdup(jval_str(item));
+            v[i] = intern ? wp_pool_str(pool, jval_str(item), jval_len(item))
+                          : wp_pool_copy(pool, jval_str(item), jval_len(item));
         }
         wp_pop(ctx, old);
     }
+    char **out = n == 0   ? wp_pool_alloc(pool, 0)
+                 : intern ? wp_pool_strv(pool, v, n)
+                          : memcpy(wp_pool_alloc(pool, n * sizeof *v), v,
+                                   n * sizeof *v);
+    if (v != small) {
+        free(v);
+    }
     *n_out = n;
-    return v;
+    return out;
 }
 
+// A plan built by hand owns each string and array (workplan.h).
 static void
 s_strings_free(char **v, size_t n)
 {
@@ -376,20 +391,20 @@ s_f_id(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
                wp_show(shown, jval_str(val), jval_len(val)));
     }
     // Kept even when invalid, so that needs naming it resolve.
-    task->id = xstrdup(jval_str(val));
+    task->id = wp_pool_copy(ctx->wp->pool, jval_str(val), jval_len(val));
 }
 
 static void
 s_f_needs(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
-    task->needs = s_strings(ctx, val, &task->n_needs);
+    task->needs = s_strings(ctx, val, &task->n_needs, false);
 }
 
 static void
 s_f_run(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
     task->kind = WP_KIND_RUN;
-    task->argv = s_strings(ctx, val, &task->n_argv);
+    task->argv = s_strings(ctx, val, &task->n_argv, true);
     if (task->argv && task->n_argv == 0) {
         wp_err(ctx, "must hold at least the program to run");
     } else if (task->argv && task->argv[0] && !task->argv[0][0]) {
@@ -425,7 +440,8 @@ s_f_env(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
     if (!s_want(ctx, val, JSON_T_OBJECT)) {
         return;
     }
-    task->env = xcalloc(jval_size(val), sizeof *task->env);
+    wp_pool_t *pool = ctx->wp->pool;
+    task->env = wp_pool_alloc(pool, jval_size(val) * sizeof *task->env);
     char shown[WP_SHOW_MAX + 4];
     for (size_t m = 0; m < jval_size(val); m++) {
         const char *key = jval_key(val, m);
@@ -438,7 +454,9 @@ s_f_env(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
             wp_err(ctx, "variables starting with WAGGLE_ are reserved");
         }
         if (s_want(ctx, v, JSON_T_STRING)) {
-            task->env[task->n_env++] = (wp_env_t){xstrdup(key), xstrdup(jval_str(v))};
+            task->env[task->n_env++] = (wp_env_t){
+                wp_pool_str(pool, key, strlen(key)),
+                wp_pool_str(pool, jval_str(v), jval_len(v))};
         }
         wp_pop(ctx, old);
     }
@@ -474,7 +492,7 @@ s_f_priority(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 static void
 s_f_requires(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 {
-    task->requires = s_strings(ctx, val, &task->n_requires);
+    task->requires = s_strings(ctx, val, &task->n_requires, true);
     char shown[WP_SHOW_MAX + 4];
     for (size_t i = 0; i < task->n_requires; i++) {
         const char *tag = task->requires[i];
@@ -663,16 +681,21 @@ s_has_tag(const wp_task_t *task, const char *tag)
     return false;
 }
 
+// Adds tag (in the pool) to requires unless it is there: a new array, as
+// the old one may be shared.
 static void
-s_add_tag(wp_task_t *task, char *tag)
+s_add_tag(wp_ctx_t *ctx, wp_task_t *task, char *tag)
 {
     if (s_has_tag(task, tag)) {
-        free(tag);
         return;
     }
-    task->requires = xrealloc(task->requires,
-                              (task->n_requires + 1) * sizeof *task->requires);
-    task->requires[task->n_requires++] = tag;
+    char **req = wp_pool_alloc(ctx->wp->pool,
+                               (task->n_requires + 1) * sizeof *req);
+    if (task->n_requires > 0) {
+        memcpy(req, task->requires, task->n_requires * sizeof *req);
+    }
+    req[task->n_requires++] = tag;
+    task->requires = req;
 }
 
 // A prompt task requires the tag "model", and "model:NAME" when it names
@@ -685,7 +708,9 @@ s_imply_model_tags(wp_ctx_t *ctx, wp_task_t *task)
     if (task->kind != WP_KIND_PROMPT) {
         return;
     }
-    s_add_tag(task, xstrdup(WORKPLAN_MODEL_TAG));
+    wp_pool_t *pool = ctx->wp->pool;
+    s_add_tag(ctx, task, wp_pool_str(pool, WORKPLAN_MODEL_TAG,
+                                     strlen(WORKPLAN_MODEL_TAG)));
     if (!task->model) {
         return;
     }
@@ -697,10 +722,10 @@ s_imply_model_tags(wp_ctx_t *ctx, wp_task_t *task)
                     "be a valid tag (up to 64 letters, digits or '_.:-')",
                wp_show(shown, task->model, strlen(task->model)));
         wp_pop(ctx, old);
-        free(tag);
-        return;
+    } else {
+        s_add_tag(ctx, task, wp_pool_str(pool, tag, strlen(tag)));
     }
-    s_add_tag(task, tag);
+    free(tag);
 }
 
 // Bytes one argument or variable takes in exec's argument space; 0 when
@@ -784,11 +809,9 @@ s_apply_defaults(wp_ctx_t *ctx, wp_task_t *task)
         }
     }
     if (!(ctx->seen & S_F_REQUIRES) && d->n_requires > 0) {
-        task->requires = xcalloc(d->n_requires, sizeof *task->requires);
+        // Shared: arrays in the pool are never changed in place.
+        task->requires = d->requires;
         task->n_requires = d->n_requires;
-        for (size_t i = 0; i < d->n_requires; i++) {
-            task->requires[i] = d->requires[i] ? xstrdup(d->requires[i]) : NULL;
-        }
     }
 }
 
@@ -965,9 +988,10 @@ workplan_destroy(workplan_t **self_p)
         return;
     }
     workplan_t *self = *self_p;
-    for (size_t i = 0; i < self->n_tasks; i++) {
+    for (size_t i = 0; !self->pool && i < self->n_tasks; i++) {
         s_task_release(&self->tasks[i]);
     }
+    wp_pool_destroy(&self->pool);
     free(self->tasks);
     free(self->name);
     free(self->goal);
@@ -1018,6 +1042,7 @@ s_parse(const char *json, size_t len, bool stored, workplan_t **out,
         return -1;
     }
     ctx.wp = xcalloc(1, sizeof *ctx.wp);
+    ctx.wp->pool = wp_pool_new();
     ctx.defaults.timeout_s = WORKPLAN_DEFAULT_TIMEOUT_S;
     ctx.defaults.retries = WORKPLAN_DEFAULT_RETRIES;
     s_parse_root(&ctx, jdoc_root(doc));
@@ -1030,7 +1055,6 @@ s_parse(const char *json, size_t len, bool stored, workplan_t **out,
     free(ctx.segs);
     free(ctx.stamps);
     wp_map_release(&ctx.ids);
-    s_task_release(&ctx.defaults);
     if (ctx.n_added > 0) {
         workplan_destroy(&ctx.wp);
         return -1;

@@ -96,6 +96,11 @@ typedef struct {
     int64_t budget_tokens;  // "budget": {"tokens": N}
     wp_task_t *tasks;       // in the order written
     size_t n_tasks;
+    // What owns the tasks' strings and arrays (workplan_parse: one pool for
+    // the plan, some of it shared between tasks, so treat them as
+    // read-only).  NULL in a plan built by hand, whose every string and
+    // array is its own allocation (workplan_destroy frees them one by one).
+    struct wp_pool *pool;
 } workplan_t;
 
 typedef struct {

@@ -160,7 +160,8 @@ s_link_needs(wp_ctx_t *ctx, size_t i)
     if (task->n_needs == 0) {
         return;
     }
-    task->need_idx = xmalloc(task->n_needs * sizeof *task->need_idx);
+    task->need_idx = wp_pool_alloc(ctx->wp->pool,
+                                   task->n_needs * sizeof *task->need_idx);
     size_t old = wp_push_key(ctx, "needs");
     for (size_t j = 0; j < task->n_needs; j++) {
         task->need_idx[j] = WP_NONE;

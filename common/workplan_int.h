@@ -77,6 +77,26 @@ size_t wp_map_find(const wp_map_t *m, const char *key, size_t len);
 // be added.
 size_t wp_map_add(wp_map_t *m, const char *key, size_t val);
 
+// --- workplan_pool.c: the memory of a plan's tasks -------------------------
+// Strings and arrays that live until the plan is destroyed; never freed or
+// changed one by one (interned ones are shared between tasks).
+
+typedef struct wp_pool wp_pool_t;
+
+wp_pool_t *wp_pool_new(void);
+void wp_pool_destroy(wp_pool_t **self_p);
+// Bytes the pool holds (its blocks; the intern tables aside).
+size_t wp_pool_bytes(const wp_pool_t *self);
+// n zeroed bytes, aligned for pointers; never NULL (even for n == 0).
+void *wp_pool_alloc(wp_pool_t *self, size_t n);
+// A NUL-terminated copy of len bytes of s.
+char *wp_pool_copy(wp_pool_t *self, const char *s, size_t len);
+// The same, shared with every equal string interned before.
+char *wp_pool_str(wp_pool_t *self, const char *s, size_t len);
+// A copy of the n pointers at v (NULL when n is 0), shared with every equal
+// array interned before (equal pointers: intern the strings first).
+char **wp_pool_strv(wp_pool_t *self, char *const *v, size_t n);
+
 // --- workplan.c: the validation context -------------------------------------
 
 typedef struct {

@@ -1030,10 +1030,15 @@ s_chain(size_t n, bool close_loop)
     return b;
 }
 
+// The big-plan tests run at 100k tasks (a tenth of WORKPLAN_MAX_TASKS, so
+// that they take a second); the bench's submit-1M target is the proof at
+// the limit.
+#define S_BIG 100000
+
 static void
 test_big_chain(void)
 {
-    char *text = s_chain(WORKPLAN_MAX_TASKS, false);
+    char *text = s_chain(S_BIG, false);
     // The first task names an output it does not need: drop that argv.
     char *first = strstr(text, ", \"{{t99999.output}}\"");
     REQUIRE(first);
@@ -1041,9 +1046,8 @@ test_big_chain(void)
             strlen(first + strlen(", \"{{t99999.output}}\"")) + 1);
     workplan_t *wp = s_parse_ok(text);
     REQUIRE(wp);
-    CHECK_INT(wp->n_tasks, WORKPLAN_MAX_TASKS);
-    CHECK_INT(wp->tasks[WORKPLAN_MAX_TASKS - 1].need_idx[0],
-              WORKPLAN_MAX_TASKS - 2);
+    CHECK_INT(wp->n_tasks, S_BIG);
+    CHECK_INT(wp->tasks[S_BIG - 1].need_idx[0], S_BIG - 2);
     char *canon = workplan_to_json(wp);
     workplan_t *again = s_parse_ok(canon);
     CHECK(again && s_equal(wp, again));
@@ -1056,7 +1060,7 @@ test_big_chain(void)
 static void
 test_big_cycle(void)
 {
-    char *text = s_chain(WORKPLAN_MAX_TASKS, true);
+    char *text = s_chain(S_BIG, true);
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
     CHECK_INT(workplan_parse(text, strlen(text), &wp, &errs), -1);
@@ -1070,11 +1074,66 @@ test_big_cycle(void)
     free(text);
 }
 
+// A parsed plan keeps repeated run lines, tags and env once (its pool), and
+// a task's own arrays stay its own: adding the implied model tag to one
+// prompt task changes no other task's requires.
+static void
+test_pool_shares(void)
+{
+    workplan_t *wp = s_parse_ok(
+        "{\"name\": \"p\", \"defaults\": {\"requires\": [\"eu\"]},"
+        " \"tasks\": ["
+        "{\"id\": \"a\", \"run\": [\"echo\", \"x\"], \"env\": {\"K\": \"v\"}},"
+        "{\"id\": \"b\", \"run\": [\"echo\", \"x\"], \"env\": {\"K\": \"v\"}},"
+        "{\"id\": \"c\", \"run\": [\"echo\", \"y\"]},"
+        "{\"id\": \"d\", \"prompt\": \"p\"},"
+        "{\"id\": \"e\", \"needs\": [\"a\"], \"run\": [\"echo\"],"
+        " \"requires\": []}]}");
+    REQUIRE(wp);
+    const wp_task_t *t = wp->tasks;
+    CHECK(wp->pool != NULL);
+    CHECK(t[0].argv == t[1].argv);
+    CHECK(t[0].argv != t[2].argv);
+    CHECK(t[0].argv[0] == t[2].argv[0]);
+    CHECK_STR(t[2].argv[1], "y");
+    CHECK(t[0].env[0].value == t[1].env[0].value);
+    CHECK(t[0].requires == t[1].requires);
+    REQUIRE(t[3].n_requires == 2);
+    CHECK_STR(t[3].requires[0], "eu");
+    CHECK_STR(t[3].requires[1], "model");
+    CHECK_INT(t[0].n_requires, 1);
+    CHECK(t[4].requires != NULL && t[4].n_requires == 0);
+    CHECK_STR(t[4].needs[0], "a");
+    CHECK(t[4].needs[0] != t[0].id);
+    CHECK_INT(t[4].need_idx[0], 0);
+    workplan_destroy(&wp);
+}
+
+// One task past WORKPLAN_MAX_TASKS is refused, counted before any task is
+// read (the tasks here are empty objects: no other error is reported).
+static void
+test_task_limit(void)
+{
+    size_t n = WORKPLAN_MAX_TASKS + 1;
+    char *b = xmalloc(n * 3 + 64);
+    size_t len = (size_t) sprintf(b, "{\"name\": \"x\", \"tasks\": [");
+    for (size_t i = 0; i < n; i++) {
+        memcpy(b + len, i ? ",{}" : "{}", i ? 3 : 2);
+        len += i ? 3 : 2;
+    }
+    strcpy(b + len, "]}");
+    char *message = xasprintf("a workplan holds at most %d tasks, found %zu",
+                              WORKPLAN_MAX_TASKS, n);
+    EXPECT(b, "tasks", message);
+    free(message);
+    free(b);
+}
+
 static void
 test_big_fan_in(void)
 {
     // One task needing all the others: one hash per task, no quadratic scan.
-    size_t n = WORKPLAN_MAX_TASKS - 1;
+    size_t n = S_BIG - 1;
     size_t cap = n * 64 + 128, len = 0;
     char *b = xmalloc(cap);
     len += (size_t) snprintf(b, cap, "{\"name\": \"fan\", \"tasks\": [");
@@ -1182,6 +1241,8 @@ static const t_case_t t_cases[] = {
     T(test_big_chain),
     T(test_big_cycle),
     T(test_big_fan_in),
+    T(test_task_limit),
+    T(test_pool_shares),
     {0},
 };
 
