@@ -27,6 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+// A 1M-task plan holds a million of these: keep an eye on growth.
+_Static_assert(sizeof(void *) != 8 || sizeof(wp_task_t) <= 152,
+               "wp_task_t grew past 152 bytes");
+
 #define S_NAME_MAX 128
 #define S_TIMEOUT_MAX 604800        // one week
 #define S_PRIORITY_MAX 1000
@@ -289,20 +293,32 @@ s_nonempty_str(wp_ctx_t *ctx, const jval_t *val)
     return wp_pool_str(ctx->wp->pool, jval_str(val), jval_len(val));
 }
 
-static void
-s_int_in(wp_ctx_t *ctx, const jval_t *val, int64_t min, int64_t max,
-         int64_t *dst)
+// True with *v an integer from min to max; otherwise reports.
+static bool
+s_int_ok(wp_ctx_t *ctx, const jval_t *val, int64_t min, int64_t max,
+         int64_t *v)
 {
     if (!s_want(ctx, val, JSON_T_INTEGER)) {
-        return;
+        return false;
     }
-    int64_t v = jval_int(val);
-    if (v < min || v > max) {
+    *v = jval_int(val);
+    if (*v < min || *v > max) {
         wp_err(ctx, "must be from %" PRId64 " to %" PRId64 ", found %" PRId64,
-               min, max, v);
-        return;
+               min, max, *v);
+        return false;
     }
-    *dst = v;
+    return true;
+}
+
+// s_int_ok into a task's 32-bit field (every task range fits).
+static void
+s_int_in(wp_ctx_t *ctx, const jval_t *val, int32_t min, int32_t max,
+         int32_t *dst)
+{
+    int64_t v;
+    if (s_int_ok(ctx, val, min, max, &v)) {
+        *dst = (int32_t) v;
+    }
 }
 
 // Copies an array of strings into the pool: non-strings are reported and
@@ -310,7 +326,7 @@ s_int_in(wp_ctx_t *ctx, const jval_t *val, int64_t min, int64_t max,
 // tasks (run lines, tags), else each is copied (ids in needs: unique).
 // An empty array is a non-NULL pointer to nothing.
 static char **
-s_strings(wp_ctx_t *ctx, const jval_t *val, size_t *n_out, bool intern)
+s_strings(wp_ctx_t *ctx, const jval_t *val, uint32_t *n_out, bool intern)
 {
     *n_out = 0;
     if (!s_want(ctx, val, JSON_T_ARRAY)) {
@@ -337,7 +353,7 @@ s_strings(wp_ctx_t *ctx, const jval_t *val, size_t *n_out, bool intern)
     if (v != small) {
         free(v);
     }
-    *n_out = n;
+    *n_out = (uint32_t) n;        // a document's arrays fit 32 bits
     return out;
 }
 
@@ -545,7 +561,7 @@ s_f_temperature(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
 static const struct {
     const char *name;
     size_t offset;
-    int64_t max;
+    int32_t max;
 } s_limit_keys[] = {
     {"as_mb", offsetof(wp_limits_t, as_mb), WORKPLAN_MAX_AS_MB},
     {"nofile", offsetof(wp_limits_t, nofile), WORKPLAN_MAX_NOFILE},
@@ -576,7 +592,7 @@ s_f_limits(wp_ctx_t *ctx, const jval_t *val, wp_task_t *task)
                         "cpu_s)", wp_show(shown, key, strlen(key)));
         } else {
             s_int_in(ctx, v, 1, s_limit_keys[k].max,
-                     (int64_t *) ((char *) &task->limits
+                     (int32_t *) ((char *) &task->limits
                                   + s_limit_keys[k].offset));
         }
         wp_pop(ctx, old);
@@ -803,9 +819,9 @@ s_apply_defaults(wp_ctx_t *ctx, wp_task_t *task)
     }
     for (size_t k = 0; k < S_N_LIMIT_KEYS; k++) {
         size_t off = s_limit_keys[k].offset;
-        int64_t *mine = (int64_t *) ((char *) &task->limits + off);
+        int32_t *mine = (int32_t *) ((char *) &task->limits + off);
         if (*mine == 0) {
-            *mine = *(const int64_t *) ((const char *) &d->limits + off);
+            *mine = *(const int32_t *) ((const char *) &d->limits + off);
         }
     }
     if (!(ctx->seen & S_F_REQUIRES) && d->n_requires > 0) {
@@ -895,8 +911,11 @@ s_parse_budget(wp_ctx_t *ctx, const jval_t *val)
         const jval_t *v = jval_at(val, m);
         size_t old = wp_push_key(ctx, key);
         if (strcmp(key, "tokens") == 0) {
-            s_int_in(ctx, v, ctx->stored ? 0 : 1, WORKPLAN_MAX_BUDGET,
-                     &ctx->wp->budget_tokens);
+            int64_t tokens;
+            if (s_int_ok(ctx, v, ctx->stored ? 0 : 1, WORKPLAN_MAX_BUDGET,
+                         &tokens)) {
+                ctx->wp->budget_tokens = tokens;
+            }
             ctx->wp->has_budget = true;
         } else {
             wp_err(ctx, "unknown field '%s'", wp_show(shown, key, strlen(key)));

@@ -49,12 +49,12 @@ typedef struct {
 
 // Resource limits a task asks for ("limits"); 0: not given.  The drone
 // caps each with its own limit: a workplan may lower a drone's limit,
-// never raise it.
+// never raise it.  32 bits: every maximum below fits.
 typedef struct {
-    int64_t as_mb;          // address space, MiB: 1..WORKPLAN_MAX_AS_MB
-    int64_t nofile;         // open files: 1..WORKPLAN_MAX_NOFILE
-    int64_t nproc;          // processes of the task user: 1..WORKPLAN_MAX_NPROC
-    int64_t cpu_s;          // CPU seconds: 1..WORKPLAN_MAX_CPU_S
+    int32_t as_mb;          // address space, MiB: 1..WORKPLAN_MAX_AS_MB
+    int32_t nofile;         // open files: 1..WORKPLAN_MAX_NOFILE
+    int32_t nproc;          // processes of the task user: 1..WORKPLAN_MAX_NPROC
+    int32_t cpu_s;          // CPU seconds: 1..WORKPLAN_MAX_CPU_S
 } wp_limits_t;
 
 #define WORKPLAN_MAX_AS_MB 4194304      // 4 TiB
@@ -62,30 +62,33 @@ typedef struct {
 #define WORKPLAN_MAX_NPROC 4194304
 #define WORKPLAN_MAX_CPU_S 604800       // one week
 
+// One task: 152 bytes (a plan of 1M tasks holds a million of them), so the
+// pointers come first, then counts and numbers in 32 bits (every range
+// checked at parse fits), then the small fields.
 typedef struct {
     char *id;               // [A-Za-z0-9_][A-Za-z0-9_-]{0,63}
-    wp_kind_t kind;
     char **needs;           // ids, in the order written
-    size_t n_needs;
     size_t *need_idx;       // needs resolved to indexes into tasks[]
     char **argv;            // run: argv (n_argv >= 1)
-    size_t n_argv;
     char *prompt;           // prompt: the prompt text
     char *gate;             // gate: the question
     char *model;            // NULL or model name
     char *system;           // prompt: NULL or the system message
-    int64_t max_tokens;     // prompt: 0 (the endpoint's default) or 1..
-    bool has_temperature;   // prompt: temperature given
-    double temperature;     // prompt: 0..2 when given
     wp_env_t *env;
-    size_t n_env;
     char *cwd;              // NULL or a path
-    int64_t timeout_s;      // resolved with defaults (a gate: its own only); 0 = none
-    int64_t retries;        // resolved with defaults
-    int64_t priority;       // resolved with defaults; higher runs first
     char **requires;        // tags a drone must offer
-    size_t n_requires;
+    double temperature;     // prompt: 0..2 when given
+    uint32_t n_needs;
+    uint32_t n_argv;
+    uint32_t n_env;
+    uint32_t n_requires;
+    int32_t max_tokens;     // prompt: 0 (the endpoint's default) or 1..
+    int32_t timeout_s;      // resolved with defaults (a gate: its own only); 0 = none
+    int32_t retries;        // resolved with defaults
+    int32_t priority;       // resolved with defaults; higher runs first
     wp_limits_t limits;     // resolved with defaults, key by key
+    wp_kind_t kind;
+    bool has_temperature;   // prompt: temperature given
 } wp_task_t;
 
 typedef struct {
