@@ -25,11 +25,11 @@ typedef struct {
     const char *const *states;
     wp_errors_t *errs;
     size_t n_errs;               // errors this merge added
-    const jnode_t **repl;        // per plan task: its replacement, or NULL
+    const jval_t **repl;        // per plan task: its replacement, or NULL
     size_t *repl_at;             // per plan task: its index in "replace"
     bool *cancel;                // per plan task: cancelled
     size_t *cancel_at;           // per plan task: its index in "cancel"
-    const jnode_t *add;          // the "add" array, or NULL
+    const jval_t *add;          // the "add" array, or NULL
 } s_merge_t;
 
 #define S_MAX_ERRORS 100
@@ -104,14 +104,14 @@ s_plan_task(s_merge_t *m, const char *path, const char *id, bool cancel)
 }
 
 static void
-s_read_replace(s_merge_t *m, const jnode_t *arr)
+s_read_replace(s_merge_t *m, const jval_t *arr)
 {
-    for (size_t k = 0; k < json_arr_size(arr); k++) {
-        const jnode_t *t = json_arr_get(arr, k);
+    for (size_t k = 0; k < jval_size(arr); k++) {
+        const jval_t *t = jval_at(arr, k);
         char path[64];
         snprintf(path, sizeof path, "replace[%zu]%s", k,
-                 json_type_of(t) == JSON_T_OBJECT ? ".id" : "");
-        const char *id = json_str(json_obj_get(t, "id"));
+                 jval_type(t) == JSON_T_OBJECT ? ".id" : "");
+        const char *id = jval_str(jval_get(t, "id"));
         long idx = s_plan_task(m, path, id, false);
         if (idx < 0) {
             continue;
@@ -127,12 +127,12 @@ s_read_replace(s_merge_t *m, const jnode_t *arr)
 }
 
 static void
-s_read_cancel(s_merge_t *m, const jnode_t *arr)
+s_read_cancel(s_merge_t *m, const jval_t *arr)
 {
-    for (size_t k = 0; k < json_arr_size(arr); k++) {
+    for (size_t k = 0; k < jval_size(arr); k++) {
         char path[64];
         snprintf(path, sizeof path, "cancel[%zu]", k);
-        const char *id = json_str(json_arr_get(arr, k));
+        const char *id = jval_str(jval_at(arr, k));
         long idx = s_plan_task(m, path, id, true);
         if (idx < 0) {
             continue;
@@ -151,26 +151,25 @@ s_read_cancel(s_merge_t *m, const jnode_t *arr)
 
 // Pass 1: the amendment's own shape and the tasks it names.
 static void
-s_read(s_merge_t *m, const jnode_t *root)
+s_read(s_merge_t *m, const jval_t *root)
 {
-    if (json_type_of(root) != JSON_T_OBJECT) {
+    if (jval_type(root) != JSON_T_OBJECT) {
         s_err(m, "", "an amendment is a JSON object with \"add\", "
                      "\"cancel\" and/or \"replace\"");
         return;
     }
-    json_iter_t it = json_obj_iter(root);
-    const char *key;
-    const jnode_t *val;
     size_t total = 0;
-    while (json_obj_next(&it, &key, &val)) {
+    for (size_t i = 0; i < jval_size(root); i++) {
+        const char *key = jval_key(root, i);
+        const jval_t *val = jval_at(root, i);
         if (strcmp(key, "add") != 0 && strcmp(key, "cancel") != 0 &&
             strcmp(key, "replace") != 0) {
             s_err(m, key, "unknown field (an amendment has \"add\", "
                           "\"cancel\" and \"replace\")");
-        } else if (json_type_of(val) != JSON_T_ARRAY) {
+        } else if (jval_type(val) != JSON_T_ARRAY) {
             s_err(m, key, "expected an array");
         } else {
-            total += json_arr_size(val);
+            total += jval_size(val);
         }
     }
     if (m->n_errs) {
@@ -180,35 +179,37 @@ s_read(s_merge_t *m, const jnode_t *root)
         s_err(m, "", "the amendment adds, cancels and replaces nothing");
         return;
     }
-    s_read_replace(m, json_obj_get(root, "replace"));
-    s_read_cancel(m, json_obj_get(root, "cancel"));
-    m->add = json_obj_get(root, "add");
+    s_read_replace(m, jval_get(root, "replace"));
+    s_read_cancel(m, jval_get(root, "cancel"));
+    m->add = jval_get(root, "add");
 }
 
 // The amended whole: the plan's canonical JSON with its tasks array
-// rebuilt.  Caller frees.
+// rebuilt, written in one pass (no tree: a plan may hold 1M tasks).
+// Caller frees.
 static char *
 s_whole(const s_merge_t *m)
 {
-    char *canon = workplan_to_json(m->plan);
-    jnode_t *root = json_parse(canon, strlen(canon), NULL, 0);
-    free(canon);
-    assert(root);
-    const jnode_t *old = json_obj_get(root, "tasks");
-    jnode_t *tasks = json_arr_new();
+    json_out_t o = {0};
+    workplan_head_json(&o, m->plan);
     for (size_t i = 0; i < m->plan->n_tasks; i++) {
-        jnode_t *t = json_clone(m->repl[i] ? m->repl[i]
-                                           : json_arr_get(old, i));
-        json_arr_push_node(tasks, &t);
+        if (i > 0) {
+            json_out_raw(&o, ",", 1);
+        }
+        if (m->repl[i]) {
+            json_out_jval(&o, m->repl[i]);
+        } else {
+            workplan_task_json(&o, &m->plan->tasks[i]);
+        }
     }
-    for (size_t k = 0; k < json_arr_size(m->add); k++) {
-        jnode_t *t = json_clone(json_arr_get(m->add, k));
-        json_arr_push_node(tasks, &t);
+    for (size_t k = 0; k < jval_size(m->add); k++) {
+        if (k > 0 || m->plan->n_tasks > 0) {
+            json_out_raw(&o, ",", 1);
+        }
+        json_out_jval(&o, jval_at(m->add, k));
     }
-    json_obj_set_node(root, "tasks", &tasks);
-    char *text = json_dump(root, false);
-    json_destroy(&root);
-    return text;
+    json_out_raw(&o, "]}", 2);
+    return json_out_take(&o, NULL);
 }
 
 // "tasks[N]rest" of the amended whole -> where the amendment wrote task N.
@@ -254,7 +255,7 @@ s_validate(s_merge_t *m)
 }
 
 static size_t *
-s_indexes(const bool *set, const jnode_t **set2, size_t n, size_t *count)
+s_indexes(const bool *set, const jval_t **set2, size_t n, size_t *count)
 {
     size_t *v = xcalloc(n ? n : 1, sizeof *v);
     *count = 0;
@@ -293,18 +294,18 @@ amend_merge(const workplan_t *plan, const char *const *states,
     m.cancel = xcalloc(n ? n : 1, sizeof *m.cancel);
     m.cancel_at = xcalloc(n ? n : 1, sizeof *m.cancel_at);
     char jerr[160];
-    jnode_t *root = json_parse(text, len, jerr, sizeof jerr);
-    if (!root) {
+    jdoc_t *doc = jdoc_parse(text, len, jerr, sizeof jerr);
+    if (!doc) {
         s_err(&m, "", "not JSON: %s", jerr);
     } else {
-        s_read(&m, root);
+        s_read(&m, jdoc_root(doc));
     }
     workplan_t *wp = m.n_errs ? NULL : s_validate(&m);
     if (wp && !m.n_errs) {
         *out = s_result(&m, &wp);
     }
     workplan_destroy(&wp);
-    json_destroy(&root);
+    jdoc_destroy(&doc);
     free(m.repl);
     free(m.repl_at);
     free(m.cancel);
@@ -328,32 +329,36 @@ amend_destroy(amend_t **self_p)
     *self_p = NULL;
 }
 
-static jnode_t *
-s_ids(const workplan_t *wp, const size_t *idx, size_t n, size_t from,
-      size_t to)
+// "key":["id",...]: the tasks at idx[0..n-1], then tasks from..to-1.
+static void
+s_ids(json_out_t *o, const char *key, const workplan_t *wp,
+      const size_t *idx, size_t n, size_t from, size_t to)
 {
-    jnode_t *arr = json_arr_new();
-    for (size_t i = 0; idx && i < n; i++) {
-        json_arr_push_str(arr, wp->tasks[idx[i]].id);
+    json_out_str(o, key, strlen(key));
+    json_out_raw(o, ":[", 2);
+    bool first = true;
+    for (size_t k = 0; k < n + (to - from); k++) {
+        const char *id = wp->tasks[k < n ? idx[k] : from + (k - n)].id;
+        if (!first) {
+            json_out_raw(o, ",", 1);
+        }
+        json_out_str(o, id, strlen(id));
+        first = false;
     }
-    for (size_t i = from; i < to; i++) {
-        json_arr_push_str(arr, wp->tasks[i].id);
-    }
-    return arr;
+    json_out_raw(o, "]", 1);
 }
 
 char *
 amend_summary_json(const amend_t *a)
 {
     assert(a);
-    jnode_t *o = json_obj_new();
-    jnode_t *added = s_ids(a->wp, NULL, 0, a->n_old, a->wp->n_tasks);
-    jnode_t *cancelled = s_ids(a->wp, a->cancelled, a->n_cancelled, 0, 0);
-    jnode_t *replaced = s_ids(a->wp, a->replaced, a->n_replaced, 0, 0);
-    json_obj_set_node(o, "added", &added);
-    json_obj_set_node(o, "cancelled", &cancelled);
-    json_obj_set_node(o, "replaced", &replaced);
-    char *text = json_dump(o, false);
-    json_destroy(&o);
-    return text;
+    json_out_t o = {0};
+    json_out_raw(&o, "{", 1);
+    s_ids(&o, "added", a->wp, NULL, 0, a->n_old, a->wp->n_tasks);
+    json_out_raw(&o, ",", 1);
+    s_ids(&o, "cancelled", a->wp, a->cancelled, a->n_cancelled, 0, 0);
+    json_out_raw(&o, ",", 1);
+    s_ids(&o, "replaced", a->wp, a->replaced, a->n_replaced, 0, 0);
+    json_out_raw(&o, "}", 1);
+    return json_out_take(&o, NULL);
 }

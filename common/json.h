@@ -185,6 +185,9 @@ void json_out_str(json_out_t *o, const char *s, size_t len);
 void json_out_int(json_out_t *o, int64_t v);
 // A finite real; NaN and infinities (which JSON lacks) become null.
 void json_out_real(json_out_t *o, double v);
+// Appends v compactly, its members in their order: the bytes json_dump()
+// gives for the same document parsed by json_parse().
+void json_out_jval(json_out_t *o, const jval_t *v);
 // The text written ("" if nothing was; caller frees), its length in
 // *len_out when that is not NULL; o is left empty.
 char *json_out_take(json_out_t *o, size_t *len_out);

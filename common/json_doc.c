@@ -681,3 +681,50 @@ jval_num(const jval_t *v)
            : v->type == JSON_T_REAL    ? v->u.d
                                        : 0.0;
 }
+
+// --- writing ---------------------------------------------------------------
+
+void
+json_out_jval(json_out_t *o, const jval_t *v)
+{
+    assert(o && v);
+    switch ((json_type_t) v->type) {
+    case JSON_T_OBJECT:
+        json_out_raw(o, "{", 1);
+        for (uint32_t i = 0; i < v->n; i++) {
+            if (i > 0) {
+                json_out_raw(o, ",", 1);
+            }
+            json_out_str(o, v->u.mem[i].key, strlen(v->u.mem[i].key));
+            json_out_raw(o, ":", 1);
+            json_out_jval(o, &v->u.mem[i].val);
+        }
+        json_out_raw(o, "}", 1);
+        return;
+    case JSON_T_ARRAY:
+        json_out_raw(o, "[", 1);
+        for (uint32_t i = 0; i < v->n; i++) {
+            if (i > 0) {
+                json_out_raw(o, ",", 1);
+            }
+            json_out_jval(o, &v->u.kids[i]);
+        }
+        json_out_raw(o, "]", 1);
+        return;
+    case JSON_T_STRING:
+        json_out_str(o, v->u.s, v->n);
+        return;
+    case JSON_T_INTEGER:
+        json_out_int(o, v->u.i);
+        return;
+    case JSON_T_REAL:
+        json_out_real(o, v->u.d);
+        return;
+    case JSON_T_BOOL:
+        json_out_raw(o, v->b ? "true" : "false", v->b ? 4 : 5);
+        return;
+    case JSON_T_NULL:
+        break;
+    }
+    json_out_raw(o, "null", 4);
+}

@@ -11,6 +11,8 @@
 #ifndef WAGGLE_WORKPLAN_H
 #define WAGGLE_WORKPLAN_H
 
+#include "common/json.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,6 +133,12 @@ void workplan_destroy(workplan_t **self_p);
 // Canonical JSON of the whole workplan with defaults resolved (stable key
 // order, so equal plans give equal text); caller frees.
 char *workplan_to_json(const workplan_t *wp);
+// The pieces of workplan_to_json's text, for code that writes a plan's
+// text with some tasks of its own (an amendment): the head ('{' and every
+// member before the tasks, then "tasks":[) and one task's object.  The
+// caller writes the commas between tasks and the closing "]}".
+void workplan_head_json(json_out_t *o, const workplan_t *wp);
+void workplan_task_json(json_out_t *o, const wp_task_t *t);
 // Index of the task with this id, or -1.  A search: for many lookups in
 // one plan, use a wp_ids_t.
 long workplan_find(const workplan_t *wp, const char *id);

@@ -113,9 +113,10 @@ s_opt_str(json_out_t *o, const char *key_colon, const char *v)
 // Key order: id, needs, run|prompt|gate, model, system, max_tokens,
 // temperature, env, cwd, timeout_s, retries, priority, requires, limits.
 // Optional fields appear only when set.
-static void
-s_task(json_out_t *o, const wp_task_t *t)
+void
+workplan_task_json(json_out_t *o, const wp_task_t *t)
 {
+    assert(o && t);
     S_LIT(o, "{\"id\":");
     s_str(o, t->id);
     if (t->n_needs > 0) {
@@ -149,25 +150,32 @@ s_task(json_out_t *o, const wp_task_t *t)
     S_LIT(o, "}");
 }
 
+void
+workplan_head_json(json_out_t *o, const workplan_t *wp)
+{
+    assert(o && wp);
+    S_LIT(o, "{\"name\":");
+    s_str(o, wp->name);
+    s_opt_str(o, ",\"goal\":", wp->goal);
+    if (wp->has_budget) {
+        S_LIT(o, ",\"budget\":{\"tokens\":");
+        json_out_int(o, wp->budget_tokens);
+        S_LIT(o, "}");
+    }
+    S_LIT(o, ",\"tasks\":[");
+}
+
 char *
 workplan_to_json(const workplan_t *wp)
 {
     assert(wp);
     json_out_t o = {0};
-    S_LIT(&o, "{\"name\":");
-    s_str(&o, wp->name);
-    s_opt_str(&o, ",\"goal\":", wp->goal);
-    if (wp->has_budget) {
-        S_LIT(&o, ",\"budget\":{\"tokens\":");
-        json_out_int(&o, wp->budget_tokens);
-        S_LIT(&o, "}");
-    }
-    S_LIT(&o, ",\"tasks\":[");
+    workplan_head_json(&o, wp);
     for (size_t i = 0; i < wp->n_tasks; i++) {
         if (i > 0) {
             S_LIT(&o, ",");
         }
-        s_task(&o, &wp->tasks[i]);
+        workplan_task_json(&o, &wp->tasks[i]);
     }
     S_LIT(&o, "]}");
     return json_out_take(&o, NULL);
