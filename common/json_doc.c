@@ -16,6 +16,7 @@
 // the line and column) are the ones users already see.  Pure: no I/O.
 #include "common/json.h"
 
+#include "common/arena.h"
 #include "common/json_int.h"
 #include "common/xalloc.h"
 
@@ -28,7 +29,6 @@
 #include <string.h>
 
 #define S_MAX_DEPTH 2048            // jansson's JSON_PARSER_MAX_DEPTH
-#define S_BLOCK_MIN 65536
 
 typedef struct s_mem s_mem_t;
 
@@ -50,15 +50,8 @@ struct s_mem {
     jval_t val;
 };
 
-typedef struct s_block {
-    struct s_block *next;
-    size_t used, cap;
-    max_align_t data[];
-} s_block_t;
-
 struct jdoc {
-    s_block_t *blocks;              // newest first
-    size_t bytes;
+    arena_t arena;                  // every node and string
     jval_t root;
 };
 
@@ -73,31 +66,11 @@ typedef struct {
     bool failed;
 } s_parser_t;
 
-// --- the arena -------------------------------------------------------------
-
 // n bytes aligned for a node (align true) or for text.
 static void *
 s_alloc(jdoc_t *doc, size_t n, bool align)
 {
-    s_block_t *b = doc->blocks;
-    if (b && align) {
-        b->used = (b->used + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
-        b->used = b->used > b->cap ? b->cap : b->used;
-    }
-    if (!b || b->cap - b->used < n) {
-        size_t cap = doc->bytes / 4;    // blocks grow with the document
-        cap = cap < S_BLOCK_MIN ? S_BLOCK_MIN : cap;
-        cap = cap < n ? n : cap;
-        b = xmalloc(sizeof *b + cap);
-        b->next = doc->blocks;
-        b->used = 0;
-        b->cap = cap;
-        doc->blocks = b;
-        doc->bytes += sizeof *b + cap;
-    }
-    void *p = (char *) b->data + b->used;
-    b->used += n;
-    return p;
+    return arena_alloc(&doc->arena, n, align ? sizeof(void *) : 1);
 }
 
 // --- scanning --------------------------------------------------------------
@@ -401,18 +374,30 @@ s_next(s_parser_t *ps, char close, bool *more)
     return s_fail(ps);
 }
 
+// At an opening bracket: reads it and tells whether an item follows (else
+// the closing bracket was read too).
+static bool
+s_open(s_parser_t *ps, char close, bool *more)
+{
+    ps->p++;
+    s_ws(ps);
+    if (ps->p >= ps->end) {
+        return s_fail(ps);
+    }
+    *more = *ps->p != close;
+    if (!*more) {
+        ps->p++;
+    }
+    return true;
+}
+
 static bool
 s_array(s_parser_t *ps, jval_t *v)
 {
     size_t base = ps->n_vals;
-    ps->p++;
-    s_ws(ps);
-    bool more = ps->p < ps->end && *ps->p != ']';
-    if (!more) {
-        ps->p++;                    // ']' (or past the end: failed below)
-        if (ps->p > ps->end) {
-            return s_fail(ps);
-        }
+    bool more;
+    if (!s_open(ps, ']', &more)) {
+        return false;
     }
     while (more) {
         jval_t kid = {0};
@@ -487,14 +472,9 @@ static bool
 s_object(s_parser_t *ps, jval_t *v)
 {
     size_t base = ps->n_mems;
-    ps->p++;
-    s_ws(ps);
-    bool more = ps->p < ps->end && *ps->p != '}';
-    if (!more) {
-        ps->p++;
-        if (ps->p > ps->end) {
-            return s_fail(ps);
-        }
+    bool more;
+    if (!s_open(ps, '}', &more)) {
+        return false;
     }
     while (more) {
         s_mem_t m = {0};
@@ -585,10 +565,7 @@ jdoc_destroy(jdoc_t **doc_p)
     if (!doc_p || !*doc_p) {
         return;
     }
-    for (s_block_t *b = (*doc_p)->blocks, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
+    arena_release(&(*doc_p)->arena);
     free(*doc_p);
     *doc_p = NULL;
 }
@@ -603,7 +580,7 @@ jdoc_root(const jdoc_t *doc)
 size_t
 jdoc_bytes(const jdoc_t *doc)
 {
-    return doc ? doc->bytes : 0;
+    return doc ? doc->arena.bytes : 0;
 }
 
 // --- reading ---------------------------------------------------------------

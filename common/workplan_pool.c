@@ -1,7 +1,7 @@
 // workplan_pool: the memory of one workplan's tasks.
 //
 // Every string and array a parsed plan's tasks hold lives in the plan's pool:
-// blocks that grow with the plan, freed at once by workplan_destroy().  A
+// an arena (common/arena.h), freed at once by workplan_destroy().  A
 // 1M-task plan used to make three to five small allocations per task, each
 // with its malloc header and rounding (~100 B a task); here an id costs its
 // bytes.  Repeated strings (argv words, tags, env, cwd, models) and
@@ -10,6 +10,7 @@
 // strings costs no more than without them.  Pure: no I/O.
 #include "common/workplan_int.h"
 
+#include "common/arena.h"
 #include "common/xalloc.h"
 
 #include <assert.h>
@@ -17,15 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_BLOCK_MIN 16384
 #define S_INTERN_MAX 65536          // entries per intern table (power of 2)
 #define S_INTERN_LEN 1024           // longer strings are not interned
-
-typedef struct s_block {
-    struct s_block *next;
-    size_t used, cap;
-    max_align_t data[];
-} s_block_t;
 
 // Open addressing, linear probing, never more than half full.
 typedef struct {
@@ -35,8 +29,7 @@ typedef struct {
 } s_table_t;
 
 struct wp_pool {
-    s_block_t *blocks;          // newest first
-    size_t bytes;
+    arena_t arena;              // every string and array
     s_table_t strs;             // char *
     s_table_t vecs;             // char ** (the element count stored before)
 };
@@ -62,10 +55,7 @@ wp_pool_destroy(wp_pool_t **self_p)
         return;
     }
     wp_pool_t *self = *self_p;
-    for (s_block_t *b = self->blocks, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
+    arena_release(&self->arena);
     s_table_release(&self->strs);
     s_table_release(&self->vecs);
     free(self);
@@ -75,31 +65,13 @@ wp_pool_destroy(wp_pool_t **self_p)
 size_t
 wp_pool_bytes(const wp_pool_t *self)
 {
-    return self ? self->bytes : 0;
+    return self ? self->arena.bytes : 0;
 }
 
 static void *
 s_alloc(wp_pool_t *self, size_t n, size_t align)
 {
-    s_block_t *b = self->blocks;
-    if (b) {
-        b->used = (b->used + align - 1) & ~(align - 1);
-        b->used = b->used > b->cap ? b->cap : b->used;
-    }
-    if (!b || b->cap - b->used < n) {
-        size_t cap = self->bytes / 4;   // blocks grow with the plan
-        cap = cap < S_BLOCK_MIN ? S_BLOCK_MIN : cap;
-        cap = cap < n ? n : cap;
-        b = xmalloc(sizeof *b + cap);
-        b->next = self->blocks;
-        b->used = 0;
-        b->cap = cap;
-        self->blocks = b;
-        self->bytes += sizeof *b + cap;
-    }
-    void *p = (char *) b->data + b->used;
-    b->used += n;
-    return p;
+    return arena_alloc(&self->arena, n, align);
 }
 
 void *
