@@ -127,10 +127,11 @@ char *json_quote(const char *s);
 // A read-only document parsed into one arena: no per-node allocation, no
 // hash per object, freed at once.  For large inputs read once (a workplan
 // of 100k tasks: jansson took ~0.3 s and ~1 KB per task).  It accepts
-// exactly what json_parse() accepts (the same flags: any value at the top,
+// what json_parse() accepts (the same flags: any value at the top,
 // duplicate keys and "\u0000" refused, UTF-8 checked, integers that do not
-// fit int64_t refused) and gives the same error text (on an error it asks
-// json_parse() for the words).  Members keep their order; a lookup by key
+// fit int64_t refused), except a NUL byte right after a number, which
+// jansson skips ("[1\0]") and this refuses; and it gives the same error
+// text (on an error it asks json_parse() for the words).  Members keep their order; a lookup by key
 // is a linear scan, so it is for small objects.
 
 typedef struct jdoc jdoc_t;

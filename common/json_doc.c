@@ -484,7 +484,7 @@ s_object(s_parser_t *ps, jval_t *v)
         s_push_mem(ps, &m);
     }
     size_t n = ps->n_mems - base;
-    if (n > UINT32_MAX || s_has_duplicate(ps->mems + base, n)) {
+    if (n > UINT32_MAX || (n > 1 && s_has_duplicate(ps->mems + base, n))) {
         return s_fail(ps);
     }
     s_mem_t *mem = n ? s_alloc(ps->doc, n * sizeof *mem, true) : NULL;
@@ -529,6 +529,28 @@ s_value(s_parser_t *ps, jval_t *v)
 
 // --- the document ----------------------------------------------------------
 
+// The words for what this parser refuses and jansson accepts.
+static void
+s_refused_here(const char *text, size_t len, char *err, size_t errlen)
+{
+    if (!err || errlen == 0) {
+        return;
+    }
+    const char *nul = memchr(text, '\0', len);
+    if (!nul) {
+        snprintf(err, errlen, "line 0, column 0: the document parser "
+                              "refused what jansson accepts");
+        return;
+    }
+    int line = 1, col = 0;
+    for (const char *p = text; p <= nul; p++) {
+        col = *p == '\n' ? 0 : col + 1;
+        line += *p == '\n';
+    }
+    snprintf(err, errlen, "line %d, column %d: a NUL byte outside a string",
+             line, col);
+}
+
 jdoc_t *
 jdoc_parse(const char *text, size_t len, char *err, size_t errlen)
 {
@@ -548,13 +570,11 @@ jdoc_parse(const char *text, size_t len, char *err, size_t errlen)
     // jansson finds the same error and words it (line, column, message).
     jnode_t *root = json_parse(text, len, err, errlen);
     if (root) {
-        // Accepted there, refused here: a bug in this parser.  Say so
-        // rather than hide it.
+        // Accepted there, refused here: a NUL byte right after a number,
+        // which jansson lets through (and this parser does not), or a bug
+        // in this parser.  Say which rather than hide it.
         json_destroy(&root);
-        if (err && errlen > 0) {
-            snprintf(err, errlen, "line 0, column 0: the document parser "
-                                  "refused what jansson accepts");
-        }
+        s_refused_here(text, len, err, errlen);
     }
     return NULL;
 }

@@ -414,6 +414,15 @@ test_doc_same_as_jansson(void)
     // A NUL inside the bytes, and nesting at and past jansson's limit.
     char nul[] = "[\"a\0b\"]";
     CHECK(jdoc_parse(nul, sizeof nul - 1, NULL, 0) == NULL);
+    // jansson skips a NUL right after a number; json_doc refuses it, and
+    // says where.
+    char after[] = "[1,\n 2\0]";
+    char err[128] = "";
+    jnode_t *skipped = json_parse(after, sizeof after - 1, NULL, 0);
+    CHECK(skipped != NULL);
+    json_destroy(&skipped);
+    CHECK(jdoc_parse(after, sizeof after - 1, err, sizeof err) == NULL);
+    CHECK_STR(err, "line 2, column 3: a NUL byte outside a string");
     for (int depth = 2048; depth <= 2049; depth++) {
         char *deep = calloc(1, (size_t) depth * 2 + 1);
         memset(deep, '[', (size_t) depth);
