@@ -131,6 +131,10 @@ int arch_connect(arch_t *a);
 // One request/reply.  Prints errors (ERROR replies included) and returns
 // an exit code; on success *reply holds the reply (caller destroys).
 int arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply);
+// arch_call, waiting up to timeout_ms for the reply (a request whose answer
+// takes the broker long: a big submit).
+int arch_call_ms(arch_t *a, proto_msg_t **req, proto_msg_t **reply,
+                 int64_t timeout_ms);
 // Reports a failure: "waggle-architect: MESSAGE" and the details, one a
 // line, on stderr; with a->json also the JSON error object on stdout, with
 // code (e.g. "usage", "not_found").  Returns status, for the caller to

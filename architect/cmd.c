@@ -126,9 +126,16 @@ s_report_error(const arch_t *a, const proto_msg_t *reply)
 int
 arch_call(arch_t *a, proto_msg_t **req, proto_msg_t **reply)
 {
+    return arch_call_ms(a, req, reply, a->cfg->connect_timeout_ms);
+}
+
+int
+arch_call_ms(arch_t *a, proto_msg_t **req, proto_msg_t **reply,
+             int64_t timeout_ms)
+{
     char err[512];
-    link_rc_t rc = link_request(a->link, req, a->cfg->connect_timeout_ms,
-                                reply, err, sizeof err);
+    link_rc_t rc = link_request(a->link, req, timeout_ms, reply, err,
+                                sizeof err);
     if (rc != LINK_OK) {
         return s_link_fail(a, rc, err);
     }
@@ -290,6 +297,11 @@ s_validate(const arch_t *a, const char *path, const char *text, size_t len)
     return false;
 }
 
+// The broker takes a big plan in one turn (a 1M-task plan, 33 MB: ~4 s on
+// a loaded 2-core machine), so the reply may come after
+// --connect-timeout-ms: a submit waits this much longer per MiB of JSON.
+#define S_SUBMIT_MS_PER_MB 1000
+
 typedef struct {
     char *idem;
 } s_submit_opts_t;
@@ -308,7 +320,9 @@ cmd_submit(arch_t *a, int argc, char **argv)
     arch_pos_t pos;
     int rc = arch_opts(a, s_submit_opts, &o, argc, argv, &pos,
                     "submit FILE [--idempotency-key KEY]\n\nValidates the "
-                    "workplan FILE (- for stdin), submits it and prints the "
+                    "workplan FILE (- for stdin), submits it (waiting for the "
+                    "reply --connect-timeout-ms plus 1 s per MiB of JSON) "
+                    "and prints the "
                     "plan id.");
     if (rc || !arch_args(a, &pos, 1, 1, "submit FILE")) {
         cfg_release(s_submit_opts, &o);
@@ -325,7 +339,9 @@ cmd_submit(arch_t *a, int argc, char **argv)
         req->u.submit.workplan = text;
         req->u.submit.idempotency_key = o.idem ? xstrdup(o.idem) : NULL;
         text = NULL;
-        rc = arch_call(a, &req, &reply);
+        rc = arch_call_ms(a, &req, &reply, a->cfg->connect_timeout_ms
+                                               + S_SUBMIT_MS_PER_MB
+                                                     * (int64_t) (len >> 20));
     }
     if (rc == 0) {
         const proto_submit_ok_t *ok = &reply->u.submit_ok;
