@@ -227,8 +227,6 @@ sched_plan_add(sched_t *self, int64_t plan, workplan_t **wp,
     size_t n = p->wp->n_tasks;
     p->tasks = xcalloc(n ? n : 1, sizeof *p->tasks);
     p->scratch = xcalloc(1, sizeof *p->scratch);
-    p->scratch->mark = xcalloc(n ? n : 1, sizeof *p->scratch->mark);
-    p->scratch->count = xcalloc(n ? n : 1, sizeof *p->scratch->count);
     s_plan_edges(p);
     sched__groups_init(p);
     size_t at = sched__plan_bound(self, plan, false);
@@ -447,6 +445,11 @@ static uint32_t
 s_epoch(const sched__plan_t *p)
 {
     sched__scratch_t *sc = p->scratch;
+    if (!sc->mark) {
+        size_t n = p->wp->n_tasks ? p->wp->n_tasks : 1;
+        sc->mark = xcalloc(n, sizeof *sc->mark);
+        sc->count = xcalloc(n, sizeof *sc->count);
+    }
     if (++sc->epoch == 0) {
         memset(sc->mark, 0, p->wp->n_tasks * sizeof *sc->mark);
         sc->epoch = 1;
@@ -461,8 +464,8 @@ s_epoch(const sched__plan_t *p)
 static void
 s_block_from(const sched__plan_t *p, size_t idx, sched_moves_t *moves)
 {
+    uint32_t ep = s_epoch(p);        // first: it may allocate the marks
     uint32_t *mark = p->scratch->mark;
-    uint32_t ep = s_epoch(p);
     s_vec_t q = {0};
     s_vec_push(&q, idx);
     for (size_t h = 0; h < q.len; h++) {

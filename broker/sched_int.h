@@ -43,12 +43,13 @@ typedef struct {
     bool by_time;                // earliest key first; else highest key first
 } sched__heap_t;
 
+// 40 bytes: a loaded 1M-task plan holds a million.
 typedef struct {
-    int64_t priority;            // cached from the workplan
     int64_t not_before_ms;       // wall ms; ready only, 0 = none
     int64_t ready_ms;            // wall ms it last became ready (the
                                  // stamp sched_set_now gave; 0 = unknown)
-    size_t pos;                  // position in its heap, if any
+    uint32_t pos;                // position in its heap, if any
+    int32_t priority;            // cached from the workplan (-1000..1000)
     uint32_t n_pending;          // distinct needs not yet succeeded
     uint32_t group;              // index into the plan's groups
     uint8_t state;               // proto_task_state_t
@@ -65,6 +66,8 @@ typedef struct {
 // Traversal scratch.  The const queries (cascade, retry, cancel) write it:
 // sched is single-threaded and marks are stamped with a fresh epoch per
 // traversal, so a traversal costs what it visits, not the plan's size.
+// mark and count are allocated by the first traversal (8 bytes a task that
+// a plan which never fails, retries or cancels does not pay).
 typedef struct {
     uint32_t epoch;
     uint32_t *mark;              // == epoch: seen in the current traversal
