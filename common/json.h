@@ -131,8 +131,9 @@ char *json_quote(const char *s);
 // duplicate keys and "\u0000" refused, UTF-8 checked, integers that do not
 // fit int64_t refused), except a NUL byte right after a number, which
 // jansson skips ("[1\0]") and this refuses; and it gives the same error
-// text (on an error it asks json_parse() for the words).  Members keep their order; a lookup by key
-// is a linear scan, so it is for small objects.
+// text (on an error it asks json_parse() for the words).  Members keep
+// their order; a lookup by key is a linear scan, so it is for small
+// objects.
 
 typedef struct jdoc jdoc_t;
 typedef struct jval jval_t;

@@ -85,7 +85,8 @@ typedef struct {
     uint32_t n_env;
     uint32_t n_requires;
     int32_t max_tokens;     // prompt: 0 (the endpoint's default) or 1..
-    int32_t timeout_s;      // resolved with defaults (a gate: its own only); 0 = none
+    int32_t timeout_s;      // resolved with defaults (a gate: its own
+                            // only); 0 = none
     int32_t retries;        // resolved with defaults
     int32_t priority;       // resolved with defaults; higher runs first
     wp_limits_t limits;     // resolved with defaults, key by key
