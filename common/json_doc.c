@@ -29,6 +29,8 @@
 #include <string.h>
 
 #define S_MAX_DEPTH 2048            // jansson's JSON_PARSER_MAX_DEPTH
+#define S_KEYS 256                  // slots of the key cache (power of 2)
+#define S_KEY_MAX 32                // longer keys are not cached
 
 typedef struct s_mem s_mem_t;
 
@@ -62,6 +64,10 @@ typedef struct {
     size_t n_vals, cap_vals;
     s_mem_t *mems;                  // scratch: members of open objects
     size_t n_mems, cap_mems;
+    // Keys seen, stored once: a stored workplan's million tasks repeat six
+    // keys each (~43 bytes a task).  Half full at most, then no more added.
+    const char *keys[S_KEYS];
+    size_t n_keys;
     int depth;
     bool failed;
 } s_parser_t;
@@ -452,12 +458,49 @@ s_has_duplicate(const s_mem_t *m, size_t n)
     return dup;
 }
 
+// A key at ps->p (its opening quote) into *key: the cached copy when the
+// same bytes were a key before (and so were checked), else a new one.
+// Only keys without escapes are cached: their bytes are their text.
+static bool
+s_key(s_parser_t *ps, const char **key)
+{
+    const char *s = ps->p + 1, *q = s;
+    while (q < ps->end && q - s <= S_KEY_MAX && *q != '"' && *q != '\\') {
+        q++;
+    }
+    bool plain = q < ps->end && *q == '"' && q - s <= S_KEY_MAX;
+    size_t len = (size_t) (q - s), slot = 0;
+    if (plain) {
+        uint32_t h = 2166136261u;   // FNV-1a
+        for (size_t i = 0; i < len; i++) {
+            h = (h ^ (unsigned char) s[i]) * 16777619u;
+        }
+        for (slot = h & (S_KEYS - 1); ps->keys[slot];
+             slot = (slot + 1) & (S_KEYS - 1)) {
+            const char *k = ps->keys[slot];
+            if (strncmp(k, s, len) == 0 && k[len] == '\0') {
+                *key = k;
+                ps->p = q + 1;
+                return true;
+            }
+        }
+    }
+    uint32_t klen;
+    if (!s_string(ps, key, &klen)) {
+        return false;
+    }
+    if (plain && 2 * (ps->n_keys + 1) <= S_KEYS) {
+        ps->keys[slot] = *key;
+        ps->n_keys++;
+    }
+    return true;
+}
+
 static bool
 s_member(s_parser_t *ps, s_mem_t *m)
 {
     s_ws(ps);
-    uint32_t klen;
-    if (ps->p >= ps->end || *ps->p != '"' || !s_string(ps, &m->key, &klen)) {
+    if (ps->p >= ps->end || *ps->p != '"' || !s_key(ps, &m->key)) {
         return s_fail(ps);
     }
     s_ws(ps);

@@ -466,6 +466,17 @@ test_doc_getters(void)
     CHECK(jval_int(NULL) == 0 && jval_num(NULL) == 0.0);
     CHECK_INT(jval_size(jval_get(r, "o")), 0);
     jdoc_destroy(&d);
+    // Repeated keys are stored once; escaped ones are not cached (and
+    // still read as their text).
+    text = "[{\"id\":1,\"run\":2},{\"id\":3,\"r\\u0075n\":4}]";
+    d = jdoc_parse(text, strlen(text), NULL, 0);
+    REQUIRE(d);
+    r = jdoc_root(d);
+    CHECK(jval_key(jval_at(r, 0), 0) == jval_key(jval_at(r, 1), 0));
+    CHECK_STR(jval_key(jval_at(r, 1), 1), "run");
+    CHECK(jval_key(jval_at(r, 0), 1) != jval_key(jval_at(r, 1), 1));
+    CHECK_INT(jval_int(jval_get(jval_at(r, 1), "run")), 4);
+    jdoc_destroy(&d);
     CHECK(d == NULL);
     jdoc_destroy(&d);
     jdoc_destroy(NULL);
