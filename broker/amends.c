@@ -304,4 +304,9 @@ amends_request(broker_t *b, router_in_t *in)
     wp_errors_release(&errs);
     free(names);
     free(was);
+    // As after a big submit (requests.c): the merge's parse and the old
+    // plan leave freed heap that glibc would otherwise keep.
+    if (n >= BROKER_TRIM_TASKS) {
+        xalloc_trim();
+    }
 }

@@ -34,6 +34,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// A submit or an amendment of at least this many tasks hands its parse's
+// freed heap back to the system when it is done (xalloc_trim): 100k tasks
+// leave ~120 MB that glibc would otherwise keep.
+#define BROKER_TRIM_TASKS 10000
+
 typedef struct {
     char instance[65];          // the drone's random instance id
     char name[KEYS_NAME_MAX + 1];  // its key name

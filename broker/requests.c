@@ -152,16 +152,14 @@ s_warn_tags(broker_t *b, const workplan_t *wp, proto_submit_ok_t *ok)
     free((void *) n_tags);
 }
 
-// Parses and validates the request's workplan text, then frees the text
-// (the canonical form replaces it; a 1M-task plan's text is 33 MB).
+// Parses and validates the request's workplan text, freeing the text once
+// parsed (the canonical form replaces it; a 1M-task plan's text is 33 MB).
 static bool
 s_validate(broker_t *b, router_in_t *in, workplan_t **wp)
 {
-    char *text = in->msg->u.submit.workplan;
+    char **text = &in->msg->u.submit.workplan;
     wp_errors_t errs = {0};
-    int rc = workplan_parse(text, strlen(text), wp, &errs);
-    free(text);
-    in->msg->u.submit.workplan = NULL;
+    int rc = workplan_parse_take(text, strlen(*text), false, wp, &errs);
     if (rc == 0) {
         return true;
     }
@@ -243,10 +241,6 @@ s_accept(broker_t *b, router_in_t *in, int64_t plan, workplan_t **wp,
     requests_reply(b, in, &ok, true);
 }
 
-// A submit this big hands its parse trees' memory back to the system when
-// it is done (xalloc_trim): 100k tasks leave ~120 MB of freed heap that
-// glibc would otherwise keep.
-#define S_TRIM_TASKS 10000
 
 // Each representation of a big plan is freed as soon as the next one is
 // built (text -> workplan_t -> canonical text -> rows -> the scheduler's
@@ -282,7 +276,7 @@ s_submit(broker_t *b, router_in_t *in)
     }
     workplan_destroy(&wp);
     free(states);
-    if (n_tasks >= S_TRIM_TASKS) {
+    if (n_tasks >= BROKER_TRIM_TASKS) {
         xalloc_trim();
     }
 }

@@ -188,7 +188,7 @@ s_read(s_merge_t *m, const jval_t *root)
 // rebuilt, written in one pass (no tree: a plan may hold 1M tasks).
 // Caller frees.
 static char *
-s_whole(const s_merge_t *m)
+s_whole(const s_merge_t *m, size_t *len)
 {
     json_out_t o = {0};
     workplan_head_json(&o, m->plan);
@@ -209,7 +209,7 @@ s_whole(const s_merge_t *m)
         json_out_jval(&o, jval_at(m->add, k));
     }
     json_out_raw(&o, "]}", 2);
-    return json_out_take(&o, NULL);
+    return json_out_take(&o, len);
 }
 
 // "tasks[N]rest" of the amended whole -> where the amendment wrote task N.
@@ -239,10 +239,11 @@ s_map_path(const s_merge_t *m, const char *path)
 static workplan_t *
 s_validate(s_merge_t *m)
 {
-    char *text = s_whole(m);
+    size_t len = 0;
+    char *text = s_whole(m, &len);
     workplan_t *wp = NULL;
     wp_errors_t errs = {0};
-    if (workplan_parse_stored(text, strlen(text), &wp, &errs) < 0) {
+    if (workplan_parse_take(&text, len, true, &wp, &errs) < 0) {
         for (size_t i = 0; i < errs.count; i++) {
             char *path = s_map_path(m, errs.items[i].path);
             s_err(m, path, "%s", errs.items[i].message);
@@ -250,7 +251,6 @@ s_validate(s_merge_t *m)
         }
     }
     wp_errors_release(&errs);
-    free(text);
     return wp;
 }
 

@@ -1048,14 +1048,18 @@ s_check_budget(wp_ctx_t *ctx)
 }
 
 static int
-s_parse(const char *json, size_t len, bool stored, workplan_t **out,
-        wp_errors_t *errs)
+s_parse(const char *json, size_t len, bool stored, char **owned,
+        workplan_t **out, wp_errors_t *errs)
 {
     assert(out && errs);
     *out = NULL;
     wp_ctx_t ctx = {.errs = errs, .stored = stored};
     char jerr[256];
     jdoc_t *doc = jdoc_parse(json, len, jerr, sizeof jerr);
+    if (owned) {
+        free(*owned);
+        *owned = NULL;
+    }
     if (!doc) {
         wp_err(&ctx, "%s", jerr);
         return -1;
@@ -1086,14 +1090,22 @@ int
 workplan_parse(const char *json, size_t len, workplan_t **out,
                wp_errors_t *errs)
 {
-    return s_parse(json, len, false, out, errs);
+    return s_parse(json, len, false, NULL, out, errs);
+}
+
+int
+workplan_parse_take(char **json_p, size_t len, bool stored, workplan_t **out,
+                    wp_errors_t *errs)
+{
+    assert(json_p && *json_p);
+    return s_parse(*json_p, len, stored, json_p, out, errs);
 }
 
 int
 workplan_parse_stored(const char *json, size_t len, workplan_t **out,
                       wp_errors_t *errs)
 {
-    return s_parse(json, len, true, out, errs);
+    return s_parse(json, len, true, NULL, out, errs);
 }
 
 long

@@ -130,6 +130,12 @@ int workplan_parse(const char *json, size_t len, workplan_t **out,
 // waits instead of the plan failing to load).
 int workplan_parse_stored(const char *json, size_t len, workplan_t **out,
                           wp_errors_t *errs);
+// workplan_parse (stored false) or workplan_parse_stored (true) that takes
+// the text and frees it (NULLing *json_p) as soon as it is parsed, before
+// the plan is built: a big plan's text, its parse and the plan need not be
+// held at once.
+int workplan_parse_take(char **json_p, size_t len, bool stored,
+                        workplan_t **out, wp_errors_t *errs);
 void workplan_destroy(workplan_t **self_p);
 // Canonical JSON of the whole workplan with defaults resolved (stable key
 // order, so equal plans give equal text); caller frees.

@@ -1109,6 +1109,36 @@ test_pool_shares(void)
     workplan_destroy(&wp);
 }
 
+// workplan_parse_take frees the text, on success and on refusal, and
+// applies the stored rules when asked.
+static void
+test_parse_take(void)
+{
+    char *text = xstrdup(s_example);
+    workplan_t *wp = NULL;
+    wp_errors_t errs = {0};
+    CHECK_INT(workplan_parse_take(&text, strlen(text), false, &wp, &errs), 0);
+    CHECK(text == NULL);
+    REQUIRE(wp);
+    CHECK_INT(wp->n_tasks, 4);
+    workplan_destroy(&wp);
+    const char *zero = "{\"name\": \"x\", \"budget\": {\"tokens\": 0},"
+                       " \"tasks\": [{\"id\": \"a\", \"run\": [\"x\"]}]}";
+    text = xstrdup(zero);
+    CHECK_INT(workplan_parse_take(&text, strlen(zero), false, &wp, &errs), -1);
+    CHECK(text == NULL && wp == NULL && errs.count == 1);
+    wp_errors_release(&errs);
+    text = xstrdup(zero);
+    CHECK_INT(workplan_parse_take(&text, strlen(zero), true, &wp, &errs), 0);
+    CHECK(text == NULL && wp && wp->budget_tokens == 0);
+    workplan_destroy(&wp);
+    text = xstrdup("{");
+    CHECK_INT(workplan_parse_take(&text, 1, false, &wp, &errs), -1);
+    CHECK(text == NULL);
+    CHECK_HAS(errs.count ? errs.items[0].message : "", "line 1");
+    wp_errors_release(&errs);
+}
+
 // One task past WORKPLAN_MAX_TASKS is refused, counted before any task is
 // read (the tasks here are empty objects: no other error is reported).
 static void
@@ -1244,6 +1274,7 @@ static const t_case_t t_cases[] = {
     T(test_big_fan_in),
     T(test_task_limit),
     T(test_pool_shares),
+    T(test_parse_take),
     {0},
 };
 
