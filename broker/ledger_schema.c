@@ -267,10 +267,6 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
 const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [LEDGER__Q_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
-    [LEDGER__Q_EVENT] =
-        "INSERT INTO events (at_ms, plan_id, tid, actor, kind,"
-        " from_state, to_state, token, detail) VALUES (?1,"
-        " nullif(?2, 0), ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), ?9)",
     [LEDGER__Q_TASK_MOVE] =
         "UPDATE tasks SET state = ?4, ready_ms = iif(?4 IN ('ready',"
         " 'awaiting_approval'), ?5, ready_ms)"
