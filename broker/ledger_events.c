@@ -182,6 +182,13 @@ ledger__events_flush(ledger_t *self)
     if (!ev || ev->n == 0) {
         return LEDGER_OK;
     }
+    // Rows wait only inside a turn.  One SQLite rolled back on its own
+    // (disk full, I/O) must not get them: outside a transaction each
+    // INSERT would commit alone, events of transitions that never were.
+    if (!ledger__turn_ok(self, "append events")) {
+        ledger__events_clear(self);
+        return LEDGER_ERROR;
+    }
     ledger_rc_t rc = LEDGER_OK;
     size_t done = 0;
     while (rc == LEDGER_OK && done < ev->n) {
