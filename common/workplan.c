@@ -41,15 +41,7 @@ _Static_assert(sizeof(void *) != 8 || sizeof(wp_task_t) <= 152,
 void
 wp_buf_add(wp_buf_t *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    if (n > 0) {
-        memcpy(b->p + b->len, s, n);
-    }
-    b->len += n;
-    b->p[b->len] = '\0';
+    json_out_raw(b, s, n);
 }
 
 void
@@ -61,9 +53,7 @@ wp_buf_adds(wp_buf_t *b, const char *s)
 char *
 wp_buf_take(wp_buf_t *b)
 {
-    char *p = b->p ? b->p : xstrdup("");
-    *b = (wp_buf_t){0};
-    return p;
+    return json_out_take(b, NULL);
 }
 
 const char *

@@ -13,6 +13,7 @@
 #ifndef WAGGLE_WORKPLAN_INT_H
 #define WAGGLE_WORKPLAN_INT_H
 
+#include "common/json.h"
 #include "common/workplan.h"
 
 #include <stdbool.h>
@@ -25,11 +26,8 @@
 
 // --- workplan.c: text helpers -----------------------------------------------
 
-typedef struct {
-    char *p;                // NUL-terminated once anything was added
-    size_t len;             // bytes before the NUL
-    size_t cap;             // bytes allocated
-} wp_buf_t;
+// A growing text: json_out's buffer (common/json.h), which is one.
+typedef json_out_t wp_buf_t;
 
 // Appends n bytes of s (which need not be NUL-terminated).
 void wp_buf_add(wp_buf_t *b, const char *s, size_t n);
