@@ -35,10 +35,13 @@
 #define HELLO_TIMEOUT_MS 2000
 #define RECONNECT_MIN_MS 100
 #define BYE_WAIT_MS 2000
-// A TASK is confirmed by a HEARTBEAT listing it this long after it came,
-// unless its RESULT (which confirms it too) went first: a short task then
-// costs one message less each way.
+// A TASK is confirmed by a HEARTBEAT listing it, sent at the first turn
+// at least ACK_DELAY_MS after it came (the loop wakes anyway: another
+// task's end, a TASK) or at ACK_MAX_MS, unless its RESULT (which confirms
+// it too) went first: a short task then costs no message and no wake-up
+// more, and a long one at most one wake-up.
 #define ACK_DELAY_MS 20
+#define ACK_MAX_MS 100
 #define KILL_GRACE_MS 2000
 // Until a WELCOME says otherwise (and for a field it leaves 0): the
 // broker's own defaults.
@@ -78,9 +81,9 @@ struct drone {
     char *secret;              // session secret from WELCOME (owned; in
                                // memory only: never in a file or the
                                // environment a task can see)
-    int64_t ack_due_ms;        // a TASK arrived: by then a heartbeat, so
-                               // the broker sees its lease confirmed (0:
-                               // none due)
+    int64_t ack_from_ms;       // a TASK arrived then: a heartbeat is due
+                               // (ACK_DELAY_MS, ACK_MAX_MS), so the broker
+                               // sees its lease confirmed (0: none due)
     char host[256];
     proto_strv_t tags;
     lease_t *leases;
@@ -444,7 +447,7 @@ s_send_heartbeat(drone_t *d)
             hb->tokens[hb->n_tokens++] = d->leases[i].token;
         }
     }
-    d->ack_due_ms = 0;
+    d->ack_from_ms = 0;
     // Never queued: a heartbeat that cannot go now is worthless later.
     s_send(d, &m, true);
 }
@@ -652,8 +655,8 @@ s_on_task(drone_t *d, const proto_task_t *t, int64_t now)
     }
     lease_t *l = s_lease_add(d, t->token, t->plan, t->task);
     l->started_wall = clock_wall_ms();
-    if (d->ack_due_ms == 0) {
-        d->ack_due_ms = now + ACK_DELAY_MS;
+    if (d->ack_from_ms == 0) {
+        d->ack_from_ms = now;
     }
     log_info(LOG, "task '%s' of plan %lld (token %llu, attempt %u)", t->task,
              (long long) t->plan, (unsigned long long) t->token, t->attempt);
@@ -907,8 +910,8 @@ s_timers(drone_t *d, int64_t now)
         s_reconnect(d, now);
         return;
     }
-    if (d->ack_due_ms && now >= d->ack_due_ms) {
-        d->ack_due_ms = 0;
+    if (d->ack_from_ms && now - d->ack_from_ms >= ACK_DELAY_MS) {
+        d->ack_from_ms = 0;
         if (d->welcomed && s_unconfirmed(d)) {
             s_send_heartbeat(d);
         }
@@ -988,8 +991,8 @@ s_poll_timeout(drone_t *d, int64_t now)
     if (d->welcomed && d->next_hb_ms < next) {
         next = d->next_hb_ms;
     }
-    if (d->ack_due_ms && d->ack_due_ms < next) {
-        next = d->ack_due_ms;
+    if (d->ack_from_ms && d->ack_from_ms + ACK_MAX_MS < next) {
+        next = d->ack_from_ms + ACK_MAX_MS;
     }
     if (d->welcomed && d->n_leases > 0 && d->next_tail_ms < next) {
         next = d->next_tail_ms;
