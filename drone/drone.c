@@ -35,13 +35,6 @@
 #define HELLO_TIMEOUT_MS 2000
 #define RECONNECT_MIN_MS 100
 #define BYE_WAIT_MS 2000
-// A TASK is confirmed by a HEARTBEAT listing it, sent at the first turn
-// at least ACK_DELAY_MS after it came (the loop wakes anyway: another
-// task's end, a TASK) or at ACK_MAX_MS, unless its RESULT (which confirms
-// it too) went first: a short task then costs no message and no wake-up
-// more, and a long one at most one wake-up.
-#define ACK_DELAY_MS 20
-#define ACK_MAX_MS 100
 #define KILL_GRACE_MS 2000
 // Until a WELCOME says otherwise (and for a field it leaves 0): the
 // broker's own defaults.
@@ -63,7 +56,6 @@ typedef struct {
     int64_t started_wall;      // when it started (wall ms)
     uint64_t tail_sent;        // stdout bytes it had written at the last
                                // TAIL (sent only when this moves)
-    bool listed;               // in a HELLO or HEARTBEAT since it came
     char *dir;                 // the attempt's directory, removed when the
                                // attempt ends (owned)
 } lease_t;
@@ -81,9 +73,8 @@ struct drone {
     char *secret;              // session secret from WELCOME (owned; in
                                // memory only: never in a file or the
                                // environment a task can see)
-    int64_t ack_from_ms;       // a TASK arrived then: a heartbeat is due
-                               // (ACK_DELAY_MS, ACK_MAX_MS), so the broker
-                               // sees its lease confirmed (0: none due)
+    bool ack_due;              // a TASK arrived: heartbeat now, so the
+                               // broker sees its lease confirmed
     char host[256];
     proto_strv_t tags;
     lease_t *leases;
@@ -424,7 +415,6 @@ s_send_hello(drone_t *d, int64_t now)
         if (l->stopping && !l->release) {
             continue;
         }
-        l->listed = true;
         proto_lease_t *pl = &h->leases[h->n_leases++];
         pl->plan = l->plan;
         pl->task = xstrdup(l->task);
@@ -443,11 +433,9 @@ s_send_heartbeat(drone_t *d)
     hb->tokens = xcalloc(d->n_leases + 1, sizeof *hb->tokens);
     for (size_t i = 0; i < d->n_leases; i++) {
         if (!d->leases[i].stopping || d->leases[i].release) {
-            d->leases[i].listed = true;
             hb->tokens[hb->n_tokens++] = d->leases[i].token;
         }
     }
-    d->ack_from_ms = 0;
     // Never queued: a heartbeat that cannot go now is worthless later.
     s_send(d, &m, true);
 }
@@ -655,9 +643,7 @@ s_on_task(drone_t *d, const proto_task_t *t, int64_t now)
     }
     lease_t *l = s_lease_add(d, t->token, t->plan, t->task);
     l->started_wall = clock_wall_ms();
-    if (d->ack_from_ms == 0) {
-        d->ack_from_ms = now;
-    }
+    d->ack_due = true;
     log_info(LOG, "task '%s' of plan %lld (token %llu, attempt %u)", t->task,
              (long long) t->plan, (unsigned long long) t->token, t->attempt);
     if (d->draining) {
@@ -881,20 +867,6 @@ s_reap(drone_t *d, int64_t now)
     free(done);
 }
 
-// Whether a lease neither a HELLO, a HEARTBEAT nor its RESULT has shown
-// the broker yet.
-static bool
-s_unconfirmed(const drone_t *d)
-{
-    for (size_t i = 0; i < d->n_leases; i++) {
-        const lease_t *l = &d->leases[i];
-        if (!l->listed && !l->finished && (!l->stopping || l->release)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static void
 s_timers(drone_t *d, int64_t now)
 {
@@ -910,12 +882,10 @@ s_timers(drone_t *d, int64_t now)
         s_reconnect(d, now);
         return;
     }
-    if (d->ack_from_ms && now - d->ack_from_ms >= ACK_DELAY_MS) {
-        d->ack_from_ms = 0;
-        if (d->welcomed && s_unconfirmed(d)) {
-            s_send_heartbeat(d);
-        }
+    if (d->welcomed && d->ack_due) {
+        s_send_heartbeat(d);
     }
+    d->ack_due = false;
     if (d->welcomed && now >= d->next_hb_ms) {
         s_send_heartbeat(d);
         s_resend_outbox(d, now, false);
@@ -990,9 +960,6 @@ s_poll_timeout(drone_t *d, int64_t now)
     int64_t next = now + 100;
     if (d->welcomed && d->next_hb_ms < next) {
         next = d->next_hb_ms;
-    }
-    if (d->ack_from_ms && d->ack_from_ms + ACK_MAX_MS < next) {
-        next = d->ack_from_ms + ACK_MAX_MS;
     }
     if (d->welcomed && d->n_leases > 0 && d->next_tail_ms < next) {
         next = d->next_tail_ms;
