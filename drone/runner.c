@@ -54,6 +54,7 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,7 +153,7 @@ s_on_sigchld(int sig)
 {
     (void) sig;
     int saved = errno;
-    s_chld_gen++;
+    s_chld_gen = s_chld_gen == SIG_ATOMIC_MAX ? 0 : s_chld_gen + 1;
     char c = 0;
     // A full pipe already holds a wake-up, so a failed write loses nothing.
     ssize_t rc = write(s_wake_wfd, &c, 1);
