@@ -544,6 +544,7 @@ ledger_destroy(ledger_t **self_p)
         return;
     }
     ledger_rollback(self);
+    ledger__events_destroy(self);
     for (int q = 0; q < LEDGER__Q_COUNT; q++) {
         sqlite3_finalize(self->stmt[q]);
     }
@@ -661,8 +662,10 @@ ledger_commit(ledger_t *self)
     if (!self->in_turn) {
         return 0;
     }
-    // The counter's write is part of the turn: when it fails, so does the
-    // commit (ledger__write marked the turn failed).
+    // The counter's write and the buffered events rows are part of the
+    // turn: when one fails, so does the commit (the write marked the turn
+    // failed).
+    (void) ledger__events_flush(self);
     (void) s_token_flush(self);
     if (self->fail_next_commit || self->turn_failed) {
         log_error(S_LOG, "ledger '%s': commit: %s; rolled back", self->path,
@@ -697,6 +700,7 @@ ledger_rollback(ledger_t *self)
         return;
     }
     self->in_turn = false;
+    ledger__events_clear(self);
     // The counter stays where it is: tokens of a rolled-back turn are
     // skipped, never handed out twice.
     self->token_dirty = false;

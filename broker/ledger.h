@@ -44,7 +44,10 @@
 // submit; NULL for gates and older rows); version 5 wrote the CHECKs on
 // state and outcome names as chains of ORs (the same rule, without an
 // ephemeral table built by every statement that checks it) and dropped the
-// index tasks_state.
+// index tasks_state; version 6 made an attempt's token its rowid (a lookup
+// by token is one seek; (plan_id, tid, n) stays unique) and dropped
+// AUTOINCREMENT from events.seq (the numbers are kept, never reused since
+// events are never deleted), rebuilding both tables.
 //
 // Turns: ledger_begin() opens BEGIN IMMEDIATE; transitions accumulate; one
 // ledger_commit() makes them durable (WAL, synchronous=FULL).  A failed
@@ -61,7 +64,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LEDGER_SCHEMA_VERSION 5
+#define LEDGER_SCHEMA_VERSION 6
 
 typedef struct ledger ledger_t;
 

@@ -7,6 +7,8 @@
 //                    and the names stored for plan states and outcomes
 //   ledger_write.c   every change: plan creation, the compare-and-set
 //                    transitions of plans and tasks, drones, events
+//   ledger_events.c  the turn's events rows, buffered and written in
+//                    multi-row INSERTs before the commit
 //   ledger_read.c    every read: status, outputs, tokens, recovery, events
 //   ledger_migrate.c the upgrade of an older file: backup, then one
 //                    transaction per schema version
@@ -36,7 +38,6 @@ struct sqlite3_stmt;
 typedef enum {
     LEDGER__Q_META_GET,
     LEDGER__Q_META_SET,
-    LEDGER__Q_EVENT,
     LEDGER__Q_TASK_MOVE,
     LEDGER__Q_TASK_RESET,
     LEDGER__Q_TASK_REDEFINE,
@@ -88,6 +89,8 @@ typedef enum {
     LEDGER__Q_COUNT
 } ledger__query_t;
 
+typedef struct ledger__events ledger__events_t;
+
 struct ledger {
     struct sqlite3 *db;             // the one connection
     char *path;                     // database file, for messages
@@ -114,6 +117,9 @@ struct ledger {
     bool token_dirty;               // next_token moved in this turn
     // Prepared at open, reset after use; indexed by ledger__query_t.
     struct sqlite3_stmt *stmt[LEDGER__Q_COUNT];
+    // The open turn's events rows not written yet (ledger_events.c);
+    // NULL until the first.
+    ledger__events_t *events;
 };
 
 // One events row; see ledger__append_event().
@@ -216,10 +222,21 @@ int ledger__parse(const char *const *names, size_t n, const char *s);
 // 0, or -1 with err (the file is left at the last version it reached).
 int ledger__migrate(ledger_t *self, int from, char *err, size_t errlen);
 
-// --- writes (ledger_write.c) --------------------------------------------
-// Appends one events row (invariant 4).  The caller checked the turn.
-// LEDGER_OK or LEDGER_ERROR.
+// --- events rows (ledger_events.c) ---------------------------------------
+// Appends one events row (invariant 4) to the turn's buffer; the strings
+// are copied.  The caller checked the turn.  LEDGER_OK, or LEDGER_ERROR
+// when a flush (every S_FLUSH_AT rows) failed (the turn is then failed).
 ledger_rc_t ledger__append_event(ledger_t *self, const ledger__event_t *ev);
+// Writes the buffered rows, in order, and empties the buffer: before the
+// turn's COMMIT and before any read of events.  LEDGER_OK (also with
+// nothing to write) or LEDGER_ERROR (logged, the turn failed).
+ledger_rc_t ledger__events_flush(ledger_t *self);
+// Drops the buffered rows (a rolled-back turn).
+void ledger__events_clear(ledger_t *self);
+// Frees the buffer and its statements; before the connection closes.
+void ledger__events_destroy(ledger_t *self);
+
+// --- writes (ledger_write.c) --------------------------------------------
 // Counts a task transition of the open turn (ledger_tally and the tasks
 // by state).
 void ledger__tally_move(ledger_t *self, proto_task_state_t from,

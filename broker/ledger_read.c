@@ -633,6 +633,10 @@ ledger_events(ledger_t *self, int64_t plan, int64_t after,
               void *arg)
 {
     assert(self && cb);
+    // The turn's own rows too, as a read inside it always saw them.
+    if (ledger__events_flush(self) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
     sqlite3_stmt *st = ledger__stmt(self, plan ? LEDGER__Q_EVENTS_PLAN
                                                : LEDGER__Q_EVENTS_ALL);
     ledger__bind_int(st, 1, after);
@@ -671,6 +675,10 @@ ledger_events_page(ledger_t *self, int64_t plan, int64_t after,
                    void *arg)
 {
     assert(self && cb);
+    // The turn's own rows too, as a read inside it always saw them.
+    if (ledger__events_flush(self) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
     sqlite3_stmt *st = ledger__stmt(self, plan ? LEDGER__Q_EVENTS_PAGE_PLAN
                                                : LEDGER__Q_EVENTS_PAGE_ALL);
     ledger__bind_int(st, 1, after);
@@ -694,6 +702,10 @@ ledger_rc_t
 ledger_events_max(ledger_t *self, int64_t plan, int64_t *seq)
 {
     assert(self && seq);
+    // The turn's own rows too, as a read inside it always saw them.
+    if (ledger__events_flush(self) != LEDGER_OK) {
+        return LEDGER_ERROR;
+    }
     sqlite3_stmt *st = ledger__stmt(self, plan ? LEDGER__Q_EVENTS_MAX_PLAN
                                                : LEDGER__Q_EVENTS_MAX_ALL);
     if (plan) {

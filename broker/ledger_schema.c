@@ -32,7 +32,78 @@
     " OR outcome = 'failed' OR outcome = 'expired' OR outcome = 'released'"  \
     " OR outcome = 'cancelled')"
 
-// Version 5.  Task and plan states are stored as their lowercase names so
+// The attempts and events tables, as version 6 has them: written once here
+// for the schema and for the step from version 5, which rebuilds both.
+// An attempt's token is its rowid (INTEGER PRIMARY KEY): tokens are unique
+// and only grow, so a lease appends at the table's end, and every lookup by
+// token (finish, a result's duplicate check) is one rowid seek instead of a
+// search of a separate UNIQUE index and then the table (issue 9).  It is
+// still never NULL (a rowid cannot be; the lease always binds one: SQLite
+// would give a NULL the next rowid, so NOT NULL would not refuse it) and
+// unique.  (plan_id, tid, n) stays unique.
+#define S_ATTEMPTS_TABLE                                                     \
+    "CREATE TABLE attempts ("                                                \
+    "  plan_id INTEGER NOT NULL,"                                            \
+    "  tid TEXT NOT NULL,"                                                   \
+    "  n INTEGER NOT NULL,"                                                  \
+    "  token INTEGER PRIMARY KEY,"                                           \
+    "  instance TEXT NOT NULL,"                                              \
+    "  holder TEXT NOT NULL,"                                                \
+    "  started_ms INTEGER NOT NULL,"                                         \
+    "  ended_ms INTEGER,"                                                    \
+    "  outcome TEXT NOT NULL DEFAULT 'running' " S_OUTCOME_CHECK ","         \
+    "  exit_code INTEGER,"                                                   \
+    "  signal INTEGER,"                                                      \
+    "  timed_out INTEGER NOT NULL DEFAULT 0,"                                \
+    "  error TEXT,"                                                          \
+    "  stdout BLOB,"                                                         \
+    "  stdout_truncated INTEGER NOT NULL DEFAULT 0,"                         \
+    "  stderr BLOB,"                                                         \
+    "  stderr_truncated INTEGER NOT NULL DEFAULT 0,"                         \
+    "  prompt_tokens INTEGER,"                                               \
+    "  completion_tokens INTEGER,"                                           \
+    "  UNIQUE (plan_id, tid, n),"                                            \
+    "  FOREIGN KEY (plan_id, tid) REFERENCES tasks (plan_id, tid)"           \
+    ");"
+#define S_ATTEMPTS_COLS                                                      \
+    "plan_id, tid, n, token, instance, holder, started_ms, ended_ms,"        \
+    " outcome, exit_code, signal, timed_out, error, stdout,"                 \
+    " stdout_truncated, stderr, stderr_truncated, prompt_tokens,"            \
+    " completion_tokens"
+// Invariants 1 and 5: one open attempt per task, one accepted result.
+#define S_ATTEMPTS_INDEXES                                                   \
+    "CREATE UNIQUE INDEX attempts_running ON attempts (plan_id, tid)"        \
+    "  WHERE outcome = 'running';"                                           \
+    "CREATE UNIQUE INDEX attempts_succeeded ON attempts (plan_id, tid)"      \
+    "  WHERE outcome = 'succeeded';"
+// seq is the rowid without AUTOINCREMENT: rows are never deleted (the
+// trigger), so max(seq) + 1 never reuses a number, and an insert no longer
+// reads and rewrites sqlite_sequence (~5k instructions per event, two
+// events per task; issue 9).
+#define S_EVENTS_TABLE                                                       \
+    "CREATE TABLE events ("                                                  \
+    "  seq INTEGER PRIMARY KEY,"                                             \
+    "  at_ms INTEGER NOT NULL,"                                              \
+    "  plan_id INTEGER,"                                                     \
+    "  tid TEXT,"                                                            \
+    "  actor TEXT NOT NULL,"                                                 \
+    "  kind TEXT NOT NULL,"                                                  \
+    "  from_state TEXT,"                                                     \
+    "  to_state TEXT,"                                                       \
+    "  token INTEGER,"                                                       \
+    "  detail TEXT"                                                          \
+    ");"
+#define S_EVENTS_COLS                                                        \
+    "seq, at_ms, plan_id, tid, actor, kind, from_state, to_state, token,"    \
+    " detail"
+#define S_EVENTS_EXTRAS                                                      \
+    "CREATE INDEX events_plan ON events (plan_id, seq);"                     \
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN"          \
+    "  SELECT RAISE (ABORT, 'events are append-only'); END;"                 \
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN"          \
+    "  SELECT RAISE (ABORT, 'events are append-only'); END;"
+
+// Version 6.  Task and plan states are stored as their lowercase names so
 // the file reads well in the sqlite3 shell.  meta.value has no declared type
 // (BLOB affinity) so a hex id that looks like a number stays text.  Columns
 // a migration added come last in their table, where ALTER TABLE puts them,
@@ -92,34 +163,7 @@ const char ledger__schema[] =
     "  FOREIGN KEY (plan_id, tid) REFERENCES tasks (plan_id, tid),"
     "  FOREIGN KEY (plan_id, need) REFERENCES tasks (plan_id, tid)"
     ") WITHOUT ROWID;"
-    "CREATE TABLE attempts ("
-    "  plan_id INTEGER NOT NULL,"
-    "  tid TEXT NOT NULL,"
-    "  n INTEGER NOT NULL,"
-    "  token INTEGER NOT NULL UNIQUE,"
-    "  instance TEXT NOT NULL,"
-    "  holder TEXT NOT NULL,"
-    "  started_ms INTEGER NOT NULL,"
-    "  ended_ms INTEGER,"
-    "  outcome TEXT NOT NULL DEFAULT 'running' " S_OUTCOME_CHECK ","
-    "  exit_code INTEGER,"
-    "  signal INTEGER,"
-    "  timed_out INTEGER NOT NULL DEFAULT 0,"
-    "  error TEXT,"
-    "  stdout BLOB,"
-    "  stdout_truncated INTEGER NOT NULL DEFAULT 0,"
-    "  stderr BLOB,"
-    "  stderr_truncated INTEGER NOT NULL DEFAULT 0,"
-    "  prompt_tokens INTEGER,"
-    "  completion_tokens INTEGER,"
-    "  PRIMARY KEY (plan_id, tid, n),"
-    "  FOREIGN KEY (plan_id, tid) REFERENCES tasks (plan_id, tid)"
-    ");"
-    // Invariants 1 and 5: one open attempt per task, one accepted result.
-    "CREATE UNIQUE INDEX attempts_running ON attempts (plan_id, tid)"
-    "  WHERE outcome = 'running';"
-    "CREATE UNIQUE INDEX attempts_succeeded ON attempts (plan_id, tid)"
-    "  WHERE outcome = 'succeeded';"
+    S_ATTEMPTS_TABLE S_ATTEMPTS_INDEXES
     "CREATE TABLE drones ("
     "  instance TEXT PRIMARY KEY,"
     "  name TEXT NOT NULL,"
@@ -137,23 +181,7 @@ const char ledger__schema[] =
     "  hash TEXT NOT NULL,"
     "  PRIMARY KEY (submitter, key)"
     ") WITHOUT ROWID;"
-    "CREATE TABLE events ("
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  at_ms INTEGER NOT NULL,"
-    "  plan_id INTEGER,"
-    "  tid TEXT,"
-    "  actor TEXT NOT NULL,"
-    "  kind TEXT NOT NULL,"
-    "  from_state TEXT,"
-    "  to_state TEXT,"
-    "  token INTEGER,"
-    "  detail TEXT"
-    ");"
-    "CREATE INDEX events_plan ON events (plan_id, seq);"
-    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN"
-    "  SELECT RAISE (ABORT, 'events are append-only'); END;"
-    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN"
-    "  SELECT RAISE (ABORT, 'events are append-only'); END;";
+    S_EVENTS_TABLE S_EVENTS_EXTRAS;
 
 // ledger__migrations[n] takes a file from version n to n + 1; ledger.c runs
 // it in one transaction together with the version bump.  Steps only ever
@@ -211,6 +239,25 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
           "= ''expired'' OR outcome = ''released'' OR outcome = "
           "''cancelled'')') WHERE type = 'table' AND name = 'attempts';"
           "PRAGMA writable_schema = OFF;",
+    // attempts keyed by token and events without AUTOINCREMENT
+    // (S_ATTEMPTS_TABLE, S_EVENTS_TABLE): a rowid changes only by building
+    // the table again.  Each old table is renamed aside (its indexes and
+    // triggers go with it), the new one made under the real name with the
+    // fresh file's text, the rows copied as they are, the old one dropped,
+    // and then its indexes and triggers made again.  Event numbers are
+    // kept, so a reader's cursor (events after seq N) still holds.
+    [5] = "ALTER TABLE attempts RENAME TO attempts_v5;"
+          S_ATTEMPTS_TABLE
+          "INSERT INTO attempts (" S_ATTEMPTS_COLS ") SELECT "
+          S_ATTEMPTS_COLS " FROM attempts_v5 ORDER BY token;"
+          "DROP TABLE attempts_v5;"
+          S_ATTEMPTS_INDEXES
+          "ALTER TABLE events RENAME TO events_v5;"
+          S_EVENTS_TABLE
+          "INSERT INTO events (" S_EVENTS_COLS ") SELECT " S_EVENTS_COLS
+          " FROM events_v5 ORDER BY seq;"
+          "DROP TABLE events_v5;"
+          S_EVENTS_EXTRAS,
 };
 
 // Every statement the ledger runs after open.  Every compare-and-set is in
@@ -220,10 +267,6 @@ const char *const ledger__migrations[LEDGER_SCHEMA_VERSION] = {
 const char *const ledger__sql[LEDGER__Q_COUNT] = {
     [LEDGER__Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [LEDGER__Q_META_SET] = "UPDATE meta SET value = ?2 WHERE key = ?1",
-    [LEDGER__Q_EVENT] =
-        "INSERT INTO events (at_ms, plan_id, tid, actor, kind,"
-        " from_state, to_state, token, detail) VALUES (?1,"
-        " nullif(?2, 0), ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), ?9)",
     [LEDGER__Q_TASK_MOVE] =
         "UPDATE tasks SET state = ?4, ready_ms = iif(?4 IN ('ready',"
         " 'awaiting_approval'), ?5, ready_ms)"

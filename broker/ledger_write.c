@@ -5,7 +5,7 @@
 // compare-and-set transitions of plans and tasks (move, reset, lease,
 // finish, a shortened backoff), drone sightings (with their secret hash)
 // and free-form events, and the events row each of them appends in the
-// same turn (invariant 4).  Every compare-and-set
+// same turn (invariant 4; ledger_events.c writes the rows).  Every compare-and-set
 // is in an UPDATE's WHERE clause (ledger_schema.c), never in a read before
 // it; a miss is LEDGER_MISS and changes nothing.
 //
@@ -21,24 +21,6 @@
 #include <string.h>
 
 // --- events ------------------------------------------------------------
-
-ledger_rc_t
-ledger__append_event(ledger_t *self, const ledger__event_t *ev)
-{
-    sqlite3_stmt *st = ledger__stmt(self, LEDGER__Q_EVENT);
-    ledger__bind_int(st, 1, ev->at_ms);
-    ledger__bind_int(st, 2, ev->plan);
-    ledger__bind_text(st, 3, ev->task);
-    ledger__bind_text(st, 4, ev->actor);
-    ledger__bind_text(st, 5, ev->kind);
-    ledger__bind_text(st, 6, ev->from);
-    ledger__bind_text(st, 7, ev->to);
-    ledger__bind_int(st, 8, (int64_t) ev->token);
-    ledger__bind_text(st, 9, ev->detail);
-    return ledger__write(self, st, "append event") == LEDGER_OK
-               ? LEDGER_OK
-               : LEDGER_ERROR;
-}
 
 ledger_rc_t
 ledger_event(ledger_t *self, int64_t plan, const char *task,

@@ -788,6 +788,94 @@ s_open_in_child(char *buf, size_t len)
     ledger_destroy(&l);
 }
 
+typedef struct {
+    int n;
+    int64_t last_seq;
+    bool in_order;      // seq one more than the last, detail "n<i>"
+} s_seqs_t;
+
+static void
+s_on_seq(void *arg, int64_t seq, int64_t at_ms, const char *task,
+         const char *actor, const char *kind, const char *from,
+         const char *to, uint64_t token, const char *detail)
+{
+    (void) at_ms;
+    (void) task;
+    (void) actor;
+    (void) from;
+    (void) to;
+    (void) token;
+    s_seqs_t *s = arg;
+    if (strcmp(kind, "note") == 0) {
+        char want[32];
+        snprintf(want, sizeof want, "n%d", s->n);
+        s->in_order = s->in_order && detail && strcmp(detail, want) == 0
+                      && (s->n == 0 || seq == s->last_seq + 1);
+        s->n++;
+    }
+    s->last_seq = seq;
+}
+
+static s_seqs_t
+s_notes(ledger_t *l, int64_t plan)
+{
+    s_seqs_t s = {.in_order = true};
+    CHECK_INT(ledger_events(l, plan, 0, s_on_seq, &s), LEDGER_OK);
+    return s;
+}
+
+// A turn's events rows are buffered and written in batches (ledger_events.c):
+// a read inside the turn still sees them all, in order; a rolled-back or
+// failed turn leaves none (also of those a full buffer wrote early); a
+// committed one has each, in the order appended, with consecutive numbers.
+static void
+test_events_batched_per_turn(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    int64_t before = 0;
+    CHECK_INT(ledger_events_max(l, 0, &before), LEDGER_OK);
+    enum { N = 2500 };  // over the buffer's limit, not a power of two
+    for (int round = 0; round < 3; round++) {
+        REQUIRE(ledger_begin(l) == 0);
+        for (int i = 0; i < N; i++) {
+            char detail[32];
+            snprintf(detail, sizeof detail, "n%d", i);
+            REQUIRE(ledger_event(l, plan, i % 2 ? "a" : NULL, "t", "note",
+                                 detail, NOW) == LEDGER_OK);
+            if (i == 700) {
+                s_seqs_t mid = s_notes(l, plan);
+                CHECK_INT(mid.n, 701);
+                CHECK(mid.in_order);
+            }
+        }
+        if (round == 0) {
+            ledger_rollback(l);
+        } else if (round == 1) {
+            ledger_fail_next_commit(l);
+            CHECK_INT(ledger_commit(l), -1);
+        } else {
+            CHECK_INT(ledger_commit(l), 0);
+        }
+        s_seqs_t after = s_notes(l, plan);
+        CHECK_INT(after.n, round == 2 ? N : 0);
+        CHECK(after.in_order);
+        int64_t max = 0;
+        CHECK_INT(ledger_events_max(l, 0, &max), LEDGER_OK);
+        CHECK_INT(max, round == 2 ? before + N : before);
+    }
+    ledger_destroy(&l);
+    // Durable: the same after a reopen.
+    l = s_open();
+    REQUIRE(l);
+    s_seqs_t again = s_notes(l, plan);
+    CHECK_INT(again.n, N);
+    CHECK(again.in_order);
+    ledger_destroy(&l);
+}
+
 static void
 test_lock_names_the_holder(void)
 {
@@ -1723,6 +1811,7 @@ static const t_case_t t_cases[] = {
     T(test_set_workplan),
     T(test_release_uses_no_attempt),
     T(test_events_one_per_transition),
+    T(test_events_batched_per_turn),
     T(test_lock_names_the_holder),
     T(test_rdonly_while_locked),
     T(test_newer_schema_refused),

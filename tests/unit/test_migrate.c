@@ -22,6 +22,8 @@
 #define S_FIXTURE_V2 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v2.db"
 // Written by main at schema 3 (tests/fixtures/make-ledger.sh 3).
 #define S_FIXTURE_V3 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v3.db"
+// Written by main at schema 5 (tests/fixtures/make-ledger.sh 5).
+#define S_FIXTURE_V5 WAGGLE_SOURCE_DIR "/tests/fixtures/ledger-v5.db"
 #define NOW 1700000000000LL  // before the fixture was made
 
 // --- helpers -------------------------------------------------------------
@@ -411,6 +413,108 @@ test_v3_fixture_upgraded(void)
                     " 'upgrade' AND detail = 'schema version 3 to 4'"), 1);
 }
 
+// Version 6 rebuilt attempts (keyed by token) and events (no
+// AUTOINCREMENT) of a file main wrote at schema 5: every row of every table
+// kept, column for column (event numbers included); the rules the old
+// tables enforced still refuse what they refused; and the ledger goes on
+// from there (tokens and event numbers continue, a finish finds its
+// attempt by token).
+static void
+test_v5_fixture_upgraded(void)
+{
+    REQUIRE(s_copy_file(S_FIXTURE_V5));
+    CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
+                    " 'schema_version'"), 5);
+    char err[512];
+    ledger_t *l = s_open(0, err, sizeof err);
+    CHECK_STR(err, "");
+    REQUIRE(l);
+    char bak[600];
+    snprintf(bak, sizeof bak, "%s", s_path(".v5.bak"));
+    struct stat sb;
+    REQUIRE(stat(bak, &sb) == 0);
+    static const char *const tables[] = {"meta", "plans", "tasks", "edges",
+                                         "attempts", "drones", "idempotency",
+                                         "events"};
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        long long extra = strcmp(tables[i], "events") == 0;
+        CHECK_INT(s_count(s_path(""), tables[i]) > 0, 1);
+        CHECK_INT(s_count(s_path(""), tables[i]),
+                  s_count(bak, tables[i]) + extra);
+        CHECK_INT(s_diff_rows(s_path(""), bak, tables[i], "*"), extra);
+    }
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM events WHERE kind ="
+                    " 'upgrade' AND detail = 'schema version 5 to 6'"), 1);
+    // The upgrade's event follows the old numbers.
+    CHECK_INT(s_int(s_path(""), "SELECT max(seq) FROM events"),
+              s_int(bak, "SELECT max(seq) FROM events") + 1);
+    CHECK_INT(s_int(s_path(""), "SELECT pk FROM pragma_table_info("
+                    "'attempts') WHERE name = 'token'"), 1);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM sqlite_schema WHERE"
+                    " name = 'events' AND sql LIKE '%AUTOINCREMENT%'"), 0);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM sqlite_sequence"
+                    " WHERE name = 'events'"), 0);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM sqlite_schema WHERE"
+                    " name LIKE '%v5%'"), 0);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM pragma_integrity_check"
+                    " WHERE integrity_check <> 'ok'"), 0);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM"
+                    " pragma_foreign_key_check"), 0);
+    // What the old tables refused, the new ones still refuse: events are
+    // append-only; a token, a run number of a task, an open attempt per
+    // task and an accepted one per task are each unique.
+    CHECK_INT(s_exec(s_path(""), "UPDATE events SET detail = 'x'"), -1);
+    CHECK_INT(s_exec(s_path(""), "DELETE FROM events"), -1);
+    static const char dup[] =
+        "INSERT INTO attempts (plan_id, tid, n, token, instance, holder,"
+        " started_ms, outcome) SELECT plan_id, tid, %s, %s, 'i', 'h', 1, %s"
+        " FROM attempts WHERE outcome = '%s' LIMIT 1";
+    char *sql = xasprintf(dup, "n + 100", "token", "'failed'", "failed");
+    CHECK_INT(s_exec(s_path(""), sql), -1);
+    free(sql);
+    sql = xasprintf(dup, "n", "token + 100", "'failed'", "failed");
+    CHECK_INT(s_exec(s_path(""), sql), -1);
+    free(sql);
+    sql = xasprintf(dup, "n + 100", "token + 100", "'running'", "running");
+    CHECK_INT(s_exec(s_path(""), sql), -1);
+    free(sql);
+    sql = xasprintf(dup, "n + 100", "token + 100", "'succeeded'",
+                    "succeeded");
+    CHECK_INT(s_exec(s_path(""), sql), -1);
+    free(sql);
+    CHECK_INT(s_exec(s_path(""), "PRAGMA foreign_keys = ON; INSERT INTO"
+                     " attempts (plan_id, tid, n, token, instance, holder,"
+                     " started_ms) VALUES (2, 'nosuch', 1, 1000, 'i', 'h',"
+                     " 1)"), -1);
+    // The ledger goes on from the upgraded file.
+    uint64_t old_next = (uint64_t) s_int(s_path(""), "SELECT value FROM meta"
+                                         " WHERE key = 'next_token'");
+    long long old_seq = s_int(s_path(""), "SELECT max(seq) FROM events");
+    uint64_t slow = (uint64_t) s_int(s_path(""), "SELECT lease_token FROM"
+                                     " tasks WHERE tid = 'slow'");
+    REQUIRE(slow > 0);
+    REQUIRE(ledger_begin(l) == 0);
+    ledger_attempt_end_t ok = {.outcome = LEDGER_ATTEMPT_SUCCEEDED};
+    CHECK_INT(ledger_task_finish(l, 2, "slow", slow, NULL, &ok,
+                                 PROTO_TASK_SUCCEEDED, 0, "broker", NOW),
+              LEDGER_OK);
+    uint64_t tok = 0;
+    uint32_t n = 0;
+    CHECK_INT(ledger_task_lease(l, 2, "tagged", "i2", "drone", NOW, &tok, &n),
+              LEDGER_OK);
+    CHECK_INT(ledger_commit(l), 0);
+    CHECK_INT(tok, old_next);
+    CHECK_INT(n, 1);
+    ledger_destroy(&l);
+    CHECK_INT(s_int(s_path(""), "SELECT min(seq) FROM events WHERE tid IN"
+                    " ('slow', 'tagged') AND at_ms = 1700000000000"),
+              old_seq + 1);
+    CHECK_INT(s_int(s_path(""), "SELECT accepted_attempt FROM tasks WHERE"
+                    " tid = 'slow'"), 1);
+    CHECK_INT(s_int(s_path(""), "SELECT count(*) FROM attempts WHERE"
+                    " tid = 'slow' AND outcome = 'succeeded'"), 1);
+}
+
 // What the broker rebuilds from the upgraded file: the running plan, its
 // lease with token and instance, its backoff; the token counter goes on.
 static void
@@ -596,21 +700,28 @@ static void
 test_newer_refused_untouched(void)
 {
     REQUIRE(s_copy_fixture());
-    REQUIRE(s_exec(s_path(""), "UPDATE meta SET value = 7 WHERE key ="
-                   " 'schema_version'") == 0);
+    // One past this code's version, whatever that is.
+    char newer[96], named[32], ours[32], bak[32];
+    snprintf(newer, sizeof newer, "UPDATE meta SET value = %d WHERE key ="
+             " 'schema_version'", LEDGER_SCHEMA_VERSION + 1);
+    snprintf(named, sizeof named, "schema version %d",
+             LEDGER_SCHEMA_VERSION + 1);
+    snprintf(ours, sizeof ours, "version %d", LEDGER_SCHEMA_VERSION);
+    snprintf(bak, sizeof bak, ".v%d.bak", LEDGER_SCHEMA_VERSION + 1);
+    REQUIRE(s_exec(s_path(""), newer) == 0);
     char err[512];
     for (int rdonly = 0; rdonly < 2; rdonly++) {
         ledger_t *l = s_open(rdonly ? LEDGER_RDONLY : 0, err, sizeof err);
         CHECK(l == NULL);
         ledger_destroy(&l);
-        CHECK_HAS(err, "schema version 7");
-        CHECK_HAS(err, "version 5");
+        CHECK_HAS(err, named);
+        CHECK_HAS(err, ours);
         CHECK_HAS(err, "newer");
     }
     struct stat sb;
-    CHECK(stat(s_path(".v7.bak"), &sb) != 0);
+    CHECK(stat(s_path(bak), &sb) != 0);
     CHECK_INT(s_int(s_path(""), "SELECT value FROM meta WHERE key ="
-                    " 'schema_version'"), 7);
+                    " 'schema_version'"), LEDGER_SCHEMA_VERSION + 1);
     CHECK_INT(s_count(s_path(""), "events"), 21);
 }
 
@@ -728,6 +839,7 @@ static const t_case_t t_cases[] = {
     T(test_v2_fixture_upgraded),
     T(test_fixture_upgraded_loads_and_runs_on),
     T(test_v3_fixture_upgraded),
+    T(test_v5_fixture_upgraded),
     T(test_fresh_and_upgraded_agree),
     T(test_checks_without_in_lists),
     T(test_newer_refused_untouched),
