@@ -992,6 +992,12 @@ s_poll(drone_t *d, int64_t timeout)
                                            0};
     }
     zmq_poll(d->items, (int) n + 1, (long) timeout);
+    // So the step reads only what is ready (all 0 after a timeout or an
+    // interrupt: the pipes stay readable for the next poll).
+    for (size_t i = 0; i < n; i++) {
+        d->pfds[i].revents = d->items[i + 1].revents;
+    }
+    runner_ready(d->runner, d->pfds, n);
 }
 
 int

@@ -21,6 +21,14 @@
 // (it reads the caller's environ, not envp), once per distinct name
 // (runner_path.c); the task sees only envp.
 //
+// The loop wakes as seldom as it can per task: the start pipe is not
+// polled (what it says matters only once the child has exited: it is read
+// then, or at once for a plain child, which has exec'd or failed by the
+// time the vfork-style start returns), an init holds the task's stdout and
+// stderr until it exits (so their EOF comes with its exit, not as two
+// wake-ups of their own), and with runner_ready a step reads only the
+// descriptors poll found ready and calls waitid only after a SIGCHLD.
+//
 // Starting a child never waits for its exec.  Every child shares the
 // drone's memory until it execs (clone with CLONE_VM | CLONE_VFORK, as
 // posix_spawn does, the namespaces made by the same clone), so no page
@@ -31,9 +39,9 @@
 // needs a user namespace (a drone that is not root: it must write its id
 // maps before any exec, which would drop its capabilities there), an init
 // is a real fork of the drone, about twice as slow per task.  The start
-// pipe is then read by runner_step like the output pipes: EOF (plain: the
-// exec closed it) or RUNNING (init) means it runs; a report means it never
-// ran.
+// pipe is read once the child has exited (a plain child's at once): EOF
+// (plain: the exec closed it) or RUNNING (init) means it ran; a report
+// means it never ran.
 //
 // Never logs, never reads a clock.
 #include "drone/runner_int.h"
@@ -46,6 +54,7 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,8 +91,8 @@ typedef struct {
     s_tail_t out;               // stdout
     s_tail_t err;               // stderr
     char *error;                // why it never ran, or NULL
-    int start_fd;               // start pipe until it exec'd or said why
-                                // not (non-blocking), then -1
+    int start_fd;               // start pipe (non-blocking, not polled)
+                                // until read after the exit, then -1
     int report_fd;              // the init's report pipe, or -1
     char *argv0;                // for the sentence when it never ran
     char *cwd;                  // the same (NULL: none)
@@ -97,6 +106,8 @@ typedef struct {
     bool lost;                  // someone else reaped it: never signal
     bool timed_out;
     bool killed;
+    bool out_ready;             // poll found out.fd ready (runner_ready)
+    bool err_ready;             // the same for err.fd
 } s_child_t;
 
 struct runner {
@@ -112,6 +123,10 @@ struct runner {
     s_child_t **children;       // not yet finished
     size_t count;
     size_t alloc;
+    bool hinted;                // runner_ready said what is ready: the next
+                                // step reads only that
+    bool wake_ready;            // and whether the SIGCHLD pipe was
+    sig_atomic_t chld_seen;     // s_chld_gen at the last exit check
 };
 
 // Descriptors of one start: [0] read end, [1] write end.
@@ -126,6 +141,10 @@ typedef struct {
 // Several runners in one process would share it; each step still checks
 // all of its own children, so one could at worst miss a wake-up.
 static volatile sig_atomic_t s_wake_wfd = -1;
+// Bumped by every SIGCHLD.  Each runner compares it with the value it saw
+// at its last exit check, so one runner draining the shared pipe never
+// hides an exit from another.
+static volatile sig_atomic_t s_chld_gen;
 static int s_wake_rfd = -1;
 static pid_t s_wake_pid;        // the process that made it
 
@@ -134,6 +153,7 @@ s_on_sigchld(int sig)
 {
     (void) sig;
     int saved = errno;
+    s_chld_gen = s_chld_gen == SIG_ATOMIC_MAX ? 0 : s_chld_gen + 1;
     char c = 0;
     // A full pipe already holds a wake-up, so a failed write loses nothing.
     ssize_t rc = write(s_wake_wfd, &c, 1);
@@ -175,16 +195,13 @@ s_wake_init(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-// Returns whether a SIGCHLD arrived since the last drain.
-static bool
+// Empties the pipe: what it says is in s_chld_gen.
+static void
 s_wake_drain(void)
 {
     char buf[256];
-    bool woke = false;
-    while (read(s_wake_rfd, buf, sizeof buf) > 0) {
-        woke = true;
+    while (read(s_wake_rfd, buf, sizeof buf) == (ssize_t) sizeof buf) {
     }
-    return woke;
 }
 
 // --- Output tails --------------------------------------------------------
@@ -542,14 +559,19 @@ s_enforce(const runner_t *self, s_child_t *c, int64_t now_ms)
     }
 }
 
+// The start pipe is not polled: were it still open after the drain (a
+// writer other than the exited leader), it must not hold the task forever.
 static bool
 s_is_done(const s_child_t *c, int64_t now_ms)
 {
-    if (!c->exited || c->start_fd >= 0) {
+    if (!c->exited) {
         return false;
     }
-    return (c->out.fd < 0 && c->err.fd < 0)
-           || now_ms - c->exit_ms >= S_DRAIN_MS;
+    bool drained = now_ms - c->exit_ms >= S_DRAIN_MS;
+    if (c->start_fd >= 0 && !drained) {
+        return false;
+    }
+    return (c->out.fd < 0 && c->err.fd < 0) || drained;
 }
 
 // The task's wait status as its init reported it before exiting; false
@@ -988,7 +1010,9 @@ runner_start(runner_t *self, uint64_t id, const runner_spec_t *spec,
     s_close(&f.err[1]);
     s_close(&f.exec[1]);
     s_child_t *c = s_child_new(id, pid, spec, &f, now_ms);
-    s_read_start(self, c);
+    if (self->mode == RUNNER_PLAIN) {
+        s_read_start(self, c);  // vfork-style: it has exec'd or failed
+    }
     s_add(self, c);
     return 0;
 }
@@ -1061,32 +1085,90 @@ runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max)
     size_t n = 0;
     s_pollfd(fds, max, &n, s_wake_rfd);
     for (size_t i = 0; i < self->count; i++) {
-        s_pollfd(fds, max, &n, self->children[i]->start_fd);
         s_pollfd(fds, max, &n, self->children[i]->out.fd);
         s_pollfd(fds, max, &n, self->children[i]->err.fd);
     }
     return n;
 }
 
+// Takes fd's readiness from fds[*k] if that entry is fd (the order of
+// runner_pollfds); false when it is not: the list is not ours.
+static bool
+s_take_ready(const struct pollfd *fds, size_t n, size_t *k, int fd,
+             bool *ready)
+{
+    if (fd < 0) {
+        return true;
+    }
+    if (*k >= n || fds[*k].fd != fd) {
+        return false;
+    }
+    *ready = fds[(*k)++].revents != 0;
+    return true;
+}
+
+void
+runner_ready(runner_t *self, const struct pollfd *fds, size_t n)
+{
+    assert(self && (fds || n == 0));
+    size_t k = 0;
+    bool wake = false, ok = s_take_ready(fds, n, &k, s_wake_rfd, &wake);
+    for (size_t i = 0; ok && i < self->count; i++) {
+        s_child_t *c = self->children[i];
+        ok = s_take_ready(fds, n, &k, c->out.fd, &c->out_ready)
+             && s_take_ready(fds, n, &k, c->err.fd, &c->err_ready);
+    }
+    // Not the list runner_pollfds gave (or cut short): read everything.
+    self->hinted = ok && k == n;
+    self->wake_ready = wake;
+}
+
+// One child's part of a step.  Exit first: once it is seen, the pipes
+// hold all the leader wrote, so the step that sees it reads them all.
+static void
+s_step_child(runner_t *self, s_child_t *c, bool hinted, bool chld,
+             int64_t now_ms)
+{
+    bool was_exited = c->exited;
+    if (!hinted || chld) {
+        s_notice_exit(c, now_ms);
+    }
+    bool all = !hinted || (c->exited && !was_exited);
+    if (c->start_fd >= 0 && (all || c->exited)) {
+        s_read_start(self, c);
+    }
+    if (all || c->out_ready) {
+        s_tail_read(&c->out);
+    }
+    if (all || c->err_ready) {
+        s_tail_read(&c->err);
+    }
+    c->out_ready = false;
+    c->err_ready = false;
+    s_enforce(self, c, now_ms);
+}
+
 size_t
 runner_step(runner_t *self, int64_t now_ms, runner_result_t **done)
 {
     assert(self && done);
-    if (s_wake_drain() && self->mode == RUNNER_SUBREAPER) {
+    bool hinted = self->hinted;
+    self->hinted = false;
+    // Read before any waitid, so an exit after it bumps it again.
+    sig_atomic_t gen = s_chld_gen;
+    bool chld = gen != self->chld_seen;
+    self->chld_seen = gen;
+    if (!hinted || self->wake_ready || chld) {
+        s_wake_drain();
+    }
+    if (chld && self->mode == RUNNER_SUBREAPER) {
         s_kill_orphans(self);
     }
     *done = NULL;
     size_t n = 0;
     for (size_t i = 0; i < self->count;) {
         s_child_t *c = self->children[i];
-        // Exit first: once it is seen, the pipes hold all the leader wrote.
-        s_notice_exit(c, now_ms);
-        if (c->start_fd >= 0) {
-            s_read_start(self, c);
-        }
-        s_tail_read(&c->out);
-        s_tail_read(&c->err);
-        s_enforce(self, c, now_ms);
+        s_step_child(self, c, hinted, chld, now_ms);
         if (!s_is_done(c, now_ms)) {
             i++;
             continue;

@@ -7,13 +7,14 @@
 // every path (and the task user) are resolved before fork() because libzmq
 // threads make the drone multithreaded (only async-signal-safe calls
 // between fork and exec).  An exec failure comes back through a
-// close-on-exec pipe as "cannot run 'x': No such file or directory".
+// close-on-exec pipe as "cannot run 'x': No such file or directory"
+// (read once the child has exited: that pipe is not polled).
 // Output is always drained; past the cap only the tail is kept and the
 // result says it was cut.  A deadline kills the whole group (SIGTERM, then
 // SIGKILL after a grace).  SIGCHLD is turned into a readable descriptor
 // (self-pipe) so the drone's poll loop wakes.  Starting a child never
 // waits for its exec: whether it ran arrives on a pipe that runner_step
-// reads.
+// reads when the child has exited.
 //
 // Confinement (runner_set_mode): in RUNNER_PLAIN the child execs the task.
 // Otherwise the child is the task's init — waggle-task-init, a small
@@ -149,10 +150,17 @@ bool runner_has(const runner_t *self, uint64_t id);
 bool runner_peek(const runner_t *self, uint64_t id, uint8_t *buf,
                  size_t max, size_t *len, uint64_t *total);
 
-// Descriptors to poll for reading (output pipes, the start pipes of
-// children not yet exec'd, and the SIGCHLD pipe).
-// Fills up to max entries of fds; returns how many there are.
+// Descriptors to poll for reading (the SIGCHLD pipe, then each child's
+// output pipes).  Fills up to max entries of fds; returns how many there
+// are.
 size_t runner_pollfds(const runner_t *self, struct pollfd *fds, size_t max);
+// Optional, between poll and runner_step: fds and n are what
+// runner_pollfds filled, with poll's revents (all 0 after a timeout).  The
+// next runner_step then reads only the descriptors found ready and looks
+// for exits only after a SIGCHLD, instead of a read per pipe and a waitid
+// per child.  A list that is not runner_pollfds' unchanged (cut short, a
+// child started since) is ignored.
+void runner_ready(runner_t *self, const struct pollfd *fds, size_t n);
 // Reads what is readable, reaps, and enforces deadlines and kill graces.
 // Call after poll says any runner fd is readable, and on every loop turn.
 // Moves each finished child's result into *done (caller frees each with

@@ -355,10 +355,10 @@ runner_init(const runner_launch_t *l)
         s_fail(S_REPORT_FD, RUNNER_STAGE_SETUP);
     }
     close(t.pipe[1]);
-    // Only the task's tree may hold the output pipes, so they reach EOF.
-    close(0);
-    close(1);
-    close(2);
+    // The init keeps its stdin, stdout and stderr to the end: the output
+    // pipes then reach EOF when it exits, after the task's whole tree, so
+    // the drone wakes once for the end of a task, not once per pipe and
+    // once more for the exit.
     s_relay_start(t.pipe[0], S_REPORT_FD);
     int status = s_wait_task(task);
     if (l->mode == RUNNER_SUBREAPER) {
