@@ -386,6 +386,7 @@ s_fail_outbox(broker_t *b)
 static void
 s_flush(broker_t *b)
 {
+    b->turn_sent += b->n_out;
     for (size_t i = 0; i < b->n_out; i++) {
         out_t *o = &b->out[i];
         if (!o->msg) {
@@ -549,13 +550,13 @@ s_log_slow(broker_t *b, const int64_t t[5])
     }
     log_warn(LOG, "slow turn: %lld ms: input %lld (%lld messages), timers "
              "%lld, dispatch %lld, commit %lld, end and send %lld ms; %zu "
-             "messages held for the sync", (long long) total_ms,
+             "messages sent", (long long) total_ms,
              (long long) (t[1] - t[0]) / 1000, (long long) b->turn_read,
              (long long) (t[2] - t[1]) / 1000,
              (long long) (t[3] - t[2]) / 1000,
              (long long) b->turn_commit_us / 1000,
              (long long) (t[4] - t[3] - b->turn_commit_us) / 1000,
-             outbox_held(&b->outbox));
+             b->turn_sent);
 }
 
 static void
@@ -565,6 +566,7 @@ s_turn(broker_t *b)
     int64_t start = b->now_mono;
     int64_t t[5] = {clock_mono_us()};
     b->turn_read = 0;
+    b->turn_sent = 0;
     b->turn_commit_us = 0;
     s_release_undelivered(b);
     if (b->reload) {

@@ -121,6 +121,7 @@ struct broker {
     int64_t now_mono;           // this turn's clocks
     int64_t turn_commit_us;     // --slow-turn-ms: this turn's COMMIT
     int64_t turn_read;          // --slow-turn-ms: messages it read
+    size_t turn_sent;           // --slow-turn-ms: messages it sent
     int64_t now_wall;
 };
 
