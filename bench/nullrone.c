@@ -14,6 +14,17 @@
 // SIGINT: BYE, then exit 0.  It never retries a RESULT: the bench counts
 // on the ledger, and a lost one shows as a task that never finished.
 //
+// --receipts FILE: at exit, one line "TOKEN WALL_MS" per TASK received
+// (CLOCK_REALTIME when the TASK was decoded, in ms with µs decimals), so
+// the bench can time ready -> received against the ledger's ready stamp
+// (the dispatch latency, commit and sync included).  Kept in memory until
+// exit: nothing is written while the bench is timing.
+//
+// --delay-ms D answers each TASK D ms after it arrived instead of at once
+// (a task that "runs" for D ms, without a process): K chains of such tasks
+// pace the broker at about K / D tasks per second, smoothly, which is how
+// the bench's latency target loads it (bench/README.md).
+//
 // --sessions N holds N drone sessions in one process (one DEALER each, one
 // shared drone key, instances ID-0 .. ID-N-1): how waggle-bench puts 1,000
 // idle drones on one broker without 1,000 processes and their ZeroMQ
@@ -30,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -47,7 +59,29 @@ typedef struct {
     uint64_t *pending;          // tokens answered, not yet acknowledged
     size_t n_pending, cap_pending;
     uint64_t answered;          // TASKs answered
+    struct s_due *due;          // --delay-ms: TASKs to answer, FIFO
+    size_t n_due, cap_due, head_due;
 } nullrone_t;
+
+// A TASK to answer at due_ms (monotonic).
+typedef struct s_due {
+    int64_t due_ms;
+    int64_t plan;
+    char *task;                 // owned
+    uint64_t token;
+} s_due_t;
+
+static int64_t s_delay_ms;      // --delay-ms
+
+// --receipts: when each TASK arrived (one table for every session).
+typedef struct {
+    uint64_t token;
+    int64_t wall_us;            // CLOCK_REALTIME
+} s_receipt_t;
+
+static s_receipt_t *s_receipts;
+static size_t s_n_receipts, s_cap_receipts;
+static bool s_keep_receipts;
 
 static volatile sig_atomic_t s_stop;
 
@@ -63,11 +97,15 @@ s_usage(void)
 {
     fprintf(stderr,
         "usage: nullrone --keys DIR --broker ENDPOINT [--slots N] "
-        "[--instance ID] [--sessions N]\n\n"
+        "[--instance ID] [--sessions N] [--receipts FILE]\n"
+        "       [--delay-ms D]\n\n"
         "A benchmark drone that answers every TASK at once with success\n"
         "(no process is run).  Reads the drone key bundle DIR/drone.\n"
         "--sessions N: N drone sessions in this one process (instances\n"
         "ID-0 .. ID-N-1, one connection each; default 1, instance ID).\n"
+        "--delay-ms D: answer each TASK D ms after it came (default 0).\n"
+        "--receipts FILE: at exit, write \"TOKEN WALL_MS\" per TASK received\n"
+        "(CLOCK_REALTIME at decode, ms with 3 decimals).\n"
         "SIGTERM: BYE, then exit 0.  Exit 64 on bad usage, 2 when it\n"
         "cannot start, 1 on a socket error.\n");
 }
@@ -131,22 +169,93 @@ s_pending_remove(nullrone_t *n, uint64_t token)
 }
 
 static void
-s_answer(nullrone_t *n, const proto_task_t *t)
+s_receipt(uint64_t token)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (s_n_receipts == s_cap_receipts) {
+        s_cap_receipts = s_cap_receipts ? s_cap_receipts * 2 : 4096;
+        s_receipts = xrealloc(s_receipts,
+                              s_cap_receipts * sizeof *s_receipts);
+    }
+    s_receipts[s_n_receipts++] = (s_receipt_t){
+        token, (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000};
+}
+
+static int
+s_write_receipts(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "nullrone: cannot write '%s': %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < s_n_receipts; i++) {
+        fprintf(f, "%llu %lld.%03lld\n",
+                (unsigned long long) s_receipts[i].token,
+                (long long) (s_receipts[i].wall_us / 1000),
+                (long long) (s_receipts[i].wall_us % 1000));
+    }
+    int rc = fclose(f) == 0 ? 0 : -1;
+    free(s_receipts);
+    return rc;
+}
+
+static void
+s_answer(nullrone_t *n, int64_t plan, char **task, uint64_t token)
 {
     proto_msg_t *m = proto_msg_new(PROTO_MSG_RESULT);
     proto_result_t *r = &m->u.result;
     m->req = ++n->req;
-    r->plan = t->plan;
-    r->task = xstrdup(t->task);
-    r->token = t->token;
+    r->plan = plan;
+    r->task = *task;
+    *task = NULL;
+    r->token = token;
     r->outcome = PROTO_OUTCOME_SUCCEEDED;
     r->exit_code = 0;
     r->started_ms = clock_wall_ms();
     r->prompt_tokens = -1;
     r->completion_tokens = -1;
-    s_pending_add(n, t->token);
+    s_pending_add(n, token);
     n->answered++;
     s_send(n, &m, false);
+}
+
+// --delay-ms: keeps the TASK until its time.
+static void
+s_defer(nullrone_t *n, const proto_task_t *t, int64_t now)
+{
+    if (n->head_due == n->n_due) {
+        n->head_due = n->n_due = 0;
+    }
+    if (n->n_due == n->cap_due) {
+        n->cap_due = n->cap_due ? n->cap_due * 2 : 64;
+        n->due = xrealloc(n->due, n->cap_due * sizeof *n->due);
+    }
+    n->due[n->n_due++] = (s_due_t){now + s_delay_ms, t->plan,
+                                   xstrdup(t->task), t->token};
+}
+
+// Answers the deferred TASKs whose time has come.
+static void
+s_answer_due(nullrone_t *n, int64_t now)
+{
+    while (n->head_due < n->n_due && n->due[n->head_due].due_ms <= now) {
+        s_due_t *d = &n->due[n->head_due++];
+        s_answer(n, d->plan, &d->task, d->token);
+    }
+}
+
+static void
+s_on_task(nullrone_t *n, const proto_task_t *t, int64_t now)
+{
+    if (s_delay_ms > 0) {
+        s_defer(n, t, now);
+        return;
+    }
+    char *task = xstrdup(t->task);
+    s_answer(n, t->plan, &task, t->token);
 }
 
 static void
@@ -163,7 +272,10 @@ s_on_msg(nullrone_t *n, proto_msg_t *m, int64_t now)
         n->next_hb_ms = now + n->heartbeat_ms;
         break;
     case PROTO_MSG_TASK:
-        s_answer(n, &m->u.task);
+        if (s_keep_receipts) {
+            s_receipt(m->u.task.token);
+        }
+        s_on_task(n, &m->u.task, now);
         break;
     case PROTO_MSG_RESULT_ACK:
         s_pending_remove(n, m->u.result_ack.token);
@@ -234,13 +346,18 @@ s_connect(void *ctx, const char *keys, const char *endpoint)
     return sock;
 }
 
+// The next heartbeat or deferred answer of any session (monotonic ms).
 static int64_t
-s_next_heartbeat(const nullrone_t *n, size_t count)
+s_next_wake(const nullrone_t *n, size_t count)
 {
     int64_t next = n[0].next_hb_ms;
-    for (size_t i = 1; i < count; i++) {
+    for (size_t i = 0; i < count; i++) {
         if (n[i].next_hb_ms < next) {
             next = n[i].next_hb_ms;
+        }
+        if (n[i].head_due < n[i].n_due &&
+            n[i].due[n[i].head_due].due_ms < next) {
+            next = n[i].due[n[i].head_due].due_ms;
         }
     }
     return next;
@@ -260,7 +377,7 @@ s_run(nullrone_t *n, size_t count)
     }
     int ret = 0;
     while (!s_stop && ret == 0) {
-        int64_t wait = s_next_heartbeat(n, count) - clock_mono_ms();
+        int64_t wait = s_next_wake(n, count) - clock_mono_ms();
         int rc = zmq_poll(items, (int) count, wait < 0 ? 0 : (long) wait);
         if (rc < 0 && zmq_errno() != EINTR) {
             ret = 1;
@@ -272,6 +389,7 @@ s_run(nullrone_t *n, size_t count)
         }
         int64_t now = clock_mono_ms();
         for (size_t i = 0; i < count; i++) {
+            s_answer_due(&n[i], now);
             if (now >= n[i].next_hb_ms) {
                 s_heartbeat(&n[i], now);
             }
@@ -288,7 +406,7 @@ s_run(nullrone_t *n, size_t count)
 
 static int
 s_parse(int argc, char **argv, const char **keys, const char **endpoint,
-        nullrone_t *n, size_t *sessions)
+        nullrone_t *n, size_t *sessions, const char **receipts)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -311,6 +429,15 @@ s_parse(int argc, char **argv, const char **keys, const char **endpoint,
                 return -1;
             }
             n->slots = (uint32_t) s;
+        } else if (strcmp(a, "--delay-ms") == 0) {
+            char *end;
+            long d = strtol(v, &end, 10);
+            if (*end || d < 0 || d > 3600000) {
+                return -1;
+            }
+            s_delay_ms = d;
+        } else if (strcmp(a, "--receipts") == 0) {
+            *receipts = v;
         } else if (strcmp(a, "--instance") == 0) {
             n->instance = v;
         } else if (strcmp(a, "--sessions") == 0) {
@@ -351,6 +478,10 @@ s_close_all(nullrone_t *n, size_t count)
         free(n[i].secret);
         free(n[i].pending);
         free(n[i].own_instance);
+        for (size_t k = n[i].head_due; k < n[i].n_due; k++) {
+            free(n[i].due[k].task);
+        }
+        free(n[i].due);
     }
     free(n);
 }
@@ -359,15 +490,17 @@ int
 main(int argc, char **argv)
 {
     nullrone_t proto = {.slots = 1, .heartbeat_ms = 1000};
-    const char *keys = NULL, *endpoint = NULL;
+    const char *keys = NULL, *endpoint = NULL, *receipts = NULL;
     size_t count = 1;
     char inst[64];
     snprintf(inst, sizeof inst, "nullrone-%ld", (long) getpid());
     proto.instance = inst;
-    if (s_parse(argc, argv, &keys, &endpoint, &proto, &count) < 0) {
+    if (s_parse(argc, argv, &keys, &endpoint, &proto, &count, &receipts)
+            < 0) {
         s_usage();
         return 64;
     }
+    s_keep_receipts = receipts != NULL;
     struct sigaction sa = {.sa_handler = s_on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -399,5 +532,8 @@ main(int argc, char **argv)
             count == 1 ? "" : "s");
     s_close_all(n, count);
     zmq_ctx_term(ctx);
+    if (receipts && s_write_receipts(receipts) < 0 && rc == 0) {
+        rc = 1;
+    }
     return rc;
 }

@@ -346,6 +346,7 @@ s_read_input(broker_t *b, int64_t start)
             return true;
         }
         s_clocks(b);
+        b->turn_read++;
         if (!keyring_admits(b, &in)) {
             keyring_refuse(b, &in);
         } else if (rc == WIRE_BAD) {
@@ -385,6 +386,7 @@ s_fail_outbox(broker_t *b)
 static void
 s_flush(broker_t *b)
 {
+    b->turn_sent += b->n_out;
     for (size_t i = 0; i < b->n_out; i++) {
         out_t *o = &b->out[i];
         if (!o->msg) {
@@ -490,9 +492,10 @@ s_commit(broker_t *b)
         metrics_add(b->metrics, METRIC_COMMIT_FAILURES, 0, 1);
         return -1;
     }
+    b->turn_commit_us = clock_mono_us() - t0;
     metrics_add(b->metrics, METRIC_COMMITS, 0, 1);
     metrics_observe(b->metrics, METRICS_H_COMMIT_DURATION,
-                    (double) (clock_mono_us() - t0) / 1e6);
+                    (double) b->turn_commit_us / 1e6);
     metrics_observe(b->metrics, METRICS_H_COMMIT_TRANSITIONS, (double) moves);
     return 0;
 }
@@ -536,11 +539,35 @@ s_shift(broker_t *b, int64_t delta_ms)
     liveness_shift(b, delta_ms);
 }
 
+// --slow-turn-ms: where a long turn's time went (t: the clock after each
+// part, in µs), so a stall names its cause.
+static void
+s_log_slow(broker_t *b, const int64_t t[5])
+{
+    int64_t total_ms = (t[4] - t[0]) / 1000;
+    if (b->cfg->slow_turn_ms <= 0 || total_ms < b->cfg->slow_turn_ms) {
+        return;
+    }
+    log_warn(LOG, "slow turn: %lld ms: input %lld (%lld messages), timers "
+             "%lld, dispatch %lld, commit %lld, end and send %lld ms; %zu "
+             "messages sent", (long long) total_ms,
+             (long long) (t[1] - t[0]) / 1000, (long long) b->turn_read,
+             (long long) (t[2] - t[1]) / 1000,
+             (long long) (t[3] - t[2]) / 1000,
+             (long long) b->turn_commit_us / 1000,
+             (long long) (t[4] - t[3] - b->turn_commit_us) / 1000,
+             b->turn_sent);
+}
+
 static void
 s_turn(broker_t *b)
 {
     s_clocks(b);
     int64_t start = b->now_mono;
+    int64_t t[5] = {clock_mono_us()};
+    b->turn_read = 0;
+    b->turn_sent = 0;
+    b->turn_commit_us = 0;
     s_release_undelivered(b);
     if (b->reload) {
         // In the turn, before its input: releases commit with it, and a
@@ -554,6 +581,7 @@ s_turn(broker_t *b)
     size_t n_fds = b->router ? router_closed(b->router, &fds) : 0;
     liveness_closed_fds(b, fds, n_fds);
     bool drained = s_read_input(b, start);
+    t[1] = clock_mono_us();
     s_clocks(b);
     if (drained) {
         liveness_check(b);
@@ -566,8 +594,12 @@ s_turn(broker_t *b)
         drones_heartbeat(b);
         b->next_heartbeat_ms = b->now_mono + b->cfg->heartbeat_ms;
     }
+    t[2] = clock_mono_us();
     drones_dispatch(b);
+    t[3] = clock_mono_us();
     broker_end_turn(b);
+    t[4] = clock_mono_us();
+    s_log_slow(b, t);
     router_log_flush(b->router, clock_mono_ms());
     // A turn that overran (a slow disk, a stopped process) must not expire
     // leases whose renewals are waiting in the socket: push deadlines back.

@@ -27,6 +27,7 @@ typedef struct {
     int64_t backoff_cap_ms;   // largest retry delay
     int64_t turn_msgs;        // messages read per turn at most
     int64_t turn_ms;          // milliseconds of reading per turn at most
+    int64_t slow_turn_ms;     // log turns this long, by part (0: off)
     char *model_limit;        // comma list of NAME=N (limits.h), or NULL
     char *model_rpm;          // comma list of NAME=N: dispatches per window
     int64_t model_rpm_window_ms;  // that window; 0: BROKER_RPM_WINDOW_MS

@@ -124,6 +124,9 @@ struct broker {
     bool reload;                // reload the allow lists this turn
     int64_t next_heartbeat_ms;  // monotonic
     int64_t now_mono;           // this turn's clocks
+    int64_t turn_commit_us;     // --slow-turn-ms: this turn's COMMIT
+    int64_t turn_read;          // --slow-turn-ms: messages it read
+    size_t turn_sent;           // --slow-turn-ms: messages it sent
     int64_t now_wall;
 };
 

@@ -54,6 +54,9 @@ static const cfg_option_t s_opts[] = {
      "messages read per turn (one commit) at most", 1, 1000000},
     {"turn-ms", "WAGGLE_TURN_MS", CFG_INT, C(turn_ms), "50", "N",
      "milliseconds spent reading per turn at most", 1, 10000},
+    {"slow-turn-ms", "WAGGLE_SLOW_TURN_MS", CFG_INT, C(slow_turn_ms), "0",
+     "N", "log each turn that takes N ms or longer, with the time of each "
+     "part (0: off; for finding stalls)", 0, 3600000},
     {"model-limit", "WAGGLE_MODEL_LIMIT", CFG_LIST, C(model_limit), NULL,
      "NAME=N", "at most N prompt tasks of model NAME in flight across all "
      "drones (repeatable; '*=N' for each model without its own)", 0, 0},

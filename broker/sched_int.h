@@ -99,6 +99,10 @@ struct sched {
     sched__heap_t backoff;       // ready tasks still in backoff, all plans
     sched__leases_t *leases;     // owned
     int64_t now_ms;              // wall; stamps ready tasks (sched_set_now)
+    // At least the priority of every task in any group heap (never
+    // lowered): a pick that found a task of this priority may stop.
+    int64_t prio_max;
+    bool prio_seen;              // prio_max holds a value
 };
 
 // --- sched.c --------------------------------------------------------------

@@ -132,6 +132,21 @@ s_heap_min_after(const sched__heap_t *h, size_t i, int64_t now_ms)
 
 // --- ready queues -------------------------------------------------------
 
+// Every entry into a group heap: keeps prio_max an upper bound of every
+// key in any group heap, which lets sched_pick_if stop early.
+static void
+s_group_push(sched_t *self, sched__plan_t *p, size_t idx)
+{
+    sched__task_t *t = &p->tasks[idx];
+    s_heap_push(&p->groups[t->group].heap,
+                (sched__hent_t){t->priority, p, idx});
+    t->where = SCHED__IN_GROUP;
+    if (!self->prio_seen || t->priority > self->prio_max) {
+        self->prio_max = t->priority;
+        self->prio_seen = true;
+    }
+}
+
 void
 sched__enqueue(sched_t *self, sched__plan_t *p, size_t idx)
 {
@@ -141,9 +156,7 @@ sched__enqueue(sched_t *self, sched__plan_t *p, size_t idx)
                     (sched__hent_t){t->not_before_ms, p, idx});
         t->where = SCHED__IN_BACKOFF;
     } else {
-        s_heap_push(&p->groups[t->group].heap,
-                    (sched__hent_t){t->priority, p, idx});
-        t->where = SCHED__IN_GROUP;
+        s_group_push(self, p, idx);
     }
 }
 
@@ -166,10 +179,7 @@ s_backoff_drain(sched_t *self, int64_t now_ms)
     while (h->len > 0 && h->items[0].key <= now_ms) {
         sched__hent_t e = h->items[0];
         s_heap_remove(h, 0);
-        sched__task_t *t = &e.plan->tasks[e.idx];
-        s_heap_push(&e.plan->groups[t->group].heap,
-                    (sched__hent_t){t->priority, e.plan, e.idx});
-        t->where = SCHED__IN_GROUP;
+        s_group_push(self, e.plan, e.idx);
     }
 }
 
@@ -350,6 +360,14 @@ sched_pick_if(sched_t *self, const char *const *tags, size_t n_tags,
         // Strictly higher: at equal priority the plan met first wins.
         if (top && (!best || top->key > best->key)) {
             best = top;
+        }
+        // Nothing after can be strictly higher: stop.  Without this every
+        // pick walked every running plan, so a backlog of plans made each
+        // dispatch slower and the backlog longer — the paced runs' stalls
+        // (bench/README.md).  Usually every task has the same priority and
+        // the first plan with a task this drone may take wins at once.
+        if (best && best->key >= self->prio_max) {
+            break;
         }
     }
     if (!best) {
