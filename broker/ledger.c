@@ -32,6 +32,9 @@
 
 #define S_LOG "broker.ledger"
 #define S_BUSY_TIMEOUT_MS 5000
+// When the WAL starts over, the first commit cuts the file back to this
+// (ledger_ckpt.c keeps it from growing much past a few MB in between).
+#define S_WAL_LIMIT_BYTES (4 * 1024 * 1024)
 
 // --- the SQLite edge ---------------------------------------------------
 
@@ -491,6 +494,24 @@ s_memstatus_off(void)
     }
 }
 
+// Checkpoints move to a thread of their own (ledger_ckpt.c); the WAL
+// limit keeps a file that grew under load from staying big.  The pragma
+// before the thread: it would replace the thread's WAL hook.
+static int
+s_ckpt_setup(ledger_t *self, char *err, size_t errlen)
+{
+    char *sql = xasprintf("PRAGMA wal_autocheckpoint = 0;"
+                          " PRAGMA journal_size_limit = %d",
+                          S_WAL_LIMIT_BYTES);
+    int rc = s_exec(self, sql, err, errlen);
+    free(sql);
+    if (rc != 0) {
+        return -1;
+    }
+    return ledger__ckpt_start(&self->ckpt, self->db, self->path, err,
+                              errlen);
+}
+
 int
 ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
             size_t errlen)
@@ -527,7 +548,8 @@ ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
     }
     if (s_setup(self, rdonly, err, errlen) != 0
         || s_prepare_all(self, err, errlen) != 0
-        || s_token_load(self, err, errlen) != 0) {
+        || s_token_load(self, err, errlen) != 0
+        || (!rdonly && s_ckpt_setup(self, err, errlen) != 0)) {
         ledger_destroy(&self);
         return -1;
     }
@@ -548,6 +570,12 @@ ledger_destroy(ledger_t **self_p)
     for (int q = 0; q < LEDGER__Q_COUNT; q++) {
         sqlite3_finalize(self->stmt[q]);
     }
+    // The thread's connection closes first, so the main one is the last
+    // and its close checkpoints and removes the WAL, as before.
+    if (self->db) {
+        sqlite3_wal_hook(self->db, NULL, NULL);
+    }
+    ledger__ckpt_stop(&self->ckpt);
     sqlite3_close(self->db);
     // Closing the file releases the flock; the file itself stays, since
     // unlinking it could race with the next broker's open.
@@ -557,6 +585,17 @@ ledger_destroy(ledger_t **self_p)
     free(self->path);
     free(self);
     *self_p = NULL;
+}
+
+void
+ledger_checkpoints(const ledger_t *self, uint64_t *by_thread,
+                   uint64_t *on_loop)
+{
+    assert(self && by_thread && on_loop);
+    *by_thread = *on_loop = 0;
+    if (self->ckpt) {
+        ledger__ckpt_counts(self->ckpt, by_thread, on_loop);
+    }
 }
 
 const char *

@@ -160,12 +160,20 @@ typedef struct {
 // rolled back, the file keeps the version it had before the step, and open
 // fails naming both versions.  LEDGER_RDONLY refuses an older schema (it
 // cannot upgrade).  A schema newer than this code is refused, naming both
-// versions.  Returns 0 or -1 with err.
+// versions.  A writer (not LEDGER_RDONLY) also starts a thread, with a
+// connection of its own, that checkpoints the WAL (ledger_ckpt.c): no
+// commit pays for a checkpoint unless the WAL grew past a high mark;
+// ledger_destroy joins it.  Returns 0 or -1 with err.
 int ledger_open(ledger_t **out, const char *path, unsigned flags, char *err,
                 size_t errlen);
 void ledger_destroy(ledger_t **self_p);
 // A random id made when the ledger was created (the broker's identity).
 const char *ledger_id(const ledger_t *self);
+// WAL checkpoints so far: by the thread, and on the caller's thread inside
+// a commit because the WAL had grown past the high mark (0, 0 when
+// RDONLY).
+void ledger_checkpoints(const ledger_t *self, uint64_t *by_thread,
+                        uint64_t *on_loop);
 
 // --- turns ------------------------------------------------------------
 int ledger_begin(ledger_t *self);          // no-op if a turn is open

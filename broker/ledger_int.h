@@ -14,6 +14,7 @@
 //                    transaction per schema version
 //   ledger_backup.c  copies through SQLite's backup API: the upgrade's
 //                    backup and ledger_backup()
+//   ledger_ckpt.c    WAL checkpoints on a thread with its own connection
 //
 // Names shared between those files start ledger__ / LEDGER__ (libuv's
 // uv__); helpers private to one file stay static and start s_.
@@ -90,6 +91,7 @@ typedef enum {
 } ledger__query_t;
 
 typedef struct ledger__events ledger__events_t;
+typedef struct ledger__ckpt ledger__ckpt_t;
 
 struct ledger {
     struct sqlite3 *db;             // the one connection
@@ -120,6 +122,8 @@ struct ledger {
     // The open turn's events rows not written yet (ledger_events.c);
     // NULL until the first.
     ledger__events_t *events;
+    // The checkpoint thread (ledger_ckpt.c); NULL when RDONLY.
+    ledger__ckpt_t *ckpt;
 };
 
 // One events row; see ledger__append_event().
@@ -235,6 +239,21 @@ ledger_rc_t ledger__events_flush(ledger_t *self);
 void ledger__events_clear(ledger_t *self);
 // Frees the buffer and its statements; before the connection closes.
 void ledger__events_destroy(ledger_t *self);
+
+// --- checkpoints (ledger_ckpt.c) -----------------------------------------
+// Opens a second connection to path, starts the thread and sets main_db's
+// WAL hook (which turns SQLite's autocheckpoint off): from then on no
+// commit of main_db checkpoints, unless the WAL grew past the high mark
+// (ledger_ckpt.c says why).  Returns 0, or -1 with err.
+int ledger__ckpt_start(ledger__ckpt_t **out, struct sqlite3 *main_db,
+                       const char *path, char *err, size_t errlen);
+// Joins the thread and closes its connection; no-op on NULL.  The caller
+// removed the WAL hook of the main connection first.
+void ledger__ckpt_stop(ledger__ckpt_t **self_p);
+// Checkpoints run so far by the thread and, past the high mark, on the
+// loop.
+void ledger__ckpt_counts(ledger__ckpt_t *self, uint64_t *thread_ckpts,
+                         uint64_t *loop_ckpts);
 
 // --- writes (ledger_write.c) --------------------------------------------
 // Counts a task transition of the open turn (ledger_tally and the tasks
