@@ -118,6 +118,25 @@ s_write(ledger_t *l, const workplan_t *wp, long long total_bytes,
     }
 }
 
+typedef struct {
+    long long max;                  // the largest WAL seen, -1: failed
+    bool dropped;                   // the file shrank between commits
+    uint64_t by_thread, on_loop;    // ledger_checkpoints() after
+} s_run_t;
+
+static s_run_t
+s_run(ledger_t *l, const workplan_t *wp, long long total_bytes, int pause_ms)
+{
+    s_run_t r;
+    r.max = s_write(l, wp, total_bytes, pause_ms, &r.dropped);
+    ledger_checkpoints(l, &r.by_thread, &r.on_loop);
+    fprintf(stderr, "%s: WAL max %lld bytes, %s, %llu thread checkpoints, "
+            "%llu on the loop\n", t_current, r.max,
+            r.dropped ? "cut back" : "never cut back",
+            (unsigned long long) r.by_thread, (unsigned long long) r.on_loop);
+    return r;
+}
+
 // With pauses between commits, as a broker at less than its peak, the
 // thread alone keeps the WAL small: 64 MB of frames went through it, the
 // file never held more than a few checkpoints' worth, the loop never had
@@ -128,16 +147,11 @@ test_thread_checkpoints_and_truncates(void)
     ledger_t *l = s_open();
     workplan_t *wp = s_workplan();
     REQUIRE(l && wp);
-    bool dropped;
-    long long max = s_write(l, wp, 64 * MIB, 5, &dropped);
-    uint64_t by_thread, on_loop;
-    ledger_checkpoints(l, &by_thread, &on_loop);
-    fprintf(stderr, "%s: WAL max %lld bytes, %llu thread checkpoints, %llu "
-            "on the loop\n", t_current, max, (unsigned long long) by_thread,
-            (unsigned long long) on_loop);
-    CHECK(max > 0);
-    CHECK(max < 24 * MIB);
-    CHECK(by_thread > 0);
+    s_run_t r = s_run(l, wp, 64 * MIB, 20);
+    CHECK(r.max > 0);
+    // Under the loop's high mark (~33 MB): the thread kept up alone.
+    CHECK(r.max < 24 * MIB);
+    CHECK(r.by_thread > 0);
     // Idle: a TRUNCATE after a second; generous for a loaded machine.
     int64_t deadline = s_now_ms() + 30000;
     while (s_wal_bytes() > 0 && s_now_ms() < deadline) {
@@ -159,18 +173,12 @@ test_bounded_with_a_writer_that_never_pauses(void)
     ledger_t *l = s_open();
     workplan_t *wp = s_workplan();
     REQUIRE(l && wp);
-    bool dropped;
-    long long max = s_write(l, wp, 100 * MIB, 0, &dropped);
-    uint64_t by_thread, on_loop;
-    ledger_checkpoints(l, &by_thread, &on_loop);
-    fprintf(stderr, "%s: WAL max %lld bytes, %llu thread checkpoints, %llu "
-            "on the loop\n", t_current, max, (unsigned long long) by_thread,
-            (unsigned long long) on_loop);
-    CHECK(max > 0);
+    s_run_t r = s_run(l, wp, 100 * MIB, 0);
+    CHECK(r.max > 0);
     // The high mark (8000 frames, ~33 MB) plus one commit's frames.
-    CHECK(max < 40 * MIB);
-    CHECK(dropped);
-    CHECK(by_thread > 0);
+    CHECK(r.max < 40 * MIB);
+    CHECK(r.dropped);
+    CHECK(r.by_thread > 0);
     workplan_destroy(&wp);
     ledger_destroy(&l);
     // The last close checkpointed and removed the WAL, as before.
@@ -184,8 +192,7 @@ test_reopen_after_checkpoints(void)
     ledger_t *l = s_open();
     workplan_t *wp = s_workplan();
     REQUIRE(l && wp);
-    bool dropped;
-    CHECK(s_write(l, wp, 12 * MIB, 0, &dropped) > 0);
+    CHECK(s_run(l, wp, 12 * MIB, 0).max > 0);
     ledger_destroy(&l);
     l = s_open();
     REQUIRE(l);
