@@ -270,6 +270,10 @@ ledger__ckpt_stop(ledger__ckpt_t **self_p)
     pthread_mutex_unlock(&self->mu);
     if (self->started) {
         pthread_join(self->thread, NULL);
+        log_info(S_LOG, "ledger '%s': %llu checkpoints by the thread, %llu "
+                 "on the loop", self->path,
+                 (unsigned long long) atomic_load(&self->thread_ckpts),
+                 (unsigned long long) self->loop_ckpts);
     }
     sqlite3_close(self->db);
     pthread_mutex_destroy(&self->mu);
