@@ -17,13 +17,16 @@
 //
 // The bound.  A checkpoint copies only frames no reader still needs, and
 // the WAL starts over only when a write begins with every frame copied;
-// a writer that never pauses can keep the thread one step behind, and the
-// WAL would grow without end.  Past S_WAL_HIGH_FRAMES the hook therefore
-// runs a PASSIVE checkpoint itself, on the loop, where no commit can slip
-// in between: it copies only what the thread has not, and the next write
-// restarts the WAL (journal_size_limit then cuts the file back).  That is
-// logged, since it means the thread cannot keep up (a slow disk) or a
-// reader holds an old snapshot.
+// a busy writer commits while the thread copies, keeps it one step behind
+// (measured: at the 16x16 peak the WAL never restarted on its own), and
+// the WAL would grow without end.  So the loop finishes what the thread
+// began: at the first commit after a thread checkpoint, when at most
+// S_FINISH_FRAMES frames are left, the hook runs a PASSIVE checkpoint
+// itself, where no commit can slip in between; it copies only those few
+// frames, and the next write restarts the WAL (journal_size_limit then
+// cuts the file back).  Past S_WAL_HIGH_FRAMES it does so whatever is
+// left, and logs it: the thread cannot keep up (a slow disk) or a reader
+// holds an old snapshot.
 //
 // The thread never writes rows and never decides what is committed; it
 // shares with the loop only the fields under mu.
@@ -54,6 +57,9 @@
 // run again at most this many times: the WAL restarts only when a write
 // begins with every frame copied.
 #define S_CATCH_UP 3
+// The loop finishes a thread checkpoint that left at most this many
+// frames (~1 MB): a short copy instead of the whole WAL.
+#define S_FINISH_FRAMES 256
 
 struct ledger__ckpt {
     char *path;                     // the database file, for messages
@@ -68,20 +74,27 @@ struct ledger__ckpt {
     uint64_t commits;               // commits seen by the hook (mu)
     // The loop's side, touched only by the hook.
     int asked_frames;               // WAL size at the last request
-    uint64_t loop_ckpts;            // checkpoints the loop had to run
+    uint64_t loop_ckpts;            // checkpoints the loop ran
+    uint64_t high_ckpts;            // of them, past the high mark
     _Atomic uint64_t thread_ckpts;  // checkpoints the thread ran
+    // Frames the thread's last PASSIVE copied, or 0: the loop's cue to
+    // finish it (s_wal_hook); it takes it back to 0.
+    _Atomic int copied;
 };
 
 // Returns how many frames are left behind (writes that came in meanwhile,
-// or frames a reader still needs), 0 when the WAL is copied whole.
+// or frames a reader still needs), 0 when the WAL is copied whole;
+// *copied gets the frames copied so far (0 after an error).
 static int
-s_checkpoint(struct sqlite3 *db, const char *path, int mode, const char *who)
+s_checkpoint(struct sqlite3 *db, const char *path, int mode, const char *who,
+             int *copied)
 {
     int log_frames = 0, done_frames = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, mode, &log_frames,
                                        &done_frames);
     // BUSY: another checkpoint, a reader or the writer is in the way; the
     // next one catches up.
+    *copied = rc == SQLITE_OK ? done_frames : 0;
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
         log_warn(S_LOG, "ledger '%s': checkpoint (%s): %s", path, who,
                  sqlite3_errmsg(db));
@@ -141,10 +154,14 @@ s_main(void *arg)
             break;
         }
         pthread_mutex_unlock(&self->mu);
-        int left = s_checkpoint(self->db, self->path, mode, "thread");
+        int copied = 0;
+        int left = s_checkpoint(self->db, self->path, mode, "thread",
+                                &copied);
         for (int i = 0; left > 0 && i < S_CATCH_UP; i++) {
-            left = s_checkpoint(self->db, self->path, mode, "thread");
+            left = s_checkpoint(self->db, self->path, mode, "thread",
+                                &copied);
         }
+        atomic_store(&self->copied, copied);
         atomic_fetch_add(&self->thread_ckpts, 1);
         pthread_mutex_lock(&self->mu);
     }
@@ -152,20 +169,37 @@ s_main(void *arg)
     return NULL;
 }
 
-// The thread fell behind: checkpoint here, where no commit can come in
-// between, and say so (rarely: at 1, 2, 4, 8... times).
+// Checkpoints here, where no commit can come in between: the few frames
+// a thread checkpoint left, or (high) a WAL past the high mark, which is
+// logged (rarely: at 1, 2, 4, 8... times).
 static void
-s_loop_checkpoint(ledger__ckpt_t *self, struct sqlite3 *db, int frames)
+s_loop_checkpoint(ledger__ckpt_t *self, struct sqlite3 *db, int frames,
+                  bool high)
 {
     self->loop_ckpts++;
-    if ((self->loop_ckpts & (self->loop_ckpts - 1)) == 0) {
+    if (high) {
+        self->high_ckpts++;
+    }
+    if (high && (self->high_ckpts & (self->high_ckpts - 1)) == 0) {
         log_warn(S_LOG, "ledger '%s': the WAL holds %d frames (over %d): "
                  "checkpointing on the broker's loop (%llu times so far); "
                  "the checkpoint thread is behind (slow disk) or a reader "
                  "holds an old snapshot", self->path, frames,
-                 S_WAL_HIGH_FRAMES, (unsigned long long) self->loop_ckpts);
+                 S_WAL_HIGH_FRAMES, (unsigned long long) self->high_ckpts);
     }
-    (void) s_checkpoint(db, self->path, SQLITE_CHECKPOINT_PASSIVE, "loop");
+    int copied;
+    (void) s_checkpoint(db, self->path, SQLITE_CHECKPOINT_PASSIVE, "loop",
+                        &copied);
+}
+
+// True when the thread's last checkpoint of this WAL left only a few
+// frames (the cue is taken either way).
+static bool
+s_finish_due(ledger__ckpt_t *self, int frames)
+{
+    int copied = atomic_exchange(&self->copied, 0);
+    return copied > 0 && frames >= copied
+           && frames - copied <= S_FINISH_FRAMES;
 }
 
 // SQLite calls this on the loop after each commit of the main connection,
@@ -194,7 +228,9 @@ s_wal_hook(void *arg, struct sqlite3 *db, const char *name, int frames)
     }
     pthread_mutex_unlock(&self->mu);
     if (frames >= S_WAL_HIGH_FRAMES) {
-        s_loop_checkpoint(self, db, frames);
+        s_loop_checkpoint(self, db, frames, true);
+    } else if (s_finish_due(self, frames)) {
+        s_loop_checkpoint(self, db, frames, false);
     }
     return SQLITE_OK;
 }
@@ -271,9 +307,10 @@ ledger__ckpt_stop(ledger__ckpt_t **self_p)
     if (self->started) {
         pthread_join(self->thread, NULL);
         log_info(S_LOG, "ledger '%s': %llu checkpoints by the thread, %llu "
-                 "on the loop", self->path,
+                 "on the loop (%llu past the high mark)", self->path,
                  (unsigned long long) atomic_load(&self->thread_ckpts),
-                 (unsigned long long) self->loop_ckpts);
+                 (unsigned long long) self->loop_ckpts,
+                 (unsigned long long) self->high_ckpts);
     }
     sqlite3_close(self->db);
     pthread_mutex_destroy(&self->mu);
