@@ -58,10 +58,11 @@
 // Checkpoints: a writer's WAL is copied into the database by a thread of
 // the ledger on its own connection (ledger_ckpt.c), not inside a COMMIT on
 // the caller's thread: PASSIVE every 1000 new frames, TRUNCATE after a
-// second with no commit.  Only when the WAL passes 8000 frames (the thread
-// fell behind a writer that never pauses, or a reader holds an old
-// snapshot) does a commit checkpoint itself, logged, so the file stays
-// bounded; journal_size_limit (4 MiB) cuts it back after a restart.
+// second with no commit.  A commit checkpoints only the few frames (at
+// most 256) a thread checkpoint left, so the WAL can start over, or,
+// logged, a WAL past 8000 frames (the thread fell behind, or a reader
+// holds an old snapshot), so the file stays bounded; journal_size_limit
+// (4 MiB) cuts it back after a restart.
 // Durability does not depend on the thread: every commit is synced.
 #ifndef WAGGLE_LEDGER_H
 #define WAGGLE_LEDGER_H
