@@ -131,7 +131,10 @@ typedef struct {
     int64_t lease_start_ms;
     int64_t not_before_ms;       // backoff end for ready tasks, else 0
     uint32_t attempts_used;      // attempts that used the budget
-    uint32_t attempts_total;     // attempt rows, any outcome
+    uint32_t attempts_total;     // attempt rows, any outcome: their
+                                 // highest n (numbered 1, 2, ... by
+                                 // ledger_task_lease), which the broker
+                                 // keeps to number the next one
     uint32_t lost_leases;        // leases lost: unconfirmed, or with their
                                  // drone (invariant 6)
 } ledger_task_row_t;

@@ -438,7 +438,7 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
 #define S_LOAD_TASK_COLS                                                     \
     "SELECT t.plan_id, t.tid, t.state, t.lease_token, t.lease_instance,"     \
     " t.lease_holder, t.lease_start_ms, t.not_before_ms, t.attempts_used,"   \
-    " (SELECT count(*) FROM attempts a"                                      \
+    " (SELECT coalesce(max(a.n), 0) FROM attempts a"                         \
     " WHERE a.plan_id = t.plan_id AND a.tid = t.tid), t.lost_leases"
     [LEDGER__Q_LOAD_PLAN] = "SELECT id, workplan_json FROM plans WHERE id = ?1",
     [LEDGER__Q_LOAD_PLAN_TASKS] =
