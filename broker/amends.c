@@ -254,6 +254,9 @@ s_apply(broker_t *b, router_in_t *in, int64_t plan, amend_t **a_p,
     // ledger's redefine cleared it; the swap kept the old one).
     for (size_t k = 0; k < a->n_replaced; k++) {
         size_t i = a->replaced[k];
+        sched_attempts_t att = sched_attempts(b->sched, plan, i);
+        att.used = 0;  // its attempt rows stay: runs does not change
+        sched_attempts_set(b->sched, plan, i, att);
         if (st[i] == PROTO_TASK_READY) {
             sched_set(b->sched, plan, i, PROTO_TASK_READY, 0);
         }

@@ -734,8 +734,10 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     if (!broker_begin(b)) {
         return false;
     }
+    sched_attempts_t att = sched_attempts(b->sched, plan, idx);
     ledger_rc_t rc = ledger_task_lease(b->ledger, plan, t->id, d->instance,
-                                       d->name, b->now_wall, &token, &attempt);
+                                       d->name, att.used, att.runs + 1,
+                                       b->now_wall, &token, &attempt);
     if (rc != LEDGER_OK) {
         if (rc == LEDGER_MISS) {
             broker_desync(b, "a ready task could not be leased");
@@ -746,6 +748,8 @@ s_lease_and_push(broker_t *b, drone_t *d, int64_t plan, size_t idx)
     }
     s_dispatch_latency(b, plan, idx);
     sched_set(b->sched, plan, idx, PROTO_TASK_LEASED, 0);
+    att.runs++;
+    sched_attempts_set(b->sched, plan, idx, att);
     sched_lease_t l = {.token = token, .plan = plan, .idx = idx,
                        .deadline_ms = b->now_mono + b->cfg->lease_ms};
     if (t->timeout_s > 0) {

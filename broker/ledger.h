@@ -141,7 +141,10 @@ typedef struct {
     int64_t lease_start_ms;
     int64_t not_before_ms;       // backoff end for ready tasks, else 0
     uint32_t attempts_used;      // attempts that used the budget
-    uint32_t attempts_total;     // attempt rows, any outcome
+    uint32_t attempts_total;     // attempt rows, any outcome: their
+                                 // highest n (numbered 1, 2, ... by
+                                 // ledger_task_lease), which the broker
+                                 // keeps to number the next one
     uint32_t lost_leases;        // leases lost: unconfirmed, or with their
                                  // drone (invariant 6)
 } ledger_task_row_t;
@@ -238,6 +241,9 @@ ledger_rc_t ledger_plan_state(ledger_t *self, int64_t plan,
 const char *ledger_plan_state_name(ledger_plan_state_t s);
 // The name stored for an attempt outcome ("expired"), "?" when out of range.
 const char *ledger_outcome_name(ledger_attempt_outcome_t o);
+// Whether an attempt that ended so uses one of its task's budget
+// (succeeded, failed, expired; not released or cancelled).
+bool ledger_outcome_uses_budget(ledger_attempt_outcome_t o);
 
 // --- tasks ------------------------------------------------------------
 // A transition that involves no lease (waiting->ready, ->blocked,
@@ -247,14 +253,18 @@ ledger_rc_t ledger_task_move(ledger_t *self, int64_t plan, const char *task,
                              const char *actor, const char *detail,
                              int64_t now_ms);
 // ready -> leased to (instance, holder) under a fresh token; inserts the
-// attempt row (its n counts every lease of the task).  *attempt is the
-// attempt of the budget this lease is: attempts used + 1, so a lease that
-// ended using none (released, undelivered) does not advance it.  Refused
-// (MISS) unless ready and not_before <= now_ms.
+// attempt row numbered run (its n counts every lease of the task: the
+// task's attempt rows + 1).  used is the task's attempts_used; *attempt is
+// the attempt of the budget this lease is: used + 1, so a lease that ended
+// using none (released, undelivered) does not advance it.  The caller
+// keeps both in memory (sched_attempts) so the lease reads nothing; a
+// run already used fails the insert (UNIQUE (plan_id, tid, n)):
+// LEDGER_ERROR.
+// Refused (MISS) unless ready and not_before <= now_ms.
 ledger_rc_t ledger_task_lease(ledger_t *self, int64_t plan, const char *task,
                               const char *instance, const char *holder,
-                              int64_t now_ms, uint64_t *token,
-                              uint32_t *attempt);
+                              uint32_t used, uint32_t run, int64_t now_ms,
+                              uint64_t *token, uint32_t *attempt);
 // An amendment's new tasks: wp->tasks[first..] get their rows (seq = their
 // index, state states[i], never leased), then their edges (they may need
 // each other), each with a 'task' event from nothing to its state.
@@ -271,14 +281,18 @@ ledger_rc_t ledger_task_redefine(ledger_t *self, int64_t plan,
                                  proto_task_state_t from,
                                  proto_task_state_t to, const char *actor,
                                  int64_t now_ms);
-// leased(token[, instance]) -> to, recording how the attempt ended.  to is
+// leased(token[, instance]) -> to, recording how the attempt ended in
+// attempt row run (the lease's n, kept by the caller: nothing is read; an
+// open attempt of that token with another n is LEDGER_ERROR, memory and
+// ledger disagree).  to is
 // succeeded, ready (with not_before_ms), dead or cancelled.  instance NULL
 // skips the holder check (cancel, expiry).  SUCCEEDED/FAILED/EXPIRED
 // outcomes use one attempt of the budget; RELEASED/CANCELLED do not.
 // end->lost adds one to the task's lost_leases in the same compare-and-set
 // (whatever the outcome; a forgiven first loss is typically RELEASED).
 ledger_rc_t ledger_task_finish(ledger_t *self, int64_t plan, const char *task,
-                               uint64_t token, const char *instance,
+                               uint64_t token, uint32_t run,
+                               const char *instance,
                                const ledger_attempt_end_t *end,
                                proto_task_state_t to, int64_t not_before_ms,
                                const char *actor, int64_t now_ms);

@@ -302,25 +302,20 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " lease_instance = ?3, lease_holder = ?4, lease_start_ms = ?5"
         " WHERE plan_id = ?1 AND tid = ?2 AND state = 'ready'"
         " AND not_before_ms <= ?5",
-    // The attempts of the budget used so far and the next run's number.
-    [LEDGER__Q_LEASE_INFO] =
-        "SELECT attempts_used, (SELECT coalesce(max(n), 0) + 1"
-        " FROM attempts WHERE plan_id = ?1 AND tid = ?2)"
-        " FROM tasks WHERE plan_id = ?1 AND tid = ?2",
     [LEDGER__Q_ATTEMPT_START] =
         "INSERT INTO attempts (plan_id, tid, n, token,"
         " instance, holder, started_ms)"
         " VALUES (?1, ?2, ?7, ?3, ?4, ?5, ?6)",
     // ?7 is 1 when the outcome uses an attempt of the budget; only those
-    // attempts are what status shows as the last run.
+    // attempts are what status shows as the last run.  ?12 is the lease's
+    // attempt number, from the broker's memory (no read on the hot path;
+    // LEDGER__Q_ATTEMPT_END checks it against the row).
     [LEDGER__Q_FINISH] =
         "UPDATE tasks SET state = ?5, lease_token = NULL,"
         " lease_instance = NULL, lease_holder = NULL,"
         " lease_start_ms = NULL, not_before_ms = ?6,"
         " attempts_used = attempts_used + ?7,"
-        " accepted_attempt = CASE WHEN ?5 = 'succeeded' THEN"
-        " (SELECT n FROM attempts WHERE token = ?3)"
-        " ELSE accepted_attempt END,"
+        " accepted_attempt = iif(?5 = 'succeeded', ?12, accepted_attempt),"
         " last_exit_code = iif(?7, ?8, last_exit_code),"
         " last_error = iif(?7, ?9, last_error),"
         " last_drone = iif(?7, lease_holder, last_drone),"
@@ -335,8 +330,7 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
         " error = ?7, stdout = ?8, stdout_truncated = ?9,"
         " stderr = ?10, stderr_truncated = ?11,"
         " prompt_tokens = ?12, completion_tokens = ?13"
-        " WHERE token = ?1 AND outcome = 'running'",
-    [LEDGER__Q_ATTEMPT_N] = "SELECT n FROM attempts WHERE token = ?1",
+        " WHERE token = ?1 AND outcome = 'running' AND n = ?14",
     [LEDGER__Q_TOKEN_LOOKUP] =
         "SELECT plan_id, tid, outcome FROM attempts"
         " WHERE token = ?1",
@@ -444,7 +438,7 @@ const char *const ledger__sql[LEDGER__Q_COUNT] = {
 #define S_LOAD_TASK_COLS                                                     \
     "SELECT t.plan_id, t.tid, t.state, t.lease_token, t.lease_instance,"     \
     " t.lease_holder, t.lease_start_ms, t.not_before_ms, t.attempts_used,"   \
-    " (SELECT count(*) FROM attempts a"                                      \
+    " (SELECT coalesce(max(a.n), 0) FROM attempts a"                         \
     " WHERE a.plan_id = t.plan_id AND a.tid = t.tid), t.lost_leases"
     [LEDGER__Q_LOAD_PLAN] = "SELECT id, workplan_json FROM plans WHERE id = ?1",
     [LEDGER__Q_LOAD_PLAN_TASKS] =

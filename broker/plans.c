@@ -37,8 +37,10 @@ s_backoff_ms(broker_t *b, uint32_t used)
                             : 0);
 }
 
-static ledger_rc_t
-s_next_state(broker_t *b, const sched_lease_t *l, const char *task,
+// Where a finished attempt leaves its task; used is the task's attempts
+// of the budget before this one (sched_attempts: nothing is read).
+static void
+s_next_state(broker_t *b, const sched_lease_t *l, uint32_t used,
              const ledger_attempt_end_t *end, proto_task_state_t *to,
              int64_t *not_before)
 {
@@ -46,20 +48,15 @@ s_next_state(broker_t *b, const sched_lease_t *l, const char *task,
     switch (end->outcome) {
     case LEDGER_ATTEMPT_SUCCEEDED:
         *to = PROTO_TASK_SUCCEEDED;
-        return LEDGER_OK;
+        return;
     case LEDGER_ATTEMPT_RELEASED:
         *to = PROTO_TASK_READY;
-        return LEDGER_OK;
+        return;
     case LEDGER_ATTEMPT_CANCELLED:
         *to = PROTO_TASK_CANCELLED;
-        return LEDGER_OK;
+        return;
     default:
         break;
-    }
-    uint32_t used = 0;
-    ledger_rc_t rc = ledger_task_attempts_used(b->ledger, l->plan, task, &used);
-    if (rc != LEDGER_OK) {
-        return rc;
     }
     used++;  // this attempt
     const wp_task_t *t = &sched_workplan(b->sched, l->plan)->tasks[l->idx];
@@ -69,8 +66,8 @@ s_next_state(broker_t *b, const sched_lease_t *l, const char *task,
         *to = PROTO_TASK_READY;
         *not_before = b->now_wall + s_backoff_ms(b, used);
     }
-    return LEDGER_OK;
 }
+
 
 ledger_rc_t
 plans_finish(broker_t *b, const sched_lease_t *lease,
@@ -83,12 +80,12 @@ plans_finish(broker_t *b, const sched_lease_t *lease,
     const char *task = wp->tasks[lease->idx].id;
     proto_task_state_t to;
     int64_t nb;
-    ledger_rc_t rc = s_next_state(b, lease, task, end, &to, &nb);
-    if (rc == LEDGER_OK) {
-        rc = ledger_task_finish(b->ledger, lease->plan, task, lease->token,
-                                lease->instance, end, to, nb, actor,
-                                b->now_wall);
-    }
+    sched_attempts_t att = sched_attempts(b->sched, lease->plan, lease->idx);
+    s_next_state(b, lease, att.used, end, &to, &nb);
+    ledger_rc_t rc = ledger_task_finish(b->ledger, lease->plan, task,
+                                        lease->token, att.runs,
+                                        lease->instance, end, to, nb, actor,
+                                        b->now_wall);
     if (rc != LEDGER_OK) {
         if (rc == LEDGER_ERROR) {
             broker_fail_turn(b);
@@ -100,6 +97,8 @@ plans_finish(broker_t *b, const sched_lease_t *lease,
     tails_drop(b, lease->token);
     sched_lease_remove(b->sched, lease->token);
     sched_set(b->sched, plan, idx, to, nb);
+    att.used += ledger_outcome_uses_budget(end->outcome);
+    sched_attempts_set(b->sched, plan, idx, att);
     // DEBUG, not INFO: one line per finished task was most of the log
     // (and ~3% of the broker's instructions) at 30k tasks/s; the events
     // table has every transition, and a plan's end stays INFO.
@@ -128,9 +127,10 @@ s_cancel_leased(broker_t *b, const sched_move_t *m, const char *actor)
     const char *task = sched_workplan(b->sched, m->plan)->tasks[m->idx].id;
     ledger_attempt_end_t end = {.outcome = LEDGER_ATTEMPT_CANCELLED,
                                 .error = "cancelled"};
-    ledger_rc_t rc = ledger_task_finish(b->ledger, m->plan, task, l->token,
-                                        NULL, &end, PROTO_TASK_CANCELLED, 0,
-                                        actor, b->now_wall);
+    ledger_rc_t rc = ledger_task_finish(
+        b->ledger, m->plan, task, l->token,
+        sched_attempts(b->sched, m->plan, m->idx).runs, NULL, &end,
+        PROTO_TASK_CANCELLED, 0, actor, b->now_wall);
     if (rc != LEDGER_OK) {
         return rc;
     }
@@ -206,6 +206,7 @@ typedef struct {
     char *why;                  // owned; set once the plan cannot be loaded
     proto_task_state_t *states;
     int64_t *not_before;
+    sched_attempts_t *attempts;
     bool *seen;                 // a row arrived for this task index
     size_t n_seen;
     sched_lease_t *leases;
@@ -258,6 +259,7 @@ s_on_plan(void *arg, int64_t plan, const char *json)
     size_t n = p->wp->n_tasks;
     p->states = xcalloc(n ? n : 1, sizeof *p->states);
     p->not_before = xcalloc(n ? n : 1, sizeof *p->not_before);
+    p->attempts = xcalloc(n ? n : 1, sizeof *p->attempts);
     p->seen = xcalloc(n ? n : 1, sizeof *p->seen);
 }
 
@@ -335,6 +337,8 @@ s_on_task(void *arg, const ledger_task_row_t *row)
     p->seen[idx] = true;
     p->n_seen++;
     p->states[idx] = row->state;
+    p->attempts[idx] = (sched_attempts_t) {.used = row->attempts_used,
+                                           .runs = row->attempts_total};
     // Backoff survives a restart but never beyond its cap from now (the
     // ledger is told too, or it would refuse the lease until the old end).
     // A gate's deadline in the same column is kept as it is.
@@ -410,6 +414,7 @@ s_install(broker_t *b, s_loaded_t *p)
     sched_plan_add(b->sched, p->plan, &p->wp, p->states);
     size_t n = sched_workplan(b->sched, p->plan)->n_tasks;
     for (size_t i = 0; i < n; i++) {
+        sched_attempts_set(b->sched, p->plan, i, p->attempts[i]);
         if (p->states[i] == PROTO_TASK_READY && p->not_before[i] > 0) {
             sched_set(b->sched, p->plan, i, PROTO_TASK_READY,
                       p->not_before[i]);
@@ -471,6 +476,7 @@ s_finish_load(broker_t *b, s_loader_t *ld, ledger_rc_t rc)
         free(p->why);
         free(p->states);
         free(p->not_before);
+        free(p->attempts);
         free(p->seen);
         free(p->leases);
         free(p->clamped);

@@ -606,6 +606,9 @@ s_apply_retry(broker_t *b, router_in_t *in, int64_t plan, size_t idx,
                                m->from, m->to, in->name,
                                b->now_wall) == LEDGER_OK;
         sched_set(b->sched, plan, idx, m->to, 0);
+        sched_attempts_t att = sched_attempts(b->sched, plan, idx);
+        att.used = 0;  // the fresh budget; its attempt rows stay
+        sched_attempts_set(b->sched, plan, idx, att);
         if (ok && m->to == PROTO_TASK_AWAITING_APPROVAL) {
             ok = gates_started(b, plan, idx);
         }

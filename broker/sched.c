@@ -399,6 +399,32 @@ sched_not_before(const sched_t *self, int64_t plan, size_t idx)
     return p->tasks[idx].not_before_ms;
 }
 
+// The 1M-task plan's RSS target (issue 9) counts on it.
+_Static_assert(sizeof(sched__task_t) <= 40, "sched__task_t grew");
+
+sched_attempts_t
+sched_attempts(const sched_t *self, int64_t plan, size_t idx)
+{
+    assert(self);
+    const sched__plan_t *p = sched__plan_find(self, plan);
+    assert(p && idx < p->wp->n_tasks);
+    return (sched_attempts_t) {.used = p->tasks[idx].used,
+                               .runs = p->tasks[idx].runs};
+}
+
+void
+sched_attempts_set(sched_t *self, int64_t plan, size_t idx,
+                   sched_attempts_t a)
+{
+    assert(self);
+    sched__plan_t *p = sched__plan_find(self, plan);
+    assert(p && idx < p->wp->n_tasks);
+    // A budget is at most WORKPLAN_MAX_RETRIES + 1 attempts, so used never
+    // comes near the cap; a ledger saying more still loads (as dead).
+    p->tasks[idx].used = (uint16_t) (a.used < UINT16_MAX ? a.used : UINT16_MAX);
+    p->tasks[idx].runs = a.runs;
+}
+
 void
 sched_set_now(sched_t *self, int64_t now_ms)
 {

@@ -95,6 +95,22 @@ void sched_set_now(sched_t *self, int64_t now_ms);
 // ready before any sched_set_now).
 int64_t sched_ready_since(const sched_t *self, int64_t plan, size_t idx);
 
+// A task's attempts as the ledger counts them, kept here so that leasing
+// and finishing read nothing (issue 9): used is tasks.attempts_used (the
+// budget's attempts so far), runs the task's attempt rows (the next lease
+// is row runs + 1; a leased task's attempt is row runs).  The broker sets
+// them after each ledger change that moves them (lease, finish, retry,
+// amendment) and the loader from the ledger's rows.
+typedef struct {
+    uint32_t used;
+    uint32_t runs;
+} sched_attempts_t;
+
+sched_attempts_t sched_attempts(const sched_t *self, int64_t plan,
+                                size_t idx);
+void sched_attempts_set(sched_t *self, int64_t plan, size_t idx,
+                        sched_attempts_t a);
+
 // What follows from task idx having just become terminal (not applied):
 //   succeeded -> each waiting dependent whose needs have all succeeded
 //                becomes ready (a gate: awaiting_approval);
@@ -227,8 +243,8 @@ const sched_lease_t *sched_lease_of_task(const sched_t *self, int64_t plan,
 
 // --- description (tests) --------------------------------------------------
 // A canonical text of everything sched holds that a restart must keep:
-// plans in id order with each task's state, backoff end and pending
-// needs, each requires group with its ready tasks, and the leases by token
+// plans in id order with each task's state, backoff end, pending needs
+// and attempts (sched_attempts), each requires group with its ready tasks, and the leases by token
 // with plan, task and instance.  Left out, because a restart changes them
 // legitimately: lease deadlines, the round-robin cursor, the order inside a
 // heap, and whether a ready task whose backoff ended still sits in the

@@ -116,14 +116,19 @@ sched_plan_swap(sched_t *self, int64_t plan, workplan_t **wp,
     size_t n_old = p->wp->n_tasks;
     int64_t *nb = xcalloc(n_old ? n_old : 1, sizeof *nb);
     uint8_t *was = xcalloc(n_old ? n_old : 1, sizeof *was);
+    sched_attempts_t *att = xcalloc(n_old ? n_old : 1, sizeof *att);
     for (size_t i = 0; i < n_old; i++) {
         nb[i] = p->tasks[i].not_before_ms;
         was[i] = p->tasks[i].state;
+        att[i] = sched_attempts(self, plan, i);
     }
     sched_plan_remove(self, plan);
     sched_plan_add(self, plan, wp, states);
-    // A backoff or a gate's deadline stays with a task that kept its state.
+    // A backoff or a gate's deadline stays with a task that kept its state;
+    // its attempts stay with every task (a replaced one's budget is reset
+    // by the caller, as the ledger's row was).
     for (size_t i = 0; i < n_old; i++) {
+        sched_attempts_set(self, plan, i, att[i]);
         if (nb[i] && states[i] == was[i] &&
             (states[i] == PROTO_TASK_READY ||
              states[i] == PROTO_TASK_AWAITING_APPROVAL)) {
@@ -132,4 +137,5 @@ sched_plan_swap(sched_t *self, int64_t plan, workplan_t **wp,
     }
     free(nb);
     free(was);
+    free(att);
 }

@@ -91,6 +91,10 @@ s_task(s_text_t *out, const sched_t *self, const sched__plan_t *p,
     if (s == PROTO_TASK_WAITING || t->n_pending != s_pending(p, idx)) {
         s_add(out, " pending %" PRIu32, t->n_pending);
     }
+    if (t->used || t->runs) {
+        s_add(out, " used %" PRIu32 " runs %" PRIu32, (uint32_t) t->used,
+              t->runs);
+    }
     s_add(out, "\n");
     if (t->n_pending != s_pending(p, idx)) {
         s_add(out, "  BROKEN: pending should be %" PRIu32 "\n",

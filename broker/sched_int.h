@@ -43,7 +43,8 @@ typedef struct {
     bool by_time;                // earliest key first; else highest key first
 } sched__heap_t;
 
-// 40 bytes: a loaded 1M-task plan holds a million.
+// 40 bytes: a loaded 1M-task plan holds a million (used and runs fill
+// what was padding).
 typedef struct {
     int64_t not_before_ms;       // wall ms; ready only, 0 = none
     int64_t ready_ms;            // wall ms it last became ready (the
@@ -54,6 +55,9 @@ typedef struct {
     uint32_t group;              // index into the plan's groups
     uint8_t state;               // proto_task_state_t
     uint8_t where;               // SCHED__NOWHERE, _IN_GROUP or _IN_BACKOFF
+    uint16_t used;               // the ledger's attempts_used (<= 101:
+                                 // WORKPLAN_MAX_RETRIES + 1)
+    uint32_t runs;               // the task's attempt rows in the ledger
 } sched__task_t;
 
 // Tasks of one plan with equal (sorted, distinct) requires.

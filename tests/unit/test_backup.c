@@ -121,8 +121,8 @@ test_copy_keeps_mode_and_skips_tokens(void)
     uint64_t token = 0;
     uint32_t attempt = 0;
     REQUIRE(ledger_begin(c) == 0);
-    CHECK_INT(ledger_task_lease(c, plan, "a", "inst", "drone-1", NOW, &token,
-                                &attempt), LEDGER_OK);
+    CHECK_INT(ledger_task_lease(c, plan, "a", "inst", "drone-1", 0, 1, NOW,
+                                &token, &attempt), LEDGER_OK);
     REQUIRE(ledger_commit(c) == 0);
     CHECK(token > LEDGER_BACKUP_TOKEN_GAP);
     CHECK(token == info.next_token);

@@ -85,6 +85,45 @@ s_submit(ledger_t *l, const char *json, const char *who, const char *key)
     return plan;
 }
 
+// What the broker keeps in memory for a task (sched_attempts), read back
+// from the ledger: attempts of the budget used, attempt rows, and the row
+// number of token (0: none).
+typedef struct {
+    uint64_t token;
+    uint32_t rows, n_of_token;
+} s_runs_t;
+
+static void
+s_count_run(void *arg, const ledger_attempt_row_t *row)
+{
+    s_runs_t *r = arg;
+    r->rows++;
+    if (row->token == r->token) {
+        r->n_of_token = row->n;
+    }
+}
+
+static s_runs_t
+s_runs(ledger_t *l, int64_t plan, const char *task, uint64_t token)
+{
+    s_runs_t r = {.token = token};
+    if (ledger_attempts(l, plan, task, s_count_run, &r) != LEDGER_OK) {
+        r.rows = r.n_of_token = 0;
+    }
+    return r;
+}
+
+// s_used below, without its check: a lease may name a task that is not
+// there.
+static uint32_t
+s_used_or_0(ledger_t *l, int64_t plan, const char *task)
+{
+    uint32_t used = 0;
+    return ledger_task_attempts_used(l, plan, task, &used) == LEDGER_OK
+               ? used
+               : 0;
+}
+
 // One lease in its own turn.
 static ledger_rc_t
 s_lease(ledger_t *l, int64_t plan, const char *task, const char *instance,
@@ -103,8 +142,10 @@ s_lease(ledger_t *l, int64_t plan, const char *task, const char *instance,
     if (ledger_begin(l) != 0) {
         return LEDGER_ERROR;
     }
+    uint32_t used = s_used_or_0(l, plan, task);
+    uint32_t run = s_runs(l, plan, task, 0).rows + 1;
     ledger_rc_t rc = ledger_task_lease(l, plan, task, instance, "drone-1",
-                                       now, &tok, &n);
+                                       used, run, now, &tok, &n);
     if (ledger_commit(l) != 0) {
         return LEDGER_ERROR;
     }
@@ -126,8 +167,9 @@ s_finish(ledger_t *l, int64_t plan, const char *task, uint64_t token,
     if (ledger_begin(l) != 0) {
         return LEDGER_ERROR;
     }
-    ledger_rc_t rc = ledger_task_finish(l, plan, task, token, instance, end,
-                                        to, not_before, "drone-1", NOW);
+    uint32_t run = s_runs(l, plan, task, token).n_of_token;
+    ledger_rc_t rc = ledger_task_finish(l, plan, task, token, run, instance,
+                                        end, to, not_before, "drone-1", NOW);
     return ledger_commit(l) == 0 ? rc : LEDGER_ERROR;
 }
 
@@ -410,7 +452,7 @@ test_task_times_and_attempt_number(void)
     CHECK_INT(t.ended_ms, 0);
     proto_msg_destroy(&m);
     REQUIRE(ledger_begin(l) == 0);
-    CHECK_INT(ledger_task_finish(l, plan, "a", token, "i1", &s_fail_end,
+    CHECK_INT(ledger_task_finish(l, plan, "a", token, 1, "i1", &s_fail_end,
                                  PROTO_TASK_DEAD, 0, "drone-1", NOW + 1300),
               LEDGER_OK);
     CHECK_INT(ledger_task_reset(l, plan, "a", PROTO_TASK_DEAD,
@@ -557,6 +599,55 @@ test_token_lookup_tells_duplicates(void)
     ledger_destroy(&l);
 }
 
+// The broker says which attempt row a lease is and a finish ends (it
+// keeps them in memory: no read).  A finish naming another row than the
+// lease's is an error that fails the turn, never a result recorded under
+// the wrong number; a lease reusing a row number fails too.
+static void
+test_attempt_numbers_from_memory_checked(void)
+{
+    ledger_t *l = s_open();
+    REQUIRE(l);
+    int64_t plan = s_submit(l, s_plan_json, "alice", NULL);
+    REQUIRE(plan > 0);
+    uint64_t t;
+    uint32_t n;
+    CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, &n), LEDGER_OK);
+    CHECK_INT(n, 1);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, 2, "i1", &s_ok_end,
+                                 PROTO_TASK_SUCCEEDED, 0, "d", NOW),
+              LEDGER_ERROR);
+    ledger_rollback(l);
+    REQUIRE(ledger_begin(l) == 0);
+    ledger_attempt_end_t back = {.outcome = LEDGER_ATTEMPT_RELEASED};
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, 1, "i1", &back,
+                                 PROTO_TASK_READY, 0, "d", NOW),
+              LEDGER_OK);
+    REQUIRE(ledger_commit(l) == 0);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", 0, 1, NOW, &t,
+                                &n), LEDGER_ERROR);
+    ledger_rollback(l);
+    REQUIRE(ledger_begin(l) == 0);
+    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", 0, 2, NOW, &t,
+                                &n), LEDGER_OK);
+    CHECK_INT(n, 1);  // the hand-back used no attempt of the budget
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, 2, "i1", &s_ok_end,
+                                 PROTO_TASK_SUCCEEDED, 0, "d", NOW),
+              LEDGER_OK);
+    REQUIRE(ledger_commit(l) == 0);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    bool trunc = false;
+    uint32_t accepted = 0;
+    CHECK_INT(ledger_task_output(l, plan, "a", 0, false, &data, &len, &trunc,
+                                 &accepted), LEDGER_OK);
+    CHECK_INT(accepted, 2);
+    free(data);
+    ledger_destroy(&l);
+}
+
 static void
 test_racing_results_one_wins(void)
 {
@@ -567,13 +658,13 @@ test_racing_results_one_wins(void)
     CHECK_INT(s_lease(l, plan, "a", "i1", NOW, &t, NULL), LEDGER_OK);
     // Two RESULTs for one token drained in the same turn.
     REQUIRE(ledger_begin(l) == 0);
-    CHECK_INT(ledger_task_finish(l, plan, "a", t, "i1", &s_ok_end,
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, 1, "i1", &s_ok_end,
                                  PROTO_TASK_SUCCEEDED, 0, "d", NOW),
               LEDGER_OK);
-    CHECK_INT(ledger_task_finish(l, plan, "a", t, "i1", &s_ok_end,
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, 1, "i1", &s_ok_end,
                                  PROTO_TASK_SUCCEEDED, 0, "d", NOW),
               LEDGER_MISS);
-    CHECK_INT(ledger_task_finish(l, plan, "a", t, "i1", &s_fail_end,
+    CHECK_INT(ledger_task_finish(l, plan, "a", t, 1, "i1", &s_fail_end,
                                  PROTO_TASK_READY, 0, "d", NOW),
               LEDGER_MISS);
     CHECK_INT(ledger_commit(l), 0);
@@ -970,7 +1061,8 @@ test_failed_commit_rolls_back_the_turn(void)
     uint64_t t;
     uint32_t n;
     int64_t lost = 0;
-    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", NOW, &t, &n),
+    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", 0, 1, NOW, &t,
+                                &n),
               LEDGER_OK);
     CHECK_INT(ledger_task_move(l, plan, "b", PROTO_TASK_WAITING,
                                PROTO_TASK_READY, "broker", NULL, NOW),
@@ -1043,7 +1135,8 @@ test_error_fails_the_turn(void)
     uint64_t t;
     uint32_t n;
     REQUIRE(ledger_begin(l) == 0);
-    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", NOW, &t, &n),
+    CHECK_INT(ledger_task_lease(l, plan, "a", "i1", "drone-1", 0, 1, NOW, &t,
+                                &n),
               LEDGER_OK);
     // Fails at its last statement, after the plan and task rows.
     CHECK_INT(ledger_plan_create(l, wp, "{}", "h", init, "alice", "key-1",
@@ -1806,6 +1899,7 @@ static const t_case_t t_cases[] = {
     T(test_lease_finish_succeeded),
     T(test_stale_results_change_nothing),
     T(test_token_lookup_tells_duplicates),
+    T(test_attempt_numbers_from_memory_checked),
     T(test_racing_results_one_wins),
     T(test_retry_fresh_budget_tokens_grow),
     T(test_set_workplan),

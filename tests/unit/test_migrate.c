@@ -495,12 +495,16 @@ test_v5_fixture_upgraded(void)
     REQUIRE(slow > 0);
     REQUIRE(ledger_begin(l) == 0);
     ledger_attempt_end_t ok = {.outcome = LEDGER_ATTEMPT_SUCCEEDED};
-    CHECK_INT(ledger_task_finish(l, 2, "slow", slow, NULL, &ok,
+    uint32_t run = (uint32_t) s_int(s_path(""), "SELECT n FROM attempts"
+                                    " WHERE tid = 'slow' AND outcome ="
+                                    " 'running'");
+    CHECK_INT(ledger_task_finish(l, 2, "slow", slow, run, NULL, &ok,
                                  PROTO_TASK_SUCCEEDED, 0, "broker", NOW),
               LEDGER_OK);
     uint64_t tok = 0;
     uint32_t n = 0;
-    CHECK_INT(ledger_task_lease(l, 2, "tagged", "i2", "drone", NOW, &tok, &n),
+    CHECK_INT(ledger_task_lease(l, 2, "tagged", "i2", "drone", 0, 1, NOW,
+                                &tok, &n),
               LEDGER_OK);
     CHECK_INT(ledger_commit(l), 0);
     CHECK_INT(tok, old_next);
@@ -556,12 +560,19 @@ test_fixture_upgraded_loads_and_runs_on(void)
     REQUIRE(ledger_begin(l) == 0);
     ledger_attempt_end_t lost = {.outcome = LEDGER_ATTEMPT_RELEASED,
                                  .lost = true};
-    CHECK_INT(ledger_task_finish(l, 2, "slow", 5, NULL, &lost,
+    uint32_t run = (uint32_t) s_int(s_path(""), "SELECT n FROM attempts"
+                                    " WHERE token = 5");
+    uint32_t runs = (uint32_t) s_int(s_path(""), "SELECT count(*) FROM"
+                                     " attempts WHERE tid = 'slow'");
+    uint32_t used = (uint32_t) s_int(s_path(""), "SELECT attempts_used FROM"
+                                     " tasks WHERE tid = 'slow'");
+    CHECK_INT(ledger_task_finish(l, 2, "slow", 5, run, NULL, &lost,
                                  PROTO_TASK_READY, 0, "broker", NOW),
               LEDGER_OK);
     uint64_t tok = 0;
     uint32_t n = 0;
-    CHECK_INT(ledger_task_lease(l, 2, "slow", "i2", "drone", NOW, &tok, &n),
+    CHECK_INT(ledger_task_lease(l, 2, "slow", "i2", "drone", used, runs + 1,
+                                NOW, &tok, &n),
               LEDGER_OK);
     CHECK_INT(ledger_drone_seen(l, "i2", "drone", "h", 1, NULL, "ab", NOW),
               LEDGER_OK);

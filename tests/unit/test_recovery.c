@@ -987,6 +987,72 @@ test_tails_kept_for_the_holder_and_dropped(void)
     free(w);
 }
 
+// One round of the first drone alone: its RESULTs, a dispatch, the turn.
+static void
+s_solo_round(s_world_t *w)
+{
+    s_results(w, &w->drones[0]);
+    s_clock(w);
+    drones_dispatch(w->b);
+    s_end_turn(w);
+}
+
+// The attempts the broker keeps in memory so that leasing and finishing
+// read nothing (issue 9): kept by the lease, a failure, a hand-back and a
+// success, reset by an amendment's replace, and equal to what a reload
+// reads from the ledger.  The accepted attempt the finish recorded is the
+// run memory said.
+static void
+test_attempts_kept_without_reads(void)
+{
+    s_world_t *w = xcalloc(1, sizeof *w);
+    s_world_init(w);
+    REQUIRE(s_open(w));
+    s_hello(w, &w->drones[0]);
+    s_end_turn(w);
+    CHECK_INT(s_submit(w, "{\"name\": \"a\", \"defaults\": {\"retries\": 2},"
+                          " \"tasks\": [{\"id\": \"fail1\", \"run\": [\"true\"]},"
+                          "{\"id\": \"back1\", \"run\": [\"true\"]}]}"), 1);
+    for (int i = 0; i < 3; i++) {
+        s_solo_round(w);
+    }
+    // fail1 failed once (in backoff); back1 was handed back, leased again
+    // and succeeded with its second run.
+    s_expect(w, "task 0 'fail1' ready not_before ", " used 1 runs 1\n");
+    s_expect(w, "task 1 'back1' succeeded used 1 runs 2\n", NULL);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    bool trunc = false;
+    uint32_t accepted = 0;
+    CHECK_INT(ledger_task_output(w->b->ledger, 1, "back1", 0, false, &data,
+                                 &len, &trunc, &accepted), LEDGER_OK);
+    CHECK_INT(accepted, 2);
+    free(data);
+    proto_msg_t *m = proto_msg_new(PROTO_MSG_AMEND);
+    m->u.amend.plan = 1;
+    m->u.amend.amendment = xstrdup("{\"replace\": [{\"id\": \"fail1\","
+                                   " \"run\": [\"true\"]}]}");
+    s_request(w, m);
+    s_end_turn(w);
+    s_expect(w, "task 0 'fail1' ready used 0 runs 1\n", NULL);
+    char *before = sched_describe(w->b->sched);
+    broker_destroy(&w->b);
+    REQUIRE(s_open(w));
+    char *after = sched_describe(w->b->sched);
+    CHECK_STR(after, before);
+    free(before);
+    free(after);
+    // Its next lease is run 2, the first attempt of its fresh budget (it
+    // fails again: a fail* task always does).
+    s_hello(w, &w->drones[0]);
+    s_end_turn(w);
+    s_solo_round(w);
+    s_solo_round(w);
+    s_expect(w, "task 0 'fail1' ready not_before ", " used 1 runs 2\n");
+    broker_destroy(&w->b);
+    free(w);
+}
+
 static const t_case_t t_cases[] = {
     T(test_reload_equals_live_every_round),
     T(test_backoff_clamped_on_reload),
@@ -995,6 +1061,7 @@ static const t_case_t t_cases[] = {
     T(test_gates_answer_and_time_out),
     T(test_budget_commit_fails),
     T(test_tails_kept_for_the_holder_and_dropped),
+    T(test_attempts_kept_without_reads),
     {0},
 };
 
