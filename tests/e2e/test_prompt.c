@@ -282,8 +282,24 @@ test_length_and_timeout(void)
 }
 
 // The pid of a process whose command line holds needle, or -1.
+// True when pid runs in a directory below dir: a process of this test's
+// swarm (its drones' attempts live under the swarm's directory), not of
+// another test running at the same time.
+static bool
+s_runs_below(long pid, const char *dir)
+{
+    char path[64], cwd[1024];
+    snprintf(path, sizeof path, "/proc/%ld/cwd", pid);
+    ssize_t n = readlink(path, cwd, sizeof cwd - 1);
+    if (n < 0) {
+        return false;
+    }
+    cwd[n] = '\0';
+    return strncmp(cwd, dir, strlen(dir)) == 0;
+}
+
 static pid_t
-s_find_proc(const char *needle)
+s_find_proc(const char *needle, const char *below)
 {
     DIR *dir = opendir("/proc");
     pid_t found = -1;
@@ -300,7 +316,8 @@ s_find_proc(const char *needle)
         char *buf = s_slurp(path, &len);
         // Not the call's init, whose argv holds the call's.
         if (buf && s_mem_has(buf, len, needle)
-            && !s_mem_has(buf, len, "waggle-task-init")) {
+            && !s_mem_has(buf, len, "waggle-task-init")
+            && s_runs_below(pid, below)) {
             found = (pid_t) pid;
         }
         free(buf);
@@ -342,7 +359,7 @@ test_hang_then_cancel(void)
         usleep(20000);
     }
     REQUIRE(llm_count(&llm) == 1);
-    pid_t pid = s_find_proc("model-call");
+    pid_t pid = s_find_proc("model-call", s.dir);
     REQUIRE(pid > 0);
     char path[64];
     size_t len = 0;
