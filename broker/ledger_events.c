@@ -110,8 +110,9 @@ static sqlite3_stmt *
 s_stmt(ledger_t *self, size_t k)
 {
     ledger__events_t *ev = self->events;
+    // No clear_bindings on reuse: s_write binds every parameter of all
+    // 2^k rows each time.
     if (ev->stmt[k]) {
-        sqlite3_clear_bindings(ev->stmt[k]);
         return ev->stmt[k];
     }
     static const char head[] =
